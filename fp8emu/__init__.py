@@ -1,0 +1,15 @@
+"""fp8emu: a bit-exact software emulator of FP8 (and any small ExMy float) numerics.
+
+Layers (data flows one way): formats -> rounding kernels -> GEMM/conv reference ->
+autograd -> nn / optim / loss scaling -> training CLI.  The verification toolkit sits
+beside training, on top of the numerics.
+"""
+
+from .format import Format, RoundMode, Specials
+from .formats import get_format
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Format", "RoundMode", "Specials", "get_format",
+]

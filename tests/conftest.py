@@ -1,0 +1,14 @@
+"""Shared test configuration: hypothesis profiles.
+
+Every test must also pass with ``NUMBA_DISABLE_JIT=1`` (slowly): the kernels are plain
+Python then, which is how to debug them.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", deadline=None, max_examples=200, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
