@@ -1,0 +1,74 @@
+"""The one-way data flow of docs/design.md, checked on the import graph of the package."""
+
+import ast
+import pathlib
+
+import pytest
+
+PKG = pathlib.Path(__file__).resolve().parents[1] / "fp8emu"
+
+# module (dotted, relative to fp8emu) -> layer number; a module may import only layers <= its own,
+# except the verification toolkit (6), which must not import the training stack (5's apps) and vice versa.
+LAYERS = {
+    "format": 1, "formats": 1,
+    "spec": 2, "_random": 2, "_kernels": 2, "quantize": 2,
+    "accumulators": 3, "gemm": 3, "conv": 3, "scaling": 3,
+    "autograd": 4,
+    "nn": 5, "optim": 5, "loss_scale": 5, "recipes": 5, "stats": 5,
+    "data": 6, "checkpoint": 6, "train": 6, "report": 6, "cli": 7, "__main__": 7,
+    "verify": 6, "testing": 6,
+}
+
+
+def _layer_of(dotted: str) -> int | None:
+    head = dotted.split(".")[0]
+    return LAYERS.get(head)
+
+
+def _internal_imports(path: pathlib.Path) -> list[str]:
+    rel = path.relative_to(PKG).with_suffix("")
+    package_parts = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module and node.module.startswith("fp8emu."):
+                    found.append(node.module[len("fp8emu."):])
+                continue
+            base = package_parts[: len(package_parts) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            if target:
+                found.append(target)
+            else:  # "from . import x"
+                found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("fp8emu."):
+                    found.append(alias.name[len("fp8emu."):])
+    return found
+
+
+MODULES = [p for p in sorted(PKG.rglob("*.py")) if p.name != "__init__.py" or p.parent != PKG]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_flow_one_way(path):
+    own = _layer_of(".".join(path.relative_to(PKG).with_suffix("").parts))
+    assert own is not None, f"{path.relative_to(PKG)} is in no layer: add it to LAYERS and docs/design.md"
+    for target in _internal_imports(path):
+        layer = _layer_of(target)
+        assert layer is not None, f"{path.relative_to(PKG)} imports fp8emu.{target}, which is in no layer"
+        assert layer <= own, (f"{path.relative_to(PKG)} (layer {own}) imports fp8emu.{target} "
+                              f"(layer {layer}): data flows one way")
+        if own == 6 and layer == 6:
+            side = lambda m: m.split(".")[0] in ("verify", "testing")  # noqa: E731
+            mod = ".".join(path.relative_to(PKG).with_suffix("").parts)
+            assert side(mod) == side(target), f"{mod} and fp8emu.{target}: training and verification stay apart"
+
+
+def test_package_never_imports_tests_or_benchmarks():
+    for path in PKG.rglob("*.py"):
+        text = path.read_text()
+        for bad in ("import tests", "from tests", "import benchmarks", "from benchmarks"):
+            assert bad not in text, f"{path.relative_to(PKG)}: {bad!r}"
