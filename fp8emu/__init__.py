@@ -7,9 +7,11 @@ beside training, on top of the numerics.
 
 from .format import Format, RoundMode, Specials
 from .formats import get_format
+from .quantize import decode, encode, quantize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Format", "RoundMode", "Specials", "get_format",
+    "encode", "decode", "quantize",
 ]
