@@ -1,0 +1,284 @@
+"""Public array API: ``encode`` (floats -> codes), ``decode`` (codes -> floats) and ``quantize``
+(fake quantization: floats -> nearest format values, same dtype).
+
+Inputs may be float16, bfloat16 (the ml_dtypes dtype), float32 or float64 of any shape,
+strides and byte order.  Each element is rounded exactly once from its own exact value
+(float64 never passes through float32).  Semantics: see :func:`fp8emu.spec.round_scalar`
+and ``docs/rounding.md``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _kernels
+from ._random import MAX_WORDS, new_seed, stream_keys
+from .format import Format, RoundMode, Specials
+from .formats import get_format
+
+__all__ = ["encode", "decode", "quantize", "SUPPORTED_DTYPES"]
+
+#: dtype name -> (width, fraction bits, bias, unsigned view dtype) of the supported float inputs.
+_INPUTS = {
+    "float16": (16, 10, 15, np.uint16),
+    "bfloat16": (16, 7, 127, np.uint16),
+    "float32": (32, 23, 127, np.uint32),
+    "float64": (64, 52, 1023, np.uint64),
+}
+SUPPORTED_DTYPES = tuple(_INPUTS)
+_NO_KEYS = np.zeros(1, dtype=np.uint64)
+
+
+def _input_info(dtype: np.dtype, argname: str = "x") -> tuple[int, int, int, type]:
+    name = np.dtype(dtype).name
+    if np.dtype(dtype).kind not in "fV" or name not in _INPUTS:
+        raise TypeError(f"{argname} has dtype {np.dtype(dtype)}; allowed: float16, bfloat16 (ml_dtypes), "
+                        "float32, float64")
+    return _INPUTS[name]
+
+
+def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, tuple]:
+    """(1-d C-contiguous native-order unsigned view of ``x``, input info)."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+        if x.dtype.kind in "iub":
+            raise TypeError(f"{argname} must be a float array (float16, bfloat16, float32, float64), "
+                            f"got {x.dtype}")
+    info = _input_info(x.dtype, argname)
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    flat = np.ascontiguousarray(x).reshape(-1)
+    return flat.view(info[3]), info
+
+
+@lru_cache(maxsize=None)
+def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple:
+    """The ints and the outcome table ``spc`` (see ``_kernels.SPECIAL_SLOTS``) for the kernels."""
+    sign = fmt.sign_mask
+    nan = fmt.nan_code if fmt.nan_code is not None else sign
+    pos_max, neg_max = fmt.max_code, fmt.max_code | sign
+    always_sat = saturate or fmt.specials is Specials.NONE
+    if fmt.has_inf:
+        pos_inf, neg_inf = fmt.inf_code, fmt.inf_code | sign
+    else:
+        pos_inf = neg_inf = nan
+    if always_sat:
+        pos_inf, neg_inf = pos_max, neg_max
+    pos_ovf = pos_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.DOWN)) else pos_inf
+    neg_ovf = neg_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.UP)) else neg_inf
+    if fmt.has_zero:
+        pos_zero, neg_zero = 0, (sign if fmt.has_negative_zero else 0)
+    else:
+        pos_zero = neg_zero = nan
+    neg_unsigned = nan if fmt.has_nan else 0
+    if not fmt.signed:          # unsigned: -Inf is a negative number
+        neg_inf = neg_unsigned
+    spc = np.array([nan, pos_inf, neg_inf, pos_zero, neg_zero, neg_unsigned, pos_ovf, neg_ovf], dtype=np.int64)
+    spc.setflags(write=False)
+    return (fmt.man_bits, fmt.emin, int(fmt.subnormals), int(fmt.has_zero), int(fmt.specials is Specials.FNUZ),
+            int(fmt.signed), sign, fmt.max_code, spc)
+
+
+def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
+    fmt = get_format(fmt)
+    mode = RoundMode.parse(rounding)
+    if not isinstance(saturate, (bool, np.bool_)):
+        raise TypeError(f"saturate must be a bool, got {type(saturate).__name__}")
+    if sr_bits is not None:
+        if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)) or not 1 <= sr_bits <= 32:
+            raise ValueError(f"sr_bits={sr_bits!r} is invalid; allowed: None (exact probabilities) or an int 1..32")
+        if mode is not RoundMode.STOCHASTIC:
+            raise ValueError(f"sr_bits={sr_bits} needs rounding='stochastic', got rounding={mode.value!r}")
+    for name, val in (("seed", seed), ("stream", stream)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer))):
+            raise TypeError(f"{name} must be an int (or None), got {type(val).__name__}")
+    if mode is RoundMode.STOCHASTIC:
+        keys = stream_keys(new_seed() if seed is None else int(seed), int(stream), MAX_WORDS)
+    else:
+        keys = _NO_KEYS
+    return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
+
+
+def _pad(in_m: int) -> int:
+    return max(0, 16 - in_m)
+
+
+def _check_out(out, shape, dtype, argname="out") -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{argname} must be a numpy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{argname} has shape {out.shape}; expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{argname} has dtype {out.dtype}; expected {np.dtype(dtype)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{argname} is read-only")
+
+
+def _direct_target(out: np.ndarray, x) -> bool:
+    """Whether the kernel may write into ``out`` directly (C-contiguous, native, and not
+    overlapping ``x`` other than as the identical array)."""
+    if not (out.flags.c_contiguous and out.dtype.isnative):
+        return False
+    if isinstance(x, np.ndarray) and np.may_share_memory(out, x):
+        return (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+                and x.strides == out.strides and x.dtype.itemsize == out.dtype.itemsize)
+    return True
+
+
+def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
+           saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Round floats into ``fmt`` and return the codes.
+
+    Args:
+        x: float16, bfloat16, float32 or float64 array-like (any shape/strides/byte order).
+        fmt: a :class:`Format` or a format name (``"e4m3fn"``).
+        rounding: a :class:`RoundMode` or its name/alias.
+        saturate: clamp overflow and +-Inf to +-max (formats without Inf/NaN always do).
+        seed: stochastic rounding seed (any int, taken mod 2^64).  ``None`` draws one from
+            NumPy's global generator: not reproducible.
+        sr_bits: ``None`` = exact probabilities; ``r`` in 1..32 = add ``r`` random bits and
+            truncate (probability ``floor(f*2^r)/2^r``: biased toward zero by < 2^-r ulp).
+        stream: independent random bits per stream for one seed (any int, mod 2^64).
+        out: optional C-order output array of ``x``'s shape and ``fmt.code_dtype``.
+
+    Returns:
+        uint8 codes (formats of <= 8 bits) or uint16, shaped like ``x``.
+
+    Edge cases: NaN -> ``fmt.nan_code`` (formats without NaN: the sign-bit-only code);
+    Inf -> +-Inf code, NaN (fn/fnuz) or +-max (saturating / no specials); overflow is decided
+    after rounding (directed modes that round toward zero for that sign give +-max); -0 ->
+    -0 code (fnuz and unsigned: +0); unsigned formats: negative numbers -> NaN; formats
+    without zero: 0 -> NaN and tiny values -> the smallest value.
+
+    Raises:
+        TypeError: ``x`` is not one of the supported float dtypes, or ``out`` has the wrong dtype.
+        ValueError: unknown format or rounding mode, bad ``sr_bits``, ``out`` shape mismatch.
+    """
+    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
+    bits, (in_w, in_m, in_bias, _) = _as_bits(x)
+    shape = np.shape(x)
+    if out is not None:
+        _check_out(out, shape, fmt.code_dtype)
+        target = out.reshape(-1) if _direct_target(out, x) else np.empty(bits.shape, fmt.code_dtype)
+    else:
+        target = np.empty(bits.shape, fmt.code_dtype)
+    params = _format_params(fmt, mode, saturate)
+    _kernels._encode(bits, target, in_w, in_m, in_bias, _pad(in_m), *params,
+                     _kernels.MODE_CODES[mode.value], r, keys)
+    if out is None:
+        return target.reshape(shape)
+    if not np.shares_memory(target, out):
+        np.copyto(out, target.reshape(shape))
+    return out
+
+
+@lru_cache(maxsize=None)
+def _lut(fmt: Format, dtype: np.dtype) -> np.ndarray:
+    """Values of all codes of ``fmt`` as ``dtype`` bit patterns (NaN codes -> dtype's quiet NaN).
+
+    Raises ValueError when some value of ``fmt`` is not exactly representable in ``dtype``.
+    """
+    vals = fmt.values()
+    cast = vals.astype(dtype)
+    finite = np.isfinite(vals)
+    back = cast.astype(np.float64)
+    if not np.array_equal(back[finite], vals[finite]) or not np.all(np.isfinite(back[finite])):
+        raise ValueError(f"{fmt.name} has values that {np.dtype(dtype).name} cannot hold exactly "
+                         f"(range {fmt.min_subnormal:g}..{fmt.max:g}, {fmt.man_bits} mantissa bits); use "
+                         "encode()/decode() with a wider float dtype instead")
+    nan = np.array(np.nan, dtype=np.float64).astype(dtype)
+    cast[np.isnan(vals)] = nan
+    bits = cast.view(_INPUTS[np.dtype(dtype).name][3]).copy()
+    bits.setflags(write=False)
+    return bits
+
+
+def _float_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _INPUTS:
+        raise TypeError(f"dtype={dtype!r} is not supported; allowed: float16, bfloat16 (ml_dtypes), float32, float64")
+    return dt
+
+
+def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np.float32,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Values of ``codes`` in ``fmt`` as ``dtype`` floats (exact; NaN codes -> quiet NaN).
+
+    Args:
+        codes: integer array-like of codes ``0 .. fmt.num_codes - 1``.
+        fmt: a :class:`Format` or a format name.
+        dtype: output float dtype (float16, bfloat16, float32, float64) that holds every
+            value of ``fmt`` exactly.
+        out: optional output array of ``codes``' shape and ``dtype``.
+
+    Raises:
+        TypeError: non-integer codes or unsupported ``dtype``.
+        ValueError: a code out of range, or ``dtype`` cannot hold ``fmt``'s values exactly.
+    """
+    fmt = get_format(fmt)
+    dt = _float_dtype(dtype)
+    c = np.asarray(codes)
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+    if c.size:
+        lo, hi = int(c.min()), int(c.max())
+        if lo < 0 or hi >= fmt.num_codes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"codes contains {bad}, out of range for {fmt.name} (0..{fmt.num_codes - 1})")
+    lut = _lut(fmt, dt)
+    flat = np.ascontiguousarray(c).reshape(-1)
+    if not flat.dtype.isnative:
+        flat = flat.astype(flat.dtype.newbyteorder("="))
+    if out is not None:
+        _check_out(out, c.shape, dt)
+        target = out.reshape(-1) if out.flags.c_contiguous and out.dtype.isnative else np.empty(flat.shape, dt)
+    else:
+        target = np.empty(flat.shape, dt)
+    _kernels._decode(flat, target.view(lut.dtype), lut)
+    if out is None:
+        return target.reshape(c.shape)
+    if not np.shares_memory(target, out):
+        np.copyto(out, target.reshape(c.shape))
+    return out
+
+
+def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
+             saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Fake quantization: round ``x`` into ``fmt`` and return the values in ``x``'s dtype.
+
+    Same arguments and edge cases as :func:`encode` (one fused kernel, no code temporary);
+    ``out`` may be ``x`` itself (in place).  NaN results are the dtype's positive quiet NaN;
+    overflow gives +-Inf where ``fmt`` has Inf, NaN for fn/fnuz formats, +-max when saturating.
+
+    Raises:
+        TypeError: unsupported dtype of ``x``/``out``.
+        ValueError: as :func:`encode`; also when ``fmt`` has values that ``x``'s dtype cannot
+            hold exactly (e.g. ``bfloat16`` into a float16 array): use encode/decode then.
+    """
+    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
+    bits, (in_w, in_m, in_bias, udt) = _as_bits(x)
+    xdt = np.dtype(x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype).newbyteorder("=")
+    lut = _lut(fmt, xdt)
+    shape = np.shape(x)
+    if out is not None:
+        _check_out(out, shape, xdt if out.dtype.isnative else out.dtype.newbyteorder("="))
+        target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
+    else:
+        target = np.empty(bits.shape, udt)
+    params = _format_params(fmt, mode, saturate)
+    _kernels._quantize(bits, target, lut, in_w, in_m, in_bias, _pad(in_m), *params,
+                       _kernels.MODE_CODES[mode.value], r, keys)
+    result = target.view(xdt)
+    if out is None:
+        return result.reshape(shape)
+    if not np.shares_memory(result, out):
+        np.copyto(out, result.reshape(shape))
+    return out
