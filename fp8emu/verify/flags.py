@@ -1,0 +1,279 @@
+"""IEEE 754-style exception flags for conversions into a small float format.
+
+Five flag bits, numbered as in Berkeley SoftFloat / TestFloat (``softfloat_flag_*``), so a
+flags column means the same thing in both tools::
+
+    bit   4         3          2          1           0
+        invalid | (infinite) | overflow | underflow | inexact
+         0x10      0x08        0x04       0x02        0x01
+
+``infinite`` (division by zero) never arises in a conversion and is never set.
+
+Definitions (x = the exact input value, R(x) = x rounded to the format's precision *with an
+unbounded exponent range above* -- the grid continues past ``max`` with the top binade's
+spacing -- and honouring subnormals below):
+
+* **inexact**: the delivered result differs from x (always with overflow).
+* **overflow**: x is finite and ``|R(x)| > max``.  Raised whether the result then saturates to
+  ``+-max`` or becomes Inf/NaN, and under every rounding mode (so ``toward_zero`` raises it for
+  ``|x| >= max + ulp(max)``, as IEEE 754 does).  For ``fn`` formats the grid past ``max`` contains
+  the NaN code's value (``e4m3fn``: 480), so 464 rounds to 448 (no overflow) and 465 overflows.
+* **underflow**: x is *tiny* and the result is inexact (IEEE 754 default handling).  Tiny means
+  ``0 < |R_p(x)| < 2^emin`` after rounding (``tininess="after"``, the default, as on x86 / Arm /
+  RISC-V), where ``R_p`` rounds to ``p = man_bits + 1`` bits with an unbounded exponent range,
+  or ``0 < |x| < 2^emin`` before rounding (``tininess="before"``).  With stochastic rounding
+  tininess is always detected before rounding (``R_p`` would need a second random draw).
+* **invalid**: (1) a signaling NaN input (quiet bit clear), into any format -- IEEE 754 §7.2;
+  (2) any NaN input into a format without NaN (``e2m1fn``, ``e2m3fn``, ``e3m2fn``); (3) +-Inf
+  into a format without Inf (the value has no representation; like float-to-integer
+  conversion) -- saturating or not, and not also overflow, since Inf is not a rounding
+  result; (4) a negative non-zero number (or -Inf) into an unsigned format (``e8m0fnu``);
+  (5) zero into a format without zero (``e8m0fnu``).  Quiet NaNs into a format with NaN
+  raise nothing.
+* Zeros, and values exactly representable, raise nothing.  ``-0`` into an ``fnuz`` format
+  becomes ``+0`` and raises nothing (the value is zero either way).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..format import Format, RoundMode
+
+__all__ = ["INEXACT", "UNDERFLOW", "OVERFLOW", "INFINITE", "INVALID", "FLAG_NAMES",
+           "exception_flags", "encode_with_flags", "flag_counts", "flag_names", "signaling_nan_mask"]
+
+INEXACT, UNDERFLOW, OVERFLOW, INFINITE, INVALID = 0x01, 0x02, 0x04, 0x08, 0x10
+FLAG_NAMES = {INEXACT: "inexact", UNDERFLOW: "underflow", OVERFLOW: "overflow", INFINITE: "infinite",
+              INVALID: "invalid"}
+_TININESS = ("after", "before")
+# rounding mode -> small int for the kernel
+_MODE_ID = {RoundMode.NEAREST_EVEN: 0, RoundMode.NEAREST_AWAY: 1, RoundMode.TOWARD_ZERO: 2,
+            RoundMode.UP: 3, RoundMode.DOWN: 4, RoundMode.STOCHASTIC: 5}
+
+
+@njit(cache=True)
+def _round_mag(a, negative, qe, mode):
+    """Round the magnitude ``a > 0`` to a multiple of ``2^qe`` (exact float64 arithmetic).
+
+    ``a * 2^-qe`` is exact (a power-of-two scaling that neither overflows nor underflows for
+    our ranges), so ``k = floor(q)`` and the fraction ``f = q - k`` are exact too.  Stochastic
+    rounding (mode 5) returns the value rounded down; the caller handles the draw.
+    """
+    q = math.ldexp(a, -qe)
+    k = math.floor(q)
+    f = q - k
+    up = False
+    if f > 0.0:
+        if mode == 0:
+            up = f > 0.5 or (f == 0.5 and (k % 2.0) == 1.0)
+        elif mode == 1:
+            up = f >= 0.5
+        elif mode == 3:
+            up = not negative
+        elif mode == 4:
+            up = negative
+    return math.ldexp(k + 1.0 if up else k, qe)
+
+
+@njit(cache=True)
+def _flags_finite(x, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan, mode,
+                  tininess_after):
+    """Flags of one non-NaN float64 input (see the module docstring for the rules)."""
+    if math.isinf(x):
+        if (x < 0.0 and not signed) or not has_inf:
+            return 0x10
+        return 0
+    if x == 0.0:
+        return 0 if has_zero else 0x10
+    negative = x < 0.0
+    if negative and not signed:
+        return 0x10
+    a = abs(x)
+    m, e = math.frexp(a)  # a = m * 2^e, m in [0.5, 1)
+    lg = e - 1  # floor(log2(a))
+    if lg >= emin:
+        qe = lg - man_bits
+    elif subnormals:
+        qe = emin - man_bits
+    else:
+        qe = emin  # the grid below 2^emin is {0, 2^emin}
+    r = _round_mag(a, negative, qe, mode)
+    flags = 0
+    if r != a:
+        flags |= 0x01
+    if r > max_value and mode != 5:
+        flags |= 0x05
+    if flags & 0x01 and a < math.ldexp(1.0, emin):
+        if tininess_after and mode != 5:
+            tiny = _round_mag(a, negative, lg - man_bits, mode) < math.ldexp(1.0, emin)
+        else:
+            tiny = True
+        if tiny:
+            flags |= 0x02
+    return flags
+
+
+@njit(cache=True)
+def _flags_kernel(x, snan, out, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan,
+                  mode, tininess_after):
+    """Fill ``out[i]`` with the flags of ``x[i]`` (float64); ``snan[i]`` marks signaling NaNs."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        if math.isnan(v):
+            out[i] = 0x10 if (snan[i] or not has_nan) else 0
+        else:
+            out[i] = _flags_finite(v, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan,
+                                   mode, tininess_after)
+
+
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _check_source(x: np.ndarray, name: str = "x") -> None:
+    if x.dtype.kind != "f" and x.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 array, got dtype {x.dtype}")
+    if x.dtype.itemsize not in _UINT:
+        raise TypeError(f"{name} dtype {x.dtype} is not supported: float16, bfloat16, float32 or float64")
+
+
+def signaling_nan_mask(x: np.ndarray) -> np.ndarray:
+    """True where ``x`` is a signaling NaN (exponent all ones, mantissa non-zero, quiet bit clear).
+
+    Read from the source bits: NumPy's float conversions quiet signaling NaNs, so this must be
+    decided before any cast.
+    """
+    x = np.asarray(x)
+    _check_source(x)
+    nbits = x.dtype.itemsize * 8
+    man = np.finfo(x.dtype).nmant if x.dtype.kind == "f" else 7
+    u = x.view(_UINT[x.dtype.itemsize])
+    quiet = np.array(1 << (man - 1), dtype=u.dtype)
+    exp_mask = np.array(((1 << (nbits - 1 - man)) - 1) << man, dtype=u.dtype)
+    man_mask = np.array((1 << man) - 1, dtype=u.dtype)
+    return ((u & exp_mask) == exp_mask) & ((u & man_mask) != 0) & ((u & quiet) == 0)
+
+
+def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "nearest_even",
+                    tininess: str = "after", out: np.ndarray | None = None) -> np.ndarray:
+    """Per-element exception flags (uint8 bit masks) of converting ``x`` into ``fmt``.
+
+    The flags depend only on the input, the format, the rounding mode and the tininess rule,
+    not on ``saturate`` (a saturated overflow still raises overflow and inexact).  With
+    ``rounding="stochastic"`` the overflow flag depends on the random draw and is left out
+    here; :func:`encode_with_flags` adds it.
+
+    Args:
+        x: float16, bfloat16, float32 or float64 array (any shape).
+        fmt: target format.
+        rounding: a :class:`~fp8emu.format.RoundMode` or its name.
+        tininess: ``"after"`` (default) or ``"before"`` rounding.
+        out: optional uint8 array of ``x``'s shape to write into.
+
+    Returns:
+        uint8 array of ``x``'s shape; bits :data:`INEXACT`, :data:`UNDERFLOW`, :data:`OVERFLOW`,
+        :data:`INVALID`.
+
+    Raises:
+        TypeError: ``x`` is not a supported float array, or ``fmt`` is not a Format.
+        ValueError: unknown ``rounding`` or ``tininess``, or ``out`` of the wrong shape/dtype.
+    """
+    x = np.asarray(x)
+    _check_source(x)
+    if not isinstance(fmt, Format):
+        raise TypeError(f"fmt must be a Format, got {type(fmt).__name__}")
+    mode = RoundMode.parse(rounding)
+    if tininess not in _TININESS:
+        raise ValueError(f"tininess={tininess!r}; allowed: 'after', 'before'")
+    if out is None:
+        out = np.empty(x.shape, dtype=np.uint8)
+    elif out.shape != x.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous uint8 array of shape {x.shape}, got {out.dtype} {out.shape}")
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)  # flat_out is a view (out is contiguous)
+    chunk = 1 << 20  # bounded float64 temporaries for large inputs
+    for lo in range(0, flat_x.size, chunk):
+        part = flat_x[lo:lo + chunk]
+        with np.errstate(invalid="ignore"):  # casting NaN payloads is fine here
+            wide = part.astype(np.float64)
+        _flags_kernel(wide, signaling_nan_mask(part), flat_out[lo:lo + chunk], fmt.man_bits,
+                      fmt.emin, fmt.max, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf, fmt.has_nan,
+                      _MODE_ID[mode], tininess == "after")
+    return out
+
+
+def _extended(fmt: Format) -> Format | None:
+    """``fmt`` with one more exponent bit and the same bias: the same grid continued past max."""
+    try:
+        return Format(fmt.exp_bits + 1, fmt.man_bits, bias=fmt.bias, subnormals=fmt.subnormals,
+                      specials="ieee" if fmt.man_bits else "fn", signed=fmt.signed, has_zero=fmt.has_zero)
+    except ValueError:
+        return None
+
+
+def encode_with_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "nearest_even",
+                      saturate: bool = False, seed: int | None = None, stream: int = 0,
+                      tininess: str = "after") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fp8emu.encode` plus the exception flags of every element.
+
+    Args:
+        x: float16, bfloat16, float32 or float64 array.
+        fmt: target format.
+        rounding: rounding mode (name or :class:`~fp8emu.format.RoundMode`).
+        saturate: clamp overflow to ``+-max`` (flags are unchanged by it).
+        seed: seed of the stochastic-rounding bits.
+        stream: stochastic-rounding stream (see :func:`fp8emu.encode`).
+        tininess: ``"after"`` (default) or ``"before"`` rounding.
+
+    Returns:
+        ``(codes, flags)``: the codes exactly as :func:`fp8emu.encode` returns them, and a uint8
+        flags array of the same shape.
+    """
+    from ..quantize import encode
+
+    x = np.asarray(x)
+    mode = RoundMode.parse(rounding)
+    kw = dict(rounding=mode, saturate=saturate)
+    if mode is RoundMode.STOCHASTIC:
+        kw.update(seed=seed, stream=stream)
+    codes = encode(x, fmt, **kw)
+    flags = exception_flags(x, fmt, rounding=mode, tininess=tininess)
+    if mode is RoundMode.STOCHASTIC:
+        flags |= _stochastic_overflow(x, fmt, codes, kw)
+    return codes, flags
+
+
+def _stochastic_overflow(x: np.ndarray, fmt: Format, codes: np.ndarray, kw: dict) -> np.ndarray:
+    """OVERFLOW|INEXACT where the stochastic draw went past ``max``.
+
+    Values at or above ``max + ulp`` overflow whatever the draw.  For ``max < |x| < max + ulp``
+    the draw is recovered by encoding the same bits (same seed and stream) into the format
+    extended by one exponent bit, whose grid is the same up to and past ``max``.
+    """
+    xf = np.asarray(x, dtype=np.float64)
+    ulp = math.ldexp(1.0, fmt.emax - fmt.man_bits)
+    ax = np.abs(xf)
+    over = np.isfinite(ax) & (ax >= fmt.max + ulp)
+    maybe = np.isfinite(ax) & (ax > fmt.max) & ~over
+    if maybe.any():
+        ext = _extended(fmt)
+        if ext is None:
+            raise ValueError(f"cannot recover stochastic overflow for {fmt.name}: widening it leaves 16 bits")
+        from ..quantize import encode, decode
+        wide = decode(encode(x, ext, **kw), ext, dtype=np.float64)
+        over |= maybe & (np.abs(wide) > fmt.max)
+    return np.where(over, np.uint8(OVERFLOW | INEXACT), np.uint8(0))
+
+
+def flag_counts(flags: np.ndarray) -> dict[str, int]:
+    """How many elements raised each flag: ``{"inexact": n, "underflow": n, "overflow": n, "invalid": n}``."""
+    flags = np.asarray(flags)
+    return {name: int(np.count_nonzero(flags & bit)) for bit, name in FLAG_NAMES.items() if bit != INFINITE}
+
+
+def flag_names(flags: int) -> str:
+    """``"inexact|underflow"`` style text for one flags value (``"-"`` for none)."""
+    names = [name for bit, name in FLAG_NAMES.items() if flags & bit]
+    return "|".join(names) if names else "-"
