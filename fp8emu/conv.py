@@ -1,0 +1,352 @@
+"""2-D convolution (NCHW activations, OIHW weights) lowered onto one GEMM path.
+
+All three passes call the same ``accumulator.matmul_2d`` (see :mod:`fp8emu.gemm`):
+
+* forward: ``cols (N*OH*OW, KH*KW*Cg) @ w_mat (KH*KW*Cg, Og)`` per group, where row
+  ``(n, oh, ow)`` of ``cols`` holds the receptive field in ``(kh, kw, c)`` order (im2col,
+  zeros where the window hangs over the padding);
+* grad_weight: ``cols.T (KH*KW*Cg, N*OH*OW) @ gy_mat (N*OH*OW, Og)``: the reduction over
+  every output position is one accumulator dot product;
+* grad_input: ``dcols = gy_mat (N*OH*OW, Og) @ w_mat.T (Og, KH*KW*Cg)``, then col2im adds
+  each window's contributions back into ``dx`` in float32, in the fixed order of the loop
+  nest ``n, oh, ow, kh, kw, c`` (+0.0 start).  So the accumulator sums over the output
+  channels; the up to ``KH*KW`` tap partial sums of one input pixel are then added in
+  float32 in that order.  Bit-reproducible whenever the accumulator is.
+
+``padding`` is symmetric (an int or an ``(ph, pw)`` pair), like ``torch.nn.functional.conv2d``.
+im2col goes through a zero-padded NHWC copy of the input, so each row of ``cols`` is
+``KH*KW`` contiguous runs of ``Cg`` floats; col2im is its adjoint into the same padded
+layout.  The kernels are Numba loops that only move or add float32 values; their readable
+twins are in ``tests/oracles_gemm.py``.  The large buffers are reused between calls (large
+fresh allocations cost page faults).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from .accumulators import Accumulator
+from .format import Format
+from .gemm import _check_accumulator, _matmul_2d, _prepare_operand
+
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_output_shape", "im2col"]
+
+_F32 = np.float32
+_scratch: dict[str, np.ndarray] = {}
+
+
+def _buffer(key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A reused float32 scratch array of ``shape`` (grown when too small); never returned to users."""
+    size = int(np.prod(shape))
+    buf = _scratch.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=_F32)
+        _scratch[key] = buf
+    return buf[:size].reshape(shape)
+
+
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+    return pair
+
+
+class _Geometry:
+    """Validated shapes of one convolution."""
+
+    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups):
+        if len(x_shape) != 4:
+            raise ValueError(f"x must be 4-D NCHW, got shape {tuple(x_shape)}")
+        if len(w_shape) != 4:
+            raise ValueError(f"w must be 4-D OIHW, got shape {tuple(w_shape)}")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+        self.n, self.c, self.h, self.w = (int(v) for v in x_shape)
+        self.o, self.cg, self.kh, self.kw = (int(v) for v in w_shape)
+        self.groups = int(groups)
+        self.sh, self.sw = _pair(stride, "stride", 1)
+        self.ph, self.pw = _pair(padding, "padding", 0)
+        self.dh, self.dw = _pair(dilation, "dilation", 1)
+        if self.c != self.cg * self.groups:
+            raise ValueError(f"x has {self.c} channels but w expects {self.cg} per group x groups={self.groups}")
+        if self.o % self.groups:
+            raise ValueError(f"w has {self.o} output channels, not divisible by groups={self.groups}")
+        self.og = self.o // self.groups
+        self.oh = (self.h + 2 * self.ph - self.dh * (self.kh - 1) - 1) // self.sh + 1
+        self.ow = (self.w + 2 * self.pw - self.dw * (self.kw - 1) - 1) // self.sw + 1
+        if self.oh < 1 or self.ow < 1:
+            raise ValueError(f"the kernel ({self.kh}x{self.kw}, dilation {self.dh, self.dw}) does not fit the "
+                             f"padded input ({self.h}+2*{self.ph} x {self.w}+2*{self.pw})")
+        self.m = self.n * self.oh * self.ow
+        self.k = self.kh * self.kw * self.cg
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.o, self.oh, self.ow)
+
+
+def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
+                        groups: int = 1) -> tuple[int, int, int, int]:
+    """Return the NCHW output shape of :func:`conv2d` (validating the arguments)."""
+    return _Geometry(x_shape, w_shape, stride, padding, dilation, groups).out_shape
+
+
+# ---- kernels -------------------------------------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _pad_nhwc(x, c0, cg, ph, pw, xp):
+    """xp[n, ph + h, pw + w, c] = x[n, c0 + c, h, w], zeros in the border: padded NHWC copy of one group."""
+    n_img, _, h, w = x.shape
+    hp, wp = xp.shape[1], xp.shape[2]
+    for n in numba.prange(n_img):
+        for r in range(hp):
+            for q in range(wp):
+                if r < ph or r >= ph + h or q < pw or q >= pw + w:
+                    for c in range(cg):
+                        xp[n, r, q, c] = np.float32(0.0)
+        for c in range(cg):
+            src = x[n, c0 + c]
+            for r in range(h):
+                dst = xp[n, ph + r]
+                for q in range(w):
+                    dst[pw + q, c] = src[r, q]
+    return xp
+
+
+@numba.njit(cache=True, parallel=True)
+def _im2col_nhwc(xp, kh, kw, sh, sw, dh, dw, oh, ow, cols):
+    """cols[(n*oh + y)*ow + x_, (i*kw + j)*cg + c] = xp[n, y*sh + i*dh, x_*sw + j*dw, c].
+
+    ``xp`` is the padded NHWC input, so every row of ``cols`` is ``kh*kw`` contiguous runs
+    of ``cg`` floats and ``cols`` is written front to back.  Threads take (image, output row).
+    """
+    n_img = xp.shape[0]
+    cg = xp.shape[3]
+    for ny in numba.prange(n_img * oh):
+        n = ny // oh
+        y = ny - n * oh
+        for xo in range(ow):
+            row = cols[ny * ow + xo]
+            for i in range(kh):
+                src_row = xp[n, y * sh + i * dh]
+                for j in range(kw):
+                    src = src_row[xo * sw + j * dw]
+                    col0 = (i * kw + j) * cg
+                    for c in range(cg):
+                        row[col0 + c] = src[c]
+    return cols
+
+
+def _im2col(x: np.ndarray, geo: "_Geometry", g: int, cols: np.ndarray) -> np.ndarray:
+    """Fill ``cols`` with the im2col matrix of group ``g`` of ``x`` (via a padded NHWC copy)."""
+    xp = _buffer("nhwc", (geo.n, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
+    _pad_nhwc(x, g * geo.cg, geo.cg, geo.ph, geo.pw, xp)
+    return _im2col_nhwc(xp, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, cols)
+
+
+@numba.njit(cache=True, parallel=True)
+def _col2im_nhwc(dcols, kh, kw, sh, sw, dh, dw, oh, ow, xp):
+    """xp[n, y*sh + i*dh, x_*sw + j*dw, c] += dcols[(n*oh + y)*ow + x_, (i*kw + j)*cg + c].
+
+    The adjoint of :func:`_im2col_nhwc`, into a zeroed padded NHWC buffer.  Loop order
+    n, y, x_, i, j, c fixes the order of the float32 adds into each element; threads take
+    images, so no two threads touch one element.
+    """
+    n_img = xp.shape[0]
+    cg = xp.shape[3]
+    for n in numba.prange(n_img):
+        for y in range(oh):
+            for xo in range(ow):
+                row = dcols[(n * oh + y) * ow + xo]
+                for i in range(kh):
+                    dst_row = xp[n, y * sh + i * dh]
+                    for j in range(kw):
+                        dst = dst_row[xo * sw + j * dw]
+                        col0 = (i * kw + j) * cg
+                        for c in range(cg):
+                            dst[c] = dst[c] + row[col0 + c]
+    return xp
+
+
+@numba.njit(cache=True, parallel=True)
+def _crop_nchw(xp, c0, ph, pw, dx):
+    """dx[n, c0 + c, h, w] = xp[n, ph + h, pw + w, c]: the padded NHWC buffer back to NCHW."""
+    n_img, _, h, w = dx.shape
+    cg = xp.shape[3]
+    for n in numba.prange(n_img):
+        for c in range(cg):
+            dst = dx[n, c0 + c]
+            for r in range(h):
+                src = xp[n, ph + r]
+                for q in range(w):
+                    dst[r, q] = src[pw + q, c]
+    return dx
+
+
+@numba.njit(cache=True, parallel=True)
+def _rows_to_nchw(mat, o0, out):
+    """out[n, o0 + o, y, x] = mat[(n*OH + y)*OW + x, o]: the GEMM rows back to NCHW."""
+    n_img, _, oh, ow = out.shape
+    og = mat.shape[1]
+    p = oh * ow
+    for n in numba.prange(n_img):
+        for o in range(og):
+            dst = out[n, o0 + o]
+            for y in range(oh):
+                for xo in range(ow):
+                    dst[y, xo] = mat[n * p + y * ow + xo, o]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _nchw_to_rows(t, o0, mat):
+    """mat[(n*OH + y)*OW + x, o] = t[n, o0 + o, y, x]: NCHW channels o0.. as GEMM rows."""
+    n_img, _, oh, ow = t.shape
+    og = mat.shape[1]
+    p = oh * ow
+    for n in numba.prange(n_img):
+        for o in range(og):
+            src = t[n, o0 + o]
+            for y in range(oh):
+                for xo in range(ow):
+                    mat[n * p + y * ow + xo, o] = src[y, xo]
+    return mat
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _weight_matrix(w: np.ndarray, g: int, og: int) -> np.ndarray:
+    """(KH*KW*Cg, Og) matrix of group ``g``: rows in (kh, kw, c) order, matching ``cols``."""
+    wg = w[g * og:(g + 1) * og]
+    return np.ascontiguousarray(wg.transpose(2, 3, 1, 0).reshape(-1, og))
+
+
+def im2col(x: npt.ArrayLike, kernel_size, *, stride=1, padding=0, dilation=1) -> npt.NDArray[np.float32]:
+    """Return the im2col matrix (N*OH*OW, KH*KW*C) of an NCHW array: rows ``(n, oh, ow)``, columns ``(kh, kw, c)``.
+
+    ``conv2d(x, w)`` with one group equals ``im2col(x, ...) @ w.transpose(2, 3, 1, 0).reshape(-1, O)``
+    with the rows reshaped to (N, OH, OW, O).
+    """
+    x, _ = _prepare_operand(x, None, "x", "nearest_even", False, None, 0, 0)
+    kh, kw = _pair(kernel_size, "kernel_size", 1)
+    geo = _Geometry(x.shape, (1, x.shape[1], kh, kw), stride, padding, dilation, 1)
+    return _im2col(x, geo, 0, np.empty((geo.m, geo.k), dtype=_F32))
+
+
+# ---- public --------------------------------------------------------------------------------------
+def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=1, groups: int = 1,
+           accumulator: Accumulator | None = None, x_fmt: Format | str | None = None,
+           w_fmt: Format | str | None = None, rounding="nearest_even", saturate: bool = False,
+           seed: int | None = None, stream: int = 0) -> npt.NDArray[np.float32]:
+    """2-D cross-correlation (PyTorch's ``conv2d``): NCHW input, OIHW weights, float32 NCHW output.
+
+    Args:
+        x: input (N, C, H, W), float (or codes with ``x_fmt``, as in :func:`fp8emu.matmul`).
+        w: weights (O, C/groups, KH, KW), float (or codes with ``w_fmt``).
+        stride, padding, dilation: ints or ``(h, w)`` pairs; padding is symmetric zeros.
+        groups: channel groups; C and O must be divisible by it.
+        accumulator: how each dot product is summed (default :data:`fp32_blas`).
+        x_fmt, w_fmt: quantize the operands to these formats first (``None``: use float32 values).
+        rounding, saturate, seed, stream: operand quantization, as in :func:`fp8emu.matmul`.
+
+    Returns:
+        float32 array (N, O, OH, OW), ``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1``.
+
+    Raises:
+        ValueError: bad shapes, strides, groups, or an accumulator that cannot take the formats.
+        TypeError: non-float operands without a format.
+    """
+    acc = _check_accumulator(accumulator, x_fmt, w_fmt)
+    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0)
+    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1)
+    geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    out = np.empty(geo.out_shape, dtype=_F32)
+    cols = _buffer("cols", (geo.m, geo.k))
+    ymat = _buffer("rows", (geo.m, geo.og))
+    for g in range(geo.groups):
+        _im2col(x, geo, g, cols)
+        y = _matmul_2d(acc, cols, _weight_matrix(w, g, geo.og), x_fmt, w_fmt, out=ymat)
+        _rows_to_nchw(y, g * geo.og, out)
+    return out
+
+
+def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int], *, stride=1, padding=0,
+                      dilation=1, groups: int = 1, accumulator: Accumulator | None = None,
+                      gy_fmt: Format | str | None = None, w_fmt: Format | str | None = None,
+                      rounding="nearest_even", saturate: bool = False, seed: int | None = None,
+                      stream: int = 0) -> npt.NDArray[np.float32]:
+    """Gradient of :func:`conv2d` with respect to its input: ``dL/dx`` for ``gy = dL/dy``.
+
+    Args:
+        gy: output gradient (N, O, OH, OW).
+        w: the forward weights (O, C/groups, KH, KW).
+        x_shape: the forward input's shape (N, C, H, W) (needed: strides lose rows/columns).
+        stride, padding, dilation, groups, accumulator: as in the forward call.
+        gy_fmt, w_fmt, rounding, saturate, seed, stream: operand quantization, as in :func:`conv2d`.
+
+    Returns:
+        float32 array of ``x_shape``.  Summation: the accumulator over output channels,
+        then col2im in float32 in a fixed order (module docstring).
+    """
+    acc = _check_accumulator(accumulator, gy_fmt, w_fmt)
+    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 0)
+    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1)
+    geo = _Geometry(tuple(x_shape), w.shape, stride, padding, dilation, groups)
+    if gy.shape != geo.out_shape:
+        raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
+    dx = np.empty((geo.n, geo.c, geo.h, geo.w), dtype=_F32)
+    xp = _buffer("nhwc", (geo.n, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
+    gmat = _buffer("rows", (geo.m, geo.og))
+    dcols = _buffer("cols", (geo.m, geo.k))
+    for g in range(geo.groups):
+        _nchw_to_rows(gy, g * geo.og, gmat)
+        wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
+        d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=dcols)
+        xp.fill(0.0)
+        _col2im_nhwc(d, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, xp)
+        _crop_nchw(xp, g * geo.cg, geo.ph, geo.pw, dx)
+    return dx
+
+
+def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[int], *, stride=1, padding=0,
+                       dilation=1, groups: int = 1, accumulator: Accumulator | None = None,
+                       x_fmt: Format | str | None = None, gy_fmt: Format | str | None = None,
+                       rounding="nearest_even", saturate: bool = False, seed: int | None = None,
+                       stream: int = 0) -> npt.NDArray[np.float32]:
+    """Gradient of :func:`conv2d` with respect to its weights: ``dL/dw`` for ``gy = dL/dy``.
+
+    Args:
+        x: the forward input (N, C, H, W).
+        gy: output gradient (N, O, OH, OW).
+        w_shape: the weights' shape (O, C/groups, KH, KW).
+        stride, padding, dilation, groups, accumulator: as in the forward call.
+        x_fmt, gy_fmt, rounding, saturate, seed, stream: operand quantization, as in :func:`conv2d`.
+
+    Returns:
+        float32 array of ``w_shape``; each element is one accumulator dot product over all
+        N*OH*OW output positions.
+    """
+    acc = _check_accumulator(accumulator, x_fmt, gy_fmt)
+    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0)
+    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 1)
+    geo = _Geometry(x.shape, tuple(w_shape), stride, padding, dilation, groups)
+    if gy.shape != geo.out_shape:
+        raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
+    dw = np.empty((geo.o, geo.cg, geo.kh, geo.kw), dtype=_F32)
+    cols = _buffer("cols", (geo.m, geo.k))
+    gmat = _buffer("rows", (geo.m, geo.og))
+    for g in range(geo.groups):
+        _im2col(x, geo, g, cols)
+        _nchw_to_rows(gy, g * geo.og, gmat)
+        d = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt)  # (KH*KW*Cg, Og), rows (kh, kw, c)
+        dw[g * geo.og:(g + 1) * geo.og] = d.reshape(geo.kh, geo.kw, geo.cg, geo.og).transpose(3, 2, 0, 1)
+    return dw

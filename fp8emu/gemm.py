@@ -1,0 +1,187 @@
+"""Quantized matrix multiply: operands to their formats, exact products, a chosen accumulator.
+
+``matmul`` does, in this order:
+
+1. each operand to float32 values exact in its format: float input is quantized once
+   from its exact value (after the exact division by its power-of-two scale), integer
+   input is taken as codes of the format and decoded, ``fmt=None`` takes the float32
+   values as they are (float64 input is rounded to float32 first);
+2. ``accumulator.matmul_2d`` on every 2-D slice of the broadcast batch (as ``np.matmul``);
+3. the power-of-two scales multiplied back onto the float32 result (exact in float64),
+   then, with ``out_fmt``, one rounding to that format; the result is float32.
+
+NaN and Inf operands propagate as IEEE arithmetic does (a NaN operand makes its whole row or
+column of the result NaN; ``Inf * 0`` is NaN); formats without NaN/Inf see the rounding
+layer's conversion of them first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .accumulators import DEFAULT_ACCUMULATOR, Accumulator
+from .format import Format
+from .formats import get_format
+
+__all__ = ["matmul"]
+
+_F32 = np.float32
+
+
+def _check_accumulator(accumulator: Accumulator | None, a_fmt, b_fmt) -> Accumulator:
+    """Return the accumulator to use after checking it can take operands of these formats."""
+    acc = DEFAULT_ACCUMULATOR if accumulator is None else accumulator
+    if not isinstance(acc, Accumulator):
+        raise TypeError(f"accumulator must be an fp8emu.accumulators.Accumulator (e.g. fp32_blas, "
+                        f"fp32_sequential, lowp(...)), got {type(accumulator).__name__}")
+    acc.check_operands(None if a_fmt is None else get_format(a_fmt), None if b_fmt is None else get_format(b_fmt))
+    return acc
+
+
+def _matmul_2d(acc: Accumulator, a: np.ndarray, b: np.ndarray, a_fmt: Format | None, b_fmt: Format | None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """``acc.matmul_2d``, writing into ``out`` when the accumulator supports it (the built-in ones do)."""
+    if out is not None and getattr(acc, "accepts_out", False):
+        return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt, out=out)
+    return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt)
+
+
+def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np.ndarray | None:
+    """Validate a power-of-two scale broadcastable to ``shape`` with extent 1 along ``axis``."""
+    if scale is None:
+        return None
+    s = np.asarray(scale)
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real number or float array, got dtype {s.dtype}")
+    s = s.astype(np.float64)
+    try:
+        full = np.broadcast_shapes(s.shape, shape)
+    except ValueError:
+        full = None
+    padded = (1,) * (len(shape) - s.ndim) + s.shape
+    if full != tuple(shape) or len(padded) != len(shape) or padded[axis] != 1:
+        raise ValueError(f"{name} has shape {s.shape}; it must broadcast to the operand's shape {tuple(shape)} "
+                         f"with extent 1 along the contraction axis (per-tensor: a scalar; per-channel: "
+                         f"{'(M, 1)' if axis == -1 else '(1, N) or (N,)'})")
+    mant, _ = np.frexp(s)
+    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(mant == 0.5)):
+        raise ValueError(f"{name} must hold positive finite powers of two (so scaling is exact); "
+                         "see fp8emu.scaling for choosing them")
+    return s.reshape(padded)
+
+
+def _prepare_operand(x: Any, fmt, name: str, rounding, saturate: bool, seed, stream: int, which: int,
+                     scale: np.ndarray | None = None) -> tuple[np.ndarray, Format | None]:
+    """Return (C-contiguous float32 values exact in ``fmt``, the Format or None) for one operand.
+
+    ``which`` offsets the stochastic-rounding stream (operand 0 uses ``stream``, operand 1
+    ``stream + 1``, the output ``stream + 2``) so the operands draw independent bits.
+    """
+    arr = np.asarray(x)
+    if fmt is None:
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{name} must be a float array (float16/32/64) when {name}_fmt is None, "
+                            f"got dtype {arr.dtype}; integer codes need their format")
+        if scale is not None:
+            arr = arr.astype(np.float64) / scale
+        return np.ascontiguousarray(arr, dtype=_F32), None
+    fmt = get_format(fmt)
+    from .quantize import decode, quantize  # layer 2
+    if arr.dtype.kind == "u":
+        if arr.dtype != fmt.code_dtype:
+            raise TypeError(f"{name} holds {arr.dtype} codes but {fmt.name} codes are {fmt.code_dtype}")
+        return np.ascontiguousarray(decode(arr, fmt, dtype=_F32)), fmt
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a float array or unsigned codes ({fmt.code_dtype}) of {fmt.name}, "
+                        f"got dtype {arr.dtype}")
+    if scale is not None:
+        arr = arr.astype(np.float64) / scale  # exact: power-of-two scale, float64 range
+    q = quantize(arr, fmt, rounding=rounding, saturate=saturate, seed=seed, stream=stream + which)
+    return np.ascontiguousarray(q, dtype=_F32), fmt
+
+
+def _output(y: np.ndarray, scale: np.ndarray | None, out_fmt, out_rounding, saturate: bool, seed,
+            stream: int) -> np.ndarray:
+    """Apply the combined scale (exact in float64) and the optional output rounding."""
+    if scale is not None:
+        y = y.astype(np.float64) * scale
+    if out_fmt is None:
+        return np.ascontiguousarray(y, dtype=_F32)
+    from .quantize import quantize
+    q = quantize(y, get_format(out_fmt), rounding=out_rounding, saturate=saturate, seed=seed, stream=stream + 2)
+    return np.ascontiguousarray(q, dtype=_F32)
+
+
+def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = None,
+           b_fmt: Format | str | None = None, rounding="nearest_even", saturate: bool = False,
+           accumulator: Accumulator | None = None, out_fmt: Format | str | None = None,
+           out_rounding="nearest_even", a_scale: npt.ArrayLike | None = None,
+           b_scale: npt.ArrayLike | None = None, seed: int | None = None,
+           stream: int = 0) -> npt.NDArray[np.float32]:
+    """Matrix product of quantized operands, summed by ``accumulator``; batched like ``np.matmul``.
+
+    Args:
+        a: (..., M, K) or (K,).  Float values, or unsigned-integer *codes* of ``a_fmt``
+            (uint8 for formats of at most 8 bits, uint16 above), which are decoded, not rounded.
+        b: (..., K, N) or (K,), likewise with ``b_fmt``.
+        a_fmt, b_fmt: operand formats (Format or name); ``None`` = plain float32 operands.
+        rounding: rounding mode of the operand quantization (RoundMode or name).
+        saturate: clamp overflow to +-max in every quantization of this call (operands and output).
+        accumulator: how each dot product is summed (default :data:`fp32_blas`).
+        out_fmt: round the result once to this format (values returned as float32).
+        out_rounding: rounding mode of the output quantization.
+        a_scale: power-of-two dequantization scale of ``a`` (``a ~ a_scale * q(a / a_scale)``):
+            a scalar or per-row ``(..., M, 1)``.
+        b_scale: likewise for ``b``: a scalar or per-column ``(..., 1, N)`` / ``(N,)``.
+        seed, stream: stochastic rounding; ``a`` uses ``stream``, ``b`` ``stream + 1``, the
+            output ``stream + 2``.
+
+    Returns:
+        float32 array of shape ``np.matmul(a, b).shape``.
+
+    Raises:
+        ValueError: mismatched shapes, scales of the wrong shape or not powers of two, an
+            accumulator that cannot represent the operands' products.
+        TypeError: wrong dtypes (complex, bool, signed ints, codes of the wrong width).
+    """
+    acc = _check_accumulator(accumulator, a_fmt, b_fmt)
+    a_arr, b_arr = np.asarray(a), np.asarray(b)
+    if a_arr.ndim == 0 or b_arr.ndim == 0:
+        raise ValueError("matmul operands must have at least one dimension (scalars are not allowed)")
+    a_vec, b_vec = a_arr.ndim == 1, b_arr.ndim == 1
+    if a_vec:
+        a_arr = a_arr[None, :]
+    if b_vec:
+        b_arr = b_arr[:, None]
+    if a_arr.shape[-1] != b_arr.shape[-2]:
+        raise ValueError(f"matmul shape mismatch: a is {np.shape(a)} (K={a_arr.shape[-1]}) but b is "
+                         f"{np.shape(b)} (K={b_arr.shape[-2]})")
+    try:
+        batch = np.broadcast_shapes(a_arr.shape[:-2], b_arr.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul batch dimensions do not broadcast: a {np.shape(a)}, b {np.shape(b)}") from None
+    sa = _check_scale(a_scale, "a_scale", a_arr.shape, -1)
+    sb = _check_scale(b_scale, "b_scale", b_arr.shape, -2)
+    qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa)
+    qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb)
+    m, n = qa.shape[-2], qb.shape[-1]
+    if not batch:
+        y = _matmul_2d(acc, qa, qb, fa, fb)
+    else:
+        y = np.empty(batch + (m, n), dtype=_F32)
+        qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
+        qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
+        for idx in np.ndindex(*batch):
+            y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb)
+    scale = None
+    if sa is not None or sb is not None:
+        scale = (1.0 if sa is None else sa) * (1.0 if sb is None else sb)  # (..., M, 1) * (..., 1, N)
+    y = _output(y, scale, out_fmt, out_rounding, saturate, seed, stream)
+    if a_vec:
+        y = y[..., 0, :]
+    if b_vec:
+        y = y[..., 0]
+    return y

@@ -1,0 +1,134 @@
+"""conv2d and both backward convolutions vs direct-loop oracles (tests/oracles_gemm.py)."""
+
+import numpy as np
+import pytest
+
+from fp8emu.accumulators import fp32_blas, fp32_sequential
+from fp8emu.conv import conv2d, conv2d_grad_input, conv2d_grad_weight, conv2d_output_shape, im2col
+
+from oracles_gemm import (conv2d_direct, conv2d_grad_input_direct, conv2d_grad_weight_direct, conv_abs_bound,
+                           gamma)
+
+# (x shape, w shape, stride, padding, dilation, groups)
+CASES = [
+    ((2, 3, 6, 5), (4, 3, 3, 3), 1, 1, 1, 1),
+    ((2, 4, 7, 7), (6, 2, 3, 3), 2, 1, 1, 2),
+    ((1, 3, 8, 9), (2, 3, 3, 2), (2, 1), (0, 1), (2, 1), 1),
+    ((2, 6, 5, 5), (6, 1, 3, 3), 1, 2, 2, 6),   # depthwise, padding > kernel reach
+    ((3, 2, 4, 4), (5, 2, 1, 1), 2, 0, 1, 1),   # 1x1 stride-2 shortcut
+    ((1, 2, 3, 3), (3, 2, 3, 3), 1, 0, 1, 1),   # one output pixel
+]
+
+
+def _data(case, seed=0):
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gy = rng.standard_normal(conv2d_output_shape(x_shape, w_shape, **kw)).astype(np.float32)
+    return x, w, gy, kw
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_sequential_bit_equal_to_direct_loop(case):
+    x, w, _, kw = _data(case)
+    got = conv2d(x, w, accumulator=fp32_sequential, **kw)
+    np.testing.assert_array_equal(got, conv2d_direct(x, w, **kw))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_grad_weight_sequential_bit_equal_to_direct_loop(case):
+    x, w, gy, kw = _data(case)
+    got = conv2d_grad_weight(x, gy, w.shape, accumulator=fp32_sequential, **kw)
+    np.testing.assert_array_equal(got, conv2d_grad_weight_direct(x, gy, w.shape, **kw))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_grad_input_sequential_bit_equal_to_direct_loop(case):
+    x, w, gy, kw = _data(case)
+    got = conv2d_grad_input(gy, w, x.shape, accumulator=fp32_sequential, **kw)
+    np.testing.assert_array_equal(got, conv2d_grad_input_direct(gy, w, x.shape, **kw))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_blas_within_float32_bound_of_exact(case):
+    """fp32_blas vs the float64 direct loop: |err| <= gamma_K * sum|x||w| (+ the float64 error)."""
+    x, w, gy, kw = _data(case)
+    exact = conv2d_direct(x.astype(np.float64), w.astype(np.float64), dtype=np.float64, **kw)
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    bound = gamma(k) * conv_abs_bound(x, w, **kw)
+    assert np.all(np.abs(conv2d(x, w, accumulator=fp32_blas, **kw) - exact) <= bound * 1.0001)
+    gx = conv2d_grad_input_direct(gy.astype(np.float64), w.astype(np.float64), x.shape, dtype=np.float64, **kw)
+    assert np.allclose(conv2d_grad_input(gy, w, x.shape, **kw), gx, rtol=1e-5, atol=1e-5)
+    gw = conv2d_grad_weight_direct(x.astype(np.float64), gy.astype(np.float64), w.shape, dtype=np.float64, **kw)
+    assert np.allclose(conv2d_grad_weight(x, gy, w.shape, **kw), gw, rtol=1e-5, atol=1e-5)
+
+
+def test_adjoint_identity():
+    """<conv(x, w), gy> = <x, grad_input(gy)> = <w, grad_weight(x, gy)> (float64 sums of float32 results)."""
+    x, w, gy, kw = _data(CASES[1], seed=3)
+    y = conv2d(x, w, **kw).astype(np.float64)
+    lhs = np.sum(y * gy)
+    assert np.isclose(lhs, np.sum(conv2d_grad_input(gy, w, x.shape, **kw) * x), rtol=1e-5)
+    assert np.isclose(lhs, np.sum(conv2d_grad_weight(x, gy, w.shape, **kw) * w), rtol=1e-5)
+
+
+def test_torch_agrees():
+    torch = pytest.importorskip("torch")
+    x, w, gy, kw = _data(CASES[2], seed=5)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, **kw)
+    yt.backward(torch.tensor(gy))
+    np.testing.assert_allclose(conv2d(x, w, **kw), yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv2d_grad_input(gy, w, x.shape, **kw), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv2d_grad_weight(x, gy, w.shape, **kw), wt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_im2col_matches_forward():
+    x, w, _, kw = _data(CASES[0])
+    cols = im2col(x, w.shape[2:], stride=1, padding=1)
+    y = (cols @ w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])).reshape(2, 6, 5, 4).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(conv2d(x, w, accumulator=fp32_blas, **kw), y)
+
+
+def test_non_contiguous_and_float64_inputs():
+    x, w, _, kw = _data(CASES[0])
+    xf = np.asfortranarray(x.astype(np.float64))
+    np.testing.assert_array_equal(conv2d(xf, w, accumulator=fp32_sequential, **kw),
+                                  conv2d(x, w, accumulator=fp32_sequential, **kw))
+
+
+def test_nan_and_inf_propagate():
+    x, w, _, kw = _data(CASES[0])
+    x[0, 0, 2, 2] = np.nan
+    x[1, 1, 0, 0] = np.inf
+    y = conv2d(x, w, accumulator=fp32_sequential, **kw)
+    ref = conv2d_direct(x, w, **kw)
+    np.testing.assert_array_equal(y, ref)  # NaNs in the same places, the rest bit-equal
+    assert np.isnan(y[0]).sum() == 9 * w.shape[0]  # every window that sees the NaN, every channel
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(x=np.zeros((2, 3, 4)), w=np.zeros((1, 3, 1, 1))), ValueError, "4-D NCHW"),
+    (dict(x=np.zeros((1, 3, 4, 4)), w=np.zeros((1, 2, 1, 1))), ValueError, "channels"),
+    (dict(x=np.zeros((1, 4, 4, 4)), w=np.zeros((3, 2, 1, 1)), groups=2), ValueError, "divisible"),
+    (dict(x=np.zeros((1, 1, 2, 2)), w=np.zeros((1, 1, 3, 3))), ValueError, "does not fit"),
+    (dict(x=np.zeros((1, 1, 4, 4)), w=np.zeros((1, 1, 3, 3)), stride=0), ValueError, "stride"),
+    (dict(x=np.zeros((1, 1, 4, 4)), w=np.zeros((1, 1, 3, 3)), padding=-1), ValueError, "padding"),
+    (dict(x=np.zeros((1, 1, 4, 4)), w=np.zeros((1, 1, 3, 3)), stride=1.5), TypeError, "stride"),
+    (dict(x=np.zeros((1, 1, 4, 4), dtype=np.int32), w=np.zeros((1, 1, 3, 3))), TypeError, "float"),
+    (dict(x=np.zeros((1, 1, 4, 4)), w=np.zeros((1, 1, 3, 3)), accumulator="fp32"), TypeError, "Accumulator"),
+])
+def test_bad_input(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        conv2d(**kwargs)
+
+
+def test_backward_shape_mismatch():
+    x, w, gy, kw = _data(CASES[0])
+    with pytest.raises(ValueError, match="forward output shape"):
+        conv2d_grad_input(gy[:, :, 1:], w, x.shape, **kw)
+    with pytest.raises(ValueError, match="forward output shape"):
+        conv2d_grad_weight(x, gy[:1], w.shape, **kw)
