@@ -8,10 +8,13 @@ beside training, on top of the numerics.
 from .format import Format, RoundMode, Specials
 from .formats import get_format
 from .quantize import decode, encode, quantize
+from .gemm import matmul
+from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Format", "RoundMode", "Specials", "get_format",
     "encode", "decode", "quantize",
+    "matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
 ]
