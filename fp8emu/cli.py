@@ -236,10 +236,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: this module's subcommands, then those of :data:`SUBCOMMAND_MODULES`."""
-    from . import __version__
+    import fp8emu  # the package root, for its version
 
     parser = argparse.ArgumentParser(prog="fp8emu", description="Bit-exact FP8 emulation: train, compare, report.")
-    parser.add_argument("--version", action="version", version=f"fp8emu {__version__}")
+    parser.add_argument("--version", action="version", version=f"fp8emu {fp8emu.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register(subparsers)
     for name in SUBCOMMAND_MODULES:
