@@ -26,7 +26,7 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser", "SUBCOMMAND_MODULES", "PRESETS"]
 
 # Modules adding subcommands through ``register(subparsers)``; this module registers its own first.
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = ["fp8emu.verify.cli"]
 
 # Named bundles of defaults for ``compare``/``train``; explicit arguments override them.
 PRESETS: dict[str, dict] = {
