@@ -17,39 +17,20 @@ first rounding boundary, zero ulps away from it, positive sign.
 
 from __future__ import annotations
 
-import functools
 import math
-from fractions import Fraction
 
 import numpy as np
 from hypothesis import strategies as st
 
 from .format import Format, Specials
 from .formats import ALL_FORMATS
+from .verify.vectors import SOURCES as SOURCE_DTYPES
+from .verify.vectors import _boundaries, rounding_boundaries, source_dtype
 
 __all__ = ["formats", "codes", "source_dtype", "source_values", "rounding_boundaries",
            "values_near_rounding_boundaries", "arrays", "SOURCE_DTYPES"]
 
-SOURCE_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def source_dtype(name: str | np.dtype | type) -> np.dtype:
-    """The NumPy dtype for a source name (``float16``, ``bfloat16``, ``float32``, ``float64``).
-
-    Raises:
-        ValueError: for any other dtype.
-    """
-    if isinstance(name, str) and name.strip().lower() in ("bfloat16", "bf16"):
-        import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
-    try:
-        dt = np.dtype(name)
-    except TypeError:
-        dt = None
-    if dt is not None and (dt.name in SOURCE_DTYPES):
-        return dt
-    raise ValueError(f"source_dtype={name!r} is not supported; allowed: {', '.join(SOURCE_DTYPES)}")
 
 
 @st.composite
@@ -85,45 +66,6 @@ def codes(fmt: Format, *, allow_nan: bool = True) -> st.SearchStrategy[int]:
     """Any code (bit pattern) of ``fmt`` as an ``int``; ``allow_nan=False`` leaves out the NaN codes."""
     strat = st.integers(0, fmt.num_codes - 1)
     return strat if allow_nan or not fmt.has_nan else strat.filter(lambda c: not fmt.is_nan_code(c))
-
-
-def _to_bits(dt: np.dtype, values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=dt).view(_UINT[dt.itemsize])
-
-
-@functools.lru_cache(maxsize=64)
-def _boundaries(fmt: Format, dt_name: str) -> np.ndarray:
-    """Bit patterns (in the source dtype) of the positive values where rounding to ``fmt`` changes."""
-    dt = source_dtype(dt_name)
-    finite = [Fraction(v) for v in fmt.finite_values() if v >= 0]
-    ulp_top = Fraction(2) ** (fmt.emax - fmt.man_bits)
-    points = set(finite)
-    points.update((a + b) / 2 for a, b in zip(finite, finite[1:]))  # ties
-    points.add(Fraction(fmt.max) + ulp_top / 2)  # overflow threshold under round-to-nearest
-    points.add(Fraction(fmt.max) + ulp_top)  # first value past max on the unbounded grid
-    points.add(Fraction(fmt.min_subnormal) / 2)  # ties to zero
-    info = np.finfo(np.float64)
-    out = []
-    for p in sorted(points):
-        if p > Fraction(float(info.max)):
-            continue
-        f64 = float(p)  # exact: every point has at most man_bits + 2 significant bits
-        v = np.asarray(f64).astype(dt)  # nearest source value (ties in the source resolve by RNE)
-        if np.isfinite(v):
-            out.append(_to_bits(dt, v).item())
-    return np.unique(np.array(out, dtype=np.uint64))
-
-
-def rounding_boundaries(fmt: Format, source: str | np.dtype = "float32") -> np.ndarray:
-    """The positive source values at which rounding to ``fmt`` changes, sorted.
-
-    These are the representable values of ``fmt``, the midpoints between neighbours (the ties),
-    the overflow threshold ``max + ulp/2`` and ``max + ulp``, and half the smallest subnormal,
-    each converted to the nearest value of ``source`` (a tie that the source cannot hold becomes
-    its nearest source neighbour).
-    """
-    dt = source_dtype(source)
-    return _boundaries(fmt, dt.name).astype(_UINT[dt.itemsize]).view(dt)
 
 
 @st.composite
