@@ -36,13 +36,17 @@ from numba import njit, prange
 
 from ._random import GAMMA, mix64
 
-__all__ = ["MODE_CODES", "SPECIAL_SLOTS", "_round_bits", "_encode", "_quantize", "_decode"]
+__all__ = ["MODE_CODES", "PARAMS", "_round_bits", "_encode", "_quantize", "_decode"]
 
 #: RoundMode value -> the integer the kernels switch on.
 MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5}
-#: Slots of the ``spc`` table of precomputed outcome codes.
-SPECIAL_SLOTS = ("nan", "pos_inf", "neg_inf", "pos_zero", "neg_zero", "neg_unsigned", "pos_ovf", "neg_ovf")
-_NAN, _PINF, _NINF, _PZERO, _NZERO, _NEGU, _POVF, _NOVF = range(8)
+#: The kernels' parameter tuple ``prm`` (all int64): input layout, target format, the codes of
+#: the special outcomes (precomputed by the wrapper for the format, mode and saturation), mode.
+#: A tuple, not an array: arrays passed to the per-element function cost a reference-count
+#: update per element.
+PARAMS = ("in_w", "in_m", "in_bias", "pad", "m", "emin", "subnormals", "has_zero", "fnuz", "signed",
+          "sign_mask", "max_mag", "nan", "pos_inf", "neg_inf", "pos_zero", "neg_zero", "neg_unsigned",
+          "pos_ovf", "neg_ovf", "mode", "sr_bits")
 
 
 @njit(cache=True)
@@ -61,13 +65,13 @@ def _sr_chunk(sig, sh, j):
 
 
 @njit(cache=True)
-def _sr_away(sig, sh, rem, i, keys, sr_bits):
+def _sr_away(sig, sh, rem, i, key_base, key0, sr_bits):
     """Stochastic decision for element ``i``: True with probability ``rem / 2^sh`` (exact mode)
     or ``floor(rem * 2^r / 2^sh) / 2^r`` (``sr_bits = r``)."""
     if rem == 0:
         return False
     ctr = np.uint64(i + 1) * np.uint64(GAMMA)
-    w = mix64(keys[0] + ctr)
+    w = mix64(key0 + ctr)
     c = _sr_chunk(rem, sh, 0) if sh <= 64 else _sr_chunk(sig, sh, 0)
     if sr_bits > 0:
         # hardware style: r random bits added to the top r dropped bits; carry = round away
@@ -79,15 +83,16 @@ def _sr_away(sig, sh, rem, i, keys, sr_bits):
         if 64 * (j + 1) >= sh:
             return False             # f has no bits left; U >= f
         j += 1
-        w = mix64(keys[j] + ctr)
+        w = mix64(mix64(key_base + np.uint64(j + 1) * np.uint64(GAMMA)) + ctr)   # key_j
         c = _sr_chunk(sig, sh, j)
     return w < c
 
 
-@njit(cache=True)
-def _round_bits(b, i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed,
-                sign_mask, max_mag, spc, mode, sr_bits, keys):
-    """Code of one input bit pattern ``b`` (element index ``i``, used only by SR)."""
+@njit(cache=True, inline="always")
+def _round_bits(b, i, prm, key_base, key0):
+    """Code of one input bit pattern ``b`` (element index ``i`` and the keys: used only by SR)."""
+    (in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed, sign_mask, max_mag,
+     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits) = prm
     ub = np.uint64(b)
     s = np.int64((ub >> np.uint64(in_w - 1)) & np.uint64(1))
     a = np.int64(ub & ((np.uint64(1) << np.uint64(in_w - 1)) - np.uint64(1)))
@@ -95,12 +100,12 @@ def _round_bits(b, i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, f
     T = a & ((np.int64(1) << in_m) - 1)
     if E == (np.int64(1) << (in_w - 1 - in_m)) - 1:          # Inf or NaN
         if T != 0:
-            return spc[_NAN]
-        return spc[_NINF] if s else spc[_PINF]
+            return c_nan
+        return c_ninf if s else c_pinf
     if s == 1 and signed == 0 and a != 0:
-        return spc[_NEGU]
+        return c_negu
     if a == 0:
-        return spc[_NZERO] if s else spc[_PZERO]
+        return c_nzero if s else c_pzero
     if E == 0:                                   # subnormal input: normalise (the target's
         sig = T                                  # emin may be below the input's)
         e = 1 - in_bias
@@ -135,7 +140,7 @@ def _round_bits(b, i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, f
     elif mode == 4:
         away = rem != 0 and s == 1
     else:
-        away = _sr_away(sig, sh, rem, i, keys, sr_bits)
+        away = _sr_away(sig, sh, rem, i, key_base, key0, sr_bits)
     if away:
         k += 1
     if e >= emin:
@@ -145,28 +150,101 @@ def _round_bits(b, i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, f
     else:
         mag = (k << m) if has_zero else 0
     if mag > max_mag:
-        return spc[_NOVF] if s else spc[_POVF]
+        return c_novf if s else c_povf
     if mag == 0 and fnuz:
         return np.int64(0)
     return mag | (sign_mask if s else 0)
 
 
+@njit(cache=True, inline="always")
+def _round_fast(b, i, prm, key0):
+    """Branch-free twin of :func:`_round_bits` for the common case (vectorises).
+
+    Valid when the format has subnormals and ``emin >= 1 - in_bias`` (an input subnormal then
+    lands in the target's subnormal range, so it needs no normalisation).  Returns
+    ``(code, tie)``; ``tie`` flags an exact-SR element whose first random word equals the
+    first 64 dropped bits while more dropped bits follow (probability 2^-64): the caller
+    then recomputes with :func:`_round_bits`, which draws further words.
+    """
+    (in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed, sign_mask, max_mag,
+     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits) = prm
+    # Same bit fields as _round_bits; every branch below is a select (if-converted by LLVM).
+    ub = np.uint64(b)
+    s = np.int64(ub >> np.uint64(in_w - 1))
+    a = np.int64(ub) & ((np.int64(1) << (in_w - 1)) - 1)
+    E = a >> in_m
+    T = a & ((np.int64(1) << in_m) - 1)
+    sig = (T | (np.int64(E != 0) << in_m)) << pad
+    e = max(E, 1) - in_bias
+    eq = max(e, emin)
+    P = in_m + pad
+    sh_true = P - m + (eq - e)
+    sh = min(sh_true, P + 2)
+    k = sig >> sh
+    rem = sig & ((np.int64(1) << sh) - 1)
+    half = np.int64(1) << (sh - 1)
+    if mode == 5:
+        w = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
+        ca = np.uint64(rem) << np.uint64(max(64 - sh_true, 0))
+        cb = np.uint64(sig) >> np.uint64(min(max(sh_true - 64, 0), 63))
+        c0 = ca if sh_true <= 64 else cb
+        if sr_bits > 0:
+            drop = np.uint64(64 - sr_bits)
+            away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
+        else:
+            away = w < c0
+        tie = (w == c0) & (sh_true > 64) & (sr_bits == 0)
+    elif mode <= 1:                 # nearest: even or away on a tie
+        odd = (k & 1) if mode == 0 else np.int64(1)
+        away = (rem > half) | ((rem == half) & (odd == 1))
+        tie = False
+    else:                           # directed
+        away = (rem != 0) & (((mode == 3) & (s == 0)) | ((mode == 4) & (s == 1)))
+        tie = False
+    k += np.int64(away)
+    mag = ((eq - emin + 1) << m) + k - (np.int64(1) << m)
+    code = mag | (sign_mask * s)
+    code = 0 if (fnuz == 1) & (mag == 0) else code
+    code = (c_novf if s else c_povf) if mag > max_mag else code
+    code = c_negu if (s == 1) & (signed == 0) & (a != 0) else code
+    special = (c_nan if T != 0 else (c_ninf if s else c_pinf))
+    code = special if E == (np.int64(1) << (in_w - 1 - in_m)) - 1 else code
+    return code, tie
+
 @njit(cache=True, parallel=True)
-def _encode(bits, out, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed,
-            sign_mask, max_mag, spc, mode, sr_bits, keys):
-    """``out[i] = code of bits[i]`` for 1-d C-contiguous arrays."""
+def _encode_generic(bits, out, prm, key_base, key0):
+    """``out[i] = code of bits[i]`` for 1-d C-contiguous arrays (any format)."""
     for i in prange(bits.shape[0]):
-        out[i] = _round_bits(bits[i], i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz,
-                             signed, sign_mask, max_mag, spc, mode, sr_bits, keys)
+        out[i] = _round_bits(bits[i], i, prm, key_base, key0)
 
 
 @njit(cache=True, parallel=True)
-def _quantize(bits, out, lut, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed,
-              sign_mask, max_mag, spc, mode, sr_bits, keys):
+def _quantize_generic(bits, out, lut, prm, key_base, key0):
     """``out[i] = lut[code of bits[i]]``: encode and decode fused (no code temporary)."""
     for i in prange(bits.shape[0]):
-        out[i] = lut[_round_bits(bits[i], i, in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz,
-                                 signed, sign_mask, max_mag, spc, mode, sr_bits, keys)]
+        out[i] = lut[_round_bits(bits[i], i, prm, key_base, key0)]
+
+
+@njit(cache=True, parallel=True)
+def _encode_fast(bits, out, prm, key0):
+    """:func:`_encode_generic` with :func:`_round_fast`; returns the number of SR ties."""
+    ties = 0
+    for i in prange(bits.shape[0]):
+        code, tie = _round_fast(bits[i], i, prm, key0)
+        out[i] = code
+        ties += np.int64(tie)
+    return ties
+
+
+@njit(cache=True, parallel=True)
+def _quantize_fast(bits, out, lut, prm, key0):
+    """:func:`_quantize_generic` with :func:`_round_fast`; returns the number of SR ties."""
+    ties = 0
+    for i in prange(bits.shape[0]):
+        code, tie = _round_fast(bits[i], i, prm, key0)
+        out[i] = lut[code]
+        ties += np.int64(tie)
+    return ties
 
 
 @njit(cache=True, parallel=True)

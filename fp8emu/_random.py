@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_py", "stream_keys", "words", "new_seed"]
+__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_py", "key_base", "stream_keys", "words", "new_seed"]
 
 MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15          # 2^64 / golden ratio, odd: the SplitMix64 Weyl increment
@@ -55,9 +55,14 @@ def mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+def key_base(seed: int, stream: int = 0) -> int:
+    """``mix64(mix64(seed) ^ mix64(stream + GAMMA))``: the call's base key (a Python int)."""
+    return mix64_py(mix64_py(int(seed)) ^ mix64_py(int(stream) + GAMMA))
+
+
 def stream_keys(seed: int, stream: int = 0, nwords: int = MAX_WORDS) -> np.ndarray:
-    """The per-word keys ``key_j`` (j = 0 .. nwords-1) of a call, as a uint64 array."""
-    base = mix64_py(mix64_py(int(seed)) ^ mix64_py(int(stream) + GAMMA))
+    """The per-word keys ``key_j = mix64(base + (j + 1) * GAMMA)``, j = 0 .. nwords-1 (uint64)."""
+    base = key_base(seed, stream)
     return np.array([mix64_py(base + (j + 1) * GAMMA) for j in range(nwords)], dtype=np.uint64)
 
 

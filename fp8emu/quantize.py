@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
-from ._random import MAX_WORDS, new_seed, stream_keys
+from ._random import key_base, mix64_py, new_seed, GAMMA
 from .format import Format, RoundMode, Specials
 from .formats import get_format
 
@@ -29,7 +29,6 @@ _INPUTS = {
     "float64": (64, 52, 1023, np.uint64),
 }
 SUPPORTED_DTYPES = tuple(_INPUTS)
-_NO_KEYS = np.zeros(1, dtype=np.uint64)
 
 
 def _input_info(dtype: np.dtype, argname: str = "x") -> tuple[int, int, int, type]:
@@ -55,8 +54,9 @@ def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, tuple]:
 
 
 @lru_cache(maxsize=None)
-def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple:
-    """The ints and the outcome table ``spc`` (see ``_kernels.SPECIAL_SLOTS``) for the kernels."""
+def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple[int, ...]:
+    """The format part of the kernels' parameter tuple (``_kernels.PARAMS`` from ``m`` to
+    ``neg_ovf``): fields and the codes of the special outcomes."""
     sign = fmt.sign_mask
     nan = fmt.nan_code if fmt.nan_code is not None else sign
     pos_max, neg_max = fmt.max_code, fmt.max_code | sign
@@ -76,10 +76,9 @@ def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple:
     neg_unsigned = nan if fmt.has_nan else 0
     if not fmt.signed:          # unsigned: -Inf is a negative number
         neg_inf = neg_unsigned
-    spc = np.array([nan, pos_inf, neg_inf, pos_zero, neg_zero, neg_unsigned, pos_ovf, neg_ovf], dtype=np.int64)
-    spc.setflags(write=False)
     return (fmt.man_bits, fmt.emin, int(fmt.subnormals), int(fmt.has_zero), int(fmt.specials is Specials.FNUZ),
-            int(fmt.signed), sign, fmt.max_code, spc)
+            int(fmt.signed), sign, fmt.max_code, nan, pos_inf, neg_inf, pos_zero, neg_zero, neg_unsigned,
+            pos_ovf, neg_ovf)
 
 
 def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
@@ -95,15 +94,25 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
     for name, val in (("seed", seed), ("stream", stream)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer))):
             raise TypeError(f"{name} must be an int (or None), got {type(val).__name__}")
-    if mode is RoundMode.STOCHASTIC:
-        keys = stream_keys(new_seed() if seed is None else int(seed), int(stream), MAX_WORDS)
-    else:
-        keys = _NO_KEYS
+    base = key_base(new_seed() if seed is None else int(seed), int(stream)) if mode is RoundMode.STOCHASTIC else 0
+    keys = (np.uint64(base), np.uint64(mix64_py(base + GAMMA)))       # (key_base, key_0)
     return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
 
 
-def _pad(in_m: int) -> int:
-    return max(0, 16 - in_m)
+def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:
+    in_w, in_m, in_bias, _ = info
+    return (in_w, in_m, in_bias, max(0, 16 - in_m), *_format_params(fmt, mode, saturate),
+            _kernels.MODE_CODES[mode.value], sr_bits)
+
+
+def _run(fast, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys) -> None:
+    """Run the branch-free kernel where it is valid, else (or after an SR tie) the generic one."""
+    prm = _params(info, fmt, mode, saturate, sr_bits)
+    tables = () if lut is None else (lut,)
+    if fmt.subnormals and fmt.emin >= 1 - info[2]:
+        if fast(bits, target, *tables, prm, keys[1]) == 0:
+            return
+    generic(bits, target, *tables, prm, *keys)
 
 
 def _check_out(out, shape, dtype, argname="out") -> None:
@@ -159,16 +168,14 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
         ValueError: unknown format or rounding mode, bad ``sr_bits``, ``out`` shape mismatch.
     """
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    bits, (in_w, in_m, in_bias, _) = _as_bits(x)
+    bits, info = _as_bits(x)
     shape = np.shape(x)
     if out is not None:
         _check_out(out, shape, fmt.code_dtype)
         target = out.reshape(-1) if _direct_target(out, x) else np.empty(bits.shape, fmt.code_dtype)
     else:
         target = np.empty(bits.shape, fmt.code_dtype)
-    params = _format_params(fmt, mode, saturate)
-    _kernels._encode(bits, target, in_w, in_m, in_bias, _pad(in_m), *params,
-                     _kernels.MODE_CODES[mode.value], r, keys)
+    _run(_kernels._encode_fast, _kernels._encode_generic, bits, target, None, info, fmt, mode, saturate, r, keys)
     if out is None:
         return target.reshape(shape)
     if not np.shares_memory(target, out):
@@ -264,7 +271,8 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
             hold exactly (e.g. ``bfloat16`` into a float16 array): use encode/decode then.
     """
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    bits, (in_w, in_m, in_bias, udt) = _as_bits(x)
+    bits, info = _as_bits(x)
+    udt = info[3]
     xdt = np.dtype(x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype).newbyteorder("=")
     lut = _lut(fmt, xdt)
     shape = np.shape(x)
@@ -273,9 +281,8 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
         target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
     else:
         target = np.empty(bits.shape, udt)
-    params = _format_params(fmt, mode, saturate)
-    _kernels._quantize(bits, target, lut, in_w, in_m, in_bias, _pad(in_m), *params,
-                       _kernels.MODE_CODES[mode.value], r, keys)
+    _run(_kernels._quantize_fast, _kernels._quantize_generic, bits, target, lut, info, fmt, mode, saturate, r,
+         keys)
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)
