@@ -5,14 +5,15 @@ Presets: :data:`fp32_blas` (default, fast, order unspecified), :data:`fp32_seque
 """
 
 from .base import Accumulator
-from .software import (Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential, fp32_blas, fp32_blocked,
-                       fp32_pairwise, fp32_sequential)
+from .software import (Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential, LowPrecisionAccumulator, fp32_blas,
+                       fp32_blocked, fp32_pairwise, fp32_sequential, lowp)
 
 # Hardware models (one import line each) go below this line.
 
 __all__ = [
     "Accumulator", "Fp32Blas", "Fp32Sequential", "Fp32Pairwise", "Fp32Blocked",
-    "fp32_blas", "fp32_sequential", "fp32_pairwise", "fp32_blocked", "DEFAULT_ACCUMULATOR",
+    "fp32_blas", "fp32_sequential", "fp32_pairwise", "fp32_blocked",
+    "LowPrecisionAccumulator", "lowp", "DEFAULT_ACCUMULATOR",
 ]
 
 #: The accumulator used when ``accumulator=None``.

@@ -39,12 +39,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ..format import Format
+from .. import _kernels
+from ..format import Format, RoundMode
+from ..formats import get_format
+from ..quantize import _INPUTS, _lut, _params, _resolve
 from .base import Accumulator
 
 __all__ = [
     "Fp32Blas", "Fp32Sequential", "Fp32Pairwise", "Fp32Blocked",
-    "fp32_blas", "fp32_sequential", "fp32_pairwise", "fp32_blocked",
+    "LowPrecisionAccumulator", "fp32_blas", "fp32_sequential", "fp32_pairwise", "fp32_blocked", "lowp",
 ]
 
 _F32 = np.float32
@@ -258,3 +261,224 @@ fp32_pairwise = Fp32Pairwise()
 def fp32_blocked(block: int = 32) -> Fp32Blocked:
     """Return the blocked float32 accumulator with blocks of ``block`` products."""
     return Fp32Blocked(block)
+
+
+# ---- low precision (Wang et al. 2018) ------------------------------------------------------------
+#   float64 bit layout used by the fast path below:
+#     bit 63 | 62 ........ 52 | 51 ................................. 0
+#       S    | E (bias 1023)  | T: the target keeps the top m bits | drops sh = 52 - m
+_MAG = np.uint64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+@numba.njit(cache=True, inline="always")
+def _sum_round_to_odd(q, p):
+    """Bits of fl64(q + p) rounded to odd: the exact sum, or its odd float64 neighbour toward it.
+
+    TwoSum (Knuth) gives the exact error ``err`` of ``s = fl64(q + p)``; when ``err != 0``
+    and ``s``'s last significand bit is 0 (RNE landed on an even neighbour), step one ulp
+    toward the exact sum (``u + 1`` grows the magnitude, ``u - 1`` shrinks it).  Rounding
+    this round-to-odd value once more to any format with at most 51 significand bits gives
+    the same result as rounding the exact sum (Boldo and Melquiond 2008), in every rounding
+    mode; stochastic rounding sees the exact fraction to 2^-40.  Branch-free, so the loops
+    calling it vectorise.
+    """
+    s = q + p
+    bb = s - q
+    err = (q - (s - bb)) + (p - bb)
+    u = np.float64(s).view(np.uint64)
+    finite = (u & _MAG) < np.uint64(0x7FF0_0000_0000_0000)
+    step = np.uint64((err != 0.0) & ((u & np.uint64(1)) == np.uint64(0)) & finite)
+    grow = np.uint64((err > 0.0) == (s > 0.0))
+    return u + step * grow - step * (np.uint64(1) - grow)
+
+
+@numba.njit(cache=True)
+def _accumulate_row(dst, x, y, sbuf, flag, idx_row, events, event, exact, add, tie_even, m, min_bits, max_bits,
+                    prm, key_base, key0, lut):
+    """dst[j] = round_fmt(dst[j] + x * y[j]) for every j, one rounding from the exact sum.
+
+    The products ``x * y[j]`` are exact in float64 (operands of at most 24 significand bits).
+    The sum is taken round-to-odd (``exact=True``) or plain float64 when that provably gives
+    the same rounding (see :meth:`LowPrecisionAccumulator._needs_exact_sum`).
+    Fast path, when the result is a normal number of the format that does not overflow:
+    round the float64 bits in place (``sh = 52 - m`` dropped bits)::
+
+        r = (|u| + add + (lsb & tie_even)) & ~(2^sh - 1)
+
+    with ``add = half - 1, tie_even = 1`` (nearest-even), ``add = half, tie_even = 0``
+    (nearest-away), ``add = 0, tie_even = 0`` (toward zero); a carry walks into the exponent
+    by itself.  Everything else (zeros, subnormals, overflow, NaN/Inf, stochastic and the
+    other directed modes: ``add < 0``) goes through the rounding layer's ``_round_bits``,
+    whose random bits for element ``idx_row + j`` use index ``(idx_row + j) * events + event``.
+    """
+    n = dst.shape[0]
+    sh = np.uint64(52 - m)
+    keep = ~((np.uint64(1) << sh) - np.uint64(1))
+    fast = add >= 0
+    uadd = np.uint64(max(add, 0))
+    utie = np.uint64(tie_even)
+    nslow = 0
+    for j in range(n):
+        if exact:
+            u = _sum_round_to_odd(dst[j], x * y[j])
+        else:
+            u = np.float64(dst[j] + x * y[j]).view(np.uint64)
+        sbuf[j] = u
+        mag = u & _MAG
+        r = (mag + uadd + ((mag >> sh) & utie)) & keep
+        ok = fast & (mag >= min_bits) & (r <= max_bits)
+        flag[j] = not ok
+        nslow += np.int64(not ok)
+        dst[j] = np.uint64(r | (u & ~_MAG)).view(np.float64)
+    if nslow:
+        for j in range(n):
+            if flag[j]:
+                code = _kernels._round_bits(sbuf[j], (idx_row + j) * events + event, prm, key_base, key0)
+                dst[j] = lut[code]
+
+
+@numba.njit(cache=True, parallel=True)
+def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_bits, max_bits, prm, key_base, key0, lut, out):
+    """Chunked low-precision accumulation of float64 operands (values exact in float32).
+
+    Per output element: ``tot = +0``; for each chunk of ``chunk`` products:
+    ``part = +0; part = round(part + p_k)`` for each k in order, then ``tot = round(tot + part)``.
+    Rounding events of element e are numbered ``k`` (product adds) and ``K + c`` (chunk c).
+    """
+    mm, kk = a.shape
+    n = b.shape[1]
+    nchunks = (kk + chunk - 1) // chunk
+    events = kk + nchunks
+    for i in numba.prange(mm):
+        part = np.empty(n, dtype=np.float64)
+        tot = np.zeros(n, dtype=np.float64)
+        sbuf = np.empty(n, dtype=np.uint64)
+        flag = np.empty(n, dtype=np.bool_)
+        idx_row = index0 + i * n
+        for c in range(nchunks):
+            part[:] = 0.0
+            for k in range(c * chunk, min(kk, (c + 1) * chunk)):
+                _accumulate_row(part, a[i, k], b[k], sbuf, flag, idx_row, events, k, exact, add, tie_even, m,
+                                min_bits, max_bits, prm, key_base, key0, lut)
+            _accumulate_row(tot, 1.0, part, sbuf, flag, idx_row, events, kk + c, exact_chunk, add, tie_even,
+                            m, min_bits, max_bits, prm, key_base, key0, lut)
+        for j in range(n):
+            out[i, j] = np.float32(tot[j])
+    return out
+
+
+_NEAREST = (RoundMode.NEAREST_EVEN, RoundMode.NEAREST_AWAY)
+
+
+def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
+    """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64 values of the codes).
+
+    The one place that knows the rounding layer's private kernel interface.
+    """
+    fmt, mode, saturate, (key_base, key0), r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
+    prm = _params(_INPUTS["float64"], fmt, mode, saturate, r)
+    return prm, key_base, key0, _lut(fmt, np.dtype(np.float64)).view(np.float64)
+
+
+
+@dataclass(frozen=True)
+class LowPrecisionAccumulator(Accumulator):
+    """Chunked accumulation in a low-precision format (Wang et al. 2018, SPEC.md §7.2).
+
+    Per output element, with exact products ``p_k`` (float64: exact for operands of at most
+    24 significand bits)::
+
+        tot = +0
+        for each chunk of `chunk` consecutive k:
+            part = +0
+            for k in chunk: part = round_fmt(part + p_k)      # one rounding of the exact sum
+            tot = round_fmt(tot + part)
+
+    ``chunk >= K`` is plain sequential accumulation in ``fmt`` (the final add of ``part``
+    to ``+0`` is exact).  Rounding is the rounding layer's (``fp8emu.quantize``) applied to
+    the exact sum (computed as float64 round-to-odd, which makes the single rounding exact);
+    overflow follows ``saturate`` and the format's Inf/NaN rules, after which Inf/NaN
+    propagate.  Stochastic rounding draws the bits of rounding event ``ev`` of output
+    element ``e`` (C-order index over the whole, batched, result) at index
+    ``e * (K + nchunks) + ev`` (events ``0..K-1``: product adds, ``K + c``: chunk ``c``
+    added to the total) of the stream ``(seed, stream)``; ``seed=None`` draws a fresh seed
+    per call (not reproducible).  :func:`fp8emu.matmul` passes its own ``seed`` and
+    ``stream + 3`` when given a seed.
+
+    Args:
+        fmt: the accumulator format (Format or name), e.g. ``"float16"``, ``"bfloat16"``.
+        chunk: chunk length C >= 1.
+        rounding: rounding mode of every accumulation step (RoundMode or name).
+        saturate: clamp overflowing partial sums to +-max instead of Inf/NaN.
+        seed, stream: stochastic rounding keys.
+        sr_bits: ``None`` exact stochastic rounding, else ``r`` random bits (hardware style).
+    """
+
+    fmt: Format
+    chunk: int = 64
+    rounding: RoundMode = RoundMode.NEAREST_EVEN
+    saturate: bool = False
+    seed: int | None = None
+    stream: int = 0
+    sr_bits: int | None = None
+
+    accepts_out = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fmt", get_format(self.fmt))
+        object.__setattr__(self, "rounding", RoundMode.parse(self.rounding))
+        if isinstance(self.chunk, bool) or not isinstance(self.chunk, (int, np.integer)) or self.chunk < 1:
+            raise ValueError(f"LowPrecisionAccumulator.chunk must be an int >= 1, got {self.chunk!r}")
+        object.__setattr__(self, "chunk", int(self.chunk))
+        if not self.fmt.signed:
+            raise ValueError(f"LowPrecisionAccumulator.fmt must be signed, got {self.fmt.name}")
+        _float64_rounding(self.fmt, self.rounding, self.saturate, 0, self.sr_bits, self.stream)  # validates the rest
+
+    @property
+    def name(self) -> str:
+        return f"lowp({self.fmt.name}, chunk={self.chunk}, {self.rounding.value})"
+
+    def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None, seed=None, stream=None, index0=0):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        b = np.ascontiguousarray(b, dtype=np.float64)
+        out = _out_buffer(a, b, out)
+        seed = self.seed if seed is None else seed
+        stream = self.stream if stream is None else stream
+        prm, key_base, key0, lut = _float64_rounding(self.fmt, self.rounding, self.saturate, seed, self.sr_bits,
+                                                     stream)
+        fmt = self.fmt
+        half = 1 << (51 - fmt.man_bits)
+        add, tie_even = {RoundMode.NEAREST_EVEN: (half - 1, 1), RoundMode.NEAREST_AWAY: (half, 0),
+                         RoundMode.TOWARD_ZERO: (0, 0)}.get(self.rounding, (-1, 0))
+        bits = np.array([fmt.min_normal, fmt.max], dtype=np.float64).view(np.uint64)
+        exact = self._needs_exact_sum(a_fmt, b_fmt)
+        exact_chunk = self.rounding not in _NEAREST  # chunk sums add two format values (p bits each)
+        return _matmul_lowp(a, b, self.chunk, int(index0), exact, exact_chunk, add, tie_even, fmt.man_bits, bits[0], bits[1],
+                            prm, key_base, key0, lut, out)
+
+    def _needs_exact_sum(self, a_fmt: Format | None, b_fmt: Format | None) -> bool:
+        """Whether ``round(fl64(q + p))`` could differ from ``round(q + p)`` (then sums are taken round-to-odd).
+
+        Not for nearest-even/away when every product has at most ``p`` (the accumulator's
+        precision) significand bits.  Proof: let ``x = q + p`` (``q`` a format value, both
+        addends of at most ``p <= 16`` bits) with the two roundings different.  Then
+        ``fl64(x)`` is a midpoint ``mu`` of the format (a float64 number) and ``x != mu``, so
+        ``x`` needs more than 53 bits: the smaller addend is below ``2^-37`` of the larger
+        ("big"), hence ``|big - mu| < 2^(e - 36)``.  Both ``big`` and ``mu`` have at most
+        ``p + 1 <= 17`` bits at exponents within one of ``e``, so ``big = mu``; but ``q`` is
+        on the format's grid, and a product of at most ``p`` bits this far (2^37) above the
+        smallest value ``|q|`` is a normal-range number, not a midpoint (``p + 1`` bits).
+        Directed and stochastic modes always need the exact sum (``x = q - tiny`` must round
+        below ``q``).
+        """
+        if self.rounding not in _NEAREST:
+            return True
+        pa = 24 if a_fmt is None else a_fmt.precision
+        pb = 24 if b_fmt is None else b_fmt.precision
+        return pa + pb > self.fmt.precision
+
+
+def lowp(fmt: Format | str, chunk: int = 64, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, **kw
+         ) -> LowPrecisionAccumulator:
+    """Return a :class:`LowPrecisionAccumulator` (e.g. ``lowp("float16", 64)``, ``lowp("bfloat16", 32, "sr")``)."""
+    return LowPrecisionAccumulator(get_format(fmt), chunk, RoundMode.parse(rounding), **kw)
