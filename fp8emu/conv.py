@@ -274,7 +274,8 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
     ymat = _buffer("rows", (geo.m, geo.og))
     for g in range(geo.groups):
         _im2col(x, geo, g, cols)
-        y = _matmul_2d(acc, cols, _weight_matrix(w, g, geo.og), x_fmt, w_fmt, out=ymat)
+        y = _matmul_2d(acc, cols, _weight_matrix(w, g, geo.og), x_fmt, w_fmt, out=ymat, seed=seed, stream=stream,
+                        index0=g * geo.m * geo.og)
         _rows_to_nchw(y, g * geo.og, out)
     return out
 
@@ -310,7 +311,7 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
     for g in range(geo.groups):
         _nchw_to_rows(gy, g * geo.og, gmat)
         wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
-        d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=dcols)
+        d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=dcols, seed=seed, stream=stream, index0=g * geo.m * geo.k)
         xp.fill(0.0)
         _col2im_nhwc(d, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, xp)
         _crop_nchw(xp, g * geo.cg, geo.ph, geo.pw, dx)
@@ -347,6 +348,7 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
     for g in range(geo.groups):
         _im2col(x, geo, g, cols)
         _nchw_to_rows(gy, g * geo.og, gmat)
-        d = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt)  # (KH*KW*Cg, Og), rows (kh, kw, c)
+        d = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt, seed=seed, stream=stream, index0=g * geo.k * geo.og)
+        # d: (KH*KW*Cg, Og), rows (kh, kw, c)
         dw[g * geo.og:(g + 1) * geo.og] = d.reshape(geo.kh, geo.kw, geo.cg, geo.og).transpose(3, 2, 0, 1)
     return dw

@@ -42,11 +42,17 @@ def _check_accumulator(accumulator: Accumulator | None, a_fmt, b_fmt) -> Accumul
 
 
 def _matmul_2d(acc: Accumulator, a: np.ndarray, b: np.ndarray, a_fmt: Format | None, b_fmt: Format | None,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """``acc.matmul_2d``, writing into ``out`` when the accumulator supports it (the built-in ones do)."""
+               out: np.ndarray | None = None, seed: int | None = None, stream: int = 0,
+               index0: int = 0) -> np.ndarray:
+    """``acc.matmul_2d``, writing into ``out`` when the accumulator supports it (the built-in ones do)
+    and handing stochastic accumulators the call's ``seed``, ``stream + 3`` and the index of the
+    slice's first output element (``accepts_rng``)."""
+    kw: dict[str, Any] = {}
     if out is not None and getattr(acc, "accepts_out", False):
-        return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt, out=out)
-    return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt)
+        kw["out"] = out
+    if seed is not None and getattr(acc, "accepts_rng", False):
+        kw.update(seed=seed, stream=stream + 3, index0=index0)
+    return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt, **kw)
 
 
 def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np.ndarray | None:
@@ -137,7 +143,8 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
             a scalar or per-row ``(..., M, 1)``.
         b_scale: likewise for ``b``: a scalar or per-column ``(..., 1, N)`` / ``(N,)``.
         seed, stream: stochastic rounding; ``a`` uses ``stream``, ``b`` ``stream + 1``, the
-            output ``stream + 2``.
+            output ``stream + 2``, a stochastic accumulator ``stream + 3`` (its own seed and
+            stream when ``seed`` is None), with element indices running over the whole batch.
 
     Returns:
         float32 array of shape ``np.matmul(a, b).shape``.
@@ -169,13 +176,13 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
     qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb)
     m, n = qa.shape[-2], qb.shape[-1]
     if not batch:
-        y = _matmul_2d(acc, qa, qb, fa, fb)
+        y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)
     else:
         y = np.empty(batch + (m, n), dtype=_F32)
         qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
         qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
-        for idx in np.ndindex(*batch):
-            y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb)
+        for flat, idx in enumerate(np.ndindex(*batch)):
+            y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb, seed=seed, stream=stream, index0=flat * m * n)
     scale = None
     if sa is not None or sb is not None:
         scale = (1.0 if sa is None else sa) * (1.0 if sb is None else sb)  # (..., M, 1) * (..., 1, N)

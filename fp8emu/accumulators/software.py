@@ -423,6 +423,8 @@ class LowPrecisionAccumulator(Accumulator):
     sr_bits: int | None = None
 
     accepts_out = True
+    #: ``matmul_2d`` takes ``seed``, ``stream`` and ``index0`` (the C-order index of its first output element).
+    accepts_rng = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fmt", get_format(self.fmt))

@@ -1,0 +1,164 @@
+"""fp8emu.matmul: quantization, codes, batching, scales, output rounding, stochastic streams, bad input."""
+
+import numpy as np
+import pytest
+
+from fp8emu import decode, encode, matmul, quantize
+from fp8emu.accumulators import fp32_blas, fp32_pairwise, fp32_sequential, lowp
+from fp8emu.formats import bfloat16, e4m3fn, e5m2, float16
+
+from oracles_gemm import dot_sequential, matmul_by
+
+
+def _ab(m=6, k=20, n=5, seed=0, scale=4.0):
+    rng = np.random.default_rng(seed)
+    return ((rng.standard_normal((m, k)) * scale).astype(np.float32),
+            (rng.standard_normal((k, n)) * scale).astype(np.float32))
+
+
+def test_float32_default_is_np_matmul():
+    a, b = _ab()
+    np.testing.assert_array_equal(matmul(a, b), np.matmul(a, b))
+    assert matmul(a, b).dtype == np.float32
+
+
+def test_quantized_operands_then_the_accumulator_order():
+    a, b = _ab(seed=1)
+    got = matmul(a, b, a_fmt=e4m3fn, b_fmt="e5m2", saturate=True, accumulator=fp32_sequential)
+    qa, qb = quantize(a, e4m3fn, saturate=True), quantize(b, e5m2, saturate=True)
+    np.testing.assert_array_equal(got, matmul_by(dot_sequential, qa, qb))
+    assert not np.array_equal(got, matmul(a, b, accumulator=fp32_sequential))  # quantization did something
+
+
+def test_codes_are_decoded_not_rounded():
+    a, b = _ab(seed=2)
+    ca, cb = encode(a, e4m3fn, saturate=True), encode(b, e5m2)
+    assert ca.dtype == np.uint8
+    np.testing.assert_array_equal(matmul(ca, cb, a_fmt=e4m3fn, b_fmt=e5m2, accumulator=fp32_pairwise),
+                                  matmul(a, b, a_fmt=e4m3fn, b_fmt=e5m2, saturate=True, accumulator=fp32_pairwise))
+    c16 = encode(a, float16)
+    assert c16.dtype == np.uint16
+    np.testing.assert_array_equal(matmul(c16, b, a_fmt=float16), decode(c16, float16) @ b)
+
+
+@pytest.mark.parametrize("sa, sb", [((7,), (7, 4)), ((3, 5, 7), (7, 2)), ((2, 1, 4, 7), (3, 7, 6)),
+                                    ((5, 7), (7,)), ((7,), (2, 7, 3)), ((1, 3, 7), (4, 1, 7, 2))])
+def test_batched_shapes_like_np_matmul(sa, sb):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(sa).astype(np.float32)
+    b = rng.standard_normal(sb).astype(np.float32)
+    want = np.matmul(a, b)
+    got = matmul(a, b, accumulator=fp32_sequential)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_slices_equal_2d_calls():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 4, 9)).astype(np.float32)
+    b = rng.standard_normal((9, 5)).astype(np.float32)
+    got = matmul(a, b, a_fmt=e5m2, b_fmt=e5m2, accumulator=fp32_sequential)
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], matmul(a[i], b, a_fmt=e5m2, b_fmt=e5m2, accumulator=fp32_sequential))
+
+
+@pytest.mark.parametrize("a_scale, b_scale", [(2.0 ** -4, None), (None, 8.0), (0.5, 2.0 ** 10),
+                                              ("rows", "cols")])
+def test_power_of_two_scales_are_exact(a_scale, b_scale):
+    a, b = _ab(seed=5, scale=300.0)
+    if a_scale == "rows":
+        a_scale = np.exp2(np.arange(6) - 3.0)[:, None]
+        b_scale = np.exp2(np.arange(5) + 1.0)
+    got = matmul(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn, a_scale=a_scale, b_scale=b_scale, accumulator=fp32_sequential)
+    sa = 1.0 if a_scale is None else np.asarray(a_scale)
+    sb = 1.0 if b_scale is None else np.asarray(b_scale)
+    qa = quantize(a.astype(np.float64) / sa, e4m3fn).astype(np.float32)
+    qb = quantize(b.astype(np.float64) / sb, e4m3fn).astype(np.float32)
+    want = (matmul_by(dot_sequential, qa, qb).astype(np.float64) * (sa * np.broadcast_to(sb, (1, 5)))).astype(
+        np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_scale_brings_values_into_range():
+    a = np.full((2, 4), 5000.0, dtype=np.float32)   # above e4m3fn max 448
+    b = np.ones((4, 3), dtype=np.float32)
+    assert np.isnan(matmul(a, b, a_fmt=e4m3fn)).all()
+    np.testing.assert_array_equal(matmul(a, b, a_fmt=e4m3fn, a_scale=16.0), np.full((2, 3), 4 * 16 * 320.0))
+
+
+def test_output_rounding():
+    a, b = _ab(seed=6)
+    y = matmul(a, b, a_fmt=e5m2, b_fmt=e5m2, accumulator=fp32_sequential)
+    y8 = matmul(a, b, a_fmt=e5m2, b_fmt=e5m2, accumulator=fp32_sequential, out_fmt=e5m2, out_rounding="toward_zero")
+    np.testing.assert_array_equal(y8, quantize(y, e5m2, rounding="toward_zero"))
+
+
+def test_stochastic_operands_streams_and_seeds():
+    a, b = _ab(seed=7)
+    kw = dict(a_fmt=e5m2, b_fmt=e5m2, rounding="stochastic", accumulator=fp32_sequential)
+    y1 = matmul(a, b, seed=3, stream=10, **kw)
+    np.testing.assert_array_equal(y1, matmul(a, b, seed=3, stream=10, **kw))
+    assert not np.array_equal(y1, matmul(a, b, seed=4, stream=10, **kw))
+    qa = quantize(a, e5m2, rounding="stochastic", seed=3, stream=10)
+    qb = quantize(b, e5m2, rounding="stochastic", seed=3, stream=11)
+    np.testing.assert_array_equal(y1, matmul_by(dot_sequential, qa, qb))
+
+
+def test_stochastic_accumulator_gets_the_call_stream_and_batch_offsets():
+    rng = np.random.default_rng(8)
+    a1 = quantize(rng.standard_normal((3, 40)).astype(np.float32), e5m2)
+    b = quantize(rng.standard_normal((40, 4)).astype(np.float32), e5m2)
+    acc = lowp(bfloat16, 8, "stochastic")
+    a = np.stack([a1, a1])
+    y = matmul(a, b, accumulator=acc, seed=1, stream=5)
+    np.testing.assert_array_equal(y, matmul(a, b, accumulator=acc, seed=1, stream=5))
+    assert not np.array_equal(y[0], y[1])         # each slice has its own element indices
+    np.testing.assert_array_equal(y[0], acc.matmul_2d(a1, b, seed=1, stream=8))
+    np.testing.assert_array_equal(y[1], acc.matmul_2d(a1, b, seed=1, stream=8, index0=12))
+
+
+def test_nan_and_inf_propagate_as_ieee():
+    a, b = _ab(seed=9)
+    a[1, 3] = np.nan
+    a[2, 0] = np.inf
+    b[0, 4] = 0.0
+    y = matmul(a, b, accumulator=fp32_sequential)
+    assert np.isnan(y[1]).all()
+    assert np.isnan(y[2, 4])                       # Inf * 0
+    assert np.isinf(y[2, :4]).all()
+    y8 = matmul(a, b, a_fmt=e4m3fn, saturate=True, accumulator=fp32_sequential)
+    assert np.isnan(y8[1]).all() and np.isfinite(y8[2]).all()   # saturating cast: Inf -> 448, NaN stays NaN
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda a, b: matmul(a, b.T), ValueError, "shape mismatch"),
+    (lambda a, b: matmul(np.ones((2, 3, 20)), np.ones((4, 20, 5))), ValueError, "batch dimensions"),
+    (lambda a, b: matmul(a.astype(np.int32), b), TypeError, "float array"),
+    (lambda a, b: matmul(a.astype(np.complex64), b), TypeError, "float array"),
+    (lambda a, b: matmul(a > 0, b), TypeError, "float array"),
+    (lambda a, b: matmul(encode(a, float16), b, a_fmt=e5m2), TypeError, "uint16 codes but e5m2"),
+    (lambda a, b: matmul(a, b, a_fmt=e4m3fn, a_scale=np.ones(20)), ValueError, "extent 1 along the contraction"),
+    (lambda a, b: matmul(a, b, b_scale=np.ones((20, 1))), ValueError, "extent 1 along the contraction"),
+    (lambda a, b: matmul(a, b, a_scale=np.ones((7, 1))), ValueError, "a_scale has shape"),
+    (lambda a, b: matmul(a, b, a_scale=3.0), ValueError, "powers of two"),
+    (lambda a, b: matmul(a, b, a_scale=-2.0), ValueError, "powers of two"),
+    (lambda a, b: matmul(a, b, a_scale=np.inf), ValueError, "powers of two"),
+    (lambda a, b: matmul(a, b, a_fmt=bfloat16, b_fmt=bfloat16), ValueError, "cannot represent"),
+    (lambda a, b: matmul(a, b, accumulator="fp32_blas"), TypeError, "Accumulator"),
+    (lambda a, b: matmul(a, b, a_fmt="e9m9"), ValueError, "e9m9|exp_bits"),
+    (lambda a, b: matmul(a, b, a_fmt=e5m2, rounding="nearest"), ValueError, "ambiguous"),
+    (lambda a, b: matmul(np.float32(1.0), b), ValueError, "at least one dimension"),
+])
+def test_bad_input(call, err, match):
+    a, b = _ab()
+    with pytest.raises(err, match=match):
+        call(a, b)
+
+
+def test_blas_with_fp8_operands_close_to_exact():
+    a, b = _ab(m=16, k=512, n=8, seed=10)
+    y = matmul(a, b, a_fmt=e4m3fn, b_fmt=e5m2, saturate=True, accumulator=fp32_blas)
+    qa = quantize(a, e4m3fn, saturate=True).astype(np.float64)
+    qb = quantize(b, e5m2, saturate=True).astype(np.float64)
+    bound = 512 * 2.0 ** -24 / (1 - 512 * 2.0 ** -24) * (np.abs(qa) @ np.abs(qb))
+    assert np.all(np.abs(y - qa @ qb) <= bound)
