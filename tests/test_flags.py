@@ -13,8 +13,9 @@ import pytest
 
 from fp8emu.format import Format, RoundMode
 from fp8emu.formats import ALL_FORMATS, e2m1fn, e4m3fn, e4m3fnuz, e5m2, e8m0fnu, get_format
-from fp8emu.verify.flags import (INEXACT, INVALID, OVERFLOW, UNDERFLOW, exception_flags, flag_counts, flag_names,
-                                 signaling_nan_mask)
+from fp8emu import decode, encode
+from fp8emu.verify.flags import (INEXACT, INVALID, OVERFLOW, UNDERFLOW, encode_with_flags, exception_flags,
+                                 flag_counts, flag_names, signaling_nan_mask)
 
 DETERMINISTIC = [m for m in RoundMode if m is not RoundMode.STOCHASTIC]
 
@@ -209,3 +210,29 @@ def test_out_and_shape():
     out = np.empty((2, 2), np.uint8)
     res = exception_flags(x, e4m3fn, out=out)
     assert res is out and out.tolist() == [[0, INEXACT | OVERFLOW], [INVALID, INEXACT]]
+
+
+def test_encode_with_flags_deterministic_matches_encode():
+    x = ALL_F16[::3]
+    codes, flags = encode_with_flags(x, e4m3fn, rounding="up", saturate=True)
+    assert np.array_equal(codes, encode(x, e4m3fn, rounding="up", saturate=True))
+    assert np.array_equal(flags, exception_flags(x, e4m3fn, rounding="up"))
+
+
+@pytest.mark.parametrize("fmt", [e5m2, e4m3fn, e2m1fn], ids=lambda f: f.name)
+def test_stochastic_overflow_follows_the_draw(fmt):
+    # inputs between max and max + ulp overflow only when the draw rounds up
+    ulp = 2.0 ** (fmt.emax - fmt.man_bits)
+    x = np.linspace(fmt.max, fmt.max + ulp, 4001)[1:-1].astype(np.float64)
+    for sat in (False, True):
+        codes, flags = encode_with_flags(x, fmt, rounding="stochastic", seed=7, saturate=sat)
+        over = (flags & OVERFLOW) != 0
+        assert 0.2 < over.mean() < 0.8
+        if fmt.has_inf or fmt.has_nan:
+            unsat = encode(x, fmt, rounding="stochastic", seed=7)
+            assert np.array_equal(over, ~np.isfinite(decode(unsat, fmt))), "overflow flag != non-finite result"
+        else:  # always saturating: compare with the draw in exact arithmetic over many seeds
+            assert np.all(decode(codes, fmt) == fmt.max)
+    # the draw probability: P(up) = (x - max) / ulp on average
+    assert abs(over.mean() - 0.5) < 0.05
+    assert np.all(flags & INEXACT)
