@@ -1,0 +1,348 @@
+"""Numba kernels of the float32 ops (batch norm, ReLU, pooling), each beside its slow twin.
+
+Layout is NCHW; batch-norm kernels see ``x`` as (N, C, HW) and pooling kernels as
+(N*C, H, W) views.  Channel (or plane) loops run in parallel; inside one channel the order
+of every sum is fixed, so the results do not depend on the number of threads.  Per-channel
+sums are accumulated in float64 (one rounding per add, no fused multiply-add: Numba is used
+without relaxed-math flags), which keeps batch statistics accurate for large N*H*W.
+
+Every ``_name`` kernel has a ``_name_ref`` twin written as plain Python loops with NumPy
+scalars in the same order of operations; ``tests/test_ops.py`` holds them bit-equal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__: list[str] = []
+
+
+# ---- batch norm ------------------------------------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _bn_train_forward(x, gamma, beta, eps, y, mean, var, invstd):
+    """Batch statistics of each channel of x (N, C, HW), then y = x * scale + shift.
+
+    scale = gamma / sqrt(var + eps), shift = beta - mean * scale; var is the biased
+    (population) variance, computed as the mean of squared deviations (two passes).
+    """
+    n, c, hw = x.shape
+    m = n * hw
+    for ch in numba.prange(c):
+        s = 0.0
+        for i in range(n):
+            for j in range(hw):
+                s += x[i, ch, j]
+        mu = s / m
+        ss = 0.0
+        for i in range(n):
+            for j in range(hw):
+                d = x[i, ch, j] - mu
+                ss += d * d
+        v = ss / m
+        inv = 1.0 / math.sqrt(v + eps)
+        scale = gamma[ch] * inv
+        shift = beta[ch] - mu * scale
+        for i in range(n):
+            for j in range(hw):
+                y[i, ch, j] = x[i, ch, j] * scale + shift
+        mean[ch] = mu
+        var[ch] = v
+        invstd[ch] = inv
+
+
+def _bn_train_forward_ref(x, gamma, beta, eps, y, mean, var, invstd):
+    """Readable twin of :func:`_bn_train_forward`."""
+    n, c, hw = x.shape
+    m = n * hw
+    for ch in range(c):
+        s = np.float64(0.0)
+        for i in range(n):
+            for j in range(hw):
+                s += np.float64(x[i, ch, j])
+        mu = s / m
+        ss = np.float64(0.0)
+        for i in range(n):
+            for j in range(hw):
+                d = np.float64(x[i, ch, j]) - mu
+                ss += d * d
+        v = ss / m
+        inv = 1.0 / np.sqrt(v + eps)
+        scale = np.float64(gamma[ch]) * inv
+        shift = np.float64(beta[ch]) - mu * scale
+        for i in range(n):
+            for j in range(hw):
+                y[i, ch, j] = np.float64(x[i, ch, j]) * scale + shift
+        mean[ch], var[ch], invstd[ch] = mu, v, inv
+
+
+@numba.njit(cache=True, parallel=True)
+def _bn_backward(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
+    """Gradients of y = gamma * (x - mean) * invstd + beta for x (N, C, HW).
+
+    With ``train`` the mean and invstd are functions of x (batch statistics):
+    gx = gamma * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)), M = N * HW;
+    otherwise they are constants (running statistics): gx = gamma * invstd * gy.
+    """
+    n, c, hw = x.shape
+    m = n * hw
+    for ch in numba.prange(c):
+        mu = np.float64(mean[ch])
+        inv = np.float64(invstd[ch])
+        sg = 0.0
+        sgx = 0.0
+        for i in range(n):
+            for j in range(hw):
+                g = gy[i, ch, j]
+                sg += g
+                sgx += g * ((x[i, ch, j] - mu) * inv)
+        ggamma[ch] = sgx
+        gbeta[ch] = sg
+        k = np.float64(gamma[ch]) * inv
+        if train:
+            k = k / m
+            for i in range(n):
+                for j in range(hw):
+                    xh = (x[i, ch, j] - mu) * inv
+                    gx[i, ch, j] = k * ((m * gy[i, ch, j] - sg) - xh * sgx)
+        else:
+            for i in range(n):
+                for j in range(hw):
+                    gx[i, ch, j] = k * gy[i, ch, j]
+
+
+def _bn_backward_ref(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
+    """Readable twin of :func:`_bn_backward`."""
+    n, c, hw = x.shape
+    m = n * hw
+    for ch in range(c):
+        mu, inv = np.float64(mean[ch]), np.float64(invstd[ch])
+        sg = np.float64(0.0)
+        sgx = np.float64(0.0)
+        for i in range(n):
+            for j in range(hw):
+                g = np.float64(gy[i, ch, j])
+                sg += g
+                sgx += g * ((np.float64(x[i, ch, j]) - mu) * inv)
+        ggamma[ch], gbeta[ch] = sgx, sg
+        k = np.float64(gamma[ch]) * inv
+        if train:
+            k = k / m
+            for i in range(n):
+                for j in range(hw):
+                    xh = (np.float64(x[i, ch, j]) - mu) * inv
+                    gx[i, ch, j] = k * ((m * np.float64(gy[i, ch, j]) - sg) - xh * sgx)
+        else:
+            for i in range(n):
+                for j in range(hw):
+                    gx[i, ch, j] = k * np.float64(gy[i, ch, j])
+
+
+@numba.njit(cache=True, parallel=True)
+def _affine_channels(x, scale, shift, y):
+    """y[i, c, j] = x[i, c, j] * scale[c] + shift[c] (batch norm in eval mode), x (N, C, HW)."""
+    n, c, hw = x.shape
+    for ch in numba.prange(c):
+        a = np.float64(scale[ch])
+        b = np.float64(shift[ch])
+        for i in range(n):
+            for j in range(hw):
+                y[i, ch, j] = x[i, ch, j] * a + b
+
+
+def _affine_channels_ref(x, scale, shift, y):
+    """Readable twin of :func:`_affine_channels`."""
+    n, c, hw = x.shape
+    for ch in range(c):
+        for i in range(n):
+            for j in range(hw):
+                y[i, ch, j] = np.float64(x[i, ch, j]) * np.float64(scale[ch]) + np.float64(shift[ch])
+
+
+# ---- ReLU ------------------------------------------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _relu_forward(x, y):
+    """y = max(x, 0) on flat arrays; NaN propagates (x > 0 is False for NaN, so use x if not x <= 0)."""
+    for i in numba.prange(x.size):
+        v = x[i]
+        y[i] = 0.0 if v <= 0.0 else v
+
+
+def _relu_forward_ref(x, y):
+    """Readable twin of :func:`_relu_forward`."""
+    for i in range(x.size):
+        y[i] = 0.0 if x[i] <= 0.0 else x[i]
+
+
+@numba.njit(cache=True, parallel=True)
+def _relu_backward(y, gy, gx):
+    """gx = gy where the output y > 0, else 0 (flat arrays)."""
+    for i in numba.prange(y.size):
+        gx[i] = gy[i] if y[i] > 0.0 else 0.0
+
+
+def _relu_backward_ref(y, gy, gx):
+    """Readable twin of :func:`_relu_backward`."""
+    for i in range(y.size):
+        gx[i] = gy[i] if y[i] > 0.0 else 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def _add_relu_forward(a, b, y):
+    """y = max(a + b, 0) on flat arrays (the residual join of a ResNet block)."""
+    for i in numba.prange(a.size):
+        v = a[i] + b[i]
+        y[i] = 0.0 if v <= 0.0 else v
+
+
+def _add_relu_forward_ref(a, b, y):
+    """Readable twin of :func:`_add_relu_forward`."""
+    for i in range(a.size):
+        v = a[i] + b[i]
+        y[i] = 0.0 if v <= 0.0 else v
+
+
+# ---- pooling (planes: x is (P, H, W) with P = N * C) -------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _maxpool_forward(x, k, s, p, y, idx):
+    """Max over each k x k window (stride s, implicit -inf padding p); idx = flat argmax in the plane.
+
+    Ties keep the first maximum in row-major window order (as PyTorch's CPU kernel does);
+    a NaN in a window wins and propagates.
+    """
+    planes, h, w = x.shape
+    ho, wo = y.shape[1], y.shape[2]
+    for q in numba.prange(planes):
+        for oi in range(ho):
+            for oj in range(wo):
+                best = -np.inf
+                arg = -1
+                for di in range(k):
+                    ii = oi * s - p + di
+                    if ii < 0 or ii >= h:
+                        continue
+                    for dj in range(k):
+                        jj = oj * s - p + dj
+                        if jj < 0 or jj >= w:
+                            continue
+                        v = x[q, ii, jj]
+                        if arg < 0 or v > best or (v != v and best == best):
+                            best = v
+                            arg = ii * w + jj
+                y[q, oi, oj] = best
+                idx[q, oi, oj] = arg
+
+
+def _maxpool_forward_ref(x, k, s, p, y, idx):
+    """Readable twin of :func:`_maxpool_forward`."""
+    planes, h, w = x.shape
+    for q in range(planes):
+        for oi in range(y.shape[1]):
+            for oj in range(y.shape[2]):
+                best, arg = -np.inf, -1
+                for di in range(k):
+                    for dj in range(k):
+                        ii, jj = oi * s - p + di, oj * s - p + dj
+                        if 0 <= ii < h and 0 <= jj < w:
+                            v = x[q, ii, jj]
+                            if arg < 0 or v > best or (np.isnan(v) and not np.isnan(best)):
+                                best, arg = v, ii * w + jj
+                y[q, oi, oj], idx[q, oi, oj] = best, arg
+
+
+@numba.njit(cache=True, parallel=True)
+def _maxpool_backward(gy, idx, gx):
+    """gx (P, H*W), zeroed here, receives gy at each window's argmax (summed over windows)."""
+    planes = gy.shape[0]
+    n = gy.shape[1]
+    for q in numba.prange(planes):
+        for j in range(gx.shape[1]):
+            gx[q, j] = 0.0
+        for j in range(n):
+            gx[q, idx[q, j]] += gy[q, j]
+
+
+def _maxpool_backward_ref(gy, idx, gx):
+    """Readable twin of :func:`_maxpool_backward`."""
+    gx[...] = 0
+    for q in range(gy.shape[0]):
+        for j in range(gy.shape[1]):
+            gx[q, idx[q, j]] += gy[q, j]
+
+
+@numba.njit(cache=True, parallel=True)
+def _avgpool_forward(x, k, s, p, y):
+    """Mean over each k x k window with zero padding p, divided by k*k (count_include_pad)."""
+    planes, h, w = x.shape
+    ho, wo = y.shape[1], y.shape[2]
+    inv = 1.0 / (k * k)
+    for q in numba.prange(planes):
+        for oi in range(ho):
+            for oj in range(wo):
+                acc = 0.0
+                for di in range(k):
+                    ii = oi * s - p + di
+                    if ii < 0 or ii >= h:
+                        continue
+                    for dj in range(k):
+                        jj = oj * s - p + dj
+                        if 0 <= jj < w:
+                            acc += x[q, ii, jj]
+                y[q, oi, oj] = acc * inv
+
+
+def _avgpool_forward_ref(x, k, s, p, y):
+    """Readable twin of :func:`_avgpool_forward`."""
+    planes, h, w = x.shape
+    inv = 1.0 / (k * k)
+    for q in range(planes):
+        for oi in range(y.shape[1]):
+            for oj in range(y.shape[2]):
+                acc = np.float64(0.0)
+                for di in range(k):
+                    for dj in range(k):
+                        ii, jj = oi * s - p + di, oj * s - p + dj
+                        if 0 <= ii < h and 0 <= jj < w:
+                            acc += np.float64(x[q, ii, jj])
+                y[q, oi, oj] = acc * inv
+
+
+@numba.njit(cache=True, parallel=True)
+def _avgpool_backward(gy, k, s, p, gx):
+    """gx (P, H, W), zeroed here, receives gy / (k*k) at every in-bounds position of each window."""
+    planes, h, w = gx.shape
+    ho, wo = gy.shape[1], gy.shape[2]
+    inv = 1.0 / (k * k)
+    for q in numba.prange(planes):
+        for i in range(h):
+            for j in range(w):
+                gx[q, i, j] = 0.0
+        for oi in range(ho):
+            for oj in range(wo):
+                g = gy[q, oi, oj] * inv
+                for di in range(k):
+                    ii = oi * s - p + di
+                    if ii < 0 or ii >= h:
+                        continue
+                    for dj in range(k):
+                        jj = oj * s - p + dj
+                        if 0 <= jj < w:
+                            gx[q, ii, jj] += g
+
+
+def _avgpool_backward_ref(gy, k, s, p, gx):
+    """Readable twin of :func:`_avgpool_backward`."""
+    planes, h, w = gx.shape
+    inv = 1.0 / (k * k)
+    gx[...] = 0
+    for q in range(planes):
+        for oi in range(gy.shape[1]):
+            for oj in range(gy.shape[2]):
+                g = np.float64(gy[q, oi, oj]) * inv
+                for di in range(k):
+                    for dj in range(k):
+                        ii, jj = oi * s - p + di, oj * s - p + dj
+                        if 0 <= ii < h and 0 <= jj < w:
+                            gx[q, ii, jj] += g

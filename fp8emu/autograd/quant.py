@@ -1,0 +1,235 @@
+"""Per-layer quantization policy of the GEMM/conv ops: `QuantSpec` and `LayerQuant`.
+
+A :class:`QuantSpec` says how one tensor class is rounded (format, rounding, saturation,
+random bits, scaling).  A :class:`LayerQuant` is what one Conv2d/Linear layer carries: a spec
+(or ``None`` = keep float32) per tensor class, the accumulator of its GEMMs, and the seed
+material of stochastic rounding.  Recipes (:mod:`fp8emu.recipes`) build them; the ops in
+:mod:`fp8emu.autograd.ops` apply them (SPEC.md §8.2).
+
+Tensor classes (the names of the paper and of the authors' toolkit):
+
+=============== ========================================================= ==========
+class           tensor                                                    pass
+=============== ========================================================= ==========
+activations     input X of the GEMM/conv                                  forward
+weights         weights W                                                 forward
+outputs         result Y (after bias), when output quantization is on     forward
+errors          incoming gradient dY (the "error")                        backward
+input_grads     dX computed by the GEMM, before it flows on               backward
+weight_grads    dW computed by the GEMM                                   backward
+=============== ========================================================= ==========
+
+Stochastic rounding is reproducible: the random bits of a tensor are a pure function of
+``(seed, stream)`` with ``stream = (step << 24) | (layer index << 4) | class id``, where
+``step`` counts this layer's forward passes with gradients enabled (one per training
+step), so a run replays exactly from a seed and a step number.
+
+Scaling (``QuantSpec.scaling``): ``"none"``; ``"tensor"`` (current per-tensor power-of-two
+scale from this tensor's amax); ``"delayed"`` (scale from the max over the last
+``history`` amaxes of this layer and class, then this tensor's amax is appended, as in
+NVIDIA's delayed scaling); ``"mx"`` (OCP MX: blocks of ``block`` elements along the channel
+axis share a power-of-two scale, ``floor(log2 amax) - emax(fmt)``, elements saturate).
+With ``"none"``, ``"tensor"`` and ``"delayed"`` the GEMM receives values exact in the format
+and the product of the scales is applied to its float32 result (exact: powers of two); with
+``"mx"`` the GEMM receives the dequantized float32 values (each block's values are format
+values times the block's scale).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import quantize as _q
+from ..accumulators import Accumulator
+from ..format import Format, RoundMode
+from ..formats import get_format
+
+__all__ = ["QuantSpec", "LayerQuant", "TENSOR_CLASSES", "add_observer", "remove_observer"]
+
+TENSOR_CLASSES: tuple[str, ...] = ("activations", "weights", "outputs", "errors", "input_grads", "weight_grads")
+_CLASS_ID = {name: i for i, name in enumerate(TENSOR_CLASSES)}
+_SCALINGS = ("none", "tensor", "delayed", "mx")
+
+#: Functions called as ``fn(layer, tclass, x, q, spec)`` after every quantization (statistics).
+_observers: list[Callable[..., None]] = []
+
+
+def add_observer(fn: Callable[..., None]) -> None:
+    """Call ``fn(layer: LayerQuant, tclass: str, x, q, spec)`` after each quantization (x: input, q: result)."""
+    _observers.append(fn)
+
+
+def remove_observer(fn: Callable[..., None]) -> None:
+    """Undo :func:`add_observer` (no error if ``fn`` is not registered)."""
+    if fn in _observers:
+        _observers.remove(fn)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one tensor class is rounded.
+
+    Args:
+        fmt: target format (Format or name).
+        rounding: a :class:`RoundMode` or its name (``"nearest_even"``, ``"stochastic"``, ...).
+        saturate: clamp overflow to +-max instead of Inf/NaN.
+        sr_bits: random bits per stochastic rounding (None: exact probabilities).
+        scaling: ``"none"``, ``"tensor"``, ``"delayed"`` or ``"mx"`` (module docstring).
+        history: amax history length of delayed scaling.
+        margin: delayed/tensor scaling leave ``2^margin`` head-room below the format's max.
+        block: MX block size.
+    """
+
+    fmt: Format
+    rounding: RoundMode = RoundMode.NEAREST_EVEN
+    saturate: bool = False
+    sr_bits: int | None = None
+    scaling: str = "none"
+    history: int = 16
+    margin: int = 0
+    block: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fmt", get_format(self.fmt))
+        object.__setattr__(self, "rounding", RoundMode.parse(self.rounding))
+        if self.scaling not in _SCALINGS:
+            raise ValueError(f"QuantSpec.scaling={self.scaling!r} is unknown; allowed: {', '.join(_SCALINGS)}")
+        if self.sr_bits is not None and self.rounding is not RoundMode.STOCHASTIC:
+            raise ValueError(f"QuantSpec.sr_bits={self.sr_bits} needs rounding='stochastic'")
+        if self.history < 1 or self.block < 1:
+            raise ValueError(f"QuantSpec.history={self.history} and block={self.block} must be >= 1")
+
+    @property
+    def stochastic(self) -> bool:
+        return self.rounding is RoundMode.STOCHASTIC
+
+    def __str__(self) -> str:
+        extra = f", sr_bits={self.sr_bits}" if self.sr_bits else ""
+        extra += ", saturate" if self.saturate else ""
+        extra += f", {self.scaling} scaling" if self.scaling != "none" else ""
+        return f"{self.fmt.name}/{self.rounding.value}{extra}"
+
+
+def _pow2_scale(amax: float, fmt: Format, margin: int) -> float:
+    """Largest power of two s with amax * s <= fmt.max / 2^margin (1 for amax 0 or non-finite)."""
+    if not (amax > 0 and math.isfinite(amax)):
+        return 1.0
+    e = math.floor(math.log2(fmt.max / amax)) - margin
+    return math.ldexp(1.0, max(min(e, 120), -120))
+
+
+@dataclass(eq=False)
+class LayerQuant:
+    """The quantization policy and state of one Conv2d/Linear layer.
+
+    Args:
+        name: the layer's module name (for statistics and errors).
+        index: the layer's position among the model's GEMM layers (enters the SR streams).
+        specs: tensor class -> QuantSpec or None (missing classes are not quantized).
+        accumulator: how the layer's GEMMs sum (None: the default float32 BLAS).
+        seed: the recipe seed of stochastic rounding.
+        pass_formats: tell the accumulator the operands' formats (hardware models need them).
+    """
+
+    name: str = ""
+    index: int = 0
+    specs: dict[str, QuantSpec | None] = field(default_factory=dict)
+    accumulator: Accumulator | None = None
+    seed: int = 0
+    pass_formats: bool = True
+    step: int = 0
+    _amax: dict[str, deque] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for key in self.specs:
+            if key not in _CLASS_ID:
+                raise ValueError(f"unknown tensor class {key!r}; allowed: {', '.join(TENSOR_CLASSES)}")
+
+    def spec(self, tclass: str) -> QuantSpec | None:
+        return self.specs.get(tclass)
+
+    @property
+    def quantized(self) -> bool:
+        return any(s is not None for s in self.specs.values())
+
+    def fmt_for_gemm(self, tclass: str) -> Format | None:
+        """The format to announce to the accumulator for an operand of this class (None if plain)."""
+        s = self.specs.get(tclass)
+        if s is None or s.scaling == "mx" or not self.pass_formats:
+            return None
+        return s.fmt
+
+    def stream(self, step: int, tclass: str) -> int:
+        return (int(step) << 24) | ((int(self.index) & 0xFFFFF) << 4) | _CLASS_ID[tclass]
+
+    def quantize(self, x: np.ndarray, tclass: str, step: int) -> tuple[np.ndarray, float]:
+        """Round ``x`` by the spec of ``tclass``; return ``(q, inv)`` with ``x ~ q * inv``.
+
+        ``q`` is ``x`` itself when the class is not quantized (``inv`` = 1.0).  With
+        per-tensor or delayed scaling ``q`` holds format values and ``inv`` is a power of two.
+        """
+        s = self.specs.get(tclass)
+        if s is None:
+            return x, 1.0
+        seed = self.seed if s.stochastic else None
+        kw: dict[str, Any] = dict(rounding=s.rounding, saturate=s.saturate, seed=seed, sr_bits=s.sr_bits,
+                                  stream=self.stream(step, tclass))
+        inv = 1.0
+        if s.scaling == "mx":
+            q = _mx_quantize(x, s, kw)
+        elif s.scaling == "none":
+            q = _q.quantize(x, s.fmt, **kw)
+        else:
+            amax = float(np.max(np.abs(x))) if x.size else 0.0
+            if s.scaling == "tensor":
+                scale = _pow2_scale(amax, s.fmt, s.margin)
+            else:
+                hist = self._amax.setdefault(tclass, deque(maxlen=s.history))
+                scale = _pow2_scale(max(hist) if hist else amax, s.fmt, s.margin)
+                if math.isfinite(amax):
+                    hist.append(amax)
+            scaled = x * np.asarray(scale, dtype=x.dtype)
+            q = _q.quantize(scaled, s.fmt, out=scaled, **kw)
+            inv = 1.0 / scale
+        for fn in _observers:
+            fn(self, tclass, x, q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype), s)
+        return q, inv
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "amax": {k: list(v) for k, v in self._amax.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        for k, v in state.get("amax", {}).items():
+            spec = self.specs.get(k)
+            self._amax[k] = deque(v, maxlen=spec.history if spec else 16)
+
+
+def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
+    """OCP MX along axis 1 (channels of NCHW / OIHW, features of (N, K)): dequantized float32 values.
+
+    Per block of ``s.block`` channels: X = 2^(floor(log2 amax) - emax), elements Q(v / X)
+    saturating, returned as Q(v / X) * X (exact in float32).  The last block of a channel count
+    that is not a multiple of the block size is shorter; all-zero blocks keep X = 2^-127.
+    """
+    axis = 1 if x.ndim > 1 else 0
+    moved = np.moveaxis(x, axis, -1)
+    c = moved.shape[-1]
+    nb = -(-c // s.block)
+    pad = nb * s.block - c
+    blocks = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)]) if pad else moved
+    blocks = blocks.reshape(moved.shape[:-1] + (nb, s.block)).astype(np.float64)
+    amax = np.max(np.abs(blocks), axis=-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        e = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1.0))) - s.fmt.emax, -127)
+    e = np.clip(e, -127, 127)
+    scale = np.ldexp(1.0, e.astype(np.int64))
+    q = _q.quantize(blocks / scale, s.fmt, **{**kw, "saturate": True}) * scale
+    q = q.reshape(moved.shape[:-1] + (nb * s.block,))[..., :c]
+    return np.ascontiguousarray(np.moveaxis(q, -1, axis), dtype=x.dtype)
