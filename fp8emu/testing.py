@@ -103,7 +103,8 @@ def source_values(source: str | np.dtype = "float32") -> st.SearchStrategy:
 
 
 @st.composite
-def arrays(draw, fmt: Format, source: str | np.dtype = "float32", *, shape=None, max_side: int = 8):
+def arrays(draw, fmt: Format, source: str | np.dtype = "float32", *, shape: tuple[int, ...] | None = None,
+           max_side: int = 8):
     """A NumPy array of ``source`` dtype that mixes values near ``fmt``'s rounding boundaries with
     arbitrary source bit patterns (NaN payloads, Inf, subnormals).
 

@@ -3,7 +3,9 @@ up to date, and (when MkDocs is installed) the site builds with ``--strict``.
 
 Code blocks of one page run in order in one namespace, in a temporary working directory, so a
 page can build on its earlier blocks.  A block preceded by ``<!-- docs-test: skip -->`` is
-shown but not run (use it only for commands that need a device or a long run).
+shown but not run (use it only for commands that need a device or a long run).  A block made
+of signature lines (``name(args) -> result``, not valid Python, as in design.md's contracts)
+is a listing, not an example, and is not run either.
 """
 
 from __future__ import annotations
@@ -22,18 +24,28 @@ DOCS = ROOT / "docs"
 _BLOCK = re.compile(r"(?P<skip><!-- docs-test: skip -->\s*\n)?^```python[^\n]*\n(?P<body>.*?)^```", re.M | re.S)
 
 
+def _is_signature_listing(body: str) -> bool:
+    """Signature lines (``name(args) -> result``) are not Python: a listing, not an example."""
+    try:
+        compile(body, "<block>", "exec")
+    except SyntaxError:
+        return "->" in body
+    return False
+
+
 def _pages() -> list[pathlib.Path]:
     return sorted(p for p in DOCS.rglob("*.md") if _BLOCK.search(p.read_text()))
 
 
 def code_blocks(text: str) -> list[str]:
     """The runnable ``python`` blocks of a Markdown page, in order."""
-    return [m["body"] for m in _BLOCK.finditer(text) if not m["skip"]]
+    return [m["body"] for m in _BLOCK.finditer(text) if not m["skip"] and not _is_signature_listing(m["body"])]
 
 
 def test_code_blocks_are_found():
-    text = "a\n```python\nx = 1\n```\n<!-- docs-test: skip -->\n```python\nboom()\n```\n```bash\nls\n```\n"
-    assert code_blocks(text) == ["x = 1\n"]
+    text = ("a\n```python\nx = 1\n```\n<!-- docs-test: skip -->\n```python\nboom()\n```\n```bash\nls\n```\n"
+            "```python\nf(a, *, b=1) -> int\ng(x) -> y  # note\n```\n```python\nf(1)\n```\n")
+    assert code_blocks(text) == ["x = 1\n", "f(1)\n"]
 
 
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(DOCS)))

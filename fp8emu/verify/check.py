@@ -17,13 +17,15 @@ bias: ``z = (ups - sum p) / sqrt(sum p (1 - p))`` with ``p`` the exact probabili
 up; ``|z| > z_max`` (default 5) is a failure.  A second statistic catches a deterministic
 rounding posing as stochastic (unbiased on the whole but never random): the per-input
 chi-square ``sum (ups_i - n_i p_i)^2 / (n_i p_i (1 - p_i))`` over the inputs with
-``n_i p_i >= 5`` and ``n_i (1 - p_i) >= 5`` (where the chi-square approximation holds), normalised to ``(chi2 - df) / sqrt(2 df)``; above ``z_max`` is a failure.
+``n_i p_i >= 5`` and ``n_i (1 - p_i) >= 5`` (where the chi-square approximation holds),
+normalised to ``(chi2 - df) / sqrt(2 df)``; above ``z_max`` is a failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -195,7 +197,8 @@ def _dispersion(idx: np.ndarray, went_up: np.ndarray, drawn: np.ndarray, p: np.n
     return (chi2 - df) / math.sqrt(2 * df)
 
 
-def check_files(vectors_path, results_path, *, max_failures: int = 20, z_max: float = 5.0) -> CheckReport:
+def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike, *, max_failures: int = 20,
+                z_max: float = 5.0) -> CheckReport:
     """:func:`check` on a vectors file and a results file (``input code [flags]`` per line)."""
     vs = read_vectors(vectors_path)
     inputs, codes, flags = read_results(results_path)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 from fractions import Fraction
 from typing import Iterator
@@ -44,7 +45,7 @@ _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 LEVELS = ("1", "2", "exhaustive")
 
 
-def source_dtype(name) -> np.dtype:
+def source_dtype(name: str | np.dtype) -> np.dtype:
     """The NumPy dtype of a source name (``float16``, ``bfloat16``, ``float32``, ``float64``).
 
     Raises:
@@ -129,7 +130,7 @@ def _grid_points(fmt: Format) -> tuple[list[Fraction], list[Fraction]]:
     return vals, [(a + b) / 2 for a, b in pairs]
 
 
-def rounding_boundaries(fmt: Format, source="float32") -> np.ndarray:
+def rounding_boundaries(fmt: Format, source: str | np.dtype = "float32") -> np.ndarray:
     """Positive source values at which rounding to ``fmt`` changes, sorted (source dtype).
 
     The representable values of ``fmt``, the midpoints between neighbours (the ties), the
@@ -173,7 +174,7 @@ def _source_specials(dt: np.dtype) -> np.ndarray:
     return np.array(pats, dtype=np.uint64)
 
 
-def boundary_inputs(fmt: Format, source="float32", *, ulps: int = 1) -> np.ndarray:
+def boundary_inputs(fmt: Format, source: str | np.dtype = "float32", *, ulps: int = 1) -> np.ndarray:
     """Level-1 inputs: every rounding boundary of ``fmt`` and its neighbours ``+-1..ulps`` source
     ulps, both signs, plus the source's zeros, extremes, Inf and NaN payloads (bit patterns)."""
     dt = source_dtype(source)
@@ -201,7 +202,8 @@ def _random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.random.Generat
     return np.concatenate([raw.astype(_uint(dt)), near])
 
 
-def exhaustive_chunks(source, chunk: int = 1 << 22, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def exhaustive_chunks(source: str | np.dtype, chunk: int = 1 << 22, start: int = 0,
+                      stop: int | None = None) -> Iterator[np.ndarray]:
     """Every bit pattern of a 16- or 32-bit source, in chunks (``start``/``stop`` limit the range).
 
     Raises:
@@ -223,7 +225,8 @@ def _expected(inputs: np.ndarray, dt: np.dtype, fmt: Format, mode: RoundMode, sa
     with np.errstate(invalid="ignore"):
         neg = np.signbit(x.astype(np.float64))
     down = encode(x, fmt, rounding="toward_zero", saturate=saturate)
-    up = np.where(neg, encode(x, fmt, rounding="down", saturate=saturate), encode(x, fmt, rounding="up", saturate=saturate))
+    up = np.where(neg, encode(x, fmt, rounding="down", saturate=saturate),
+                  encode(x, fmt, rounding="up", saturate=saturate))
     with np.errstate(invalid="ignore"):  # at or past max + ulp both neighbours overflow
         past = np.abs(x.astype(np.float64)) >= fmt.max + math.ldexp(1.0, fmt.emax - fmt.man_bits)
     down = np.where(past, up, down)
@@ -231,8 +234,8 @@ def _expected(inputs: np.ndarray, dt: np.dtype, fmt: Format, mode: RoundMode, sa
     return down, flags, up.astype(down.dtype)
 
 
-def generate(fmt: Format, source="float32", *, rounding: RoundMode | str = "nearest_even", saturate: bool = False,
-             level: str | int = 1, seed: int = 0, count: int = 10000, tininess: str = "after",
+def generate(fmt: Format, source: str | np.dtype = "float32", *, rounding: RoundMode | str = "nearest_even",
+             saturate: bool = False, level: str | int = 1, seed: int = 0, count: int = 10000, tininess: str = "after",
              inputs: np.ndarray | None = None) -> VectorSet:
     """Generate conversion test vectors with fp8emu's results as the expected values.
 
@@ -297,7 +300,8 @@ def _hex_lines(vs: VectorSet, inputs, expected, flags, up) -> str:
     return "\n".join(line.tolist()) + ("\n" if len(line) else "")
 
 
-def write_vectors(vs: VectorSet, path, *, stream_chunks: Iterator[np.ndarray] | None = None) -> pathlib.Path:
+def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
+                  stream_chunks: Iterator[np.ndarray] | None = None) -> pathlib.Path:
     """Write vectors as text (``.txt`` or any other suffix) or ``.npz``.
 
     ``stream_chunks``: an iterator of input chunks (see :func:`exhaustive_chunks`) whose
@@ -324,8 +328,8 @@ def write_vectors(vs: VectorSet, path, *, stream_chunks: Iterator[np.ndarray] | 
     return path
 
 
-def write_results(path, inputs: np.ndarray, codes: np.ndarray, source, fmt: Format,
-                  flags: np.ndarray | None = None) -> pathlib.Path:
+def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray, source: str | np.dtype,
+                  fmt: Format, flags: np.ndarray | None = None) -> pathlib.Path:
     """Write a device-under-test's results in the vectors line format (``input code [flags]``).
 
     Use this (or print the same columns from your own harness) to feed :func:`fp8emu.verify.check.check`.
@@ -373,7 +377,7 @@ def _read_columns(path) -> tuple[dict, list[np.ndarray]]:
     return _parse_meta(header), cols
 
 
-def read_vectors(path) -> VectorSet:
+def read_vectors(path: str | os.PathLike) -> VectorSet:
     """Read vectors written by :func:`write_vectors` (text or ``.npz``).
 
     Raises:
@@ -409,7 +413,7 @@ def read_vectors(path) -> VectorSet:
                      meta.get("level", ""), int(meta.get("seed", 0)))
 
 
-def read_results(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_results(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(inputs, codes, flags or None)`` from a results file (``input code [flags]`` per line)."""
     _, cols = _read_columns(path)
     if not cols:
