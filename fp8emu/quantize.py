@@ -190,7 +190,8 @@ def _lut(fmt: Format, dtype: np.dtype) -> np.ndarray:
     Raises ValueError when some value of ``fmt`` is not exactly representable in ``dtype``.
     """
     vals = fmt.values()
-    cast = vals.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = vals.astype(dtype)
     finite = np.isfinite(vals)
     back = cast.astype(np.float64)
     if not np.array_equal(back[finite], vals[finite]) or not np.all(np.isfinite(back[finite])):
