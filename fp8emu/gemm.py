@@ -25,6 +25,7 @@ import numpy.typing as npt
 from .accumulators import DEFAULT_ACCUMULATOR, Accumulator
 from .format import Format
 from .formats import get_format
+from .scaling import MXTensor, mx_dequantize
 
 __all__ = ["matmul"]
 
@@ -109,6 +110,23 @@ def _prepare_operand(x: Any, fmt, name: str, rounding, saturate: bool, seed, str
     return np.ascontiguousarray(q, dtype=_F32), fmt
 
 
+def _mx_operand(x: Any, fmt, name: str, contraction: int) -> Any:
+    """An :class:`MXTensor` operand as its float32 values (exact), after checking its blocks run along K."""
+    if not isinstance(x, MXTensor):
+        return x
+    if fmt is not None:
+        raise ValueError(f"{name} is an MXTensor (it carries its element format); pass {name}_fmt=None")
+    k_axis = 0 if x.ndim == 1 else x.ndim + contraction
+    if x.axis != k_axis:
+        raise ValueError(f"{name} is MX-blocked along axis {x.axis}; matmul needs the blocks along the "
+                         f"contraction axis {k_axis}")
+    v64 = mx_dequantize(x, dtype=np.float64)
+    v32 = v64.astype(np.float32)
+    if not np.array_equal(v32.astype(np.float64), v64, equal_nan=True):
+        raise ValueError(f"{name}'s MX values leave float32's range; they cannot be used exactly")
+    return v32
+
+
 def _output(y: np.ndarray, scale: np.ndarray | None, out_fmt, out_rounding, saturate: bool, seed,
             stream: int) -> np.ndarray:
     """Apply the combined scale (exact in float64) and the optional output rounding."""
@@ -131,7 +149,10 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
 
     Args:
         a: (..., M, K) or (K,).  Float values, or unsigned-integer *codes* of ``a_fmt``
-            (uint8 for formats of at most 8 bits, uint16 above), which are decoded, not rounded.
+            (uint8 for formats of at most 8 bits, uint16 above), which are decoded, not rounded,
+            or an :class:`~fp8emu.scaling.MXTensor` blocked along K (its exact values are used;
+            the block scales make the products' exponents differ per block, so the accumulator
+            sees plain float32 operands).
         b: (..., K, N) or (K,), likewise with ``b_fmt``.
         a_fmt, b_fmt: operand formats (Format or name); ``None`` = plain float32 operands.
         rounding: rounding mode of the operand quantization (RoundMode or name).
@@ -155,6 +176,8 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         TypeError: wrong dtypes (complex, bool, signed ints, codes of the wrong width).
     """
     acc = _check_accumulator(accumulator, a_fmt, b_fmt)
+    a = _mx_operand(a, a_fmt, "a", -1)
+    b = _mx_operand(b, b_fmt, "b", -2)
     a_arr, b_arr = np.asarray(a), np.asarray(b)
     if a_arr.ndim == 0 or b_arr.ndim == 0:
         raise ValueError("matmul operands must have at least one dimension (scalars are not allowed)")

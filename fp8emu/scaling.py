@@ -1,0 +1,312 @@
+"""Tensor scaling: power-of-two scales (per tensor, per channel), delayed scaling with an amax
+history (as TransformerEngine does), and OCP Microscaling (MX v1.0) block scaling.
+
+Conventions (SPEC.md §6.8).  A *scale* here is always the **dequantization** factor:
+``x ~ scale * q`` with ``q = quantize(x / scale, fmt)`` (TransformerEngine calls it
+``scale_inv``; its ``scale`` is ``1 / scale``).  Scales are powers of two, so dividing and
+multiplying by them is exact (in float64; only float32 overflow/underflow could round), and
+:func:`fp8emu.matmul` takes them as ``a_scale`` / ``b_scale``.
+
+amax-based choice: the smallest power of two ``s`` with ``amax / s <= fmt.max``, times
+``2^margin``.  ``amax == 0`` gives ``s = 1``; a NaN or Inf amax keeps the previous scale
+(TransformerEngine's rule) or gives 1.
+
+MX (OCP Microscaling Formats v1.0, SPEC.md §7.6 and §8.3): blocks of 32 consecutive elements
+along one axis share an E8M0 scale ``X = 2^e``::
+
+    amax == 0        -> e = -127 (the smallest scale; all elements are zero)
+    otherwise        -> e = floor(log2 amax) - emax_elem, clamped below at -127;
+                        e > 127 -> the NaN scale (code 0xFF)
+    elements         = Q_elem(v / X, rounding, saturating)       # one rounding each
+
+``floor(log2 amax) - emax_elem`` can leave ``amax / X`` up to ``2^(emax_elem+1)``, above the
+element max (E4M3: up to 512 vs 448), so elements saturate (microxcaling does the same).
+A block holding NaN or Inf gets the NaN scale: every value of the block dequantizes to NaN
+(OCP leaves the other elements undefined; NaN is the conservative choice).  Element formats:
+``e4m3fn``, ``e5m2``, ``e3m2fn``, ``e2m3fn``, ``e2m1fn`` and ``int8`` (two's complement with an
+implicit ``2^-6``: values ``k / 64``, ``|k| <= 127``; -128 is never produced, so negation stays
+exact; emax 0, as in microxcaling).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .format import Format, RoundMode, Specials
+from .formats import get_format
+from .quantize import decode, encode, quantize
+
+__all__ = [
+    "pow2_scale", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
+    "MX_BLOCK", "MX_ELEMENT_FORMATS", "MXINT8", "MXTensor", "mx_quantize", "mx_dequantize",
+]
+
+
+# ---- power-of-two scales ----------------------------------------------------------------------------
+def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> float:
+    """The smallest power of two ``s`` with ``amax / s <= fmt.max``, times ``2^margin``.
+
+    Returns 1.0 for ``amax == 0``; raises for a negative or non-finite amax (callers decide
+    what a NaN/Inf amax means, see :class:`DelayedScaling`).  Exact: no logarithms.
+    """
+    fmt = get_format(fmt)
+    a = float(amax_value)
+    if not math.isfinite(a) or a < 0:
+        raise ValueError(f"amax must be finite and >= 0, got {amax_value!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)):
+        raise TypeError(f"margin must be an int, got {type(margin).__name__}")
+    if a == 0.0:
+        return 1.0
+    mant, e = math.frexp(a / fmt.max)           # guess; fixed up by exact comparisons
+    while math.ldexp(fmt.max, e - 1) >= a:
+        e -= 1
+    while math.ldexp(fmt.max, e) < a:
+        e += 1
+    return math.ldexp(1.0, e + int(margin))
+
+
+def amax(x: npt.ArrayLike, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """max |x| over all axes except ``axis`` (kept, with keepdims) -- or over everything for ``axis=None``.
+
+    NaN anywhere in a reduction gives NaN (np.max semantics).
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"x must be a float array, got dtype {arr.dtype}")
+    if axis is None:
+        return np.max(np.abs(arr)) if arr.size else np.float64(0.0)
+    keep = tuple(ax % arr.ndim for ax in np.atleast_1d(axis))
+    reduce = tuple(ax for ax in range(arr.ndim) if ax not in keep)
+    return np.max(np.abs(arr), axis=reduce, keepdims=True)
+
+
+def amax_scale(x: npt.ArrayLike, fmt: Format | str, *, axis: int | tuple[int, ...] | None = None,
+               margin: int = 0) -> np.ndarray:
+    """Power-of-two dequantization scales from the amax of ``x``: per tensor (``axis=None``,
+    a 0-d array) or per channel along ``axis`` (shape broadcastable to ``x``).
+
+    For a matmul ``a (M, K) @ b (K, N)``: per-row ``amax_scale(a, f, axis=0)`` is (M, 1),
+    per-column ``amax_scale(b, f, axis=1)`` is (1, N) -- the shapes ``matmul`` accepts.
+    Channels whose amax is NaN/Inf get scale 1.
+    """
+    am = np.asarray(amax(x, axis), dtype=np.float64)
+    out = np.ones_like(am)
+    for idx in np.ndindex(am.shape):
+        if math.isfinite(am[idx]):
+            out[idx] = pow2_scale(am[idx], fmt, margin=margin)
+    return out
+
+
+def scaled_quantize(x: npt.ArrayLike, fmt: Format | str, scale: Any, *, rounding: RoundMode | str = "nearest_even",
+                    saturate: bool = False, seed: int | None = None, stream: int = 0) -> np.ndarray:
+    """``quantize(x / scale, fmt)`` (float64 division: exact for power-of-two scales), as float32.
+
+    The dequantized tensor is ``scale * result`` (exact in float64).
+    """
+    s = np.asarray(scale, dtype=np.float64)
+    mant, _ = np.frexp(s)
+    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(mant == 0.5)):
+        raise ValueError("scale must hold positive finite powers of two")
+    q = quantize(np.asarray(x, dtype=np.float64) / s, fmt, rounding=rounding, saturate=saturate, seed=seed,
+                 stream=stream)
+    return q.astype(np.float32)
+
+
+# ---- delayed scaling ----------------------------------------------------------------------------------
+@dataclass
+class DelayedScaling:
+    """Delayed (history-based) per-tensor scaling, TransformerEngine's recipe.
+
+    Each :meth:`quantize` call uses the scale computed from *previous* amaxes, then records
+    the tensor's amax; :meth:`update` rolls the history (index 0 = most recent) and
+    recomputes the scale from ``max(history)`` (``amax_compute_algo="max"``) or
+    ``history[0]`` (``"most_recent"``), with ``margin``.  A zero, NaN or Inf amax keeps the
+    previous scale (TransformerEngine's ``_default_sf_compute``), but is recorded.
+
+    Args:
+        fmt: the target format.
+        history_len: amax history length (TransformerEngine's ``amax_history_len``).
+        amax_compute_algo: ``"max"`` or ``"most_recent"``.
+        margin: extra power-of-two headroom.
+    """
+
+    fmt: Format
+    history_len: int = 1024
+    amax_compute_algo: str = "max"
+    margin: int = 0
+    history: np.ndarray = field(init=False, repr=False)
+    scale: float = field(init=False, default=1.0)
+
+    def __post_init__(self) -> None:
+        self.fmt = get_format(self.fmt)
+        if isinstance(self.history_len, bool) or not isinstance(self.history_len, (int, np.integer)) \
+                or self.history_len < 1:
+            raise ValueError(f"history_len must be an int >= 1, got {self.history_len!r}")
+        if self.amax_compute_algo not in ("max", "most_recent"):
+            raise ValueError(f"amax_compute_algo={self.amax_compute_algo!r}; allowed: 'max', 'most_recent'")
+        self.history = np.zeros(int(self.history_len), dtype=np.float64)
+
+    def update(self, amax_value: float) -> float:
+        """Record an amax (roll the history) and recompute the scale; return the new scale."""
+        self.history = np.roll(self.history, 1)
+        self.history[0] = float(amax_value)
+        hist = self.history
+        if self.amax_compute_algo == "max":
+            a = np.nan if np.isnan(hist).any() else float(np.max(hist))
+        else:
+            a = float(hist[0])
+        if math.isfinite(a) and a > 0:
+            self.scale = pow2_scale(a, self.fmt, margin=self.margin)
+        return self.scale
+
+    def quantize(self, x: npt.ArrayLike, *, rounding: RoundMode | str = "nearest_even", saturate: bool = True,
+                 seed: int | None = None, stream: int = 0) -> tuple[np.ndarray, float]:
+        """Quantize ``x`` with the current scale, then record its amax.  Returns ``(q, scale)``
+        with ``x ~ scale * q``; saturating by default, as a delayed scale can lag a growing tensor."""
+        s = self.scale
+        q = scaled_quantize(x, self.fmt, s, rounding=rounding, saturate=saturate, seed=seed, stream=stream)
+        self.update(float(amax(x)))
+        return q, s
+
+
+# ---- MX block scaling ----------------------------------------------------------------------------------
+MX_BLOCK = 32
+#: MXINT8's element grid as a Format: sign-magnitude k/64, |k| <= 127 (exponent field 0: k < 64 as
+#: subnormals of quantum 2^-6; field 1: 1 + t/64).  Codes are converted to two's complement int8.
+MXINT8 = Format(1, 6, bias=1, specials=Specials.NONE, name="mxint8")
+MX_ELEMENT_FORMATS: dict[str, Format] = {name: get_format(name) for name in
+                                          ("e4m3fn", "e5m2", "e3m2fn", "e2m3fn", "e2m1fn")}
+MX_ELEMENT_FORMATS["int8"] = MXINT8
+_SCALE_NAN = 0xFF
+
+
+def _element_format(elem: Format | str) -> Format:
+    if isinstance(elem, str) and elem.strip().lower() in ("int8", "mxint8"):
+        return MXINT8
+    fmt = get_format(elem)
+    if fmt not in MX_ELEMENT_FORMATS.values():
+        raise ValueError(f"MX element format {fmt.name!r} is not one of OCP MX v1.0's: "
+                         f"{', '.join(MX_ELEMENT_FORMATS)}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class MXTensor:
+    """An MX-quantized tensor: element codes plus one E8M0 scale per block of ``block`` along ``axis``.
+
+    Attributes:
+        elements: uint8 element codes of ``elem_fmt`` (int8 two's complement for MXINT8),
+            shaped like the original tensor.
+        scales: uint8 E8M0 codes (``e + 127``; 0xFF = NaN), the original shape with
+            ``axis`` replaced by the number of blocks ``ceil(n / block)``.
+        elem_fmt: the element Format (:data:`MXINT8` for int8).
+        axis: the blocked axis (non-negative).
+        block: block length (32 in OCP MX).
+    """
+
+    elements: np.ndarray
+    scales: np.ndarray
+    elem_fmt: Format
+    axis: int
+    block: int = MX_BLOCK
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.elements.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.elements.ndim
+
+    def dequantize(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+        return mx_dequantize(self, dtype=dtype)
+
+
+def _blocks(x: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, int]:
+    """Move ``axis`` last and zero-pad it to whole blocks: (..., nblocks, block), original length."""
+    moved = np.moveaxis(x, axis, -1)
+    n = moved.shape[-1]
+    nb = -(-n // block)
+    if nb * block != n:
+        pad = np.zeros(moved.shape[:-1] + (nb * block - n,), dtype=moved.dtype)
+        moved = np.concatenate([moved, pad], axis=-1)
+    return moved.reshape(moved.shape[:-1] + (nb, block)), n
+
+
+def mx_quantize(x: npt.ArrayLike, elem_fmt: Format | str, *, axis: int = -1, block: int = MX_BLOCK,
+                rounding: RoundMode | str = "nearest_even", seed: int | None = None, stream: int = 0) -> MXTensor:
+    """Quantize ``x`` to MX: blocks of ``block`` along ``axis`` share a power-of-two E8M0 scale.
+
+    Args:
+        x: float array (float16/32/64).
+        elem_fmt: ``"e4m3fn"``, ``"e5m2"``, ``"e3m2fn"``, ``"e2m3fn"``, ``"e2m1fn"`` or ``"int8"``.
+        axis: the blocked axis (the reduction axis of the GEMM that will consume it).
+        block: block length (OCP: 32); a last partial block is allowed.
+        rounding: element rounding mode (elements always saturate); ``"stochastic"`` uses
+            ``seed``/``stream`` with element indices in C order of ``x``.
+
+    Returns:
+        An :class:`MXTensor`.  Scale rule, NaN/Inf and saturation: see the module docstring.
+    """
+    fmt = _element_format(elem_fmt)
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"x must be a float array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"block must be an int >= 1, got {block!r}")
+    if not -arr.ndim <= axis < arr.ndim:
+        raise ValueError(f"axis={axis} is out of range for a {arr.ndim}-d array")
+    ax = axis % arr.ndim
+    v = arr.astype(np.float64)
+    blocks, n = _blocks(v, ax, int(block))
+    with np.errstate(invalid="ignore"):
+        am = np.max(np.abs(blocks), axis=-1)                      # NaN if any NaN
+    bad = ~np.isfinite(am)
+    _, ex = np.frexp(np.where(bad, 1.0, am))                      # am = f * 2^ex, f in [0.5, 1)
+    e = (ex - 1) - fmt.emax                                       # floor(log2 amax) - emax_elem
+    e = np.where(am == 0, -127, np.maximum(e, -127))
+    nan_scale = bad | (e > 127)
+    e = np.where(nan_scale, 0, e)
+    scaled = np.where(nan_scale[..., None], 0.0, blocks / np.exp2(e)[..., None])    # exact in float64
+    scaled = np.moveaxis(scaled.reshape(scaled.shape[:-2] + (-1,))[..., :n], -1, ax)
+    codes = encode(np.ascontiguousarray(scaled), fmt, rounding=rounding, saturate=True, seed=seed, stream=stream)
+    if fmt is MXINT8:
+        codes = _sign_magnitude_to_int8(codes)
+    scales = np.where(nan_scale, _SCALE_NAN, e + 127).astype(np.uint8)
+    return MXTensor(codes, np.moveaxis(scales, -1, ax), fmt, ax, int(block))
+
+
+def _sign_magnitude_to_int8(codes: np.ndarray) -> np.ndarray:
+    """MXINT8 codes ``S kkkkkkk`` (sign-magnitude, k = |value| * 64) -> two's complement int8."""
+    mag = (codes & 0x7F).astype(np.int16)
+    return np.where(codes & 0x80, -mag, mag).astype(np.int8)
+
+
+def mx_dequantize(mx: MXTensor, *, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    """Values ``element * 2^(scale - 127)`` (NaN where the block scale is NaN), as ``dtype``.
+
+    Computed in float64 (exact); the cast to float32 is exact unless a value leaves float32's
+    range (possible only for hand-made codes), where it rounds/overflows as a float32 cast does.
+    """
+    if not isinstance(mx, MXTensor):
+        raise TypeError(f"mx must be an MXTensor, got {type(mx).__name__}")
+    if mx.elem_fmt is MXINT8 or mx.elem_fmt == MXINT8:
+        vals = mx.elements.astype(np.float64) / 64.0
+    else:
+        vals = decode(mx.elements, mx.elem_fmt, dtype=np.float64)
+    blocks, n = _blocks(vals, mx.axis, mx.block)
+    sc = np.moveaxis(mx.scales, mx.axis, -1)
+    if sc.shape != blocks.shape[:-1]:
+        raise ValueError(f"scales have shape {mx.scales.shape}, which does not match {blocks.shape[-2]} blocks "
+                         f"of {mx.block} along axis {mx.axis} of elements {mx.elements.shape}")
+    factor = np.where(sc == _SCALE_NAN, np.nan, np.exp2(sc.astype(np.float64) - 127.0))
+    out = (blocks * factor[..., None]).reshape(blocks.shape[:-2] + (-1,))[..., :n]
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(np.moveaxis(out, -1, mx.axis)).astype(dtype)

@@ -1,0 +1,100 @@
+"""Power-of-two scales, amax selection (per tensor / per channel) and delayed scaling."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fp8emu import matmul, quantize
+from fp8emu.accumulators import fp32_sequential
+from fp8emu.formats import FP8_FORMATS, e4m3fn, e5m2
+from fp8emu.scaling import DelayedScaling, amax, amax_scale, pow2_scale, scaled_quantize
+
+ELEMENT_FP8 = [f for f in FP8_FORMATS if f.has_zero]
+
+
+@given(a=st.floats(min_value=1e-40, max_value=1e38), fmt=st.sampled_from(ELEMENT_FP8), margin=st.integers(0, 3))
+def test_pow2_scale_is_the_smallest_power_of_two_that_fits(a, fmt, margin):
+    s = pow2_scale(a, fmt, margin=margin)
+    m, _ = math.frexp(s)
+    assert m == 0.5                                        # a power of two
+    base = s / 2 ** margin
+    assert a / base <= fmt.max < a / (base / 2)            # fits, and half of it would not
+
+
+def test_pow2_scale_edges():
+    assert pow2_scale(448.0, e4m3fn) == 1.0 and pow2_scale(448.0001, e4m3fn) == 2.0
+    assert pow2_scale(0.0, e4m3fn) == 1.0
+    assert pow2_scale(57344.0, e5m2, margin=1) == 2.0
+    for bad in (np.nan, np.inf, -1.0):
+        with pytest.raises(ValueError, match="amax"):
+            pow2_scale(bad, e4m3fn)
+
+
+def test_amax_scale_per_tensor_and_per_channel_feed_matmul():
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((6, 32)) * np.exp2(np.arange(6))[:, None] * 100).astype(np.float32)
+    b = (rng.standard_normal((32, 5)) * 1e-3).astype(np.float32)
+    sa = amax_scale(a, e4m3fn, axis=0)
+    sb = amax_scale(b, e4m3fn, axis=1)
+    assert sa.shape == (6, 1) and sb.shape == (1, 5) and amax_scale(a, e4m3fn).shape == ()
+    row_amax = np.abs(a).max(axis=1, keepdims=True) / sa
+    assert np.all((224 < row_amax) & (row_amax <= 448))       # each row uses the top binade
+    y = matmul(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn, a_scale=sa, b_scale=sb, accumulator=fp32_sequential)
+    y_ref = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.linalg.norm(y - y_ref) < 0.1 * np.linalg.norm(y_ref)
+    # without scales the small b underflows e4m3fn badly
+    y_plain = matmul(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn, saturate=True, accumulator=fp32_sequential)
+    assert np.abs(y_plain - y_ref).max() > 10 * np.abs(y - y_ref).max()
+
+
+def test_scaled_quantize_is_exact_division():
+    x = np.array([1.0, 3.0, 1000.0, -5e-3], dtype=np.float32)
+    q = scaled_quantize(x, e4m3fn, 4.0)
+    np.testing.assert_array_equal(q, quantize(x.astype(np.float64) / 4.0, e4m3fn).astype(np.float32))
+    with pytest.raises(ValueError, match="powers of two"):
+        scaled_quantize(x, e4m3fn, 3.0)
+
+
+def test_amax_shapes_and_nan():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 10
+    assert amax(x) == 13
+    assert amax(x, axis=1).shape == (1, 3, 1)
+    x[0, 0, 0] = np.nan
+    assert np.isnan(amax(x))
+    with pytest.raises(TypeError, match="float"):
+        amax(np.arange(3))
+
+
+def test_delayed_scaling_uses_previous_amaxes():
+    ds = DelayedScaling(e4m3fn, history_len=3)
+    assert ds.scale == 1.0
+    q, s = ds.quantize(np.array([1000.0], dtype=np.float32))   # scale 1: 1000 saturates to 448
+    assert s == 1.0 and q[0] == 448.0 and ds.scale == 4.0      # next: 1000 / 4 = 250 <= 448
+    q, s = ds.quantize(np.array([10.0], dtype=np.float32))
+    assert s == 4.0 and ds.scale == 4.0                        # max of history (1000, 10, 0)
+    ds.update(5.0)
+    assert ds.scale == 4.0                                     # 1000 still in the window of 3
+    ds.update(5.0)
+    assert ds.scale == 2.0 ** -5                               # window (5, 5, 10): 10 / 2^-5 = 320 <= 448
+    ds.update(np.nan)
+    assert ds.scale == 2.0 ** -5                               # NaN in the window: keep the scale
+    for _ in range(3):
+        ds.update(0.0)
+    assert ds.scale == 2.0 ** -5                               # all-zero window: keep the scale
+
+
+def test_delayed_scaling_most_recent_and_margin():
+    ds = DelayedScaling(e5m2, history_len=4, amax_compute_algo="most_recent", margin=1)
+    ds.update(1e5)
+    ds.update(1.0)
+    assert ds.scale == pow2_scale(1.0, e5m2) * 2 == 2.0 ** -15 * 2
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(history_len=0), "history_len"),
+                                           (dict(amax_compute_algo="mean"), "amax_compute_algo")])
+def test_delayed_scaling_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DelayedScaling(e4m3fn, **kwargs)
