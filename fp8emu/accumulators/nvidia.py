@@ -57,7 +57,6 @@ from .base import Accumulator
 __all__ = ["NvidiaHopperFP8", "CublasLtSplitRule", "CUBLASLT_13_1_H200", "nvidia_hopper_fp8",
            "split_ranges", "compare_to_recording", "hopper_reference_dot"]
 
-_NEG = -(1 << 20)  # alignment exponent of a zero (never wins a max, sums stay far below)
 _ROUNDINGS = ("truncate", "nearest_even")
 _SUBNORMAL_RULES = ("min_normal", "actual")
 
@@ -198,8 +197,12 @@ class NvidiaHopperFP8(Accumulator):
     def __post_init__(self) -> None:
         if not isinstance(self.step, int) or self.step < 1:
             raise ValueError(f"step={self.step!r} must be a positive int")
-        if not isinstance(self.kept_frac_bits, int) or not 1 <= self.kept_frac_bits <= 40:
-            raise ValueError(f"kept_frac_bits={self.kept_frac_bits!r} must be an int in 1..40")
+        if not isinstance(self.kept_frac_bits, int) or self.kept_frac_bits < 1:
+            raise ValueError(f"kept_frac_bits={self.kept_frac_bits!r} must be a positive int")
+        if self.kept_frac_bits + 2 + math.ceil(math.log2(self.step + 1)) > 24:
+            raise ValueError(f"kept_frac_bits={self.kept_frac_bits} with step={self.step}: a group sum needs "
+                             f"{self.kept_frac_bits + 2 + math.ceil(math.log2(self.step + 1))} bits; the exact "
+                             "float32 kernel allows 24 (kept_frac_bits + 2 + ceil(log2(step + 1)) <= 24)")
         for name in ("term_rounding", "sum_rounding"):
             if getattr(self, name) not in _ROUNDINGS:
                 raise ValueError(f"{name}={getattr(self, name)!r}; allowed: {', '.join(map(repr, _ROUNDINGS))}")
@@ -235,9 +238,13 @@ class NvidiaHopperFP8(Accumulator):
             if fmt is None:
                 raise ValueError(f"{self.name} models FP8 tensor cores: {name} must be a Format "
                                  "(e.g. fp8emu.formats.e4m3fn or e5m2), got None")
-            if get_format(fmt).precision > 11:
-                raise ValueError(f"{name}={get_format(fmt).name} has precision {get_format(fmt).precision}; "
-                                 f"{self.name} takes formats of at most 11 significand bits")
+        fa, fb = get_format(a_fmt), get_format(b_fmt)
+        # the kernel's float32 arithmetic is exact for these (see the note above _hopper_gemm)
+        if fa.precision + fb.precision > 24 or fa.min_subnormal_exp + fb.min_subnormal_exp < -149 \
+                or fa.emax + fb.emax + 2 > 127:
+            raise ValueError(f"a_fmt={fa.name}, b_fmt={fb.name}: products must be exact float32 values "
+                             "(precisions summing to <= 24, product exponents within -149..127); "
+                             "8-bit formats and float16 qualify")
 
     def matmul_2d(self, a: np.ndarray, b: np.ndarray, *, a_fmt: Format | None = None,
                   b_fmt: Format | None = None) -> np.ndarray:
@@ -260,13 +267,13 @@ class NvidiaHopperFP8(Accumulator):
             raise ValueError(f"a and b must be 2-D with a.shape[1] == b.shape[0]; got {a.shape} and {b.shape}")
         M, K = a.shape
         N = b.shape[1]
-        sa, la, ea = _split_operand(a, a_fmt, "a", self.subnormal_exponent)
-        sb, lb, eb = _split_operand(np.ascontiguousarray(b), b_fmt, "b", self.subnormal_exponent)
+        av, ap = _split_operand(a, a_fmt, "a", self.subnormal_exponent)
+        bv, bp = _split_operand(b, b_fmt, "b", self.subnormal_exponent)
         bounds = np.array([lo for lo, _ in split_ranges(K, self.splits_for_formats(M, N, K, a_fmt, b_fmt), self.split_granule)] + [K],
                           dtype=np.int64)
         out = np.empty((M, N), dtype=np.float32)
         prom = 0 if self.promotion_interval is None else self.promotion_interval
-        _hopper_gemm(sa, la, ea, sb, lb, eb, bounds, self.step, self.kept_frac_bits, prom,
+        _hopper_gemm(av, ap, bv, bp, bounds, self.step, self.kept_frac_bits, prom,
                      self.term_rounding == "nearest_even", self.sum_rounding == "nearest_even",
                      self.include_acc_in_alignment, out)
         return out
@@ -295,168 +302,151 @@ def nvidia_hopper_fp8(fast_accum: bool = False, M: int | None = None, N: int | N
 # ---------------------------------------------------------------------------------------------
 # operand decomposition
 # ---------------------------------------------------------------------------------------------
-def _split_operand(x: np.ndarray, fmt: Format, name: str, sub_rule: str):
-    """(sig int64, lsb int32, e int32) of every element; see the module docstring."""
+def _split_operand(x: np.ndarray, fmt: Format, name: str, sub_rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """(value, 2^e(x)) of every element as float32; 2^e is 0 for zeros.
+
+    Raises:
+        ValueError: NaN/Inf, or a value that is not exact in ``fmt``.
+    """
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or Inf; the tensor-core model takes finite operands only")
-    mant, expo = np.frexp(x.astype(np.float64))  # x = mant * 2^expo, |mant| in [0.5, 1)
-    e_true = expo.astype(np.int32) - 1
-    normal = np.abs(x) >= fmt.min_normal
-    lsb = np.where(normal, e_true - fmt.man_bits, fmt.emin - fmt.man_bits).astype(np.int32)
-    sig_f = np.ldexp(x.astype(np.float64), -lsb)
-    sig = sig_f.astype(np.int64)
-    bad = (sig != sig_f) | (np.abs(sig) >= (1 << fmt.precision)) | (np.abs(x) > fmt.max)
+    val = x.astype(np.float32)
+    mant, expo = np.frexp(val)  # val = mant * 2^expo, |mant| in [0.5, 1)
+    e_true = expo - 1
+    normal = np.abs(val) >= fmt.min_normal
+    lsb = np.where(normal, e_true - fmt.man_bits, fmt.emin - fmt.man_bits)
+    sig = np.ldexp(val, -lsb)
+    bad = (sig != np.trunc(sig)) | (np.abs(sig) >= 2.0 ** fmt.precision) | (np.abs(val) > fmt.max)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name}[{idx}] = {x[idx]!r} is not exactly representable in {fmt.name}")
-    if sub_rule == "min_normal":
-        e = np.where(normal, e_true, fmt.emin)
-    else:
-        e = e_true
-    e = np.where(x == 0, _NEG, e).astype(np.int32)
-    lsb = np.where(x == 0, 0, lsb).astype(np.int32)
-    return np.ascontiguousarray(sig), np.ascontiguousarray(lsb), np.ascontiguousarray(e)
+    e = np.where(normal | (sub_rule == "actual"), e_true, fmt.emin)
+    pow2 = np.where(val == 0, 0.0, np.ldexp(1.0, e)).astype(np.float32)  # 2^-30..2^30 for FP8
+    return np.ascontiguousarray(val), np.ascontiguousarray(pow2)
 
 
 # ---------------------------------------------------------------------------------------------
 # fast kernel
 # ---------------------------------------------------------------------------------------------
-@numba.njit(cache=True, inline="always")
-def _cut(mag, r, nearest):
-    """``mag >> r`` for ``r >= 1`` (truncate), or rounded half to even.
-
-    ``mag = q << r | rem``: rounding up when ``rem > half``, or ``rem == half`` and ``q`` is odd.
-    """
-    q = mag >> r
-    if nearest:
-        rem = mag - (q << r)
-        half = np.int64(1) << (r - 1)
-        if rem > half or (rem == half and (q & 1) == 1):
-            q += 1
-    return q
+# Why float32 is exact here (checked by _check_float32_exact): an operand has p <= 12 significant
+# bits, so a product has <= 24; scaling by the power of two 2^(kept - emax) is exact (no under- or
+# overflow for the allowed formats); each cut term is an integer below 2^(kept + 2) and step + 1
+# of them sum to below 2^24.  So trunc/rint on float32 are the integer truncation/rounding of the
+# definition, the accumulator c (1 + kept bits) is a float32, and the loops vectorise 8 or 16
+# lanes wide (mul, mul, round, add; max for the exponents).
+_EXP_MASK = np.int32(0x7F800000)  # float32 bits: S | EEEEEEEE | 23 fraction bits
+_ROW_BLOCK = 8  # rows of a per thread task: one 32 x N slab of b is reused from cache by all
 
 
 @numba.njit(cache=True, inline="always")
-def _bitlen(x):
-    """Number of bits of a positive int64 below 2^53 (exact through float64's exponent)."""
-    return math.frexp(float(x))[1]
+def _group(av, ap, i, bv, bp, k0, k1, c, ci, p32, pi32, emx, scale, ssum, si, kept, low_mask, half,
+           term_rne, sum_rne, inc_acc):
+    """One tensor-core step (K elements k0..k1) of output row i, all columns: c <- new c."""
+    N = c.shape[0]
+    two_kept = np.float32(math.ldexp(1.0, kept))
+    # 1. reference exponent as a power of two: 2^floor(log2|c|) is c's exponent field alone
+    #    (0.0 for c = 0); then the products' 2^(e(a)+e(b))
+    for j in range(N):
+        pi32[j] = ci[j] & _EXP_MASK
+    if inc_acc:
+        for j in range(N):
+            emx[j] = p32[j]
+    else:
+        emx[:] = 0.0
+    for k in range(k0, k1):
+        pa = ap[i, k]
+        if pa == 0.0:
+            continue
+        for j in range(N):
+            emx[j] = max(emx[j], pa * bp[k, j])
+    # 2. the accumulator as the first term, in units of 2^(emax - kept)
+    for j in range(N):
+        e = emx[j]
+        if e == 0.0:  # no product (and c left out of the max): align to c, or to anything
+            e = p32[j] if p32[j] != 0.0 else np.float32(1.0)
+        scale[j] = two_kept / e
+        ssum[j] = np.rint(c[j] * scale[j]) if term_rne else np.trunc(c[j] * scale[j])
+    # 3. the products as terms, cut and summed exactly
+    for k in range(k0, k1):
+        va = av[i, k]
+        if va == 0.0:
+            continue
+        if term_rne:
+            for j in range(N):
+                ssum[j] += np.rint(va * bv[k, j] * scale[j])
+        else:
+            for j in range(N):
+                ssum[j] += np.trunc(va * bv[k, j] * scale[j])
+    # 4. normalise: keep the top 1 + kept bits of the exact integer sum (sign-magnitude), by
+    #    clearing or rounding away the low 23 - kept fraction bits of its float32 pattern
+    #        S EEEEEEEE 1 ffff...f (kept) | xxxx...x (23 - kept)
+    if sum_rne:
+        step_bit = low_mask + 1
+        for j in range(N):
+            bits = si[j]
+            low = bits & low_mask
+            bits -= low
+            if low > half or (low == half and (bits & step_bit) != 0):
+                bits += step_bit  # a carry into the exponent field is still the right value
+            si[j] = bits
+    else:
+        for j in range(N):
+            si[j] = si[j] & ~low_mask
+    for j in range(N):
+        c[j] = ssum[j] / scale[j]
 
 
 @numba.njit(cache=True, parallel=True)
-def _hopper_gemm(sa, la, ea, sb, lb, eb, bounds, step, kept, prom, term_rne, sum_rne, inc_acc, out):
-    """Tensor-core GEMM model; one output row per prange iteration, vectorised over columns j.
+def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, inc_acc, out):
+    """Tensor-core GEMM model: blocks of rows in parallel, each step vectorised over columns j.
 
     Args:
-        sa, la, ea: (M, K) significand (int64), lsb exponent and alignment exponent (int32) of a.
-        sb, lb, eb: (K, N) the same for b.
+        av, ap: (M, K) float32 values of a and 2^e(a) (0 for zero).
+        bv, bp: (K, N) the same for b.
         bounds: split range starts, then K.
         step, kept, prom: group size, kept fraction bits, promotion interval (0 = none).
         term_rne, sum_rne: round half to even instead of truncating (terms / normalised sum).
         inc_acc: the accumulator's exponent takes part in the group maximum.
         out: (M, N) float32 result.
     """
-    M, K = sa.shape
-    N = sb.shape[1]
+    M = av.shape[0]
+    N = bv.shape[1]
     n_split = bounds.shape[0] - 1
-    for i in prange(M):
-        c_sig = np.zeros(N, np.int64)     # tensor-core accumulator c = c_sig * 2^c_lsb
-        c_lsb = np.zeros(N, np.int32)
-        c_exp = np.full(N, _NEG, np.int32)  # floor(log2|c|), _NEG for c = 0
-        emax = np.empty(N, np.int32)
-        acc = np.zeros(N, np.float32)     # FP32 accumulator of one split
-        res = np.zeros(N, np.float32)     # sum of the split partials
-        ssum = np.empty(N, np.int64)
+    low_mask = np.int32((1 << (23 - kept)) - 1)
+    half = np.int32(1 << (22 - kept))
+    n_blocks = (M + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for blk in prange(n_blocks):
+        i0 = blk * _ROW_BLOCK
+        rows = min(_ROW_BLOCK, M - i0)
+        c = np.zeros((rows, N), np.float32)  # tensor-core accumulators (exact values)
+        p32 = np.empty(N, np.float32)        # scratch: 2^floor(log2|c|)
+        emx = np.empty(N, np.float32)        # 2^emax of the group
+        scale = np.empty(N, np.float32)      # 2^(kept - emax)
+        ssum = np.empty(N, np.float32)       # exact sum of the cut terms, in units
+        acc = np.zeros((rows, N), np.float32)  # FP32 accumulators of one split
+        res = np.zeros((rows, N), np.float32)  # sums of the split partials
         for s in range(n_split):
             lo, hi = bounds[s], bounds[s + 1]
-            c_sig[:] = 0
-            c_exp[:] = _NEG
-            acc[:] = 0
+            c[:] = 0.0
+            acc[:] = 0.0
             for k0 in range(lo, hi, step):
                 k1 = min(k0 + step, hi)
-                # 1. reference exponent of the group
-                for j in range(N):
-                    emax[j] = c_exp[j] if inc_acc else _NEG
-                for k in range(k0, k1):
-                    e_a = ea[i, k]
-                    if e_a == _NEG:
-                        continue
-                    for j in range(N):
-                        emax[j] = max(emax[j], e_a + eb[k, j])
-                if not inc_acc:
-                    for j in range(N):
-                        if emax[j] == _NEG:
-                            emax[j] = c_exp[j]
-                # 2. the accumulator as a term: c_sig * 2^(c_lsb - (emax - kept))
-                for j in range(N):
-                    if c_sig[j] == 0:
-                        ssum[j] = 0
-                        continue
-                    d = c_lsb[j] - emax[j] + kept
-                    mag = abs(c_sig[j])
-                    if d >= 0:
-                        mag = mag << min(d, 62)
-                    else:
-                        mag = _cut(mag, min(-d, 63), term_rne)
-                    ssum[j] = -mag if c_sig[j] < 0 else mag
-                # 3. the products as terms, summed exactly
-                for k in range(k0, k1):
-                    s_a = sa[i, k]
-                    if s_a == 0:
-                        continue
-                    l_a = la[i, k] + kept
-                    if term_rne:
-                        for j in range(N):
-                            p = s_a * sb[k, j]
-                            d = l_a + lb[k, j] - emax[j]
-                            mag = abs(p)
-                            if d >= 0:
-                                mag = mag << min(d, 62)
-                            else:
-                                mag = _cut(mag, min(-d, 63), True)
-                            ssum[j] += -mag if p < 0 else mag
-                    else:
-                        # branch-free truncation toward zero: (|p| << max(d,0)) >> max(-d,0)
-                        for j in range(N):
-                            p = s_a * sb[k, j]
-                            d = l_a + lb[k, j] - emax[j]
-                            mag = (abs(p) << min(max(d, 0), 62)) >> min(max(-d, 0), 63)
-                            ssum[j] += -mag if p < 0 else mag
-                # 4. normalise the sum, keep 1 + kept bits
-                for j in range(N):
-                    v = ssum[j]
-                    if v == 0:
-                        c_sig[j] = 0
-                        c_exp[j] = _NEG
-                        continue
-                    mag = abs(v)
-                    unit = emax[j] - kept
-                    nb = _bitlen(mag)
-                    if nb > kept + 1:
-                        r = nb - kept - 1
-                        mag = _cut(mag, r, sum_rne)
-                        unit += r
-                        if mag >> (kept + 1):  # rounding carried into a new bit
-                            mag >>= 1
-                            unit += 1
-                        nb = kept + 1
-                    c_sig[j] = -mag if v < 0 else mag
-                    c_lsb[j] = unit
-                    c_exp[j] = unit + _bitlen(mag) - 1
-                # 5. promotion to FP32 (one RNE add), then the tensor core starts from zero
+                for r in range(rows):
+                    cr = c[r]
+                    _group(av, ap, i0 + r, bv, bp, k0, k1, cr, cr.view(np.int32), p32, p32.view(np.int32),
+                           emx, scale, ssum, ssum.view(np.int32), kept, low_mask, half, term_rne, sum_rne, inc_acc)
+                # promotion to FP32 (one RNE add); the tensor core restarts from zero
                 if prom > 0 and ((k1 - lo) % prom == 0 or k1 == hi):
-                    for j in range(N):
-                        if c_sig[j] != 0:
-                            acc[j] = acc[j] + np.float32(math.ldexp(float(c_sig[j]), c_lsb[j]))
-                        c_sig[j] = 0
-                        c_exp[j] = _NEG
-            if prom == 0:
+                    for r in range(rows):
+                        for j in range(N):
+                            acc[r, j] = acc[r, j] + c[r, j]
+                            c[r, j] = 0.0
+            for r in range(rows):
                 for j in range(N):
-                    acc[j] = np.float32(math.ldexp(float(c_sig[j]), c_lsb[j]))
-            # 6. split-K reduction: FP32 partials added in split order
-            for j in range(N):
-                res[j] = acc[j] if s == 0 else res[j] + acc[j]
-        for j in range(N):
-            out[i, j] = res[j]
+                    part = acc[r, j] if prom > 0 else c[r, j]
+                    # split-K reduction: FP32 partials added in split order
+                    res[r, j] = part if s == 0 else res[r, j] + part
+        out[i0:i0 + rows] = res
 
 
 # ---------------------------------------------------------------------------------------------
