@@ -9,11 +9,12 @@ from .software import (Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential, LowP
                        fp32_blocked, fp32_pairwise, fp32_sequential, lowp)
 
 # Hardware models (one import line each) go below this line.
+from .nvidia import NvidiaHopperFP8, nvidia_hopper_fp8
 
 __all__ = [
     "Accumulator", "Fp32Blas", "Fp32Sequential", "Fp32Pairwise", "Fp32Blocked",
     "fp32_blas", "fp32_sequential", "fp32_pairwise", "fp32_blocked",
-    "LowPrecisionAccumulator", "lowp", "DEFAULT_ACCUMULATOR",
+    "LowPrecisionAccumulator", "lowp", "DEFAULT_ACCUMULATOR", "NvidiaHopperFP8", "nvidia_hopper_fp8",
 ]
 
 #: The accumulator used when ``accumulator=None``.
