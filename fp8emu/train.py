@@ -1,0 +1,373 @@
+"""Train a model under a recipe: one readable loop, checkpoints, metrics, exact resume.
+
+``train(config)`` builds the data, model, optimizer and loss scaler from a plain ``dict``
+(the CLI's arguments, see :data:`fp8emu.cli.DEFAULTS`), then runs the five verbs per batch::
+
+    logits = model(x)                      # predict
+    loss = cross_entropy(logits, y)        # loss
+    scaler.scale(loss).backward()          # backward (the recipe quantizes inside the GEMMs)
+    scaler.step(optimizer)                 # step (skipped on Inf/NaN gradients)
+    optimizer.zero_grad()                  # zero_grad
+
+Everything that decides the next step lives in the checkpoint (parameters, buffers, optimizer
+and master weights, loss scaler, the recipe's per-layer state such as the step counters of
+stochastic rounding, the data position and the partial epoch's sums), so ``resume=True``
+continues bit for bit like an uninterrupted run.  Ctrl-C is deferred to the end of the
+current step; then a checkpoint is written and :class:`TrainResult` says ``interrupted``
+(a second Ctrl-C aborts at once).
+
+The run directory holds ``config.json``, ``checkpoint.npz`` and ``metrics.jsonl`` (one JSON
+object per finished epoch, rewritten atomically from the checkpoint's history).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .data import BatchLoader, Dataset, load_dataset
+
+__all__ = ["TrainResult", "train", "evaluate", "build", "CONFIG_KEYS"]
+
+# The configuration that must match for --resume (everything that changes the numbers).
+CONFIG_KEYS = ("model", "width", "recipe", "dataset", "limit_train", "limit_test", "augment", "epochs",
+               "batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
+               "seed")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the per-epoch records and whether Ctrl-C stopped it."""
+
+    history: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+    out: str = ""
+
+
+class _DeferredInterrupt:
+    """Turn the first SIGINT into a flag checked between steps; a second one raises at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C cannot reach us anyway
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nfp8emu: Ctrl-C: finishing this step, then writing a checkpoint (Ctrl-C again to abort)",
+              flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+def _load_data(config: dict) -> Dataset:
+    ds = load_dataset(config["dataset"], config.get("data"))
+    return ds.limit(config.get("limit_train"), config.get("limit_test"))
+
+
+def _write_json_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_metrics(out: str, history: list[dict]) -> None:
+    """Rewrite metrics.jsonl from the history (atomic: never a half-written file)."""
+    _write_json_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
+
+
+def _new_epoch_sums() -> dict:
+    return {"loss_sum": 0.0, "correct": 0, "seen": 0, "skipped": 0, "train_time": 0.0, "data_time": 0.0,
+            "scale_trace": [], "stats": {}}
+
+
+def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int, mean: tuple, std: tuple,
+             interrupt: Any = None) -> tuple[float, float] | None:
+    """Mean cross-entropy and top-1 accuracy of ``model`` (eval mode, no graph) on a split.
+
+    Returns None when ``interrupt.requested`` became true during the pass.
+    """
+    from .autograd import Tensor, no_grad, ops
+
+    loader = BatchLoader(images, labels, batch_size, mean=mean, std=std, shuffle=False)
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with no_grad():
+        for x, y in loader.batches(0):
+            logits = model(Tensor(x))
+            loss_sum += float(ops.cross_entropy(logits, y).item()) * len(y)
+            correct += int((logits.data.argmax(axis=1) == y).sum())
+            if interrupt is not None and interrupt.requested:
+                model.train()
+                return None
+    model.train()
+    return loss_sum / len(labels), correct / len(labels)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _StatsObserver:
+    """Count, per layer and tensor class, values flushed to zero and values that overflowed.
+
+    Registered as an observer of every quantization (``fp8emu.autograd.add_observer``) for one
+    step.  Underflow is counted among the nonzero inputs (a ReLU's exact zeros are not
+    underflow); overflow among all inputs: finite values that became Inf/NaN or were
+    clamped to the format's largest magnitude.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, list[int]]] = {}
+
+    def __call__(self, layer: Any, tclass: str, x: np.ndarray, q: np.ndarray, spec: Any) -> None:
+        nonzero = x != 0
+        under = int(np.count_nonzero(nonzero & (q == 0)))
+        finite = np.isfinite(x)
+        over = int(np.count_nonzero(finite & ~np.isfinite(q)))
+        if spec.saturate:
+            over += int(np.count_nonzero(finite & (np.abs(x) > spec.fmt.max) & (np.abs(q) == spec.fmt.max)))
+        c = self.counts.setdefault(layer.name, {}).setdefault(tclass, [0, 0, 0, 0])
+        c[0] += under
+        c[1] += over
+        c[2] += int(np.count_nonzero(nonzero))
+        c[3] += x.size
+
+    def __enter__(self) -> _StatsObserver:
+        from .autograd import add_observer
+        add_observer(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from .autograd import remove_observer
+        remove_observer(self)
+
+    def merge_into(self, total: dict) -> None:
+        for name, per_class in self.counts.items():
+            for tclass, c in per_class.items():
+                acc = total.setdefault(name, {}).setdefault(tclass, [0, 0, 0, 0])
+                for i in range(4):
+                    acc[i] += c[i]
+
+
+def _finish_stats(counts: dict) -> dict:
+    """Counts -> ``{layer: {class: {"underflow": f, "overflow": f}}}``."""
+    return {name: {tclass: {"underflow": c[0] / max(c[2], 1), "overflow": c[1] / max(c[3], 1)}
+                   for tclass, c in per_class.items()} for name, per_class in counts.items()}
+
+
+# ------------------------------------------------------------------------------------------ the engine
+
+@dataclass
+class Parts:
+    """What one training run is made of (built by :func:`build`)."""
+
+    model: Any
+    recipe: Any
+    optimizer: Any
+    scaler: Any
+    lr_at: Any  # step -> learning rate
+
+
+def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
+    """Model, recipe, optimizer, loss scaler and LR schedule from ``config`` (seeded)."""
+    from . import nn
+    from .recipes import get_recipe
+
+    nn.manual_seed(config["seed"])
+    builder = {"resnet18": nn.resnet18, "resnet34": nn.resnet34, "resnet50": nn.resnet50}[config["model"]]
+    channels, height, _ = ds.image_shape
+    model = builder(num_classes=ds.num_classes, in_channels=channels, width=config["width"],
+                    cifar_stem=height <= 64)  # small images: 3x3 stem, no max-pool
+    recipe = get_recipe(config["recipe"])
+    recipe.apply(model, seed=config["seed"])
+    optimizer = recipe.make_optimizer(model.parameters(), lr=config["lr"], momentum=config["momentum"],
+                                      weight_decay=config["weight_decay"])
+    scaler = recipe.make_scaler()
+    total = config["epochs"] * steps_per_epoch
+    return Parts(model, recipe, optimizer, scaler, _schedule(config, optimizer, total, steps_per_epoch))
+
+
+def _schedule(config: dict, optimizer: Any, total: int, steps_per_epoch: int) -> Any:
+    """step -> learning rate: a pure function of the step, so resuming needs no schedule state."""
+    from .optim import CosineLR, StepLR
+
+    kind, lr = config["schedule"], config["lr"]
+    if kind == "cosine":
+        return CosineLR(optimizer, total, warmup=config["warmup_epochs"] * steps_per_epoch).lr_at
+    if kind == "step":  # /10 after each third of training
+        return StepLR(optimizer, step_size=max(1, -(-total // 3))).lr_at
+    if config["warmup_epochs"]:
+        raise ValueError("warmup_epochs needs schedule='cosine'")
+    return lambda step: lr
+
+
+def train_step(parts: Parts, x: np.ndarray, y: np.ndarray, *, label_smoothing: float = 0.0) -> tuple[float, int, bool]:
+    """One training step; returns (loss, correct predictions, whether the update was skipped)."""
+    from .autograd import Tensor, ops
+
+    logits = parts.model(Tensor(x))                                    # predict
+    loss = ops.cross_entropy(logits, y, label_smoothing)               # loss
+    parts.scaler.scale(loss).backward()                                # backward
+    applied = parts.scaler.step(parts.optimizer)                       # step (unscale, skip on Inf/NaN)
+    parts.optimizer.zero_grad()                                        # zero_grad
+    correct = int((logits.data.argmax(axis=1) == y).sum())
+    return float(loss.item()), correct, not applied
+
+
+def _state(parts: Parts) -> dict:
+    return {"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict(parts.model)}
+
+
+def _load_state(parts: Parts, state: dict) -> None:
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scaler.load_state_dict(state["scaler"])
+    parts.recipe.load_state_dict(parts.model, state["recipe"])
+
+
+# --------------------------------------------------------------------------------------------- the loop
+
+def train(config: dict, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train per ``config`` into ``config["out"]``; see the module docstring.
+
+    Raises:
+        DatasetError: the data set is missing or corrupt.
+        CheckpointError: ``resume`` with a damaged checkpoint or one of a different configuration.
+    """
+    out = config["out"]
+    ds = _load_data(config)  # data errors before anything is written
+    os.makedirs(out, exist_ok=True)
+    ckpt_path = os.path.join(out, "checkpoint.npz")
+    loader = BatchLoader(ds.train_images, ds.train_labels, config["batch_size"], mean=ds.mean, std=ds.std,
+                         augment=config["augment"], pad=ds.pad, flip=ds.flip, drop_last=True, seed=config["seed"])
+    parts = build(config, ds, len(loader))
+    saved_config = {k: config.get(k) for k in CONFIG_KEYS}
+    epoch, batch, step, history, sums = 0, 0, 0, [], _new_epoch_sums()
+    if resume and os.path.exists(ckpt_path):
+        ckpt = load_checkpoint(ckpt_path)
+        check_compatible(ckpt["config"], saved_config, ckpt_path)
+        _load_state(parts, ckpt["state"])
+        epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+        history, sums = ckpt["history"], ckpt["sums"]
+        print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
+    elif os.path.exists(os.path.join(out, "metrics.jsonl")) and not resume:
+        print(f"fp8emu: {out} holds an earlier run; starting over (use --resume to continue it)", flush=True)
+    _write_json_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=1, sort_keys=True))
+    _write_metrics(out, history)
+
+    def checkpoint(state: dict | None = None) -> None:
+        save_checkpoint(ckpt_path, {"config": saved_config, "state": state or _state(parts), "epoch": epoch,
+                                    "batch": batch,
+                                    "step": step, "history": history, "sums": sums})
+
+    result = TrainResult(history, out=out)
+    stats_every = int(config.get("stats_every") or 0)
+    with _DeferredInterrupt() as interrupt:
+        while epoch < config["epochs"]:
+            bar = _progress(len(loader), f"{config['recipe']} epoch {epoch + 1}/{config['epochs']}", progress, batch)
+            t_data = time.perf_counter()
+            for x, y in loader.batches(epoch, batch):
+                t_step = time.perf_counter()
+                parts.optimizer.lr = parts.lr_at(step)
+                collect = stats_every and (step % stats_every == 0)
+                observer = _StatsObserver() if collect else None
+                with (observer or _nothing()):
+                    loss, correct, skipped = train_step(parts, x, y, label_smoothing=config["label_smoothing"])
+                if observer:
+                    observer.merge_into(sums["stats"])
+                t_end = time.perf_counter()
+                step, batch = step + 1, batch + 1
+                sums["loss_sum"] += loss * len(y)
+                sums["correct"] += correct
+                sums["seen"] += len(y)
+                sums["skipped"] += int(skipped)
+                sums["scale_trace"].append(float(parts.scaler.scale_value))
+                sums["data_time"] += t_step - t_data
+                sums["train_time"] += t_end - t_data
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums['loss_sum'] / sums['seen']:.3f}",
+                                    acc=f"{sums['correct'] / sums['seen']:.3f}",
+                                    scale=f"{parts.scaler.scale_value:g}",
+                                    img_s=f"{sums['seen'] / max(sums['train_time'], 1e-9):.1f}")
+                t_data = time.perf_counter()
+                if interrupt.requested:
+                    break
+            if bar is not None:
+                bar.close()
+            if interrupt.requested:
+                checkpoint()
+                result.interrupted = True
+                print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
+                return result
+            before_eval = _state(parts)  # evaluation may touch recipe state (amax histories)
+            test = evaluate(parts.model, ds.test_images, ds.test_labels, batch_size=config["eval_batch_size"],
+                            mean=ds.mean, std=ds.std, interrupt=interrupt)
+            if test is None:  # interrupted during evaluation: save the end of the epoch's training
+                checkpoint(before_eval)
+                result.interrupted = True
+                print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
+                return result
+            record = _epoch_record(epoch, step, sums, test, parts)
+            history.append(record)
+            epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()
+            checkpoint()
+            _write_metrics(out, history)
+            print(f"fp8emu {config['recipe']} epoch {record['epoch']}/{config['epochs']}: "
+                  f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
+                  f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "
+                  f"scale {record['loss_scale']:g}  skipped {record['skipped_steps']}  "
+                  f"{record['images_per_s']:.1f} img/s", flush=True)
+    return result
+
+
+def _epoch_record(epoch: int, step: int, sums: dict, test: tuple[float, float], parts: Parts) -> dict:
+    n = max(sums["seen"], 1)
+    return {"epoch": epoch + 1, "step": step, "train_loss": sums["loss_sum"] / n, "train_acc": sums["correct"] / n,
+            "test_loss": test[0], "test_acc": test[1], "lr": parts.optimizer.lr,
+            "loss_scale": float(parts.scaler.scale_value), "skipped_steps": sums["skipped"],
+            "images_per_s": sums["seen"] / max(sums["train_time"], 1e-9),
+            "data_time_frac": sums["data_time"] / max(sums["train_time"], 1e-9),
+            "epoch_time_s": sums["train_time"], "loss_scale_trace": sums["scale_trace"],
+            "stats": _finish_stats(sums["stats"])}

@@ -1,0 +1,115 @@
+"""The training loop: interrupted + resumed runs equal uninterrupted ones bit for bit; compare writes
+a report; data and checkpoint errors are one line."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from fp8emu import train as train_mod
+from fp8emu.checkpoint import CheckpointError, load_checkpoint
+from test_data import write_mnist_like
+
+pytest.importorskip("fp8emu.recipes")
+
+TIMING = ("images_per_s", "data_time_frac", "epoch_time_s")
+
+
+def tiny_config(data, out, recipe="paper-e5m2", **kw):
+    config = {"model": "resnet18", "width": 2, "recipe": recipe, "dataset": "fashion-mnist", "data": str(data),
+              "limit_train": 12, "limit_test": 6, "augment": True, "epochs": 2, "batch_size": 4, "eval_batch_size": 6,
+              "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "warmup_epochs": 0,
+              "label_smoothing": 0.0, "seed": 3, "threads": None, "stats_every": 2, "out": str(out)}
+    return config | kw
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fmnist")
+    write_mnist_like(root, n_train=12, n_test=6, size=8)
+    return root
+
+
+def interrupt_after(monkeypatch, n_steps):
+    """Deliver a real SIGINT during step ``n_steps`` (the loop must finish the step first)."""
+    real, calls = train_mod.train_step, []
+
+    def step(*args, **kw):
+        calls.append(1)
+        if len(calls) == n_steps:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+    monkeypatch.setattr(train_mod, "train_step", step)
+    return calls
+
+
+def without_timing(history):
+    return [{k: v for k, v in rec.items() if k not in TIMING} for rec in history]
+
+
+def final_state(out):
+    return load_checkpoint(os.path.join(out, "checkpoint.npz"))["state"]
+
+
+def assert_trees_equal(a, b, where="state"):
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_trees_equal(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_trees_equal(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray | np.generic):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "paper-e5m2"])
+@pytest.mark.parametrize("stop_at", [2, 3])  # mid-epoch, and the last step of epoch 1
+def test_resume_is_bit_exact(tmp_path, data, monkeypatch, recipe, stop_at):
+    full = train_mod.train(tiny_config(data, tmp_path / "full", recipe), progress=False)
+    assert not full.interrupted and len(full.history) == 2
+
+    calls = interrupt_after(monkeypatch, stop_at)
+    part = train_mod.train(tiny_config(data, tmp_path / "part", recipe), progress=False)
+    assert part.interrupted and len(calls) == stop_at
+    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, stop_at, stop_at)
+    monkeypatch.undo()
+    resumed = train_mod.train(tiny_config(data, tmp_path / "part", recipe), resume=True, progress=False)
+    assert not resumed.interrupted
+
+    assert without_timing(resumed.history) == without_timing(full.history)
+    assert_trees_equal(final_state(tmp_path / "part"), final_state(tmp_path / "full"))
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_training_changes_weights_and_logs_scale(tmp_path, data):
+    result = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=False)
+    rec = result.history[0]
+    assert len(rec["loss_scale_trace"]) == 3 and rec["loss_scale"] == rec["loss_scale_trace"][-1]
+    assert 0 <= rec["test_acc"] <= 1 and np.isfinite(rec["train_loss"])
+    assert rec["stats"], "paper-e5m2 quantizes: statistics of some layer are expected"
+    assert all(0 <= v["underflow"] <= 1 for per in rec["stats"].values() for v in per.values())
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["recipe"] == "paper-e5m2"
+
+
+def test_resume_with_other_config_is_refused(tmp_path, data, monkeypatch):
+    interrupt_after(monkeypatch, 1)
+    train_mod.train(tiny_config(data, tmp_path / "r"), progress=False)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="width: checkpoint has 2, this run 4"):
+        train_mod.train(tiny_config(data, tmp_path / "r", width=4), resume=True, progress=False)
+
+
+def test_resume_of_finished_run_does_nothing(tmp_path, data):
+    first = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=False)
+    again = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), resume=True, progress=False)
+    assert without_timing(again.history) == without_timing(first.history)
