@@ -134,3 +134,65 @@ def test_cli_vectors_then_check(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["vectors", "--source", "float64", "--format", "e5m2", "--level", "exhaustive", "--out", str(v)])
     assert boundary_inputs(e5m2, "float16").dtype == np.uint16
+
+
+# ---- dot-product vectors ------------------------------------------------------------------------
+from fp8emu import matmul  # noqa: E402
+from fp8emu.accumulators import fp32_pairwise, fp32_sequential, lowp  # noqa: E402
+from fp8emu.verify.dot import accumulator_from_spec, check_dot, generate_dot, read_dot, write_dot  # noqa: E402
+
+
+def _dot(vs, acc):
+    with np.errstate(all="ignore"):
+        return matmul(vs.a[:, None, :], vs.b[:, :, None], a_fmt=vs.a_fmt, b_fmt=vs.b_fmt, accumulator=acc).reshape(-1)
+
+
+@pytest.mark.parametrize("spec", ["fp32_sequential", "fp32_pairwise", "fp32_blocked:8", "lowp:float16:4",
+                                  "nvidia_hopper_fp8"])
+def test_dot_vectors_round_trip_and_pass(tmp_path, spec):
+    vs = generate_dot("e4m3fn", "e5m2", accumulator=spec, k=16, count=100)
+    back = read_dot(write_dot(vs, tmp_path / "d.txt"))
+    assert np.array_equal(back.a, vs.a) and np.array_equal(back.b, vs.b)
+    assert np.array_equal(back.expected.view(np.uint32), vs.expected.view(np.uint32))
+    assert check_dot(back, vs.expected.view(np.uint32)).ok
+
+
+def test_dot_check_catches_another_summation_order():
+    vs = generate_dot("e5m2", accumulator="fp32_sequential", k=64, count=300)
+    rep = check_dot(vs, _dot(vs, fp32_pairwise))
+    assert not rep.ok and rep.by_class["accumulation"] == rep.mismatches
+    assert "ulp apart" in rep.failures[0]
+    rep16 = check_dot(vs, _dot(vs, lowp("float16", 64)))  # FP16 accumulation overflows where FP32 does not
+    assert rep16.by_class["overflow"] > 0
+    assert check_dot(vs, _dot(vs, fp32_sequential)).ok
+
+
+def test_dot_level1_structured_cases():
+    vs = generate_dot("e5m2", accumulator="fp32_sequential", k=8, level=1)
+    assert np.isnan(vs.expected).any()  # NaN operand and Inf - Inf
+    big = e5m2.max ** 2 * 8
+    assert np.float32(big) in vs.expected
+
+
+def test_dot_bad_arguments():
+    with pytest.raises(ValueError, match="unspecified"):
+        accumulator_from_spec("fp32_blas")
+    with pytest.raises(ValueError, match="not supported"):
+        accumulator_from_spec("kahan")
+    with pytest.raises(ValueError, match="k="):
+        generate_dot("e5m2", k=1)
+    with pytest.raises(ValueError, match="level"):
+        generate_dot("e5m2", level="exhaustive")
+
+
+def test_cli_dot_vectors_and_check(tmp_path, capsys):
+    d = tmp_path / "dot.txt"
+    assert main(["vectors", "--format", "e4m3fn", "--accumulator", "fp32_pairwise", "--k", "8", "--count", "40",
+                 "--out", str(d)]) == 0
+    assert main(["check", "--vectors", str(d), "--results", str(d)]) == 0
+    vs = read_dot(d)
+    res = tmp_path / "res.txt"
+    wrong = _dot(vs, fp32_sequential).view(np.uint32)
+    res.write_text("".join(f"{int(w):08X}\n" for w in wrong))
+    rc = main(["check", "--vectors", str(d), "--results", str(res)])
+    assert rc == (0 if np.array_equal(wrong, vs.expected.view(np.uint32)) else 1)

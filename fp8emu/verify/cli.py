@@ -4,6 +4,7 @@ Examples::
 
     fp8emu vectors --source float32 --format e4m3fn --rounding nearest_even --level 1 --out e4m3fn.txt
     fp8emu vectors --source float16 --format e5m2 --saturate --level exhaustive --out e5m2_sat.npz
+    fp8emu vectors --format e4m3fn --b-format e5m2 --accumulator fp32_sequential --k 64 --level 2 --out dot.txt
     fp8emu check --vectors e4m3fn.txt --results dut.txt --max-failures 20
     fp8emu crosscheck --out docs/results/crosscheck.md
 """
@@ -16,7 +17,25 @@ import sys
 __all__ = ["register"]
 
 
+def _cmd_dot_vectors(args: argparse.Namespace) -> int:
+    from .dot import generate_dot, write_dot
+
+    if args.level == "exhaustive" or not args.out.endswith(".txt"):
+        raise argparse.ArgumentTypeError("dot-product vectors: levels 1 or 2, written to a .txt file")
+    try:
+        vs = generate_dot(args.format, args.b_format, accumulator=args.accumulator, k=args.k, level=args.level,
+                          count=args.count, seed=args.seed)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    write_dot(vs, args.out)
+    print(f"fp8emu vectors: {len(vs)} dot products of length {vs.k} ({vs.a_fmt.name} x {vs.b_fmt.name}, "
+          f"accumulator {vs.accumulator}) written to {args.out}")
+    return 0
+
+
 def _cmd_vectors(args: argparse.Namespace) -> int:
+    if args.accumulator is not None:
+        return _cmd_dot_vectors(args)
     from ..formats import get_format
     from .vectors import exhaustive_chunks, generate, source_dtype, write_vectors
 
@@ -44,9 +63,16 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .check import check_files
+    from .dot import check_dot, is_dot_file, read_dot
+    from .vectors import _read_columns
 
     try:
-        report = check_files(args.vectors, args.results, max_failures=args.max_failures, z_max=args.z_max)
+        if is_dot_file(args.vectors):  # dot products: one float32 hex word per line (the last column)
+            _, cols = _read_columns(args.results)
+            report = check_dot(read_dot(args.vectors), cols[-1].astype("uint32") if cols else [],
+                               max_failures=args.max_failures)
+        else:
+            report = check_files(args.vectors, args.results, max_failures=args.max_failures, z_max=args.z_max)
     except (OSError, ValueError) as exc:
         print(f"fp8emu check: error: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the level-2 random fill")
     p.add_argument("--count", type=int, default=10000, help="level-2 random cases (default 10000)")
     p.add_argument("--tininess", default="after", choices=["after", "before"], help="underflow tininess rule")
+    p.add_argument("--accumulator", metavar="SPEC",
+                   help="write dot-product vectors for this accumulator instead: fp32_sequential, fp32_pairwise, "
+                   "fp32_blocked:<block>, lowp:<format>[:<chunk>], nvidia_hopper_fp8[:fast]")
+    p.add_argument("--b-format", help="dot products: the second operand's format (default: --format)")
+    p.add_argument("--k", type=int, default=32, help="dot products: length K (default 32)")
     p.add_argument("--out", required=True, metavar="FILE", help="output file, .txt (text) or .npz")
     p.set_defaults(func=_cmd_vectors, _parser=p)
 
