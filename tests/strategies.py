@@ -68,7 +68,8 @@ def floats_of(draw, fmt: Format, dtype=np.float64) -> np.generic:
     else:
         x = lo + (hi - lo) * draw(st.floats(0, 1))
     x = np.array(x, dtype=np.float64)
-    bits = x.astype(dtype)
+    with np.errstate(over="ignore"):
+        bits = x.astype(dtype)
     nudge = draw(st.integers(-3, 3))
     u = bits.view(UINT_OF[np.dtype(dtype)])
     if nudge and np.isfinite(bits) and bits != 0:
