@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import quantize as _q
+from .. import scaling as _scaling
+from ..quantize import quantize as _quantize
 from ..accumulators import Accumulator
 from ..format import Format, RoundMode
 from ..formats import get_format
@@ -116,14 +117,6 @@ class QuantSpec:
         return f"{self.fmt.name}/{self.rounding.value}{extra}"
 
 
-def _pow2_scale(amax: float, fmt: Format, margin: int) -> float:
-    """Largest power of two s with amax * s <= fmt.max / 2^margin (1 for amax 0 or non-finite)."""
-    if not (amax > 0 and math.isfinite(amax)):
-        return 1.0
-    e = math.floor(math.log2(fmt.max / amax)) - margin
-    return math.ldexp(1.0, max(min(e, 120), -120))
-
-
 @dataclass(eq=False)
 class LayerQuant:
     """The quantization policy and state of one Conv2d/Linear layer.
@@ -144,6 +137,7 @@ class LayerQuant:
     seed: int = 0
     pass_formats: bool = True
     step: int = 0
+    last_inv: float = 1.0
     _amax: dict[str, deque] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -184,21 +178,23 @@ class LayerQuant:
         if s.scaling == "mx":
             q = _mx_quantize(x, s, kw)
         elif s.scaling == "none":
-            q = _q.quantize(x, s.fmt, **kw)
+            q = _quantize(x, s.fmt, **kw)
         else:
             amax = float(np.max(np.abs(x))) if x.size else 0.0
-            if s.scaling == "tensor":
-                scale = _pow2_scale(amax, s.fmt, s.margin)
-            else:
+            if s.scaling == "delayed":
                 hist = self._amax.setdefault(tclass, deque(maxlen=s.history))
-                scale = _pow2_scale(max(hist) if hist else amax, s.fmt, s.margin)
+                ref = max(hist) if hist else amax
                 if math.isfinite(amax):
                     hist.append(amax)
-            scaled = x * np.asarray(scale, dtype=x.dtype)
-            q = _q.quantize(scaled, s.fmt, out=scaled, **kw)
-            inv = 1.0 / scale
-        for fn in _observers:
-            fn(self, tclass, x, q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype), s)
+                amax = ref
+            inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
+            scaled = x * np.asarray(1.0 / inv, dtype=x.dtype)
+            q = _quantize(scaled, s.fmt, out=scaled, **kw)
+        if _observers:
+            self.last_inv = inv  # the dequantization scale of this call, for observers
+            deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
+            for fn in list(_observers):
+                fn(self, tclass, x, deq, s)
         return q, inv
 
     def state_dict(self) -> dict[str, Any]:
@@ -212,24 +208,12 @@ class LayerQuant:
 
 
 def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
-    """OCP MX along axis 1 (channels of NCHW / OIHW, features of (N, K)): dequantized float32 values.
+    """OCP MX along axis 1 (channels of NCHW/OIHW, features of (N, K)), returned dequantized.
 
-    Per block of ``s.block`` channels: X = 2^(floor(log2 amax) - emax), elements Q(v / X)
-    saturating, returned as Q(v / X) * X (exact in float32).  The last block of a channel count
-    that is not a multiple of the block size is shorter; all-zero blocks keep X = 2^-127.
+    The channel axis is the reduction axis of the forward GEMM (for convolutions, the C part
+    of C*KH*KW); the backward GEMMs reuse these blocks (a simplification: real MX hardware
+    re-blocks along their reduction axes).
     """
-    axis = 1 if x.ndim > 1 else 0
-    moved = np.moveaxis(x, axis, -1)
-    c = moved.shape[-1]
-    nb = -(-c // s.block)
-    pad = nb * s.block - c
-    blocks = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, pad)]) if pad else moved
-    blocks = blocks.reshape(moved.shape[:-1] + (nb, s.block)).astype(np.float64)
-    amax = np.max(np.abs(blocks), axis=-1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        e = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1.0))) - s.fmt.emax, -127)
-    e = np.clip(e, -127, 127)
-    scale = np.ldexp(1.0, e.astype(np.int64))
-    q = _q.quantize(blocks / scale, s.fmt, **{**kw, "saturate": True}) * scale
-    q = q.reshape(moved.shape[:-1] + (nb * s.block,))[..., :c]
-    return np.ascontiguousarray(np.moveaxis(q, -1, axis), dtype=x.dtype)
+    mx = _scaling.mx_quantize(x, s.fmt, axis=1 if x.ndim > 1 else 0, block=s.block, rounding=kw["rounding"],
+                              seed=kw["seed"], stream=kw["stream"])
+    return _scaling.mx_dequantize(mx, dtype=x.dtype)

@@ -1,0 +1,158 @@
+"""Loss scaling: static, dynamic (apex-style back-off) and the paper's enhanced dynamic scaling.
+
+Use (one training step)::
+
+    loss = loss_fn(model(x), y)
+    scaler.scale(loss).backward()
+    applied = scaler.step(optimizer)        # unscale_, skip on Inf/NaN, update the scale
+    optimizer.zero_grad()
+
+or the three verbs separately: ``found = scaler.unscale_(params)``; ``if not found:
+optimizer.step()``; ``scaler.update(found)``.  Scales are powers of two, so scaling and
+unscaling are exact (SPEC.md §6.8).  Every scaler exposes ``scale_value``, ``skipped_steps``,
+``steps`` and ``state_dict()``/``load_state_dict()`` for logging and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .autograd import Tensor, ops
+
+__all__ = ["LossScaler", "StaticScaler", "DynamicScaler", "EnhancedScaler"]
+
+
+def _check_pow2(value: float, name: str) -> float:
+    m, _ = math.frexp(value)
+    if not (value > 0 and math.isfinite(value) and m == 0.5):
+        raise ValueError(f"{name}={value!r} must be a positive power of two (exact scaling)")
+    return float(value)
+
+
+class LossScaler:
+    """Base class: a constant scale (subclasses change it in :meth:`update`)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale_value = _check_pow2(scale, "scale")
+        self.steps = 0
+        self.skipped_steps = 0
+
+    def scale(self, loss: Tensor) -> Tensor:
+        """``loss * scale_value`` (call ``.backward()`` on the result)."""
+        return ops.mul(loss, self.scale_value)
+
+    def unscale_(self, params: Iterable[Tensor]) -> bool:
+        """Divide every gradient by the scale in place; return True if any is Inf or NaN."""
+        found_inf = False
+        inv = np.float32(1.0 / self.scale_value)
+        for p in params:
+            if p.grad is None:
+                continue
+            if not math.isfinite(float(p.grad.sum(dtype=np.float64))):
+                found_inf = True
+            if inv != 1:
+                p.grad *= inv
+        return found_inf
+
+    def update(self, found_inf: bool) -> None:
+        """Record the step's outcome and adjust the scale."""
+        self.steps += 1
+        if found_inf:
+            self.skipped_steps += 1
+
+    def step(self, optimizer: Any) -> bool:
+        """unscale_ the optimizer's gradients, step unless Inf/NaN, update; return whether it stepped."""
+        found = self.unscale_(optimizer.params)
+        if not found:
+            optimizer.step()
+        self.update(found)
+        return not found
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            if k not in vars(self):
+                raise KeyError(f"{type(self).__name__}.load_state_dict: unknown key {k!r}")
+            setattr(self, k, type(getattr(self, k))(v))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(scale={self.scale_value:g}, steps={self.steps}, skipped={self.skipped_steps})"
+
+
+class StaticScaler(LossScaler):
+    """A constant scale; steps with Inf/NaN gradients are still skipped."""
+
+
+class DynamicScaler(LossScaler):
+    """apex-style dynamic scaling (SPEC.md §3.3 baseline).
+
+    On Inf/NaN: skip the step and multiply the scale by ``backoff`` (not below ``min_scale``);
+    after ``window`` consecutive clean steps: multiply it by ``growth`` (not above ``max_scale``).
+    """
+
+    def __init__(self, init_scale: float = 2.0 ** 16, *, growth: float = 2.0, backoff: float = 0.5,
+                 window: int = 2000, min_scale: float = 1.0, max_scale: float = 2.0 ** 24) -> None:
+        super().__init__(init_scale)
+        _check_pow2(growth, "growth")
+        _check_pow2(backoff, "backoff")
+        if not (growth >= 1 and backoff <= 1 and window >= 1 and min_scale <= max_scale):
+            raise ValueError(f"need growth >= 1, backoff <= 1, window >= 1, min_scale <= max_scale; got "
+                             f"{growth}, {backoff}, {window}, {min_scale}, {max_scale}")
+        self.growth, self.backoff, self.window = float(growth), float(backoff), int(window)
+        self.min_scale = _check_pow2(min_scale, "min_scale")
+        self.max_scale = _check_pow2(max_scale, "max_scale")
+        self.good_steps = 0
+
+    def floor(self) -> float:
+        return self.min_scale
+
+    def update(self, found_inf: bool) -> None:
+        super().update(found_inf)
+        if found_inf:
+            self.scale_value = max(self.scale_value * self.backoff, self.floor())
+            self.good_steps = 0
+        else:
+            self.good_steps += 1
+            if self.good_steps >= self.window:
+                self.scale_value = min(self.scale_value * self.growth, self.max_scale)
+                self.good_steps = 0
+        self.scale_value = max(self.scale_value, self.floor())
+
+
+class EnhancedScaler(DynamicScaler):
+    """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (SPEC.md §3.3).
+
+    The floor is a non-decreasing piecewise-constant function of the step count: ``floor``
+    is a number, a sequence of ``(first_step, floor)`` pairs, or a callable ``step -> floor``.
+    A back-off never goes below the floor, so spurious overflows cannot push the scale into
+    the range where E5M2 errors underflow, and raising the floor raises the scale at once.
+    Steps whose gradients hold Inf/NaN are still skipped (they cannot be applied).
+
+    Args:
+        init_scale: starting scale (raised to the floor if below it).
+        floor: the schedule described above.
+        **kw: growth, backoff, window, max_scale as in :class:`DynamicScaler`.
+    """
+
+    def __init__(self, init_scale: float = 2.0 ** 16, *, floor: float | Sequence[tuple[int, float]] |
+                 Callable[[int], float] = 2.0 ** 10, **kw: Any) -> None:
+        if callable(floor):
+            self._floor_fn = floor
+        else:
+            sched = [(0, float(floor))] if isinstance(floor, int | float) else sorted((int(s), float(f)) for s, f in floor)
+            if any(b[1] < a[1] for a, b in zip(sched, sched[1:])):
+                raise ValueError(f"EnhancedScaler floor schedule must be non-decreasing, got {sched}")
+            for _, f in sched:
+                _check_pow2(f, "floor")
+            self._floor_fn = lambda t: max([f for s, f in sched if s <= t], default=1.0)
+        super().__init__(init_scale, min_scale=1.0, **kw)
+        self.scale_value = max(self.scale_value, self.floor())
+
+    def floor(self) -> float:
+        return float(self._floor_fn(self.steps))

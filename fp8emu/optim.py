@@ -1,0 +1,220 @@
+"""Optimizers and learning-rate schedules ("sorted in order of increasing complexity").
+
+The update is computed in float32.  The parameters themselves are the *master weights*:
+with ``master_format`` (e.g. ``float16``, as in Mellempudi et al. 2019) every step writes the
+new value back rounded into that format, with RNE or stochastic rounding (the paper's
+toolkit: FP16 with SR, SPEC.md §2.4), so the parameters stay exactly representable in it.
+Stochastic write-back is reproducible: parameter ``i`` at step ``t`` uses
+``quantize(..., seed=seed, stream=(t << 20) | i)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .autograd import Tensor
+from .format import Format, RoundMode
+from .formats import get_format
+from .quantize import quantize
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineLR"]
+
+
+class Optimizer:
+    """Base class: parameter list, master-weight write-back, zero_grad and state dicts.
+
+    The learning rate lives in ``param_groups[0]["lr"]`` (also reachable as ``lr``), so a
+    training loop can set ``group["lr"]`` the PyTorch way.
+
+    Args:
+        params: the parameters (tensors with ``requires_grad``).
+        lr: learning rate.
+        master_format: keep the parameters exactly representable in this format (None: float32).
+        master_rounding: rounding of the write-back (``"nearest_even"`` or ``"stochastic"``).
+        seed: seed of the stochastic write-back.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float, *, master_format: Format | str | None = None,
+                 master_rounding: RoundMode | str = RoundMode.NEAREST_EVEN, seed: int = 0) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not all(isinstance(p, Tensor) and p.requires_grad for p in self.params):
+            raise TypeError("optimizer params must be tensors with requires_grad=True")
+        if not lr >= 0:
+            raise ValueError(f"lr={lr} must be >= 0")
+        self.param_groups: list[dict[str, Any]] = [{"params": self.params, "lr": float(lr)}]
+        self.master_format = None if master_format is None else get_format(master_format)
+        self.master_rounding = RoundMode.parse(master_rounding)
+        self.seed = int(seed)
+        self.steps = 0
+        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
+        if self.master_format is not None:  # start from representable master weights
+            for p in self.params:
+                quantize(p.data, self.master_format, out=p.data)
+
+    @property
+    def lr(self) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.param_groups[0]["lr"] = float(value)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient."""
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad if p.grad.dtype == p.data.dtype else p.grad.astype(p.data.dtype)
+            self._update(p.data, g, self.state[i])
+            if self.master_format is not None:
+                quantize(p.data, self.master_format, rounding=self.master_rounding, out=p.data,
+                         seed=self.seed if self.master_rounding is RoundMode.STOCHASTIC else None,
+                         stream=(self.steps << 20) | i)
+
+    def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "steps": self.steps,
+                "state": [{k: v.copy() for k, v in s.items()} for s in self.state]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``lr``, the step count and the per-parameter buffers.
+
+        Raises:
+            ValueError: when the number of parameters or a buffer's shape does not match.
+        """
+        if len(state["state"]) != len(self.params):
+            raise ValueError(f"optimizer state has {len(state['state'])} parameters, this optimizer "
+                             f"{len(self.params)}")
+        for i, (p, s) in enumerate(zip(self.params, state["state"])):
+            for k, v in s.items():
+                if np.shape(v) != p.shape and np.ndim(v) != 0:
+                    raise ValueError(f"optimizer state of parameter {i}, {k!r}: shape {np.shape(v)} != {p.shape}")
+        self.lr, self.steps = float(state["lr"]), int(state["steps"])
+        self.state = [{k: np.array(v, copy=True) for k, v in s.items()} for s in state["state"]]
+
+
+class SGD(Optimizer):
+    """SGD with momentum, Nesterov and L2 weight decay, exactly as ``torch.optim.SGD``."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, *, nesterov: bool = False,
+                 weight_decay: float = 0.0, dampening: float = 0.0, **kw: Any) -> None:
+        super().__init__(params, lr, **kw)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(f"momentum={momentum} and weight_decay={weight_decay} must be >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.nesterov, self.weight_decay, self.dampening = momentum, nesterov, weight_decay, dampening
+
+    def _update(self, w, g, state):
+        if self.weight_decay:
+            g = g + np.float32(self.weight_decay) * w
+        if self.momentum:
+            buf = state.get("momentum")
+            if buf is None:
+                buf = state["momentum"] = np.array(g, dtype=w.dtype, copy=True)
+            else:
+                buf *= np.float32(self.momentum)
+                buf += np.float32(1.0 - self.dampening) * g
+            g = g + np.float32(self.momentum) * buf if self.nesterov else buf
+        w -= np.float32(self.lr) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``."""
+
+    decoupled = False
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, **kw: Any) -> None:
+        super().__init__(params, lr, **kw)
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or eps <= 0 or weight_decay < 0:
+            raise ValueError(f"Adam: betas={betas} must be in [0, 1), eps={eps} > 0, weight_decay={weight_decay} >= 0")
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    def _update(self, w, g, state):
+        b1, b2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                w *= np.float32(1.0 - self.lr * self.weight_decay)
+            else:
+                g = g + np.float32(self.weight_decay) * w
+        if "m" not in state:
+            state["m"], state["v"], state["t"] = np.zeros_like(w), np.zeros_like(w), np.zeros((), np.int64)
+        m, v = state["m"], state["v"]
+        state["t"] += 1
+        t = int(state["t"])
+        m *= np.float32(b1)
+        m += np.float32(1 - b1) * g
+        v *= np.float32(b2)
+        v += np.float32(1 - b2) * (g * g)
+        step = self.lr / (1 - b1 ** t)
+        denom = np.sqrt(v) / np.float32(math.sqrt(1 - b2 ** t))
+        denom += np.float32(self.eps)
+        w -= np.float32(step) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW`` (default 0.01)."""
+
+    decoupled = True
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01, **kw: Any) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, **kw)
+
+
+# ---- schedules: call .step() once per optimizer step (or per epoch, as you count) --------------------
+class StepLR:
+    """lr = base_lr * gamma ** (t // step_size)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"step_size={step_size} must be >= 1")
+        self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
+        self.base_lr, self.t = optimizer.lr, 0
+
+    def lr_at(self, t: int) -> float:
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+    def step(self) -> float:
+        self.t += 1
+        self.optimizer.lr = self.lr_at(self.t)
+        return self.optimizer.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "base_lr": self.base_lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t, self.base_lr = int(state["t"]), float(state["base_lr"])
+        self.optimizer.lr = self.lr_at(self.t)
+
+
+class CosineLR(StepLR):
+    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
+
+    def __init__(self, optimizer: Optimizer, total: int, warmup: int = 0, min_lr: float = 0.0) -> None:
+        if total < 1 or not 0 <= warmup < total:
+            raise ValueError(f"CosineLR needs total >= 1 and 0 <= warmup < total, got total={total}, warmup={warmup}")
+        self.optimizer, self.total, self.warmup, self.min_lr = optimizer, total, warmup, min_lr
+        self.base_lr, self.t = optimizer.lr, 0
+        if warmup:
+            optimizer.lr = 0.0
+
+    def lr_at(self, t: int) -> float:
+        if t < self.warmup:
+            return self.base_lr * t / self.warmup
+        frac = min(1.0, (t - self.warmup) / (self.total - self.warmup))
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))

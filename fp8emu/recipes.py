@@ -1,0 +1,243 @@
+"""Quantization as a policy: the `Recipe` dataclass and the named recipes.
+
+A recipe says, per tensor class (:data:`fp8emu.autograd.TENSOR_CLASSES`), which
+:class:`QuantSpec` the GEMMs/convolutions of a model use, which accumulator sums their
+products, which layers are exempt (the paper keeps the first conv and the last FC in FP32),
+the master-weight format and rounding, and which loss scaler to use.  ``recipe.apply(model)``
+attaches a :class:`LayerQuant` to every Conv2d/Linear; nothing else in the model changes.
+
+Named recipes (:func:`get_recipe`):
+
+================== ==============================================================================
+``fp32``            no quantization (float32 everywhere, BLAS accumulation)
+``paper-e5m2``      Mellempudi et al. 2019 (SPEC.md §0, §8.2): E5M2 for weights, activations,
+                    outputs (RNE) and errors, input gradients, weight gradients (stochastic);
+                    FP32 accumulation; FP16 master weights written back with SR; enhanced loss
+                    scaling (initial 2^13, floor 2^7 -- S2FP8's reproduction needed ~100 on CIFAR
+                    ResNets, SPEC §3.4; raise the floor with ``replace(scaler=...)``); first conv
+                    and last FC exempt
+``hfp8``            Sun et al. 2019: forward E4M3 with bias 11 -- we use ``e4m3b11fnuz`` (max 30,
+                    min subnormal 2^-13, the ml_dtypes/XLA format; HFP8's exact special-value
+                    convention is unverified, SPEC §7.3), saturating RNE; backward E5M2 SR;
+                    FP32 accumulation (the paper's FP16 chunked accumulation is
+                    ``replace(accumulator=lowp(...))``); dynamic loss scaling; FP32 master
+``ocp-fp8``         Micikevicius et al. 2022 / OCP: E4M3FN forward, E5M2 backward, per-tensor
+                    delayed scaling (amax history 16) with saturation; no loss scaling
+``mxfp8``           OCP MX: E4M3FN forward, E5M2 backward, blocks of 32 along the channel
+                    axis sharing an E8M0 scale (the backward GEMMs reuse the forward blocks)
+``paper-e5m2-nols`` ablation: no loss scaling
+``paper-e5m2-dynls`` ablation: plain dynamic loss scaling (no floor)
+``paper-e5m2-rne``  ablation: RNE for the backward tensors too
+``paper-e5m2-fp32master`` ablation: FP32 master weights
+``paper-e5m2-all``  ablation: first conv and last FC quantized too
+================== ==============================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import optim
+from .accumulators import Accumulator
+from .autograd import TENSOR_CLASSES, LayerQuant, QuantSpec, Tensor
+from .format import Format, RoundMode
+from .formats import e4m3b11fnuz, e4m3fn, e5m2, float16
+from .loss_scale import DynamicScaler, EnhancedScaler, LossScaler, StaticScaler
+from .nn import Module, gemm_layers
+
+__all__ = ["QuantSpec", "Recipe", "RECIPES", "get_recipe", "register_recipe"]
+
+_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A quantized-training policy (see the module docstring).
+
+    Args:
+        name: registry name.
+        weights, activations, errors, weight_grads: QuantSpec or None per tensor class.
+        outputs: quantize the GEMM result (forward), or None.
+        input_grads: quantize the input gradient the GEMM computes, or None.
+        accumulator: accumulator of every GEMM (None: float32 BLAS).
+        exempt: layers kept in float32: module names, integer positions among the GEMM
+            layers (negative counts from the end), ``"first"`` or ``"last"``.
+        master_format: format the parameters stay representable in (None: float32).
+        master_rounding: rounding of the master write-back.
+        scaler: factory of the loss scaler.
+        seed: seed of every stochastic rounding of the recipe (SR streams: see LayerQuant).
+        description: one line for listings.
+    """
+
+    name: str
+    weights: QuantSpec | None = None
+    activations: QuantSpec | None = None
+    errors: QuantSpec | None = None
+    weight_grads: QuantSpec | None = None
+    outputs: QuantSpec | None = None
+    input_grads: QuantSpec | None = None
+    accumulator: Accumulator | None = None
+    exempt: tuple[str | int, ...] = ("first", "last")
+    master_format: Format | None = None
+    master_rounding: RoundMode = RoundMode.NEAREST_EVEN
+    scaler: Callable[[], LossScaler] = functools.partial(StaticScaler, 1.0)
+    seed: int = 0
+    description: str = ""
+
+    def specs(self) -> dict[str, QuantSpec | None]:
+        return {c: getattr(self, c) for c in TENSOR_CLASSES}
+
+    @property
+    def quantizes(self) -> bool:
+        return any(s is not None for s in self.specs().values())
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with some fields changed (e.g. ``replace(exempt=())``)."""
+        return dataclasses.replace(self, **changes)
+
+    def exempt_names(self, model: Module) -> set[str]:
+        """Names of the GEMM layers this recipe keeps in float32.
+
+        Raises:
+            ValueError: an exempt entry names no GEMM layer of the model.
+        """
+        layers = [n for n, _ in gemm_layers(model)]
+        out = set()
+        for e in self.exempt:
+            if e == "first" or e == "last":
+                if layers:
+                    out.add(layers[0] if e == "first" else layers[-1])
+            elif isinstance(e, int):
+                if not -len(layers) <= e < len(layers):
+                    raise ValueError(f"recipe {self.name}: exempt position {e} is out of range "
+                                     f"({len(layers)} GEMM layers)")
+                out.add(layers[e])
+            elif e in layers:
+                out.add(e)
+            else:
+                raise ValueError(f"recipe {self.name}: exempt layer {e!r} is not a Conv2d/Linear of the model; "
+                                 f"its GEMM layers are {layers}")
+        return out
+
+    def apply(self, model: Module, seed: int | None = None) -> dict[str, LayerQuant | None]:
+        """Attach this recipe's LayerQuant to every Conv2d/Linear of ``model``; return them by name.
+
+        Exempt layers get a LayerQuant without specs (float32 operands, same accumulator), or
+        None when the recipe has no accumulator.  ``seed`` overrides the recipe's seed.
+        """
+        exempt = self.exempt_names(model)
+        seed = self.seed if seed is None else int(seed)
+        attached: dict[str, LayerQuant | None] = {}
+        for index, (name, layer) in enumerate(gemm_layers(model)):
+            specs = {} if name in exempt else {k: v for k, v in self.specs().items() if v is not None}
+            lq = None
+            if specs or self.accumulator is not None:
+                lq = LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator, seed=seed)
+            layer.quant = lq
+            attached[name] = lq
+        return attached
+
+    def make_optimizer(self, params: Iterable[Tensor], *, optimizer: str | type = "sgd", seed: int | None = None,
+                       **kw: Any) -> optim.Optimizer:
+        """An optimizer with this recipe's master-weight format and rounding (SGD by default).
+
+        The stochastic write-back uses the seed ``2 * seed + 1`` (``seed`` defaults to the
+        recipe's), so its random bits never coincide with the layers' (which use ``seed``).
+
+        Raises:
+            ValueError: unknown optimizer name.
+        """
+        if isinstance(optimizer, str):
+            if optimizer not in _OPTIMIZERS:
+                raise ValueError(f"optimizer={optimizer!r} is unknown; allowed: {', '.join(_OPTIMIZERS)}")
+            optimizer = _OPTIMIZERS[optimizer]
+        seed = self.seed if seed is None else int(seed)
+        return optimizer(params, master_format=self.master_format, master_rounding=self.master_rounding,
+                         seed=2 * seed + 1, **kw)
+
+    def make_scaler(self) -> LossScaler:
+        return self.scaler()
+
+    def state_dict(self, model: Module) -> dict[str, Any]:
+        """The per-layer state (SR step counters, amax histories) of the model's attached layers."""
+        return {name: layer.quant.state_dict() for name, layer in gemm_layers(model) if layer.quant is not None}
+
+    def load_state_dict(self, model: Module, state: dict[str, Any]) -> None:
+        for name, layer in gemm_layers(model):
+            if layer.quant is not None and name in state:
+                layer.quant.load_state_dict(state[name])
+
+    def describe(self) -> str:
+        """A few lines: the spec of every tensor class and the other settings."""
+        rows = [f"recipe {self.name}: {self.description}"]
+        rows += [f"  {c:<13} {s if s is not None else 'float32'}" for c, s in self.specs().items()]
+        acc = "float32 BLAS" if self.accumulator is None else self.accumulator.name
+        master = "float32" if self.master_format is None else f"{self.master_format.name}/{self.master_rounding.value}"
+        scaler = self.scaler()
+        rows.append(f"  accumulator   {acc}; exempt {list(self.exempt)}; master {master}; loss scaler {scaler!r}")
+        return "\n".join(rows)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add a recipe to the registry under ``recipe.name`` (replacing one of the same name)."""
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str | Recipe) -> Recipe:
+    """The named recipe (or the recipe itself).
+
+    Raises:
+        ValueError: unknown name (the message lists the registered ones).
+        TypeError: neither a str nor a Recipe.
+    """
+    if isinstance(name, Recipe):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"recipe must be a name or a Recipe, got {type(name).__name__}")
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None
+
+
+_RNE, _SR = RoundMode.NEAREST_EVEN, RoundMode.STOCHASTIC
+_E5_RNE, _E5_SR = QuantSpec(e5m2, _RNE), QuantSpec(e5m2, _SR)
+
+register_recipe(Recipe("fp32", exempt=(), description="float32 everywhere (no quantization)"))
+_PAPER = register_recipe(Recipe(
+    "paper-e5m2", weights=_E5_RNE, activations=_E5_RNE, outputs=_E5_RNE, errors=_E5_SR, input_grads=_E5_SR,
+    weight_grads=_E5_SR, master_format=float16, master_rounding=_SR,
+    scaler=functools.partial(EnhancedScaler, 2.0 ** 13, floor=2.0 ** 7),
+    description="Mellempudi et al. 2019: E5M2 everywhere, SR backward, FP16 SR master, enhanced loss scaling"))
+register_recipe(_PAPER.replace(name="paper-e5m2-nols", scaler=functools.partial(StaticScaler, 1.0),
+                               description="paper-e5m2 without loss scaling"))
+register_recipe(_PAPER.replace(name="paper-e5m2-dynls", scaler=functools.partial(DynamicScaler, 2.0 ** 13),
+                               description="paper-e5m2 with plain dynamic loss scaling (no floor)"))
+register_recipe(_PAPER.replace(name="paper-e5m2-rne", errors=_E5_RNE, input_grads=_E5_RNE, weight_grads=_E5_RNE,
+                               description="paper-e5m2 with RNE for the backward tensors"))
+register_recipe(_PAPER.replace(name="paper-e5m2-fp32master", master_format=None, master_rounding=_RNE,
+                               description="paper-e5m2 with float32 master weights"))
+register_recipe(_PAPER.replace(name="paper-e5m2-all", exempt=(),
+                               description="paper-e5m2 with the first conv and last FC quantized too"))
+_HF_FWD = QuantSpec(e4m3b11fnuz, _RNE, saturate=True)
+register_recipe(Recipe(
+    "hfp8", weights=_HF_FWD, activations=_HF_FWD, errors=_E5_SR, weight_grads=_E5_SR,
+    scaler=functools.partial(DynamicScaler, 2.0 ** 13),
+    description="Sun et al. 2019: E4M3 bias 11 (e4m3b11fnuz) forward, E5M2 SR backward"))
+_OCP_FWD = QuantSpec(e4m3fn, _RNE, saturate=True, scaling="delayed")
+_OCP_BWD = QuantSpec(e5m2, _RNE, saturate=True, scaling="delayed")
+register_recipe(Recipe(
+    "ocp-fp8", weights=_OCP_FWD, activations=_OCP_FWD, errors=_OCP_BWD, weight_grads=_OCP_BWD,
+    description="OCP FP8: E4M3FN forward, E5M2 backward, per-tensor delayed scaling"))
+register_recipe(Recipe(
+    "mxfp8", weights=QuantSpec(e4m3fn, scaling="mx"), activations=QuantSpec(e4m3fn, scaling="mx"),
+    errors=QuantSpec(e5m2, scaling="mx"), weight_grads=QuantSpec(e5m2, scaling="mx"),
+    description="OCP MX: E4M3FN forward, E5M2 backward, 32-element blocks along channels, E8M0 scales"))
