@@ -82,7 +82,7 @@ class CublasLtSplitRule:
 
     ``splits`` looks the shape up in ``table`` (exact, measured).  For a shape missing from the
     table it falls back to an approximation: ``floor(ceil(K/128) / k_tiles_per_split)`` (which
-    reproduces every measured value for outputs up to 64 x 64), clamped between the measured
+    reproduces every measured value for outputs up to 64 x 64 and K <= 65536), clamped between the measured
     values of the nearest measured K below and above for the same (M, N), where (M, N) is first
     rounded up to the nearest measured output shape.  Shapes outside the table are *not* pinned.
 

@@ -1,0 +1,278 @@
+"""The H200 FP8 GEMM model against the dev recording, its slow twin, its parameters and its inputs.
+
+Dev data: ``tests/data/h200_fp8_gemm_dev.*`` (copy of ../shared/data; 90 cases of
+``torch._scaled_mm`` on an H200, torch 2.11.0+cu130, both ``use_fast_accum`` modes).
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fp8emu
+from fp8emu.accumulators import fp32_sequential, nvidia_hopper_fp8
+from fp8emu.accumulators.nvidia import (CUBLASLT_13_1_H200, CublasLtSplitRule, NvidiaHopperFP8,
+                                        compare_to_recording, hopper_reference_dot, split_ranges)
+from fp8emu.formats import e4m3fn, e5m2, float16, get_format
+
+import nvidia_h200_helpers as h
+
+DEV_KEYS = [c["key"] for c in h.dev()[1]]
+
+
+def _decode(codes, fmt):
+    return get_format(fmt).values()[codes].astype(np.float32)
+
+
+def _bits_equal(x, y):
+    return np.array_equal(np.asarray(x, np.float32).view(np.int32), np.asarray(y, np.float32).view(np.int32))
+
+
+# ---------------------------------------------------------------------------------------------
+# the dev recording, bit for bit
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, fast", h.MODES)
+@pytest.mark.parametrize("key", DEV_KEYS)
+def test_dev_case_bit_exact(key, mode, fast):
+    case, a, bt, outs = h.dev_case(key)
+    rep = compare_to_recording(a, bt, outs[mode], case["a_fmt"], case["b_fmt"], fast)
+    assert rep["match"] == 1.0, (key, mode, case, rep)
+
+
+def test_dev_split_case_is_the_split_kernel():
+    """M = N = 16, K = 16384: cuBLASLt splits K 6 ways; without the split the fast mode fails."""
+    case, a, bt, outs = h.dev_case(next(c["key"] for c in h.dev()[1] if c["K"] == 16384))
+    assert (case["M"], case["N"]) == (16, 16)
+    assert CUBLASLT_13_1_H200.splits(16, 16, 16384) == 6
+    unsplit = compare_to_recording(a, bt, outs["fast"], case["a_fmt"], case["b_fmt"], True,
+                                   model=nvidia_hopper_fp8(True, split_k=1))
+    assert unsplit["match"] < 0.05
+    split = compare_to_recording(a, bt, outs["fast"], case["a_fmt"], case["b_fmt"], True)
+    assert split["match"] == 1.0 and split["split_k"] == 6 and split["measured_shape"]
+
+
+@pytest.mark.parametrize("key", ["c006", "c035", "c072"])
+def test_dev_through_fp8emu_matmul(key):
+    """The model plugs into fp8emu.matmul as an accumulator (codes in, same bits out)."""
+    case, a, bt, outs = h.dev_case(key)
+    for mode, fast in h.MODES:
+        got = fp8emu.matmul(a, np.ascontiguousarray(bt.T), a_fmt=case["a_fmt"], b_fmt=case["b_fmt"],
+                            accumulator=nvidia_hopper_fp8(fast))
+        assert _bits_equal(got, outs[mode]), (key, mode)
+
+
+def test_sequential_fp32_matches_almost_none():
+    """For contrast: one FP32 rounding per product and per add (in K order) is not the GPU."""
+    arrays, cases = h.dev()
+    rates = {}
+    for case in cases:
+        _, a, bt, outs = h.dev_case(case["key"])
+        fa, fb = get_format(case["a_fmt"]), get_format(case["b_fmt"])
+        seq = fp32_sequential.matmul_2d(_decode(a, fa), np.ascontiguousarray(_decode(bt, fb).T), a_fmt=fa, b_fmt=fb)
+        for mode, _ in h.MODES:
+            rates[(case["key"], mode, case["K"])] = float(np.mean(seq.view(np.int32) == outs[mode].view(np.int32)))
+    # measured (max over the cases of a K): 74% at K = 16 (a short sum of FP8 products often fits
+    # 14 bits, so truncation does nothing), 4.5% at K = 128, 1.4% at 256, 0.15% at 1024, 0.1% at
+    # 4096, 0 at 16384; the model matches 100% everywhere.
+    assert max(r for (_, _, K), r in rates.items() if K >= 1024) < 0.002
+    assert max(r for (_, _, K), r in rates.items() if K >= 128) < 0.05
+    assert max(rates.values()) < 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# each parameter is sharp: its neighbours lose most of the dev data (and of the designed probes)
+# ---------------------------------------------------------------------------------------------
+SHARP_KEYS = ["c004", "c006", "c007", "c034", "c036", "c065", "c068"]
+VARIANTS = {
+    "kept_frac_bits=12": dict(kept_frac_bits=12),
+    "kept_frac_bits=14": dict(kept_frac_bits=14),
+    "step=16": dict(step=16),
+    "term_rounding=nearest_even": dict(term_rounding="nearest_even"),
+    "sum_rounding=nearest_even": dict(sum_rounding="nearest_even"),
+    "include_acc_in_alignment=False": dict(include_acc_in_alignment=False),
+    "promotion_interval=64": dict(promotion_interval=64),
+    "promotion_interval=256": dict(promotion_interval=256),
+}
+
+
+def _dev_rate(model_for_mode, modes=h.MODES):
+    hit = tot = 0
+    for key in SHARP_KEYS:
+        case, a, bt, outs = h.dev_case(key)
+        for mode, fast in modes:
+            rep = compare_to_recording(a, bt, outs[mode], case["a_fmt"], case["b_fmt"], fast, model=model_for_mode(fast))
+            hit += rep["n"] - rep["mismatches"]
+            tot += rep["n"]
+    return hit / tot
+
+
+def test_sharpness_cases_cover_long_k():
+    assert {h.dev_case(k)[0]["K"] for k in SHARP_KEYS} >= {128, 512, 1024}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parameter_neighbour_drops_match_rate(variant):
+    params = VARIANTS[variant]
+    modes = [m for m in h.MODES if not (m[1] and "promotion_interval" in params)]
+    assert _dev_rate(lambda fast: nvidia_hopper_fp8(fast), modes) == 1.0
+    rate = _dev_rate(lambda fast: nvidia_hopper_fp8(fast, **params), modes)
+    assert rate < 0.6, (variant, rate)  # measured 0.06 .. 0.53
+
+
+def test_subnormal_rule_is_sharp_on_its_probe():
+    """The dev data barely exercises subnormals; the designed probe does."""
+    a, bt, a_fmt, b_fmt, outs = h.vector_case("subnormal")
+    for mode, fast in h.MODES:
+        assert compare_to_recording(a, bt, outs[mode], a_fmt, b_fmt, fast)["match"] == 1.0
+        alt = compare_to_recording(a, bt, outs[mode], a_fmt, b_fmt, fast,
+                                   model=nvidia_hopper_fp8(fast, subnormal_exponent="actual"))
+        assert alt["match"] < 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast kernel and its slow readable twin (exact rationals) agree bit for bit
+# ---------------------------------------------------------------------------------------------
+TWIN_MODELS = [
+    NvidiaHopperFP8(),
+    NvidiaHopperFP8(promotion_interval=None),
+    NvidiaHopperFP8(promotion_interval=64, step=16),
+    NvidiaHopperFP8(term_rounding="nearest_even", sum_rounding="nearest_even"),
+    NvidiaHopperFP8(include_acc_in_alignment=False, promotion_interval=None),
+    NvidiaHopperFP8(subnormal_exponent="actual", kept_frac_bits=6),
+]
+
+
+@pytest.mark.parametrize("model", TWIN_MODELS, ids=lambda m: repr(m)[15:60])
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_kernel_equals_slow_twin(model, seed):
+    rng = np.random.default_rng(seed)
+    fmts = [(e4m3fn, e4m3fn), (e4m3fn, e5m2), (e5m2, e4m3fn), (e5m2, e5m2), (float16, e4m3fn)][seed + (len(repr(model)) % 3)]
+    M, N = 2, 3
+    K = int(rng.choice([1, 31, 33, 96, 200, 300]))
+    split_k = int(rng.integers(1, 4))
+    dist = ["wide", "sub", "cancel"][seed % 3]
+    fa, fb = fmts
+    a = _decode(h.H.random_codes(seed, (M, K), "e4m3fn" if fa is e4m3fn else "e5m2", dist), fa) if fa is not float16 \
+        else (rng.standard_normal((M, K)) * 4).astype(np.float16).astype(np.float32)
+    b = _decode(h.H.random_codes(seed + 7, (K, N), "e4m3fn" if fb is e4m3fn else "e5m2", dist), fb)
+    m = NvidiaHopperFP8(**{**model.__dict__, "split_k": split_k, "split_granule": model.step * 2})
+    fast = m.matmul_2d(a, b, a_fmt=fa, b_fmt=fb)
+    for i in range(M):
+        for j in range(N):
+            slow = hopper_reference_dot(a[i], b[:, j], a_fmt=fa, b_fmt=fb, model=m, split_k=split_k)
+            assert _bits_equal(fast[i, j], slow), (i, j, fast[i, j], slow, K, split_k)
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel choice
+# ---------------------------------------------------------------------------------------------
+def test_split_ranges():
+    assert [lo for lo, _ in split_ranges(16384, 6)][1:] == [2816, 5632, 8448, 11264, 14080]
+    assert split_ranges(16384, 6)[-1] == (14080, 16384)
+    assert split_ranges(8208, 3) == [(0, 2816), (2816, 5632), (5632, 8208)]
+    assert split_ranges(256, 4) == [(0, 128), (128, 256)]  # fewer ranges than asked
+    assert split_ranges(100, 1) == [(0, 100)]
+    with pytest.raises(ValueError, match="split_k"):
+        split_ranges(100, 0)
+
+
+def test_split_table_is_the_logged_one():
+    """Every numSplitsK in both cuBLASLt logs (both modes, three format pairs) is what the rule says."""
+    sys.path.insert(0, str(h.ROOT / "tools" / "probes"))
+    import make_split_table
+    logged = make_split_table.read_logs()
+    assert len(logged) > 6000
+    for (M, N, K, a_fmt, b_fmt, fast), s in logged.items():
+        assert CUBLASLT_13_1_H200.splits(M, N, K, fast, a_fmt, b_fmt) == s, (M, N, K, a_fmt, b_fmt, fast)
+        assert CUBLASLT_13_1_H200.is_measured(M, N, K)
+    assert subprocess.run([sys.executable, str(h.ROOT / "tools" / "probes" / "make_split_table.py"), "--check"]
+                          ).returncode == 0, "fp8emu/accumulators/_h200_splits.py is stale"
+
+
+def test_split_rule_fallback():
+    """Off the table: floor(K tiles / 20.05), within the measured neighbours of the shape."""
+    rule = CUBLASLT_13_1_H200
+    assert not rule.is_measured(16, 16, 40960)
+    assert rule.splits(16, 16, 40960) == 15                 # 320 tiles / 20.05; table: 12 @32k, 19 @48k
+    assert rule.splits(256, 256, 40960) == 3                # clamped by the measured 3 and 3
+    assert rule.splits(1024, 1024, 40960) == 1              # rounded up to 512 x 512, which never splits
+    assert rule.splits(16, 16, 512) == 1
+    bare = CublasLtSplitRule()
+    assert bare.splits(16, 16, 16384) == 6 and bare.splits(16, 16, 4096) == 1
+    for m, n, k, s in rule.table:  # the bare formula is the table for small outputs, K <= 64k
+        if m <= 64 and n <= 64 and k <= 65536:
+            assert bare.splits(m, n, k) == s, (m, n, k)
+
+
+def test_factory_fixes_split_for_shape():
+    assert nvidia_hopper_fp8(True, 16, 16, 16384).split_k == 6
+    assert nvidia_hopper_fp8(False, 64, 256, 65536, b_fmt="e5m2").split_k == 12
+    assert nvidia_hopper_fp8(False, 64, 256, 65536).split_k == 15
+    assert nvidia_hopper_fp8(False).split_k is None and nvidia_hopper_fp8(False).promotion_interval == 128
+    assert nvidia_hopper_fp8(True).promotion_interval is None
+
+
+def test_versions_recorded():
+    env = h.env()
+    assert env["torch"] == "2.11.0+cu130" and env["cublasLt_version"] == 130100
+    assert "130100" in CUBLASLT_13_1_H200.version and env["torch"] in CUBLASLT_13_1_H200.version
+    with gzip.open(h.PROBES / "cublaslt_log.txt.gz", "rt") as f:
+        assert "maxWorkspaceSizeinBytes=1048576" in f.read(200_000)
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs and parameters are checked
+# ---------------------------------------------------------------------------------------------
+def test_bad_inputs_raise():
+    acc = nvidia_hopper_fp8()
+    a = np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match="a_fmt"):
+        acc.matmul_2d(a, a.T.copy(), a_fmt=None, b_fmt=e4m3fn)
+    with pytest.raises(ValueError, match=r"not exactly representable in e4m3fn"):
+        acc.matmul_2d(a * 1.1, a.T.copy(), a_fmt=e4m3fn, b_fmt=e4m3fn)
+    with pytest.raises(ValueError, match="NaN"):
+        acc.matmul_2d(a * np.nan, a.T.copy(), a_fmt=e4m3fn, b_fmt=e4m3fn)
+    with pytest.raises(ValueError, match="shape"):
+        acc.matmul_2d(a, a, a_fmt=e4m3fn, b_fmt=e4m3fn)
+    with pytest.raises(ValueError, match="exact float32"):
+        acc.matmul_2d(a, a.T.copy(), a_fmt="bfloat16", b_fmt="bfloat16")
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(step=0), "step"), (dict(kept_frac_bits=20), "kept_frac_bits"), (dict(term_rounding="up"), "term_rounding"),
+    (dict(promotion_interval=100), "promotion_interval"), (dict(split_k=0), "split_k"),
+    (dict(split_granule=48), "split_granule"), (dict(subnormal_exponent="zero"), "subnormal_exponent"),
+])
+def test_bad_parameters_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        NvidiaHopperFP8(**params)
+
+
+def test_compare_to_recording_reports_mismatch():
+    case, a, bt, outs = h.dev_case("c006")
+    out = outs["acc"].copy()
+    out[0, 0] = np.nextafter(out[0, 0], np.float32(np.inf))
+    out[1, 2] = np.nextafter(out[1, 2], np.float32(np.inf))
+    rep = compare_to_recording(a, bt, out, case["a_fmt"], case["b_fmt"], False)
+    assert rep["mismatches"] == 2 and rep["max_ulp"] == 1 and rep["match"] == 1 - 2 / out.size
+    with pytest.raises(ValueError, match="shapes"):
+        compare_to_recording(a, bt, out[:3], case["a_fmt"], case["b_fmt"], False)
+
+
+def test_model_is_thread_count_independent():
+    import numba
+    case, a, bt, outs = h.dev_case("c007")
+    x, y = _decode(a, case["a_fmt"]), np.ascontiguousarray(_decode(bt, case["b_fmt"]).T)
+    acc = nvidia_hopper_fp8(False)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = acc.matmul_2d(x, y, a_fmt=get_format(case["a_fmt"]), b_fmt=get_format(case["b_fmt"]))
+    finally:
+        numba.set_num_threads(before)
+    two = acc.matmul_2d(x, y, a_fmt=get_format(case["a_fmt"]), b_fmt=get_format(case["b_fmt"]))
+    assert _bits_equal(one, two) and _bits_equal(one, outs["acc"])
