@@ -29,7 +29,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from .accumulators import Accumulator
+from .accumulators import Accumulator, Fp32Blas
 from .format import Format
 from .gemm import _check_accumulator, _matmul_2d, _prepare_operand
 
@@ -148,8 +148,8 @@ def _im2col_nhwc(xp, kh, kw, sh, sw, dh, dw, oh, ow, cols):
 
 
 def _im2col(x: np.ndarray, geo: "_Geometry", g: int, cols: np.ndarray) -> np.ndarray:
-    """Fill ``cols`` with the im2col matrix of group ``g`` of ``x`` (via a padded NHWC copy)."""
-    xp = _buffer("nhwc", (geo.n, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
+    """Fill ``cols`` with the im2col matrix of group ``g`` of the images ``x`` (via a padded NHWC copy)."""
+    xp = _buffer("nhwc", (x.shape[0], geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
     _pad_nhwc(x, g * geo.cg, geo.cg, geo.ph, geo.pw, xp)
     return _im2col_nhwc(xp, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, cols)
 
@@ -224,6 +224,26 @@ def _nchw_to_rows(t, o0, mat):
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+#: Largest im2col block (bytes): bounds the scratch memory.  Every ResNet-18 CIFAR layer at batch
+#: 128 (at most 302 MB) fits in one block.  Smaller blocks (cache-sized) were no faster here: on
+#: 2 cores each block alternates Numba's and OpenBLAS's thread pools, whose spin-waiting costs
+#: more than the cache misses saved (benchmarks/gemm.py --chunk-mb; see OMP_WAIT_POLICY there).
+_CHUNK_BYTES = 512 << 20
+
+
+def _image_chunks(geo: _Geometry) -> list[tuple[int, int, int, int]]:
+    """Whole-image chunks ``(n0, n1, row0, row1)`` of the GEMM rows, at most ``_CHUNK_BYTES`` of im2col each
+    (but at least one image).
+
+    Output rows are independent dot products, so splitting them changes no result of a
+    row-independent accumulator (every built-in one).
+    """
+    per_image = geo.oh * geo.ow
+    step = max(1, _CHUNK_BYTES // (4 * geo.k * per_image))
+    return [(n0, min(n0 + step, geo.n), n0 * per_image, min(n0 + step, geo.n) * per_image)
+            for n0 in range(0, geo.n, step)]
+
+
 def _weight_matrix(w: np.ndarray, g: int, og: int) -> np.ndarray:
     """(KH*KW*Cg, Og) matrix of group ``g``: rows in (kh, kw, c) order, matching ``cols``."""
     wg = w[g * og:(g + 1) * og]
@@ -270,13 +290,14 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
     w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1)
     geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
     out = np.empty(geo.out_shape, dtype=_F32)
-    cols = _buffer("cols", (geo.m, geo.k))
-    ymat = _buffer("rows", (geo.m, geo.og))
     for g in range(geo.groups):
-        _im2col(x, geo, g, cols)
-        y = _matmul_2d(acc, cols, _weight_matrix(w, g, geo.og), x_fmt, w_fmt, out=ymat, seed=seed, stream=stream,
-                        index0=g * geo.m * geo.og)
-        _rows_to_nchw(y, g * geo.og, out)
+        wmat = _weight_matrix(w, g, geo.og)
+        for n0, n1, r0, r1 in _image_chunks(geo):
+            cols = _buffer("cols", (r1 - r0, geo.k))
+            _im2col(x[n0:n1], geo, g, cols)
+            y = _matmul_2d(acc, cols, wmat, x_fmt, w_fmt, out=_buffer("rows", (r1 - r0, geo.og)), seed=seed,
+                           stream=stream, index0=(g * geo.m + r0) * geo.og)
+            _rows_to_nchw(y, g * geo.og, out[n0:n1])
     return out
 
 
@@ -305,16 +326,16 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
     dx = np.empty((geo.n, geo.c, geo.h, geo.w), dtype=_F32)
-    xp = _buffer("nhwc", (geo.n, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
-    gmat = _buffer("rows", (geo.m, geo.og))
-    dcols = _buffer("cols", (geo.m, geo.k))
     for g in range(geo.groups):
-        _nchw_to_rows(gy, g * geo.og, gmat)
         wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
-        d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=dcols, seed=seed, stream=stream, index0=g * geo.m * geo.k)
-        xp.fill(0.0)
-        _col2im_nhwc(d, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, xp)
-        _crop_nchw(xp, g * geo.cg, geo.ph, geo.pw, dx)
+        for n0, n1, r0, r1 in _image_chunks(geo):
+            gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
+            d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=_buffer("cols", (r1 - r0, geo.k)), seed=seed,
+                           stream=stream, index0=(g * geo.m + r0) * geo.k)
+            xp = _buffer("nhwc", (n1 - n0, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
+            xp.fill(0.0)
+            _col2im_nhwc(d, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, xp)
+            _crop_nchw(xp, g * geo.cg, geo.ph, geo.pw, dx[n0:n1])
     return dx
 
 
@@ -343,12 +364,17 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
     dw = np.empty((geo.o, geo.cg, geo.kh, geo.kw), dtype=_F32)
-    cols = _buffer("cols", (geo.m, geo.k))
-    gmat = _buffer("rows", (geo.m, geo.og))
+    # One accumulator call over all N*OH*OW positions; only fp32_blas (order unspecified anyway)
+    # splits the reduction into image chunks whose partial results are added in float32.
+    chunks = _image_chunks(geo) if isinstance(acc, Fp32Blas) else [(0, geo.n, 0, geo.m)]
     for g in range(geo.groups):
-        _im2col(x, geo, g, cols)
-        _nchw_to_rows(gy, g * geo.og, gmat)
-        d = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt, seed=seed, stream=stream, index0=g * geo.k * geo.og)
+        d = None
+        for n0, n1, r0, r1 in chunks:
+            cols = _buffer("cols", (r1 - r0, geo.k))
+            _im2col(x[n0:n1], geo, g, cols)
+            gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
+            part = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt, seed=seed, stream=stream, index0=g * geo.k * geo.og)
+            d = part if d is None else np.add(d, part, out=d)
         # d: (KH*KW*Cg, Og), rows (kh, kw, c)
         dw[g * geo.og:(g + 1) * geo.og] = d.reshape(geo.kh, geo.kw, geo.cg, geo.og).transpose(3, 2, 0, 1)
     return dw

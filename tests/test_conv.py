@@ -132,3 +132,26 @@ def test_backward_shape_mismatch():
         conv2d_grad_input(gy[:, :, 1:], w, x.shape, **kw)
     with pytest.raises(ValueError, match="forward output shape"):
         conv2d_grad_weight(x, gy[:1], w.shape, **kw)
+
+
+@pytest.mark.parametrize("acc", [fp32_sequential, fp32_blas])
+def test_image_chunking_changes_nothing(monkeypatch, acc):
+    """The convs run the GEMM rows in whole-image chunks; one image per chunk must give the same bits
+    as one chunk (fp32_blas: the grad_weight reduction is split, so only close)."""
+    import fp8emu.conv as conv
+    x, w, gy, kw = _data(CASES[1], seed=4)
+    x = np.concatenate([x, x[::-1]])
+    gy = np.concatenate([gy, gy[::-1]])
+    whole = (conv2d(x, w, accumulator=acc, **kw), conv2d_grad_input(gy, w, x.shape, accumulator=acc, **kw),
+             conv2d_grad_weight(x, gy, w.shape, accumulator=acc, **kw))
+    monkeypatch.setattr(conv, "_CHUNK_BYTES", 1)
+    assert len(conv._image_chunks(conv._Geometry(x.shape, w.shape, groups=kw["groups"], stride=kw["stride"],
+                                                 padding=kw["padding"], dilation=kw["dilation"]))) == x.shape[0]
+    split = (conv2d(x, w, accumulator=acc, **kw), conv2d_grad_input(gy, w, x.shape, accumulator=acc, **kw),
+             conv2d_grad_weight(x, gy, w.shape, accumulator=acc, **kw))
+    for a, b in zip(whole[:2], split[:2]):
+        np.testing.assert_array_equal(a, b)
+    if acc is fp32_sequential:
+        np.testing.assert_array_equal(whole[2], split[2])
+    else:
+        np.testing.assert_allclose(whole[2], split[2], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,119 @@
+"""GEMM and conv throughput at the ResNet-18 (CIFAR, batch 128) layer shapes, next to plain np.matmul.
+
+    python -m benchmarks.gemm                  # all shapes, every accumulator, conv passes
+    python -m benchmarks.gemm --repeats 5 --shapes 0 3 --chunk-mb 8
+
+Prints, per shape M x K x N (the 3x3 convs of the four ResNet-18 stages lower to exactly these
+GEMMs), the median GFLOP/s of: plain ``np.matmul`` (float32), ``fp8emu.matmul`` with the default
+``fp32_blas`` accumulator and e4m3fn operand quantization included, the reproducible float32
+accumulators, chunked float16 accumulation, then conv2d forward / grad_input / grad_weight
+against the matmul each one reduces to.  The slow accumulators run on a row slice (their cost
+is linear in M), which the line says.  Targets (issue #3): fp32_blas+quantization >= 0.8x
+np.matmul; fp32_sequential >= 20 GFLOP/s; low-precision >= 5 GFLOP/s; conv2d forward >= 0.7x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+# Numba's OpenMP workers and OpenBLAS's threads alternate in every conv; with the default
+# (active) wait policy the idle pool spins and steals one of the 2 cores (measured: conv2d
+# forward 4.4 s -> 0.55 s with 8 MiB chunks).  Must be set before the OpenMP runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import fp8emu.conv as conv  # noqa: E402
+from fp8emu import conv2d, conv2d_grad_input, conv2d_grad_weight, matmul, quantize  # noqa: E402
+from fp8emu.accumulators import fp32_blocked, fp32_pairwise, fp32_sequential, lowp  # noqa: E402
+from fp8emu.formats import e4m3fn  # noqa: E402
+
+# (M, K, N) and the conv that lowers to it: (N, C, H, W), (O, C, 3, 3), padding 1
+SHAPES = [(131072, 576, 64), (32768, 1152, 128), (8192, 2304, 256), (2048, 4608, 512)]
+CONVS = [((128, 64, 32, 32), (64, 64, 3, 3)), ((128, 128, 16, 16), (128, 128, 3, 3)),
+         ((128, 256, 8, 8), (256, 256, 3, 3)), ((128, 512, 4, 4), (512, 512, 3, 3))]
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call (compilation, buffers)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def gflops(m: int, k: int, n: int, seconds: float) -> float:
+    return 2.0 * m * k * n / seconds / 1e9
+
+
+def bench_shape(idx: int, repeats: int) -> None:
+    m, k, n = SHAPES[idx]
+    rng = np.random.default_rng(idx)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    print(f"\n== {m} x {k} x {n}  ({2 * m * k * n / 1e9:.1f} GFLOP)")
+    t_np = median_time(lambda: np.matmul(a, b, out=out), repeats)
+    print(f"np.matmul float32                     {gflops(m, k, n, t_np):8.1f} GFLOP/s  (median {t_np * 1e3:.1f} ms)")
+    t_q = median_time(lambda: matmul(a, b, a_fmt="e4m3fn", b_fmt="e4m3fn", saturate=True), repeats)
+    print(f"matmul fp32_blas + e4m3fn quantization {gflops(m, k, n, t_q):8.1f} GFLOP/s  "
+          f"ratio vs np.matmul {t_np / t_q:.2f} (target >= 0.8)")
+    qa = quantize(a, "e4m3fn", saturate=True)
+    qb = quantize(b, "e4m3fn", saturate=True)
+    for acc, budget, target in [(fp32_sequential, 2e9, 20), (fp32_pairwise, 1e9, None), (fp32_blocked(32), 2e9, None),
+                                (lowp("float16", 64), 1e8, 5)]:
+        rows = int(max(64, min(m, budget // (2 * k * n))))
+        t = median_time(lambda: acc.matmul_2d(qa[:rows], qb, a_fmt=e4m3fn,
+                                              b_fmt=e4m3fn), max(1, repeats // 2))
+        tgt = f" (target >= {target})" if target else ""
+        print(f"{acc.name:38s} {gflops(rows, k, n, t):8.1f} GFLOP/s  on {rows} rows{tgt}")
+
+
+def bench_conv(idx: int, repeats: int) -> None:
+    x_shape, w_shape = CONVS[idx]
+    m, k, n = SHAPES[idx]
+    rng = np.random.default_rng(10 + idx)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    gy = rng.standard_normal((x_shape[0], w_shape[0], x_shape[2], x_shape[3]), dtype=np.float32)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    t_mm = median_time(lambda: np.matmul(a, b, out=out), repeats)
+    t_f = median_time(lambda: conv2d(x, w, padding=1), repeats)
+    t_gi = median_time(lambda: conv2d_grad_input(gy, w, x.shape, padding=1), repeats)
+    t_gw = median_time(lambda: conv2d_grad_weight(x, gy, w.shape, padding=1), repeats)
+    print(f"conv {x_shape} * {w_shape}: np.matmul {t_mm * 1e3:.1f} ms; forward {t_f * 1e3:.1f} ms "
+          f"ratio vs matmul {t_mm / t_f:.2f} (target >= 0.7); grad_input {t_gi * 1e3:.1f} ms "
+          f"ratio {t_mm / t_gi:.2f}; grad_weight {t_gw * 1e3:.1f} ms ratio {t_mm / t_gw:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shapes", type=int, nargs="*", default=list(range(len(SHAPES))),
+                        help="indices into SHAPES (0..3)")
+    parser.add_argument("--chunk-mb", type=float, default=None,
+                        help="override the conv im2col chunk size (MiB; large = no chunking)")
+    parser.add_argument("--skip-accumulators", action="store_true")
+    args = parser.parse_args(argv)
+    if args.chunk_mb is not None:
+        conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
+    print(f"platform {platform.platform()}  cpus {os.cpu_count()}  numba threads {numba.get_num_threads()}  "
+          f"numpy {np.__version__}  load {os.getloadavg()[0]:.2f}  conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    for idx in args.shapes:
+        if not args.skip_accumulators:
+            bench_shape(idx, args.repeats)
+        bench_conv(idx, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
