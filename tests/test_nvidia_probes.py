@@ -150,8 +150,8 @@ def _random_params(name):
     out = []
     for c in cases:
         heavy = c["K"] * (c["M"] + c["N"]) > 1_100_000  # regenerating the inputs dominates
-        out.append(pytest.param(name, c, id=f"{c['key']}-{c['M']}x{c['N']}x{c['K']}-{c['a_fmt']}-{c['b_fmt']}-{c['dist']}",
-                                marks=[pytest.mark.slow] if heavy else []))
+        ident = f"{c['key']}-{c['M']}x{c['N']}x{c['K']}-{c['a_fmt']}-{c['b_fmt']}-{c['dist']}"
+        out.append(pytest.param(name, c, id=ident, marks=[pytest.mark.slow] if heavy else []))
     return out
 
 

@@ -24,7 +24,8 @@ Two layers, each a set of parameters (see ``docs/h200.md`` for the evidence behi
    range order (``splitKreduce_kernel``).  Which ``split_k`` cuBLASLt picks for a shape is
    :class:`CublasLtSplitRule` (measured table for one cuBLASLt version).
 
-Integer representation used by both implementations (one operand element)::
+The definition in integers (the slow twin follows it with Fractions; the fast kernel holds the
+same integers in float32, exactly; one operand element)::
 
     x = sig * 2^lsb        sig: signed integer, |sig| < 2^p (p = man_bits + 1)
                            lsb = e - man_bits (normal) or emin - man_bits (subnormal)
@@ -269,8 +270,8 @@ class NvidiaHopperFP8(Accumulator):
         N = b.shape[1]
         av, ap = _split_operand(a, a_fmt, "a", self.subnormal_exponent)
         bv, bp = _split_operand(b, b_fmt, "b", self.subnormal_exponent)
-        bounds = np.array([lo for lo, _ in split_ranges(K, self.splits_for_formats(M, N, K, a_fmt, b_fmt), self.split_granule)] + [K],
-                          dtype=np.int64)
+        ranges = split_ranges(K, self.splits_for_formats(M, N, K, a_fmt, b_fmt), self.split_granule)
+        bounds = np.array([lo for lo, _ in ranges] + [K], dtype=np.int64)
         out = np.empty((M, N), dtype=np.float32)
         prom = 0 if self.promotion_interval is None else self.promotion_interval
         _hopper_gemm(av, ap, bv, bp, bounds, self.step, self.kept_frac_bits, prom,
