@@ -157,18 +157,19 @@ def _round_bits(b, i, prm, key_base, key0):
 
 
 @njit(cache=True, inline="always")
-def _round_fast(b, i, prm, key0):
+def _round_fast(b, i, prm, key0, stochastic):
     """Branch-free twin of :func:`_round_bits` for the common case (vectorises).
 
     Valid when the format has subnormals and ``emin >= 1 - in_bias`` (an input subnormal then
-    lands in the target's subnormal range, so it needs no normalisation).  Returns
-    ``(code, tie)``; ``tie`` flags an exact-SR element whose first random word equals the
-    first 64 dropped bits while more dropped bits follow (probability 2^-64): the caller
-    then recomputes with :func:`_round_bits`, which draws further words.
+    lands in the target's subnormal range, so it needs no normalisation).  ``stochastic`` is a
+    constant in each kernel, so the deterministic loops carry no random-number code and the
+    stochastic ones no mode selects.  Returns ``(code, tie)``; ``tie`` flags an exact-SR element whose first random word
+    equals the first 64 dropped bits while more dropped bits follow (probability 2^-64): the
+    caller then recomputes with :func:`_round_bits`, which draws further words.
     """
     (in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed, sign_mask, max_mag,
      c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits) = prm
-    # Same bit fields as _round_bits; every branch below is a select (if-converted by LLVM).
+    # Same bit fields as _round_bits; every data-dependent branch below is a select.
     ub = np.uint64(b)
     s = np.int64(ub >> np.uint64(in_w - 1))
     a = np.int64(ub) & ((np.int64(1) << (in_w - 1)) - 1)
@@ -176,16 +177,17 @@ def _round_fast(b, i, prm, key0):
     T = a & ((np.int64(1) << in_m) - 1)
     sig = (T | (np.int64(E != 0) << in_m)) << pad
     e = max(E, 1) - in_bias
-    eq = max(e, emin)
+    eq = max(e, emin)                       # exponent of the quantum's binade
     P = in_m + pad
-    sh_true = P - m + (eq - e)
-    sh = min(sh_true, P + 2)
-    k = sig >> sh
-    rem = sig & ((np.int64(1) << sh) - 1)
-    half = np.int64(1) << (sh - 1)
-    if mode == 5:
+    sh_true = P - m + (eq - e)              # dropped bits
+    sh = min(sh_true, P + 2)                # beyond P + 2 only "dropped != 0" matters
+    ones = (np.int64(1) << sh) - 1          # mask of the dropped bits
+    tie = False
+    if stochastic:
+        # 64-bit window of the dropped fraction: sig's dropped bits left-aligned (sh <= 64),
+        # or sig shifted right (tiny values, the fraction starts with zeros)
         w = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
-        ca = np.uint64(rem) << np.uint64(max(64 - sh_true, 0))
+        ca = np.uint64(sig & ones) << np.uint64(max(64 - sh_true, 0))
         cb = np.uint64(sig) >> np.uint64(min(max(sh_true - 64, 0), 63))
         c0 = ca if sh_true <= 64 else cb
         if sr_bits > 0:
@@ -193,15 +195,23 @@ def _round_fast(b, i, prm, key0):
             away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
         else:
             away = w < c0
-        tie = (w == c0) & (sh_true > 64) & (sr_bits == 0)
-    elif mode <= 1:                 # nearest: even or away on a tie
-        odd = (k & 1) if mode == 0 else np.int64(1)
-        away = (rem > half) | ((rem == half) & (odd == 1))
-        tie = False
-    else:                           # directed
-        away = (rem != 0) & (((mode == 3) & (s == 0)) | ((mode == 4) & (s == 1)))
-        tie = False
-    k += np.int64(away)
+            tie = (w == c0) & (sh_true > 64)
+        k = (sig >> sh) + np.int64(away)
+    else:
+        # add an increment below the LSB and truncate:  | k | L | R sticky... |
+        #   nearest_even: R-1 ones + L  (carries iff R and (sticky or L))
+        #   nearest_away: R             up: all ones if positive      down: all ones if negative
+        if mode == 0:
+            inc = (ones >> 1) + ((sig >> sh) & 1)
+        elif mode == 1:
+            inc = (ones >> 1) + 1
+        elif mode == 2:
+            inc = np.int64(0)
+        elif mode == 3:
+            inc = ones & (s - 1)
+        else:
+            inc = ones & (-s)
+        k = (sig + inc) >> sh
     mag = ((eq - emin + 1) << m) + k - (np.int64(1) << m)
     code = mag | (sign_mask * s)
     code = 0 if (fnuz == 1) & (mag == 0) else code
@@ -210,6 +220,7 @@ def _round_fast(b, i, prm, key0):
     special = (c_nan if T != 0 else (c_ninf if s else c_pinf))
     code = special if E == (np.int64(1) << (in_w - 1 - in_m)) - 1 else code
     return code, tie
+
 
 @njit(cache=True, parallel=True)
 def _encode_generic(bits, out, prm, key_base, key0):
@@ -227,10 +238,18 @@ def _quantize_generic(bits, out, lut, prm, key_base, key0):
 
 @njit(cache=True, parallel=True)
 def _encode_fast(bits, out, prm, key0):
-    """:func:`_encode_generic` with :func:`_round_fast`; returns the number of SR ties."""
+    """:func:`_encode_generic` with :func:`_round_fast`, deterministic modes."""
+    for i in prange(bits.shape[0]):
+        out[i] = _round_fast(bits[i], i, prm, key0, False)[0]
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def _encode_fast_sr(bits, out, prm, key0):
+    """:func:`_encode_fast` for stochastic rounding; returns the number of exact-SR ties."""
     ties = 0
     for i in prange(bits.shape[0]):
-        code, tie = _round_fast(bits[i], i, prm, key0)
+        code, tie = _round_fast(bits[i], i, prm, key0, True)
         out[i] = code
         ties += np.int64(tie)
     return ties
@@ -238,10 +257,18 @@ def _encode_fast(bits, out, prm, key0):
 
 @njit(cache=True, parallel=True)
 def _quantize_fast(bits, out, lut, prm, key0):
-    """:func:`_quantize_generic` with :func:`_round_fast`; returns the number of SR ties."""
+    """:func:`_quantize_generic` with :func:`_round_fast`, deterministic modes."""
+    for i in prange(bits.shape[0]):
+        out[i] = lut[_round_fast(bits[i], i, prm, key0, False)[0]]
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def _quantize_fast_sr(bits, out, lut, prm, key0):
+    """:func:`_quantize_fast` for stochastic rounding; returns the number of exact-SR ties."""
     ties = 0
     for i in prange(bits.shape[0]):
-        code, tie = _round_fast(bits[i], i, prm, key0)
+        code, tie = _round_fast(bits[i], i, prm, key0, True)
         out[i] = lut[code]
         ties += np.int64(tie)
     return ties

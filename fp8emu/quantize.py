@@ -105,11 +105,13 @@ def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: 
             _kernels.MODE_CODES[mode.value], sr_bits)
 
 
-def _run(fast, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys) -> None:
+def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys) -> None:
     """Run the branch-free kernel where it is valid, else (or after an SR tie) the generic one."""
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
     if fmt.subnormals and fmt.emin >= 1 - info[2]:
+        if mode is RoundMode.STOCHASTIC:
+            fast = fast_sr
         if fast(bits, target, *tables, prm, keys[1]) == 0:
             return
     generic(bits, target, *tables, prm, *keys)
@@ -175,7 +177,8 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
         target = out.reshape(-1) if _direct_target(out, x) else np.empty(bits.shape, fmt.code_dtype)
     else:
         target = np.empty(bits.shape, fmt.code_dtype)
-    _run(_kernels._encode_fast, _kernels._encode_generic, bits, target, None, info, fmt, mode, saturate, r, keys)
+    _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
+         fmt, mode, saturate, r, keys)
     if out is None:
         return target.reshape(shape)
     if not np.shares_memory(target, out):
@@ -282,8 +285,8 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
         target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
     else:
         target = np.empty(bits.shape, udt)
-    _run(_kernels._quantize_fast, _kernels._quantize_generic, bits, target, lut, info, fmt, mode, saturate, r,
-         keys)
+    _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut, info,
+         fmt, mode, saturate, r, keys)
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)

@@ -65,7 +65,8 @@ def test_fast_kernel_equals_generic_kernel_on_all_16bit_patterns(fmt, dtype, mod
         k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
         a = np.empty(bits.shape, fmt.code_dtype)
         b = np.empty(bits.shape, fmt.code_dtype)
-        assert _kernels._encode_fast(bits, a, prm, k0) == 0
+        fast = _kernels._encode_fast_sr if mode is RoundMode.STOCHASTIC else _kernels._encode_fast
+        assert fast(bits, a, prm, k0) == 0
         _kernels._encode_generic(bits, b, prm, kb, k0)
         assert np.array_equal(a, b)
 
@@ -116,13 +117,14 @@ def test_exact_sr_tie_draws_more_words(x, dtype, fmt):
     prm = _prm(fmt, dtype, "stochastic", False)
     bits = xs.view(UINT_OF[np.dtype(dtype)])
     out = np.empty(3, fmt.code_dtype)
-    Q._run(_kernels._encode_fast, _kernels._encode_generic, bits, out, None, Q._INPUTS[np.dtype(dtype).name],
+    Q._run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, out, None,
+           Q._INPUTS[np.dtype(dtype).name],
            fmt, RoundMode.STOCHASTIC, False, 0, (np.uint64(kb), np.uint64(k0)))
     want = [spec.round_scalar(xs[j], fmt, "stochastic", sr_words=words(j)) for j in range(3)]
     assert out.tolist() == want
     if fmt.subnormals and fmt.emin >= -126:     # fast kernel valid: it flags the tie iff bits remain
         more_bits = f * (1 << 64) != c0
-        assert (_kernels._encode_fast(bits, out.copy(), prm, np.uint64(k0)) == 1) == more_bits
+        assert (_kernels._encode_fast_sr(bits, out.copy(), prm, np.uint64(k0)) == 1) == more_bits
 
 
 def test_random_words_bit_balance_and_uniformity():
