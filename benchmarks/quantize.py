@@ -1,0 +1,85 @@
+"""Benchmark: fp8emu quantize/encode vs np.copyto, ml_dtypes and PyTorch on 16M float32 elements.
+
+Run: ``python -m benchmarks.quantize [--n 16777216] [--repeat 7] [--threads 1 2]``.
+Prints medians and ratios from one run, for E5M2 and E4M3FN, at each thread count
+(``numba.set_num_threads``; ``torch.set_num_threads``).  np.copyto and ml_dtypes are
+single-threaded whatever the setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numba
+import numpy as np
+
+import fp8emu
+
+from .timing import measure, platform_info
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1 << 24)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--formats", nargs="+", default=["e5m2", "e4m3fn"])
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(args.n).astype(np.float32) * np.float32(100)
+    out = np.empty_like(x)
+    codes = np.empty(args.n, np.uint8)
+    try:
+        import ml_dtypes
+    except ImportError:
+        ml_dtypes = None
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    tx = torch.from_numpy(x) if torch is not None else None
+
+    print(platform_info())
+    print(f"n = {args.n} float32 elements (standard normal * 100), repeat {args.repeat}, median times")
+    for threads in args.threads:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        if torch is not None:
+            torch.set_num_threads(threads)
+        print(f"\n=== {numba.get_num_threads()} thread(s) ===")
+        copy = measure("np.copyto (float32 -> float32)", lambda: np.copyto(out, x), args.n, repeat=args.repeat)
+        print(copy.line())
+        for name in args.formats:
+            rne = measure(f"{name} quantize RNE", lambda: fp8emu.quantize(x, name, out=out), args.n,
+                          repeat=args.repeat)
+            sr = measure(f"{name} quantize stochastic (exact)",
+                         lambda: fp8emu.quantize(x, name, rounding="stochastic", seed=1, out=out), args.n,
+                         repeat=args.repeat)
+            sr8 = measure(f"{name} quantize stochastic sr_bits=8",
+                          lambda: fp8emu.quantize(x, name, rounding="stochastic", seed=1, sr_bits=8, out=out),
+                          args.n, repeat=args.repeat)
+            enc = measure(f"{name} encode RNE -> uint8", lambda: fp8emu.encode(x, name, out=codes), args.n,
+                          repeat=args.repeat)
+            peers = []
+            if ml_dtypes is not None:
+                dt = getattr(ml_dtypes, "float8_" + name)
+                peers.append(measure(f"{name} ml_dtypes astype round trip",
+                                     lambda: x.astype(dt).astype(np.float32), args.n, repeat=3))
+            if torch is not None:
+                tdt = {"e5m2": torch.float8_e5m2, "e4m3fn": torch.float8_e4m3fn}[name]
+                peers.append(measure(f"{name} torch .to(fp8).to(float32)",
+                                     lambda: tx.to(tdt).to(torch.float32), args.n, repeat=args.repeat))
+            for t in (rne, sr, sr8, enc):
+                print(t.line(copy))
+            for p in peers:
+                print(p.line(copy))
+                print(f"{'':<44s} fp8emu RNE quantize is {p.median_s / rne.median_s:.1f}x faster than this")
+            print(f"{'':<44s} stochastic / RNE speed: exact {rne.median_s / sr.median_s:.2f}, "
+                  f"sr_bits=8 {rne.median_s / sr8.median_s:.2f}")
+
+    # one format, all 2^32 float32 inputs (encode only), as in the issue
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+if __name__ == "__main__":
+    main()
