@@ -292,8 +292,8 @@ def _sum_round_to_odd(q, p):
     return u + step * grow - step * (np.uint64(1) - grow)
 
 
-@numba.njit(cache=True)
-def _accumulate_row(dst, x, y, sbuf, flag, idx_row, events, event, exact, add, tie_even, m, min_bits, max_bits,
+@numba.njit(cache=True, inline="always")
+def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, min_bits, max_bits,
                     prm, key_base, key0, lut):
     """dst[j] = round_fmt(dst[j] + x * y[j]) for every j, one rounding from the exact sum.
 
@@ -323,17 +323,20 @@ def _accumulate_row(dst, x, y, sbuf, flag, idx_row, events, event, exact, add, t
             u = _sum_round_to_odd(dst[j], x * y[j])
         else:
             u = np.float64(dst[j] + x * y[j]).view(np.uint64)
-        sbuf[j] = u
         mag = u & _MAG
         r = (mag + uadd + ((mag >> sh) & utie)) & keep
         ok = fast & (mag >= min_bits) & (r <= max_bits)
-        flag[j] = not ok
         nslow += np.int64(not ok)
-        dst[j] = np.uint64(r | (u & ~_MAG)).view(np.float64)
+        dst[j] = np.uint64((r | (u & ~_MAG)) if ok else u).view(np.float64)   # slow lanes keep the sum
     if nslow:
+        # The same test on the kept sum fails again (a fast lane's rounded value passes it), so
+        # the slow lanes are found without a flag array.
         for j in range(n):
-            if flag[j]:
-                code = _kernels._round_bits(sbuf[j], (idx_row + j) * events + event, prm, key_base, key0)
+            u = np.float64(dst[j]).view(np.uint64)
+            mag = u & _MAG
+            r = (mag + uadd + ((mag >> sh) & utie)) & keep
+            if not (fast & (mag >= min_bits) & (r <= max_bits)):
+                code = _kernels._round_bits(u, (idx_row + j) * events + event, prm, key_base, key0)
                 dst[j] = lut[code]
 
 
@@ -352,15 +355,13 @@ def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_
     for i in numba.prange(mm):
         part = np.empty(n, dtype=np.float64)
         tot = np.zeros(n, dtype=np.float64)
-        sbuf = np.empty(n, dtype=np.uint64)
-        flag = np.empty(n, dtype=np.bool_)
         idx_row = index0 + i * n
         for c in range(nchunks):
             part[:] = 0.0
             for k in range(c * chunk, min(kk, (c + 1) * chunk)):
-                _accumulate_row(part, a[i, k], b[k], sbuf, flag, idx_row, events, k, exact, add, tie_even, m,
+                _accumulate_row(part, a[i, k], b[k], idx_row, events, k, exact, add, tie_even, m,
                                 min_bits, max_bits, prm, key_base, key0, lut)
-            _accumulate_row(tot, 1.0, part, sbuf, flag, idx_row, events, kk + c, exact_chunk, add, tie_even,
+            _accumulate_row(tot, 1.0, part, idx_row, events, kk + c, exact_chunk, add, tie_even,
                             m, min_bits, max_bits, prm, key_base, key0, lut)
         for j in range(n):
             out[i, j] = np.float32(tot[j])
