@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..format import Format, RoundMode
 
@@ -56,81 +56,107 @@ _MODE_ID = {RoundMode.NEAREST_EVEN: 0, RoundMode.NEAREST_AWAY: 1, RoundMode.TOWA
 
 
 @njit(cache=True)
-def _round_mag(a, negative, qe, mode):
-    """Round the magnitude ``a > 0`` to a multiple of ``2^qe`` (exact float64 arithmetic).
+def _round_sig(sig, shift, negative, mode):
+    r"""Round the integer significand ``sig`` right by ``shift > 0`` bits; return ``(k, inexact)``.
 
-    ``a * 2^-qe`` is exact (a power-of-two scaling that neither overflows nor underflows for
-    our ranges), so ``k = floor(q)`` and the fraction ``f = q - k`` are exact too.  Stochastic
-    rounding (mode 5) returns the value rounded down; the caller handles the draw.
+    Bits of ``sig`` (a float64 significand, at most 53 bits)::
+
+        | kept: k = sig >> shift | R | T T T ... T |
+                                   \______________/ rem = sig mod 2^shift, half = R000...0
+
+    Nearest-even rounds up when ``rem > half`` or (``rem == half`` and ``k`` is odd).
+    Stochastic rounding (mode 5) returns the round-down ``k``; the caller handles the draw.
     """
-    q = math.ldexp(a, -qe)
-    k = math.floor(q)
-    f = q - k
+    if shift >= 60:  # everything is below half of one unit (sig < 2^53)
+        k, rem, gt_half, eq_half = 0, sig, False, False
+    else:
+        k = sig >> shift
+        rem = sig & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        gt_half, eq_half = rem > half, rem == half
+    if rem == 0:
+        return k, False
     up = False
-    if f > 0.0:
-        if mode == 0:
-            up = f > 0.5 or (f == 0.5 and (k % 2.0) == 1.0)
-        elif mode == 1:
-            up = f >= 0.5
-        elif mode == 3:
-            up = not negative
-        elif mode == 4:
-            up = negative
-    return math.ldexp(k + 1.0 if up else k, qe)
+    if mode == 0:
+        up = gt_half or (eq_half and (k & 1) == 1)
+    elif mode == 1:
+        up = gt_half or eq_half
+    elif mode == 3:
+        up = not negative
+    elif mode == 4:
+        up = negative
+    return k + 1 if up else k, True
 
 
 @njit(cache=True)
-def _flags_finite(x, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan, mode,
-                  tininess_after):
-    """Flags of one non-NaN float64 input (see the module docstring for the rules)."""
-    if math.isinf(x):
-        if (x < 0.0 and not signed) or not has_inf:
+def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, mode, tininess_after):
+    """Flags of one non-NaN input, given as float64 bits (see the module docstring for the rules).
+
+    The input is ``sig * 2^e2`` exactly; rounding to multiples of ``2^qe`` is the integer shift
+    of :func:`_round_sig` by ``qe - e2`` bits.
+    """
+    negative = (xbits >> 63) != 0
+    mag = xbits & 0x7FFFFFFFFFFFFFFF
+    exp_field = mag >> 52
+    if exp_field == 0x7FF:  # +-Inf (NaN is handled by the caller)
+        if (negative and not signed) or not has_inf:
             return 0x10
         return 0
-    if x == 0.0:
+    if mag == 0:
         return 0 if has_zero else 0x10
-    negative = x < 0.0
     if negative and not signed:
         return 0x10
-    a = abs(x)
-    m, e = math.frexp(a)  # a = m * 2^e, m in [0.5, 1)
-    lg = e - 1  # floor(log2(a))
+    if exp_field == 0:  # float64 subnormal: sig * 2^-1074
+        sig = mag
+        e2 = -1074
+        lg = e2
+        t = sig
+        while t > 1:
+            t >>= 1
+            lg += 1
+    else:
+        sig = (mag & 0xFFFFFFFFFFFFF) | (1 << 52)
+        e2 = exp_field - 1075
+        lg = exp_field - 1023  # floor(log2 |x|)
     if lg >= emin:
         qe = lg - man_bits
     elif subnormals:
         qe = emin - man_bits
     else:
         qe = emin  # the grid below 2^emin is {0, 2^emin}
-    r = _round_mag(a, negative, qe, mode)
-    flags = 0
-    if r != a:
-        flags |= 0x01
-    if r > max_value and mode != 5:
-        flags |= 0x05
-    if flags & 0x01 and a < math.ldexp(1.0, emin):
-        if tininess_after and mode != 5:
-            tiny = _round_mag(a, negative, lg - man_bits, mode) < math.ldexp(1.0, emin)
-        else:
-            tiny = True
+    if qe <= e2:
+        return 0  # a multiple of the quantum: exact (and below max: |x| is a format value or beyond emax)
+    k, inexact = _round_sig(sig, qe - e2, negative, mode)
+    flags = 0x01 if inexact else 0
+    if mode != 5 and (lg > emax or (lg == emax and k > max_sig)):
+        flags |= 0x05  # |R(x)| > max on the unbounded grid
+    if inexact and lg < emin:
+        tiny = True
+        if tininess_after and mode != 5 and lg == emin - 1:
+            # R_p(x) < 2^emin unless rounding to p bits carries up to 2^emin
+            kp, _ = _round_sig(sig, lg - man_bits - e2, negative, mode) if lg - man_bits > e2 else (sig, False)
+            tiny = kp < (1 << (man_bits + 1))
         if tiny:
             flags |= 0x02
     return flags
 
 
-@njit(cache=True)
-def _flags_kernel(x, snan, out, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan,
+@njit(cache=True, parallel=True)
+def _flags_kernel(xbits, snan, out, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, has_nan,
                   mode, tininess_after):
-    """Fill ``out[i]`` with the flags of ``x[i]`` (float64); ``snan[i]`` marks signaling NaNs."""
-    for i in range(x.shape[0]):
-        v = x[i]
-        if math.isnan(v):
+    """Fill ``out[i]`` with the flags of the float64 bit pattern ``xbits[i]``; ``snan[i]`` marks
+    signaling NaNs of the source."""
+    for i in prange(xbits.shape[0]):
+        b = xbits[i]
+        if (b & 0x7FFFFFFFFFFFFFFF) > 0x7FF0000000000000:  # NaN
             out[i] = 0x10 if (snan[i] or not has_nan) else 0
         else:
-            out[i] = _flags_finite(v, man_bits, emin, max_value, subnormals, signed, has_zero, has_inf, has_nan,
-                                   mode, tininess_after)
+            out[i] = _flags_finite(b, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, mode,
+                                   tininess_after)
 
 
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_NO_NAN = np.zeros(1, dtype=bool)
 
 
 def _check_source(x: np.ndarray, name: str = "x") -> None:
@@ -198,9 +224,11 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
         part = flat_x[lo:lo + chunk]
         with np.errstate(invalid="ignore"):  # casting NaN payloads is fine here
             wide = part.astype(np.float64)
-        _flags_kernel(wide, signaling_nan_mask(part), flat_out[lo:lo + chunk], fmt.man_bits,
-                      fmt.emin, fmt.max, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf, fmt.has_nan,
-                      _MODE_ID[mode], tininess == "after")
+        # the kernel reads snan[i] only where x[i] is NaN: skip the mask when there is none
+        snan = signaling_nan_mask(part) if np.isnan(wide).any() else _NO_NAN
+        _flags_kernel(wide.view(np.uint64), snan, flat_out[lo:lo + chunk], fmt.man_bits, fmt.emin, fmt.emax,
+                      (1 << fmt.man_bits) | fmt.max_mantissa, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
+                      fmt.has_nan, _MODE_ID[mode], tininess == "after")
     return out
 
 
