@@ -213,7 +213,7 @@ def _round_fast(b, i, prm, key0, stochastic):
             inc = ones & (-s)
         k = (sig + inc) >> sh
     mag = ((eq - emin + 1) << m) + k - (np.int64(1) << m)
-    code = mag | (sign_mask * s)
+    code = mag | (sign_mask & -s)            # s is 0 or 1: no multiply
     code = 0 if (fnuz == 1) & (mag == 0) else code
     code = (c_novf if s else c_povf) if mag > max_mag else code
     code = c_negu if (s == 1) & (signed == 0) & (a != 0) else code
