@@ -172,7 +172,7 @@ def _round_fast(b, i, prm, key0, stochastic):
     # Same bit fields as _round_bits; every data-dependent branch below is a select.
     ub = np.uint64(b)
     s = np.int64(ub >> np.uint64(in_w - 1))
-    a = np.int64(ub) & ((np.int64(1) << (in_w - 1)) - 1)
+    a = np.int64(ub & ((np.uint64(1) << np.uint64(in_w - 1)) - np.uint64(1)))
     E = a >> in_m
     T = a & ((np.int64(1) << in_m) - 1)
     sig = (T | (np.int64(E != 0) << in_m)) << pad
