@@ -108,24 +108,50 @@ class Fp32Blas(_Fp32Accumulator):
 
 
 # ---- sequential --------------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def _sequential_row(a, b, i, acc):
+    """acc[j] = (((0 + a[i,0]b[0,j]) + a[i,1]b[1,j]) + ...) in float32, vectorised over j."""
+    for j in range(acc.shape[0]):
+        acc[j] = np.float32(0.0)
+    for k in range(a.shape[1]):
+        aik = a[i, k]
+        bk = b[k]
+        for j in range(acc.shape[0]):
+            acc[j] = acc[j] + aik * bk[j]
+
+
 @numba.njit(cache=True, parallel=True)
 def _matmul_sequential(a, b, out):
     """out[i, j] = (((0 + a[i,0]b[0,j]) + a[i,1]b[1,j]) + ...) in float32.
 
-    Rows go to threads (prange); within a row the inner loop runs over output columns j,
-    so the k-loop order of every element is fixed while the j-loop vectorises.
+    Threads take blocks of four rows; each loaded ``b[k, j]`` serves the four rows, and the
+    inner loop over output columns j vectorises.  Every element still sees its own sequence
+    of float32 multiply-then-add operations in k order (the row grouping only interleaves
+    independent elements).
     """
     m, kk = a.shape
     n = b.shape[1]
-    for i in numba.prange(m):
-        acc = out[i]
+    for ib in numba.prange((m + 3) // 4):
+        i0 = ib * 4
+        if i0 + 4 > m:
+            for i in range(i0, m):
+                _sequential_row(a, b, i, out[i])
+            continue
+        o0, o1, o2, o3 = out[i0], out[i0 + 1], out[i0 + 2], out[i0 + 3]
         for j in range(n):
-            acc[j] = np.float32(0.0)
+            o0[j] = np.float32(0.0)
+            o1[j] = np.float32(0.0)
+            o2[j] = np.float32(0.0)
+            o3[j] = np.float32(0.0)
         for k in range(kk):
-            aik = a[i, k]
+            x0, x1, x2, x3 = a[i0, k], a[i0 + 1, k], a[i0 + 2, k], a[i0 + 3, k]
             bk = b[k]
             for j in range(n):
-                acc[j] = acc[j] + aik * bk[j]
+                bj = bk[j]
+                o0[j] = o0[j] + x0 * bj
+                o1[j] = o1[j] + x1 * bj
+                o2[j] = o2[j] + x2 * bj
+                o3[j] = o3[j] + x3 * bj
     return out
 
 
