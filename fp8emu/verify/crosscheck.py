@@ -21,6 +21,7 @@ to the first explanation that reproduces the peer's code:
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import platform
 
@@ -54,8 +55,10 @@ def available_peers() -> list[str]:
 
 
 def _version(peer: str) -> str:
-    mod = __import__(peer)
-    return getattr(mod, "__version__", "?")
+    try:
+        return importlib.metadata.version(peer)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def _gfloat_codes(name: str, x: np.ndarray) -> np.ndarray:
