@@ -155,3 +155,36 @@ def test_image_chunking_changes_nothing(monkeypatch, acc):
         np.testing.assert_array_equal(whole[2], split[2])
     else:
         np.testing.assert_allclose(whole[2], split[2], rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_operands_and_codes():
+    from fp8emu import encode, quantize
+    from fp8emu.formats import e4m3fn, e5m2
+    x, w, gy, kw = _data(CASES[0], seed=6)
+    x *= 100
+    got = conv2d(x, w, x_fmt=e4m3fn, w_fmt=e5m2, saturate=True, accumulator=fp32_sequential, **kw)
+    qx, qw = quantize(x, e4m3fn, saturate=True), quantize(w, e5m2, saturate=True)
+    np.testing.assert_array_equal(got, conv2d_direct(qx, qw, **kw))
+    np.testing.assert_array_equal(
+        conv2d(encode(x, e4m3fn, saturate=True), encode(w, e5m2), x_fmt=e4m3fn, w_fmt=e5m2,
+               accumulator=fp32_sequential, **kw), got)
+    qgy = quantize(gy, e5m2)
+    np.testing.assert_array_equal(
+        conv2d_grad_input(gy, w, x.shape, gy_fmt=e5m2, w_fmt=e5m2, accumulator=fp32_sequential, **kw),
+        conv2d_grad_input_direct(qgy, qw, x.shape, **kw))
+    np.testing.assert_array_equal(
+        conv2d_grad_weight(x, gy, w.shape, x_fmt=e4m3fn, gy_fmt=e5m2, saturate=True, accumulator=fp32_sequential,
+                           **kw),
+        conv2d_grad_weight_direct(qx, qgy, w.shape, **kw))
+
+
+def test_low_precision_accumulator_is_the_same_gemm():
+    """conv2d with lowp == lowp.matmul_2d on the im2col matrix (one GEMM path)."""
+    from fp8emu.accumulators import lowp
+    x, w, _, _ = _data(CASES[0], seed=7)
+    acc = lowp("bfloat16", 4)
+    got = conv2d(x, w, padding=1, accumulator=acc)
+    cols = im2col(x, 3, padding=1)
+    want = acc.matmul_2d(cols, w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]))
+    np.testing.assert_array_equal(got, want.reshape(2, 6, 5, 4).transpose(0, 3, 1, 2))
+    assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=fp32_sequential))
