@@ -55,18 +55,19 @@ def _versions() -> str:
 
 
 def run_one(path: pathlib.Path, timeout: float, extra: list[str] | None = None) -> dict:
-    """Run one script (with ``extra`` arguments); returns its status, wall time, command and output."""
+    """Run one script as ``python -m benchmarks.<name>`` (scripts may import ``.timing``) with
+    ``extra`` arguments; returns its status, wall time, command and output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(path), *(extra or [])], cwd=ROOT, env=env, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{path.stem}", *(extra or [])], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=timeout)
         status, out = proc.returncode, proc.stdout + (("\n[stderr]\n" + proc.stderr[-3000:]) if proc.returncode
                                                        else "")
     except subprocess.TimeoutExpired as exc:
         status = "timeout"
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-    cmd = " ".join(["python", str(path.relative_to(ROOT)), *map(shlex.quote, extra or [])])
+    cmd = " ".join(["python -m", f"benchmarks.{path.stem}", *map(shlex.quote, extra or [])])
     return {"status": status, "seconds": time.perf_counter() - t0, "output": out, "command": cmd}
 
 

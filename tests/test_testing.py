@@ -82,3 +82,13 @@ def test_bad_arguments():
         source_dtype("int32")
     with pytest.raises(ValueError, match="at least one"):
         formats(presets=False, custom=False).example()
+
+
+def test_hypothesis_is_imported_only_by_fp8emu_testing():
+    import subprocess
+    import sys
+    code = ("import sys, fp8emu, fp8emu.verify, fp8emu.verify.cli; assert 'hypothesis' not in sys.modules; "
+            "import fp8emu.testing; assert 'hypothesis' in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert proc.returncode == 0, proc.stderr
