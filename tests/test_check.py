@@ -150,3 +150,13 @@ def test_files_and_cli_exit_status(tmp_path, capsys):
     stranger = write_results(tmp_path / "s.txt", np.array([0x12345678]), np.array([0]), "float32", e4m3fn)
     assert check_files(vpath, stranger).unmatched == 1
     assert main(["check", "--vectors", str(tmp_path / "missing.txt"), "--results", str(good)]) == 2
+
+
+def test_truncating_nan_payload_to_inf_is_caught_as_nan():
+    # float16 -> e5m2 by keeping the top byte: a NaN whose payload sits only in the low 8 bits
+    # becomes Inf (SPEC §6.4: the quiet bit must be forced)
+    vs = generate(e5m2, "float16", level=1)
+    rep = _run(vs, lambda x: (x.view(np.uint16) >> 8).astype(np.uint8))
+    nan_rows = [f for f in check(vs, vs.inputs, (vs.values().view(np.uint16) >> 8).astype(np.uint8),
+                                 max_failures=10_000).failures if f["class"] == "nan"]
+    assert rep.by_class["nan"] >= 2 and any(f["got_value"] == float("inf") for f in nan_rows)
