@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import time
 
 # Numba's OpenMP workers and OpenBLAS's threads alternate in every conv; with the default
 # (active) wait policy the idle pool spins and steals one of the 2 cores (measured: conv2d
 # forward 4.4 s -> 0.55 s with 8 MiB chunks).  Must be set before the OpenMP runtime loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fp8emu.conv as conv  # noqa: E402
 from fp8emu import conv2d, conv2d_grad_input, conv2d_grad_weight, matmul, quantize  # noqa: E402
 from fp8emu.accumulators import fp32_blocked, fp32_pairwise, fp32_sequential, lowp  # noqa: E402
 from fp8emu.formats import e4m3fn  # noqa: E402
+
+from .timing import measure, platform_info  # noqa: E402
 
 # (M, K, N) and the conv that lowers to it: (N, C, H, W), (O, C, 3, 3), padding 1
 SHAPES = [(131072, 576, 64), (32768, 1152, 128), (8192, 2304, 256), (2048, 4608, 512)]
@@ -40,13 +39,7 @@ CONVS = [((128, 64, 32, 32), (64, 64, 3, 3)), ((128, 128, 16, 16), (128, 128, 3,
 
 def median_time(fn, repeats: int) -> float:
     """Median wall time of ``repeats`` calls after one warm-up call (compilation, buffers)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return measure("", fn, 1, repeat=repeats).median_s
 
 
 def gflops(m: int, k: int, n: int, seconds: float) -> float:
@@ -106,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.chunk_mb is not None:
         conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
-    print(f"platform {platform.platform()}  cpus {os.cpu_count()}  numba threads {numba.get_num_threads()}  "
-          f"numpy {np.__version__}  load {os.getloadavg()[0]:.2f}  conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB  "
+    print(f"{platform_info()} | conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB | "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     for idx in args.shapes:
         if not args.skip_accumulators:
