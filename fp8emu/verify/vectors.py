@@ -285,19 +285,36 @@ def _header(vs: VectorSet) -> str:
             f"# columns: {cols}   (flags: 01 inexact, 02 underflow, 04 overflow, 10 invalid)\n")
 
 
-def _hex_lines(vs: VectorSet, inputs, expected, flags, up) -> str:
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+
+
+def _hex_columns(columns: list[tuple[np.ndarray, int]]) -> bytes:
+    """Lines of space-separated upper-case hex columns, ``(values, digits)`` each, as ASCII bytes.
+
+    Vectorised: every digit is a 4-bit slice ``(v >> 4*j) & 0xF`` looked up in ``_HEX``, written
+    into one (n, line length) uint8 array; no per-line Python.
+    """
+    n = columns[0][0].size
+    width = sum(d for _, d in columns) + len(columns)  # digits, separators and the newline
+    buf = np.empty((n, width), dtype=np.uint8)
+    pos = 0
+    for values, digits in columns:
+        v = values.astype(np.uint64)
+        for j in range(digits):
+            buf[:, pos + j] = _HEX[((v >> np.uint64(4 * (digits - 1 - j))) & np.uint64(0xF)).astype(np.intp)]
+        pos += digits
+        buf[:, pos] = ord(" ")
+        pos += 1
+    buf[:, -1] = ord("\n")
+    return buf.tobytes()
+
+
+def _hex_lines(vs: VectorSet, inputs, expected, flags, up) -> bytes:
     if inputs.size == 0:
-        return ""
+        return b""
     iw, cw = vs.dtype.itemsize * 2, (vs.fmt.bits + 3) // 4
-    cols = [np.char.zfill(np.char.upper(np.char.mod("%x", inputs.astype(np.uint64))), iw),
-            np.char.zfill(np.char.upper(np.char.mod("%x", expected.astype(np.uint32))), cw)]
-    if up is not None:
-        cols.append(np.char.zfill(np.char.upper(np.char.mod("%x", up.astype(np.uint32))), cw))
-    cols.append(np.char.zfill(np.char.upper(np.char.mod("%x", flags.astype(np.uint32))), 2))
-    line = cols[0]
-    for c in cols[1:]:
-        line = np.char.add(np.char.add(line, " "), c)
-    return "\n".join(line.tolist()) + ("\n" if len(line) else "")
+    cols = [(inputs, iw), (expected, cw)] + ([(up, cw)] if up is not None else []) + [(flags, 2)]
+    return _hex_columns(cols)
 
 
 def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
@@ -319,8 +336,8 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
             arrays["expected_up"] = vs.expected_up
         np.savez_compressed(path, **arrays)
         return path
-    with open(path, "w") as fh:
-        fh.write(_header(vs))
+    with open(path, "wb") as fh:
+        fh.write(_header(vs).encode())
         fh.write(_hex_lines(vs, vs.inputs, vs.expected, vs.flags, vs.expected_up))
         for chunk in stream_chunks or ():
             exp, fl, up = _expected(chunk, vs.dtype, vs.fmt, vs.rounding, vs.saturate, vs.tininess)
@@ -336,11 +353,13 @@ def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray
     """
     dt = source_dtype(source)
     iw, cw = dt.itemsize * 2, (fmt.bits + 3) // 4
-    with open(path, "w") as fh:
-        fh.write("# fp8emu results v1\n# columns: input code" + (" flags\n" if flags is not None else "\n"))
-        for i in range(len(inputs)):
-            line = f"{int(inputs[i]):0{iw}X} {int(codes[i]):0{cw}X}"
-            fh.write(line + (f" {int(flags[i]):02X}\n" if flags is not None else "\n"))
+    cols = [(np.asarray(inputs).reshape(-1), iw), (np.asarray(codes).reshape(-1), cw)]
+    if flags is not None:
+        cols.append((np.asarray(flags).reshape(-1), 2))
+    with open(path, "wb") as fh:
+        fh.write(("# fp8emu results v1\n# columns: input code" + (" flags\n" if flags is not None else "\n")).encode())
+        if cols[0][0].size:
+            fh.write(_hex_columns(cols))
     return pathlib.Path(path)
 
 
