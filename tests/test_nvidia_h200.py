@@ -205,10 +205,11 @@ def test_split_table_is_the_logged_one():
 
 
 def test_split_rule_fallback():
-    """Off the table: floor(K tiles / 20.05), within the measured neighbours of the shape."""
+    """Off the table: (K tiles - 1) // 20, within the measured neighbours of the shape."""
     rule = CUBLASLT_13_1_H200
-    assert not rule.is_measured(16, 16, 40960)
-    assert rule.splits(16, 16, 40960) == 15                 # 320 tiles / 20.05; table: 12 @32k, 19 @48k
+    assert rule.is_measured(16, 16, 40960) and rule.splits(16, 16, 40960) == 15  # the K sweep
+    assert not rule.is_measured(32, 16, 40960)
+    assert rule.splits(32, 16, 40960) == 15                 # 319 // 20; table: 12 @32k, 19 @48k
     assert rule.splits(256, 256, 40960) == 3                # clamped by the measured 3 and 3
     assert rule.splits(1024, 1024, 40960) == 1              # rounded up to 512 x 512, which never splits
     assert rule.splits(16, 16, 512) == 1
@@ -217,6 +218,30 @@ def test_split_rule_fallback():
     for m, n, k, s in rule.table:  # the bare formula is the table for small outputs, K <= 64k
         if m <= 64 and n <= 64 and k <= 65536:
             assert bare.splits(m, n, k) == s, (m, n, k)
+
+
+def test_base_rule_on_the_k_sweep():
+    """At every K = 128 t for small outputs, numSplitsK = max(1, (t - 1) // 20) (to K = 65536 at least)."""
+    sys.path.insert(0, str(h.ROOT / "tools" / "probes"))
+    import make_split_table
+    sweep = make_split_table.read_logs(("sweep",))
+    assert len(sweep) == 6 * 1024 * 2
+    for (M, N, K, _, _, fast), s in sweep.items():
+        if M <= 64 and N <= 64 and K <= 65536:
+            assert s == max(1, (K // 128 - 1) // 20), (M, N, K, fast)
+    assert sweep[(128, 128, 128 * 300, "e4m3fn", "e4m3fn", False)] == 11  # larger outputs: capped
+
+
+def test_table_is_for_the_1mib_workspace():
+    """With CUBLASLT_WORKSPACE_SIZE = 32 MiB cuBLASLt splits larger outputs more: the rule is per workspace."""
+    sys.path.insert(0, str(h.ROOT / "tools" / "probes"))
+    import make_split_table
+    ws = make_split_table.read_logs(("ws",))
+    differ = {k[:3] for k, s in ws.items() if s != CUBLASLT_13_1_H200.splits(*k[:3], k[5])}
+    assert len(differ) == 19 and all(M * N >= 64 * 512 for M, N, _ in differ)
+    assert all(ws[k] == CUBLASLT_13_1_H200.splits(*k[:3]) for k in ws if k[0] * k[1] <= 64 * 64)
+    with gzip.open(h.PROBES / "ws_log.txt.gz", "rt") as f:
+        assert "workSpaceSizeInBytes=33554432" in f.read()
 
 
 def test_factory_fixes_split_for_shape():

@@ -66,7 +66,7 @@ _SUBNORMAL_RULES = ("min_normal", "actual")
 # kernel choice
 # ---------------------------------------------------------------------------------------------
 def _parse_table() -> tuple[tuple[int, int, int, int], ...]:
-    """(M, N, K, numSplitsK) rows of the generated table ``_h200_splits``."""
+    """(M, N, K, numSplitsK) rows of the generated module ``_h200_splits`` (grid and K sweep)."""
     rows = []
     for line in _h200_splits.TABLE.strip().splitlines():
         mn, vals = line.split(":")
@@ -74,6 +74,17 @@ def _parse_table() -> tuple[tuple[int, int, int, int], ...]:
         for k, v in zip(_h200_splits.KS, vals.split()):
             if v != "-":
                 rows.append((m, n, k, int(v)))
+    seen = {r[:3] for r in rows}
+    for line in _h200_splits.SWEEP.strip().splitlines():
+        mn, runs = line.split(":")
+        m, n = (int(v) for v in mn.split())
+        t = 0
+        for run in runs.split():
+            value, count = (int(v) for v in run.split("*"))
+            for _ in range(count):
+                t += 1
+                if (m, n, 128 * t) not in seen:
+                    rows.append((m, n, 128 * t, value))
     return tuple(rows)
 
 
@@ -82,22 +93,24 @@ class CublasLtSplitRule:
     """Which ``numSplitsK`` cuBLASLt's heuristic picks for an FP8 GEMM, as data.
 
     ``splits`` looks the shape up in ``table`` (exact, measured).  For a shape missing from the
-    table it falls back to an approximation: ``floor(ceil(K/128) / k_tiles_per_split)`` (which
-    reproduces every measured value for outputs up to 64 x 64 and K <= 65536), clamped between the measured
-    values of the nearest measured K below and above for the same (M, N), where (M, N) is first
-    rounded up to the nearest measured output shape.  Shapes outside the table are *not* pinned.
+    table it falls back to cuBLASLt's base rule ``max(1, (ceil(K/128) - 1) // k_tiles_per_split)``
+    (every split gets more than 20 K tiles of 128; measured at every K = 128 t up to 131072 for
+    outputs of 16..64 x 16..64, where it holds to K = 65536 and beyond except for 64 x 64),
+    clamped between the measured values at the nearest measured K below and above for the same
+    (M, N), (M, N) first rounded up to a measured output shape: larger outputs get fewer splits
+    (capped by the 1 MiB workspace and the tile count).  Shapes off the table are *not* pinned.
 
     Args:
         table: ``(M, N, K, splits)`` rows measured on the target.
         format_overrides: ``(M, N, K, a_fmt, b_fmt, splits)`` rows where an operand-format pair
             other than the table's got a different count.
-        k_tiles_per_split: fallback divisor (K tiles of 128 per split).
+        k_tiles_per_split: the base rule's K tiles (of 128) per split.
         version: the library/driver/GPU the table was measured on.
     """
 
     table: tuple[tuple[int, int, int, int], ...] = field(default=(), repr=False)
     format_overrides: tuple[tuple[int, int, int, str, str, int], ...] = field(default=(), repr=False)
-    k_tiles_per_split: float = 20.05
+    k_tiles_per_split: int = 20
     version: str = ""
 
     @cached_property
@@ -123,7 +136,7 @@ class CublasLtSplitRule:
                 return s
         if (M, N, K) in self._lookup:
             return self._lookup[(M, N, K)]
-        guess = max(1, int(-(-K // 128) // self.k_tiles_per_split))
+        guess = max(1, (-(-K // 128) - 1) // self.k_tiles_per_split)
         if not self._by_mn:
             return guess
         ms = sorted({m for m, _ in self._by_mn})
