@@ -196,3 +196,27 @@ def test_cli_dot_vectors_and_check(tmp_path, capsys):
     res.write_text("".join(f"{int(w):08X}\n" for w in wrong))
     rc = main(["check", "--vectors", str(d), "--results", str(res)])
     assert rc == (0 if np.array_equal(wrong, vs.expected.view(np.uint32)) else 1)
+
+
+def test_reading_fixed_width_and_free_form_text(tmp_path):
+    vs = generate(e5m2, "float32", level=2, count=500)
+    fast = read_vectors(write_vectors(vs, tmp_path / "v.txt"))
+    # the same rows hand-edited: lower case, extra spaces, a comment in the middle
+    lines = (tmp_path / "v.txt").read_text().splitlines()
+    body = [ln.lower().replace(" ", "   ") for ln in lines[4:]]
+    (tmp_path / "w.txt").write_text("\n".join(lines[:4] + body[:10] + ["# note"] + body[10:]) + "\n")
+    slow = read_vectors(tmp_path / "w.txt")
+    for v in (fast, slow):
+        assert np.array_equal(v.inputs, vs.inputs) and np.array_equal(v.expected, vs.expected)
+        assert np.array_equal(v.flags, vs.flags)
+
+
+def test_results_npz(tmp_path):
+    from fp8emu.verify.check import check_files
+    vs = generate(e4m3fn, "float32", level=1)
+    write_vectors(vs, tmp_path / "v.npz")
+    np.savez(tmp_path / "r.npz", inputs=vs.inputs, codes=encode(vs.values(), e4m3fn))
+    assert check_files(tmp_path / "v.npz", tmp_path / "r.npz").ok
+    np.savez(tmp_path / "bad.npz", codes=vs.expected)
+    with pytest.raises(ValueError, match="inputs"):
+        check_files(tmp_path / "v.npz", tmp_path / "bad.npz")

@@ -373,19 +373,60 @@ def _parse_meta(lines: list[str]) -> dict:
     return meta
 
 
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789ABCDEF"):
+    _HEX_VALUE[_c] = _HEX_VALUE[ord(chr(_c).lower())] = _i
+
+
+def _parse_fixed_width(data: bytes) -> list[np.ndarray] | None:
+    """Columns of hex lines that all have the same layout (what fp8emu writes), vectorised;
+    None when the lines differ in width or hold anything but hex digits and single spaces."""
+    first = data.find(b"\n")
+    width = first + 1
+    if first <= 0 or len(data) % width:
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8).reshape(-1, width)
+    if not (buf[:, -1] == ord("\n")).all():
+        return None
+    spaces = np.flatnonzero(buf[0, :-1] == ord(" "))
+    if not (buf[:, spaces] == ord(" ")).all():
+        return None
+    digits = _HEX_VALUE[buf[:, :-1]]
+    bounds = [-1, *spaces.tolist(), width - 1]
+    cols = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        part = digits[:, lo + 1:hi]
+        if part.shape[1] == 0 or part.shape[1] > 16 or (part == 255).any():
+            return None
+        v = np.zeros(part.shape[0], dtype=np.uint64)
+        for j in range(part.shape[1]):
+            v = (v << np.uint64(4)) | part[:, j].astype(np.uint64)
+        cols.append(v)
+    return cols
+
+
 def _read_columns(path) -> tuple[dict, list[np.ndarray]]:
     """Header fields and hex columns of a text vectors/results file."""
     path = pathlib.Path(path)
-    header, rows = [], []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            s = line.strip()
-            if not s:
-                continue
-            if s.startswith("#"):
-                header.append(s)
-                continue
-            rows.append(s.split())
+    with open(path, "rb") as fh:
+        data = fh.read()
+    header = []
+    while data.startswith(b"#"):  # the header: leading comment lines
+        end = data.find(b"\n")
+        line, data = (data, b"") if end < 0 else (data[:end], data[end + 1:])
+        header.append(line.decode(errors="replace").strip())
+    fast = _parse_fixed_width(data) if data else None
+    if fast is not None:
+        return _parse_meta(header), fast
+    rows = []
+    for line in data.decode(errors="replace").splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            header.append(s)
+            continue
+        rows.append(s.split())
     if rows and len({len(r) for r in rows}) != 1:
         raise ValueError(f"{path}: rows have different numbers of columns")
     ncol = len(rows[0]) if rows else 0
@@ -433,7 +474,15 @@ def read_vectors(path: str | os.PathLike) -> VectorSet:
 
 
 def read_results(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(inputs, codes, flags or None)`` from a results file (``input code [flags]`` per line)."""
+    """``(inputs, codes, flags or None)`` from a results file: text (``input code [flags]`` per
+    line) or ``.npz`` with arrays ``inputs``, ``codes`` and optionally ``flags``."""
+    if pathlib.Path(path).suffix == ".npz":
+        with np.load(path) as z:
+            missing = [k for k in ("inputs", "codes") if k not in z]
+            if missing:
+                raise ValueError(f"{path}: a results .npz needs arrays 'inputs' and 'codes' (missing {missing})")
+            return (z["inputs"].astype(np.uint64).reshape(-1), z["codes"].astype(np.uint64).reshape(-1),
+                    z["flags"].astype(np.uint64).reshape(-1) if "flags" in z else None)
     _, cols = _read_columns(path)
     if not cols:
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64), None
