@@ -48,7 +48,7 @@ def formats(draw, *, presets: bool = True, custom: bool = True, max_bits: int = 
     if not (presets or custom):
         raise ValueError("formats(): at least one of presets=True, custom=True is needed")
     pool = [f for f in ALL_FORMATS if f.bits <= max_bits]
-    if presets and (not custom or draw(st.booleans())):
+    if presets and (not custom or not draw(st.booleans())):  # False (the shrink target) = a preset
         return draw(st.sampled_from(pool))
     exp_bits = draw(st.integers(2, min(8, max_bits - 2)))
     man_bits = draw(st.integers(1, max_bits - 1 - exp_bits))
