@@ -23,6 +23,7 @@ fresh allocations cost page faults).
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numba
@@ -36,16 +37,17 @@ from .gemm import _check_accumulator, _matmul_2d, _prepare_operand
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_output_shape", "im2col"]
 
 _F32 = np.float32
-_scratch: dict[str, np.ndarray] = {}
+_scratch = threading.local()   # per Python thread: concurrent convs in two threads do not share buffers
 
 
 def _buffer(key: str, shape: tuple[int, ...]) -> np.ndarray:
     """A reused float32 scratch array of ``shape`` (grown when too small); never returned to users."""
     size = int(np.prod(shape))
-    buf = _scratch.get(key)
+    buffers = _scratch.__dict__
+    buf = buffers.get(key)
     if buf is None or buf.size < size:
         buf = np.empty(size, dtype=_F32)
-        _scratch[key] = buf
+        buffers[key] = buf
     return buf[:size].reshape(shape)
 
 
