@@ -495,7 +495,19 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
                          model: NvidiaHopperFP8 | None = None, split_k: int = 1) -> np.float32:
     """One output element of :class:`NvidiaHopperFP8`, written from the definitions with Fractions.
 
-    The slow twin of the fast kernel (tests hold them bit-equal); ``split_k`` is explicit here.
+    The slow twin of the fast kernel (tests hold them bit-equal): exact rational products,
+    ``floor(log2)`` exponents, cuts by floor division, one numpy float32 add per promotion and
+    per split.
+
+    Args:
+        a_row: K values of a row of A (exact in ``a_fmt``).
+        b_col: K values of a column of B (exact in ``b_fmt``).
+        a_fmt, b_fmt: the operand formats.
+        model: the parameters (default: the measured non-fast model); its ``split_k`` is ignored.
+        split_k: number of K splits (explicit here; the fast path asks the kernel rule).
+
+    Returns:
+        The float32 output element.
     """
     model = model or NvidiaHopperFP8()
     a_fmt, b_fmt = get_format(a_fmt), get_format(b_fmt)

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["FMT", "decode_table", "encode_exact", "random_codes", "vector_probe", "boundary_probe",
+__all__ = ["FMT", "decode_table", "encode_exact", "random_codes", "random_rows", "vector_probe", "boundary_probe",
            "VECTOR_PROBES", "crc"]
 
 # (exp_bits, man_bits, bias, first non-finite magnitude code)
@@ -64,7 +64,7 @@ def random_codes(seed: int, shape: tuple[int, int], fmt: str, dist: str) -> np.n
     """Random finite codes drawn on the code level (no rounding involved).
 
     Args:
-        seed: PCG64 seed.
+        seed: PCG64 seed (an int or a SeedSequence).
         shape: output shape.
         fmt: ``"e4m3fn"`` or ``"e5m2"``.
         dist: ``"normal"`` (exponents within 2^-3..2^1 of 1, like N(0,1) data), ``"wide"`` (every
@@ -91,6 +91,15 @@ def random_codes(seed: int, shape: tuple[int, int], fmt: str, dist: str) -> np.n
     codes = sign | (exp << mbits) | man
     codes = np.where(rng.random(n) < 0.03, 0, codes)
     return codes.astype(np.uint8).reshape(shape)
+
+
+def random_rows(seed: int, rows, K: int, fmt: str, dist: str) -> np.ndarray:
+    """Rows ``rows`` of a random-code matrix whose row r is ``random_codes((seed, r), (1, K), ...)``.
+
+    Lets a test rebuild only the sampled rows of a large recorded operand.
+    """
+    return np.concatenate([random_codes(np.random.SeedSequence([seed, int(r)]), (1, K), fmt, dist)
+                           for r in rows]) if len(rows) else np.zeros((0, K), np.uint8)
 
 
 # ----------------------------------------------------------------------------------------
