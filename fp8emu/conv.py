@@ -268,7 +268,7 @@ def im2col(x: npt.ArrayLike, kernel_size, *, stride=1, padding=0, dilation=1) ->
 def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=1, groups: int = 1,
            accumulator: Accumulator | None = None, x_fmt: Format | str | None = None,
            w_fmt: Format | str | None = None, rounding="nearest_even", saturate: bool = False,
-           seed: int | None = None, stream: int = 0) -> npt.NDArray[np.float32]:
+           seed: int | None = None, stream: int = 0, quantized: bool = False) -> npt.NDArray[np.float32]:
     """2-D cross-correlation (PyTorch's ``conv2d``): NCHW input, OIHW weights, float32 NCHW output.
 
     Args:
@@ -278,7 +278,8 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
         groups: channel groups; C and O must be divisible by it.
         accumulator: how each dot product is summed (default :data:`fp32_blas`).
         x_fmt, w_fmt: quantize the operands to these formats first (``None``: use float32 values).
-        rounding, saturate, seed, stream: operand quantization, as in :func:`fp8emu.matmul`.
+        rounding, saturate, seed, stream, quantized: operand quantization, as in :func:`fp8emu.matmul`
+            (``quantized=True``: the operands already hold values of their formats; no rounding pass).
 
     Returns:
         float32 array (N, O, OH, OW), ``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1``.
@@ -288,8 +289,8 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
         TypeError: non-float operands without a format.
     """
     acc = _check_accumulator(accumulator, x_fmt, w_fmt)
-    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0)
-    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1)
+    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
+    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
     out = np.empty(geo.out_shape, dtype=_F32)
     for g in range(geo.groups):
@@ -307,7 +308,7 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
                       dilation=1, groups: int = 1, accumulator: Accumulator | None = None,
                       gy_fmt: Format | str | None = None, w_fmt: Format | str | None = None,
                       rounding="nearest_even", saturate: bool = False, seed: int | None = None,
-                      stream: int = 0) -> npt.NDArray[np.float32]:
+                      stream: int = 0, quantized: bool = False) -> npt.NDArray[np.float32]:
     """Gradient of :func:`conv2d` with respect to its input: ``dL/dx`` for ``gy = dL/dy``.
 
     Args:
@@ -315,15 +316,15 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
         w: the forward weights (O, C/groups, KH, KW).
         x_shape: the forward input's shape (N, C, H, W) (needed: strides lose rows/columns).
         stride, padding, dilation, groups, accumulator: as in the forward call.
-        gy_fmt, w_fmt, rounding, saturate, seed, stream: operand quantization, as in :func:`conv2d`.
+        gy_fmt, w_fmt, rounding, saturate, seed, stream, quantized: operand quantization, as in :func:`conv2d`.
 
     Returns:
         float32 array of ``x_shape``.  Summation: the accumulator over output channels,
         then col2im in float32 in a fixed order (module docstring).
     """
     acc = _check_accumulator(accumulator, gy_fmt, w_fmt)
-    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 0)
-    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1)
+    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 0, quantized=quantized)
+    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(tuple(x_shape), w.shape, stride, padding, dilation, groups)
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
@@ -345,7 +346,7 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
                        dilation=1, groups: int = 1, accumulator: Accumulator | None = None,
                        x_fmt: Format | str | None = None, gy_fmt: Format | str | None = None,
                        rounding="nearest_even", saturate: bool = False, seed: int | None = None,
-                       stream: int = 0) -> npt.NDArray[np.float32]:
+                       stream: int = 0, quantized: bool = False) -> npt.NDArray[np.float32]:
     """Gradient of :func:`conv2d` with respect to its weights: ``dL/dw`` for ``gy = dL/dy``.
 
     Args:
@@ -353,15 +354,16 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
         gy: output gradient (N, O, OH, OW).
         w_shape: the weights' shape (O, C/groups, KH, KW).
         stride, padding, dilation, groups, accumulator: as in the forward call.
-        x_fmt, gy_fmt, rounding, saturate, seed, stream: operand quantization, as in :func:`conv2d`.
+        x_fmt, gy_fmt, rounding, saturate, seed, stream, quantized: operand quantization, as in
+            :func:`conv2d`.
 
     Returns:
         float32 array of ``w_shape``; each element is one accumulator dot product over all
         N*OH*OW output positions.
     """
     acc = _check_accumulator(accumulator, x_fmt, gy_fmt)
-    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0)
-    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 1)
+    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
+    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(x.shape, tuple(w_shape), stride, padding, dilation, groups)
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")

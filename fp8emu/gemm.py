@@ -81,11 +81,12 @@ def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np
 
 
 def _prepare_operand(x: Any, fmt, name: str, rounding, saturate: bool, seed, stream: int, which: int,
-                     scale: np.ndarray | None = None) -> tuple[np.ndarray, Format | None]:
+                     scale: np.ndarray | None = None, quantized: bool = False) -> tuple[np.ndarray, Format | None]:
     """Return (C-contiguous float32 values exact in ``fmt``, the Format or None) for one operand.
 
     ``which`` offsets the stochastic-rounding stream (operand 0 uses ``stream``, operand 1
     ``stream + 1``, the output ``stream + 2``) so the operands draw independent bits.
+    ``quantized=True`` takes float values as already exact in ``fmt`` (skips the rounding pass).
     """
     arr = np.asarray(x)
     if fmt is None:
@@ -106,6 +107,8 @@ def _prepare_operand(x: Any, fmt, name: str, rounding, saturate: bool, seed, str
                         f"got dtype {arr.dtype}")
     if scale is not None:
         arr = arr.astype(np.float64) / scale  # exact: power-of-two scale, float64 range
+    if quantized:
+        return np.ascontiguousarray(arr, dtype=_F32), fmt
     q = quantize(arr, fmt, rounding=rounding, saturate=saturate, seed=seed, stream=stream + which)
     return np.ascontiguousarray(q, dtype=_F32), fmt
 
@@ -144,7 +147,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
            accumulator: Accumulator | None = None, out_fmt: Format | str | None = None,
            out_rounding="nearest_even", a_scale: npt.ArrayLike | None = None,
            b_scale: npt.ArrayLike | None = None, seed: int | None = None,
-           stream: int = 0) -> npt.NDArray[np.float32]:
+           stream: int = 0, quantized: bool = False) -> npt.NDArray[np.float32]:
     """Matrix product of quantized operands, summed by ``accumulator``; batched like ``np.matmul``.
 
     Args:
@@ -166,6 +169,9 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         seed, stream: stochastic rounding; ``a`` uses ``stream``, ``b`` ``stream + 1``, the
             output ``stream + 2``, a stochastic accumulator ``stream + 3`` (its own seed and
             stream when ``seed`` is None), with element indices running over the whole batch.
+        quantized: the float operands already hold values of ``a_fmt`` / ``b_fmt`` (e.g. the
+            output of ``quantize``): skip the operand rounding pass.  Not checked; the formats
+            still go to the accumulator.
 
     Returns:
         float32 array of shape ``np.matmul(a, b).shape``.
@@ -195,8 +201,8 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         raise ValueError(f"matmul batch dimensions do not broadcast: a {np.shape(a)}, b {np.shape(b)}") from None
     sa = _check_scale(a_scale, "a_scale", a_arr.shape, -1)
     sb = _check_scale(b_scale, "b_scale", b_arr.shape, -2)
-    qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa)
-    qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb)
+    qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
+    qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
     m, n = qa.shape[-2], qb.shape[-1]
     if not batch:
         y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)

@@ -188,3 +188,17 @@ def test_low_precision_accumulator_is_the_same_gemm():
     want = acc.matmul_2d(cols, w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]))
     np.testing.assert_array_equal(got, want.reshape(2, 6, 5, 4).transpose(0, 3, 1, 2))
     assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=fp32_sequential))
+
+
+def test_quantized_flag_matches_quantizing():
+    from fp8emu import quantize
+    from fp8emu.formats import e5m2
+    x, w, gy, kw = _data(CASES[1], seed=8)
+    qx, qw, qgy = quantize(x, e5m2), quantize(w, e5m2), quantize(gy, e5m2)
+    f = dict(accumulator=fp32_sequential, **kw)
+    np.testing.assert_array_equal(conv2d(qx, qw, x_fmt=e5m2, w_fmt=e5m2, quantized=True, **f),
+                                  conv2d(x, w, x_fmt=e5m2, w_fmt=e5m2, **f))
+    np.testing.assert_array_equal(conv2d_grad_input(qgy, qw, x.shape, gy_fmt=e5m2, w_fmt=e5m2, quantized=True, **f),
+                                  conv2d_grad_input(gy, w, x.shape, gy_fmt=e5m2, w_fmt=e5m2, **f))
+    np.testing.assert_array_equal(conv2d_grad_weight(qx, qgy, w.shape, x_fmt=e5m2, gy_fmt=e5m2, quantized=True, **f),
+                                  conv2d_grad_weight(x, gy, w.shape, x_fmt=e5m2, gy_fmt=e5m2, **f))

@@ -162,3 +162,15 @@ def test_blas_with_fp8_operands_close_to_exact():
     qb = quantize(b, e5m2, saturate=True).astype(np.float64)
     bound = 512 * 2.0 ** -24 / (1 - 512 * 2.0 ** -24) * (np.abs(qa) @ np.abs(qb))
     assert np.all(np.abs(y - qa @ qb) <= bound)
+
+
+def test_quantized_flag_skips_the_rounding_pass():
+    a, b = _ab(seed=11)
+    qa, qb = quantize(a, e4m3fn, saturate=True), quantize(b, e5m2)
+    want = matmul(a, b, a_fmt=e4m3fn, b_fmt=e5m2, saturate=True, accumulator=fp32_sequential)
+    np.testing.assert_array_equal(matmul(qa, qb, a_fmt=e4m3fn, b_fmt=e5m2, quantized=True,
+                                         accumulator=fp32_sequential), want)
+    # not checked: unquantized values go through as they are (so the flag really skips rounding)
+    np.testing.assert_array_equal(matmul(a, b, a_fmt=e4m3fn, b_fmt=e5m2, quantized=True,
+                                         accumulator=fp32_sequential),
+                                  matmul(a, b, accumulator=fp32_sequential))
