@@ -5,18 +5,18 @@ steps per recipe, then PyTorch 2.x CPU training of the same ResNet-18 (CIFAR ste
 channel, same width, same batches) when torch is installed.  Prints the median step time,
 images/s, the ratio to PyTorch fp32 and the fraction of each step spent in data loading.
 
-    python benchmarks/train_cli.py --width 16 --batch-size 128 --steps 6
+    python -m benchmarks.train_cli --width 16 --batch-size 128 --steps 6
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import numpy as np
 
+from benchmarks.timing import platform_info
 from fp8emu.data import BatchLoader, load_dataset
 
 
@@ -92,30 +92,35 @@ def torch_steps(ds, args) -> list[float] | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--width", default="16", help="ResNet width, or a comma-separated list of widths")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--recipes", default="fp32,paper-e5m2")
     p.add_argument("--data", default=None)
     args = p.parse_args()
     ds = load_dataset("fashion-mnist", args.data)
-    print(f"# {platform.platform()}, {platform.processor() or platform.machine()}; ResNet-18 (CIFAR stem) "
-          f"width {args.width}, batch {args.batch_size}, {args.steps} timed steps after 1 warm-up, Fashion-MNIST")
-    ref = torch_steps(ds, args)
-    ref_ips = args.batch_size / statistics.median(ref) if ref else None
-    if ref:
-        import torch
-        print(f"pytorch {torch.__version__} fp32 ({torch.get_num_threads()} threads): "
-              f"step {statistics.median(ref) * 1e3:8.1f} ms  {ref_ips:8.1f} images/s  1.00x")
-    else:
-        print("pytorch: not installed (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
-    for recipe in args.recipes.split(","):
-        steps, datas = fp8emu_steps(recipe, ds, args)
-        med = statistics.median(steps)
-        ratio = f"  {args.batch_size / med / ref_ips:.2f}x pytorch fp32" if ref_ips else ""
-        frac = sum(datas) / sum(steps)
-        print(f"fp8emu {recipe:>12}: step {med * 1e3:8.1f} ms  {args.batch_size / med:8.1f} images/s{ratio}  "
-              f"data loading {100 * frac:.2f}% of a step (median {statistics.median(datas) * 1e3:.2f} ms)")
+    widths = [int(w) for w in str(args.width).split(",")]
+    print(f"# {platform_info()}; Fashion-MNIST, ResNet-18 (CIFAR stem, 1 input channel), batch {args.batch_size}, "
+          f"{args.steps} timed steps after 1 warm-up")
+    for width in widths:
+        args.width = width
+        print(f"## width {width}: one epoch = {len(ds.train_images) // args.batch_size} steps")
+        ref = torch_steps(ds, args)
+        ref_ips = args.batch_size / statistics.median(ref) if ref else None
+        if ref:
+            import torch
+            print(f"pytorch {torch.__version__} fp32 ({torch.get_num_threads()} threads): "
+                  f"step {statistics.median(ref) * 1e3:8.1f} ms  {ref_ips:8.1f} images/s  1.00x")
+        else:
+            print("pytorch: not installed (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
+        for recipe in args.recipes.split(","):
+            steps, datas = fp8emu_steps(recipe, ds, args)
+            med = statistics.median(steps)
+            ratio = f"  {args.batch_size / med / ref_ips:.2f}x pytorch fp32" if ref_ips else ""
+            epoch_min = len(ds.train_images) // args.batch_size * med / 60
+            print(f"fp8emu {recipe:>12}: step {med * 1e3:8.1f} ms  {args.batch_size / med:8.1f} images/s{ratio}  "
+                  f"data loading {100 * sum(datas) / sum(steps):.2f}% of a step  (epoch ~{epoch_min:.1f} min)",
+                  flush=True)
 
 
 if __name__ == "__main__":

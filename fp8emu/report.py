@@ -4,7 +4,8 @@ A run directory (written by :mod:`fp8emu.train`) holds ``config.json`` and ``met
 one JSON object per finished epoch with at least ``epoch``, ``train_loss``, ``train_acc``,
 ``test_loss``, ``test_acc`` and ``images_per_s``; optionally ``loss_scale_trace`` (the scale at
 every step of the epoch), ``skipped_steps`` and ``stats`` (``{layer: {tensor class: {"underflow":
-f, "overflow": f, ...}}}``, fractions of the values of that tensor class in that layer).
+f, "overflow": f, ...}}}``: the fraction of nonzero values flushed to zero, and of all values that
+overflowed, for that tensor class in that layer).
 
 Plots (matplotlib, Agg backend, imported only here): ``loss.png``, ``accuracy.png``,
 ``loss_scale.png`` and ``numerics.png`` (per-layer underflow/overflow of errors and weight
@@ -209,8 +210,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
     numerics = _numerics_table(runs)
     if numerics:
         lines += ["## Per-layer underflow / overflow (last epoch)", "",
-                  "Fractions of the values of each backward tensor class that the recipe's format flushed "
-                  "to zero (underflow) or turned into Inf/max (overflow).", ""] + numerics + [""]
+                  "Underflow: the fraction of the nonzero values of a tensor class that the recipe's format "
+                  "flushed to zero; overflow: the fraction of its values that became Inf/NaN or were clamped "
+                  "to the format's largest magnitude. Sampled every `--stats-every` steps.", ""] + numerics + [""]
     lines += ["## Runs", ""] + [f"- `{r.label}`: `{os.path.relpath(r.path, out)}`" for r in runs] + [""]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]

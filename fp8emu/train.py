@@ -245,11 +245,12 @@ def train_step(parts: Parts, x: np.ndarray, y: np.ndarray, *, label_smoothing: f
     """One training step; returns (loss, correct predictions, whether the update was skipped)."""
     from .autograd import Tensor, ops
 
-    logits = parts.model(Tensor(x))                                    # predict
-    loss = ops.cross_entropy(logits, y, label_smoothing)               # loss
-    parts.scaler.scale(loss).backward()                                # backward
-    applied = parts.scaler.step(parts.optimizer)                       # step (unscale, skip on Inf/NaN)
-    parts.optimizer.zero_grad()                                        # zero_grad
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing scaled gradients are expected
+        logits = parts.model(Tensor(x))                                # predict
+        loss = ops.cross_entropy(logits, y, label_smoothing)           # loss
+        parts.scaler.scale(loss).backward()                            # backward
+        applied = parts.scaler.step(parts.optimizer)                   # step (unscale, skip on Inf/NaN)
+        parts.optimizer.zero_grad()                                    # zero_grad
     correct = int((logits.data.argmax(axis=1) == y).sum())
     return float(loss.item()), correct, not applied
 
