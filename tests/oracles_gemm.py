@@ -160,4 +160,26 @@ def conv_abs_bound(x, w, **kw) -> np.ndarray:
 
 
 __all__ = ["dot_sequential", "dot_pairwise", "dot_blocked", "matmul_by", "matmul_exact", "gamma",
-           "conv2d_direct", "conv2d_grad_weight_direct", "conv2d_grad_input_direct", "conv_abs_bound"]
+           "conv2d_direct", "conv2d_grad_weight_direct", "conv2d_grad_input_direct", "conv_abs_bound",
+           "im2col_loops"]
+
+
+def im2col_loops(x, kh, kw, stride=1, padding=0, dilation=1):
+    """cols[(n, oh, ow), (i, j, c)] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside), by loops."""
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    n_img, c_in, h, wd = x.shape
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cols = np.zeros((n_img * oh * ow, kh * kw * c_in), dtype=F32)
+    for n in range(n_img):
+        for y in range(oh):
+            for xo in range(ow):
+                for i in range(kh):
+                    for j in range(kw):
+                        for c in range(c_in):
+                            ih, iw = y * sh - ph + i * dh, xo * sw - pw + j * dw
+                            if 0 <= ih < h and 0 <= iw < wd:
+                                cols[(n * oh + y) * ow + xo, (i * kw + j) * c_in + c] = x[n, c, ih, iw]
+    return cols

@@ -7,7 +7,7 @@ from fp8emu.accumulators import fp32_blas, fp32_sequential
 from fp8emu.conv import conv2d, conv2d_grad_input, conv2d_grad_weight, conv2d_output_shape, im2col
 
 from oracles_gemm import (conv2d_direct, conv2d_grad_input_direct, conv2d_grad_weight_direct, conv_abs_bound,
-                           gamma)
+                           gamma, im2col_loops)
 
 # (x shape, w shape, stride, padding, dilation, groups)
 CASES = [
@@ -84,6 +84,15 @@ def test_torch_agrees():
     np.testing.assert_allclose(conv2d(x, w, **kw), yt.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(conv2d_grad_input(gy, w, x.shape, **kw), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(conv2d_grad_weight(x, gy, w.shape, **kw), wt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_im2col_kernel_equals_readable_twin(case):
+    x, w, _, kw = _data(case)
+    if kw["groups"] != 1:
+        x = x[:, :w.shape[1]]
+    args = dict(stride=kw["stride"], padding=kw["padding"], dilation=kw["dilation"])
+    np.testing.assert_array_equal(im2col(x, w.shape[2:], **args), im2col_loops(x, *w.shape[2:], **args))
 
 
 def test_im2col_matches_forward():

@@ -155,18 +155,6 @@ def _matmul_sequential(a, b, out):
     return out
 
 
-def _matmul_sequential_ref(a, b, out):
-    """Readable twin of :func:`_matmul_sequential` (plain loops, numpy float32 scalars)."""
-    m, kk = a.shape
-    for i in range(m):
-        for j in range(b.shape[1]):
-            s = _F32(0.0)
-            for k in range(kk):
-                s = _F32(s + _F32(a[i, k] * b[k, j]))
-            out[i, j] = s
-    return out
-
-
 @dataclass(frozen=True)
 class Fp32Sequential(_Fp32Accumulator):
     """Sum over k in order, one float32 rounding per product and per add; bit-reproducible."""
