@@ -211,3 +211,30 @@ def test_quantized_flag_matches_quantizing():
                                   conv2d_grad_input(gy, w, x.shape, gy_fmt=e5m2, w_fmt=e5m2, **f))
     np.testing.assert_array_equal(conv2d_grad_weight(qx, qgy, w.shape, x_fmt=e5m2, gy_fmt=e5m2, quantized=True, **f),
                                   conv2d_grad_weight(x, gy, w.shape, x_fmt=e5m2, gy_fmt=e5m2, **f))
+
+
+def test_all_three_passes_lower_to_one_matmul_2d_call_per_group():
+    """A recording accumulator sees the im2col GEMMs: forward (M, K) @ (K, Og), grad_input (M, Og) @ (Og, K),
+    grad_weight (K, M) @ (M, Og), with M = N*OH*OW and K = KH*KW*C/groups, once per group."""
+    from dataclasses import dataclass, field
+
+    from fp8emu.accumulators import Accumulator
+
+    @dataclass(frozen=True)
+    class Recorder(Accumulator):
+        calls: list = field(default_factory=list, compare=False)
+
+        def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None):
+            self.calls.append((a.shape, b.shape, a_fmt, b_fmt))
+            return fp32_sequential.matmul_2d(a, b)
+
+    x, w, gy, kw = _data(CASES[1])       # groups 2, stride 2
+    rec = Recorder()
+    m = gy.shape[0] * gy.shape[2] * gy.shape[3]
+    k, og = w.shape[1] * w.shape[2] * w.shape[3], w.shape[0] // 2
+    np.testing.assert_array_equal(conv2d(x, w, accumulator=rec, **kw), conv2d(x, w, accumulator=fp32_sequential, **kw))
+    conv2d_grad_input(gy, w, x.shape, accumulator=rec, **kw)
+    conv2d_grad_weight(x, gy, w.shape, accumulator=rec, x_fmt="e5m2", gy_fmt="e5m2", **kw)
+    shapes = [c[:2] for c in rec.calls]
+    assert shapes == [((m, k), (k, og))] * 2 + [((m, og), (og, k))] * 2 + [((k, m), (m, og))] * 2
+    assert [c[2].name for c in rec.calls[4:]] == ["e5m2", "e5m2"]
