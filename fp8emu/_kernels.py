@@ -244,14 +244,23 @@ def _encode_fast(bits, out, prm, key0):
     return 0
 
 
+#: Elements per task of the stochastic kernels: each task loops over its chunk serially, so
+#: LLVM vectorises the loop (a prange body with a reduction and a table gather stays scalar).
+_CHUNK = 4096
+
+
 @njit(cache=True, parallel=True)
 def _encode_fast_sr(bits, out, prm, key0):
     """:func:`_encode_fast` for stochastic rounding; returns the number of exact-SR ties."""
+    n = bits.shape[0]
     ties = 0
-    for i in prange(bits.shape[0]):
-        code, tie = _round_fast(bits[i], i, prm, key0, True)
-        out[i] = code
-        ties += np.int64(tie)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        t = 0
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            code, tie = _round_fast(bits[i], i, prm, key0, True)
+            out[i] = code
+            t += np.int64(tie)
+        ties += t
     return ties
 
 
@@ -265,12 +274,24 @@ def _quantize_fast(bits, out, lut, prm, key0):
 
 @njit(cache=True, parallel=True)
 def _quantize_fast_sr(bits, out, lut, prm, key0):
-    """:func:`_quantize_fast` for stochastic rounding; returns the number of exact-SR ties."""
+    """:func:`_quantize_fast` for stochastic rounding; returns the number of exact-SR ties.
+
+    Per chunk: codes into a small L1-resident buffer, then the table lookup (two loops that
+    vectorise separately)."""
+    n = bits.shape[0]
     ties = 0
-    for i in prange(bits.shape[0]):
-        code, tie = _round_fast(bits[i], i, prm, key0, True)
-        out[i] = lut[code]
-        ties += np.int64(tie)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        codes = np.empty(_CHUNK, np.int64)
+        t = 0
+        for i in range(lo, hi):
+            code, tie = _round_fast(bits[i], i, prm, key0, True)
+            codes[i - lo] = code
+            t += np.int64(tie)
+        for i in range(lo, hi):
+            out[i] = lut[codes[i - lo]]
+        ties += t
     return ties
 
 

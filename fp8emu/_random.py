@@ -47,7 +47,7 @@ def mix64_py(z: int) -> int:
     return z ^ (z >> 31)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")   # inlined into the kernels' loops (parfor bodies too)
 def mix64(z):
     """SplitMix64 output function on a ``np.uint64`` (wraps mod 2^64)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
