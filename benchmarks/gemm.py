@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 # Numba's OpenMP workers and OpenBLAS's threads alternate in every conv; with the default
 # (active) wait policy the idle pool spins and steals one of the 2 cores (measured: conv2d
@@ -42,6 +43,20 @@ def median_time(fn, repeats: int) -> float:
     return measure("", fn, 1, repeat=repeats).median_s
 
 
+def median_cpu_time(fn, repeats: int) -> float:
+    """Median process CPU time (all threads) of ``repeats`` calls: robust to other load on the machine.
+
+    ``GFLOP / cpu-s * threads`` estimates the throughput on dedicated cores.
+    """
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return float(np.median(times))
+
+
 def gflops(m: int, k: int, n: int, seconds: float) -> float:
     return 2.0 * m * k * n / seconds / 1e9
 
@@ -54,7 +69,9 @@ def bench_shape(idx: int, repeats: int) -> None:
     out = np.empty((m, n), dtype=np.float32)
     print(f"\n== {m} x {k} x {n}  ({2 * m * k * n / 1e9:.1f} GFLOP)")
     t_np = median_time(lambda: np.matmul(a, b, out=out), repeats)
-    print(f"np.matmul float32                     {gflops(m, k, n, t_np):8.1f} GFLOP/s  (median {t_np * 1e3:.1f} ms)")
+    c_np = median_cpu_time(lambda: np.matmul(a, b, out=out), repeats)
+    print(f"np.matmul float32                     {gflops(m, k, n, t_np):8.1f} GFLOP/s  (median {t_np * 1e3:.1f} ms; "
+          f"{gflops(m, k, n, c_np):.1f} GFLOP per cpu-s)")
     t_q = median_time(lambda: matmul(a, b, a_fmt="e4m3fn", b_fmt="e4m3fn", saturate=True), repeats)
     print(f"matmul fp32_blas + e4m3fn quantization {gflops(m, k, n, t_q):8.1f} GFLOP/s  "
           f"ratio vs np.matmul {t_np / t_q:.2f} (target >= 0.8)")
@@ -63,10 +80,13 @@ def bench_shape(idx: int, repeats: int) -> None:
     for acc, budget, target in [(fp32_sequential, 2e9, 20), (fp32_pairwise, 1e9, None), (fp32_blocked(32), 2e9, None),
                                 (lowp("float16", 64), 1e8, 5)]:
         rows = int(max(64, min(m, budget // (2 * k * n))))
-        t = median_time(lambda: acc.matmul_2d(qa[:rows], qb, a_fmt=e4m3fn,
-                                              b_fmt=e4m3fn), max(1, repeats // 2))
+        def run():
+            return acc.matmul_2d(qa[:rows], qb, a_fmt=e4m3fn, b_fmt=e4m3fn)
+        t = median_time(run, max(1, repeats // 2))
+        c = median_cpu_time(run, max(1, repeats // 2))
         tgt = f" (target >= {target})" if target else ""
-        print(f"{acc.name:38s} {gflops(rows, k, n, t):8.1f} GFLOP/s  on {rows} rows{tgt}")
+        print(f"{acc.name:38s} {gflops(rows, k, n, t):8.1f} GFLOP/s  on {rows} rows{tgt}; "
+              f"{gflops(rows, k, n, c):.1f} GFLOP per cpu-s")
 
 
 def bench_conv(idx: int, repeats: int) -> None:
