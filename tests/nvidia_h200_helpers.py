@@ -75,3 +75,14 @@ def bounds() -> dict:
 
 def env() -> dict:
     return json.loads((PROBES / "h200_env.json").read_text())
+
+
+def holdout_case(case: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sampled a rows, sampled bt rows, {mode: recorded sample}) of a holdout probe (row-seeded inputs)."""
+    arrays, _ = random_set("h200_probe_holdout")
+    k = case["key"]
+    ri, ci = arrays[k + "_ri"], arrays[k + "_ci"]
+    a = H.random_rows(case["seed"], ri, case["K"], case["a_fmt"], case["dist"])
+    bt = H.random_rows(case["seed"] + 500_000, ci, case["K"], case["b_fmt"], case["dist"])
+    assert H.crc(a, bt) == case["crc"], f"regenerated inputs of {k} differ"
+    return a, bt, {m: arrays[f"{k}_{m}"] for m, _ in MODES}

@@ -8,11 +8,13 @@ Recorded with torch 2.11.0+cu130 / cuBLASLt 13.1.0 (130100) on an H200 (h200_env
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 
-from fp8emu.accumulators.nvidia import CUBLASLT_13_1_H200, compare_to_recording, nvidia_hopper_fp8, split_ranges
+from fp8emu.accumulators.nvidia import (CUBLASLT_13_1_H200, CublasLtSplitRule, compare_to_recording,
+                                        nvidia_hopper_fp8, split_ranges)
 
 import nvidia_h200_helpers as h
 
@@ -162,3 +164,38 @@ def test_model_matches_random_probe(name, case):
         model = nvidia_hopper_fp8(fast, case["M"], case["N"], case["K"], a_fmt=case["a_fmt"], b_fmt=case["b_fmt"])
         rep = compare_to_recording(a, bt, outs[mode], case["a_fmt"], case["b_fmt"], fast, model=model)
         assert rep["match"] == 1.0, (case, mode, rep)
+
+
+# ---------------------------------------------------------------------------------------------
+# holdout: 32 shapes first kept off the split table (now in it)
+# ---------------------------------------------------------------------------------------------
+HOLDOUT = h.random_set("h200_probe_holdout")[1]
+
+
+@pytest.mark.parametrize("case", HOLDOUT, ids=lambda c: f"{c['M']}x{c['N']}x{c['K']}")
+def test_model_matches_holdout_probe(case):
+    """With cuBLASLt's split count (now in the table) the model is exact at unseen shapes too,
+    up to 99 splits (16 x 16 x 262144)."""
+    a, bt, outs = h.holdout_case(case)  # 16 sampled rows / columns: the shape comes from the case
+    M, N, K = case["M"], case["N"], case["K"]
+    assert CUBLASLT_13_1_H200.is_measured(M, N, K)
+    for mode, fast in h.MODES:
+        rep = compare_to_recording(a, bt, outs[mode], "e4m3fn", "e4m3fn", fast, model=nvidia_hopper_fp8(fast, M, N, K))
+        assert rep["match"] == 1.0, (case, mode, rep)
+
+
+def test_fallback_rule_out_of_sample():
+    """The fallback without the holdout rows: right for 10 of the 25 shapes it had not seen (small
+    outputs and no-split shapes); wrong for larger outputs and for K > 131072 (99, not 102, splits
+    at 16 x 16 x 262144).  Fast accumulation then misses nearly every output, the non-fast mode
+    (FP32 partials of 'normal' data, exact sums) still matched these samples."""
+    sys.path.insert(0, str(h.ROOT / "tools" / "probes"))
+    import make_split_table
+    logged = make_split_table.read_logs(("cublaslt", "rule", "sweep"))
+    table = tuple(sorted({k[:3] + (v,) for k, v in logged.items() if k[3:5] == ("e4m3fn", "e4m3fn")}))
+    before = CublasLtSplitRule(table=table, format_overrides=CUBLASLT_13_1_H200.format_overrides)
+    shapes = sorted({(c["M"], c["N"], c["K"]) for c in HOLDOUT})
+    unseen = [s for s in shapes if not before.is_measured(*s)]
+    right = [s for s in unseen if before.splits(*s) == CUBLASLT_13_1_H200.splits(*s)]
+    assert len(unseen) == 25 and len(right) == 10, (len(unseen), right)
+    assert all(m * n <= 176 * 176 or CUBLASLT_13_1_H200.splits(m, n, k) == 1 for m, n, k in right)

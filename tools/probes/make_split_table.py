@@ -5,7 +5,9 @@
 
 Sources (tests/data/h200_probes/): ``cublaslt_log.txt.gz`` (first probe, grid of ``h200_probe.GRID``,
 calls in grid order, two modes each), ``rule_log.txt.gz`` + ``rule_order.json`` (second probe) and
-``sweep_log.txt.gz`` + ``sweep_order.json`` (third probe: every K = 128 t for six small outputs).
+``sweep_log.txt.gz`` + ``sweep_order.json`` (third probe: every K = 128 t for six small outputs),
+``holdout_log.txt.gz`` + ``holdout_order.json`` (fourth probe: 32 shapes first kept off the table to
+measure the fallback, then added).
 ``ws_log.txt.gz`` (32 MiB workspace) is not part of the table: it shows what the table depends on.
 """
 
@@ -33,7 +35,7 @@ def _splits(line):
     return int(m.group(1)) if m else 1
 
 
-def read_logs(sources=("cublaslt", "rule", "sweep")) -> dict:
+def read_logs(sources=("cublaslt", "rule", "sweep", "holdout")) -> dict:
     """{(M, N, K, a_fmt, b_fmt, fast): numSplitsK} from the logs (conflicts raise)."""
     sys.path.insert(0, HERE)
     from h200_probe import GRID  # noqa: PLC0415
@@ -113,7 +115,7 @@ SWEEP = """
 
 
 def main() -> int:
-    text = render(read_logs(("cublaslt", "rule")), read_logs(("sweep",)))
+    text = render(read_logs(("cublaslt", "rule", "holdout")), read_logs(("sweep",)))
     if "--check" in sys.argv:
         with open(TARGET) as f:
             return 0 if f.read() == text else 1
