@@ -28,7 +28,7 @@ NaN and Inf operands propagate exactly as IEEE arithmetic does (``Inf * 0 = NaN`
 
 All reproducible kernels compute each output element with one fixed sequence of float32
 operations, so the bits do not depend on thread count or on the memory layout of the
-inputs (they are made C-contiguous first).  Numba is used without any relaxed-math flags:
+inputs (``b`` is made C-contiguous; ``a`` may be C- or Fortran-ordered).  Numba is used without any relaxed-math flags:
 LLVM only contracts ``a * b + c`` into an FMA when told it may, so it does not.
 """
 
@@ -84,6 +84,14 @@ class _Fp32Accumulator(Accumulator):
 
 
 def _as_c_float32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=_F32)
+
+
+def _as_lhs_float32(x: np.ndarray) -> np.ndarray:
+    """float32 ``a`` operand, C- or Fortran-ordered as given (the kernels read ``a[i, k]`` as scalars,
+    so a transposed view, e.g. ``cols.T`` in conv2d_grad_weight, needs no transposing copy)."""
+    if x.dtype == _F32 and (x.flags.c_contiguous or x.flags.f_contiguous):
+        return x
     return np.ascontiguousarray(x, dtype=_F32)
 
 
@@ -160,7 +168,7 @@ class Fp32Sequential(_Fp32Accumulator):
     """Sum over k in order, one float32 rounding per product and per add; bit-reproducible."""
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
-        a, b = _as_c_float32(a), _as_c_float32(b)
+        a, b = _as_lhs_float32(a), _as_c_float32(b)
         out = _out_buffer(a, b, out)
         return _matmul_sequential(a, b, out)
 
@@ -204,7 +212,7 @@ class Fp32Blocked(_Fp32Accumulator):
         return f"fp32_blocked({self.block})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
-        a, b = _as_c_float32(a), _as_c_float32(b)
+        a, b = _as_lhs_float32(a), _as_c_float32(b)
         out = _out_buffer(a, b, out)
         return _matmul_blocked(a, b, int(self.block), out)
 
@@ -262,7 +270,7 @@ class Fp32Pairwise(_Fp32Accumulator):
     """Pairwise (binary tree) summation in float32; tree defined in the module docstring."""
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
-        a, b = _as_c_float32(a), _as_c_float32(b)
+        a, b = _as_lhs_float32(a), _as_c_float32(b)
         out = _out_buffer(a, b, out)
         return _matmul_pairwise(a, b, out)
 
@@ -373,7 +381,7 @@ def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_
         for c in range(nchunks):
             part[:] = 0.0
             for k in range(c * chunk, min(kk, (c + 1) * chunk)):
-                _accumulate_row(part, a[i, k], b[k], idx_row, events, k, exact, add, tie_even, m,
+                _accumulate_row(part, np.float64(a[i, k]), b[k], idx_row, events, k, exact, add, tie_even, m,
                                 min_bits, max_bits, prm, key_base, key0, lut)
             _accumulate_row(tot, 1.0, part, idx_row, events, kk + c, exact_chunk, add, tie_even,
                             m, min_bits, max_bits, prm, key_base, key0, lut)
@@ -456,7 +464,7 @@ class LowPrecisionAccumulator(Accumulator):
         return f"lowp({self.fmt.name}, chunk={self.chunk}, {self.rounding.value})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None, seed=None, stream=None, index0=0):
-        a = np.ascontiguousarray(a, dtype=np.float64)
+        a = _as_lhs_float32(a)
         b = np.ascontiguousarray(b, dtype=np.float64)
         out = _out_buffer(a, b, out)
         seed = self.seed if seed is None else seed
