@@ -301,7 +301,7 @@ def _sum_round_to_odd(q, p):
     toward the exact sum (``u + 1`` grows the magnitude, ``u - 1`` shrinks it).  Rounding
     this round-to-odd value once more to any format with at most 51 significand bits gives
     the same result as rounding the exact sum (Boldo and Melquiond 2008), in every rounding
-    mode; stochastic rounding sees the exact fraction to 2^-40.  Branch-free, so the loops
+    mode; stochastic rounding sees the exact fraction to 2^-(51-m) ulp (<= 2^-36).  Branch-free, so the loops
     calling it vectorise.
     """
     s = q + p
