@@ -51,7 +51,7 @@ import numpy as np
 from numba import prange
 
 from ..format import Format
-from ..formats import e4m3fn, e5m2, get_format
+from ..formats import e4m3fn, get_format
 from . import _h200_splits
 from .base import Accumulator
 
@@ -466,7 +466,8 @@ def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, in
 # ---------------------------------------------------------------------------------------------
 # slow readable twin: exact rationals, one output element at a time
 # ---------------------------------------------------------------------------------------------
-def _align_exp(x: Fraction, fmt: Format, sub_rule: str) -> int | None:
+def _align_exp(x: Fraction, fmt: Format | None = None, sub_rule: str = "actual") -> int | None:
+    """floor(log2|x|), or fmt's emin for a subnormal of fmt under the "min_normal" rule; None for 0."""
     if x == 0:
         return None
     mag = abs(x)
@@ -475,7 +476,7 @@ def _align_exp(x: Fraction, fmt: Format, sub_rule: str) -> int | None:
         e -= 1
     while Fraction(2) ** (e + 1) <= mag:
         e += 1
-    if mag < Fraction(fmt.min_normal) and sub_rule == "min_normal":
+    if fmt is not None and sub_rule == "min_normal" and mag < Fraction(fmt.min_normal):
         return fmt.emin
     return e
 
@@ -522,11 +523,12 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
             prods, exps = [], []
             for k in range(k0, k1):
                 x, y = Fraction(float(a_row[k])), Fraction(float(b_col[k]))
-                ex, ey = _align_exp(x, a_fmt, model.subnormal_exponent), _align_exp(y, b_fmt, model.subnormal_exponent)
+                ex = _align_exp(x, a_fmt, model.subnormal_exponent)
+                ey = _align_exp(y, b_fmt, model.subnormal_exponent)
                 prods.append(x * y)
                 if ex is not None and ey is not None:
                     exps.append(ex + ey)
-            ec = _align_exp(c, e4m3fn, "actual")  # c is any value; format unused by "actual"
+            ec = _align_exp(c)
             if model.include_acc_in_alignment and ec is not None:
                 exps.append(ec)
             if not exps:
@@ -539,7 +541,7 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
             if total == 0:
                 c = Fraction(0)
             else:
-                e_sum = _align_exp(total, e4m3fn, "actual")
+                e_sum = _align_exp(total)
                 c = _cut_fraction(total, Fraction(2) ** (e_sum - kept), model.sum_rounding)
             if model.promotion_interval and ((k1 - lo) % model.promotion_interval == 0 or k1 == hi):
                 acc32 = np.float32(acc32 + np.float32(c))
