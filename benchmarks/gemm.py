@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import time
 
 # Numba's OpenMP workers and OpenBLAS's threads alternate in every conv; with the default
@@ -108,6 +110,26 @@ def bench_conv(idx: int, repeats: int) -> None:
           f"ratio {t_mm / t_gi:.2f}; grad_weight {t_gw * 1e3:.1f} ms ratio {t_mm / t_gw:.2f}")
 
 
+_BITS_SCRIPT = """
+import hashlib, numpy as np
+rng = np.random.default_rng(0)
+for m, k, n in [(2048, 4608, 512), (4096, 576, 64), (333, 1000, 77)]:
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    print(hashlib.sha1(np.matmul(a, b).tobytes()).hexdigest()[:10], end=" ")
+"""
+
+
+def blas_bits() -> None:
+    """Why fp32_blas is documented as not reproducible: result hashes under OpenBLAS kernels and threads."""
+    print("\n== fp32_blas bits (sha1 of np.matmul results, shapes 2048x4608x512, 4096x576x64, 333x1000x77)")
+    for threads in ("1", "2"):
+        for core in ("Haswell", "SkylakeX"):
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OPENBLAS_CORETYPE=core)
+            res = subprocess.run([sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True)
+            print(f"threads {threads} kernel {core:8s}: {res.stdout.strip() or res.stderr.strip()[-200:]}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -116,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-mb", type=float, default=None,
                         help="override the conv im2col chunk size (MiB; large = no chunking)")
     parser.add_argument("--skip-accumulators", action="store_true")
+    parser.add_argument("--skip-bits", action="store_true", help="skip the fp32_blas reproducibility check")
     args = parser.parse_args(argv)
     if args.chunk_mb is not None:
         conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
@@ -125,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_accumulators:
             bench_shape(idx, args.repeats)
         bench_conv(idx, args.repeats)
+    if not args.skip_bits:
+        blas_bits()
 
 
 if __name__ == "__main__":
