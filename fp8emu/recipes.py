@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import optim
-from .accumulators import Accumulator
+from .accumulators import Accumulator, Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential
 from .autograd import TENSOR_CLASSES, LayerQuant, QuantSpec, Tensor
 from .format import Format, RoundMode
 from .formats import e4m3b11fnuz, e4m3fn, e5m2, float16
@@ -50,6 +50,11 @@ from .loss_scale import DynamicScaler, EnhancedScaler, LossScaler, StaticScaler
 from .nn import Module, gemm_layers
 
 __all__ = ["QuantSpec", "Recipe", "RECIPES", "get_recipe", "register_recipe"]
+
+# float32 accumulators use the operands' formats only to check that products are exact in
+# float32; the recipe checks that once in apply() and then passes the (already exact)
+# operands without formats, so the GEMM layer does not round them a second time.
+_FORMAT_BLIND = (type(None), Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential)
 
 _OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
 
@@ -131,12 +136,18 @@ class Recipe:
         """
         exempt = self.exempt_names(model)
         seed = self.seed if seed is None else int(seed)
+        if self.accumulator is not None:  # can it take these operands? (raises ValueError if not)
+            fwd, bwd = self.activations or self.weights, self.errors
+            self.accumulator.check_operands(fwd and fwd.fmt, self.weights and self.weights.fmt)
+            self.accumulator.check_operands(bwd and bwd.fmt, self.weights and self.weights.fmt)
+            self.accumulator.check_operands(self.activations and self.activations.fmt, bwd and bwd.fmt)
         attached: dict[str, LayerQuant | None] = {}
         for index, (name, layer) in enumerate(gemm_layers(model)):
             specs = {} if name in exempt else {k: v for k, v in self.specs().items() if v is not None}
             lq = None
             if specs or self.accumulator is not None:
-                lq = LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator, seed=seed)
+                lq = LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator, seed=seed,
+                                pass_formats=not isinstance(self.accumulator, _FORMAT_BLIND))
             layer.quant = lq
             attached[name] = lq
         return attached

@@ -70,19 +70,36 @@ def gemm_calls(monkeypatch):
 def test_gemm_operands_are_exact_in_the_recipe_formats(gemm_calls, recipe_name, fwd_fmt, bwd_fmt):
     model = tiny_resnet()
     train_steps(model, get_recipe(recipe_name), steps=2)
-    quantized = [c for c in gemm_calls if c[2] != (None, None)]
-    plain = [c for c in gemm_calls if c[2] == (None, None)]
-    assert len(quantized) == 2 * 19 * 3  # 2 steps x 19 quantized convs x (forward, grad-input, grad-weight)
-    for fname, (a, b), fmts in quantized:
+    def formats(fname):
         fa = {"conv2d": fwd_fmt, "conv2d_grad_input": bwd_fmt, "conv2d_grad_weight": fwd_fmt}[fname]
         fb = {"conv2d": fwd_fmt, "conv2d_grad_input": fwd_fmt, "conv2d_grad_weight": bwd_fmt}[fname]
-        assert fmts == (fa, fb), f"{fname} announced {fmts}"
-        assert exact_in(a, fa) and exact_in(b, fb), f"{fname}: operands not exact in {fa.name}/{fb.name}"
-    # the exempt first conv (forward + grad-weight) sees raw float32 operands; the exempt fc
-    # runs in plain float32 NumPy (no accumulator to emulate), so it makes no GEMM-layer call
+        return fa, fb
+
+    def exact(call):
+        (fa, fb), (a, b) = formats(call[0]), call[1]
+        return exact_in(a, fa) and exact_in(b, fb)
+    quantized = [c for c in gemm_calls if exact(c)]
+    plain = [c for c in gemm_calls if not exact(c)]
+    # 2 steps x 19 quantized convs x (forward, grad-input, grad-weight): every operand exact
+    assert len(quantized) == 2 * 19 * 3
+    assert all(c[2] == (None, None) for c in gemm_calls)  # float32 accumulator: no formats announced
+    # only the exempt first conv (forward + grad-weight) sees raw float32 operands; the exempt
+    # fc runs in plain float32 NumPy (no accumulator to emulate), so it makes no GEMM-layer call
     assert sorted(c[0] for c in plain) == ["conv2d", "conv2d", "conv2d_grad_weight", "conv2d_grad_weight"]
-    first_conv_input = [c for c in plain if c[0] == "conv2d"][0][1][0]
-    assert not exact_in(first_conv_input, fwd_fmt)
+
+
+def test_formats_are_announced_to_accumulators_that_model_hardware(gemm_calls):
+    from fp8emu.accumulators import lowp
+    from fp8emu.formats import float16
+    recipe = get_recipe("paper-e5m2").replace(accumulator=lowp(float16, chunk=8))
+    train_steps(tiny_resnet(), recipe, steps=1)
+    announced = {c[2] for c in gemm_calls}
+    assert (e5m2, e5m2) in announced and (None, None) in announced  # the exempt first conv: float32
+    from fp8emu.accumulators import fp32_sequential
+    from fp8emu.formats import bfloat16
+    bf = QuantSpec(bfloat16)  # bfloat16 x bfloat16 products reach 2^-266: not exact in float32
+    with pytest.raises(ValueError, match="cannot represent"):
+        get_recipe("fp32").replace(accumulator=fp32_sequential, weights=bf, activations=bf).apply(tiny_resnet())
 
 
 def test_exempt_layers_by_name_and_position():

@@ -557,7 +557,7 @@ class Linear(Function):
         if b is not None:
             y += b
         if lq is not None:
-            y = lq.quantize(y, "outputs", ctx.saved[4])[0]
+            y = lq.quantize(y, "outputs", ctx.saved[4], inplace=True)[0]
         ctx.lq, ctx.has_bias = lq, b is not None
         return y
 
@@ -575,11 +575,11 @@ class Linear(Function):
         gx = gw = None
         if ctx.needs_input_grad[0]:
             gx = _scaled(_gemm.matmul(gq, wq, a_fmt=fg, b_fmt=lq.fmt_for_gemm("weights"), accumulator=acc), sg * sw)
-            gx = lq.quantize(gx, "input_grads", step)[0]
+            gx = lq.quantize(gx, "input_grads", step, inplace=True)[0]
         if ctx.needs_input_grad[1]:
             gw = _scaled(_gemm.matmul(gq.T, xq, a_fmt=fg, b_fmt=lq.fmt_for_gemm("activations"), accumulator=acc),
                          sg * sx)
-            gw = lq.quantize(gw, "weight_grads", step)[0]
+            gw = lq.quantize(gw, "weight_grads", step, inplace=True)[0]
         return gx, gw, gb, None
 
 
@@ -650,7 +650,7 @@ class Conv2d(Function):
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         if lq is not None:
-            y = lq.quantize(y, "outputs", ctx.saved[4])[0]
+            y = lq.quantize(y, "outputs", ctx.saved[4], inplace=True)[0]
         ctx.lq, ctx.geo, ctx.kw_args, ctx.has_bias = lq, geo, kw_args, b is not None
         return y
 
@@ -674,11 +674,11 @@ class Conv2d(Function):
         if need_x:
             gx = _scaled(_conv.conv2d_grad_input(gq, wq, xq.shape, accumulator=acc, gy_fmt=fg,
                                                  w_fmt=lq.fmt_for_gemm("weights"), **kw_args), sg * s_w)
-            gx = lq.quantize(gx, "input_grads", step)[0]
+            gx = lq.quantize(gx, "input_grads", step, inplace=True)[0]
         if need_w:
             gw = _scaled(_conv.conv2d_grad_weight(xq, gq, wq.shape, accumulator=acc, x_fmt=lq.fmt_for_gemm(
                 "activations"), gy_fmt=fg, **kw_args), sg * sx)
-            gw = lq.quantize(gw, "weight_grads", step)[0]
+            gw = lq.quantize(gw, "weight_grads", step, inplace=True)[0]
         return gx, gw, gb, None
 
 

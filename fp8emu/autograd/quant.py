@@ -127,7 +127,9 @@ class LayerQuant:
         specs: tensor class -> QuantSpec or None (missing classes are not quantized).
         accumulator: how the layer's GEMMs sum (None: the default float32 BLAS).
         seed: the recipe seed of stochastic rounding.
-        pass_formats: tell the accumulator the operands' formats (hardware models need them).
+        pass_formats: tell the accumulator the operands' formats (hardware models need them;
+            the float32 software accumulators do not, and the GEMM layer would round the
+            already exact operands again).
     """
 
     name: str = ""
@@ -162,11 +164,13 @@ class LayerQuant:
     def stream(self, step: int, tclass: str) -> int:
         return (int(step) << 24) | ((int(self.index) & 0xFFFFF) << 4) | _CLASS_ID[tclass]
 
-    def quantize(self, x: np.ndarray, tclass: str, step: int) -> tuple[np.ndarray, float]:
+    def quantize(self, x: np.ndarray, tclass: str, step: int, inplace: bool = False) -> tuple[np.ndarray, float]:
         """Round ``x`` by the spec of ``tclass``; return ``(q, inv)`` with ``x ~ q * inv``.
 
         ``q`` is ``x`` itself when the class is not quantized (``inv`` = 1.0).  With
         per-tensor or delayed scaling ``q`` holds format values and ``inv`` is a power of two.
+        ``inplace`` lets the rounding overwrite ``x`` (for arrays nobody else holds); it is
+        ignored while observers (statistics) need the unrounded input.
         """
         s = self.specs.get(tclass)
         if s is None:
@@ -178,7 +182,7 @@ class LayerQuant:
         if s.scaling == "mx":
             q = _mx_quantize(x, s, kw)
         elif s.scaling == "none":
-            q = _quantize(x, s.fmt, **kw)
+            q = _quantize(x, s.fmt, out=x if inplace and not _observers and x.flags.c_contiguous else None, **kw)
         else:
             amax = float(np.max(np.abs(x))) if x.size else 0.0
             if s.scaling == "delayed":
