@@ -176,24 +176,44 @@ class Fp32Sequential(_Fp32Accumulator):
 # ---- blocked -----------------------------------------------------------------------------
 @numba.njit(cache=True, parallel=True)
 def _matmul_blocked(a, b, block, out):
-    """Sequential sums of ``block`` consecutive products, the block sums added in order."""
+    """Sequential sums of ``block`` consecutive products, the block sums added in order.
+
+    Four rows per task share each loaded ``b[k, j]`` (as in :func:`_matmul_sequential`);
+    every element keeps its own order.
+    """
     m, kk = a.shape
     n = b.shape[1]
-    for i in numba.prange(m):
-        acc = out[i]
-        part = np.empty(n, dtype=np.float32)
-        for j in range(n):
-            acc[j] = np.float32(0.0)
+    for ib in numba.prange((m + 3) // 4):
+        i0 = ib * 4
+        rows = min(4, m - i0)
+        part = np.empty((4, n), dtype=np.float32)
+        for r in range(rows):
+            for j in range(n):
+                out[i0 + r, j] = np.float32(0.0)
         for k0 in range(0, kk, block):
-            for j in range(n):
-                part[j] = np.float32(0.0)
+            part[:] = np.float32(0.0)
+            p0, p1, p2, p3 = part[0], part[1], part[2], part[3]
             for k in range(k0, min(k0 + block, kk)):
-                aik = a[i, k]
                 bk = b[k]
+                if rows == 4:
+                    x0, x1, x2, x3 = a[i0, k], a[i0 + 1, k], a[i0 + 2, k], a[i0 + 3, k]
+                    for j in range(n):
+                        bj = bk[j]
+                        p0[j] = p0[j] + x0 * bj
+                        p1[j] = p1[j] + x1 * bj
+                        p2[j] = p2[j] + x2 * bj
+                        p3[j] = p3[j] + x3 * bj
+                else:
+                    for r in range(rows):
+                        x = a[i0 + r, k]
+                        pr = part[r]
+                        for j in range(n):
+                            pr[j] = pr[j] + x * bk[j]
+            for r in range(rows):
+                acc = out[i0 + r]
+                pr = part[r]
                 for j in range(n):
-                    part[j] = part[j] + aik * bk[j]
-            for j in range(n):
-                acc[j] = acc[j] + part[j]
+                    acc[j] = acc[j] + pr[j]
     return out
 
 
