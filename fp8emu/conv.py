@@ -14,6 +14,9 @@ All three passes call the same ``accumulator.matmul_2d`` (see :mod:`fp8emu.gemm`
   float32 in that order.  Bit-reproducible whenever the accumulator is.
 
 ``padding`` is symmetric (an int or an ``(ph, pw)`` pair), like ``torch.nn.functional.conv2d``.
+A stochastic accumulator numbers the output elements of each pass in its GEMM layout, group
+after group (forward: ``(g*M + row)*Og + o``; grad_input: ``(g*M + row)*K + col``; grad_weight:
+``g*K*Og + row*Og + o``), with the call's ``seed`` and ``stream + 3``, as :func:`fp8emu.matmul` does.
 im2col goes through a zero-padded NHWC copy of the input, so each row of ``cols`` is
 ``KH*KW`` contiguous runs of ``Cg`` floats; col2im is its adjoint into the same padded
 layout.  The kernels are Numba loops that only move or add float32 values; their readable
