@@ -238,3 +238,16 @@ def test_all_three_passes_lower_to_one_matmul_2d_call_per_group():
     shapes = [c[:2] for c in rec.calls]
     assert shapes == [((m, k), (k, og))] * 2 + [((m, og), (og, k))] * 2 + [((k, m), (m, og))] * 2
     assert [c[2].name for c in rec.calls[4:]] == ["e5m2", "e5m2"]
+
+
+def test_stochastic_accumulator_plumbing():
+    """conv2d hands a stochastic accumulator its seed, stream + 3 and GEMM element indices."""
+    from fp8emu.accumulators import lowp
+    x, w, _, _ = _data(CASES[0], seed=9)
+    acc = lowp("bfloat16", 4, "stochastic")
+    got = conv2d(x, w, padding=1, accumulator=acc, seed=21, stream=4)
+    np.testing.assert_array_equal(got, conv2d(x, w, padding=1, accumulator=acc, seed=21, stream=4))
+    cols = im2col(x, 3, padding=1)
+    want = acc.matmul_2d(cols, w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), seed=21, stream=7)
+    np.testing.assert_array_equal(got, want.reshape(2, 6, 5, 4).transpose(0, 3, 1, 2))
+    assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=acc, seed=22, stream=4))
