@@ -244,9 +244,23 @@ def _encode_fast(bits, out, prm, key0):
     return 0
 
 
-#: Elements per task of the stochastic kernels: each task loops over its chunk serially, so
-#: LLVM vectorises the loop (a prange body with a reduction and a table gather stays scalar).
+#: Elements per task of the stochastic kernels.  Each task loops over its chunk serially and
+#: keeps codes and tie flags in small L1-resident buffers, so every inner loop is a plain
+#: vectorisable loop (a prange body with a reduction and a table gather stays scalar).
 _CHUNK = 4096
+
+
+@njit(cache=True, inline="always")
+def _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0):
+    """Codes of ``bits[lo:hi]`` into ``codes[:hi-lo]``; returns how many exact-SR ties."""
+    for i in range(lo, hi):
+        code, tie = _round_fast(bits[i], i, prm, key0, True)
+        codes[i - lo] = code
+        flags[i - lo] = tie
+    t = 0
+    for j in range(hi - lo):
+        t += flags[j]
+    return t
 
 
 @njit(cache=True, parallel=True)
@@ -255,12 +269,13 @@ def _encode_fast_sr(bits, out, prm, key0):
     n = bits.shape[0]
     ties = 0
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        t = 0
-        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            code, tie = _round_fast(bits[i], i, prm, key0, True)
-            out[i] = code
-            t += np.int64(tie)
-        ties += t
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        codes = np.empty(_CHUNK, np.int64)
+        flags = np.empty(_CHUNK, np.uint8)
+        ties += _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0)
+        for i in range(lo, hi):
+            out[i] = codes[i - lo]
     return ties
 
 
@@ -274,24 +289,17 @@ def _quantize_fast(bits, out, lut, prm, key0):
 
 @njit(cache=True, parallel=True)
 def _quantize_fast_sr(bits, out, lut, prm, key0):
-    """:func:`_quantize_fast` for stochastic rounding; returns the number of exact-SR ties.
-
-    Per chunk: codes into a small L1-resident buffer, then the table lookup (two loops that
-    vectorise separately)."""
+    """:func:`_quantize_fast` for stochastic rounding; returns the number of exact-SR ties."""
     n = bits.shape[0]
     ties = 0
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
         codes = np.empty(_CHUNK, np.int64)
-        t = 0
-        for i in range(lo, hi):
-            code, tie = _round_fast(bits[i], i, prm, key0, True)
-            codes[i - lo] = code
-            t += np.int64(tie)
+        flags = np.empty(_CHUNK, np.uint8)
+        ties += _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0)
         for i in range(lo, hi):
             out[i] = lut[codes[i - lo]]
-        ties += t
     return ties
 
 
