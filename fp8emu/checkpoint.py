@@ -71,6 +71,12 @@ def _decode(node: dict, arrays: Any) -> Any:
     raise ValueError(f"unknown node tag {tag!r}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -103,6 +109,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

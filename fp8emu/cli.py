@@ -32,7 +32,7 @@ SUBCOMMAND_MODULES: list[str] = ["fp8emu.verify.cli"]
 PRESETS: dict[str, dict] = {
     # The README's main job: a few minutes on 2 cores, FP32 vs the paper's recipe.
     "quick": {"recipes": "fp32,paper-e5m2", "model": "resnet18", "width": 8, "epochs": 2, "batch_size": 64,
-              "limit_train": 4096, "limit_test": 2000, "lr": 0.05},
+              "limit_train": 2048, "limit_test": 1000, "lr": 0.05},
 }
 
 # Defaults used when neither the command line nor a preset gives a value.

@@ -158,3 +158,10 @@ def test_check_compatible():
     with pytest.raises(CheckpointError, match=r"width: checkpoint has 16, this run 32; recipe") as info:
         check_compatible(saved, {"width": 32, "recipe": "paper-e5m2"}, "runs/x/checkpoint.npz")
     assert "runs/x/checkpoint.npz" in str(info.value)
+
+
+def test_checkpoint_is_an_ordinary_file(tmp_path):
+    save_checkpoint(tmp_path / "c.npz", {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o666 & ~mask
