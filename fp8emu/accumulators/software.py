@@ -335,6 +335,16 @@ def _sum_round_to_odd(q, p):
 
 
 @numba.njit(cache=True, inline="always")
+def _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits):
+    """(value, ok): the in-place rounding of float64 bits ``u`` (see :func:`_accumulate_row`);
+    when not ok, the value is ``u`` itself, kept for the general path."""
+    mag = u & _MAG
+    r = (mag + uadd + ((mag >> sh) & utie)) & keep
+    ok = fast & (mag >= min_bits) & (r <= max_bits)
+    return np.uint64((r | (u & ~_MAG)) if ok else u).view(np.float64), ok
+
+
+@numba.njit(cache=True, inline="always")
 def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, min_bits, max_bits,
                     prm, key_base, key0, lut):
     """dst[j] = round_fmt(dst[j] + x * y[j]) for every j, one rounding from the exact sum.
@@ -360,24 +370,24 @@ def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, 
     uadd = np.uint64(max(add, 0))
     utie = np.uint64(tie_even)
     nslow = 0
-    for j in range(n):
-        if exact:
+    if exact:                    # two loops, so each one vectorises without a branch inside
+        for j in range(n):
             u = _sum_round_to_odd(dst[j], x * y[j])
-        else:
+            v, ok = _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits)
+            nslow += np.int64(not ok)
+            dst[j] = v
+    else:
+        for j in range(n):
             u = np.float64(dst[j] + x * y[j]).view(np.uint64)
-        mag = u & _MAG
-        r = (mag + uadd + ((mag >> sh) & utie)) & keep
-        ok = fast & (mag >= min_bits) & (r <= max_bits)
-        nslow += np.int64(not ok)
-        dst[j] = np.uint64((r | (u & ~_MAG)) if ok else u).view(np.float64)   # slow lanes keep the sum
+            v, ok = _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits)
+            nslow += np.int64(not ok)
+            dst[j] = v
     if nslow:
         # The same test on the kept sum fails again (a fast lane's rounded value passes it), so
         # the slow lanes are found without a flag array.
         for j in range(n):
             u = np.float64(dst[j]).view(np.uint64)
-            mag = u & _MAG
-            r = (mag + uadd + ((mag >> sh) & utie)) & keep
-            if not (fast & (mag >= min_bits) & (r <= max_bits)):
+            if not _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits)[1]:
                 code = _kernels._round_bits(u, (idx_row + j) * events + event, prm, key_base, key0)
                 dst[j] = lut[code]
 
