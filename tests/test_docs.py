@@ -3,15 +3,24 @@ up to date, and (when MkDocs is installed) the site builds with ``--strict``.
 
 Code blocks of one page run in order in one namespace, in a temporary working directory, so a
 page can build on its earlier blocks.  A block preceded by ``<!-- docs-test: skip -->`` is
-shown but not run (use it only for commands that need a device or a long run).  A block made
-of signature lines (``name(args) -> result``, not valid Python, as in design.md's contracts)
-is a listing, not an example, and is not run either.
+shown but not run (use it only for commands that need a device or a long run).  A block that
+is not valid Python and holds signature lines (``name(args) -> result``, as in design.md's
+contracts) or ``...`` elisions is a listing, not an example, and is not run either.
+
+A *fragment* -- a block that uses names its page never defines (``model(Tensor(x))`` with no
+``x``) -- cannot run as it stands.  It is still checked: it must compile, its imports must
+succeed, and every attribute it reads from an imported module (``nn.resnet18``,
+``ops.cross_entropy``) must exist, so a renamed API still fails the test.  Make an example
+runnable by defining its inputs; ``test_fragments_are_listed`` prints the fragments.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib.util
 import pathlib
+import types
 import re
 import shutil
 import subprocess
@@ -25,11 +34,12 @@ _BLOCK = re.compile(r"(?P<skip><!-- docs-test: skip -->\s*\n)?^```python[^\n]*\n
 
 
 def _is_signature_listing(body: str) -> bool:
-    """Signature lines (``name(args) -> result``) are not Python: a listing, not an example."""
+    """Signature lines (``name(args) -> result``) and pseudo-code with ``...`` elisions are not
+    Python: a listing, not an example.  Any other block that does not compile is a broken example."""
     try:
         compile(body, "<block>", "exec")
     except SyntaxError:
-        return "->" in body
+        return "->" in body or "..." in body
     return False
 
 
@@ -48,15 +58,87 @@ def test_code_blocks_are_found():
     assert code_blocks(text) == ["x = 1\n", "f(1)\n"]
 
 
+def free_names(body: str, defined) -> set[str]:
+    """Names a block reads that neither it, the earlier blocks (``defined``) nor builtins bind."""
+    tree = ast.parse(body)
+    bound = set(defined) | set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loads - bound
+
+
+def _check_fragment(body: str, namespace: dict, where: str) -> None:
+    """Run a fragment's imports, then resolve every ``module.attr...`` chain it reads."""
+    tree = ast.parse(body)
+    imports = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[])
+    exec(compile(imports, where, "exec"), namespace)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not isinstance(node.ctx, ast.Load):
+            continue
+        chain, base = [], node
+        while isinstance(base, ast.Attribute):
+            chain.append(base.attr)
+            base = base.value
+        if not isinstance(base, ast.Name) or not isinstance(namespace.get(base.id), (types.ModuleType, type)):
+            continue
+        obj = namespace[base.id]
+        for attr in reversed(chain):
+            assert hasattr(obj, attr), f"{where}: {base.id}.{'.'.join(reversed(chain))} does not exist"
+            obj = getattr(obj, attr)
+            if not isinstance(obj, (types.ModuleType, type)):
+                break
+
+
+def _run_page(page: pathlib.Path) -> list[str]:
+    """Run (or, for fragments, check) every block of a page; return the fragments' locations."""
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    fragments = []
+    for i, body in enumerate(code_blocks(page.read_text())):
+        where = f"{page.relative_to(ROOT)}[block {i}]"
+        try:
+            free = free_names(body, namespace)
+            if free:
+                fragments.append(f"{where}: uses {', '.join(sorted(free))}")
+                _check_fragment(body, namespace, where)
+            else:
+                exec(compile(body, where, "exec"), namespace)
+        except Exception as exc:  # name the block in the failure
+            raise AssertionError(f"{where} failed:\n{body}") from exc
+    return fragments
+
+
+def test_free_names_and_fragment_check():
+    assert free_names("import numpy as np\ny = np.ones(3) + x\nfor i in y: print(i)", {}) == {"x"}
+    assert free_names("def f(a):\n    return a\nz = [k for k in range(3)]", {}) == set()
+    ns: dict = {}
+    _check_fragment("import fp8emu\ny = fp8emu.encode(x, 'e5m2')", ns, "ok")
+    with pytest.raises(AssertionError, match="does not exist"):
+        _check_fragment("import fp8emu\ny = fp8emu.encode_renamed(x)", {}, "renamed")
+
+
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_docs_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": f"docs_{page.stem}"}
-    for i, body in enumerate(code_blocks(page.read_text())):
-        try:
-            exec(compile(body, f"{page.relative_to(ROOT)}[block {i}]", "exec"), namespace)
-        except Exception as exc:  # name the block in the failure
-            raise AssertionError(f"{page.relative_to(ROOT)}, python block {i} failed:\n{body}") from exc
+    _run_page(page)
+
+
+def test_fragments_are_listed(tmp_path, monkeypatch, capsys):
+    """Informational: the blocks that are checked as fragments rather than run (see the module doc)."""
+    monkeypatch.chdir(tmp_path)
+    found = [f for page in _pages() for f in _run_page(page)]
+    with capsys.disabled():
+        if found:
+            print("\ndocs fragments (checked, not run):\n  " + "\n  ".join(found))
 
 
 def test_formats_page_is_generated_and_up_to_date():
