@@ -292,7 +292,9 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
-    elif os.path.exists(os.path.join(out, "metrics.jsonl")) and not resume:
+    elif resume:
+        print(f"fp8emu: no checkpoint in {out}; starting from scratch", flush=True)
+    elif os.path.exists(os.path.join(out, "metrics.jsonl")):
         print(f"fp8emu: {out} holds an earlier run; starting over (use --resume to continue it)", flush=True)
     _write_json_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=1, sort_keys=True))
     _write_metrics(out, history)
