@@ -1,6 +1,5 @@
 """Public encode/decode/quantize: API behaviour, hypothesis properties, stochastic rounding."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import fp8emu
-from fp8emu.format import RoundMode, Specials
+from fp8emu.format import RoundMode
 from fp8emu.formats import ALL_FORMATS, bfloat16, e2m1fn, e4m3fn, e4m3fnuz, e5m2, e8m0fnu, float16
 
 from strategies import FLOAT_DTYPES, any_format, deterministic_modes, floats_of, formats
