@@ -9,6 +9,7 @@ single-threaded whatever the setting.
 from __future__ import annotations
 
 import argparse
+import time
 
 import numba
 import numpy as np
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--formats", nargs="+", default=["e5m2", "e4m3fn"])
+    ap.add_argument("--sweep", action="store_true", help="also time encode of all 2^32 float32 inputs (e4m3fn)")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -77,8 +79,26 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{'':<44s} stochastic / RNE speed: exact {rne.median_s / sr.median_s:.2f}, "
                   f"sr_bits=8 {rne.median_s / sr8.median_s:.2f}")
 
-    # one format, all 2^32 float32 inputs (encode only), as in the issue
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    if args.sweep:
+        sweep_all_float32("e4m3fn", threads=args.threads[-1])
+
+
+def sweep_all_float32(name: str, threads: int = 2, chunk: int = 1 << 24) -> None:
+    """Encode all 2^32 float32 bit patterns (chunked) and print the encode time alone."""
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    u = np.arange(chunk, dtype=np.uint32)
+    codes = np.empty(chunk, np.uint8)
+    fp8emu.encode(u[:16].view(np.float32), name)
+    t_enc = 0.0
+    t0 = time.perf_counter()
+    for c in range((1 << 32) // chunk):
+        if c:
+            u += np.uint32(chunk)
+        t1 = time.perf_counter()
+        fp8emu.encode(u.view(np.float32), name, out=codes)
+        t_enc += time.perf_counter() - t1
+    print(f"\nall 2^32 float32 -> {name} encode, {numba.get_num_threads()} thread(s): {t_enc:.2f} s encoding "
+          f"({time.perf_counter() - t0:.2f} s with generating the inputs)")
 
 
 if __name__ == "__main__":
