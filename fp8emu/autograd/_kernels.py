@@ -25,29 +25,32 @@ __all__: list[str] = []
 def _bn_train_forward(x, gamma, beta, eps, y, mean, var, invstd):
     """Batch statistics of each channel of x (N, C, HW), then y = x * scale + shift.
 
-    scale = gamma / sqrt(var + eps), shift = beta - mean * scale; var is the biased
-    (population) variance, computed as the mean of squared deviations (two passes).
+    One pass gathers the shifted sums S1 = sum(x - k) and S2 = sum((x - k)^2) in float64 with
+    k = the channel's first element (so S2/M - (S1/M)^2 does not cancel catastrophically: the
+    shifted mean is a few standard deviations at most); var is the biased (population)
+    variance.  A second pass writes y with scale = gamma / sqrt(var + eps) and
+    shift = beta - mean * scale.
     """
     n, c, hw = x.shape
     m = n * hw
     for ch in numba.prange(c):
-        s = 0.0
+        k = np.float64(x[0, ch, 0])
+        s1 = 0.0
+        s2 = 0.0
         for i in range(n):
             for j in range(hw):
-                s += x[i, ch, j]
-        mu = s / m
-        ss = 0.0
-        for i in range(n):
-            for j in range(hw):
-                d = x[i, ch, j] - mu
-                ss += d * d
-        v = ss / m
+                d = np.float64(x[i, ch, j]) - k
+                s1 += d
+                s2 += d * d
+        md = s1 / m
+        v = max(s2 / m - md * md, 0.0)
+        mu = k + md
         inv = 1.0 / math.sqrt(v + eps)
-        scale = gamma[ch] * inv
-        shift = beta[ch] - mu * scale
+        scale = np.float64(gamma[ch]) * inv
+        shift = np.float64(beta[ch]) - mu * scale
         for i in range(n):
             for j in range(hw):
-                y[i, ch, j] = x[i, ch, j] * scale + shift
+                y[i, ch, j] = np.float64(x[i, ch, j]) * scale + shift
         mean[ch] = mu
         var[ch] = v
         invstd[ch] = inv
@@ -58,17 +61,17 @@ def _bn_train_forward_ref(x, gamma, beta, eps, y, mean, var, invstd):
     n, c, hw = x.shape
     m = n * hw
     for ch in range(c):
-        s = np.float64(0.0)
+        k = np.float64(x[0, ch, 0])
+        s1 = np.float64(0.0)
+        s2 = np.float64(0.0)
         for i in range(n):
             for j in range(hw):
-                s += np.float64(x[i, ch, j])
-        mu = s / m
-        ss = np.float64(0.0)
-        for i in range(n):
-            for j in range(hw):
-                d = np.float64(x[i, ch, j]) - mu
-                ss += d * d
-        v = ss / m
+                d = np.float64(x[i, ch, j]) - k
+                s1 += d
+                s2 += d * d
+        md = s1 / m
+        v = max(s2 / m - md * md, 0.0)
+        mu = k + md
         inv = 1.0 / np.sqrt(v + eps)
         scale = np.float64(gamma[ch]) * inv
         shift = np.float64(beta[ch]) - mu * scale
