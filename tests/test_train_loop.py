@@ -113,3 +113,51 @@ def test_resume_of_finished_run_does_nothing(tmp_path, data):
     first = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=False)
     again = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), resume=True, progress=False)
     assert without_timing(again.history) == without_timing(first.history)
+
+
+def test_compare_writes_report_and_plots(tmp_path, data, capsys):
+    pytest.importorskip("matplotlib")
+    from fp8emu.cli import main
+    out = tmp_path / "cmp"
+    status = main(["compare", "--recipes", "fp32,paper-e5m2", "--data", str(data), "--limit-train", "8",
+                   "--limit-test", "4", "--batch-size", "4", "--width", "2", "--epochs", "2", "--seed", "1",
+                   "--stats-every", "1", "--no-progress", "--out", str(out)])
+    assert status == 0
+    assert f"report written to {out / 'report.md'}" in capsys.readouterr().out
+    text = (out / "report.md").read_text()
+    assert "| fp32 | 2 |" in text and "| paper-e5m2 | 2 |" in text and "errors underflow" in text
+    for png in ("loss.png", "accuracy.png", "loss_scale.png", "numerics.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    fp32 = [json.loads(line) for line in (out / "fp32" / "metrics.jsonl").read_text().splitlines()]
+    assert len(fp32) == 2 and fp32[0]["stats"] == {}  # fp32 quantizes nothing
+
+
+def test_cli_data_and_recipe_errors(tmp_path, capsys):
+    from fp8emu.cli import main
+    status = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert "apt-get install dataset-fashion-mnist" in err and "--data DIR" in err
+    assert not (tmp_path / "r").exists()  # nothing written before the data loaded
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--recipe", "e9m9", "--out", str(tmp_path / "r")])
+    assert info.value.code == 2 and "unknown recipe 'e9m9'" in capsys.readouterr().err
+
+
+def test_interrupt_during_evaluation_resumes_exactly(tmp_path, data, monkeypatch):
+    full = train_mod.train(tiny_config(data, tmp_path / "full", epochs=2, batch_size=6), progress=False)
+    real = train_mod.evaluate
+
+    def interrupted_eval(*args, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+    monkeypatch.setattr(train_mod, "evaluate", interrupted_eval)
+    part = train_mod.train(tiny_config(data, tmp_path / "part", epochs=2, batch_size=6), progress=False)
+    assert part.interrupted and part.history == []
+    ckpt = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 2, 2)
+    monkeypatch.undo()
+    resumed = train_mod.train(tiny_config(data, tmp_path / "part", epochs=2, batch_size=6), resume=True,
+                              progress=False)
+    assert without_timing(resumed.history) == without_timing(full.history)
+    assert_trees_equal(final_state(tmp_path / "part"), final_state(tmp_path / "full"))
