@@ -271,7 +271,7 @@ def _encode_fast_sr(bits, out, prm, key0):
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
-        codes = np.empty(_CHUNK, np.int64)
+        codes = np.empty(_CHUNK, np.int32)       # int32: LLVM then picks 512-bit vectors
         flags = np.empty(_CHUNK, np.uint8)
         ties += _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0)
         for i in range(lo, hi):
@@ -295,7 +295,7 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
-        codes = np.empty(_CHUNK, np.int64)
+        codes = np.empty(_CHUNK, np.int32)       # int32: LLVM then picks 512-bit vectors
         flags = np.empty(_CHUNK, np.uint8)
         ties += _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0)
         for i in range(lo, hi):
