@@ -25,6 +25,17 @@ def tiny_config(data, out, recipe="paper-e5m2", **kw):
     return config | kw
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_kernel_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine Numba's thread hand-offs
+    made these tests ~14x slower (38 s vs 2.7 s for one resume test)."""
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("fmnist")
@@ -69,8 +80,7 @@ def assert_trees_equal(a, b, where="state"):
         assert a == b, where
 
 
-@pytest.mark.parametrize("recipe", ["fp32", "paper-e5m2"])
-@pytest.mark.parametrize("stop_at", [2, 3])  # mid-epoch, and the last step of epoch 1
+@pytest.mark.parametrize("recipe, stop_at", [("fp32", 2), ("paper-e5m2", 2), ("paper-e5m2", 3)])  # 3: end of epoch 1
 def test_resume_is_bit_exact(tmp_path, data, monkeypatch, recipe, stop_at):
     full = train_mod.train(tiny_config(data, tmp_path / "full", recipe), progress=False)
     assert not full.interrupted and len(full.history) == 2
@@ -90,8 +100,8 @@ def test_resume_is_bit_exact(tmp_path, data, monkeypatch, recipe, stop_at):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
-def test_training_changes_weights_and_logs_scale(tmp_path, data):
-    result = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=False)
+def test_training_changes_weights_and_logs_scale(tmp_path, data, capsys):
+    result = train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=True)  # tqdm if installed
     rec = result.history[0]
     assert len(rec["loss_scale_trace"]) == 3 and rec["loss_scale"] == rec["loss_scale_trace"][-1]
     assert 0 <= rec["test_acc"] <= 1 and np.isfinite(rec["train_loss"])
@@ -99,6 +109,7 @@ def test_training_changes_weights_and_logs_scale(tmp_path, data):
     assert all(0 <= v["underflow"] <= 1 for per in rec["stats"].values() for v in per.values())
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["recipe"] == "paper-e5m2"
+    assert "epoch 1/1: train loss" in capsys.readouterr().out
 
 
 def test_resume_with_other_config_is_refused(tmp_path, data, monkeypatch):
