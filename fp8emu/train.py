@@ -301,10 +301,16 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
 
     def checkpoint(state: dict | None = None) -> None:
         save_checkpoint(ckpt_path, {"config": saved_config, "state": state or _state(parts), "epoch": epoch,
-                                    "batch": batch,
-                                    "step": step, "history": history, "sums": sums})
+                                    "batch": batch, "step": step, "history": history, "sums": sums})
 
     result = TrainResult(history, out=out)
+
+    def stop(state: dict | None = None) -> TrainResult:
+        checkpoint(state)
+        result.interrupted = True
+        print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
+        return result
+
     stats_every = int(config.get("stats_every") or 0)
     with _DeferredInterrupt() as interrupt:
         while epoch < config["epochs"]:
@@ -340,18 +346,12 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
             if bar is not None:
                 bar.close()
             if interrupt.requested:
-                checkpoint()
-                result.interrupted = True
-                print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
-                return result
+                return stop()
             before_eval = _state(parts)  # evaluation may touch recipe state (amax histories)
             test = evaluate(parts.model, ds.test_images, ds.test_labels, batch_size=config["eval_batch_size"],
                             mean=ds.mean, std=ds.std, interrupt=interrupt)
             if test is None:  # interrupted during evaluation: save the end of the epoch's training
-                checkpoint(before_eval)
-                result.interrupted = True
-                print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
-                return result
+                return stop(before_eval)
             record = _epoch_record(epoch, step, sums, test, parts)
             history.append(record)
             epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()

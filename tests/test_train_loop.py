@@ -172,3 +172,16 @@ def test_interrupt_during_evaluation_resumes_exactly(tmp_path, data, monkeypatch
                               progress=False)
     assert without_timing(resumed.history) == without_timing(full.history)
     assert_trees_equal(final_state(tmp_path / "part"), final_state(tmp_path / "full"))
+
+
+def test_cli_ctrl_c_exits_130_and_resume_finishes(tmp_path, data, monkeypatch, capsys):
+    from fp8emu.cli import main
+    argv = ["train", "--recipe", "fp32", "--data", str(data), "--limit-train", "8", "--limit-test", "4",
+            "--batch-size", "4", "--width", "2", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")]
+    interrupt_after(monkeypatch, 1)
+    assert main(argv) == 130
+    assert "continue with --resume" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert main(argv + ["--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 1
