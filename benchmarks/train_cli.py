@@ -92,9 +92,9 @@ def torch_steps(ds, args) -> list[float] | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--width", default="16", help="ResNet width, or a comma-separated list of widths")
+    p.add_argument("--width", default="8", help="ResNet width, or a comma-separated list of widths")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--recipes", default="fp32,paper-e5m2")
     p.add_argument("--data", default=None)
     args = p.parse_args()
