@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import Tensor
+from .autograd._kernels import threads_for
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import quantize
@@ -78,9 +79,10 @@ class Optimizer:
             g = p.grad if p.grad.dtype == p.data.dtype else p.grad.astype(p.data.dtype)
             self._update(p.data, g, self.state[i])
             if self.master_format is not None:
-                quantize(p.data, self.master_format, rounding=self.master_rounding, out=p.data,
-                         seed=self.seed if self.master_rounding is RoundMode.STOCHASTIC else None,
-                         stream=(self.steps << 20) | i)
+                with threads_for(p.size):
+                    quantize(p.data, self.master_format, rounding=self.master_rounding, out=p.data,
+                             seed=self.seed if self.master_rounding is RoundMode.STOCHASTIC else None,
+                             stream=(self.steps << 20) | i)
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:  # pragma: no cover
         raise NotImplementedError

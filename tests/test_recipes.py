@@ -132,7 +132,7 @@ def test_stochastic_rounding_is_reproducible_from_the_seed():
     runs = []
     for seed in (5, 5, 6):
         model = tiny_resnet()
-        train_steps(model, get_recipe("paper-e5m2"), steps=2, seed=seed)
+        train_steps(model, get_recipe("paper-e5m2"), steps=1, seed=seed)
         runs.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], runs[2])
@@ -181,7 +181,7 @@ def test_master_weights_stay_in_float16_after_every_step(name):
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_named_recipe_trains_a_step_without_nan(name):
     model = tiny_resnet()
-    _, scaler, losses = train_steps(model, get_recipe(name), steps=2)
+    _, scaler, losses = train_steps(model, get_recipe(name), steps=1)
     assert all(np.isfinite(losses))
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
     assert get_recipe(name).describe().startswith(f"recipe {name}")

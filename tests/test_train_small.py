@@ -13,8 +13,8 @@ from fp8emu.recipes import get_recipe
 pytestmark = pytest.mark.skipif(not os.path.isdir(DEFAULT_FASHION_MNIST_DIR),
                                 reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
-TRAIN, TEST, EPOCHS, BATCH = 3000, 1000, 2, 50
-TARGET = 0.70  # test accuracy after 2 epochs on 3000 images (measured: about 0.72-0.77; full-data MLPs ~0.88)
+TRAIN, TEST, EPOCHS, BATCH = 5000, 1000, 2, 50
+TARGET = 0.75  # test accuracy after 2 epochs on 5000 images (measured 0.785 fp32, 0.783 paper-e5m2)
 
 
 @pytest.fixture(scope="module")

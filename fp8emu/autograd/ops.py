@@ -238,7 +238,8 @@ class Relu(Function):
     @staticmethod
     def forward(ctx: Context, a):
         y = np.empty_like(a)
-        _k._relu_forward(a.reshape(-1), y.reshape(-1))
+        with _k.threads_for(a.size):
+            _k._relu_forward(a.reshape(-1), y.reshape(-1))
         ctx.save_for_backward(y)
         return y
 
@@ -246,7 +247,8 @@ class Relu(Function):
     def backward(ctx: Context, g):
         (y,) = ctx.saved
         gx = np.empty_like(y)
-        _k._relu_backward(y.reshape(-1), np.ascontiguousarray(g).reshape(-1), gx.reshape(-1))
+        with _k.threads_for(y.size):
+            _k._relu_backward(y.reshape(-1), np.ascontiguousarray(g).reshape(-1), gx.reshape(-1))
         return (gx,)
 
 
@@ -256,7 +258,9 @@ class AddRelu(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
         y = np.empty_like(a)
-        _k._add_relu_forward(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), y.reshape(-1))
+        with _k.threads_for(a.size):
+            _k._add_relu_forward(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                                 y.reshape(-1))
         ctx.save_for_backward(y)
         return y
 
@@ -292,7 +296,8 @@ class MaxPool2d(Function):
         ho, wo = _pool_out(h, k, s, p, "max_pool2d"), _pool_out(w, k, s, p, "max_pool2d")
         y = np.empty((n, c, ho, wo), x.dtype)
         idx = np.empty((n * c, ho, wo), np.int32)
-        _k._maxpool_forward(np.ascontiguousarray(x).reshape(n * c, h, w), k, s, p, y.reshape(n * c, ho, wo), idx)
+        with _k.threads_for(x.size):
+            _k._maxpool_forward(np.ascontiguousarray(x).reshape(n * c, h, w), k, s, p, y.reshape(n * c, ho, wo), idx)
         ctx.save_for_backward(idx)
         ctx.shape, ctx.dtype = x.shape, x.dtype
         return y
@@ -302,8 +307,9 @@ class MaxPool2d(Function):
         (idx,) = ctx.saved
         n, c, h, w = ctx.shape
         gx = np.empty(ctx.shape, ctx.dtype)
-        _k._maxpool_backward(np.ascontiguousarray(g).reshape(n * c, -1), idx.reshape(n * c, -1),
-                             gx.reshape(n * c, h * w))
+        with _k.threads_for(gx.size):
+            _k._maxpool_backward(np.ascontiguousarray(g).reshape(n * c, -1), idx.reshape(n * c, -1),
+                                 gx.reshape(n * c, h * w))
         return (gx,)
 
 
@@ -313,7 +319,8 @@ class AvgPool2d(Function):
         n, c, h, w = x.shape
         ho, wo = _pool_out(h, k, s, p, "avg_pool2d"), _pool_out(w, k, s, p, "avg_pool2d")
         y = np.empty((n, c, ho, wo), x.dtype)
-        _k._avgpool_forward(np.ascontiguousarray(x).reshape(n * c, h, w), k, s, p, y.reshape(n * c, ho, wo))
+        with _k.threads_for(x.size):
+            _k._avgpool_forward(np.ascontiguousarray(x).reshape(n * c, h, w), k, s, p, y.reshape(n * c, ho, wo))
         ctx.shape, ctx.dtype, ctx.ksp = x.shape, x.dtype, (k, s, p)
         return y
 
@@ -321,8 +328,9 @@ class AvgPool2d(Function):
     def backward(ctx: Context, g):
         n, c, h, w = ctx.shape
         gx = np.empty(ctx.shape, ctx.dtype)
-        _k._avgpool_backward(np.ascontiguousarray(g).reshape(n * c, g.shape[2], g.shape[3]), *ctx.ksp,
-                             gx.reshape(n * c, h, w))
+        with _k.threads_for(gx.size):
+            _k._avgpool_backward(np.ascontiguousarray(g).reshape(n * c, g.shape[2], g.shape[3]), *ctx.ksp,
+                                 gx.reshape(n * c, h, w))
         return (gx,)
 
 
@@ -376,7 +384,8 @@ class BatchNorm2d(Function):
         y = np.empty((n, c, h, w), x.dtype)
         if training:
             mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
-            _k._bn_train_forward(x3, gamma, beta, float(eps), y.reshape(n, c, h * w), mean, var, invstd)
+            with _k.threads_for(x.size):
+                _k._bn_train_forward(x3, gamma, beta, float(eps), y.reshape(n, c, h * w), mean, var, invstd)
             if running_mean is not None:
                 m = n * h * w
                 unbiased = var * (m / max(m - 1, 1))
@@ -388,7 +397,8 @@ class BatchNorm2d(Function):
             mean = running_mean.astype(np.float64)
             invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
             scale = gamma * invstd
-            _k._affine_channels(x3, scale, beta - mean * scale, y.reshape(n, c, h * w))
+            with _k.threads_for(x.size):
+                _k._affine_channels(x3, scale, beta - mean * scale, y.reshape(n, c, h * w))
         ctx.save_for_backward(x3, gamma, mean, invstd)
         ctx.training = bool(training)
         return y
@@ -399,7 +409,9 @@ class BatchNorm2d(Function):
         n, c, hw = x3.shape
         gx = np.empty_like(x3)
         gg, gb = np.empty(c), np.empty(c)
-        _k._bn_backward(x3, np.ascontiguousarray(g).reshape(n, c, hw), gamma, mean, invstd, ctx.training, gx, gg, gb)
+        with _k.threads_for(x3.size):
+            _k._bn_backward(x3, np.ascontiguousarray(g).reshape(n, c, hw), gamma, mean, invstd, ctx.training, gx,
+                            gg, gb)
         return gx.reshape(g.shape), gg.astype(gamma.dtype), gb.astype(gamma.dtype)
 
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import scaling as _scaling
 from ..quantize import quantize as _quantize
+from ._kernels import threads_for
 from ..accumulators import Accumulator
 from ..format import Format, RoundMode
 from ..formats import get_format
@@ -178,6 +179,17 @@ class LayerQuant:
         seed = self.seed if s.stochastic else None
         kw: dict[str, Any] = dict(rounding=s.rounding, saturate=s.saturate, seed=seed, sr_bits=s.sr_bits,
                                   stream=self.stream(step, tclass))
+        with threads_for(x.size):
+            q, inv = self._round(x, s, tclass, kw, inplace)
+        if _observers:
+            self.last_inv = inv  # the dequantization scale of this call, for observers
+            deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
+            for fn in list(_observers):
+                fn(self, tclass, x, deq, s)
+        return q, inv
+
+    def _round(self, x: np.ndarray, s: QuantSpec, tclass: str, kw: dict[str, Any],
+               inplace: bool) -> tuple[np.ndarray, float]:
         inv = 1.0
         if s.scaling == "mx":
             q = _mx_quantize(x, s, kw)
@@ -194,11 +206,6 @@ class LayerQuant:
             inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
             scaled = x * np.asarray(1.0 / inv, dtype=x.dtype)
             q = _quantize(scaled, s.fmt, out=scaled, **kw)
-        if _observers:
-            self.last_inv = inv  # the dequantization scale of this call, for observers
-            deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
-            for fn in list(_observers):
-                fn(self, tclass, x, deq, s)
         return q, inv
 
     def state_dict(self) -> dict[str, Any]:
