@@ -185,3 +185,12 @@ def test_cli_ctrl_c_exits_130_and_resume_finishes(tmp_path, data, monkeypatch, c
     assert main(argv + ["--resume"]) == 0
     assert "resuming" in capsys.readouterr().out
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_cifar10_trains(tmp_path):
+    from test_data import write_cifar
+    write_cifar(tmp_path / "c", n_per_batch=2)
+    config = tiny_config(tmp_path / "c", tmp_path / "r", dataset="cifar10", limit_train=None, limit_test=None,
+                         epochs=1, batch_size=5)
+    result = train_mod.train(config, progress=False)
+    assert len(result.history) == 1 and result.history[0]["step"] == 2 and np.isfinite(result.history[0]["train_loss"])
