@@ -162,8 +162,8 @@ class Module:
     def forward(self, *args: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def __call__(self, *args: Any) -> Any:
-        return self.forward(*args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:
         return ""
@@ -235,11 +235,12 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", np.ones(num_features, np.float32))
         self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """Normalize ``x``; ``relu=True`` applies a ReLU in the same fused pass."""
         if self.training:
             self.num_batches_tracked += 1
         return ops.batch_norm2d(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                training=self.training, momentum=self.momentum, eps=self.eps)
+                                training=self.training, momentum=self.momentum, eps=self.eps, relu=relu)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -349,7 +350,7 @@ class BasicBlock(Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = ops.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return ops.add_relu(out, shortcut)
@@ -371,8 +372,8 @@ class Bottleneck(Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = ops.relu(self.bn1(self.conv1(x)))
-        out = ops.relu(self.bn2(self.conv2(out)))
+        out = self.bn1(self.conv1(x), relu=True)
+        out = self.bn2(self.conv2(out), relu=True)
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return ops.add_relu(out, shortcut)
@@ -422,7 +423,7 @@ class ResNet(Module):
         return Sequential(*blocks)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x), relu=True))  # bn1 + relu fused
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(ops.flatten(self.avgpool(x)))
 

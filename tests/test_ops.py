@@ -56,6 +56,10 @@ def _bn_train(x, g, b):
     return ops.batch_norm2d(x, g, b, np.zeros(x.shape[1]), np.ones(x.shape[1]), training=True)
 
 
+def _bn_train_relu(x, g, b):
+    return ops.batch_norm2d(x, g, b, training=True, relu=True)
+
+
 def _bn_eval(x, g, b):
     return ops.batch_norm2d(x, g, b, np.linspace(-0.5, 0.5, x.shape[1]), np.linspace(0.5, 2, x.shape[1]),
                             training=False)
@@ -85,6 +89,8 @@ OPS = [
     ("global_avg_pool2d", ops.global_avg_pool2d, [RNG.standard_normal((2, 3, 3, 4))]),
     ("batch_norm2d_train", _bn_train, [RNG.standard_normal((3, 4, 3, 2)) * 2 + 1, positive(4),
                                        RNG.standard_normal(4)]),
+    ("batch_norm2d_train_relu", _bn_train_relu, [RNG.standard_normal((3, 4, 3, 2)) * 2 + 1, positive(4),
+                                                 RNG.standard_normal(4) + 0.3]),
     ("batch_norm2d_eval", _bn_eval, [RNG.standard_normal((3, 4, 3, 2)), positive(4), RNG.standard_normal(4)]),
     ("log_softmax", ops.log_softmax, [RNG.standard_normal((3, 5))]),
     ("cross_entropy", lambda x: ops.cross_entropy(x, [0, 3, 1, 4]), [RNG.standard_normal((4, 5))]),
@@ -237,11 +243,14 @@ def test_kernels_match_twins(dtype):
     gy = RNG.standard_normal((3, 4, 10)).astype(dtype)
     gamma, beta = RNG.standard_normal(4).astype(dtype), RNG.standard_normal(4).astype(dtype)
     z = np.zeros(4)
-    _twin(K._bn_train_forward, K._bn_train_forward_ref, [x, gamma, beta, 1e-5, np.empty_like(x), z, z, z], [4, 5, 6, 7])
     mean, inv = x.mean(axis=(0, 2)), 1 / x.std(axis=(0, 2))
-    for train in (True, False):
-        _twin(K._bn_backward, K._bn_backward_ref, [x, gy, gamma, mean, inv, train, np.empty_like(x), z, z], [6, 7, 8])
-    _twin(K._affine_channels, K._affine_channels_ref, [x, gamma, beta, np.empty_like(x)], [3])
+    for relu in (False, True):
+        _twin(K._bn_train_forward, K._bn_train_forward_ref, [x, gamma, beta, 1e-5, relu, np.empty_like(x), z, z, z],
+              [5, 6, 7, 8])
+        for train in (True, False):
+            _twin(K._bn_backward, K._bn_backward_ref, [x, gy, gamma, mean, inv, train, x - 1, relu, np.empty_like(x),
+                                                       z, z], [8, 9, 10])
+        _twin(K._affine_channels, K._affine_channels_ref, [x, gamma, beta, relu, np.empty_like(x)], [4])
     flat = np.concatenate([x.reshape(-1), [0.0, -0.0, np.nan, np.inf]]).astype(dtype)
     _twin(K._relu_forward, K._relu_forward_ref, [flat, np.empty_like(flat)], [1])
     _twin(K._relu_backward, K._relu_backward_ref, [flat, flat[::-1].copy(), np.empty_like(flat)], [2])

@@ -43,14 +43,14 @@ def threads_for(size: int) -> Iterator[None]:
 
 # ---- batch norm ------------------------------------------------------------------------------------
 @numba.njit(cache=True, parallel=True)
-def _bn_train_forward(x, gamma, beta, eps, y, mean, var, invstd):
+def _bn_train_forward(x, gamma, beta, eps, relu, y, mean, var, invstd):
     """Batch statistics of each channel of x (N, C, HW), then y = x * scale + shift.
 
     One pass gathers the shifted sums S1 = sum(x - k) and S2 = sum((x - k)^2) in float64 with
     k = the channel's first element (so S2/M - (S1/M)^2 does not cancel catastrophically: the
     shifted mean is a few standard deviations at most); var is the biased (population)
     variance.  A second pass writes y with scale = gamma / sqrt(var + eps) and
-    shift = beta - mean * scale.
+    shift = beta - mean * scale (then max(., 0) with ``relu``: batch norm and ReLU fused).
     """
     n, c, hw = x.shape
     m = n * hw
@@ -71,13 +71,14 @@ def _bn_train_forward(x, gamma, beta, eps, y, mean, var, invstd):
         shift = np.float64(beta[ch]) - mu * scale
         for i in range(n):
             for j in range(hw):
-                y[i, ch, j] = np.float64(x[i, ch, j]) * scale + shift
+                t = np.float64(x[i, ch, j]) * scale + shift
+                y[i, ch, j] = (0.0 if t <= 0.0 else t) if relu else t
         mean[ch] = mu
         var[ch] = v
         invstd[ch] = inv
 
 
-def _bn_train_forward_ref(x, gamma, beta, eps, y, mean, var, invstd):
+def _bn_train_forward_ref(x, gamma, beta, eps, relu, y, mean, var, invstd):
     """Readable twin of :func:`_bn_train_forward`."""
     n, c, hw = x.shape
     m = n * hw
@@ -98,17 +99,19 @@ def _bn_train_forward_ref(x, gamma, beta, eps, y, mean, var, invstd):
         shift = np.float64(beta[ch]) - mu * scale
         for i in range(n):
             for j in range(hw):
-                y[i, ch, j] = np.float64(x[i, ch, j]) * scale + shift
+                t = np.float64(x[i, ch, j]) * scale + shift
+                y[i, ch, j] = (0.0 if t <= 0.0 else t) if relu else t
         mean[ch], var[ch], invstd[ch] = mu, v, inv
 
 
 @numba.njit(cache=True, parallel=True)
-def _bn_backward(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
+def _bn_backward(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
     """Gradients of y = gamma * (x - mean) * invstd + beta for x (N, C, HW).
 
     With ``train`` the mean and invstd are functions of x (batch statistics):
     gx = gamma * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)), M = N * HW;
-    otherwise they are constants (running statistics): gx = gamma * invstd * gy.
+    otherwise they are constants (running statistics): gx = gamma * invstd * gy.  With ``relu``
+    the op was relu(batch norm) with output ``y``: gy is first zeroed where y <= 0.
     """
     n, c, hw = x.shape
     m = n * hw
@@ -119,7 +122,7 @@ def _bn_backward(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
         sgx = 0.0
         for i in range(n):
             for j in range(hw):
-                g = gy[i, ch, j]
+                g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
                 sg += g
                 sgx += g * ((x[i, ch, j] - mu) * inv)
         ggamma[ch] = sgx
@@ -130,14 +133,16 @@ def _bn_backward(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
             for i in range(n):
                 for j in range(hw):
                     xh = (x[i, ch, j] - mu) * inv
-                    gx[i, ch, j] = k * ((m * gy[i, ch, j] - sg) - xh * sgx)
+                    g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    gx[i, ch, j] = k * ((m * g - sg) - xh * sgx)
         else:
             for i in range(n):
                 for j in range(hw):
-                    gx[i, ch, j] = k * gy[i, ch, j]
+                    g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    gx[i, ch, j] = k * g
 
 
-def _bn_backward_ref(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
+def _bn_backward_ref(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
     """Readable twin of :func:`_bn_backward`."""
     n, c, hw = x.shape
     m = n * hw
@@ -147,7 +152,7 @@ def _bn_backward_ref(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
         sgx = np.float64(0.0)
         for i in range(n):
             for j in range(hw):
-                g = np.float64(gy[i, ch, j])
+                g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
                 sg += g
                 sgx += g * ((np.float64(x[i, ch, j]) - mu) * inv)
         ggamma[ch], gbeta[ch] = sgx, sg
@@ -157,32 +162,36 @@ def _bn_backward_ref(x, gy, gamma, mean, invstd, train, gx, ggamma, gbeta):
             for i in range(n):
                 for j in range(hw):
                     xh = (np.float64(x[i, ch, j]) - mu) * inv
-                    gx[i, ch, j] = k * ((m * np.float64(gy[i, ch, j]) - sg) - xh * sgx)
+                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    gx[i, ch, j] = k * ((m * g - sg) - xh * sgx)
         else:
             for i in range(n):
                 for j in range(hw):
-                    gx[i, ch, j] = k * np.float64(gy[i, ch, j])
+                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    gx[i, ch, j] = k * g
 
 
 @numba.njit(cache=True, parallel=True)
-def _affine_channels(x, scale, shift, y):
-    """y[i, c, j] = x[i, c, j] * scale[c] + shift[c] (batch norm in eval mode), x (N, C, HW)."""
+def _affine_channels(x, scale, shift, relu, y):
+    """y[i, c, j] = x[i, c, j] * scale[c] + shift[c] (batch norm in eval mode; then max(., 0) with relu)."""
     n, c, hw = x.shape
     for ch in numba.prange(c):
         a = np.float64(scale[ch])
         b = np.float64(shift[ch])
         for i in range(n):
             for j in range(hw):
-                y[i, ch, j] = x[i, ch, j] * a + b
+                v = x[i, ch, j] * a + b
+                y[i, ch, j] = (0.0 if v <= 0.0 else v) if relu else v
 
 
-def _affine_channels_ref(x, scale, shift, y):
+def _affine_channels_ref(x, scale, shift, relu, y):
     """Readable twin of :func:`_affine_channels`."""
     n, c, hw = x.shape
     for ch in range(c):
         for i in range(n):
             for j in range(hw):
-                y[i, ch, j] = np.float64(x[i, ch, j]) * np.float64(scale[ch]) + np.float64(shift[ch])
+                v = np.float64(x[i, ch, j]) * np.float64(scale[ch]) + np.float64(shift[ch])
+                y[i, ch, j] = (0.0 if v <= 0.0 else v) if relu else v
 
 
 # ---- ReLU ------------------------------------------------------------------------------------------

@@ -378,14 +378,14 @@ class BatchNorm2d(Function):
     """
 
     @staticmethod
-    def forward(ctx: Context, x, gamma, beta, *, running_mean, running_var, training, momentum, eps):
+    def forward(ctx: Context, x, gamma, beta, *, running_mean, running_var, training, momentum, eps, relu=False):
         n, c, h, w = x.shape
         x3 = np.ascontiguousarray(x).reshape(n, c, h * w)
         y = np.empty((n, c, h, w), x.dtype)
         if training:
             mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
             with _k.threads_for(x.size):
-                _k._bn_train_forward(x3, gamma, beta, float(eps), y.reshape(n, c, h * w), mean, var, invstd)
+                _k._bn_train_forward(x3, gamma, beta, float(eps), relu, y.reshape(n, c, h * w), mean, var, invstd)
             if running_mean is not None:
                 m = n * h * w
                 unbiased = var * (m / max(m - 1, 1))
@@ -398,27 +398,30 @@ class BatchNorm2d(Function):
             invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
             scale = gamma * invstd
             with _k.threads_for(x.size):
-                _k._affine_channels(x3, scale, beta - mean * scale, y.reshape(n, c, h * w))
-        ctx.save_for_backward(x3, gamma, mean, invstd)
-        ctx.training = bool(training)
+                _k._affine_channels(x3, scale, beta - mean * scale, relu, y.reshape(n, c, h * w))
+        ctx.save_for_backward(x3, gamma, mean, invstd, y.reshape(n, c, h * w) if relu else x3)
+        ctx.training, ctx.relu = bool(training), bool(relu)
         return y
 
     @staticmethod
     def backward(ctx: Context, g):
-        x3, gamma, mean, invstd = ctx.saved
+        x3, gamma, mean, invstd, y3 = ctx.saved
         n, c, hw = x3.shape
         gx = np.empty_like(x3)
         gg, gb = np.empty(c), np.empty(c)
         with _k.threads_for(x3.size):
-            _k._bn_backward(x3, np.ascontiguousarray(g).reshape(n, c, hw), gamma, mean, invstd, ctx.training, gx,
-                            gg, gb)
+            _k._bn_backward(x3, np.ascontiguousarray(g).reshape(n, c, hw), gamma, mean, invstd, ctx.training, y3,
+                            ctx.relu, gx, gg, gb)
         return gx.reshape(g.shape), gg.astype(gamma.dtype), gb.astype(gamma.dtype)
 
 
 def batch_norm2d(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: np.ndarray | None = None,
                  running_var: np.ndarray | None = None, *, training: bool = True, momentum: float = 0.1,
-                 eps: float = 1e-5) -> Tensor:
-    """Batch normalization over (N, H, W) of an NCHW tensor (see :class:`BatchNorm2d`)."""
+                 eps: float = 1e-5, relu: bool = False) -> Tensor:
+    """Batch normalization over (N, H, W) of an NCHW tensor (see :class:`BatchNorm2d`).
+
+    ``relu=True`` returns ``relu(batch_norm(x))`` from one fused pass (forward and backward).
+    """
     _check_nchw(x, "batch_norm2d")
     if gamma.shape != (x.shape[1],) or beta.shape != (x.shape[1],):
         raise ValueError(f"batch_norm2d: gamma and beta must have shape ({x.shape[1]},), "
@@ -426,7 +429,7 @@ def batch_norm2d(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: np.ndarra
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm2d with training=False needs running_mean and running_var")
     return BatchNorm2d.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
-                             training=training, momentum=momentum, eps=eps)
+                             training=training, momentum=momentum, eps=eps, relu=relu)
 
 
 # ---- softmax and loss ---------------------------------------------------------------------------------
