@@ -244,3 +244,17 @@ def test_recipe_state_round_trip():
     recipe.apply(other)
     recipe.load_state_dict(other, state)
     assert recipe.state_dict(other) == state
+
+
+def test_statistics_count_exact_fractions_on_known_values():
+    from fp8emu.autograd import LayerQuant
+    x = np.array([1.0, 2.0 ** -20, -2.0 ** -20, 0.0, 1e6, -1e6, 3.0, 57344.0], np.float32)
+    stats = QuantStats()
+    with stats:
+        LayerQuant("plain", specs={"errors": QuantSpec(e5m2)}).quantize(x, "errors", 1)
+        LayerQuant("sat", specs={"errors": QuantSpec(e5m2, saturate=True)}).quantize(x, "errors", 1)
+    plain, sat = stats.get("plain", "errors"), stats.get("sat", "errors")
+    assert plain["underflow"] == 2 / 7  # 2 of the 7 nonzero inputs flushed to zero
+    assert plain["overflow"] == 2 / 8 and plain["saturated"] == 0.0  # +-1e6 -> +-Inf
+    assert sat["overflow"] == 0.0 and sat["saturated"] == 2 / 8  # +-1e6 -> +-57344
+    assert sat["snr_db"] < plain["snr_db"]  # clamping 1e6 to 57344 is a large error; Inf outputs are left out
