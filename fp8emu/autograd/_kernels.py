@@ -7,7 +7,10 @@ sums are accumulated in float64 (one rounding per add, no fused multiply-add: Nu
 without relaxed-math flags), which keeps batch statistics accurate for large N*H*W.
 
 Every ``_name`` kernel has a ``_name_ref`` twin written as plain Python loops with NumPy
-scalars in the same order of operations; ``tests/test_ops.py`` holds them bit-equal.
+scalars in the same order of operations; ``tests/test_ops.py`` holds them bit-equal.  Kernels
+convert to float64 explicitly (``np.float64(x[i])``) rather than relying on promotion, so they
+compute the same values under ``NUMBA_DISABLE_JIT=1`` (NumPy 2 keeps ``0.0 + float32`` in
+float32, Numba promotes it to float64).
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def _bn_backward(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
         sgx = 0.0
         for i in range(n):
             for j in range(hw):
-                g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
+                g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
                 sg += g
                 sgx += g * ((x[i, ch, j] - mu) * inv)
         ggamma[ch] = sgx
@@ -133,12 +136,12 @@ def _bn_backward(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
             for i in range(n):
                 for j in range(hw):
                     xh = (x[i, ch, j] - mu) * inv
-                    g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
                     gx[i, ch, j] = k * ((m * g - sg) - xh * sgx)
         else:
             for i in range(n):
                 for j in range(hw):
-                    g = gy[i, ch, j] if (not relu or y[i, ch, j] > 0.0) else 0.0
+                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
                     gx[i, ch, j] = k * g
 
 
@@ -180,7 +183,7 @@ def _affine_channels(x, scale, shift, relu, y):
         b = np.float64(shift[ch])
         for i in range(n):
             for j in range(hw):
-                v = x[i, ch, j] * a + b
+                v = np.float64(x[i, ch, j]) * a + b
                 y[i, ch, j] = (0.0 if v <= 0.0 else v) if relu else v
 
 
@@ -314,7 +317,7 @@ def _avgpool_forward(x, k, s, p, y):
     for q in numba.prange(planes):
         for oi in range(ho):
             for oj in range(wo):
-                acc = 0.0
+                acc = np.float64(0.0)
                 for di in range(k):
                     ii = oi * s - p + di
                     if ii < 0 or ii >= h:
@@ -354,7 +357,7 @@ def _avgpool_backward(gy, k, s, p, gx):
                 gx[q, i, j] = 0.0
         for oi in range(ho):
             for oj in range(wo):
-                g = gy[q, oi, oj] * inv
+                g = np.float64(gy[q, oi, oj]) * inv
                 for di in range(k):
                     ii = oi * s - p + di
                     if ii < 0 or ii >= h:
