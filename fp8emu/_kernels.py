@@ -1,4 +1,4 @@
-"""Numba kernels: integer bit manipulation only (no float arithmetic, no fastmath).
+"""Numba kernels: integer bit manipulation only (no float arithmetic, no relaxed-math flags).
 
 Every kernel takes plain ints and arrays (no ``Format`` objects); the public wrappers in
 ``quantize.py`` validate, allocate and unpack the format.  The slow twin of
