@@ -105,12 +105,54 @@ def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: 
             _kernels.MODE_CODES[mode.value], sr_bits)
 
 
-def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys) -> None:
-    """Run the branch-free kernel where it is valid, else (or after an SR tie) the generic one."""
+@lru_cache(maxsize=None)
+def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
+                values: bool) -> tuple[np.int32, ...] | None:
+    """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
+    (no subnormals or no zero, ``emin < -126``, or the smallest subnormal not a normal float32)."""
+    if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and fmt.emin - fmt.man_bits >= -126
+            and fmt.man_bits <= 23):
+        return None
+    (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
+        _format_params(fmt, mode, saturate)
+    codes = (nan, pinf, ninf, povf, novf, negu)
+    lut = _lut(fmt, np.dtype(np.float32)).view(np.uint32) if values else None
+    values = tuple(int(lut[c]) for c in codes) if lut is not None else (0,) * 6
+    return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
+        m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _kernels.MODE_CODES[mode.value],
+        sr_bits, (emin - m + 127) << 23, *codes, *values))
+
+
+def _deep_limit(fmt: Format) -> int:
+    """Float32 magnitude patterns below this (and nonzero) have more than 64 dropped bits in
+    ``fmt``: ``max(E, 1) < emin - m + 86`` for the biased exponent E (see ``_round_f32``)."""
+    e_lim = fmt.emin - fmt.man_bits + 86
+    return e_lim << 23 if e_lim >= 2 else 0
+
+
+def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
+         f32=None) -> None:
+    """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
+
+    ``f32`` = (deterministic, stochastic) float32 kernels, used for float32 inputs when
+    :func:`_params_f32` allows; exact stochastic rounding takes them only when no element
+    can need a second random word (checked first: the output may overwrite the input).
+    """
+    stochastic = mode is RoundMode.STOCHASTIC
+    if f32 is not None and info[0] == 32 and info[1] == 23:
+        p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None)
+        if p32 is not None:
+            if not stochastic:
+                f32[0](bits, target, p32, keys[1])
+                return
+            limit = _deep_limit(fmt)
+            if sr_bits or limit == 0 or _kernels._count_f32_deep(bits, limit) == 0:
+                f32[1](bits, target, p32, keys[1])
+                return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
     if fmt.subnormals and fmt.emin >= 1 - info[2]:
-        if mode is RoundMode.STOCHASTIC:
+        if stochastic:
             fast = fast_sr
         if fast(bits, target, *tables, prm, keys[1]) == 0:
             return
@@ -178,7 +220,7 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
     else:
         target = np.empty(bits.shape, fmt.code_dtype)
     _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
-         fmt, mode, saturate, r, keys)
+         fmt, mode, saturate, r, keys, f32=(_kernels._encode_f32, _kernels._encode_f32_sr))
     if out is None:
         return target.reshape(shape)
     if not np.shares_memory(target, out):
@@ -286,7 +328,7 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     else:
         target = np.empty(bits.shape, udt)
     _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut, info,
-         fmt, mode, saturate, r, keys)
+         fmt, mode, saturate, r, keys, f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)

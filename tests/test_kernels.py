@@ -71,6 +71,61 @@ def test_fast_kernel_equals_generic_kernel_on_all_16bit_patterns(fmt, dtype, mod
         assert np.array_equal(a, b)
 
 
+def _f32_test_bits():
+    """Every upper-half float32 pattern, the patterns next to them, and 2^18 random ones."""
+    u = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
+    rnd = np.random.default_rng(7).integers(0, 2**32, 1 << 18, dtype=np.uint64).astype(np.uint32)
+    return np.concatenate([u, u + np.uint32(1), u - np.uint32(1), rnd])
+
+
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
+@pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.value)
+def test_float32_kernels_equal_generic_kernel(fmt, mode):
+    """The int32 float32 kernels give the generic kernel's codes, and the float32 values of
+    those codes, on every upper-half pattern (+-1) and random patterns; saturating or not,
+    exact and r-bit SR.  Exact SR here excludes the "deep" elements (> 64 dropped bits),
+    which the wrapper sends to the generic kernels."""
+    bits = _f32_test_bits()
+    lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+    for sat, r in ((False, 0), (True, 0), (False, 7)):
+        r = r if mode is RoundMode.STOCHASTIC else 0
+        p32 = Q._params_f32(fmt, mode, sat, r, True)
+        if p32 is None:
+            pytest.skip("float32 kernels not valid for this format")
+        b = bits
+        if mode is RoundMode.STOCHASTIC and r == 0:
+            a = b & np.uint32(0x7FFFFFFF)
+            b = b[(a == 0) | (a >= Q._deep_limit(fmt))]
+        prm = Q._params(Q._INPUTS["float32"], fmt, mode, sat, r)
+        kb = np.uint64(_random.key_base(3, 9))
+        k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
+        want = np.empty(b.shape, fmt.code_dtype)
+        _kernels._encode_generic(b, want, prm, kb, k0)
+        codes = np.empty(b.shape, fmt.code_dtype)
+        values = np.empty(b.shape, np.uint32)
+        sr = mode is RoundMode.STOCHASTIC
+        (_kernels._encode_f32_sr if sr else _kernels._encode_f32)(b, codes, p32, k0)
+        (_kernels._quantize_f32_sr if sr else _kernels._quantize_f32)(b, values, p32, k0)
+        assert np.array_equal(codes, want), (sat, r)
+        assert np.array_equal(values, lut[want]), (sat, r)
+
+
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
+def test_deep_limit_is_where_more_than_64_bits_drop(fmt):
+    """``_count_f32_deep`` counts exactly the float32 inputs with more than 64 dropped bits."""
+    if Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False) is None:
+        pytest.skip("float32 kernels not valid for this format")
+    u = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
+    bits = np.concatenate([u, u + np.uint32(1), u - np.uint32(1)])
+    a = (bits & np.uint32(0x7FFFFFFF)).astype(np.int64)
+    e = np.maximum(a >> 23, 1) - 127
+    sh = 23 - fmt.man_bits + np.maximum(e, fmt.emin) - e
+    deep = (a != 0) & (a < 0x7F800000) & (sh > 64)
+    limit = Q._deep_limit(fmt)
+    assert _kernels._count_f32_deep(bits, limit) == deep.sum()
+    assert np.array_equal((a != 0) & (a < limit), deep)
+
+
 def _unxorshift(z, s):
     x = z
     for _ in range(64 // s + 1):
