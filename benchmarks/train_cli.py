@@ -11,7 +11,11 @@ images/s, the ratio to PyTorch fp32 and the fraction of each step spent in data 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -90,6 +94,28 @@ def torch_steps(ds, args) -> list[float] | None:
     return times
 
 
+def torch_steps_subprocess(args) -> list[float] | None:
+    """:func:`torch_steps` in a fresh interpreter with PyTorch's own default thread settings
+    (without the ones fp8emu's import added), so the peer runs at its best."""
+    import fp8emu
+    env = {k: v for k, v in os.environ.items() if k not in fp8emu.THREAD_ENV_DEFAULTS}
+    cmd = [sys.executable, "-c", "import sys; from benchmarks.train_cli import _torch_worker; _torch_worker(sys.argv[1:])",
+           str(args.width), str(args.batch_size), str(args.steps), args.data or ""]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _torch_worker(argv: list[str]) -> None:
+    width, batch, steps, data = argv
+    args = argparse.Namespace(width=int(width), batch_size=int(batch), steps=int(steps), data=data or None)
+    times = torch_steps(load_dataset("fashion-mnist", args.data), args)
+    threads = None
+    if times is not None:
+        import torch
+        threads = torch.get_num_threads()
+    print(json.dumps({"times": times, "threads": threads}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", default="8", help="ResNet width, or a comma-separated list of widths")
@@ -105,11 +131,12 @@ def main() -> None:
     for width in widths:
         args.width = width
         print(f"## width {width}: one epoch = {len(ds.train_images) // args.batch_size} steps")
-        ref = torch_steps(ds, args)
+        peer = torch_steps_subprocess(args)
+        ref = peer["times"]
         ref_ips = args.batch_size / statistics.median(ref) if ref else None
         if ref:
             import torch
-            print(f"pytorch {torch.__version__} fp32 ({torch.get_num_threads()} threads): "
+            print(f"pytorch {torch.__version__} fp32 ({peer['threads']} threads, own process, default env): "
                   f"step {statistics.median(ref) * 1e3:8.1f} ms  {ref_ips:8.1f} images/s  1.00x")
         else:
             print("pytorch: not installed (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")

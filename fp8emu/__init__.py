@@ -3,7 +3,23 @@
 Layers (data flows one way): formats -> rounding kernels -> GEMM/conv reference ->
 autograd -> nn / optim / loss scaling -> training CLI.  The verification toolkit sits
 beside training, on top of the numerics.
+
+Importing fp8emu before NumPy sets two thread-pool defaults (``os.environ.setdefault``: a
+value you set yourself wins).  fp8emu alternates Numba's OpenMP kernels with OpenBLAS GEMMs
+many times per training step; by default the idle pool of each spins for a while after its
+work and steals the CPU from the other.  On a 2-core machine that made a ResNet-18 step
+(width 8) 3x slower (881 ms -> 280 ms with both settings; ``benchmarks/train_cli.py``).
+OpenBLAS reads its setting when it loads, so it has no effect when NumPy came first.
 """
+
+import os as _os
+
+#: The thread settings this import added to ``os.environ`` (those you had set are not here).
+THREAD_ENV_DEFAULTS = {name: value for name, value in (
+    ("OMP_WAIT_POLICY", "PASSIVE"),          # Numba's OpenMP workers sleep when idle
+    ("OPENBLAS_THREAD_TIMEOUT", "4"),        # OpenBLAS workers spin 2^4 cycles, not 2^28
+) if name not in _os.environ}
+_os.environ.update(THREAD_ENV_DEFAULTS)
 
 from .format import Format, RoundMode, Specials
 from .formats import get_format
