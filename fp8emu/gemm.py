@@ -17,13 +17,14 @@ layer's conversion of them first.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .accumulators import DEFAULT_ACCUMULATOR, Accumulator
-from .format import Format
+from .accumulators import DEFAULT_ACCUMULATOR, Accumulator, Fp32Blas
+from .format import Format, RoundMode
 from .formats import get_format
 from .scaling import MXTensor, mx_dequantize
 
@@ -130,6 +131,34 @@ def _mx_operand(x: Any, fmt, name: str, contraction: int) -> Any:
     return v32
 
 
+#: Row block of the fused quantize-then-sgemm path (bytes of ``a``): small enough that the
+#: quantized block is still in cache when sgemm reads it, large enough for sgemm to run at speed.
+_FUSED_BLOCK_BYTES = 4 << 20
+_fused_buffer = threading.local()
+
+
+def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, saturate: bool) -> np.ndarray:
+    """``np.matmul(quantize(a), qb)`` for a large 2-D float32 ``a``, a block of rows at a time.
+
+    Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
+    is deterministic), without the full-size quantized copy: no page faults for a fresh
+    ``a``-sized array, and sgemm reads each block from cache right after it is written.
+    """
+    from .quantize import quantize  # layer 2
+    m, k = a.shape
+    rows = max(1, _FUSED_BLOCK_BYTES // (4 * k))
+    buf = getattr(_fused_buffer, "buf", None)
+    if buf is None or buf.size < rows * k:
+        buf = _fused_buffer.buf = np.empty(rows * k, dtype=_F32)
+    y = np.empty((m, qb.shape[1]), dtype=_F32)
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        block = buf[:(r1 - r0) * k].reshape(r1 - r0, k)
+        quantize(a[r0:r1], fmt, rounding=rounding, saturate=saturate, out=block)
+        np.matmul(block, qb, out=y[r0:r1])
+    return y
+
+
 def _output(y: np.ndarray, scale: np.ndarray | None, out_fmt, out_rounding, saturate: bool, seed,
             stream: int) -> np.ndarray:
     """Apply the combined scale (exact in float64) and the optional output rounding."""
@@ -201,17 +230,25 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         raise ValueError(f"matmul batch dimensions do not broadcast: a {np.shape(a)}, b {np.shape(b)}") from None
     sa = _check_scale(a_scale, "a_scale", a_arr.shape, -1)
     sb = _check_scale(b_scale, "b_scale", b_arr.shape, -2)
-    qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
+    fused = (isinstance(acc, Fp32Blas) and not batch and a_fmt is not None and not quantized and sa is None
+             and a_arr.dtype == _F32 and a_arr.nbytes > 2 * _FUSED_BLOCK_BYTES
+             and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
     qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
-    m, n = qa.shape[-2], qb.shape[-1]
-    if not batch:
-        y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)
+    if fused:
+        # same values as the general path: deterministic rounding, independent rows
+        y = _fused_blas_rows(a_arr, qb, get_format(a_fmt), rounding, saturate)
     else:
-        y = np.empty(batch + (m, n), dtype=_F32)
-        qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
-        qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
-        for flat, idx in enumerate(np.ndindex(*batch)):
-            y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb, seed=seed, stream=stream, index0=flat * m * n)
+        qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
+        m, n = qa.shape[-2], qb.shape[-1]
+        if not batch:
+            y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)
+        else:
+            y = np.empty(batch + (m, n), dtype=_F32)
+            qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
+            qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
+            for flat, idx in enumerate(np.ndindex(*batch)):
+                y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb, seed=seed, stream=stream,
+                                    index0=flat * m * n)
     scale = None
     if sa is not None or sb is not None:
         scale = (1.0 if sa is None else sa) * (1.0 if sb is None else sb)  # (..., M, 1) * (..., 1, N)

@@ -1,5 +1,7 @@
 """fp8emu.matmul: quantization, codes, batching, scales, output rounding, stochastic streams, bad input."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -174,3 +176,29 @@ def test_quantized_flag_skips_the_rounding_pass():
     np.testing.assert_array_equal(matmul(a, b, a_fmt=e4m3fn, b_fmt=e5m2, quantized=True,
                                          accumulator=fp32_sequential),
                                   matmul(a, b, accumulator=fp32_sequential))
+
+
+@pytest.mark.parametrize("kw", [{}, {"saturate": True}, {"rounding": "toward_zero", "out_fmt": "e5m2"},
+                                {"b_scale": 4.0}])
+def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
+    """A large ``a`` is quantized and multiplied a block of rows at a time (``_fused_blas_rows``);
+    the result equals quantizing all of ``a`` first.  Operands chosen so every partial sum is
+    exact in float32 (any summation order gives the same bits)."""
+    gemm = importlib.import_module("fp8emu.gemm")
+    monkeypatch.setattr(gemm, "_FUSED_BLOCK_BYTES", 1 << 14)   # many blocks, a ragged last one
+    calls = []
+    real = gemm._fused_blas_rows
+    monkeypatch.setattr(gemm, "_fused_blas_rows", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(5)
+    a = (rng.uniform(1, 64, (1000, 300)) * rng.choice([-1, 1], (1000, 300))).astype(np.float32)
+    a[3, 4] = 1e6      # overflows e4m3fn: Inf/NaN or max, as the rounding says
+    b = rng.integers(-8, 9, (300, 7)).astype(np.float32)
+    y = matmul(a, b, a_fmt="e4m3fn", b_fmt="e5m2", **kw)
+    assert calls, "the fused path was not taken"
+    rounding, sat = kw.get("rounding", "nearest_even"), kw.get("saturate", False)
+    sb = kw.get("b_scale", 1.0)
+    want = np.matmul(quantize(a, "e4m3fn", rounding=rounding, saturate=sat),
+                     quantize(b / np.float32(sb), "e5m2", rounding=rounding, saturate=sat)) * np.float32(sb)
+    if "out_fmt" in kw:
+        want = quantize(want, "e5m2")
+    assert np.array_equal(y, want, equal_nan=True)
