@@ -123,7 +123,12 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
                    help="run directory (checkpoint.npz, metrics.jsonl, config.json)" +
                    ("; each recipe trains in DIR/RECIPE and the report goes to DIR" if compare else ""))
     g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
-    g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all)")
+    g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all; with "
+                   "compare --jobs J: CPUs // J per run)")
+    if compare:
+        g.add_argument("--jobs", type=_positive_int, default=1, metavar="J",
+                       help="train J recipes at once, each in its own process (default 1: one after another); "
+                       "one thread per run is the most efficient use of the cores")
     g.add_argument("--stats-every", type=_nonneg_int, metavar="K",
                    help=f"collect per-layer numerics statistics every K steps (0 = never; default {d['stats_every']})")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -190,16 +195,67 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .report import write_report
     from .train import train
 
-    _apply_threads(configs[0]["threads"])
-    for config in configs:
-        print(f"fp8emu compare: training {config['recipe']} -> {config['out']}", flush=True)
-        result = train(config, resume=args.resume, progress=args.progress)
-        if result.interrupted:
-            print(f"fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
+    if args.jobs > 1:
+        if _train_in_parallel(configs, args.jobs, resume=args.resume):
+            print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
             return 130
+    else:
+        _apply_threads(configs[0]["threads"])
+        for config in configs:
+            print(f"fp8emu compare: training {config['recipe']} -> {config['out']}", flush=True)
+            result = train(config, resume=args.resume, progress=args.progress)
+            if result.interrupted:
+                print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
+                return 130
     path = write_report([c["out"] for c in configs], out, title=f"fp8emu: {' vs '.join(recipes)}")
     print(f"fp8emu compare: report written to {path}")
     return 0
+
+
+def _train_child(config: dict, resume: bool) -> tuple[bool, float | None]:
+    """One ``compare --jobs`` run in a worker process: (interrupted, final test accuracy)."""
+    from .train import train
+
+    _apply_threads(config["threads"])
+    result = train(config, resume=resume, progress=False)
+    return result.interrupted, (result.history[-1].get("test_acc") if result.history else None)
+
+
+def _train_in_parallel(configs: list[dict], jobs: int, *, resume: bool) -> bool:
+    """Train the configurations ``jobs`` at a time in worker processes; True when interrupted.
+
+    Each run gets ``--threads`` or ``CPUs // jobs`` kernel threads.  Ctrl-C reaches the
+    workers too (one process group): each finishes its step, writes its checkpoint and stops.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    jobs = min(jobs, len(configs))
+    threads = configs[0]["threads"] or max(1, (os.cpu_count() or 1) // jobs)
+    configs = [{**c, "threads": threads} for c in configs]
+    interrupted = False
+    ctx = multiprocessing.get_context("spawn")     # fresh interpreters: no forked thread pools
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {}
+        for c in configs:
+            print(f"fp8emu compare: training {c['recipe']} -> {c['out']} ({threads} thread(s), log in "
+                  f"{os.path.join(c['out'], 'metrics.jsonl')})", flush=True)
+            futures[pool.submit(_train_child, c, resume)] = c
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                interrupted = True      # the workers got the signal too and are checkpointing
+                continue
+            for fut in done:
+                stopped, acc = fut.result()
+                interrupted |= stopped
+                c = futures[fut]
+                state = "interrupted" if stopped else "done"
+                acc_text = "" if acc is None else f", test accuracy {acc:.4f}"
+                print(f"fp8emu compare: {c['recipe']} {state}{acc_text}", flush=True)
+    return interrupted
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

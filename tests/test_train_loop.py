@@ -144,6 +144,23 @@ def test_compare_writes_report_and_plots(tmp_path, data, capsys):
     assert len(fp32) == 2 and fp32[0]["stats"] == {}  # fp32 quantizes nothing
 
 
+def test_compare_jobs_runs_recipes_in_parallel_with_the_same_results(tmp_path, data, capsys):
+    """``compare --jobs 2`` trains each recipe in its own process; the metrics (minus wall-clock
+    fields) and final weights equal those of the one-after-another compare."""
+    from fp8emu.cli import main
+    common = ["--recipes", "fp32,paper-e5m2", "--data", str(data), "--limit-train", "8", "--limit-test", "4",
+              "--batch-size", "4", "--width", "2", "--epochs", "1", "--seed", "1", "--threads", "1", "--no-progress"]
+    assert main(["compare", *common, "--out", str(tmp_path / "seq")]) == 0
+    assert main(["compare", *common, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    out = capsys.readouterr().out
+    assert "paper-e5m2 done, test accuracy" in out and (tmp_path / "par" / "report.md").exists()
+    for recipe in ("fp32", "paper-e5m2"):
+        seq, par = (tmp_path / d / recipe for d in ("seq", "par"))
+        lines = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()] for d in (seq, par)]
+        assert without_timing(lines[0]) == without_timing(lines[1])
+        assert_trees_equal(final_state(seq), final_state(par))
+
+
 def test_cli_data_and_recipe_errors(tmp_path, capsys):
     from fp8emu.cli import main
     status = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
