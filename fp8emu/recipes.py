@@ -28,6 +28,7 @@ Named recipes (:func:`get_recipe`):
 ``paper-e5m2-nols`` ablation: no loss scaling
 ``paper-e5m2-dynls`` ablation: plain dynamic loss scaling (no floor)
 ``paper-e5m2-rne``  ablation: RNE for the backward tensors too
+``paper-e5m2-nols-rne`` ablation: both (no loss scaling and RNE backward)
 ``paper-e5m2-fp32master`` ablation: FP32 master weights
 ``paper-e5m2-all``  ablation: first conv and last FC quantized too
 ================== ==============================================================================
@@ -234,6 +235,9 @@ register_recipe(_PAPER.replace(name="paper-e5m2-dynls", scaler=functools.partial
                                description="paper-e5m2 with plain dynamic loss scaling (no floor)"))
 register_recipe(_PAPER.replace(name="paper-e5m2-rne", errors=_E5_RNE, input_grads=_E5_RNE, weight_grads=_E5_RNE,
                                description="paper-e5m2 with RNE for the backward tensors"))
+register_recipe(_PAPER.replace(name="paper-e5m2-nols-rne", scaler=functools.partial(StaticScaler, 1.0),
+                               errors=_E5_RNE, input_grads=_E5_RNE, weight_grads=_E5_RNE,
+                               description="paper-e5m2 without loss scaling and with RNE for the backward tensors"))
 register_recipe(_PAPER.replace(name="paper-e5m2-fp32master", master_format=None, master_rounding=_RNE,
                                description="paper-e5m2 with float32 master weights"))
 register_recipe(_PAPER.replace(name="paper-e5m2-all", exempt=(),
