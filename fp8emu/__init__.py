@@ -8,7 +8,7 @@ Importing fp8emu before NumPy sets two thread-pool defaults (``os.environ.setdef
 value you set yourself wins).  fp8emu alternates Numba's OpenMP kernels with OpenBLAS GEMMs
 many times per training step; by default the idle pool of each spins for a while after its
 work and steals the CPU from the other.  On a 2-core machine that made a ResNet-18 step
-(width 8) 3x slower (881 ms -> 280 ms with both settings; ``benchmarks/train_cli.py``).
+(width 8) 3x slower (881 ms -> 303 ms with both settings; ``benchmarks/train_cli.py``).
 OpenBLAS reads its setting when it loads, so it has no effect when NumPy came first.
 """
 

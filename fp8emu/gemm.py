@@ -233,12 +233,13 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
     fused = (isinstance(acc, Fp32Blas) and not batch and a_fmt is not None and not quantized and sa is None
              and a_arr.dtype == _F32 and a_arr.nbytes > 2 * _FUSED_BLOCK_BYTES
              and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
-    qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
     if fused:
         # same values as the general path: deterministic rounding, independent rows
+        qb, _ = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
         y = _fused_blas_rows(a_arr, qb, get_format(a_fmt), rounding, saturate)
     else:
         qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
+        qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
         m, n = qa.shape[-2], qb.shape[-1]
         if not batch:
             y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)

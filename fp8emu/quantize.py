@@ -107,7 +107,7 @@ def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: 
 
 @lru_cache(maxsize=None)
 def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
-                values: bool) -> tuple[np.int32, ...] | None:
+                with_values: bool) -> tuple[np.int32, ...] | None:
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
     (no subnormals or no zero, ``emin < -126``, or the smallest subnormal not a normal float32)."""
     if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and fmt.emin - fmt.man_bits >= -126
@@ -116,8 +116,11 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
     codes = (nan, pinf, ninf, povf, novf, negu)
-    lut = _lut(fmt, np.dtype(np.float32)).view(np.uint32) if values else None
-    values = tuple(int(lut[c]) for c in codes) if lut is not None else (0,) * 6
+    if with_values:     # quantize: the float32 patterns of the special outcomes
+        lut = _lut(fmt, np.dtype(np.float32)).view(np.uint32)
+        values = tuple(int(lut[c]) for c in codes)
+    else:               # encode: codes only
+        values = (0,) * 6
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _kernels.MODE_CODES[mode.value],
         sr_bits, (emin - m + 127) << 23, *codes, *values))
