@@ -1,5 +1,5 @@
 """Tensor scaling: power-of-two scales (per tensor, per channel), delayed scaling with an amax
-history (as TransformerEngine does), and OCP Microscaling (MX v1.0) block scaling.
+history (the rule the training engine uses), and OCP Microscaling (MX v1.0) block scaling.
 
 Conventions (SPEC.md §6.8).  A *scale* here is always the **dequantization** factor:
 ``x ~ scale * q`` with ``q = quantize(x / scale, fmt)`` (TransformerEngine calls it
@@ -8,8 +8,8 @@ multiplying by them is exact (in float64; only float32 overflow/underflow could 
 :func:`fp8emu.matmul` takes them as ``a_scale`` / ``b_scale``.
 
 amax-based choice: the smallest power of two ``s`` with ``amax / s <= fmt.max``, times
-``2^margin``.  ``amax == 0`` gives ``s = 1``; a NaN or Inf amax keeps the previous scale
-(TransformerEngine's rule) or gives 1.
+``2^margin``.  ``amax == 0`` gives ``s = 1``; per-tensor and per-channel scales of a NaN/Inf
+amax are 1; :class:`DelayedScaling` states its own rule (first step, NaN/Inf amaxes).
 
 MX (OCP Microscaling Formats v1.0, SPEC.md §7.6 and §8.3): blocks of 32 consecutive elements
 along one axis share an E8M0 scale ``X = 2^e``::
@@ -31,6 +31,7 @@ exact; emax 0, as in microxcaling).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,27 +121,41 @@ def scaled_quantize(x: npt.ArrayLike, fmt: Format | str, scale: Any, *, rounding
 # ---- delayed scaling ----------------------------------------------------------------------------------
 @dataclass
 class DelayedScaling:
-    """Delayed (history-based) per-tensor scaling, TransformerEngine's recipe.
+    """Delayed per-tensor scaling: a tensor's scale comes from the amaxes of the tensors before it.
 
-    Each :meth:`quantize` call uses the scale computed from *previous* amaxes, then records
-    the tensor's amax; :meth:`update` rolls the history (index 0 = most recent) and
-    recomputes the scale from ``max(history)`` (``amax_compute_algo="max"``) or
-    ``history[0]`` (``"most_recent"``), with ``margin``.  A zero, NaN or Inf amax keeps the
-    previous scale (TransformerEngine's ``_default_sf_compute``), but is recorded.
+    This is the one implementation of the rule; the training engine's ``scaling="delayed"``
+    (:class:`fp8emu.autograd.QuantSpec`) keeps one instance per layer and tensor class.  For
+    each tensor, :meth:`scale_for` does, in this order:
+
+    1. the *reference* amax: the tensor's own amax when nothing is recorded yet (the first
+       step, so a fresh scaler never rounds a tensor with a scale that ignores it), otherwise
+       ``max(history)`` (``amax_compute_algo="max"``) or the most recent entry
+       (``"most_recent"``);
+    2. the scale ``pow2_scale(reference, fmt, margin=margin)`` (1.0 for a zero reference, and
+       1.0 for a NaN/Inf reference, which can only happen on the first step);
+    3. the tensor's amax is appended to the history (at most ``history_len`` entries, the
+       oldest dropped) **only if it is finite**: one overflowing step (NaN/Inf gradients that
+       loss scaling will skip anyway) does not poison the scales of the next ``history_len``
+       steps.
+
+    TransformerEngine differs in two ways: it starts from scale 1 with a zero-filled history,
+    and it records NaN/Inf amaxes (then keeps the previous scale while they are in the window).
 
     Args:
-        fmt: the target format.
+        fmt: the target format (Format or name).
         history_len: amax history length (TransformerEngine's ``amax_history_len``).
         amax_compute_algo: ``"max"`` or ``"most_recent"``.
-        margin: extra power-of-two headroom.
+        margin: extra power-of-two headroom: scales are multiplied by ``2^margin``.
+
+    Raises:
+        ValueError: ``history_len < 1`` or an unknown ``amax_compute_algo``.
     """
 
     fmt: Format
     history_len: int = 1024
     amax_compute_algo: str = "max"
     margin: int = 0
-    history: np.ndarray = field(init=False, repr=False)
-    scale: float = field(init=False, default=1.0)
+    _history: deque = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fmt = get_format(self.fmt)
@@ -149,29 +164,62 @@ class DelayedScaling:
             raise ValueError(f"history_len must be an int >= 1, got {self.history_len!r}")
         if self.amax_compute_algo not in ("max", "most_recent"):
             raise ValueError(f"amax_compute_algo={self.amax_compute_algo!r}; allowed: 'max', 'most_recent'")
-        self.history = np.zeros(int(self.history_len), dtype=np.float64)
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, np.integer)):
+            raise TypeError(f"margin must be an int, got {type(self.margin).__name__}")
+        self._history = deque(maxlen=int(self.history_len))
 
-    def update(self, amax_value: float) -> float:
-        """Record an amax (roll the history) and recompute the scale; return the new scale."""
-        self.history = np.roll(self.history, 1)
-        self.history[0] = float(amax_value)
-        hist = self.history
-        if self.amax_compute_algo == "max":
-            a = np.nan if np.isnan(hist).any() else float(np.max(hist))
+    @property
+    def history(self) -> tuple[float, ...]:
+        """The recorded (finite) amaxes, oldest first."""
+        return tuple(self._history)
+
+    def scale_for(self, amax_value: float) -> float:
+        """The dequantization scale of a tensor whose amax is ``amax_value``; then record it.
+
+        Args:
+            amax_value: max |x| of the tensor about to be quantized (NaN/Inf allowed).
+
+        Returns:
+            A power of two ``s``; quantize ``x / s`` and dequantize with ``s``.
+        """
+        a = float(amax_value)
+        if not self._history:
+            ref = a
         else:
-            a = float(hist[0])
-        if math.isfinite(a) and a > 0:
-            self.scale = pow2_scale(a, self.fmt, margin=self.margin)
-        return self.scale
+            ref = max(self._history) if self.amax_compute_algo == "max" else self._history[-1]
+        self.record(a)
+        return pow2_scale(ref, self.fmt, margin=self.margin) if math.isfinite(ref) else 1.0
+
+    def record(self, amax_value: float) -> None:
+        """Append an amax to the history without quantizing anything (NaN/Inf are ignored)."""
+        a = float(amax_value)
+        if math.isfinite(a):
+            self._history.append(a)
 
     def quantize(self, x: npt.ArrayLike, *, rounding: RoundMode | str = "nearest_even", saturate: bool = True,
                  seed: int | None = None, stream: int = 0) -> tuple[np.ndarray, float]:
-        """Quantize ``x`` with the current scale, then record its amax.  Returns ``(q, scale)``
-        with ``x ~ scale * q``; saturating by default, as a delayed scale can lag a growing tensor."""
-        s = self.scale
-        q = scaled_quantize(x, self.fmt, s, rounding=rounding, saturate=saturate, seed=seed, stream=stream)
-        self.update(float(amax(x)))
-        return q, s
+        """Quantize ``x`` with the scale of :meth:`scale_for` (which records its amax).
+
+        Args:
+            x: float array.
+            rounding: rounding mode (RoundMode or name).
+            saturate: clamp overflow to +-max; on by default, as a delayed scale can lag a
+                growing tensor.
+            seed, stream: stochastic rounding (see :func:`fp8emu.quantize`).
+
+        Returns:
+            ``(q, scale)``: float32 values of the format with ``x ~ scale * q``.
+        """
+        s = self.scale_for(float(amax(x)))
+        return scaled_quantize(x, self.fmt, s, rounding=rounding, saturate=saturate, seed=seed, stream=stream), s
+
+    def state_dict(self) -> list[float]:
+        """The history (oldest first), for checkpoints."""
+        return list(self._history)
+
+    def load_state_dict(self, history: list[float]) -> None:
+        """Restore a history saved by :meth:`state_dict` (only the last ``history_len`` entries are kept)."""
+        self._history = deque((float(a) for a in history), maxlen=int(self.history_len))
 
 
 # ---- MX block scaling ----------------------------------------------------------------------------------

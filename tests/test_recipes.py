@@ -258,3 +258,21 @@ def test_statistics_count_exact_fractions_on_known_values():
     assert plain["overflow"] == 2 / 8 and plain["saturated"] == 0.0  # +-1e6 -> +-Inf
     assert sat["overflow"] == 0.0 and sat["saturated"] == 2 / 8  # +-1e6 -> +-57344
     assert sat["snr_db"] < plain["snr_db"]  # clamping 1e6 to 57344 is a large error; Inf outputs are left out
+
+
+def test_layer_delayed_scaling_follows_the_documented_rule():
+    """The engine's delayed scaling: own amax on the first step, then the max of the last
+    ``history`` finite amaxes; NaN/Inf tensors are rounded but their amax is not recorded."""
+    from fp8emu.autograd import LayerQuant
+    from fp8emu.scaling import pow2_scale
+    lq = LayerQuant("fc", specs={"weights": QuantSpec(e4m3fn, saturate=True, scaling="delayed", history=2)})
+    amaxes = [1000.0, 3.0, np.inf, 0.5, 0.25, 0.125]
+    # reference by hand: (1000 first step), max(1000), max(1000, 3), max(1000, 3), max(3, 0.5), max(0.5, 0.25)
+    refs = [1000.0, 1000.0, 1000.0, 1000.0, 3.0, 0.5]
+    for step, (a, ref) in enumerate(zip(amaxes, refs)):
+        x = np.array([a, -a / 2], dtype=np.float32)
+        q, inv = lq.quantize(x, "weights", step)
+        assert inv == pow2_scale(ref, e4m3fn), (step, inv)
+        if np.isfinite(a):
+            np.testing.assert_array_equal(q, quantize(x / np.float32(inv), e4m3fn, saturate=True))
+    assert lq.state_dict()["amax"]["weights"] == [0.25, 0.125]

@@ -70,27 +70,43 @@ def test_amax_shapes_and_nan():
 
 def test_delayed_scaling_uses_previous_amaxes():
     ds = DelayedScaling(e4m3fn, history_len=3)
-    assert ds.scale == 1.0
-    q, s = ds.quantize(np.array([1000.0], dtype=np.float32))   # scale 1: 1000 saturates to 448
-    assert s == 1.0 and q[0] == 448.0 and ds.scale == 4.0      # next: 1000 / 4 = 250 <= 448
-    q, s = ds.quantize(np.array([10.0], dtype=np.float32))
-    assert s == 4.0 and ds.scale == 4.0                        # max of history (1000, 10, 0)
-    ds.update(5.0)
-    assert ds.scale == 4.0                                     # 1000 still in the window of 3
-    ds.update(5.0)
-    assert ds.scale == 2.0 ** -5                               # window (5, 5, 10): 10 / 2^-5 = 320 <= 448
-    ds.update(np.nan)
-    assert ds.scale == 2.0 ** -5                               # NaN in the window: keep the scale
+    assert ds.history == ()
+    q, s = ds.quantize(np.array([1000.0], dtype=np.float32))   # first step: its own amax, 1000 / 4 = 250 -> 256
+    assert s == 4.0 and q[0] == 256.0 and ds.history == (1000.0,)
+    q, s = ds.quantize(np.array([10.0], dtype=np.float32))     # max of the history (1000)
+    assert s == 4.0 and q[0] == 2.5
+    assert ds.scale_for(5.0) == 4.0                             # history (1000, 10): 1000 still in the window
+    assert ds.scale_for(5.0) == 4.0                             # history (1000, 10, 5)
+    assert ds.history == (10.0, 5.0, 5.0)                      # the window of 3 dropped 1000
+    assert ds.scale_for(1.0) == 2.0 ** -5                       # 10 / 2^-5 = 320 <= 448
+    assert ds.scale_for(np.nan) == 2.0 ** -6 and ds.scale_for(np.inf) == 2.0 ** -6   # max 5: 5 / 2^-6 = 320
+    assert ds.history == (5.0, 5.0, 1.0)                       # NaN/Inf are not recorded
     for _ in range(3):
-        ds.update(0.0)
-    assert ds.scale == 2.0 ** -5                               # all-zero window: keep the scale
+        ds.record(0.0)
+    assert ds.scale_for(0.0) == 1.0                             # an all-zero window: scale 1
+
+
+def test_delayed_scaling_first_step_non_finite():
+    ds = DelayedScaling(e5m2, history_len=2)
+    assert ds.scale_for(np.inf) == 1.0 and ds.history == ()    # nothing to go on: scale 1, nothing recorded
+    assert ds.scale_for(2.0 ** 20) == pow2_scale(2.0 ** 20, e5m2)
 
 
 def test_delayed_scaling_most_recent_and_margin():
     ds = DelayedScaling(e5m2, history_len=4, amax_compute_algo="most_recent", margin=1)
-    ds.update(1e5)
-    ds.update(1.0)
-    assert ds.scale == pow2_scale(1.0, e5m2) * 2 == 2.0 ** -15 * 2
+    ds.record(1e5)
+    ds.record(1.0)
+    assert ds.scale_for(7.0) == pow2_scale(1.0, e5m2) * 2 == 2.0 ** -15 * 2
+
+
+def test_delayed_scaling_state_round_trip():
+    ds = DelayedScaling(e4m3fn, history_len=2)
+    for a in (3.0, 500.0, 7.0):
+        ds.record(a)
+    twin = DelayedScaling(e4m3fn, history_len=2)
+    twin.load_state_dict(ds.state_dict())
+    assert twin.history == ds.history == (500.0, 7.0)
+    assert twin.scale_for(1.0) == ds.scale_for(1.0) == 2.0
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(history_len=0), "history_len"),
@@ -98,3 +114,5 @@ def test_delayed_scaling_most_recent_and_margin():
 def test_delayed_scaling_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DelayedScaling(e4m3fn, **kwargs)
+    with pytest.raises(TypeError, match="margin"):
+        DelayedScaling(e4m3fn, margin=0.5)

@@ -4,7 +4,7 @@ Arrays stay in the inputs' dtype (float32 in training; float64 is accepted every
 gradient checks).  Heavy element-wise passes (batch norm, ReLU, pooling) are fused Numba
 kernels from :mod:`._kernels`; GEMMs and convolutions go through the layer below
 (:func:`fp8emu.gemm.matmul`, :mod:`fp8emu.conv`), quantized by a :class:`LayerQuant`
-policy when one is given (SPEC.md §8.2).
+policy when one is given (the rules are in :mod:`.qgemm`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from .. import conv as _conv
 from .. import gemm as _gemm
 from . import _kernels as _k
 from .function import Context, Function
+from .qgemm import LINEAR_PRODUCTS, ConvProducts, SavedOperands, quantized_backward, quantized_forward
 from .quant import LayerQuant
-from .tensor import Tensor, is_grad_enabled
+from .tensor import Tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "exp", "log", "sum", "mean", "reshape", "transpose", "flatten",
@@ -541,19 +542,6 @@ def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
 
 
 # ---- GEMM layers: linear and conv2d, quantized by a LayerQuant ----------------------------------------
-def _scaled(y: np.ndarray, factor: float) -> np.ndarray:
-    if factor != 1.0:
-        y *= np.asarray(factor, dtype=y.dtype)
-    return y
-
-
-def _step(lq: LayerQuant) -> int:
-    """The SR step of this call: the layer's count of forwards with gradients enabled."""
-    if is_grad_enabled():
-        lq.step += 1
-    return lq.step
-
-
 class Linear(Function):
     """y = x @ w.T + b, x (N, in), w (out, in); GEMMs quantized by ``lq`` (None: plain float)."""
 
@@ -561,40 +549,24 @@ class Linear(Function):
     def forward(ctx: Context, x, w, b, lq=None):
         if lq is None:
             y = np.matmul(x, w.T)
-            ctx.save_for_backward(x, w, 1.0, 1.0, 0)
+            if b is not None:
+                y += b
+            ctx.saved_operands = SavedOperands(x, w, 1.0, 1.0, 0)
         else:
-            step = _step(lq)
-            xq, sx = lq.quantize(x, "activations", step)
-            wq, sw = lq.quantize(w, "weights", step)
-            y = _scaled(_gemm.matmul(xq, wq.T, a_fmt=lq.fmt_for_gemm("activations"),
-                                     b_fmt=lq.fmt_for_gemm("weights"), accumulator=lq.accumulator), sx * sw)
-            ctx.save_for_backward(xq, wq, sx, sw, step)
-        if b is not None:
-            y += b
-        if lq is not None:
-            y = lq.quantize(y, "outputs", ctx.saved[4], inplace=True)[0]
+            y, ctx.saved_operands = quantized_forward(lq, LINEAR_PRODUCTS, x, w, b)
         ctx.lq, ctx.has_bias = lq, b is not None
         return y
 
     @staticmethod
     def backward(ctx: Context, g):
-        xq, wq, sx, sw, step = ctx.saved
-        lq = ctx.lq
+        saved, lq = ctx.saved_operands, ctx.lq
         gb = g.sum(axis=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         if lq is None:
-            gx = np.matmul(g, wq) if ctx.needs_input_grad[0] else None
-            gw = np.matmul(g.T, xq) if ctx.needs_input_grad[1] else None
+            gx = np.matmul(g, saved.w) if ctx.needs_input_grad[0] else None
+            gw = np.matmul(g.T, saved.x) if ctx.needs_input_grad[1] else None
             return gx, gw, gb, None
-        gq, sg = lq.quantize(g, "errors", step)
-        fg, acc = lq.fmt_for_gemm("errors"), lq.accumulator
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = _scaled(_gemm.matmul(gq, wq, a_fmt=fg, b_fmt=lq.fmt_for_gemm("weights"), accumulator=acc), sg * sw)
-            gx = lq.quantize(gx, "input_grads", step, inplace=True)[0]
-        if ctx.needs_input_grad[1]:
-            gw = _scaled(_gemm.matmul(gq.T, xq, a_fmt=fg, b_fmt=lq.fmt_for_gemm("activations"), accumulator=acc),
-                         sg * sx)
-            gw = lq.quantize(gw, "weight_grads", step, inplace=True)[0]
+        gx, gw = quantized_backward(lq, LINEAR_PRODUCTS, saved, g, need_input=ctx.needs_input_grad[0],
+                                    need_weight=ctx.needs_input_grad[1])
         return gx, gw, gb, None
 
 
@@ -607,17 +579,17 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None, quant: LayerQuant | No
     return Linear.apply(x, w, b, quant)
 
 
-def _conv_windows(x: np.ndarray, kh: int, kw: int, geo: tuple) -> np.ndarray:
+def _conv_windows(x: np.ndarray, kh: int, kw: int, geo: ConvProducts) -> np.ndarray:
     """float64 reference path: (N, C, OH, OW, KH, KW) strided windows of the zero-padded input."""
-    (sh, sw), (ph, pw), (dh, dw), _ = geo
+    (sh, sw), (ph, pw), (dh, dw) = geo.stride, geo.padding, geo.dilation
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
     return win[:, :, ::sh, ::sw, ::dh, ::dw]
 
 
-def _conv_f64(x: np.ndarray, w: np.ndarray, geo: tuple) -> np.ndarray:
+def _conv_f64(x: np.ndarray, w: np.ndarray, geo: ConvProducts) -> np.ndarray:
     """Convolution in float64 with einsum (the gradient-check path; float32 goes through fp8emu.conv)."""
-    g = geo[3]
+    g = geo.groups
     o, cg, kh, kw = w.shape
     win = _conv_windows(x, kh, kw, geo)
     n, c, oh, ow = win.shape[:4]
@@ -625,8 +597,9 @@ def _conv_f64(x: np.ndarray, w: np.ndarray, geo: tuple) -> np.ndarray:
     return np.einsum("ngchwij,gocij->ngohw", win, w.reshape(g, o // g, cg, kh, kw)).reshape(n, o, oh, ow)
 
 
-def _conv_f64_grads(x: np.ndarray, w: np.ndarray, gy: np.ndarray, geo: tuple) -> tuple[np.ndarray, np.ndarray]:
-    (sh, sw), (ph, pw), (dh, dw), g = geo
+def _conv_f64_grads(x: np.ndarray, w: np.ndarray, gy: np.ndarray,
+                    geo: ConvProducts) -> tuple[np.ndarray, np.ndarray]:
+    (sh, sw), (ph, pw), (dh, dw), g = geo.stride, geo.padding, geo.dilation, geo.groups
     o, cg, kh, kw = w.shape
     n, c, h, wd = x.shape
     oh, ow = gy.shape[2:]
@@ -643,57 +616,41 @@ def _conv_f64_grads(x: np.ndarray, w: np.ndarray, gy: np.ndarray, geo: tuple) ->
 
 
 class Conv2d(Function):
-    """2-D convolution (NCHW, OIHW) with an optional bias; quantized by ``lq`` (SPEC §8.2)."""
+    """2-D convolution (NCHW, OIHW) with an optional bias; quantized by ``lq`` (see :mod:`.qgemm`).
+
+    ``products`` is the convolution's :class:`ConvProducts` (its geometry).
+    """
 
     @staticmethod
-    def forward(ctx: Context, x, w, b, geo=None, lq=None):
-        (sh, sw), (ph, pw), (dh, dw), groups = geo
-        kw_args = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
-        if x.dtype == np.float64 and lq is None:
-            y = _conv_f64(x, w, geo)
-            ctx.save_for_backward(x, w, 1.0, 1.0, 0)
-        elif lq is None:
-            y = _conv.conv2d(x, w, **kw_args)
-            ctx.save_for_backward(x, w, 1.0, 1.0, 0)
+    def forward(ctx: Context, x, w, b, products=None, lq=None):
+        bias = None if b is None else b.reshape(1, -1, 1, 1)
+        if lq is None:
+            if x.dtype == np.float64:
+                y = _conv_f64(x, w, products)
+            else:
+                y = _conv.conv2d(x, w, **products.geometry)
+            if bias is not None:
+                y += bias
+            ctx.saved_operands = SavedOperands(x, w, 1.0, 1.0, 0)
         else:
-            step = _step(lq)
-            xq, sx = lq.quantize(x, "activations", step)
-            wq, s_w = lq.quantize(w, "weights", step)
-            y = _scaled(_conv.conv2d(xq, wq, accumulator=lq.accumulator, x_fmt=lq.fmt_for_gemm("activations"),
-                                     w_fmt=lq.fmt_for_gemm("weights"), **kw_args), sx * s_w)
-            ctx.save_for_backward(xq, wq, sx, s_w, step)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        if lq is not None:
-            y = lq.quantize(y, "outputs", ctx.saved[4], inplace=True)[0]
-        ctx.lq, ctx.geo, ctx.kw_args, ctx.has_bias = lq, geo, kw_args, b is not None
+            y, ctx.saved_operands = quantized_forward(lq, products, x, w, bias)
+        ctx.lq, ctx.products, ctx.has_bias = lq, products, b is not None
         return y
 
     @staticmethod
     def backward(ctx: Context, g):
-        xq, wq, sx, s_w, step = ctx.saved
-        lq, kw_args = ctx.lq, ctx.kw_args
+        saved, lq, products = ctx.saved_operands, ctx.lq, ctx.products
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gb = g.sum(axis=(0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        if xq.dtype == np.float64 and lq is None:
-            gx, gw = _conv_f64_grads(xq, wq, g, ctx.geo)
+        if lq is None and saved.x.dtype == np.float64:
+            gx, gw = _conv_f64_grads(saved.x, saved.w, g, products)
             return (gx if need_x else None), (gw if need_w else None), gb, None
         g = np.ascontiguousarray(g)
         if lq is None:
-            gx = _conv.conv2d_grad_input(g, wq, xq.shape, **kw_args) if need_x else None
-            gw = _conv.conv2d_grad_weight(xq, g, wq.shape, **kw_args) if need_w else None
+            gx = _conv.conv2d_grad_input(g, saved.w, saved.x.shape, **products.geometry) if need_x else None
+            gw = _conv.conv2d_grad_weight(saved.x, g, saved.w.shape, **products.geometry) if need_w else None
             return gx, gw, gb, None
-        gq, sg = lq.quantize(g, "errors", step)
-        fg, acc = lq.fmt_for_gemm("errors"), lq.accumulator
-        gx = gw = None
-        if need_x:
-            gx = _scaled(_conv.conv2d_grad_input(gq, wq, xq.shape, accumulator=acc, gy_fmt=fg,
-                                                 w_fmt=lq.fmt_for_gemm("weights"), **kw_args), sg * s_w)
-            gx = lq.quantize(gx, "input_grads", step, inplace=True)[0]
-        if need_w:
-            gw = _scaled(_conv.conv2d_grad_weight(xq, gq, wq.shape, accumulator=acc, x_fmt=lq.fmt_for_gemm(
-                "activations"), gy_fmt=fg, **kw_args), sg * sx)
-            gw = lq.quantize(gw, "weight_grads", step, inplace=True)[0]
+        gx, gw = quantized_backward(lq, products, saved, g, need_input=need_x, need_weight=need_w)
         return gx, gw, gb, None
 
 
@@ -719,5 +676,6 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, *, stride: Any = 1, pa
                          "(need C = groups * w.shape[1] and O divisible by groups)")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"conv2d bias must have shape ({w.shape[0]},), got {b.shape}")
-    geo = (_pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1), int(groups))
-    return Conv2d.apply(x, w, b, geo=geo, lq=quant)
+    products = ConvProducts(_pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1),
+                            int(groups))
+    return Conv2d.apply(x, w, b, products=products, lq=quant)

@@ -25,9 +25,9 @@ Stochastic rounding is reproducible: the random bits of a tensor are a pure func
 step), so a run replays exactly from a seed and a step number.
 
 Scaling (``QuantSpec.scaling``): ``"none"``; ``"tensor"`` (current per-tensor power-of-two
-scale from this tensor's amax); ``"delayed"`` (scale from the max over the last
-``history`` amaxes of this layer and class, then this tensor's amax is appended, as in
-NVIDIA's delayed scaling); ``"mx"`` (OCP MX: blocks of ``block`` elements along the channel
+scale from this tensor's amax); ``"delayed"`` (:class:`fp8emu.scaling.DelayedScaling`, one
+per layer and class: the scale comes from the max over the last ``history`` finite amaxes,
+or from this tensor's own amax on the first step; then this tensor's amax is recorded); ``"mx"`` (OCP MX: blocks of ``block`` elements along the channel
 axis share a power-of-two scale, ``floor(log2 amax) - emax(fmt)``, elements saturate).
 With ``"none"``, ``"tensor"`` and ``"delayed"`` the GEMM receives values exact in the format
 and the product of the scales is applied to its float32 result (exact: powers of two); with
@@ -38,7 +38,6 @@ values times the block's scale).
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,7 +140,7 @@ class LayerQuant:
     pass_formats: bool = True
     step: int = 0
     last_inv: float = 1.0
-    _amax: dict[str, deque] = field(default_factory=dict, repr=False)
+    _amax: dict[str, _scaling.DelayedScaling] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for key in self.specs:
@@ -196,26 +195,32 @@ class LayerQuant:
         elif s.scaling == "none":
             q = _quantize(x, s.fmt, out=x if inplace and not _observers and x.flags.c_contiguous else None, **kw)
         else:
-            amax = float(np.max(np.abs(x))) if x.size else 0.0
+            amax = float(_scaling.amax(x))
             if s.scaling == "delayed":
-                hist = self._amax.setdefault(tclass, deque(maxlen=s.history))
-                ref = max(hist) if hist else amax
-                if math.isfinite(amax):
-                    hist.append(amax)
-                amax = ref
-            inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
+                inv = self._delayed(tclass, s).scale_for(amax)
+            else:
+                inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
             scaled = x * np.asarray(1.0 / inv, dtype=x.dtype)
             q = _quantize(scaled, s.fmt, out=scaled, **kw)
         return q, inv
 
+    def _delayed(self, tclass: str, s: QuantSpec) -> _scaling.DelayedScaling:
+        """The delayed scaler of one tensor class (created on first use)."""
+        ds = self._amax.get(tclass)
+        if ds is None:
+            ds = self._amax[tclass] = _scaling.DelayedScaling(s.fmt, history_len=s.history, margin=s.margin)
+        return ds
+
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "amax": {k: list(v) for k, v in self._amax.items()}}
+        """The step counter and the amax histories of delayed scaling (for checkpoints)."""
+        return {"step": self.step, "amax": {k: v.state_dict() for k, v in self._amax.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         self.step = int(state["step"])
         for k, v in state.get("amax", {}).items():
-            spec = self.specs.get(k)
-            self._amax[k] = deque(v, maxlen=spec.history if spec else 16)
+            spec = self.specs.get(k) or QuantSpec("e5m2", scaling="delayed")  # a class this recipe no longer scales
+            self._delayed(k, spec).load_state_dict(v)
 
 
 def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:

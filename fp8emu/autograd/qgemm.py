@@ -1,0 +1,200 @@
+"""The quantized GEMM of a Linear or Conv2d layer: one implementation of its rules.
+
+A layer's three products (forward ``y = x * w``, backward ``dx = dy * w`` and
+``dw = x * dy``) are quantized the same way whatever the layer computes, by its
+:class:`~fp8emu.autograd.LayerQuant` policy:
+
+forward (:func:`quantized_forward`)
+    1. ``x`` as class ``activations`` and ``w`` as class ``weights``, each to ``(q, scale)``
+       with ``x ~ q * scale`` (scale 1 without scaling; a power of two otherwise);
+    2. the product of the quantized operands, the operands' formats announced to the
+       accumulator when the policy says so (:meth:`LayerQuant.fmt_for_gemm`);
+    3. the float32 result times ``scale_x * scale_w`` (exact: powers of two), plus the bias;
+    4. the result as class ``outputs`` (kept float32 when that class is not quantized).
+
+backward (:func:`quantized_backward`)
+    1. ``dy`` as class ``errors``;
+    2. ``dx`` = product of the quantized ``dy`` and the *saved quantized* ``w``, times
+       ``scale_dy * scale_w``, then rounded as class ``input_grads``;
+    3. ``dw`` = product of the quantized ``dy`` and the *saved quantized* ``x``, times
+       ``scale_dy * scale_x``, then rounded as class ``weight_grads``.
+
+Every rounding of one training step uses the step number of its forward pass, so the
+stochastic-rounding stream of a tensor is ``LayerQuant.stream(step, tensor class)`` in both
+passes.  The layer-specific part is a :class:`GemmProducts` object: :data:`LINEAR_PRODUCTS`
+(``x @ w.T``) or :class:`ConvProducts` (a 2-D convolution); a bridge to another framework
+reuses these two functions with the same products and gets the same bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from .. import conv as _conv
+from .. import gemm as _gemm
+from ..accumulators import Accumulator
+from ..format import Format
+from .quant import LayerQuant
+from .tensor import is_grad_enabled
+
+__all__ = ["SavedOperands", "GemmProducts", "LinearProducts", "ConvProducts", "LINEAR_PRODUCTS",
+           "quantized_forward", "quantized_backward"]
+
+
+class SavedOperands(NamedTuple):
+    """What the forward pass keeps for the backward pass.
+
+    Attributes:
+        x: the activations as the forward GEMM saw them (format values when quantized).
+        w: the weights as the forward GEMM saw them.
+        x_scale: dequantization scale of ``x`` (``activations ~ x * x_scale``).
+        w_scale: dequantization scale of ``w``.
+        step: the stochastic-rounding step of the forward pass (the backward pass reuses it).
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    x_scale: float
+    w_scale: float
+    step: int
+
+
+class GemmProducts(Protocol):
+    """The three products of one layer type on already-quantized float operands.
+
+    ``*_fmt`` are the formats announced to the accumulator (None: plain float32), as
+    :func:`fp8emu.matmul` takes them.
+    """
+
+    def forward(self, x: np.ndarray, w: np.ndarray, x_fmt: Format | None, w_fmt: Format | None,
+                accumulator: Accumulator | None) -> np.ndarray:
+        """The layer's output ``y`` (float32) before scales and bias."""
+
+    def grad_input(self, gy: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], gy_fmt: Format | None,
+                   w_fmt: Format | None, accumulator: Accumulator | None) -> np.ndarray:
+        """``dx`` of shape ``x_shape`` from the output gradient and the weights."""
+
+    def grad_weight(self, x: np.ndarray, gy: np.ndarray, w_shape: tuple[int, ...], x_fmt: Format | None,
+                    gy_fmt: Format | None, accumulator: Accumulator | None) -> np.ndarray:
+        """``dw`` of shape ``w_shape`` from the activations and the output gradient."""
+
+
+@dataclass(frozen=True)
+class LinearProducts:
+    """``y = x @ w.T`` with ``x`` (N, in) and ``w`` (out, in), through :func:`fp8emu.matmul`."""
+
+    def forward(self, x, w, x_fmt, w_fmt, accumulator):
+        return _gemm.matmul(x, w.T, a_fmt=x_fmt, b_fmt=w_fmt, accumulator=accumulator)
+
+    def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
+        return _gemm.matmul(gy, w, a_fmt=gy_fmt, b_fmt=w_fmt, accumulator=accumulator)
+
+    def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
+        return _gemm.matmul(gy.T, x, a_fmt=gy_fmt, b_fmt=x_fmt, accumulator=accumulator)
+
+
+#: The products of a fully connected layer.
+LINEAR_PRODUCTS = LinearProducts()
+
+
+@dataclass(frozen=True)
+class ConvProducts:
+    """A 2-D convolution (NCHW, OIHW) through :mod:`fp8emu.conv`.
+
+    Args:
+        stride, padding, dilation: ``(h, w)`` pairs, as :func:`fp8emu.conv.conv2d` takes them.
+        groups: number of channel groups.
+    """
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def geometry(self) -> dict:
+        """The keyword arguments of the :mod:`fp8emu.conv` functions."""
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def forward(self, x, w, x_fmt, w_fmt, accumulator):
+        return _conv.conv2d(x, w, accumulator=accumulator, x_fmt=x_fmt, w_fmt=w_fmt, **self.geometry)
+
+    def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
+        return _conv.conv2d_grad_input(gy, w, x_shape, accumulator=accumulator, gy_fmt=gy_fmt, w_fmt=w_fmt,
+                                       **self.geometry)
+
+    def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
+        return _conv.conv2d_grad_weight(x, gy, w_shape, accumulator=accumulator, x_fmt=x_fmt, gy_fmt=gy_fmt,
+                                        **self.geometry)
+
+
+def _scaled(y: np.ndarray, factor: float) -> np.ndarray:
+    """``y * factor`` in place (exact: a power of two, unless float32 over/underflows)."""
+    if factor != 1.0:
+        y *= np.asarray(factor, dtype=y.dtype)
+    return y
+
+
+def quantized_forward(lq: LayerQuant, products: GemmProducts, x: np.ndarray, w: np.ndarray,
+                      bias: np.ndarray | None = None, *,
+                      training: bool | None = None) -> tuple[np.ndarray, SavedOperands]:
+    """The forward pass of a quantized GEMM layer (steps 1-4 of the module docstring).
+
+    Args:
+        lq: the layer's policy and state.
+        products: the layer type's products (:data:`LINEAR_PRODUCTS`, :class:`ConvProducts`).
+        x: activations (float32 in training).
+        w: weights.
+        bias: added to the scaled product before the output rounding, broadcast against it
+            (for a convolution shape it ``(1, O, 1, 1)``); None for no bias.
+        training: whether this forward starts a new training step (advances ``lq.step``, the
+            step of the stochastic-rounding streams); None asks the engine
+            (:func:`fp8emu.autograd.is_grad_enabled`).
+
+    Returns:
+        ``(y, saved)``: the float32 output and what :func:`quantized_backward` needs.
+    """
+    if is_grad_enabled() if training is None else training:
+        lq.step += 1
+    step = lq.step
+    xq, sx = lq.quantize(x, "activations", step)
+    wq, sw = lq.quantize(w, "weights", step)
+    y = _scaled(products.forward(xq, wq, lq.fmt_for_gemm("activations"), lq.fmt_for_gemm("weights"),
+                                 lq.accumulator), sx * sw)
+    if bias is not None:
+        y += bias
+    y = lq.quantize(y, "outputs", step, inplace=True)[0]
+    return y, SavedOperands(xq, wq, sx, sw, step)
+
+
+def quantized_backward(lq: LayerQuant, products: GemmProducts, saved: SavedOperands, gy: np.ndarray, *,
+                       need_input: bool = True,
+                       need_weight: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The backward pass of a quantized GEMM layer (steps 1-3 of the module docstring).
+
+    Args:
+        lq: the layer's policy (the one the forward pass used).
+        products: the same products as the forward pass.
+        saved: what :func:`quantized_forward` returned.
+        gy: the gradient of the layer's output (the bias gradient is the caller's).
+        need_input: compute ``dx``.
+        need_weight: compute ``dw``.
+
+    Returns:
+        ``(dx, dw)``, None where not needed.
+    """
+    gq, sg = lq.quantize(gy, "errors", saved.step)
+    fg, acc = lq.fmt_for_gemm("errors"), lq.accumulator
+    gx = gw = None
+    if need_input:
+        gx = _scaled(products.grad_input(gq, saved.w, saved.x.shape, fg, lq.fmt_for_gemm("weights"), acc),
+                     sg * saved.w_scale)
+        gx = lq.quantize(gx, "input_grads", saved.step, inplace=True)[0]
+    if need_weight:
+        gw = _scaled(products.grad_weight(saved.x, gq, saved.w.shape, lq.fmt_for_gemm("activations"), fg, acc),
+                     sg * saved.x_scale)
+        gw = lq.quantize(gw, "weight_grads", saved.step, inplace=True)[0]
+    return gx, gw
