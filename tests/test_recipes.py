@@ -276,3 +276,37 @@ def test_layer_delayed_scaling_follows_the_documented_rule():
         if np.isfinite(a):
             np.testing.assert_array_equal(q, quantize(x / np.float32(inv), e4m3fn, saturate=True))
     assert lq.state_dict()["amax"]["weights"] == [0.25, 0.125]
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_quantized_gemm_helper_gives_the_ops_bits(kind):
+    """A caller outside the engine (a framework bridge) gets the ops' bits from the public helper."""
+    from fp8emu.autograd import LINEAR_PRODUCTS, ConvProducts, LayerQuant, quantized_backward, quantized_forward
+    rng = np.random.default_rng(3)
+    specs = {c: QuantSpec(e5m2, "stochastic") for c in ("activations", "weights", "errors", "weight_grads")}
+    if kind == "linear":
+        x, w, products = rng.standard_normal((5, 7)), rng.standard_normal((3, 7)), LINEAR_PRODUCTS
+        b = rng.standard_normal(3).astype(np.float32)
+        bias = b
+    else:
+        x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((6, 2, 3, 3))
+        products = ConvProducts((1, 2), (1, 1), (1, 1), 2)
+        b = rng.standard_normal(6).astype(np.float32)
+        bias = b.reshape(1, -1, 1, 1)
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    lq_ops, lq_fn = (LayerQuant("l", index=2, specs=specs, seed=9) for _ in range(2))
+    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    if kind == "linear":
+        y = ops.linear(xt, wt, Tensor(b), quant=lq_ops)
+    else:
+        y = ops.conv2d(xt, wt, Tensor(b), stride=(1, 2), padding=1, groups=2, quant=lq_ops)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(gy)
+    y2, saved = quantized_forward(lq_fn, products, x, w, bias, training=True)
+    gx, gw = quantized_backward(lq_fn, products, saved, gy)
+    assert saved.step == lq_fn.step == lq_ops.step == 1
+    np.testing.assert_array_equal(y2, y.data)
+    np.testing.assert_array_equal(gx, np.asarray(xt.grad))
+    np.testing.assert_array_equal(gw, np.asarray(wt.grad))
+    quantized_forward(lq_fn, products, x, w, training=False)
+    assert lq_fn.step == 1
