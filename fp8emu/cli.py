@@ -85,6 +85,24 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    """``0,1,2`` or ``0-2`` (or a mix: ``0-2,7``) -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, dash, hi = part.partition("-")
+        try:
+            span = range(int(lo), int(hi) + 1) if dash else [int(part)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-2, got {text!r}") from None
+        if not span or min(span) < 0:
+            raise argparse.ArgumentTypeError(f"expected seeds >= 0 and ranges LOW-HIGH with LOW <= HIGH, "
+                                             f"got {part!r}")
+        seeds += span
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct, got {text!r}")
+    return seeds
+
+
 def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> None:
     """Arguments shared by ``train`` and ``compare``; defaults are None so presets can fill them."""
     from .data import DATASETS  # numpy only
@@ -126,6 +144,9 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
     g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all; with "
                    "compare --jobs J: CPUs // J per run)")
     if compare:
+        g.add_argument("--seeds", type=_seed_list, metavar="LIST",
+                       help="train every recipe once per seed (e.g. 0,1,2 or 0-2) into DIR/RECIPE/seedN; the "
+                       "report adds mean ± sd over seeds and Welch t-tests against fp32 (instead of --seed)")
         g.add_argument("--jobs", type=_positive_int, default=1, metavar="J",
                        help="train J recipes at once, each in its own process (default 1: one after another); "
                        "one thread per run is the most efficient use of the cores")
@@ -191,23 +212,34 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = args.out or (f"runs/{args.preset}" if args.preset else None)
     if out is None:
         raise argparse.ArgumentTypeError("--out DIR is required (or --preset, which defaults to runs/PRESET)")
-    configs = [_config(args, r, os.path.join(out, r)) for r in recipes]  # validate every name first
+    if args.seeds is not None and args.seed is not None:
+        raise argparse.ArgumentTypeError("give --seed or --seeds, not both")
+    if args.seeds is None:
+        configs = [_config(args, r, os.path.join(out, r)) for r in recipes]  # validate every name first
+        names = recipes
+    else:
+        configs = [{**_config(args, r, os.path.join(out, r, f"seed{s}")), "seed": s} for r in recipes
+                   for s in args.seeds]
+        names = [f"{r} seed {s}" for r in recipes for s in args.seeds]
     from .report import write_report
     from .train import train
 
     if args.jobs > 1:
-        if _train_in_parallel(configs, args.jobs, resume=args.resume):
+        if _train_in_parallel(configs, names, args.jobs, resume=args.resume):
             print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
             return 130
     else:
         _apply_threads(configs[0]["threads"])
-        for config in configs:
-            print(f"fp8emu compare: training {config['recipe']} -> {config['out']}", flush=True)
+        for config, name in zip(configs, names):
+            print(f"fp8emu compare: training {name} -> {config['out']}", flush=True)
             result = train(config, resume=args.resume, progress=args.progress)
             if result.interrupted:
                 print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
                 return 130
-    path = write_report([c["out"] for c in configs], out, title=f"fp8emu: {' vs '.join(recipes)}")
+    title = f"fp8emu: {' vs '.join(recipes)}"
+    if args.seeds is not None:
+        title += f", seeds {','.join(map(str, args.seeds))}"
+    path = write_report([c["out"] for c in configs], out, title=title)
     print(f"fp8emu compare: report written to {path}")
     return 0
 
@@ -221,8 +253,9 @@ def _train_child(config: dict, resume: bool) -> tuple[bool, float | None]:
     return result.interrupted, (result.history[-1].get("test_acc") if result.history else None)
 
 
-def _train_in_parallel(configs: list[dict], jobs: int, *, resume: bool) -> bool:
-    """Train the configurations ``jobs`` at a time in worker processes; True when interrupted.
+def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool) -> bool:
+    """Train the configurations (called ``names`` in messages) ``jobs`` at a time in worker
+    processes; True when interrupted.
 
     Each run gets ``--threads`` or ``CPUs // jobs`` kernel threads.  Ctrl-C reaches the
     workers too (one process group): each finishes its step, writes its checkpoint and stops.
@@ -237,10 +270,10 @@ def _train_in_parallel(configs: list[dict], jobs: int, *, resume: bool) -> bool:
     ctx = multiprocessing.get_context("spawn")     # fresh interpreters: no forked thread pools
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {}
-        for c in configs:
-            print(f"fp8emu compare: training {c['recipe']} -> {c['out']} ({threads} thread(s), log in "
+        for c, name in zip(configs, names):
+            print(f"fp8emu compare: training {name} -> {c['out']} ({threads} thread(s), log in "
                   f"{os.path.join(c['out'], 'metrics.jsonl')})", flush=True)
-            futures[pool.submit(_train_child, c, resume)] = c
+            futures[pool.submit(_train_child, c, resume)] = name
         pending = set(futures)
         while pending:
             try:
@@ -251,10 +284,9 @@ def _train_in_parallel(configs: list[dict], jobs: int, *, resume: bool) -> bool:
             for fut in done:
                 stopped, acc = fut.result()
                 interrupted |= stopped
-                c = futures[fut]
                 state = "interrupted" if stopped else "done"
                 acc_text = "" if acc is None else f", test accuracy {acc:.4f}"
-                print(f"fp8emu compare: {c['recipe']} {state}{acc_text}", flush=True)
+                print(f"fp8emu compare: {futures[fut]} {state}{acc_text}", flush=True)
     return interrupted
 
 
@@ -264,7 +296,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out or os.path.dirname(os.path.normpath(args.runs[0])) or "."
     try:
         path = write_report(args.runs, out, title=args.title)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     print(f"fp8emu report: written to {path}")
     return 0
@@ -278,8 +310,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_training_arguments(p, compare=False)
     p.set_defaults(func=_cmd_train, _parser=p)
     p = subparsers.add_parser("compare", help="train several recipes with the same seed and data, then report",
-                              description="Train each recipe with the same seed and data order into OUT/RECIPE, "
-                              "then write OUT/report.md with plots.")
+                              description="Train each recipe with the same seed and data order into OUT/RECIPE "
+                              "(with --seeds: once per seed into OUT/RECIPE/seedN), then write OUT/report.md with "
+                              "plots (with --seeds: mean ± sd over seeds and Welch t-tests against fp32).")
     _add_training_arguments(p, compare=True)
     p.set_defaults(func=_cmd_compare, _parser=p)
     p = subparsers.add_parser("report", help="redraw report.md and plots from saved runs",

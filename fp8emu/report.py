@@ -9,7 +9,9 @@ overflowed, for that tensor class in that layer).
 
 Plots (matplotlib, Agg backend, imported only here): ``loss.png``, ``accuracy.png``,
 ``loss_scale.png`` and ``numerics.png`` (per-layer underflow/overflow of errors and weight
-gradients, last epoch).
+gradients, last epoch).  When some configuration was run with several seeds, the plots show
+means with ± sd bands and medians over seeds instead, and a seed-statistics section follows
+the table (:mod:`fp8emu.seedstats`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ class Run:
     path: str
     config: dict
     epochs: list[dict] = field(default_factory=list)
+    name: str = ""  # a label chosen by the report (e.g. with the seed); empty: the default below
 
     @property
     def label(self) -> str:
-        """The recipe name, or the directory name when there is no config."""
-        return str(self.config.get("recipe") or os.path.basename(os.path.normpath(self.path)))
+        """``name``, else the recipe name, else the directory name."""
+        return self.name or str(self.config.get("recipe") or os.path.basename(os.path.normpath(self.path)))
 
     def best(self) -> dict | None:
         """The epoch record with the highest test accuracy (the earliest on ties)."""
@@ -190,24 +193,39 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
     """
     if not run_dirs:
         raise ValueError("run_dirs must name at least one run directory")
+    from .seedstats import group_runs, plot_seed_stats, seed_sections
+
     runs = [load_run(d) for d in run_dirs]
+    groups = group_runs(runs)
+    seeded = any(len(g.runs) > 1 for g in groups)  # replicates: statistics over seeds replace per-run plots
+    for group in groups if seeded else []:
+        for run in group.runs:
+            run.name = f"{group.label} seed {run.config.get('seed')}"
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = _plot_curves(plt, runs, out) + _plot_loss_scale(plt, runs, out) + _plot_numerics(plt, runs, out)
+    if seeded:
+        plots = plot_seed_stats(plt, groups, out)
+    else:
+        plots = _plot_curves(plt, runs, out) + _plot_loss_scale(plt, runs, out) + _plot_numerics(plt, runs, out)
     lines = [f"# {title}", ""]
     cfg = runs[0].config
     if cfg:
         keys = ("model", "width", "dataset", "limit_train", "limit_test", "batch_size", "lr", "epochs", "seed")
-        lines += ["Setup: " + ", ".join(f"{k}={cfg[k]}" for k in keys if cfg.get(k) is not None) + ".", ""]
+        same = [k for k in keys if cfg.get(k) is not None and all(r.config.get(k) == cfg[k] for r in runs)]
+        seeds = sorted({r.config.get("seed") for r in runs}, key=lambda s: f"{s!s:>12}") if "seed" not in same else []
+        lines += ["Setup: " + ", ".join([f"{k}={cfg[k]}" for k in same] +
+                                        ([f"seeds={','.join(map(str, seeds))}"] if seeds else [])) + ".", ""]
     lines += ["## Results", ""] + _table(runs) + [""]
     lines += ["Accuracy is top-1 on the test split; images/s is the mean training throughput over epochs "
               "(data loading included).", ""]
+    if seeded:
+        lines += seed_sections(groups)
     lines += ["## Plots", ""] + [f"![{p[:-4]}]({p})" for p in plots] + [""]
-    numerics = _numerics_table(runs)
+    numerics = [] if seeded else _numerics_table(runs)  # with seeds: the medians over seeds above
     if numerics:
         lines += ["## Per-layer underflow / overflow (last epoch)", "",
                   "Underflow: the fraction of the nonzero values of a tensor class that the recipe's format "

@@ -36,6 +36,10 @@ def run_main(capsys, *argv):
     (["compare", "--recipes", ",", "--out", "x"], "--recipes must list distinct recipe names"),
     (["compare", "--recipes", "fp32"], "--out DIR is required"),
     (["report"], "the following arguments are required: RUN_DIR"),
+    (["compare", "--seeds", "0,1,1", "--out", "x"], "--seeds: seeds must be distinct, got '0,1,1'"),
+    (["compare", "--seeds", "2-1", "--out", "x"], "ranges LOW-HIGH with LOW <= HIGH, got '2-1'"),
+    (["compare", "--seeds", "0,x", "--out", "x"], "expected seeds like 0,1,2 or 0-2, got '0,x'"),
+    (["compare", "--seeds", "0-2", "--seed", "1", "--out", "x"], "give --seed or --seeds, not both"),
 ])
 def test_bad_arguments_exit_2(capsys, argv, expect):
     status, out, err = run_main(capsys, *argv)

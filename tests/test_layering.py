@@ -15,7 +15,7 @@ LAYERS = {
     "accumulators": 3, "gemm": 3, "conv": 3, "scaling": 3,
     "autograd": 4,
     "nn": 5, "optim": 5, "loss_scale": 5, "recipes": 5, "stats": 5,
-    "data": 6, "checkpoint": 6, "train": 6, "report": 6, "cli": 7, "__main__": 7,
+    "data": 6, "checkpoint": 6, "train": 6, "report": 6, "seedstats": 6, "cli": 7, "__main__": 7,
     "verify": 6, "testing": 6,
 }
 

@@ -161,6 +161,29 @@ def test_compare_jobs_runs_recipes_in_parallel_with_the_same_results(tmp_path, d
         assert_trees_equal(final_state(seq), final_state(par))
 
 
+def test_compare_seeds_trains_one_run_per_recipe_and_seed(tmp_path, data, capsys):
+    """``compare --seeds 0-1`` writes OUT/RECIPE/seedN with that seed, and the report the seed statistics;
+    the seed-1 run equals a plain ``train --seed 1``."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    from fp8emu.cli import main
+    common = ["--data", str(data), "--limit-train", "8", "--limit-test", "4", "--batch-size", "4", "--width", "2",
+              "--epochs", "1", "--threads", "1", "--no-progress"]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--recipes", "fp32,paper-e5m2", "--seeds", "0-1", *common, "--out", str(out)]) == 0
+    assert "training paper-e5m2 seed 1 -> " in capsys.readouterr().out
+    for recipe in ("fp32", "paper-e5m2"):
+        for seed in (0, 1):
+            assert json.loads((out / recipe / f"seed{seed}" / "config.json").read_text())["seed"] == seed
+    text = (out / "report.md").read_text()
+    assert "# fp8emu: fp32 vs paper-e5m2, seeds 0,1" in text and "## Seed statistics" in text
+    assert "| paper-e5m2 seed 1 | 1 |" in text and "| paper-e5m2 | 0, 1 | 1 |" in text
+    assert main(["train", "--recipe", "paper-e5m2", "--seed", "1", *common, "--out", str(tmp_path / "one")]) == 0
+    lines = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+             for d in (out / "paper-e5m2" / "seed1", tmp_path / "one")]
+    assert without_timing(lines[0]) == without_timing(lines[1])
+
+
 def test_cli_data_and_recipe_errors(tmp_path, capsys):
     from fp8emu.cli import main
     status = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
