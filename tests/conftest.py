@@ -12,3 +12,12 @@ settings.register_profile("ci", deadline=None, max_examples=200, print_blob=True
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# In CI (FP8EMU_REQUIRE_TORCH=1) a missing PyTorch is an error, not a reason to skip the torch tests.
+if os.environ.get("FP8EMU_REQUIRE_TORCH") == "1":
+    try:
+        import torch  # noqa: F401
+        import fp8emu.torch  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(f"FP8EMU_REQUIRE_TORCH=1 but PyTorch/fp8emu.torch does not import: {exc}") from exc

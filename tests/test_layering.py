@@ -17,6 +17,7 @@ LAYERS = {
     "nn": 5, "optim": 5, "loss_scale": 5, "recipes": 5, "stats": 5,
     "data": 6, "checkpoint": 6, "train": 6, "report": 6, "seedstats": 6, "cli": 7, "__main__": 7,
     "verify": 6, "testing": 6,
+    "torch": 6,
 }
 
 
