@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-test", type=int)
     p.add_argument("--train-args", default="--backend torch --device cuda", help="more arguments of fp8emu train")
     p.add_argument("--max-procs", type=int, default=30, help="runs at once")
+    p.add_argument("--gpus", type=int, default=1, help="spread the runs over this many GPUs (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--budget", type=float, default=520.0, help="seconds until the runs are told to checkpoint")
     p.add_argument("--grace", type=float, default=40.0, help="seconds they get for it before being killed")
     p.add_argument("--mps", action="store_true", help="start CUDA MPS first")
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                NUMBA_NUM_THREADS="1")
     running: dict[subprocess.Popen, tuple] = {}
-    stopping = False
+    stopping, started = False, 0
     while todo or running:
         while todo and len(running) < args.max_procs and not stopping:
             width, recipe, seed = todo.pop(0)
@@ -194,14 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             os.makedirs(path, exist_ok=True)
             with open(os.path.join(path, "train.log"), "a") as log:
                 log.write(f"=== repro call at {time.strftime('%H:%M:%S')}\n")
+                gpu = {"CUDA_VISIBLE_DEVICES": str(started % args.gpus)} if args.gpus > 1 else {}
                 proc = subprocess.Popen(train_command(args, width, recipe, seed, path), stdout=log,
-                                        stderr=subprocess.STDOUT, env=env)
+                                        stderr=subprocess.STDOUT, env=env | gpu)
             running[proc] = (width, recipe, seed)
+            started += 1
         for proc in [q for q in running if q.poll() is not None]:
             width, recipe, seed = running.pop(proc)
             print(f"repro: w{width} {recipe} seed {seed} exited {proc.returncode} "
                   f"({epochs_done(run_dir(args.out, width, recipe, seed))}/{args.epochs} epochs) "
                   f"at {time.monotonic() - t0:.0f} s", flush=True)
+            if proc.returncode not in (0, 130, -signal.SIGINT):  # a failure, not a requested stop: show why
+                print(_tail(os.path.join(run_dir(args.out, width, recipe, seed), "train.log"), 15), flush=True)
         elapsed = time.monotonic() - t0
         if not stopping and elapsed > args.budget and running:
             print(f"repro: budget reached at {elapsed:.0f} s: asking {len(running)} runs to checkpoint", flush=True)
