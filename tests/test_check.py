@@ -126,7 +126,7 @@ def test_nearest_posing_as_stochastic_fails_dispersion():
     assert rep.mismatches == 0 and rep.bias_failed and rep.dispersion_z > 5, rep.format()
 
 
-def test_stochastic_outside_down_up_is_a_mismatch():
+def test_stochastic_outside_down_up_is_a_mismatch():  # (one draw: too few for the bias tests, see min_draws)
     vs = generate(e5m2, "float32", rounding="stochastic", level=1)
     x = vs.values()
     fin = np.isfinite(x) & (np.abs(x) > 1) & (np.abs(x) < 1000)
@@ -143,12 +143,13 @@ def test_files_and_cli_exit_status(tmp_path, capsys):
                         "float32", e4m3fn)
     assert not check_files(vpath, bad).ok
     assert main(["check", "--vectors", str(vpath), "--results", str(bad), "--max-failures", "3"]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # the report goes to stderr (stdout carries data)
     assert "FAIL" in out and "rounding" in out and "expected" in out and "more (--max-failures)" in out
     good = write_results(tmp_path / "ok.txt", vs.inputs[::-1], encode(vs.values(), e4m3fn)[::-1], "float32", e4m3fn)
     assert main(["check", "--vectors", str(vpath), "--results", str(good)]) == 0  # any order
     stranger = write_results(tmp_path / "s.txt", np.array([0x12345678]), np.array([0]), "float32", e4m3fn)
-    assert check_files(vpath, stranger).unmatched == 1
+    rep = check_files(vpath, stranger)
+    assert rep.unmatched == 1 and rep.covered == 0 and not rep.ok
     assert main(["check", "--vectors", str(tmp_path / "missing.txt"), "--results", str(good)]) == 2
 
 

@@ -6,30 +6,39 @@ Examples::
     fp8emu vectors --source float16 --format e5m2 --saturate --level exhaustive --out e5m2_sat.npz
     fp8emu vectors --format e4m3fn --b-format e5m2 --accumulator fp32_sequential --k 64 --level 2 --out dot.txt
     fp8emu check --vectors e4m3fn.txt --results dut.txt --max-failures 20
+    my_device < e4m3fn.txt | fp8emu check --vectors e4m3fn.txt --results -
     fp8emu crosscheck --out docs/results/crosscheck.md
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
+from .textio import display_name
+
 __all__ = ["register"]
+
+
+def _status(text: str) -> None:
+    """Status lines go to stderr: stdout carries data (``--out -``)."""
+    print(text, file=sys.stderr)
 
 
 def _cmd_dot_vectors(args: argparse.Namespace) -> int:
     from .dot import generate_dot, write_dot
 
-    if args.level == "exhaustive" or not args.out.endswith(".txt"):
-        raise argparse.ArgumentTypeError("dot-product vectors: levels 1 or 2, written to a .txt file")
+    if args.level == "exhaustive":
+        raise argparse.ArgumentTypeError("dot-product vectors have levels 1 and 2 only")
     try:
         vs = generate_dot(args.format, args.b_format, accumulator=args.accumulator, k=args.k, level=args.level,
                           count=args.count, seed=args.seed)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    write_dot(vs, args.out)
-    print(f"fp8emu vectors: {len(vs)} dot products of length {vs.k} ({vs.a_fmt.name} x {vs.b_fmt.name}, "
-          f"accumulator {vs.accumulator}) written to {args.out}")
+    where = display_name(write_dot(vs, args.out), writing=True)
+    _status(f"fp8emu vectors: {len(vs)} dot products of length {vs.k} ({vs.a_fmt.name} x {vs.b_fmt.name}, "
+            f"accumulator {vs.accumulator}) written to {where}")
     return 0
 
 
@@ -42,62 +51,106 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     try:
         fmt = get_format(args.format)
         dt = source_dtype(args.source)
-        streamed = args.level == "exhaustive" and dt.itemsize == 4
-        if streamed and not args.out.endswith(".txt"):
-            raise ValueError("exhaustive float32 vectors (2^32 lines) are streamed to a .txt file only")
         if args.level == "exhaustive" and dt.itemsize == 8:
             raise ValueError("level 'exhaustive' needs a 16- or 32-bit source (float64 has 2^64 patterns)")
+        lo, hi = _pattern_range(args.range, dt.itemsize * 8) if args.range else (0, 1 << (dt.itemsize * 8))
+        if args.range and args.level != "exhaustive":
+            raise ValueError("--range goes with --level exhaustive")
+        streamed = args.level == "exhaustive"
+        if streamed and args.out != "-" and args.out.endswith(".npz") and hi - lo > 1 << 24:
+            raise ValueError("more than 2^24 exhaustive vectors are streamed to text only (use a .txt file, or "
+                             "--range for a slice)")
         import numpy as np
         vs = generate(fmt, dt, rounding=args.rounding, saturate=args.saturate, seed=args.seed, count=args.count,
                       tininess=args.tininess, level="1" if streamed else args.level,
                       inputs=np.zeros(0, dtype=np.uint64) if streamed else None)
         if streamed:
             vs.level = "exhaustive"
-        path = write_vectors(vs, args.out, stream_chunks=exhaustive_chunks(dt) if streamed else None)
+            chunks = exhaustive_chunks(dt, start=lo, stop=hi)
+            if args.out != "-" and args.out.endswith(".npz"):  # small slices fit in memory
+                vs = generate(fmt, dt, rounding=args.rounding, saturate=args.saturate, tininess=args.tininess,
+                              inputs=np.concatenate(list(chunks)))
+                vs.level, chunks = "exhaustive", None
+        where = display_name(write_vectors(vs, args.out, stream_chunks=chunks if streamed else None), writing=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    print(f"fp8emu vectors: {'2^32' if streamed else len(vs)} cases ({dt.name} -> {fmt.name}, {vs.rounding.value}, "
-          f"{'saturating' if args.saturate else 'non-saturating'}, level {args.level}) written to {path}")
+    n = hi - lo if streamed else len(vs)
+    _status(f"fp8emu vectors: {n} cases ({dt.name} -> {fmt.name}, {vs.rounding.value}, "
+            f"{'saturating' if args.saturate else 'non-saturating'}, level {args.level}) written to {where}")
     return 0
+
+
+def _pattern_range(text: str, bits: int) -> tuple[int, int]:
+    """``LO:HI`` (hex bit patterns, HI exclusive) -> ints, checked against the source width."""
+    try:
+        lo_s, hi_s = text.split(":")
+        lo, hi = int(lo_s, 16), int(hi_s, 16)
+    except ValueError:
+        raise ValueError(f"--range {text!r}: expected LO:HI in hex, e.g. 3F800000:3F810000") from None
+    if not 0 <= lo < hi <= 1 << bits:
+        raise ValueError(f"--range {text!r}: need 0 <= LO < HI <= {1 << bits:X} for a {bits}-bit source")
+    return lo, hi
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .check import check_files
-    from .dot import check_dot, is_dot_file, read_dot
-    from .vectors import _read_columns
 
     try:
-        if is_dot_file(args.vectors):  # dot products: one float32 hex word per line (the last column)
-            _, cols = _read_columns(args.results)
-            report = check_dot(read_dot(args.vectors), cols[-1].astype("uint32") if cols else [],
-                               max_failures=args.max_failures)
-        else:
-            report = check_files(args.vectors, args.results, max_failures=args.max_failures, z_max=args.z_max)
-    except (OSError, ValueError) as exc:
+        report = check_files(args.vectors, args.results, max_failures=args.max_failures, z_max=args.z_max,
+                             nan=args.nan, allow_partial=args.allow_partial, min_draws=args.min_draws)
+    except ValueError as exc:  # FileFormatError included: "file:line: message"
         print(f"fp8emu check: error: {exc}", file=sys.stderr)
         return 2
-    print(report.format(args.max_failures))
+    _status(report.format(args.max_failures))
     return 0 if report.ok else 1
 
 
 def _cmd_crosscheck(args: argparse.Namespace) -> int:
     from .crosscheck import crosscheck_report
 
+    from .textio import write_bytes
+
     text = crosscheck_report(count=args.count, seed=args.seed)
+    write_bytes(args.out or "-", [text.encode() + (b"" if text.endswith("\n") else b"\n")])
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-        print(f"fp8emu crosscheck: report written to {args.out}")
-    else:
-        print(text)
+        _status(f"fp8emu crosscheck: report written to {args.out}")
     return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    v = _non_negative_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return v
+
+
+def _positive_finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be finite and > 0")
+    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``vectors``, ``check`` and ``crosscheck``."""
     p = subparsers.add_parser("vectors", help="generate TestFloat-style conversion test vectors",
-                              description="Write conversion test vectors (hex input, hex expected code, hex "
-                              "flags per line; see docs/verification.md) with fp8emu's results as expected values.")
+                              description="Write conversion (or, with --accumulator, dot-product) test vectors: "
+                              "one case per line of fixed-width hex words (input expected flags), `//` comments, "
+                              "readable by Verilog's $readmemh; fp8emu's results are the expected values. "
+                              "See docs/verification.md.")
     p.add_argument("--source", default="float32", choices=["float16", "bfloat16", "float32", "float64"],
                    help="source dtype (default float32)")
     p.add_argument("--format", required=True, help="target format: a preset (e4m3fn) or a name like e4m3b11fnuz")
@@ -105,25 +158,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="nearest_even, nearest_away, toward_zero, up, down or stochastic")
     p.add_argument("--saturate", action="store_true", help="saturating conversion (overflow -> +-max)")
     p.add_argument("--level", default="1", choices=["1", "2", "exhaustive"],
-                   help="1: boundary cases; 2: level 1 + seeded random fill; exhaustive: every source pattern")
+                   help="1: boundary cases; 2: level 1 + distinct seeded random inputs; exhaustive: every source "
+                   "pattern")
+    p.add_argument("--range", metavar="LO:HI", help="exhaustive level: only the bit patterns LO <= p < HI (hex)")
     p.add_argument("--seed", type=int, default=0, help="seed of the level-2 random fill")
-    p.add_argument("--count", type=int, default=10000, help="level-2 random cases (default 10000)")
+    p.add_argument("--count", type=_non_negative_int, default=10000,
+                   help="level-2 random cases (default 10000, none repeated)")
     p.add_argument("--tininess", default="after", choices=["after", "before"], help="underflow tininess rule")
     p.add_argument("--accumulator", metavar="SPEC",
                    help="write dot-product vectors for this accumulator instead: fp32_sequential, fp32_pairwise, "
                    "fp32_blocked:<block>, lowp:<format>[:<chunk>], nvidia_hopper_fp8[:fast]")
     p.add_argument("--b-format", help="dot products: the second operand's format (default: --format)")
     p.add_argument("--k", type=int, default=32, help="dot products: length K (default 32)")
-    p.add_argument("--out", required=True, metavar="FILE", help="output file, .txt (text) or .npz")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file: text (format v2), .npz, or - for stdout")
     p.set_defaults(func=_cmd_vectors, _parser=p)
 
     p = subparsers.add_parser("check", help="check a device's results against test vectors",
-                              description="Compare results (input code [flags] per line) with test vectors; "
-                              "print mismatches by class; exit status 1 on any mismatch.")
-    p.add_argument("--vectors", required=True, metavar="FILE", help="vectors from `fp8emu vectors` (.txt or .npz)")
-    p.add_argument("--results", required=True, metavar="FILE", help="the device's results, same line format")
-    p.add_argument("--max-failures", type=int, default=10, metavar="N", help="failing cases to print (default 10)")
-    p.add_argument("--z-max", type=float, default=5.0, help="stochastic rounding bias z-score limit (default 5)")
+                              description="Compare a device's results with test vectors. Exit status: 0 every case "
+                              "has a result and all are correct; 1 mismatches or cases without a result; 2 an "
+                              "unreadable or malformed file or bad usage (one line naming file and line). The report "
+                              "goes to stderr.")
+    p.add_argument("--vectors", required=True, metavar="FILE", help="vectors from `fp8emu vectors` (text or .npz; "
+                   "- for stdin)")
+    p.add_argument("--results", required=True, metavar="FILE", help="the device's results: `input code [flags]` per "
+                   "line, or .npz (- for stdin)")
+    p.add_argument("--max-failures", type=_non_negative_int, default=10, metavar="N",
+                   help="failing cases to print (default 10)")
+    p.add_argument("--z-max", type=_positive_finite, default=5.0,
+                   help="stochastic rounding: bias z-score limit (default 5)")
+    p.add_argument("--min-draws", type=_positive_int, default=20, metavar="N",
+                   help="stochastic rounding: results needed per inexact input for the bias tests (default 20)")
+    p.add_argument("--nan", choices=["exact", "any"], default="exact",
+                   help="exact: a NaN result must be the expected code (default); any: any NaN code of the format "
+                   "is accepted where a NaN is expected")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="pass even when some cases have no result (coverage is still printed)")
     p.set_defaults(func=_cmd_check, _parser=p)
 
     p = subparsers.add_parser("crosscheck", help="report where ml_dtypes / PyTorch / gfloat disagree with fp8emu",

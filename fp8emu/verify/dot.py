@@ -1,18 +1,21 @@
 """Dot-product (GEMM) test vectors for a chosen accumulator, and checking results against them.
 
-Line format (text)::
+Text format v2 (one case per line of fixed-width hex words, like the conversion vectors)::
 
-    # fp8emu dot-product vectors v1
-    # a_format=e4m3fn exp_bits=4 man_bits=3 bias=7 subnormals=1 specials=fn signed=1 has_zero=1
-    # b_format=e5m2 exp_bits=5 man_bits=2 bias=15 subnormals=1 specials=ieee signed=1 has_zero=1
-    # accumulator=fp32_sequential k=16 level=2 seed=0
-    # columns: a_codes b_codes expected_float32
-    38383838... 3C3C3C3C... 41800000
+    // fp8emu dot-product vectors v2
+    // a_format=e4m3fn a_exp_bits=4 a_man_bits=3 a_bias=7 a_subnormals=1 a_specials=fn a_signed=1 a_has_zero=1
+    // b_format=e5m2 b_exp_bits=5 b_man_bits=2 b_bias=15 b_subnormals=1 b_specials=ieee b_signed=1 b_has_zero=1
+    // accumulator=fp32_sequential k=4 level=2 seed=0
+    // words: a[0..3] b[0..3] expected_float32
+    38 38 38 38 3C 3C 3C 3C 40800000
 
-``a_codes``/``b_codes`` are the K operand codes of one dot product, concatenated in hex
-(2 digits per code for formats of at most 8 bits, 4 above); ``expected_float32`` is the bit
-pattern of ``fp8emu.matmul`` on those codes with that accumulator.  A device's results file
-has one ``expected_float32``-style hex word per line, in the same order (or the three columns).
+The first K words are the codes of ``a``, the next K those of ``b`` (2 hex digits each for
+formats of at most 8 bits, 4 above), the last is the bit pattern of ``fp8emu.matmul`` on those
+codes with that accumulator.  A case is one line, identified by its 0-based row index.  A
+device's results file has one float32 word per line in the vectors' order, or ``index result``
+per line in any order, or the vectors' words with the device's result last (the case is found
+by its operands).  Format v1 (``#`` comments, the K codes of each operand concatenated into one
+word) is still read.
 
 Accumulators are named by a spec string: ``fp32_sequential``, ``fp32_pairwise``,
 ``fp32_blocked:<block>``, ``lowp:<format>:<chunk>`` (Wang et al.'s chunked accumulation),
@@ -23,6 +26,8 @@ refused: its summation order is unspecified, so it has no bit-exact expected val
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import os
 import pathlib
 
@@ -30,12 +35,14 @@ import numpy as np
 
 from ..format import Format
 from ..formats import get_format
-from .vectors import _parse_meta, format_header, parse_format
+from .textio import (Column, FileFormatError, Table, display_name, hex_lines, is_npz, load_npz, parse_table,
+                     read_bytes, write_bytes)
+from .vectors import format_header, parse_format
 
-__all__ = ["DotVectorSet", "accumulator_from_spec", "generate_dot", "write_dot", "read_dot", "check_dot",
-           "DotReport"]
+__all__ = ["DotVectorSet", "accumulator_from_spec", "generate_dot", "write_dot", "read_dot", "dot_from_bytes",
+           "is_dot_vectors", "dot_columns", "read_dot_results", "dot_results_from_bytes", "check_dot", "DotReport"]
 
-DOT_HEADER = "# fp8emu dot-product vectors v1"
+DOT_HEADER = "fp8emu dot-product vectors v2"
 
 
 def accumulator_from_spec(spec: str):
@@ -124,6 +131,35 @@ def _structured(a_fmt: Format, b_fmt: Format, k: int) -> tuple[np.ndarray, np.nd
     return a, b
 
 
+def _distinct_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The dot products ``(a[i], b[i])`` without repeats, each kept where it first occurs."""
+    rows = np.concatenate([a.astype(np.uint16), b.astype(np.uint16)], axis=1)
+    _, first = np.unique(rows, axis=0, return_index=True)
+    keep = np.sort(first)
+    return a[keep], b[keep]
+
+
+def _random_fill(a_fmt: Format, b_fmt: Format, a: np.ndarray, b: np.ndarray, count: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``a``/``b`` followed by ``count`` new distinct random rows of finite codes, drawn in rounds
+    from ``rng`` until there are enough (so the rows depend only on the seed).
+
+    Raises:
+        ValueError: fewer than ``count`` distinct rows exist besides those of ``a``/``b``.
+    """
+    fa, fb = _finite_codes(a_fmt), _finite_codes(b_fmt)
+    n0, k = a.shape
+    if count > (fa.size * fb.size) ** k - n0:
+        raise ValueError(f"count={count}: there are only {(fa.size * fb.size) ** k - n0} other dot products "
+                         f"of length {k} with finite codes")
+    while a.shape[0] < n0 + count:
+        need = n0 + count - a.shape[0]
+        ra = fa[rng.integers(0, fa.size, (need, k))]
+        rb = fb[rng.integers(0, fb.size, (need, k))]
+        a, b = _distinct_rows(np.concatenate([a, ra]), np.concatenate([b, rb]))
+    return a[:n0 + count], b[:n0 + count]
+
+
 def generate_dot(a_fmt: Format | str, b_fmt: Format | str | None = None, *, accumulator: str = "fp32_sequential",
                  k: int = 32, level: str | int = 2, count: int = 1000, seed: int = 0) -> DotVectorSet:
     """Generate dot-product vectors with ``fp8emu.matmul``'s results as the expected values.
@@ -134,11 +170,11 @@ def generate_dot(a_fmt: Format | str, b_fmt: Format | str | None = None, *, accu
         accumulator: accumulator spec string (see the module docstring).
         k: dot-product length (>= 2).
         level: ``1`` (structured cases) or ``2`` (level 1 plus ``count`` random finite codes).
-        count: random dot products at level 2.
+        count: random dot products at level 2 (distinct: no case repeats another).
         seed: seed of the random codes.
 
     Raises:
-        ValueError: bad ``k``, ``level`` or accumulator.
+        ValueError: bad ``k``, ``level``, ``count`` or accumulator.
     """
     from ..gemm import matmul
     a_fmt = get_format(a_fmt)
@@ -150,11 +186,11 @@ def generate_dot(a_fmt: Format | str, b_fmt: Format | str | None = None, *, accu
         raise ValueError(f"level={level!r}; allowed: 1, 2 (dot products have no exhaustive level)")
     acc = accumulator_from_spec(accumulator)
     a, b = _structured(a_fmt, b_fmt, k)
+    a, b = _distinct_rows(a, b)
     if level == "2":
-        rng = np.random.default_rng(seed)
-        fa, fb = _finite_codes(a_fmt), _finite_codes(b_fmt)
-        a = np.concatenate([a, fa[rng.integers(0, fa.size, (count, k))]])
-        b = np.concatenate([b, fb[rng.integers(0, fb.size, (count, k))]])
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ValueError(f"count={count!r} must be an int >= 0")
+        a, b = _random_fill(a_fmt, b_fmt, a, b, int(count), np.random.default_rng(seed))
     def run(a, b):
         with np.errstate(all="ignore"):
             return matmul(a[:, None, :], b[:, :, None], a_fmt=a_fmt, b_fmt=b_fmt, accumulator=acc).reshape(-1)
@@ -167,90 +203,305 @@ def generate_dot(a_fmt: Format | str, b_fmt: Format | str | None = None, *, accu
     return DotVectorSet(a_fmt, b_fmt, accumulator, a, b, np.ascontiguousarray(y, np.float32), level, seed)
 
 
-def _hex_rows(codes: np.ndarray, digits: int) -> list[str]:
-    return ["".join(f"{int(c):0{digits}X}" for c in row) for row in codes]
+# ---- files ------------------------------------------------------------------------------------------
+def _code_digits(fmt: Format) -> int:
+    return (fmt.bits + 3) // 4
+
+
+def dot_columns(vs: DotVectorSet) -> list[Column]:
+    """The words of a dot-product vectors line (v2): ``a[0..K-1] b[0..K-1] expected``."""
+    return ([Column(f"a[{i}]", vs.a_fmt.bits) for i in range(vs.k)] + [Column(f"b[{i}]", vs.b_fmt.bits)
+                                                                         for i in range(vs.k)]
+            + [Column("expected", 32)])
+
+
+def _prefixed(prefix: str, fmt: Format) -> str:
+    return " ".join(prefix + tok for tok in format_header(fmt).split())
 
 
 def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
-    """Write dot-product vectors as text (see the module docstring for the line format)."""
-    path = pathlib.Path(path)
-    da, db = (vs.a_fmt.bits + 3) // 4 if vs.a_fmt.bits > 8 else 2, (vs.b_fmt.bits + 3) // 4 if vs.b_fmt.bits > 8 else 2
-    with open(path, "w") as fh:
-        fh.write(f"{DOT_HEADER}\n# a_{format_header(vs.a_fmt)}\n# b_{format_header(vs.b_fmt)}\n"
-                 f"# accumulator={vs.accumulator} k={vs.k} level={vs.level} seed={vs.seed}\n"
-                 "# columns: a_codes b_codes expected_float32\n")
-        for ra, rb, y in zip(_hex_rows(vs.a, da), _hex_rows(vs.b, db), vs.expected.view(np.uint32)):
-            fh.write(f"{ra} {rb} {int(y):08X}\n")
-    return path
+    """Write dot-product vectors as text (format v2, see the module docstring; ``-``: stdout) or ``.npz``.
+
+    Returns:
+        The path written (``Path("-")`` for stdout).
+    """
+    if str(path) != "-" and pathlib.Path(path).suffix == ".npz":
+        meta = {"version": 2, "a_format": format_header(vs.a_fmt), "b_format": format_header(vs.b_fmt),
+                "accumulator": vs.accumulator, "level": vs.level, "seed": vs.seed}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, a=vs.a, b=vs.b, expected=vs.expected.view(np.uint32), meta=np.array(json.dumps(meta)))
+        return write_bytes(path, [buf.getvalue()])
+    head = (f"// {DOT_HEADER}\n// {_prefixed('a_', vs.a_fmt)}\n// {_prefixed('b_', vs.b_fmt)}\n"
+            f"// accumulator={vs.accumulator} k={vs.k} level={vs.level} seed={vs.seed}\n"
+            f"// words: a[0..{vs.k - 1}] b[0..{vs.k - 1}] expected_float32\n")
+    da, db = _code_digits(vs.a_fmt), _code_digits(vs.b_fmt)
+    cols = [(vs.a[:, i], da) for i in range(vs.k)] + [(vs.b[:, i], db) for i in range(vs.k)]
+    return write_bytes(path, [head.encode(), hex_lines(cols + [(vs.expected.view(np.uint32), 8)])])
 
 
-def is_dot_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` starts with the dot-product vectors header."""
-    with open(path) as fh:
-        return fh.readline().strip() == DOT_HEADER
+def is_dot_vectors(data: bytes) -> bool:
+    """True when ``data`` (a file's content) is dot-product vectors, text (v1 or v2) or ``.npz``."""
+    if is_npz(data):
+        try:
+            return "a" in load_npz(data, "")
+        except FileFormatError:
+            return False
+    first = data[:200].split(b"\n", 1)[0].strip().lstrip(b"/#").strip()
+    return first.startswith(DOT_HEADER.rsplit(" ", 1)[0].encode())
+
+
+def _split_meta(table_header: list[str]) -> tuple[dict, dict, dict]:
+    """The a-format, b-format and other header fields (v1: one line each; v2: a_/b_ prefixes)."""
+    fa, fb, rest = {}, {}, {}
+    for h in table_header:
+        line_is = "a" if h.startswith("a_format=") else "b" if h.startswith("b_format=") else None
+        for tok in h.split():
+            if "=" not in tok:
+                continue
+            key, v = tok.split("=", 1)
+            if key.startswith(("a_", "b_")):
+                (fa if key[0] == "a" else fb)[key[2:]] = v
+            elif line_is:  # v1: the unprefixed fields of the a_/b_format line
+                (fa if line_is == "a" else fb)[key] = v
+            else:
+                rest[key] = v
+    return fa, fb, rest
+
+
+def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
+    """Dot-product vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Raises:
+        FileFormatError: not dot-product vectors, a malformed header or line, or no cases.
+    """
+    if is_npz(data):
+        return _dot_from_npz(load_npz(data, name), name)
+    table = parse_table(data, name)
+    if not table.header or not table.header[0].startswith(DOT_HEADER.rsplit(" ", 1)[0]):
+        raise FileFormatError(name, "not an fp8emu dot-product vectors file", 1)
+    ma, mb, meta = _split_meta(table.header)
+    fa, fb = parse_format(ma, name, 2), parse_format(mb, name, 3)
+    try:
+        k = int(meta["k"])
+        accumulator_from_spec(meta["accumulator"])
+        if k < 2:
+            raise ValueError(f"k={k} must be >= 2")
+    except KeyError as exc:
+        raise FileFormatError(name, f"the header lacks {exc.args[0]}", 4) from None
+    except ValueError as exc:
+        raise FileFormatError(name, f"invalid header: {exc}", 4) from None
+    vs = DotVectorSet(fa, fb, meta["accumulator"], np.zeros((0, k), fa.code_dtype), np.zeros((0, k), fb.code_dtype),
+                      np.zeros(0, np.float32), meta.get("level", ""), int(meta.get("seed", 0)))
+    if table.header[0].endswith("v1"):
+        a, b, y = _v1_rows(table, vs)
+    else:
+        cols = table.columns(dot_columns(vs))
+        a = np.stack(cols[:k], axis=1) if len(table) else np.zeros((0, k), np.uint64)
+        b = np.stack(cols[k:2 * k], axis=1) if len(table) else np.zeros((0, k), np.uint64)
+        y = cols[-1]
+    if not len(table):
+        raise FileFormatError(name, "no test cases (the file has a header only)")
+    vs.a, vs.b = a.astype(fa.code_dtype), b.astype(fb.code_dtype)
+    vs.expected = y.astype(np.uint32).view(np.float32)
+    return vs
+
+
+def _v1_rows(table: Table, vs: DotVectorSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of a v1 file: the K codes of each operand concatenated into one hex word."""
+    k = vs.k
+    da, db = (2 if f.bits <= 8 else 4 for f in (vs.a_fmt, vs.b_fmt))
+    table.columns([Column("a_codes", 4 * da * k), Column("b_codes", 4 * db * k), Column("expected", 32)])
+    rows = table.rows if table.rows is not None else [bytes(r[:-1]).split() for r in table.fast]
+    lines = table.lines or list(range(table.first_line, table.first_line + len(rows)))
+    out_a, out_b, y = [], [], []
+    for r, ln in zip(rows, lines):
+        for word, d, fmt, dest in ((r[0], da, vs.a_fmt, out_a), (r[1], db, vs.b_fmt, out_b)):
+            if len(word) != d * k:
+                raise FileFormatError(table.name, f"{len(word)} hex digits, expected {d * k} ({k} codes)", ln)
+            codes = [int(word[i * d:(i + 1) * d], 16) for i in range(k)]
+            if max(codes) >= fmt.num_codes:
+                raise FileFormatError(table.name, f"a code is out of range for {fmt.name}", ln)
+            dest.append(codes)
+        y.append(int(r[2], 16))
+    return np.array(out_a, np.uint64).reshape(-1, k), np.array(out_b, np.uint64).reshape(-1, k), np.array(y, np.uint64)
+
+
+def _dot_from_npz(z: dict, name: str) -> DotVectorSet:
+    missing = [key for key in ("meta", "a", "b", "expected") if key not in z]
+    if missing:
+        raise FileFormatError(name, f"not an fp8emu dot-product .npz (no array {', '.join(missing)})")
+    try:
+        meta = json.loads(str(z["meta"]))
+        fa, fb = ({t.split("=", 1)[0]: t.split("=", 1)[1] for t in str(meta[key]).split() if "=" in t}
+                  for key in ("a_format", "b_format"))
+        acc = str(meta["accumulator"])
+        accumulator_from_spec(acc)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FileFormatError(name, f"unreadable 'meta' array ({exc})") from None
+    a_fmt, b_fmt = parse_format(fa, name), parse_format(fb, name)
+    a, b, y = (np.asarray(z[key]) for key in ("a", "b", "expected"))
+    if a.ndim != 2 or a.shape != b.shape or y.shape != (a.shape[0],) or a.shape[0] == 0 or a.shape[1] < 2:
+        raise FileFormatError(name, f"arrays a {a.shape}, b {b.shape}, expected {y.shape}: need (n, K), (n, K), "
+                              "(n,) with n >= 1, K >= 2")
+    for arr, fmt, key in ((a, a_fmt, "a"), (b, b_fmt, "b")):
+        if arr.dtype.kind not in "ui" or (arr < 0).any() or (arr >= fmt.num_codes).any():
+            raise FileFormatError(name, f"array {key!r} holds values that are not {fmt.name} codes")
+    return DotVectorSet(a_fmt, b_fmt, acc, a.astype(a_fmt.code_dtype), b.astype(b_fmt.code_dtype),
+                        y.astype(np.uint32).view(np.float32), str(meta.get("level", "")), int(meta.get("seed", 0)))
 
 
 def read_dot(path: str | os.PathLike) -> DotVectorSet:
-    """Read dot-product vectors written by :func:`write_dot`.
+    """Read dot-product vectors written by :func:`write_dot` (text v1/v2 or ``.npz``; ``-``: stdin).
 
     Raises:
-        ValueError: not a dot-product vectors file, or malformed rows.
+        FileFormatError: (a ValueError) not dot-product vectors, or malformed lines.
     """
-    header, rows = [], []
-    with open(path) as fh:
-        for line in fh:
-            s = line.strip()
-            if s.startswith("#"):
-                header.append(s)
-            elif s:
-                rows.append(s.split())
-    if not header or header[0] != DOT_HEADER:
-        raise ValueError(f"{path}: not an fp8emu dot-product vectors file")
-    fa, fb = (parse_format({k.removeprefix(p): v for k, v in _parse_meta([line]).items()})
-              for p, line in (("a_", header[1]), ("b_", header[2])))
-    meta = _parse_meta([header[3]])
-    k = int(meta["k"])
+    return dot_from_bytes(read_bytes(path), display_name(path))
 
-    def codes(col, fmt):
-        d = len(col) // k
-        return np.array([int(col[i * d:(i + 1) * d], 16) for i in range(k)], dtype=fmt.code_dtype)
-    a = np.array([codes(r[0], fa) for r in rows], dtype=fa.code_dtype).reshape(-1, k)
-    b = np.array([codes(r[1], fb) for r in rows], dtype=fb.code_dtype).reshape(-1, k)
-    y = np.array([int(r[2], 16) for r in rows], dtype=np.uint32).view(np.float32)
-    return DotVectorSet(fa, fb, meta["accumulator"], a, b, y, meta.get("level", ""), int(meta.get("seed", 0)))
+
+def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>"
+                           ) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(index, results)`` of a dot-product results file for ``vs``.
+
+    Lines hold one word (the float32 result; line ``i`` answers case ``i``), two words
+    (``index result``, the case's 0-based index in hex, any order), or the vectors' own words
+    (``a[..] b[..] result``: the case is found by its operands).  ``index`` is None for the
+    first kind and -1 where an echoed case is not among the vectors.  ``.npz``: an array
+    ``results`` (uint32 bit patterns or float32), optionally ``index``.
+
+    Raises:
+        FileFormatError: malformed lines, an index out of range, more results than cases.
+    """
+    n = len(vs)
+    if is_npz(data):
+        z = load_npz(data, name)
+        if "results" not in z:
+            raise FileFormatError(name, "a dot-product results .npz needs an array 'results'")
+        r = np.asarray(z["results"]).reshape(-1)
+        y = r.astype(np.float32).view(np.uint32) if r.dtype.kind == "f" else r
+        if y.dtype.kind not in "ui" or ((y.astype(np.int64) < 0) | (y.astype(np.uint64) > 0xFFFFFFFF)).any():
+            raise FileFormatError(name, "array 'results' holds values that are not float32 bit patterns")
+        index = np.asarray(z["index"]).reshape(-1).astype(np.int64) if "index" in z else None
+        if index is not None and (index.shape != y.shape or ((index < 0) | (index >= n)).any()):
+            raise FileFormatError(name, f"array 'index' must match 'results' and lie in 0..{n - 1}")
+        if index is None and y.size > n:
+            raise FileFormatError(name, f"{y.size} results for {n} cases")
+        return index, y.astype(np.uint32)
+    table = parse_table(data, name)
+    ncols = table.ncols()
+    result = Column("result", 32)
+    if ncols is None or ncols == 1:
+        (y,) = table.columns([result])
+        if y.size > n:
+            ln = table.lines[n] if table.rows is not None else table.first_line + n
+            raise FileFormatError(name, f"more results than the {n} cases of the vectors (one per line, in order)",
+                                  ln)
+        return None, y.astype(np.uint32)
+    if ncols == 2:
+        index, y = table.columns([Column("index", 32), result])
+        bad = np.flatnonzero(index >= n)
+        if bad.size:
+            ln = table.lines[bad[0]] if table.rows is not None else table.first_line + int(bad[0])
+            raise FileFormatError(name, f"index {int(index[bad[0]]):X} is past the last case ({n - 1:X})", ln)
+        return index.astype(np.int64), y.astype(np.uint32)
+    cols = table.columns(dot_columns(vs)[:-1] + [result])
+    return _index_by_operands(vs, np.stack(cols[:-1], axis=1)), cols[-1].astype(np.uint32)
+
+
+def _index_by_operands(vs: DotVectorSet, operands: np.ndarray) -> np.ndarray:
+    """The case of each row of operand codes (-1 when the vectors have no such case)."""
+    keys = {row.tobytes(): i for i, row in
+            enumerate(np.concatenate([vs.a, vs.b], axis=1).astype(np.uint64))}
+    return np.array([keys.get(row.tobytes(), -1) for row in operands.astype(np.uint64)], dtype=np.int64)
+
+
+def read_dot_results(path: str | os.PathLike, vs: DotVectorSet) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`dot_results_from_bytes` of a file (``-``: stdin)."""
+    return dot_results_from_bytes(read_bytes(path), vs, display_name(path))
 
 
 @dataclasses.dataclass
 class DotReport:
-    """Outcome of :func:`check_dot`."""
+    """Outcome of :func:`check_dot`: coverage, mismatches by class, failing rows."""
 
-    total: int
+    cases: int
+    covered: int
+    results: int
     mismatches: int
     by_class: dict[str, int]
     failures: list[str]
+    unmatched: int = 0
+    missing_rows: list[int] = dataclasses.field(default_factory=list)
+    allow_partial: bool = False
+
+    @property
+    def missing(self) -> int:
+        return self.cases - self.covered
 
     @property
     def ok(self) -> bool:
-        return self.mismatches == 0
+        """Every case present (or ``allow_partial`` and at least one) and no mismatch."""
+        return (self.mismatches == 0 and self.unmatched == 0 and self.covered > 0
+                and (self.missing == 0 or self.allow_partial))
 
     def format(self, max_failures: int = 10) -> str:
-        lines = [f"checked {self.total} dot products: {'PASS' if self.ok else 'FAIL'}", f"mismatches: {self.mismatches}"]
+        """The human-readable report ``fp8emu check`` prints."""
+        lines = [f"{'PASS' if self.ok else 'FAIL'}: {self.covered} of {self.cases} cases checked "
+                 f"({self.results} results), {self.mismatches} mismatches"]
+        lines += coverage_lines(self.missing, [f"row {i}" for i in self.missing_rows[:1]] + [str(i) for i in self.missing_rows[1:]], self.allow_partial,
+                                self.unmatched, "results whose operands are not a case of the vectors")
         lines += [f"  {c:12s} {n}" for c, n in self.by_class.items() if n]
         lines += [f"  {f}" for f in self.failures[:max_failures]]
+        if self.mismatches > min(len(self.failures), max_failures):
+            lines.append(f"  ... {self.mismatches - min(len(self.failures), max_failures)} more (--max-failures)")
         return "\n".join(lines)
 
 
-def check_dot(vs: DotVectorSet, results: np.ndarray, *, max_failures: int = 20) -> DotReport:
+def coverage_lines(missing: int, first_missing: list[str], allow_partial: bool, unmatched: int,
+                   unmatched_what: str) -> list[str]:
+    """The report lines on missing cases and on results that match no case."""
+    lines = []
+    if missing:
+        lines.append(f"missing: {missing} cases have no result (first: {', '.join(first_missing)}"
+                     + (", ..." if missing > len(first_missing) else "") + ")"
+                     + ("; allowed by --allow-partial" if allow_partial else "; --allow-partial checks only those present"))
+    if unmatched:
+        lines.append(f"{unmatched_what}: {unmatched}")
+    return lines
+
+
+def check_dot(vs: DotVectorSet, results: np.ndarray, *, index: np.ndarray | None = None, max_failures: int = 20,
+              allow_partial: bool = False) -> DotReport:
     """Compare a device's float32 results (values or uint32 bit patterns) with dot-product vectors.
+
+    Args:
+        vs: the vectors.
+        results: the device's results.
+        index: the case of each result (-1: not a case of the vectors), or None when result
+            ``i`` answers case ``i`` (then there may be fewer results than cases).
+        max_failures: how many failing rows to keep.
+        allow_partial: pass even when some cases have no result (coverage is still reported).
 
     Classes: ``nan`` (exactly one is NaN), ``overflow`` (an Inf on either side), ``signed_zero``,
     ``accumulation`` (everything else; the report gives the distance in float32 ulps).
+
+    Raises:
+        ValueError: more results than cases without ``index``, or ``index`` of another length.
     """
-    r = np.asarray(results)
-    got = r.astype(np.uint32).view(np.float32) if r.dtype.kind == "u" else r.astype(np.float32)
-    if got.shape != vs.expected.shape:
-        raise ValueError(f"results has {got.size} values, the vectors {vs.expected.size}")
-    e = vs.expected
+    r = np.asarray(results).reshape(-1)
+    got = r.astype(np.uint32).view(np.float32) if r.dtype.kind in "ui" else r.astype(np.float32)
+    if index is None:
+        if got.size > len(vs):
+            raise ValueError(f"{got.size} results for {len(vs)} cases (result i answers case i)")
+        index = np.arange(got.size)
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    if index.shape != got.shape or (index >= len(vs)).any():
+        raise ValueError(f"index must give a case (0..{len(vs) - 1} or -1) for each of the {got.size} results")
+    found = index >= 0
+    covered = np.zeros(len(vs), bool)
+    covered[index[found]] = True
+    rows, got = index[found], got[found]
+    e = vs.expected[rows]
     eb, gb = e.view(np.uint32), got.view(np.uint32)
     same = (eb == gb) | (np.isnan(e) & np.isnan(got))
     bad = np.flatnonzero(~same)
@@ -269,6 +520,8 @@ def check_dot(vs: DotVectorSet, results: np.ndarray, *, max_failures: int = 20) 
         cls[c] += 1
         if len(fails) < max_failures:
             ulps = abs(int(eb[i].view(np.int32)) - int(gb[i].view(np.int32))) if c == "accumulation" else None
-            fails.append(f"[{c}] row {i}: expected {ev!r} ({int(eb[i]):08X}), got {gv!r} ({int(gb[i]):08X})"
+            fails.append(f"[{c}] row {rows[i]}: expected {ev!r} ({int(eb[i]):08X}), got {gv!r} ({int(gb[i]):08X})"
                          + (f", {ulps} ulp apart" if ulps is not None else ""))
-    return DotReport(int(e.size), int(bad.size), cls, fails)
+    return DotReport(len(vs), int(covered.sum()), int(r.size), int(bad.size), cls, fails,
+                     unmatched=int(np.count_nonzero(~found)), missing_rows=np.flatnonzero(~covered)[:5].tolist(),
+                     allow_partial=allow_partial)

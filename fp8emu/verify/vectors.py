@@ -1,29 +1,35 @@
 """TestFloat-style conversion test vectors: generation, the line format, reading and writing.
 
-Line format (text, one case per line, like Berkeley TestFloat's ``testfloat_gen``)::
+Text format v2 (one case per line, like Berkeley TestFloat's ``testfloat_gen``, and readable as
+written by Verilog's ``$readmemh`` and a C ``fscanf`` loop)::
 
-    # fp8emu test vectors v1
-    # source=float32 format=e4m3fn exp_bits=4 man_bits=3 bias=7 subnormals=1 specials=fn signed=1 has_zero=1
-    # rounding=nearest_even saturate=0 tininess=after level=1 seed=0
-    # columns: input expected flags
+    // fp8emu test vectors v2
+    // source=float32 format=e4m3fn exp_bits=4 man_bits=3 bias=7 subnormals=1 specials=fn signed=1 has_zero=1
+    // rounding=nearest_even saturate=0 tininess=after level=1 seed=0
+    // words: input expected flags   (flags: 01 inexact, 02 underflow, 04 overflow, 10 invalid)
     3F880000 38 01
 
-* ``input``: the source bit pattern in hex, zero-padded to the source width (4 digits for
+Each line holds fixed-width hex words separated by one space:
+
+* ``input``: the source bit pattern, zero-padded to the source width (4 digits for
   float16/bfloat16, 8 for float32, 16 for float64);
-* ``expected``: the code fp8emu produces, in hex, zero-padded to the format width;
-* ``flags``: the exception flags in hex (``01`` inexact, ``02`` underflow, ``04`` overflow,
+* ``expected``: the code fp8emu produces, zero-padded to the format width (2 digits up to 8 bits);
+* ``flags``: the exception flags, 2 digits (``01`` inexact, ``02`` underflow, ``04`` overflow,
   ``10`` invalid; SoftFloat's bit numbering, see :mod:`fp8emu.verify.flags`).
 
-Stochastic-rounding vectors have four columns, ``input down up flags``: a correct result is
+Stochastic-rounding vectors have four words, ``input down up flags``: a correct result is
 ``down`` or ``up`` (the neighbours below and above in magnitude, ``up`` already saturated or
 turned into Inf/NaN as the format and ``saturate`` say), and the flags leave out overflow, which
-depends on the draw.  Lines starting with ``#`` are comments; the header keys are read back by
-:func:`read_vectors`.  ``.npz`` files hold the same columns as arrays plus the header as JSON.
+depends on the draw.  Lines starting with ``//`` are comments; the header's ``key=value`` tokens
+are read back by :func:`read_vectors`, which also reads format v1 (the same lines with ``#``
+comments).  ``.npz`` files hold the same columns as arrays plus the header as JSON.  A case is
+one input: level 2 never repeats one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -34,11 +40,15 @@ from typing import Iterator
 import numpy as np
 
 from ..format import Format, RoundMode, Specials
-from ..quantize import encode
+from ..quantize import decode, encode
 from .flags import OVERFLOW, exception_flags
+from .textio import (Column, FileFormatError, Table, display_name, hex_lines, is_npz, load_npz, parse_table,
+                     read_bytes, write_bytes)
 
 __all__ = ["VectorSet", "SOURCES", "source_dtype", "rounding_boundaries", "boundary_inputs", "generate",
-           "exhaustive_chunks", "write_vectors", "read_vectors", "write_results", "format_header", "parse_format"]
+           "exhaustive_chunks", "write_vectors", "read_vectors", "vectors_from_bytes", "vector_columns",
+           "write_results", "read_results", "results_from_bytes", "result_columns", "format_header", "parse_format",
+           "up_probability"]
 
 SOURCES = ("float16", "bfloat16", "float32", "float64")
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -104,13 +114,6 @@ def format_header(fmt: Format) -> str:
     return (f"format={fmt.name} exp_bits={fmt.exp_bits} man_bits={fmt.man_bits} bias={fmt.bias} "
             f"subnormals={int(fmt.subnormals)} specials={fmt.specials.value} signed={int(fmt.signed)} "
             f"has_zero={int(fmt.has_zero)}")
-
-
-def parse_format(meta: dict) -> Format:
-    """Rebuild a Format from header fields (see :func:`format_header`)."""
-    return Format(int(meta["exp_bits"]), int(meta["man_bits"]), bias=int(meta["bias"]),
-                  subnormals=meta["subnormals"] == "1", specials=Specials(meta["specials"]),
-                  signed=meta["signed"] == "1", has_zero=meta.get("has_zero", "1") == "1", name=meta["format"])
 
 
 # ---- boundary cases -------------------------------------------------------------------------------
@@ -202,6 +205,34 @@ def _random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.random.Generat
     return np.concatenate([raw.astype(_uint(dt)), near])
 
 
+def first_occurrences(values: np.ndarray) -> np.ndarray:
+    """``values`` without repeats, each kept where it first occurs."""
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)]
+
+
+def _distinct_random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.random.Generator,
+                            taken: np.ndarray) -> np.ndarray:
+    """``count`` random inputs (see :func:`_random_inputs`), none repeated and none in ``taken``:
+    drawn in rounds from the same generator until there are enough, so the result depends only
+    on the seed.
+
+    Raises:
+        ValueError: the source has fewer than ``count`` patterns outside ``taken``.
+    """
+    nbits = dt.itemsize * 8
+    if nbits < 64 and count > (1 << nbits) - taken.size:
+        raise ValueError(f"count={count}: {dt.name} has only {(1 << nbits) - taken.size} inputs besides the "
+                         f"{taken.size} level-1 cases (use level='exhaustive')")
+    out = np.zeros(0, _uint(dt))
+    while out.size < count:
+        need = count - out.size
+        cand = first_occurrences(_random_inputs(fmt, dt, max(2 * need, 64), rng))
+        cand = cand[~np.isin(cand, taken) & ~np.isin(cand, out)]
+        out = np.concatenate([out, cand[:need]])
+    return out
+
+
 def exhaustive_chunks(source: str | np.dtype, chunk: int = 1 << 22, start: int = 0,
                       stop: int | None = None) -> Iterator[np.ndarray]:
     """Every bit pattern of a 16- or 32-bit source, in chunks (``start``/``stop`` limit the range).
@@ -244,16 +275,17 @@ def generate(fmt: Format, source: str | np.dtype = "float32", *, rounding: Round
         source: source dtype name (float16, bfloat16, float32, float64).
         rounding: rounding mode; stochastic gives ``down``/``up`` columns.
         saturate: saturating conversion.
-        level: ``1`` (boundary cases), ``2`` (level 1 plus ``count`` seeded random inputs) or
+        level: ``1`` (boundary cases), ``2`` (level 1 plus ``count`` distinct seeded random inputs) or
             ``"exhaustive"`` (every pattern of a 16-bit source; use :func:`write_vectors` with
             ``level="exhaustive"`` to stream a float32 source to a file).
         seed: seed of the level-2 random inputs.
-        count: number of random inputs at level 2.
+        count: number of random inputs at level 2 (none repeats another or a level-1 case).
         tininess: ``"after"`` or ``"before"`` rounding, for the underflow flag.
         inputs: explicit source bit patterns instead of a level.
 
     Raises:
-        ValueError: unknown level/source/rounding, exhaustive for a float32/float64 source.
+        ValueError: unknown level/source/rounding, exhaustive for a float32/float64 source, a
+            ``count`` that is negative or more than the source's patterns left.
     """
     dt = source_dtype(source)
     mode = RoundMode.parse(rounding)
@@ -269,234 +301,277 @@ def generate(fmt: Format, source: str | np.dtype = "float32", *, rounding: Round
         else:
             inputs = boundary_inputs(fmt, dt)
             if level == "2":
-                inputs = np.concatenate([inputs, _random_inputs(fmt, dt, count, np.random.default_rng(seed))])
+                if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+                    raise ValueError(f"count={count!r} must be an int >= 0")
+                rng = np.random.default_rng(seed)
+                inputs = np.concatenate([inputs, _distinct_random_inputs(fmt, dt, int(count), rng, inputs)])
     inputs = np.ascontiguousarray(inputs, dtype=_uint(dt))
     expected, flags, up = _expected(inputs, dt, fmt, mode, saturate, tininess)
     return VectorSet(dt.name, fmt, mode, bool(saturate), tininess, inputs, expected, flags, up, level, seed)
 
 
 # ---- files ----------------------------------------------------------------------------------------
+VECTORS_V2 = "fp8emu test vectors v2"
+RESULTS_V2 = "fp8emu results v2"
+FLAGS_LEGEND = "(flags: 01 inexact, 02 underflow, 04 overflow, 10 invalid)"
+
+
+def _words(vs: VectorSet) -> str:
+    return "input down up flags" if vs.expected_up is not None else "input expected flags"
+
+
 def _header(vs: VectorSet) -> str:
-    cols = "input down up flags" if vs.expected_up is not None else "input expected flags"
-    return ("# fp8emu test vectors v1\n"
-            f"# source={vs.source} {format_header(vs.fmt)}\n"
-            f"# rounding={vs.rounding.value} saturate={int(vs.saturate)} tininess={vs.tininess} "
+    return (f"// {VECTORS_V2}\n"
+            f"// source={vs.source} {format_header(vs.fmt)}\n"
+            f"// rounding={vs.rounding.value} saturate={int(vs.saturate)} tininess={vs.tininess} "
             f"level={vs.level or 'custom'} seed={vs.seed}\n"
-            f"# columns: {cols}   (flags: 01 inexact, 02 underflow, 04 overflow, 10 invalid)\n")
+            f"// words: {_words(vs)}   {FLAGS_LEGEND}\n")
 
 
-_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
-
-
-def _hex_columns(columns: list[tuple[np.ndarray, int]]) -> bytes:
-    """Lines of space-separated upper-case hex columns, ``(values, digits)`` each, as ASCII bytes.
-
-    Vectorised: every digit is a 4-bit slice ``(v >> 4*j) & 0xF`` looked up in ``_HEX``, written
-    into one (n, line length) uint8 array; no per-line Python.
-    """
-    n = columns[0][0].size
-    width = sum(d for _, d in columns) + len(columns)  # digits, separators and the newline
-    buf = np.empty((n, width), dtype=np.uint8)
-    pos = 0
-    for values, digits in columns:
-        v = values.astype(np.uint64)
-        for j in range(digits):
-            buf[:, pos + j] = _HEX[((v >> np.uint64(4 * (digits - 1 - j))) & np.uint64(0xF)).astype(np.intp)]
-        pos += digits
-        buf[:, pos] = ord(" ")
-        pos += 1
-    buf[:, -1] = ord("\n")
-    return buf.tobytes()
+def vector_columns(vs: VectorSet) -> list[Column]:
+    """The words of a vectors line: the input (source width), the code(s) (format width), the flags."""
+    code = vs.fmt.bits
+    cols = [Column("input", vs.dtype.itemsize * 8), Column("down" if vs.expected_up is not None else "expected", code)]
+    if vs.expected_up is not None:
+        cols.append(Column("up", code))
+    return cols + [Column("flags", 5)]
 
 
 def _hex_lines(vs: VectorSet, inputs, expected, flags, up) -> bytes:
-    if inputs.size == 0:
-        return b""
-    iw, cw = vs.dtype.itemsize * 2, (vs.fmt.bits + 3) // 4
-    cols = [(inputs, iw), (expected, cw)] + ([(up, cw)] if up is not None else []) + [(flags, 2)]
-    return _hex_columns(cols)
+    arrays = [inputs, expected] + ([up] if up is not None else []) + [flags]
+    return hex_lines([(a, c.digits) for a, c in zip(arrays, vector_columns(vs))])
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
 
 
 def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
                   stream_chunks: Iterator[np.ndarray] | None = None) -> pathlib.Path:
-    """Write vectors as text (``.txt`` or any other suffix) or ``.npz``.
+    """Write vectors as text (format v2; any suffix but ``.npz``, ``-`` for stdout) or ``.npz``.
 
-    ``stream_chunks``: an iterator of input chunks (see :func:`exhaustive_chunks`) whose
-    expected results are computed and appended chunk by chunk, for inputs too many to hold
-    (text only); ``vs`` then supplies the settings and its own rows come first.
+    The file is written atomically.  ``stream_chunks``: an iterator of input chunks (see
+    :func:`exhaustive_chunks`) whose expected results are computed and appended chunk by chunk,
+    for inputs too many to hold (text only); ``vs`` then supplies the settings and its own rows
+    come first.
+
+    Returns:
+        The path written (``Path("-")`` for stdout).
+
+    Raises:
+        ValueError: streamed chunks into an ``.npz``.
     """
-    path = pathlib.Path(path)
-    if path.suffix == ".npz":
+    if str(path) != "-" and pathlib.Path(path).suffix == ".npz":
         if stream_chunks is not None:
             raise ValueError("streamed (exhaustive float32) vectors can only be written as text")
-        meta = {"source": vs.source, "format": format_header(vs.fmt), "rounding": vs.rounding.value,
+        meta = {"version": 2, "source": vs.source, "format": format_header(vs.fmt), "rounding": vs.rounding.value,
                 "saturate": vs.saturate, "tininess": vs.tininess, "level": vs.level, "seed": vs.seed}
         arrays = dict(inputs=vs.inputs, expected=vs.expected, flags=vs.flags, meta=np.array(json.dumps(meta)))
         if vs.expected_up is not None:
             arrays["expected_up"] = vs.expected_up
-        np.savez_compressed(path, **arrays)
-        return path
-    with open(path, "wb") as fh:
-        fh.write(_header(vs).encode())
-        fh.write(_hex_lines(vs, vs.inputs, vs.expected, vs.flags, vs.expected_up))
+        return write_bytes(path, [_npz_bytes(arrays)])
+
+    def chunks():
+        yield _header(vs).encode()
+        yield _hex_lines(vs, vs.inputs, vs.expected, vs.flags, vs.expected_up)
         for chunk in stream_chunks or ():
             exp, fl, up = _expected(chunk, vs.dtype, vs.fmt, vs.rounding, vs.saturate, vs.tininess)
-            fh.write(_hex_lines(vs, chunk, exp, fl, up))
-    return path
+            yield _hex_lines(vs, chunk, exp, fl, up)
+    return write_bytes(path, chunks())
+
+
+def result_columns(vs: VectorSet, flags: bool) -> list[Column]:
+    """The words of a results line for ``vs``: ``input code [flags]``."""
+    return [Column("input", vs.dtype.itemsize * 8), Column("code", vs.fmt.bits)] + ([Column("flags", 5)] if flags
+                                                                                     else [])
 
 
 def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray, source: str | np.dtype,
                   fmt: Format, flags: np.ndarray | None = None) -> pathlib.Path:
-    """Write a device-under-test's results in the vectors line format (``input code [flags]``).
+    """Write a device-under-test's results as text, one ``input code [flags]`` line per result.
 
-    Use this (or print the same columns from your own harness) to feed :func:`fp8emu.verify.check.check`.
+    Use this (or print the same words from your own harness) to feed :func:`fp8emu.verify.check.check_files`.
+    ``-`` writes to stdout.
+
+    Returns:
+        The path written (``Path("-")`` for stdout).
     """
     dt = source_dtype(source)
     iw, cw = dt.itemsize * 2, (fmt.bits + 3) // 4
     cols = [(np.asarray(inputs).reshape(-1), iw), (np.asarray(codes).reshape(-1), cw)]
     if flags is not None:
         cols.append((np.asarray(flags).reshape(-1), 2))
-    with open(path, "wb") as fh:
-        fh.write(("# fp8emu results v1\n# columns: input code" + (" flags\n" if flags is not None else "\n")).encode())
-        if cols[0][0].size:
-            fh.write(_hex_columns(cols))
-    return pathlib.Path(path)
+    head = f"// {RESULTS_V2}\n// words: input code" + (" flags\n" if flags is not None else "\n")
+    return write_bytes(path, [head.encode(), hex_lines(cols)])
 
 
-def _parse_meta(lines: list[str]) -> dict:
-    meta = {}
-    for line in lines:
-        for tok in line.lstrip("#").split():
-            if "=" in tok:
-                k, v = tok.split("=", 1)
-                meta[k] = v
-    return meta
+def _header_line(table: Table, key: str) -> int:
+    """The 1-based line of the header line holding ``key=`` (1 when none does)."""
+    for i, h in enumerate(table.header):
+        if any(tok.startswith(key + "=") for tok in h.split()):
+            return i + 1
+    return 1
 
 
-_HEX_VALUE = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789ABCDEF"):
-    _HEX_VALUE[_c] = _HEX_VALUE[ord(chr(_c).lower())] = _i
+def parse_format(meta: dict, name: str = "header", line: int | None = None) -> Format:
+    """Rebuild a Format from header fields (see :func:`format_header`).
 
-
-def _parse_fixed_width(data: bytes) -> list[np.ndarray] | None:
-    """Columns of hex lines that all have the same layout (what fp8emu writes), vectorised;
-    None when the lines differ in width or hold anything but hex digits and single spaces."""
-    first = data.find(b"\n")
-    width = first + 1
-    if first <= 0 or len(data) % width:
-        return None
-    buf = np.frombuffer(data, dtype=np.uint8).reshape(-1, width)
-    if not (buf[:, -1] == ord("\n")).all():
-        return None
-    spaces = np.flatnonzero(buf[0, :-1] == ord(" "))
-    if not (buf[:, spaces] == ord(" ")).all():
-        return None
-    digits = _HEX_VALUE[buf[:, :-1]]
-    bounds = [-1, *spaces.tolist(), width - 1]
-    cols = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        part = digits[:, lo + 1:hi]
-        if part.shape[1] == 0 or part.shape[1] > 16 or (part == 255).any():
-            return None
-        v = np.zeros(part.shape[0], dtype=np.uint64)
-        for j in range(part.shape[1]):
-            v = (v << np.uint64(4)) | part[:, j].astype(np.uint64)
-        cols.append(v)
-    return cols
-
-
-def _read_columns(path) -> tuple[dict, list[np.ndarray]]:
-    """Header fields and hex columns of a text vectors/results file."""
-    path = pathlib.Path(path)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    header = []
-    while data.startswith(b"#"):  # the header: leading comment lines
-        end = data.find(b"\n")
-        line, data = (data, b"") if end < 0 else (data[:end], data[end + 1:])
-        header.append(line.decode(errors="replace").strip())
-    fast = _parse_fixed_width(data) if data else None
-    if fast is not None:
-        return _parse_meta(header), fast
-    rows = []
-    for line in data.decode(errors="replace").splitlines():
-        s = line.strip()
-        if not s:
-            continue
-        if s.startswith("#"):
-            header.append(s)
-            continue
-        rows.append(s.split())
-    if rows and len({len(r) for r in rows}) != 1:
-        raise ValueError(f"{path}: rows have different numbers of columns")
-    ncol = len(rows[0]) if rows else 0
+    Raises:
+        FileFormatError: a field is missing or invalid (``name``/``line`` locate it).
+    """
+    missing = [k for k in ("format", "exp_bits", "man_bits", "bias", "subnormals", "specials", "signed")
+               if k not in meta]
+    if missing:
+        raise FileFormatError(name, f"the header lacks {', '.join(missing)}", line)
     try:
-        cols = [np.array([int(r[c], 16) for r in rows], dtype=np.uint64) for c in range(ncol)]
+        return Format(int(meta["exp_bits"]), int(meta["man_bits"]), bias=int(meta["bias"]),
+                      subnormals=_flag(meta["subnormals"]), specials=Specials(meta["specials"]),
+                      signed=_flag(meta["signed"]), has_zero=_flag(meta.get("has_zero", "1")), name=meta["format"])
     except ValueError as exc:
-        raise ValueError(f"{path}: not a hex column file ({exc})") from None
-    return _parse_meta(header), cols
+        raise FileFormatError(name, f"invalid format in the header: {exc}", line) from None
+
+
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(f"{text!r} is not 0 or 1")
+    return text == "1"
+
+
+def _settings(meta: dict, name: str, line: int) -> tuple[np.dtype, RoundMode, bool, str]:
+    try:
+        dt = source_dtype(meta["source"])
+        mode = RoundMode.parse(meta["rounding"])
+        saturate = _flag(meta.get("saturate", "0"))
+        tininess = meta.get("tininess", "after")
+        if tininess not in ("after", "before"):
+            raise ValueError(f"tininess={tininess!r}; allowed: after, before")
+        int(meta.get("seed", 0))
+    except KeyError as exc:
+        raise FileFormatError(name, f"the header lacks {exc.args[0]}", line) from None
+    except ValueError as exc:
+        raise FileFormatError(name, f"invalid header: {exc}", line) from None
+    return dt, mode, saturate, tininess
+
+
+def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
+    """Conversion vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Raises:
+        FileFormatError: not conversion vectors, a malformed header or line (with its line
+            number), or no cases at all.
+    """
+    if is_npz(data):
+        return _vectors_from_npz(load_npz(data, name), name)
+    table = parse_table(data, name)
+    if not table.header or not table.header[0].startswith("fp8emu test vectors"):
+        what = "dot-product vectors (check them as such)" if table.header and "dot-product" in table.header[0] \
+            else "not an fp8emu vectors file (the first line is not '// fp8emu test vectors v2')"
+        raise FileFormatError(name, what, 1)
+    fline = _header_line(table, "format")
+    fmt = parse_format(table.meta, name, fline)
+    dt, mode, saturate, tininess = _settings(table.meta, name, _header_line(table, "rounding"))
+    vs = VectorSet(dt.name, fmt, mode, saturate, tininess, np.zeros(0, _uint(dt)), np.zeros(0, fmt.code_dtype),
+                   np.zeros(0, np.uint8), np.zeros(0, fmt.code_dtype) if mode is RoundMode.STOCHASTIC else None,
+                   table.meta.get("level", ""), int(table.meta.get("seed", 0)))
+    cols = table.columns(vector_columns(vs))
+    if not len(table):
+        raise FileFormatError(name, "no test cases (the file has a header only)")
+    vs.inputs = cols[0].astype(_uint(dt))
+    vs.expected = cols[1].astype(fmt.code_dtype)
+    vs.flags = cols[-1].astype(np.uint8)
+    if vs.expected_up is not None:
+        vs.expected_up = cols[2].astype(fmt.code_dtype)
+    return vs
+
+
+def _vectors_from_npz(z: dict, name: str) -> VectorSet:
+    missing = [k for k in ("meta", "inputs", "expected", "flags") if k not in z]
+    if missing:
+        raise FileFormatError(name, f"not an fp8emu vectors .npz (no array {', '.join(missing)})")
+    try:
+        meta = json.loads(str(z["meta"]))
+        fmeta = {}
+        for tok in str(meta["format"]).split():
+            k, _, v = tok.partition("=")
+            fmeta[k] = v
+        meta = {k: str(int(v) if isinstance(v, bool) else v) for k, v in meta.items() if k != "format"}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FileFormatError(name, f"unreadable 'meta' array ({exc})") from None
+    fmt = parse_format(fmeta, name)
+    dt, mode, saturate, tininess = _settings(meta, name, None)
+    cols = [Column("inputs", dt.itemsize * 8), Column("expected", fmt.bits), Column("flags", 5)]
+    arrays = [_npz_column(z, c, name) for c in cols]
+    up = _npz_column(z, Column("expected_up", fmt.bits), name) if mode is RoundMode.STOCHASTIC else None
+    if len({a.size for a in arrays + ([up] if up is not None else [])}) != 1:
+        raise FileFormatError(name, "the arrays differ in length")
+    if arrays[0].size == 0:
+        raise FileFormatError(name, "no test cases")
+    return VectorSet(dt.name, fmt, mode, saturate, tininess, arrays[0].astype(_uint(dt)),
+                     arrays[1].astype(fmt.code_dtype), arrays[2].astype(np.uint8),
+                     None if up is None else up.astype(fmt.code_dtype), meta.get("level", ""),
+                     int(meta.get("seed", 0)))
+
+
+def _npz_column(z: dict, col: Column, name: str) -> np.ndarray:
+    """A 1-D uint64 array from an .npz, checked against the column's width."""
+    if col.name not in z:
+        raise FileFormatError(name, f"no array {col.name!r}")
+    a = np.asarray(z[col.name]).reshape(-1)
+    if a.dtype.kind not in "ui":
+        raise FileFormatError(name, f"array {col.name!r} has dtype {a.dtype}, expected unsigned integers")
+    bad = np.flatnonzero((a < 0) | ((a.astype(np.uint64) >> np.uint64(col.bits)) != 0 if col.bits < 64 else a < 0))
+    if bad.size:
+        raise FileFormatError(name, f"array {col.name!r}[{bad[0]}] = {int(a[bad[0]])} is out of range for a "
+                              f"{col.bits}-bit word")
+    return a.astype(np.uint64)
 
 
 def read_vectors(path: str | os.PathLike) -> VectorSet:
-    """Read vectors written by :func:`write_vectors` (text or ``.npz``).
+    """Read conversion vectors written by :func:`write_vectors` (text v1/v2 or ``.npz``; ``-``: stdin).
 
     Raises:
-        ValueError: the file has no fp8emu header or malformed rows.
+        FileFormatError: (a ValueError) unreadable file, no fp8emu header, malformed lines.
     """
-    path = pathlib.Path(path)
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            meta = json.loads(str(z["meta"]))
-            fmeta = _parse_meta([meta["format"]])
-            dt = source_dtype(meta["source"])
-            fmt = parse_format(fmeta)
-            up = z["expected_up"] if "expected_up" in z else None
-            return VectorSet(dt.name, fmt, RoundMode.parse(meta["rounding"]), bool(meta["saturate"]),
-                             meta["tininess"], z["inputs"].astype(_uint(dt)), z["expected"].astype(fmt.code_dtype),
-                             z["flags"].astype(np.uint8), None if up is None else up.astype(fmt.code_dtype),
-                             meta["level"], int(meta["seed"]))
-    meta, cols = _read_columns(path)
-    missing = [k for k in ("source", "format", "exp_bits", "rounding") if k not in meta]
-    if missing:
-        raise ValueError(f"{path}: not an fp8emu vectors file (header lacks {', '.join(missing)})")
-    dt = source_dtype(meta["source"])
-    fmt = parse_format(meta)
-    mode = RoundMode.parse(meta["rounding"])
-    want = 4 if mode is RoundMode.STOCHASTIC else 3
-    if cols and len(cols) != want:
-        raise ValueError(f"{path}: expected {want} columns for rounding={mode.value}, found {len(cols)}")
-    if not cols:
-        cols = [np.zeros(0, np.uint64)] * want
-    up = cols[2].astype(fmt.code_dtype) if want == 4 else None
-    return VectorSet(dt.name, fmt, mode, meta.get("saturate", "0") == "1", meta.get("tininess", "after"),
-                     cols[0].astype(_uint(dt)), cols[1].astype(fmt.code_dtype), cols[-1].astype(np.uint8), up,
-                     meta.get("level", ""), int(meta.get("seed", 0)))
+    return vectors_from_bytes(read_bytes(path), display_name(path))
 
 
-def read_results(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(inputs, codes, flags or None)`` from a results file: text (``input code [flags]`` per
-    line) or ``.npz`` with arrays ``inputs``, ``codes`` and optionally ``flags``."""
-    if pathlib.Path(path).suffix == ".npz":
-        with np.load(path) as z:
-            missing = [k for k in ("inputs", "codes") if k not in z]
-            if missing:
-                raise ValueError(f"{path}: a results .npz needs arrays 'inputs' and 'codes' (missing {missing})")
-            return (z["inputs"].astype(np.uint64).reshape(-1), z["codes"].astype(np.uint64).reshape(-1),
-                    z["flags"].astype(np.uint64).reshape(-1) if "flags" in z else None)
-    _, cols = _read_columns(path)
-    if not cols:
-        return np.zeros(0, np.uint64), np.zeros(0, np.uint64), None
-    if len(cols) not in (2, 3):
-        raise ValueError(f"{path}: a results file has 2 or 3 columns (input code [flags]), found {len(cols)}")
-    return cols[0], cols[1], (cols[2] if len(cols) == 3 else None)
+def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(inputs, codes, flags or None)`` of a results file for the vectors ``vs``: text
+    (``input code [flags]`` per line, v1 or v2 comments) or ``.npz`` (arrays ``inputs``, ``codes``,
+    optionally ``flags``).  Every word is checked against its width: the input against the
+    source's, the code against the format's.
+
+    Raises:
+        FileFormatError: malformed content (with its line number).
+    """
+    if is_npz(data):
+        z = load_npz(data, name)
+        cols = result_columns(vs, "flags" in z)
+        cols[0], cols[1] = Column("inputs", cols[0].bits), Column("codes", cols[1].bits)
+        arrays = [_npz_column(z, c, name) for c in cols]
+        if len({a.size for a in arrays}) != 1:
+            raise FileFormatError(name, "the arrays differ in length")
+        return arrays[0], arrays[1], arrays[2] if len(arrays) == 3 else None
+    table = parse_table(data, name)
+    n = table.ncols()
+    cols = table.columns(result_columns(vs, n == 3 or (n is not None and n > 3)))
+    return cols[0], cols[1], cols[2] if len(cols) == 3 else None
 
 
-def _sr_probability(vs: VectorSet) -> np.ndarray:
-    """Exact probability of rounding up (magnitude) for each input of stochastic vectors (float64)."""
+def read_results(path: str | os.PathLike, vs: VectorSet) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`results_from_bytes` of a file (``-``: stdin)."""
+    return results_from_bytes(read_bytes(path), vs, display_name(path))
+
+
+def up_probability(vs: VectorSet) -> np.ndarray:
+    """The exact probability of rounding up (in magnitude) of each input of stochastic vectors
+    (float64; 0 where the input is exact or not finite)."""
     fmt = vs.fmt
     with np.errstate(invalid="ignore"):
         a = np.abs(vs.values().astype(np.float64))
-    from ..quantize import decode
     lo = np.abs(decode(vs.expected, fmt, dtype=np.float64))
     lg = np.floor(np.log2(np.where(lo > 0, lo, 1.0)))
     qe = np.where(lo >= fmt.min_normal, lg, fmt.emin) - (fmt.man_bits if fmt.subnormals else 0)
