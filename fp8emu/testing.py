@@ -8,6 +8,9 @@ Importing this module imports ``hypothesis`` (the rest of fp8emu does not need i
     from fp8emu.formats import e4m3fn
     from fp8emu.testing import values_near_rounding_boundaries
 
+    def my_kernel(x):  # your kernel (here: fp8emu itself, so the property holds)
+        return encode(x, e4m3fn)
+
     # deadline=None: the first call compiles fp8emu's kernels (seconds on a cold cache), far
     # past hypothesis's default 200 ms deadline; derandomize=True: the same examples every run
     @settings(deadline=None, max_examples=300, derandomize=True, database=None)

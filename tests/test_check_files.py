@@ -346,3 +346,11 @@ def test_wide_formats_use_wider_words(tmp_path):
     text = write_vectors(vs, tmp_path / "h.txt").read_text().splitlines()
     assert [len(w) for w in text[-1].split()] == [8, 4, 2]
     assert check_files(tmp_path / "h.txt", tmp_path / "h.txt").ok
+
+
+def test_stdout_closed_early_is_no_error(tmp_path):
+    cmd = f'"{sys.executable}" -m fp8emu vectors --format e5m2 --level 2 --count 200000 --out - | head -1'
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0 and proc.stdout == "// fp8emu test vectors v2\n"
+    assert "Error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from .textio import display_name
@@ -43,8 +44,14 @@ def _cmd_dot_vectors(args: argparse.Namespace) -> int:
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
-    if args.accumulator is not None:
-        return _cmd_dot_vectors(args)
+    try:
+        return _cmd_dot_vectors(args) if args.accumulator is not None else _cmd_conversion_vectors(args)
+    except BrokenPipeError:  # `fp8emu vectors --out - | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+
+
+def _cmd_conversion_vectors(args: argparse.Namespace) -> int:
     from ..formats import get_format
     from .vectors import exhaustive_chunks, generate, source_dtype, write_vectors
 
