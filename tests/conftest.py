@@ -6,6 +6,11 @@ Python then, which is how to debug them.
 
 import os
 
+# The CUDA kernels' tests (test_cuda.py) run on Numba's CUDA simulator unless you choose
+# otherwise (NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU).  Numba reads the variable when
+# it is first imported, hence here, before any test module imports it.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", deadline=None, max_examples=200, print_blob=True,

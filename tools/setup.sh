@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One-shot set-up on a fresh machine: the package with its test/train extras, the
-# test-only PyTorch oracle (CPU build, on disk here) and the Fashion-MNIST data.
+# test-only PyTorch oracle (CPU build, on disk here) and the Fashion-MNIST data.  The cuda extra
+# (numba-cuda) lets the tests run the GPU kernels on Numba's CUDA simulator; no GPU is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # PyTorch (the CPU build) is required: the torch bridge's tests and the cross-checks need it, so a
 # failed install fails the set-up (set FP8EMU_SKIP_TORCH=1 to install without it and skip them).
-python -m pip install -q -e '.[test,train,docs]'
+python -m pip install -q -e '.[test,train,docs,cuda]'
 if [ "${FP8EMU_SKIP_TORCH:-0}" != 1 ]; then
   python -m pip install -q torch==2.13.0
   python -m pip install -q -e '.[torch]'

@@ -1,0 +1,277 @@
+"""``encode``, ``decode`` and ``quantize`` of arrays that live on an NVIDIA GPU (numba-cuda).
+
+The same rounding routines as :mod:`fp8emu.quantize` (the ``@njit`` functions of
+``_kernels.py``, compiled again as CUDA device functions), the same path selection, and the
+same random words for stochastic rounding: for the same arguments a GPU call returns the
+bits that the CPU call returns.  Needs the ``cuda`` extra (``pip install fp8emu[cuda]``).
+
+Inputs are any C-contiguous device arrays: Numba device arrays, or anything that exposes
+``__cuda_array_interface__`` (PyTorch CUDA tensors, CuPy arrays), viewed without a copy.
+Results are Numba device arrays shaped like the input; ``torch.as_tensor(result,
+device="cuda")`` and ``cupy.asarray(result)`` view them without a copy.  Where a dtype has no
+device-array form (bfloat16: neither Numba nor ``__cuda_array_interface__`` know it), pass
+its bits as uint16 and say ``x_dtype="bfloat16"``; ``quantize`` then returns bits too.
+
+With ``NUMBA_ENABLE_CUDASIM=1`` Numba's CUDA simulator runs the kernels on the CPU (slowly:
+for tests of small arrays).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import cuda
+from numba.core import config as _numba_config
+
+from . import _cuda_kernels
+from .format import Format, RoundMode
+from .formats import get_format
+from .quantize import SUPPORTED_DTYPES, _INPUTS, _deep_limit, _float_dtype, _lut, _params, _params_f32, _resolve
+
+__all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
+
+_THREADS = 256
+#: Blocks per multiprocessor at most (a grid-stride loop covers the rest): 8 x 256 threads
+#: fill an H100/H200 multiprocessor (2048 threads).
+_BLOCKS_PER_SM = 8
+_P32_UNUSED = (np.int32(0),) * 22
+
+
+def simulated() -> bool:
+    """Whether Numba's CUDA simulator runs the kernels (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return bool(_numba_config.ENABLE_CUDASIM)
+
+
+@lru_cache(maxsize=None)
+def _sm_count() -> int:
+    if simulated():
+        return 1
+    return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+
+
+def launch_config(n: int, per_thread: int = 1) -> tuple[int, int]:
+    """``(blocks, threads)`` of a grid-stride launch over ``n`` elements, ``per_thread`` each
+    loop step.  The simulator gets 2 blocks of 8 threads (it runs a Python thread per GPU
+    thread), enough to exercise the grid-stride and tail logic."""
+    if simulated():
+        return max(1, min(2, -(-n // (8 * per_thread)))), 8
+    blocks = -(-n // (_THREADS * per_thread))
+    return max(1, min(blocks, _sm_count() * _BLOCKS_PER_SM)), _THREADS
+
+
+def _device_array(x, argname: str, fn: str):
+    """A Numba device-array view of ``x`` (no copy), C-contiguous, or a precise error."""
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        raise TypeError(f"{argname} is a host array; use fp8emu.{fn} for host arrays, or copy it to the GPU first "
+                        "(numba.cuda.to_device, torch.Tensor.cuda)")
+    if cuda.devicearray.is_cuda_ndarray(x):
+        arr = x
+    elif hasattr(x, "__cuda_array_interface__") and not simulated():
+        arr = cuda.as_cuda_array(x)
+    else:
+        raise TypeError(f"{argname} must be a CUDA device array (Numba device array, or an object with "
+                        f"__cuda_array_interface__ such as a CUDA torch.Tensor or a CuPy array), got "
+                        f"{type(x).__name__}")
+    if not arr.is_c_contiguous():
+        raise ValueError(f"{argname} is not C-contiguous; make a contiguous copy first (torch: .contiguous(), "
+                         "CuPy: cupy.ascontiguousarray)")
+    return arr
+
+
+def _flat(arr):
+    return arr.reshape(arr.size) if arr.ndim != 1 else arr
+
+
+@lru_cache(maxsize=None)
+def _device_lut(fmt: Format, dtype_name: str, device_id: int):
+    """The host table of :func:`fp8emu.quantize._lut`, copied to device ``device_id`` once."""
+    return cuda.to_device(np.ascontiguousarray(_lut(fmt, _float_dtype(_dtype_of(dtype_name)))))
+
+
+def _dtype_of(name: str):
+    if name == "bfloat16":
+        import ml_dtypes   # only bfloat16 needs it (as on the CPU)
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _device_id() -> int:
+    return 0 if simulated() else int(cuda.get_current_device().id)
+
+
+def _lut_on_device(fmt: Format, dtype_name: str):
+    return _device_lut(fmt, dtype_name, _device_id())
+
+
+@lru_cache(maxsize=None)
+def _placeholder(device_id: int):
+    """A 1-element device array for kernel arguments that a path does not read."""
+    return cuda.to_device(np.zeros(1, np.int32))
+
+
+def _input_kind(arr, x_dtype, argname: str = "x") -> tuple[str, tuple]:
+    """(float dtype name, ``_INPUTS`` info) of a device array, reading ``x_dtype`` for bits."""
+    dt = np.dtype(arr.dtype)
+    if x_dtype is None:
+        if dt.kind != "f" or dt.name not in _INPUTS:
+            raise TypeError(f"{argname} has dtype {dt}; allowed: float16, float32, float64, or the bits of one of "
+                            f"{', '.join(SUPPORTED_DTYPES)} as an unsigned array with x_dtype= naming it")
+        return dt.name, _INPUTS[dt.name]
+    name = x_dtype if isinstance(x_dtype, str) else getattr(np.dtype(x_dtype), "name", str(x_dtype))
+    if name not in _INPUTS:
+        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(SUPPORTED_DTYPES)}")
+    info = _INPUTS[name]
+    if dt.itemsize != np.dtype(info[3]).itemsize or dt.kind not in "uif":
+        raise TypeError(f"{argname} has dtype {dt}, which cannot hold {name} bits; pass a "
+                        f"{np.dtype(info[3]).name} array (or a {name} array without x_dtype)")
+    if dt.kind == "f" and dt.name != name:
+        raise TypeError(f"{argname} has dtype {dt} but x_dtype={name!r}")
+    return name, info
+
+
+def _check_out(out, shape: tuple, dtype: np.dtype, argname: str = "out"):
+    arr = _device_array(out, argname, "encode")
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{argname} has shape {tuple(arr.shape)}; expected {tuple(shape)}")
+    if np.dtype(arr.dtype).itemsize != dtype.itemsize or np.dtype(arr.dtype).kind not in ("u", "i", dtype.kind):
+        raise TypeError(f"{argname} has dtype {np.dtype(arr.dtype)}; expected {dtype}")
+    return arr
+
+
+def _launch(kernel, n: int, cuda_stream, *args) -> None:
+    blocks, threads = launch_config(n, _cuda_kernels.ILP)
+    if cuda_stream is None:
+        kernel[blocks, threads](*args)
+    else:
+        kernel[blocks, threads, cuda_stream](*args)
+
+
+def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, values: bool):
+    """Shared body of :func:`encode` (``values=False``) and :func:`quantize` (``values=True``)."""
+    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
+    fn = "quantize" if values else "encode"
+    arr = _device_array(x, "x", fn)
+    name, info = _input_kind(arr, x_dtype)
+    src = _flat(arr).view(info[3])
+    stochastic = mode is RoundMode.STOCHASTIC
+    if values:
+        lut = _lut_on_device(fmt, name)           # raises when the dtype cannot hold fmt
+        out_dtype = np.dtype(arr.dtype)
+    else:
+        lut = _placeholder(_device_id())          # encode reads no table
+        out_dtype = np.dtype(fmt.code_dtype)
+    if out is None:
+        target = cuda.device_array(arr.shape, out_dtype, stream=0 if cuda_stream is None else cuda_stream)
+    else:
+        target = _check_out(out, arr.shape, out_dtype)
+    dst = _flat(target).view(info[3] if values else fmt.code_dtype)
+    n = src.shape[0]
+    if n == 0:
+        return target
+    prm = _params(info, fmt, mode, saturate, r)
+    p32 = _params_f32(fmt, mode, saturate, r, values) if name == "float32" else None
+    lim = np.uint32(0)
+    if p32 is not None:
+        path = "f32"
+        limit = _deep_limit(fmt)
+        if stochastic and not r and limit:
+            lim = np.uint32(limit - 1)     # 0 < |x| bits <= lim: deep
+    else:
+        p32 = _P32_UNUSED
+        path = "fast" if (fmt.subnormals and fmt.emin >= 1 - info[2]) else "generic"
+    kernel = _cuda_kernels.KERNELS[(path, stochastic, values)]
+    _launch(kernel, n, cuda_stream, src, dst, lut, p32, prm, keys[0], keys[1], lim)
+    return target
+
+
+def encode(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,
+           seed: int | None = None, sr_bits: int | None = None, stream: int = 0, out=None, x_dtype=None,
+           cuda_stream=None):
+    """:func:`fp8emu.encode` of a device array: the codes, on the same GPU.
+
+    Args:
+        x: C-contiguous device array of float16, float32 or float64 (or the unsigned bits of
+            any supported dtype, bfloat16 included, with ``x_dtype``).
+        fmt, rounding, saturate, seed, sr_bits, stream: as :func:`fp8emu.encode`; the same
+            ``(seed, stream)`` gives the CPU's stochastic roundings element for element.
+        out: optional C-contiguous device array of ``x``'s shape and ``fmt.code_dtype``.
+        x_dtype: the float dtype whose bits ``x`` holds (``"bfloat16"``), or None.
+        cuda_stream: a Numba stream to launch on (``numba.cuda.external_stream(h)`` wraps
+            another library's, e.g. ``torch.cuda.current_stream().cuda_stream``); None = the
+            default stream.
+
+    Returns:
+        A Numba device array of codes (or ``out``), shaped like ``x``.
+
+    Raises:
+        TypeError: ``x`` is a host array or of an unsupported dtype; ``out`` has the wrong dtype.
+        ValueError: as :func:`fp8emu.encode`; ``x``/``out`` not C-contiguous or shapes differ.
+    """
+    return _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, False)
+
+
+def quantize(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,
+             seed: int | None = None, sr_bits: int | None = None, stream: int = 0, out=None, x_dtype=None,
+             cuda_stream=None):
+    """:func:`fp8emu.quantize` of a device array: the rounded values in ``x``'s dtype.
+
+    Same arguments as :func:`encode`; ``out`` may be ``x`` itself (in place).  With
+    ``x_dtype`` the result holds that dtype's bits in ``x``'s unsigned dtype.
+
+    Returns:
+        A Numba device array (or ``out``) of ``x``'s shape and dtype.
+
+    Raises:
+        TypeError: as :func:`encode`.
+        ValueError: as :func:`encode`; also when ``fmt`` has values that the dtype cannot hold.
+    """
+    return _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, True)
+
+
+def decode(codes, fmt: Format | str, *, dtype=np.float32, out=None, cuda_stream=None):
+    """:func:`fp8emu.decode` of a device array of codes.
+
+    Args:
+        codes: C-contiguous device array of integer codes ``0 .. fmt.num_codes - 1``.
+        fmt: a :class:`~fp8emu.format.Format` or a format name.
+        dtype: float16, float32, float64, or bfloat16 (returned as its uint16 bits).
+        out: optional C-contiguous device array of ``codes``' shape and that dtype.
+        cuda_stream: as :func:`encode`.
+
+    Returns:
+        A Numba device array of values (or ``out``).
+
+    Raises:
+        TypeError: non-integer codes, unsupported ``dtype``, or ``out`` of the wrong dtype.
+        ValueError: a code out of range (checked on the GPU: this call then waits for the
+            kernel; codes whose dtype cannot go out of range are not checked), or ``dtype``
+            cannot hold ``fmt``'s values exactly.
+    """
+    fmt = get_format(fmt)
+    dt = _float_dtype(_dtype_of(dtype) if isinstance(dtype, str) and dtype == "bfloat16" else dtype)
+    arr = _device_array(codes, "codes", "decode")
+    cdt = np.dtype(arr.dtype)
+    if cdt.kind not in "iu":
+        raise TypeError(f"codes must be an integer array, got dtype {cdt}")
+    lut = _lut_on_device(fmt, dt.name)
+    udt = np.dtype(_INPUTS[dt.name][3])
+    store = udt if dt.name == "bfloat16" else dt
+    target = (cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream) if out is None
+              else _check_out(out, arr.shape, store))
+    n = arr.size
+    if n == 0:
+        return target
+    # Only a dtype that can hold a code outside 0 .. num_codes - 1 needs the check (and its wait).
+    check = cdt.kind == "i" or 2 ** (8 * cdt.itemsize) > fmt.num_codes
+    bad = cuda.to_device(np.zeros(1, np.int32)) if check else _placeholder(_device_id())
+    blocks, threads = launch_config(n)
+    args = (_flat(arr), _flat(target).view(udt), lut, np.int64(fmt.num_codes), bad)
+    if cuda_stream is None:
+        _cuda_kernels.decode_kernel[blocks, threads](*args)
+    else:
+        _cuda_kernels.decode_kernel[blocks, threads, cuda_stream](*args)
+    if check:
+        if int(bad.copy_to_host(stream=0 if cuda_stream is None else cuda_stream)[0]):
+            raise ValueError(f"codes contains values out of range for {fmt.name} (0..{fmt.num_codes - 1})")
+    return target

@@ -1,0 +1,218 @@
+"""The CUDA kernels (fp8emu.cuda) give the CPU's bits: every preset x mode x input dtype, the
+exact-SR fallbacks, decode, grid independence, and the wrappers' errors.
+
+On a machine without a GPU these run under Numba's CUDA simulator (``tests/conftest.py``
+sets ``NUMBA_ENABLE_CUDASIM=1`` unless you set it yourself; export ``NUMBA_ENABLE_CUDASIM=0``
+to run them on a GPU).  The simulator runs each GPU thread as a Python thread, so the arrays
+are small; the GPU-sized checks are ``benchmarks/cuda_check.py``.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda", reason="numba-cuda not installed (pip install fp8emu[cuda])")
+
+from numba import cuda  # noqa: E402
+
+import fp8emu  # noqa: E402
+from fp8emu import _cuda_kernels, _random, spec  # noqa: E402
+from fp8emu import cuda as fc  # noqa: E402
+from fp8emu.format import RoundMode  # noqa: E402
+from fp8emu.formats import ALL_FORMATS, e4m3fn, e5m2, e8m0fnu  # noqa: E402
+
+from test_kernels import MASK, _unmix64  # noqa: E402
+
+Q = importlib.import_module("fp8emu.quantize")   # the module (fp8emu.quantize is the function)
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+MODES = list(RoundMode)
+SEED, STREAM = 20241130, -7
+
+
+def _inputs(fmt, dtype, n=203):
+    """Specials, boundaries of ``fmt``, tiny values (the exact-SR deep path) and random values
+    spread over ``fmt``'s range, as ``dtype``; ``n`` is no multiple of the grid's step."""
+    rng = np.random.default_rng(fmt.bits * 100 + fmt.man_bits)
+    fin = fmt.finite_values()
+    top = float(np.max(np.abs(fin)))
+    edge = [0.0, -0.0, np.inf, -np.inf, np.nan, top, -top, top * 1.07, -top * 1.5, 1e-40, -3e-39, 1e-20,
+            2.0**-149, 1e-300, 65504.0, 3e38]
+    k = n - len(edge)
+    picks = rng.choice(fin, k)
+    scale = 1 + rng.uniform(-0.6, 0.6, k) * 2.0 ** -rng.integers(0, 6, k)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = np.concatenate([np.array(edge), picks * scale]).astype(dtype)
+    return x
+
+
+def _host_view(x):
+    return x.view(np.uint16) if x.dtype == BF16 else x
+
+
+def _bits(a):
+    """Bit patterns (NaN-safe, -0-aware comparison of float arrays)."""
+    a = np.asarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def _gpu(x):
+    return cuda.to_device(np.ascontiguousarray(_host_view(x)))
+
+
+def _kw(mode, sr_bits=None):
+    return dict(rounding=mode, seed=SEED if mode is RoundMode.STOCHASTIC else None, stream=STREAM,
+                sr_bits=sr_bits if mode is RoundMode.STOCHASTIC else None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=str)
+def test_encode_and_quantize_equal_cpu_every_format_and_mode(fmt, dtype):
+    x = _inputs(fmt, dtype)
+    xd = _gpu(x)
+    x_dtype = "bfloat16" if np.dtype(dtype) == BF16 else None
+    for mode in MODES:
+        for sat in (False, True):
+            kw = _kw(mode)
+            want = fp8emu.encode(x, fmt, saturate=sat, **kw)
+            got = fc.encode(xd, fmt, saturate=sat, x_dtype=x_dtype, **kw).copy_to_host()
+            assert got.dtype == want.dtype and np.array_equal(got, want), (fmt, dtype, mode, sat)
+            try:
+                wantq = fp8emu.quantize(x, fmt, saturate=sat, **kw)
+            except ValueError:          # the dtype cannot hold fmt's values: both refuse
+                with pytest.raises(ValueError, match="cannot hold"):
+                    fc.quantize(xd, fmt, saturate=sat, x_dtype=x_dtype, **kw)
+                continue
+            gotq = fc.quantize(xd, fmt, saturate=sat, x_dtype=x_dtype, **kw).copy_to_host()
+            assert np.array_equal(_bits(gotq), _bits(wantq)), (fmt, dtype, mode, sat)
+
+
+@pytest.mark.parametrize("sr_bits", [1, 7, 32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fmt", [e5m2, e4m3fn, e8m0fnu], ids=str)
+def test_stochastic_sr_bits_equal_cpu(fmt, dtype, sr_bits):
+    x = _inputs(fmt, dtype)
+    kw = _kw(RoundMode.STOCHASTIC, sr_bits)
+    assert np.array_equal(fc.encode(_gpu(x), fmt, **kw).copy_to_host(), fp8emu.encode(x, fmt, **kw))
+    assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt, **kw).copy_to_host()), _bits(fp8emu.quantize(x, fmt, **kw)))
+
+
+def test_exact_sr_deep_float32_elements_take_the_generic_routine():
+    """Float32 values below 2^-50 have more than 64 dropped bits in e4m3fn: the float32 kernel
+    hands them to _round_bits.  Same codes as the CPU, which takes its generic kernel."""
+    x = np.array([1e-40, -2e-45, 3e-20, 0.5, 1e-38, -7e-16] * 7, np.float32)
+    assert fp8emu._kernels._count_f32_deep(x.view(np.uint32), Q._deep_limit(e4m3fn)) == 5 * 7
+    for seed in range(3):
+        kw = dict(rounding="stochastic", seed=seed)
+        assert np.array_equal(fc.encode(_gpu(x), e4m3fn, **kw).copy_to_host(), fp8emu.encode(x, e4m3fn, **kw))
+
+
+@pytest.mark.parametrize("x,dtype,path", [(2.0**-30 * 1.2345, np.float64, "fast"),
+                                          (1e-300, np.float64, "fast"),
+                                          (2.0**-40 * 1.75, np.float32, "f32"), (1e-40, np.float32, "f32")])
+def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path):
+    """Word 0 forced equal to the first 64 dropped bits (key_0 chosen by inverting mix64, as in
+    test_kernels): the GPU thread must call _round_bits, which compares words 1, 2, ...;
+    the result equals the exact spec for every element."""
+    fmt = e4m3fn
+    xs = np.array([x, x, x], dtype=dtype)
+    v = spec.to_fraction(xs[0])
+    e = spec._floor_log2(v)
+    qe = max(e, fmt.emin) - fmt.man_bits
+    f = v / spec.Fraction(2) ** qe
+    f -= int(f)
+    c0 = int(f * (1 << 64))
+    i = 1
+    ctr = ((i + 1) * _random.GAMMA) & MASK
+    kb = 0x5EED5EED5EED5EED
+    k0 = (_unmix64(c0) - ctr) & MASK
+    key_j = lambda j: _random.mix64_py(kb + (j + 1) * _random.GAMMA)  # noqa: E731
+    words = lambda idx: (lambda j: _random.mix64_py(((k0 if j == 0 else key_j(j)) + ((idx + 1) * _random.GAMMA)) & MASK))  # noqa: E731,E501
+    want = [spec.round_scalar(xs[j], fmt, "stochastic", sr_words=words(j)) for j in range(3)]
+    info = Q._INPUTS[np.dtype(dtype).name]
+    prm = Q._params(info, fmt, RoundMode.STOCHASTIC, False, 0)
+    p32 = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False) if path == "f32" else fc._P32_UNUSED
+    lim = np.uint32(Q._deep_limit(fmt) - 1) if path == "f32" else np.uint32(0)
+    bits = cuda.to_device(xs.view(info[3]))
+    out = cuda.device_array(3, np.uint8)
+    fc._launch(_cuda_kernels.KERNELS[(path, True, False)], 3, None, bits, out, fc._placeholder(0), p32, prm,
+               np.uint64(kb), np.uint64(k0), lim)
+    assert out.copy_to_host().tolist() == want
+
+
+def test_result_does_not_depend_on_the_grid(monkeypatch):
+    """One thread or 2 blocks x 8 threads: element i always gets word(i)."""
+    x = _inputs(e5m2, np.float32)
+    kw = _kw(RoundMode.STOCHASTIC)
+    a = fc.quantize(_gpu(x), e5m2, **kw).copy_to_host()
+    monkeypatch.setattr(fc, "launch_config", lambda n, per_thread=1: (1, 1))
+    b = fc.quantize(_gpu(x), e5m2, **kw).copy_to_host()
+    assert np.array_equal(_bits(a), _bits(b)) and np.array_equal(_bits(a), _bits(fp8emu.quantize(x, e5m2, **kw)))
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=str)
+def test_decode_every_code_equals_cpu(fmt):
+    codes = np.arange(fmt.num_codes).astype(fmt.code_dtype)
+    if fmt.num_codes > 512:     # 16-bit formats: both ends and a stride through the middle
+        codes = np.concatenate([codes[:256], codes[256:-256:61], codes[-256:]])
+    for dtype in (np.float32, np.float64, np.float16, "bfloat16"):
+        try:
+            want = fp8emu.decode(codes, fmt, dtype=BF16 if dtype == "bfloat16" else dtype)
+        except ValueError:
+            with pytest.raises(ValueError, match="cannot hold"):
+                fc.decode(cuda.to_device(codes), fmt, dtype=dtype)
+            continue
+        got = fc.decode(cuda.to_device(codes), fmt, dtype=dtype).copy_to_host()
+        assert np.array_equal(_bits(got), _bits(want)), (fmt, dtype)
+        got32 = fc.decode(cuda.to_device(codes.astype(np.int32)), fmt, dtype=dtype).copy_to_host()
+        assert np.array_equal(_bits(got32), _bits(got))
+
+
+def test_decode_rejects_codes_out_of_range():
+    with pytest.raises(ValueError, match=r"out of range for e2m1fn \(0..15\)"):
+        fc.decode(cuda.to_device(np.array([3, 16], np.uint8)), "e2m1fn")
+    with pytest.raises(ValueError, match="out of range"):
+        fc.decode(cuda.to_device(np.array([-1], np.int16)), "e5m2")
+    with pytest.raises(TypeError, match="integer"):
+        fc.decode(cuda.to_device(np.zeros(2, np.float32)), "e5m2")
+
+
+def test_shapes_out_and_in_place():
+    x = _inputs(e4m3fn, np.float32, n=60).reshape(3, 4, 5)
+    want = fp8emu.quantize(x, e4m3fn)
+    xd = _gpu(x)
+    got = fc.encode(xd, e4m3fn)
+    assert got.shape == (3, 4, 5) and np.array_equal(got.copy_to_host(), fp8emu.encode(x, e4m3fn))
+    out = cuda.device_array((3, 4, 5), np.uint8)
+    assert fc.encode(xd, e4m3fn, out=out) is out
+    assert fc.quantize(xd, e4m3fn, out=xd) is xd                    # in place
+    assert np.array_equal(_bits(xd.copy_to_host()), _bits(want))
+    assert fc.decode(fc.encode(_gpu(x), e4m3fn), e4m3fn).shape == (3, 4, 5)
+    empty = fc.quantize(cuda.to_device(np.zeros((0, 3), np.float32)), e4m3fn)
+    assert empty.shape == (0, 3)
+
+
+def test_errors_are_precise():
+    x = np.ones(4, np.float32)
+    with pytest.raises(TypeError, match="host array; use fp8emu.encode"):
+        fc.encode(x, e5m2)
+    with pytest.raises(TypeError, match="CUDA device array"):
+        fc.quantize(object(), e5m2)
+    with pytest.raises(TypeError, match="dtype int32"):
+        fc.encode(cuda.to_device(np.ones(4, np.int32)), e5m2)
+    with pytest.raises(TypeError, match="cannot hold bfloat16 bits"):
+        fc.encode(cuda.to_device(x), e5m2, x_dtype="bfloat16")
+    with pytest.raises(TypeError, match="dtype float16 but x_dtype='bfloat16'"):
+        fc.encode(cuda.to_device(x.astype(np.float16)), e5m2, x_dtype="bfloat16")
+    with pytest.raises(TypeError, match="x_dtype='int8' is not supported"):
+        fc.encode(cuda.to_device(x), e5m2, x_dtype="int8")
+    with pytest.raises(ValueError, match="shape"):
+        fc.encode(cuda.to_device(x), e5m2, out=cuda.device_array(3, np.uint8))
+    with pytest.raises(TypeError, match="expected uint8"):
+        fc.encode(cuda.to_device(x), e5m2, out=cuda.device_array(4, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fc.encode(cuda.to_device(np.ones((4, 4), np.float32)).T, e5m2)
+    with pytest.raises(ValueError, match="sr_bits"):
+        fc.encode(cuda.to_device(x), e5m2, sr_bits=3)
