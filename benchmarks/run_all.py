@@ -28,7 +28,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
-SKIP = {"run_all", "timing"}
+SKIP = {"run_all", "timing", "cuda_check"}   # cuda_check needs an NVIDIA GPU (docs/cuda.md)
 # lines worth lifting into the summary: ratios against peers, medians, throughput
 _KEY_LINE = re.compile(r"ratio|speed-?up|\bvs\b|x faster|×|/s\b|ns/el|median", re.I)
 

@@ -19,6 +19,7 @@ for tests of small arrays).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numba import cuda
@@ -185,16 +186,21 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     return target
 
 
-def encode(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,
-           seed: int | None = None, sr_bits: int | None = None, stream: int = 0, out=None, x_dtype=None,
-           cuda_stream=None):
+def encode(x: Any, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
+           saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
+           out: Any = None, x_dtype: str | None = None, cuda_stream: Any = None) -> Any:
     """:func:`fp8emu.encode` of a device array: the codes, on the same GPU.
 
     Args:
         x: C-contiguous device array of float16, float32 or float64 (or the unsigned bits of
             any supported dtype, bfloat16 included, with ``x_dtype``).
-        fmt, rounding, saturate, seed, sr_bits, stream: as :func:`fp8emu.encode`; the same
-            ``(seed, stream)`` gives the CPU's stochastic roundings element for element.
+        fmt: a :class:`~fp8emu.format.Format` or a format name.
+        rounding: as :func:`fp8emu.encode`.
+        saturate: as :func:`fp8emu.encode`.
+        seed: as :func:`fp8emu.encode`; the same ``(seed, stream)`` gives the CPU's
+            stochastic roundings element for element.
+        sr_bits: as :func:`fp8emu.encode`.
+        stream: as :func:`fp8emu.encode`.
         out: optional C-contiguous device array of ``x``'s shape and ``fmt.code_dtype``.
         x_dtype: the float dtype whose bits ``x`` holds (``"bfloat16"``), or None.
         cuda_stream: a Numba stream to launch on (``numba.cuda.external_stream(h)`` wraps
@@ -211,13 +217,24 @@ def encode(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEARES
     return _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, False)
 
 
-def quantize(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,
-             seed: int | None = None, sr_bits: int | None = None, stream: int = 0, out=None, x_dtype=None,
-             cuda_stream=None):
+def quantize(x: Any, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
+             saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
+             out: Any = None, x_dtype: str | None = None, cuda_stream: Any = None) -> Any:
     """:func:`fp8emu.quantize` of a device array: the rounded values in ``x``'s dtype.
 
-    Same arguments as :func:`encode`; ``out`` may be ``x`` itself (in place).  With
-    ``x_dtype`` the result holds that dtype's bits in ``x``'s unsigned dtype.
+    With ``x_dtype`` the result holds that dtype's bits in ``x``'s unsigned dtype.
+
+    Args:
+        x: as :func:`encode`.
+        fmt: as :func:`encode`.
+        rounding: as :func:`encode`.
+        saturate: as :func:`encode`.
+        seed: as :func:`encode`.
+        sr_bits: as :func:`encode`.
+        stream: as :func:`encode`.
+        out: optional device array of ``x``'s shape and dtype; may be ``x`` itself (in place).
+        x_dtype: as :func:`encode`.
+        cuda_stream: as :func:`encode`.
 
     Returns:
         A Numba device array (or ``out``) of ``x``'s shape and dtype.
@@ -229,7 +246,8 @@ def quantize(x, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAR
     return _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, True)
 
 
-def decode(codes, fmt: Format | str, *, dtype=np.float32, out=None, cuda_stream=None):
+def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any = None,
+           cuda_stream: Any = None) -> Any:
     """:func:`fp8emu.decode` of a device array of codes.
 
     Args:
