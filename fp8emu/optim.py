@@ -22,7 +22,12 @@ from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import quantize
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineLR"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineLR", "master_stream"]
+
+
+def master_stream(step: int, index: int) -> int:
+    """The SR stream of parameter ``index``'s write-back at optimizer step ``step`` (1, 2, ...)."""
+    return (int(step) << 20) | int(index)
 
 
 class Optimizer:
@@ -82,7 +87,7 @@ class Optimizer:
                 with threads_for(p.size):
                     quantize(p.data, self.master_format, rounding=self.master_rounding, out=p.data,
                              seed=self.seed if self.master_rounding is RoundMode.STOCHASTIC else None,
-                             stream=(self.steps << 20) | i)
+                             stream=master_stream(self.steps, i))
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:  # pragma: no cover
         raise NotImplementedError

@@ -111,7 +111,14 @@ class Recipe:
         Raises:
             ValueError: an exempt entry names no GEMM layer of the model.
         """
-        layers = [n for n, _ in gemm_layers(model)]
+        return self.exempt_among([n for n, _ in gemm_layers(model)])
+
+    def exempt_among(self, layers: list[str]) -> set[str]:
+        """Which of ``layers`` (GEMM layer names, first to last) this recipe keeps in float32.
+
+        Raises:
+            ValueError: an exempt entry names none of ``layers`` or is out of range.
+        """
         out = set()
         for e in self.exempt:
             if e == "first" or e == "last":
@@ -144,14 +151,29 @@ class Recipe:
             self.accumulator.check_operands(self.activations and self.activations.fmt, bwd and bwd.fmt)
         attached: dict[str, LayerQuant | None] = {}
         for index, (name, layer) in enumerate(gemm_layers(model)):
-            specs = {} if name in exempt else {k: v for k, v in self.specs().items() if v is not None}
-            lq = None
-            if specs or self.accumulator is not None:
-                lq = LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator, seed=seed,
-                                pass_formats=not isinstance(self.accumulator, _FORMAT_BLIND))
+            lq = self.layer_quant(name, index, exempt=name in exempt, seed=seed)
             layer.quant = lq
             attached[name] = lq
         return attached
+
+    def layer_quant(self, name: str, index: int, *, exempt: bool = False, seed: int | None = None) -> LayerQuant | None:
+        """The LayerQuant of one GEMM layer (what :meth:`apply` attaches; other backends use it too).
+
+        Args:
+            name: the layer's name.
+            index: its position among the model's GEMM layers (enters the SR streams).
+            exempt: keep it in float32.
+            seed: overrides the recipe's seed.
+
+        Returns:
+            The LayerQuant, or None for an exempt layer when the recipe has no accumulator.
+        """
+        specs = {} if exempt else {k: v for k, v in self.specs().items() if v is not None}
+        if not specs and self.accumulator is None:
+            return None
+        return LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator,
+                          seed=self.seed if seed is None else int(seed),
+                          pass_formats=not isinstance(self.accumulator, _FORMAT_BLIND))
 
     def make_optimizer(self, params: Iterable[Tensor], *, optimizer: str | type = "sgd", seed: int | None = None,
                        **kw: Any) -> optim.Optimizer:
@@ -167,9 +189,12 @@ class Recipe:
             if optimizer not in _OPTIMIZERS:
                 raise ValueError(f"optimizer={optimizer!r} is unknown; allowed: {', '.join(_OPTIMIZERS)}")
             optimizer = _OPTIMIZERS[optimizer]
-        seed = self.seed if seed is None else int(seed)
         return optimizer(params, master_format=self.master_format, master_rounding=self.master_rounding,
-                         seed=2 * seed + 1, **kw)
+                         seed=self.master_seed(seed), **kw)
+
+    def master_seed(self, seed: int | None = None) -> int:
+        """The seed of the master-weight write-back: ``2 * seed + 1`` (``seed`` defaults to the recipe's)."""
+        return 2 * (self.seed if seed is None else int(seed)) + 1
 
     def make_scaler(self) -> LossScaler:
         return self.scaler()

@@ -310,3 +310,17 @@ def test_quantized_gemm_helper_gives_the_ops_bits(kind):
     np.testing.assert_array_equal(gw, np.asarray(wt.grad))
     quantized_forward(lq_fn, products, x, w, training=False)
     assert lq_fn.step == 1
+
+
+def test_scaled_result_classes_flow_on_dequantized():
+    """Delayed scaling of weight gradients (ocp-fp8): the gradient the optimizer sees is the rounded
+    gradient times its scale, not the format values (a 2^k-times too large step)."""
+    from fp8emu import nn
+    from fp8emu.autograd import Tensor, ops
+    nn.manual_seed(0)
+    layer = nn.Linear(16, 4)
+    get_recipe("ocp-fp8").replace(exempt=()).apply(layer)
+    x = Tensor(np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32))
+    ops.sum(layer(x)).backward()
+    want = np.broadcast_to(x.data.sum(axis=0), (4, 16))        # d sum(x @ w.T) / dw, exact in float32 here
+    assert np.max(np.abs(layer.weight.grad - want)) <= 2.0**-2 * np.max(np.abs(want))   # within e5m2's spacing

@@ -10,7 +10,8 @@ forward (:func:`quantized_forward`)
     2. the product of the quantized operands, the operands' formats announced to the
        accumulator when the policy says so (:meth:`LayerQuant.fmt_for_gemm`);
     3. the float32 result times ``scale_x * scale_w`` (exact: powers of two), plus the bias;
-    4. the result as class ``outputs`` (kept float32 when that class is not quantized).
+    4. the result as class ``outputs`` (kept float32 when that class is not quantized), times
+       its scale: the rounded results flow on dequantized.
 
 backward (:func:`quantized_backward`)
     1. ``dy`` as class ``errors``;
@@ -166,7 +167,7 @@ def quantized_forward(lq: LayerQuant, products: GemmProducts, x: np.ndarray, w: 
                                  lq.accumulator), sx * sw)
     if bias is not None:
         y += bias
-    y = lq.quantize(y, "outputs", step, inplace=True)[0]
+    y = _scaled(*lq.quantize(y, "outputs", step, inplace=True))   # format values * their scale
     return y, SavedOperands(xq, wq, sx, sw, step)
 
 
@@ -192,9 +193,9 @@ def quantized_backward(lq: LayerQuant, products: GemmProducts, saved: SavedOpera
     if need_input:
         gx = _scaled(products.grad_input(gq, saved.w, saved.x.shape, fg, lq.fmt_for_gemm("weights"), acc),
                      sg * saved.w_scale)
-        gx = lq.quantize(gx, "input_grads", saved.step, inplace=True)[0]
+        gx = _scaled(*lq.quantize(gx, "input_grads", saved.step, inplace=True))
     if need_weight:
         gw = _scaled(products.grad_weight(saved.x, gq, saved.w.shape, lq.fmt_for_gemm("activations"), fg, acc),
                      sg * saved.x_scale)
-        gw = lq.quantize(gw, "weight_grads", saved.step, inplace=True)[0]
+        gw = _scaled(*lq.quantize(gw, "weight_grads", saved.step, inplace=True))
     return gx, gw

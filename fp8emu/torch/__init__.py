@@ -4,6 +4,8 @@
   torch tensors (``torch.library`` operators ``fp8emu::encode``/``decode``/``quantize``,
   traceable by ``torch.compile``; CPU tensors go to the NumPy kernels as zero-copy views).
 * :func:`fake_quant`: forward quantization with a straight-through or quantized gradient.
+* :func:`apply_recipe`: any ``torch.nn`` model's Conv2d/Linear layers quantized as one of
+  fp8emu's recipes, with its master weights and loss scaler.
 
 Needs PyTorch 2.11 or later.
 """
@@ -28,5 +30,7 @@ if _version(_torch.__version__) < MIN_TORCH:  # pragma: no cover - CI installs a
 
 from ._ops import OPS  # noqa: E402  (after the version check)
 from .functional import FLOAT_DTYPES, decode, encode, fake_quant, quantize  # noqa: E402
+from .recipe import MasterWeights, TorchLossScaler, TorchRecipe, apply_recipe  # noqa: E402
 
-__all__ = ["encode", "decode", "quantize", "fake_quant", "FLOAT_DTYPES", "OPS"]
+__all__ = ["encode", "decode", "quantize", "fake_quant", "FLOAT_DTYPES", "OPS", "apply_recipe", "TorchRecipe",
+           "MasterWeights", "TorchLossScaler"]
