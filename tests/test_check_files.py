@@ -361,3 +361,38 @@ def test_stdout_closed_early_is_no_error(tmp_path):
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0 and proc.stdout == "// fp8emu test vectors v2\n"
     assert "Error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_dot_results_npz(tmp_path, capsys, dot):
+    vs, d = dot
+    y = vs.expected.view(np.uint32)
+    np.savez(tmp_path / "r.npz", results=y)
+    assert _cli(capsys, "--vectors", d, "--results", tmp_path / "r.npz")[0] == 0
+    perm = np.random.default_rng(2).permutation(len(vs))[:-1]
+    np.savez(tmp_path / "p.npz", results=vs.expected[perm], index=perm)  # float32 values, any order, one short
+    rc, err = _cli(capsys, "--vectors", d, "--results", tmp_path / "p.npz")
+    assert rc == 1 and f"{len(vs) - 1} of {len(vs)} cases checked" in err
+    np.savez(tmp_path / "bad.npz", results=y, index=np.full(y.size, len(vs)))
+    rc, err = _cli(capsys, "--vectors", d, "--results", tmp_path / "bad.npz")
+    assert rc == 2 and "bad.npz: array 'index'" in err
+
+
+@pytest.mark.parametrize("kind", ["vectors", "dot", "results"])
+def test_mangled_files_never_raise(tmp_path, capsys, kind):
+    """Random byte edits of a valid file: exit status 0, 1 or 2, never an exception."""
+    rng = np.random.default_rng(7)
+    if kind == "dot":
+        good = write_dot(generate_dot("e4m3fn", accumulator="fp32_pairwise", k=4, count=20), tmp_path / "g.txt")
+    else:
+        good = write_vectors(generate(e5m2, "float16", level=1), tmp_path / "g.txt")
+    data = good.read_bytes()
+    alphabet = np.frombuffer(b"0123456789ABCDEFxX/#= -\n\t\0\xff", np.uint8)
+    for trial in range(40):
+        buf = np.frombuffer(data, np.uint8).copy()
+        where = rng.integers(0, buf.size, size=int(rng.integers(1, 6)))
+        buf[where] = rng.choice(alphabet, size=where.size)
+        bad = tmp_path / f"m{trial}.txt"
+        bad.write_bytes(buf.tobytes()[: int(rng.integers(1, buf.size + 1))] if trial % 3 == 0 else buf.tobytes())
+        args = ("--vectors", good, "--results", bad) if kind == "results" else ("--vectors", bad, "--results", good)
+        rc, _ = _cli(capsys, *args)
+        assert rc in (0, 1, 2), trial
