@@ -113,7 +113,18 @@ class CheckReport:
 
 def classify(vs: VectorSet, x: np.ndarray, expected: np.ndarray, got: np.ndarray,
              exp_flags: np.ndarray) -> np.ndarray:
-    """The class name of each mismatch (arrays of equal length; see the module docstring)."""
+    """The class name of each mismatch (see the module docstring for the classes and their order).
+
+    Args:
+        vs: the vectors (their format and source).
+        x: the inputs of the mismatches, as source-dtype values.
+        expected: the expected codes.
+        got: the device's codes.
+        exp_flags: the expected flags.
+
+    Returns:
+        An object array of class names, one per mismatch.
+    """
     fmt = vs.fmt
     nan_code = np.vectorize(fmt.is_nan_code, otypes=[bool])
     ev = decode(expected, fmt, dtype=np.float64)
@@ -292,8 +303,19 @@ def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike
     The kind of each file is read from its content: conversion or dot-product vectors, text
     (format v1 or v2) or ``.npz``.  Conversion results are ``input code [flags]`` per line (or
     an ``.npz`` with ``inputs``, ``codes``, ``flags``); dot-product results are described in
-    :mod:`fp8emu.verify.dot`.  The options are those of :func:`check` (dot products take
-    ``max_failures`` and ``allow_partial``).
+    :mod:`fp8emu.verify.dot`.
+
+    Args:
+        vectors_path: the vectors file, or ``-`` for stdin.
+        results_path: the results file, or ``-`` for stdin.
+        max_failures: as in :func:`check`.
+        z_max: as in :func:`check` (conversions only).
+        nan: as in :func:`check` (conversions only).
+        allow_partial: as in :func:`check`.
+        min_draws: as in :func:`check` (conversions only).
+
+    Returns:
+        A :class:`CheckReport`, or a :class:`~fp8emu.verify.dot.DotReport` for dot products.
 
     Raises:
         FileFormatError: (a ValueError) an unreadable or malformed file, with file and line.

@@ -209,7 +209,11 @@ def _code_digits(fmt: Format) -> int:
 
 
 def dot_columns(vs: DotVectorSet) -> list[Column]:
-    """The words of a dot-product vectors line (v2): ``a[0..K-1] b[0..K-1] expected``."""
+    """The words of a dot-product vectors line (v2): ``a[0..K-1] b[0..K-1] expected``.
+
+    Args:
+        vs: the vectors (their formats and K decide the words).
+    """
     return ([Column(f"a[{i}]", vs.a_fmt.bits) for i in range(vs.k)] + [Column(f"b[{i}]", vs.b_fmt.bits)
                                                                          for i in range(vs.k)]
             + [Column("expected", 32)])
@@ -220,7 +224,11 @@ def _prefixed(prefix: str, fmt: Format) -> str:
 
 
 def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
-    """Write dot-product vectors as text (format v2, see the module docstring; ``-``: stdout) or ``.npz``.
+    """Write dot-product vectors as text (format v2, see the module docstring) or ``.npz``, atomically.
+
+    Args:
+        vs: the vectors.
+        path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -240,7 +248,11 @@ def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
 
 
 def is_dot_vectors(data: bytes) -> bool:
-    """True when ``data`` (a file's content) is dot-product vectors, text (v1 or v2) or ``.npz``."""
+    """True when ``data`` is dot-product vectors, text (v1 or v2) or ``.npz``.
+
+    Args:
+        data: the content of a file.
+    """
     if is_npz(data):
         try:
             return "a" in load_npz(data, "")
@@ -270,6 +282,13 @@ def _split_meta(table_header: list[str]) -> tuple[dict, dict, dict]:
 
 def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
     """Dot-product vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Args:
+        data: the content.
+        name: the file's name, for messages.
+
+    Returns:
+        The :class:`DotVectorSet`.
 
     Raises:
         FileFormatError: not dot-product vectors, a malformed header or line, or no cases.
@@ -351,7 +370,13 @@ def _dot_from_npz(z: dict, name: str) -> DotVectorSet:
 
 
 def read_dot(path: str | os.PathLike) -> DotVectorSet:
-    """Read dot-product vectors written by :func:`write_dot` (text v1/v2 or ``.npz``; ``-``: stdin).
+    """Read dot-product vectors written by :func:`write_dot` (text v1/v2 or ``.npz``).
+
+    Args:
+        path: the file, or ``-`` for stdin.
+
+    Returns:
+        The :class:`DotVectorSet`.
 
     Raises:
         FileFormatError: (a ValueError) not dot-product vectors, or malformed lines.
@@ -368,6 +393,14 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
     (``a[..] b[..] result``: the case is found by its operands).  ``index`` is None for the
     first kind and -1 where an echoed case is not among the vectors.  ``.npz``: an array
     ``results`` (uint32 bit patterns or float32), optionally ``index``.
+
+    Args:
+        data: the content of the results file.
+        vs: the vectors the results answer.
+        name: the file's name, for messages.
+
+    Returns:
+        ``(index or None, results as uint32 bit patterns)``.
 
     Raises:
         FileFormatError: malformed lines, an index out of range, more results than cases.
@@ -416,7 +449,12 @@ def _index_by_operands(vs: DotVectorSet, operands: np.ndarray) -> np.ndarray:
 
 
 def read_dot_results(path: str | os.PathLike, vs: DotVectorSet) -> tuple[np.ndarray | None, np.ndarray]:
-    """:func:`dot_results_from_bytes` of a file (``-``: stdin)."""
+    """:func:`dot_results_from_bytes` of a file.
+
+    Args:
+        path: the results file, or ``-`` for stdin.
+        vs: the vectors the results answer.
+    """
     return dot_results_from_bytes(read_bytes(path), vs, display_name(path))
 
 
@@ -459,7 +497,15 @@ class DotReport:
 
 def coverage_lines(missing: int, first_missing: list[str], allow_partial: bool, unmatched: int,
                    unmatched_what: str) -> list[str]:
-    """The report lines on missing cases and on results that match no case."""
+    """The report lines on missing cases and on results that match no case.
+
+    Args:
+        missing: how many cases have no result.
+        first_missing: how to name the first few of them.
+        allow_partial: whether missing cases are allowed.
+        unmatched: how many results match no case.
+        unmatched_what: how to name those results.
+    """
     lines = []
     if missing:
         lines.append(f"missing: {missing} cases have no result (first: {', '.join(first_missing)}"

@@ -39,12 +39,26 @@ class FileFormatError(ValueError):
 
 
 def display_name(path: str | os.PathLike, writing: bool = False) -> str:
-    """How a path is named in messages (``<stdin>``, or ``<stdout>`` when ``writing``, for ``-``)."""
+    """How a path is named in messages.
+
+    Args:
+        path: a file path, or ``-``.
+        writing: name ``-`` as ``<stdout>`` (else ``<stdin>``).
+
+    Returns:
+        ``str(path)``, or ``<stdin>`` / ``<stdout>`` for ``-``.
+    """
     return ("<stdout>" if writing else "<stdin>") if str(path) == STDIO else str(path)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The whole content of ``path`` (``-``: stdin).
+
+    Args:
+        path: the file, or ``-`` for stdin.
+
+    Returns:
+        The bytes read.
 
     Raises:
         FileFormatError: the file cannot be opened or read (the OS's reason in the message).
@@ -58,12 +72,23 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def is_npz(data: bytes) -> bool:
-    """True when ``data`` is a zip archive (what ``np.savez`` writes)."""
+    """True when ``data`` is a zip archive (what ``np.savez`` writes).
+
+    Args:
+        data: the content of a file.
+    """
     return data[:4] in _ZIP_MAGIC
 
 
 def load_npz(data: bytes, name: str) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` held in memory.
+
+    Args:
+        data: the content of the ``.npz``.
+        name: the file's name, for messages.
+
+    Returns:
+        ``{array name: array}``.
 
     Raises:
         FileFormatError: not a readable ``.npz`` (or it holds pickled objects).
@@ -80,6 +105,13 @@ def write_bytes(path: str | os.PathLike, chunks: Iterable[bytes]) -> pathlib.Pat
 
     A file is written to a temporary sibling and renamed into place, so a crash or an error in
     a generator of ``chunks`` never leaves a half-written file under the final name.
+
+    Args:
+        path: the file, or ``-`` for stdout.
+        chunks: the bytes to write, in order (may be a generator).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path` (``Path("-")`` for stdout).
     """
     if str(path) == STDIO:
         out = sys.stdout.buffer
@@ -143,6 +175,12 @@ class Table:
 
     def columns(self, layout: list[Column]) -> list[np.ndarray]:
         """The body as uint64 arrays, one per column of ``layout`` (which must match the width).
+
+        Args:
+            layout: the expected words of a line.
+
+        Returns:
+            One uint64 array per column, one element per row.
 
         Raises:
             FileFormatError: a row with another number of words, a word that is not hex, has
@@ -218,6 +256,13 @@ def _is_comment(line: bytes) -> bool:
 def parse_table(data: bytes, name: str) -> Table:
     """Split a text file into its header (leading comment lines) and its rows of words.
 
+    Args:
+        data: the content of the file.
+        name: the file's name, for messages.
+
+    Returns:
+        The :class:`Table`; its words are converted (and checked) by :meth:`Table.columns`.
+
     Raises:
         FileFormatError: the file is not text.
     """
@@ -281,6 +326,12 @@ def hex_lines(columns: list[tuple[np.ndarray, int]]) -> bytes:
 
     Vectorised: every digit is a 4-bit slice ``(v >> 4*j) & 0xF`` looked up in ``_HEX``, written
     into one (n, line length) uint8 array; no per-line Python.
+
+    Args:
+        columns: ``(values, digits)`` per word of a line; all ``values`` of one length.
+
+    Returns:
+        The lines as ASCII bytes (empty when there are no rows).
     """
     n = columns[0][0].size
     if n == 0:

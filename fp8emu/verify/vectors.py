@@ -206,7 +206,11 @@ def _random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.random.Generat
 
 
 def first_occurrences(values: np.ndarray) -> np.ndarray:
-    """``values`` without repeats, each kept where it first occurs."""
+    """``values`` without repeats, each kept where it first occurs.
+
+    Args:
+        values: a 1-D array.
+    """
     _, first = np.unique(values, return_index=True)
     return values[np.sort(first)]
 
@@ -331,7 +335,11 @@ def _header(vs: VectorSet) -> str:
 
 
 def vector_columns(vs: VectorSet) -> list[Column]:
-    """The words of a vectors line: the input (source width), the code(s) (format width), the flags."""
+    """The words of a vectors line: the input (source width), the code(s) (format width), the flags.
+
+    Args:
+        vs: the vectors (their source, format and rounding decide the words).
+    """
     code = vs.fmt.bits
     cols = [Column("input", vs.dtype.itemsize * 8), Column("down" if vs.expected_up is not None else "expected", code)]
     if vs.expected_up is not None:
@@ -359,6 +367,11 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
     for inputs too many to hold (text only); ``vs`` then supplies the settings and its own rows
     come first.
 
+    Args:
+        vs: the vectors.
+        path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
+        stream_chunks: more inputs, chunk by chunk, whose results are computed while writing.
+
     Returns:
         The path written (``Path("-")`` for stdout).
 
@@ -385,7 +398,12 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
 
 
 def result_columns(vs: VectorSet, flags: bool) -> list[Column]:
-    """The words of a results line for ``vs``: ``input code [flags]``."""
+    """The words of a results line for ``vs``: ``input code [flags]``.
+
+    Args:
+        vs: the vectors the results answer.
+        flags: whether the line has a flags word.
+    """
     return [Column("input", vs.dtype.itemsize * 8), Column("code", vs.fmt.bits)] + ([Column("flags", 5)] if flags
                                                                                      else [])
 
@@ -395,7 +413,14 @@ def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray
     """Write a device-under-test's results as text, one ``input code [flags]`` line per result.
 
     Use this (or print the same words from your own harness) to feed :func:`fp8emu.verify.check.check_files`.
-    ``-`` writes to stdout.
+
+    Args:
+        path: the file, or ``-`` for stdout.
+        inputs: the source bit patterns the device saw.
+        codes: the device's codes.
+        source: the source dtype (sets the input words' width).
+        fmt: the target format (sets the code words' width).
+        flags: the device's flags, or None for ``input code`` lines.
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -419,6 +444,14 @@ def _header_line(table: Table, key: str) -> int:
 
 def parse_format(meta: dict, name: str = "header", line: int | None = None) -> Format:
     """Rebuild a Format from header fields (see :func:`format_header`).
+
+    Args:
+        meta: the header's ``key=value`` fields.
+        name: the file's name, for messages.
+        line: the header line, for messages.
+
+    Returns:
+        The :class:`~fp8emu.format.Format`.
 
     Raises:
         FileFormatError: a field is missing or invalid (``name``/``line`` locate it).
@@ -459,6 +492,13 @@ def _settings(meta: dict, name: str, line: int) -> tuple[np.dtype, RoundMode, bo
 
 def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
     """Conversion vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Args:
+        data: the content.
+        name: the file's name, for messages.
+
+    Returns:
+        The :class:`VectorSet`.
 
     Raises:
         FileFormatError: not conversion vectors, a malformed header or line (with its line
@@ -533,6 +573,12 @@ def _npz_column(z: dict, col: Column, name: str) -> np.ndarray:
 def read_vectors(path: str | os.PathLike) -> VectorSet:
     """Read conversion vectors written by :func:`write_vectors` (text v1/v2 or ``.npz``; ``-``: stdin).
 
+    Args:
+        path: the file, or ``-`` for stdin.
+
+    Returns:
+        The :class:`VectorSet`.
+
     Raises:
         FileFormatError: (a ValueError) unreadable file, no fp8emu header, malformed lines.
     """
@@ -545,6 +591,14 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
     (``input code [flags]`` per line, v1 or v2 comments) or ``.npz`` (arrays ``inputs``, ``codes``,
     optionally ``flags``).  Every word is checked against its width: the input against the
     source's, the code against the format's.
+
+    Args:
+        data: the content of the results file.
+        vs: the vectors the results answer.
+        name: the file's name, for messages.
+
+    Returns:
+        ``(inputs, codes, flags or None)`` as uint64 arrays.
 
     Raises:
         FileFormatError: malformed content (with its line number).
@@ -564,7 +618,12 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
 
 
 def read_results(path: str | os.PathLike, vs: VectorSet) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`results_from_bytes` of a file (``-``: stdin)."""
+    """:func:`results_from_bytes` of a file.
+
+    Args:
+        path: the results file, or ``-`` for stdin.
+        vs: the vectors the results answer.
+    """
     return results_from_bytes(read_bytes(path), vs, display_name(path))
 
 
