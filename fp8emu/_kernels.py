@@ -23,6 +23,11 @@ subnormals), so the number of dropped bits is ``sh = P - (e - qe)``::
     nearest_even: k += R and (sticky or L)        nearest_away: k += R
     toward_zero : nothing                          up/down: k += (dropped != 0) for +/-
     stochastic  : k += (U < dropped / 2^sh), U uniform from the counter-based words
+    odd         : k += (dropped != 0) and the truncated code is even (its lowest bit is 0)
+
+With ``man_bits == 0`` and ``tie_code = 1`` (``TieRule.EVEN_EXPONENT``) nearest_even's ``L``
+is the lowest bit of the truncated *code* (the exponent field) instead of ``k``'s, which is
+always 1 for a normal value; for ``man_bits >= 1`` the two bits are the same.
 
 A carry out of ``k`` (all ones + 1) moves into the next binade by itself, because the code
 is ``((max(e, emin) - emin + has_zero) << m) + k - 2^m`` (normal) or ``k`` (subnormal): both
@@ -36,17 +41,19 @@ from numba import njit, prange
 
 from ._random import GAMMA, mix64
 
-__all__ = ["MODE_CODES", "PARAMS", "PARAMS_F32", "_round_bits", "_round_fast", "_round_f32", "_decode"]
+__all__ = ["MODE_CODES", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits", "_round_fast", "_round_f32",
+           "_decode", "_value_bits"]
 
 #: RoundMode value -> the integer the kernels switch on.
-MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5}
+MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5,
+              "odd": 6}
 #: The kernels' parameter tuple ``prm`` (all int64): input layout, target format, the codes of
 #: the special outcomes (precomputed by the wrapper for the format, mode and saturation), mode.
 #: A tuple, not an array: arrays passed to the per-element function cost a reference-count
 #: update per element.
 PARAMS = ("in_w", "in_m", "in_bias", "pad", "m", "emin", "subnormals", "has_zero", "fnuz", "signed",
           "sign_mask", "max_mag", "nan", "pos_inf", "neg_inf", "pos_zero", "neg_zero", "neg_unsigned",
-          "pos_ovf", "neg_ovf", "mode", "sr_bits")
+          "pos_ovf", "neg_ovf", "mode", "sr_bits", "tie_code")
 
 
 @njit(cache=True)
@@ -89,10 +96,23 @@ def _sr_away(sig, sh, rem, i, key_base, key0, sr_bits):
 
 
 @njit(cache=True, inline="always")
+def _mag_of(k, e, emin, m, subnormals, has_zero):
+    """Code magnitude of ``k`` quanta at input exponent ``e`` (see the module docstring).
+
+    A carry of ``k`` out of the significand lands in the next binade by itself: the code
+    is monotone in the value."""
+    if e >= emin:
+        return ((e - emin + has_zero) << m) + k - (np.int64(1) << m)
+    if subnormals:
+        return k
+    return (k << m) if has_zero else np.int64(0)
+
+
+@njit(cache=True, inline="always")
 def _round_bits(b, i, prm, key_base, key0):
     """Code of one input bit pattern ``b`` (element index ``i`` and the keys: used only by SR)."""
     (in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed, sign_mask, max_mag,
-     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits) = prm
+     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits, tie_code) = prm
     ub = np.uint64(b)
     s = np.int64((ub >> np.uint64(in_w - 1)) & np.uint64(1))
     a = np.int64(ub & ((np.uint64(1) << np.uint64(in_w - 1)) - np.uint64(1)))
@@ -129,8 +149,10 @@ def _round_bits(b, i, prm, key_base, key0):
     k = sig >> shc
     rem = sig & ((np.int64(1) << shc) - 1)
     half = np.int64(1) << (shc - 1)
+    mt = _mag_of(k, e, emin, m, subnormals, has_zero)       # truncated code (magnitude)
     if mode == 0:
-        away = rem > half or (rem == half and (k & 1) == 1)
+        lsb = (mt & 1) if tie_code else (k & 1)
+        away = rem > half or (rem == half and lsb == 1)
     elif mode == 1:
         away = rem >= half
     elif mode == 2:
@@ -139,16 +161,11 @@ def _round_bits(b, i, prm, key_base, key0):
         away = rem != 0 and s == 0
     elif mode == 4:
         away = rem != 0 and s == 1
+    elif mode == 6:
+        away = rem != 0 and (mt & 1) == 0
     else:
         away = _sr_away(sig, sh, rem, i, key_base, key0, sr_bits)
-    if away:
-        k += 1
-    if e >= emin:
-        mag = ((e - emin + has_zero) << m) + k - (np.int64(1) << m)
-    elif subnormals:
-        mag = k
-    else:
-        mag = (k << m) if has_zero else 0
+    mag = _mag_of(k + 1, e, emin, m, subnormals, has_zero) if away else mt
     if mag > max_mag:
         return c_novf if s else c_povf
     if mag == 0 and fnuz:
@@ -168,7 +185,7 @@ def _round_fast(b, i, prm, key0, stochastic):
     caller then recomputes with :func:`_round_bits`, which draws further words.
     """
     (in_w, in_m, in_bias, pad, m, emin, subnormals, has_zero, fnuz, signed, sign_mask, max_mag,
-     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits) = prm
+     c_nan, c_pinf, c_ninf, c_pzero, c_nzero, c_negu, c_povf, c_novf, mode, sr_bits, tie_code) = prm
     # Same bit fields as _round_bits; every data-dependent branch below is a select.
     ub = np.uint64(b)
     s = np.int64(ub >> np.uint64(in_w - 1))
@@ -201,16 +218,21 @@ def _round_fast(b, i, prm, key0, stochastic):
         # add an increment below the LSB and truncate:  | k | L | R sticky... |
         #   nearest_even: R-1 ones + L  (carries iff R and (sticky or L))
         #   nearest_away: R             up: all ones if positive      down: all ones if negative
+        #   odd: all ones if the truncated code is even (carries iff dropped != 0)
+        kt = sig >> sh
+        mt = ((eq - emin + 1) << m) + kt - (np.int64(1) << m)
         if mode == 0:
-            inc = (ones >> 1) + ((sig >> sh) & 1)
+            inc = (ones >> 1) + ((mt if tie_code else kt) & 1)
         elif mode == 1:
             inc = (ones >> 1) + 1
         elif mode == 2:
             inc = np.int64(0)
         elif mode == 3:
             inc = ones & (s - 1)
-        else:
+        elif mode == 4:
             inc = ones & (-s)
+        else:
+            inc = ones & ((mt & 1) - 1)
         k = (sig + inc) >> sh
     mag = ((eq - emin + 1) << m) + k - (np.int64(1) << m)
     code = mag | (sign_mask & -s)            # s is 0 or 1: no multiply
@@ -308,7 +330,7 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
 #: special outcomes (as in :data:`PARAMS`) and, for ``quantize``, their float32 bit patterns.
 PARAMS_F32 = ("m", "emin", "max_mag", "sign_mask", "fnuz", "signed", "neg_zero", "mode", "sr_bits", "q_bits",
               "nan", "pos_inf", "neg_inf", "pos_ovf", "neg_ovf", "neg_unsigned",
-              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned")
+              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "tie_code")
 _I32 = np.int32
 
 
@@ -333,7 +355,7 @@ def _round_f32(b, i, p, key0, stochastic):
     word (``sh > 64``: :func:`_count_f32_deep`); this function cannot draw one.
     """
     (m, emin, max_mag, sign_mask, fnuz, signed, neg_zero, mode, sr_bits, q_bits,
-     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu) = p
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, tie_code) = p
     s = _I32(b >> np.uint32(31))
     a = _I32(b & np.uint32(0x7FFFFFFF))
     E = a >> _I32(23)
@@ -357,16 +379,19 @@ def _round_f32(b, i, p, key0, stochastic):
             away = w < c0
         k = kt + _I32(away)
     else:
+        mt = ((eq - emin + _I32(1)) << m) + kt - (_I32(1) << m)     # truncated code (magnitude)
         if mode == 0:
-            inc = (ones >> _I32(1)) + (kt & _I32(1))
+            inc = (ones >> _I32(1)) + ((mt if tie_code else kt) & _I32(1))
         elif mode == 1:
             inc = (ones >> _I32(1)) + _I32(1)
         elif mode == 2:
             inc = _I32(0)
         elif mode == 3:
             inc = ones & (s - _I32(1))
-        else:
+        elif mode == 4:
             inc = ones & (-s)
+        else:
+            inc = ones & ((mt & _I32(1)) - _I32(1))
         k = (sig + inc) >> sh
     mag = ((eq - emin + _I32(1)) << m) + k - (_I32(1) << m)
     special = E == _I32(255)
@@ -431,3 +456,68 @@ def _decode(codes, out, lut):
     """``out[i] = lut[codes[i]]`` (codes already validated by the wrapper)."""
     for i in prange(codes.shape[0]):
         out[i] = lut[codes[i]]
+
+
+# ---- formats wider than 16 bits: values computed from the code, no table -------------------------
+#: :func:`_value_bits`' parameter tuple ``d`` (all int64): the format's fields, its special codes
+#: (-1 where absent) and the output float layout (width, fraction bits, bias).
+DECODE_PARAMS = ("m", "bias", "subnormals", "has_zero", "sign_mask", "nan_code", "nan_mag", "inf_mag",
+                 "out_w", "out_m", "out_bias")
+
+
+@njit(cache=True, inline="always")
+def _value_bits(c, d):
+    """The output float's bit pattern of code ``c`` (exact: the wrapper checked that the
+    output format holds every value).  NaN codes give the positive quiet NaN.
+
+    A code is ``| S | E (w bits) | T (m bits) |``; its value is ``sig * 2^ex`` with
+    ``sig = 2^m + T, ex = E - bias - m`` (normal) or ``sig = T, ex = 1 - bias - m`` (E = 0 with
+    zero and subnormals).  The output pattern is built like the code, from the top bit ``n``
+    of ``sig``::
+
+        e = ex + n >= 1 - out_bias:  ((e + out_bias) << out_m) + (sig << (out_m - n)) - 2^out_m
+        else (output subnormal):     sig << (ex - (1 - out_bias - out_m))
+    """
+    (m, bias, subnormals, has_zero, sign_mask, nan_code, nan_mag, inf_mag, out_w, out_m, out_bias) = d
+    c = np.int64(c)
+    s = np.uint64(1) if (c & sign_mask) != 0 else np.uint64(0)
+    mag = c & ~sign_mask
+    out_exp_ones = (np.int64(1) << (out_w - 1 - out_m)) - 1
+    if c == nan_code or mag == nan_mag or (inf_mag >= 0 and mag > inf_mag):
+        return np.uint64((out_exp_ones << out_m) | (np.int64(1) << (out_m - 1)))
+    top = np.uint64(out_w - 1)
+    if mag == inf_mag:
+        return np.uint64(out_exp_ones << out_m) | (s << top)
+    E = mag >> m
+    T = mag & ((np.int64(1) << m) - 1)
+    if E == 0 and has_zero:
+        sig = T if subnormals else np.int64(0)
+        ex = 1 - bias - m
+    else:
+        sig = T | (np.int64(1) << m)
+        ex = E - bias - m
+    if sig == 0:
+        return s << top
+    n = 0
+    while (sig >> (n + 1)) != 0:
+        n += 1
+    e = ex + n
+    if e >= 1 - out_bias:
+        r = ((e + out_bias) << out_m) + (sig << (out_m - n)) - (np.int64(1) << out_m)
+    else:
+        r = sig << (ex - (1 - out_bias - out_m))
+    return np.uint64(r) | (s << top)
+
+
+@njit(cache=True, parallel=True)
+def _decode_wide(codes, out, d):
+    """``out[i]`` = output float bits of ``codes[i]`` (codes already validated by the wrapper)."""
+    for i in prange(codes.shape[0]):
+        out[i] = _value_bits(codes[i], d)
+
+
+@njit(cache=True, parallel=True)
+def _quantize_wide(bits, out, d, prm, key_base, key0):
+    """:func:`_quantize_generic` without a table: the value is built from the code."""
+    for i in prange(bits.shape[0]):
+        out[i] = _value_bits(_round_bits(bits[i], i, prm, key_base, key0), d)

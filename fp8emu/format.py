@@ -19,6 +19,11 @@ Value of a code with exponent field ``E`` and mantissa field ``T``:
 * ``E == 0`` with subnormals: ``(-1)^S * 2^(1 - bias) * (T / 2^m)``
 * ``E == 0`` without subnormals: ``(-1)^S * 0`` (non-zero ``T`` is a non-canonical zero)
 * specials per :class:`Specials`.
+
+A format may have no exponent field at all (``exp_bits = 0``, P3109's signed ``P = K``
+formats): every code is then ``E == 0`` with subnormals, ``(-1)^S * 2^(1 - bias) * T / 2^m``.
+Formats of up to 32 bits are allowed; every value is exactly a float32 value (so ``man_bits
+<= 23``).  Formats wider than 16 bits are handled arithmetically everywhere (no 2^k table).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Format", "Specials", "RoundMode"]
+__all__ = ["Format", "Specials", "RoundMode", "TieRule", "NanPolicy"]
 
 
 class Specials(str, enum.Enum):
@@ -42,12 +47,48 @@ class Specials(str, enum.Enum):
       (``e4m3fn``) and E8M0 (``e8m0fnu``, where it is the only code of the top binade).
     * ``FNUZ``: finite, one NaN at the negative-zero code (``0x80``), no -0 (Graphcore/AMD).
     * ``NONE``: no Inf and no NaN; every code is a number (OCP MX FP6/FP4 elements).
+    * ``EXTENDED``: IEEE P3109's extended layout.  Signed: the single NaN at the
+      negative-zero code (``0x80`` for 8 bits, no -0), +Inf at the all-ones magnitude
+      (``0x7F``) and -Inf at the all-ones code (``0xFF``).  Unsigned: NaN at the all-ones
+      code (``0xFF``), +Inf just below it (``0xFE``).  (P3109's *finite* formats are
+      ``FNUZ`` when signed and ``FN`` when unsigned.)
     """
 
     IEEE = "ieee"
     FN = "fn"
     FNUZ = "fnuz"
     NONE = "none"
+    EXTENDED = "extended"
+
+
+class TieRule(str, enum.Enum):
+    """How ``nearest_even`` breaks a tie when the format has no mantissa bits (``man_bits == 0``).
+
+    With ``man_bits == 0`` every non-zero value has significand 1 (odd), so "ties to even"
+    needs a rule.  Formats with ``man_bits >= 1`` must use ``UP`` (the field has no effect there).
+
+    * ``UP``: the significand rule applied as for any other format, which rounds a tie
+      between two non-zero values up in magnitude (1.5 -> 2, 6 -> 8) and the tie between 0
+      and the smallest value to 0.  OCP E8M0 (``e8m0fnu``) and ml_dtypes do this.
+    * ``EVEN_EXPONENT``: the tie goes to the neighbour whose code (the biased exponent
+      field, zero counting as code 0) is even: IEEE P3109's rule for ``P = 1`` (with
+      P3109's even biases 1.5 -> 1, 6 -> 4).
+    """
+
+    UP = "up"
+    EVEN_EXPONENT = "even_exponent"
+
+
+class NanPolicy(str, enum.Enum):
+    """What ``encode``/``quantize`` do with a NaN input when the format has no NaN code.
+
+    * ``ALLOW``: the NaN becomes the sign-bit-only code (``-0`` in a signed format, like
+      ml_dtypes; ``+0`` in an unsigned one): the NaN disappears silently.
+    * ``RAISE``: raise ``ValueError`` instead (formats that have a NaN are not affected).
+    """
+
+    ALLOW = "allow"
+    RAISE = "raise"
 
 
 class RoundMode(str, enum.Enum):
@@ -59,6 +100,7 @@ class RoundMode(str, enum.Enum):
     UP = "up"
     DOWN = "down"
     STOCHASTIC = "stochastic"
+    ODD = "odd"
 
     @classmethod
     def parse(cls, mode: "RoundMode | str") -> "RoundMode":
@@ -90,6 +132,17 @@ class RoundMode(str, enum.Enum):
         return self in (RoundMode.TOWARD_ZERO, RoundMode.UP, RoundMode.DOWN)
 
 
+def _catalogue() -> tuple:
+    """The preset catalogue, looked up lazily (it is built from Formats; while it is being
+    built every preset passes its own name)."""
+    import sys
+    return getattr(sys.modules.get(__package__ + ".formats"), "CATALOGUE", ())
+
+
+#: Naming grammar: the specials token (see :meth:`Format.grammar_name`).
+_SPECIALS_TOKEN = {Specials.IEEE: "", Specials.FN: "fn", Specials.FNUZ: "fnuz", Specials.NONE: "fnnone",
+                   Specials.EXTENDED: "ext"}
+
 _ROUND_ALIASES = {
     "rne": "nearest_even", "even": "nearest_even", "rn": "nearest_even", "nearest_ties_to_even": "nearest_even",
     "rna": "nearest_away", "ties_away": "nearest_away", "nearest_ties_away": "nearest_away",
@@ -97,24 +150,30 @@ _ROUND_ALIASES = {
     "rtp": "up", "ceil": "up", "toward_positive": "up",
     "rtn": "down", "floor": "down", "toward_negative": "down",
     "sr": "stochastic",
+    "rodd": "odd", "round_to_odd": "odd", "to_odd": "odd",
 }
 
 
 @dataclass(frozen=True)
 class Format:
-    """A binary floating-point format of at most 16 bits.
+    """A binary floating-point format of at most 32 bits.
 
     Args:
-        exp_bits: exponent field width ``w``, 1..8.
-        man_bits: stored mantissa (fraction) width ``t``, 0..15; ``bits`` must stay <= 16.
-        bias: exponent bias; ``None`` means the IEEE default ``2^(w-1) - 1``.
+        exp_bits: exponent field width ``w``, 0..8 (0: every code is a subnormal number).
+        man_bits: stored mantissa (fraction) width ``t``, 0..23; ``bits`` must stay <= 32.
+        bias: exponent bias; ``None`` means the IEEE default ``2^(w-1) - 1`` (0 when ``w = 0``).
         subnormals: whether exponent field 0 encodes subnormal numbers.  Without them the
             representable set is ``{0} U normals`` and rounding is to that set.
         specials: the Inf/NaN convention, a :class:`Specials` or its string value.
         signed: ``False`` drops the sign bit (``e8m0fnu``); negative inputs become NaN.
         has_zero: ``False`` makes exponent field 0 an ordinary normal binade, as in
             E8M0 (whose smallest value is ``2^-127``); requires ``subnormals=False``.
-        name: display name; derived from the fields when omitted.
+        tie_rule: the ``nearest_even`` tie rule when ``man_bits == 0`` (:class:`TieRule`).
+        name: display name; when omitted, the name of the first catalogue preset with the
+            same fields, else the name the naming grammar gives (see ``docs/formats.md``),
+            which :func:`fp8emu.formats.get_format` parses back to an equal format.
+
+    Equality and hashing compare the fields, never the name.
 
     Raises:
         ValueError: when the fields describe no usable format (see the message).
@@ -128,6 +187,7 @@ class Format:
     specials: Specials = Specials.IEEE
     signed: bool = True
     has_zero: bool = True
+    tie_rule: TieRule = TieRule.UP
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -136,48 +196,79 @@ class Format:
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
                 raise TypeError(f"Format.{fld} must be an int, got {type(val).__name__}")
             object.__setattr__(self, fld, int(val))
-        if not 1 <= self.exp_bits <= 8:
-            raise ValueError(f"Format.exp_bits={self.exp_bits} is out of range: allowed 1..8")
-        if self.man_bits < 0:
-            raise ValueError(f"Format.man_bits={self.man_bits} must be >= 0")
-        try:
-            object.__setattr__(self, "specials", Specials(self.specials))
-        except ValueError:
-            allowed = ", ".join(repr(s.value) for s in Specials)
-            raise ValueError(f"Format.specials={self.specials!r} is unknown; allowed: {allowed}") from None
-        bias = (1 << (self.exp_bits - 1)) - 1 if self.bias is None else self.bias
+        if not 0 <= self.exp_bits <= 8:
+            raise ValueError(f"Format.exp_bits={self.exp_bits} is out of range: allowed 0..8")
+        if not 0 <= self.man_bits <= 23:
+            raise ValueError(f"Format.man_bits={self.man_bits} is out of range: allowed 0..23 "
+                             "(every value must be a float32 value)")
+        for enum_cls, fld in ((Specials, "specials"), (TieRule, "tie_rule")):
+            try:
+                object.__setattr__(self, fld, enum_cls(getattr(self, fld)))
+            except ValueError:
+                allowed = ", ".join(repr(s.value) for s in enum_cls)
+                raise ValueError(f"Format.{fld}={getattr(self, fld)!r} is unknown; allowed: {allowed}") from None
+        default_bias = (1 << (self.exp_bits - 1)) - 1 if self.exp_bits else 0
+        bias = default_bias if self.bias is None else self.bias
         if isinstance(bias, bool) or not isinstance(bias, (int, np.integer)):
             raise TypeError(f"Format.bias must be an int or None, got {type(bias).__name__}")
         object.__setattr__(self, "bias", int(bias))
-        if self.bits > 16:
-            raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} has {self.bits} bits; at most 16 are supported")
+        if self.bits > 32:
+            raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} has {self.bits} bits; at most 32 are supported")
         if self.specials is Specials.FNUZ and not self.signed:
             raise ValueError("Format.specials='fnuz' needs a sign bit (its NaN is the negative-zero code)")
         if self.specials is Specials.IEEE and self.man_bits == 0:
             raise ValueError("Format.specials='ieee' needs man_bits >= 1 (with no mantissa there is no NaN code)")
         if not self.has_zero and self.subnormals:
             raise ValueError("Format.has_zero=False needs subnormals=False (exponent field 0 is then a normal binade)")
-        if self.emax < self.emin:
+        if self.tie_rule is not TieRule.UP and self.man_bits != 0:
+            raise ValueError(f"Format.tie_rule={self.tie_rule.value!r} applies only to man_bits=0 "
+                             f"(got man_bits={self.man_bits}); use 'up'")
+        if self.exp_bits == 0:
+            if self.specials is Specials.IEEE or not (self.subnormals and self.has_zero):
+                raise ValueError("Format.exp_bits=0 needs subnormals=True, has_zero=True and specials other "
+                                 "than 'ieee' (every code is a subnormal number)")
+            if self.max_code < 1:
+                raise ValueError(f"Format e0m{self.man_bits} with specials={self.specials.value!r} has no "
+                                 "positive finite value")
+        elif self.emax < self.emin:
             raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} with specials={self.specials.value!r} "
                              "has no finite normal binade")
-        # Every value must be exactly representable in float32 (decode's default dtype).
-        if self.emax > 127 or self.min_subnormal_exp < -149:
+        # Every value must be exactly representable in float32 (decode's default dtype): its
+        # top binade and its smallest quantum.
+        if self.emax > 127 or self.emin - self.man_bits < -149:
             raise ValueError(f"Format.bias={self.bias} puts values outside float32's range "
-                             f"(exponents {self.min_subnormal_exp}..{self.emax}; float32 allows -149..127)")
+                             f"(exponents {self.emin - self.man_bits}..{self.emax}; float32 allows -149..127)")
         if not self.name:
             object.__setattr__(self, "name", self._default_name())
 
     # ---- naming ---------------------------------------------------------------------
     def _default_name(self) -> str:
-        base = f"e{self.exp_bits}m{self.man_bits}"
-        if self.bias != (1 << (self.exp_bits - 1)) - 1:
-            base += f"b{self.bias}"
-        suffix = {Specials.IEEE: "", Specials.FN: "fn", Specials.FNUZ: "fnuz", Specials.NONE: "fn"}[self.specials]
-        if not self.signed:
-            suffix = (suffix or "f") + "u" if suffix != "fnuz" else suffix
-        if not self.subnormals and self.has_zero:
-            suffix += "_nosub"
-        return base + suffix
+        for preset in _catalogue():
+            if preset == self:
+                return preset.name
+        return self.grammar_name()
+
+    def grammar_name(self) -> str:
+        """The name the naming grammar gives these fields (presets aside).
+
+        ``e<w>m<t>[b<bias>]<specials>[u][_nosub|_nozero][_evenexp]`` with specials ``""``
+        (ieee), ``fn``, ``fnuz``, ``fnnone`` (none) or ``ext`` (extended).  The bias is written
+        when it is not the default, or when the name without it is a preset's name (a preset
+        may have other fields: ``e4m3fnuz`` is the bias-8 preset, so the bias-7 format is
+        ``e4m3b7fnuz``).
+        """
+        tail = _SPECIALS_TOKEN[self.specials] + ("" if self.signed else "u")
+        if not self.has_zero:
+            tail += "_nozero"
+        elif not self.subnormals:
+            tail += "_nosub"
+        if self.tie_rule is TieRule.EVEN_EXPONENT:
+            tail += "_evenexp"
+        default_bias = (1 << (self.exp_bits - 1)) - 1 if self.exp_bits else 0
+        short = f"e{self.exp_bits}m{self.man_bits}{tail}"
+        if self.bias == default_bias and all(p.name != short for p in _catalogue()):
+            return short
+        return f"e{self.exp_bits}m{self.man_bits}b{self.bias}{tail}"
 
     def __str__(self) -> str:
         return self.name
@@ -203,8 +294,8 @@ class Format:
 
     @property
     def code_dtype(self) -> np.dtype:
-        """uint8 for formats of at most 8 bits, else uint16."""
-        return np.dtype(np.uint8) if self.bits <= 8 else np.dtype(np.uint16)
+        """The smallest of uint8, uint16, uint32 that holds a code."""
+        return np.dtype(np.uint8 if self.bits <= 8 else np.uint16 if self.bits <= 16 else np.uint32)
 
     # ---- exponent range ------------------------------------------------------------------
     @property
@@ -213,25 +304,31 @@ class Format:
         return 1 - self.bias if self.has_zero else -self.bias
 
     @property
+    def _top_specials(self) -> int:
+        """How many magnitude codes at the top (all-ones end) are Inf/NaN."""
+        if self.specials is Specials.IEEE:
+            return 1 << self.man_bits                   # the whole all-ones exponent binade
+        if self.specials is Specials.FN:
+            return 1                                    # NaN at the all-ones code
+        if self.specials is Specials.EXTENDED:
+            return 1 if self.signed else 2             # +Inf (signed); +Inf and NaN (unsigned)
+        return 0
+
+    @property
     def top_exp_field(self) -> int:
         """Largest exponent field that holds finite numbers."""
-        all_ones = (1 << self.exp_bits) - 1
-        if self.specials is Specials.IEEE or (self.specials is Specials.FN and self.man_bits == 0):
-            return all_ones - 1
-        return all_ones
+        return self.max_code >> self.man_bits
 
     @property
     def emax(self) -> int:
-        """Exponent of the largest finite binade."""
+        """Exponent of the largest finite binade (``emin - 1`` when ``exp_bits == 0``:
+        every value is below ``2^emin``)."""
         return self.top_exp_field - self.bias
 
     @property
     def max_mantissa(self) -> int:
         """Largest mantissa field of the top finite binade."""
-        full = (1 << self.man_bits) - 1
-        if self.specials is Specials.FN and self.man_bits > 0:
-            return full - 1  # the all-ones code is NaN
-        return full
+        return self.max_code & ((1 << self.man_bits) - 1)
 
     @property
     def min_subnormal_exp(self) -> int:
@@ -242,7 +339,14 @@ class Format:
     @property
     def max(self) -> float:
         """Largest finite value."""
+        if self.exp_bits == 0:
+            return math.ldexp(self.max_mantissa, self.emin - self.man_bits)
         return math.ldexp(1.0 + self.max_mantissa / (1 << self.man_bits), self.emax)
+
+    @property
+    def max_ulp_exp(self) -> int:
+        """Exponent of the spacing of the values just below ``max`` (the top quantum)."""
+        return max(self.emax, self.emin) - self.man_bits
 
     @property
     def min_normal(self) -> float:
@@ -262,7 +366,7 @@ class Format:
 
     @property
     def has_inf(self) -> bool:
-        return self.specials is Specials.IEEE
+        return self.specials in (Specials.IEEE, Specials.EXTENDED)
 
     @property
     def has_nan(self) -> bool:
@@ -270,33 +374,35 @@ class Format:
 
     @property
     def has_negative_zero(self) -> bool:
-        return self.signed and self.has_zero and self.specials is not Specials.FNUZ
+        return self.signed and self.has_zero and self.specials not in (Specials.FNUZ, Specials.EXTENDED)
 
     # ---- special codes -------------------------------------------------------------------------
     @property
     def max_code(self) -> int:
         """Code of ``+max``."""
-        return (self.top_exp_field << self.man_bits) | self.max_mantissa
+        return (1 << (self.exp_bits + self.man_bits)) - 1 - self._top_specials
 
     @property
     def inf_code(self) -> int | None:
         """Code of ``+Inf`` (None if the format has no Inf)."""
         if not self.has_inf:
             return None
+        if self.specials is Specials.EXTENDED:
+            return self.max_code + 1
         return ((1 << self.exp_bits) - 1) << self.man_bits
 
     @property
     def nan_code(self) -> int | None:
         """The canonical NaN code every NaN input encodes to (None if the format has no NaN).
 
-        IEEE: positive quiet NaN (top mantissa bit set); FN: the positive all-ones code;
-        FNUZ: ``0x80`` (the negative-zero code).
+        IEEE: positive quiet NaN (top mantissa bit set); FN and unsigned EXTENDED: the
+        positive all-ones code; FNUZ and signed EXTENDED: ``0x80`` (the negative-zero code).
         """
         if self.specials is Specials.IEEE:
             return (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1))
-        if self.specials is Specials.FN:
+        if self.specials is Specials.FN or (self.specials is Specials.EXTENDED and not self.signed):
             return (1 << (self.exp_bits + self.man_bits)) - 1
-        if self.specials is Specials.FNUZ:
+        if self.specials in (Specials.FNUZ, Specials.EXTENDED):
             return self.sign_mask
         return None
 
@@ -304,11 +410,15 @@ class Format:
         mag = code & ~self.sign_mask & (self.num_codes - 1)
         if self.specials is Specials.IEEE:
             return (mag >> self.man_bits) == (1 << self.exp_bits) - 1 and (mag & ((1 << self.man_bits) - 1)) != 0
-        if self.specials is Specials.FN:
+        if self.specials is Specials.FN or (self.specials is Specials.EXTENDED and not self.signed):
             return mag == (1 << (self.exp_bits + self.man_bits)) - 1
-        if self.specials is Specials.FNUZ:
+        if self.specials in (Specials.FNUZ, Specials.EXTENDED):
             return code == self.sign_mask
         return False
+
+    def is_inf_code(self, code: int) -> bool:
+        """Whether ``code`` is +Inf or -Inf."""
+        return self.has_inf and (code & ~self.sign_mask & (self.num_codes - 1)) == self.inf_code
 
     # ---- decoding (exact, slow; the kernels build their tables from this) ---------------------
     def decode_code(self, code: int) -> float:
@@ -326,7 +436,7 @@ class Format:
         mag = code & ~self.sign_mask
         e_field = mag >> self.man_bits
         t = mag & ((1 << self.man_bits) - 1)
-        if self.specials is Specials.IEEE and e_field == (1 << self.exp_bits) - 1:
+        if self.is_inf_code(code):
             return sign * math.inf
         if e_field == 0 and self.has_zero:
             if not self.subnormals:
@@ -336,16 +446,27 @@ class Format:
 
     @cached_property
     def _values(self) -> np.ndarray:
+        if self.bits > 16:
+            raise ValueError(f"{self.name} has {self.bits} bits: a table of all {self.num_codes} values is not "
+                             "built for formats wider than 16 bits (decode codes with fp8emu.decode instead)")
         vals = np.array([self.decode_code(c) for c in range(self.num_codes)], dtype=np.float64)
         vals.setflags(write=False)
         return vals
 
     def values(self) -> np.ndarray:
-        """All codes decoded, indexed by code (float64, read-only; NaN for NaN codes)."""
+        """All codes decoded, indexed by code (float64, read-only; NaN for NaN codes).
+
+        Raises:
+            ValueError: for formats wider than 16 bits (the table would have up to 2^32 entries).
+        """
         return self._values
 
     def finite_values(self) -> np.ndarray:
-        """The sorted distinct finite values (a signed zero appears once, as +0)."""
+        """The sorted distinct finite values (a signed zero appears once, as +0).
+
+        Raises:
+            ValueError: for formats wider than 16 bits.
+        """
         v = self._values
         return np.unique(v[np.isfinite(v)] + 0.0)
 
@@ -354,7 +475,7 @@ class Format:
         return {
             "name": self.name, "bits": self.bits, "exp_bits": self.exp_bits, "man_bits": self.man_bits,
             "bias": self.bias, "signed": self.signed, "subnormals": self.subnormals,
-            "specials": self.specials.value, "max": self.max, "min_normal": self.min_normal,
+            "specials": self.specials.value, "has_zero": self.has_zero, "tie_rule": self.tie_rule.value, "max": self.max, "min_normal": self.min_normal,
             "min_subnormal": self.min_subnormal, "eps": self.eps, "emin": self.emin, "emax": self.emax,
             "inf_code": self.inf_code, "nan_code": self.nan_code, "negative_zero": self.has_negative_zero,
         }

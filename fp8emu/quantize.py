@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from . import _kernels
 from ._random import key_base, mix64_py, new_seed, GAMMA
-from .format import Format, RoundMode, Specials
+from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 
 __all__ = ["encode", "decode", "quantize", "SUPPORTED_DTYPES"]
@@ -67,8 +67,9 @@ def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple[int, .
         pos_inf = neg_inf = nan
     if always_sat:
         pos_inf, neg_inf = pos_max, neg_max
-    pos_ovf = pos_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.DOWN)) else pos_inf
-    neg_ovf = neg_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.UP)) else neg_inf
+    # round-to-odd never overflows: like toward_zero it keeps +-max (only Inf inputs give Inf)
+    pos_ovf = pos_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.DOWN, RoundMode.ODD)) else pos_inf
+    neg_ovf = neg_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.UP, RoundMode.ODD)) else neg_inf
     if fmt.has_zero:
         pos_zero, neg_zero = 0, (sign if fmt.has_negative_zero else 0)
     else:
@@ -76,9 +77,15 @@ def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple[int, .
     neg_unsigned = nan if fmt.has_nan else 0
     if not fmt.signed:          # unsigned: -Inf is a negative number
         neg_inf = neg_unsigned
-    return (fmt.man_bits, fmt.emin, int(fmt.subnormals), int(fmt.has_zero), int(fmt.specials is Specials.FNUZ),
+    no_neg_zero = fmt.signed and fmt.has_zero and not fmt.has_negative_zero      # fnuz, extended
+    return (fmt.man_bits, fmt.emin, int(fmt.subnormals), int(fmt.has_zero), int(no_neg_zero),
             int(fmt.signed), sign, fmt.max_code, nan, pos_inf, neg_inf, pos_zero, neg_zero, neg_unsigned,
             pos_ovf, neg_ovf)
+
+
+def _tie_code(fmt: Format) -> int:
+    """1 when nearest_even ties go by the code's lowest bit (``man_bits == 0``, even exponent)."""
+    return int(fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT)
 
 
 def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
@@ -101,29 +108,30 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
 
 def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:
     in_w, in_m, in_bias, _ = info
-    return (in_w, in_m, in_bias, max(0, 16 - in_m), *_format_params(fmt, mode, saturate),
-            _kernels.MODE_CODES[mode.value], sr_bits)
+    # pad: at least 16 fraction bits and at least one dropped bit (m <= 23)
+    return (in_w, in_m, in_bias, max(0, 16 - in_m, fmt.man_bits + 1 - in_m), *_format_params(fmt, mode, saturate),
+            _kernels.MODE_CODES[mode.value], sr_bits, _tie_code(fmt))
 
 
 @lru_cache(maxsize=None)
 def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
                 with_values: bool) -> tuple[np.int32, ...] | None:
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
-    (no subnormals or no zero, ``emin < -126``, or the smallest subnormal not a normal float32)."""
+    (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32, or
+    ``man_bits = 23``, where no bit would be dropped)."""
     if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and fmt.emin - fmt.man_bits >= -126
-            and fmt.man_bits <= 23):
+            and fmt.man_bits <= 22):
         return None
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
     codes = (nan, pinf, ninf, povf, novf, negu)
     if with_values:     # quantize: the float32 patterns of the special outcomes
-        lut = _lut(fmt, np.dtype(np.float32)).view(np.uint32)
-        values = tuple(int(lut[c]) for c in codes)
+        values = tuple(int(np.array(fmt.decode_code(c), np.float32).view(np.uint32)) for c in codes)
     else:               # encode: codes only
         values = (0,) * 6
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _kernels.MODE_CODES[mode.value],
-        sr_bits, (emin - m + 127) << 23, *codes, *values))
+        sr_bits, (emin - m + 127) << 23, *codes, *values, _tie_code(fmt)))
 
 
 def _deep_limit(fmt: Format) -> int:
@@ -154,12 +162,51 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
                 return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
-    if fmt.subnormals and fmt.emin >= 1 - info[2]:
+    if fast is not None and fmt.subnormals and fmt.emin >= 1 - info[2]:
         if stochastic:
             fast = fast_sr
         if fast(bits, target, *tables, prm, keys[1]) == 0:
             return
     generic(bits, target, *tables, prm, *keys)
+
+
+def _check_nan_policy(bits: np.ndarray, info: tuple, fmt: Format, nan_policy) -> None:
+    """Raise for ``NanPolicy.RAISE`` when a NaN input would vanish (``fmt`` has no NaN)."""
+    try:
+        policy = NanPolicy(nan_policy)
+    except ValueError:
+        allowed = ", ".join(repr(p.value) for p in NanPolicy)
+        raise ValueError(f"nan_policy={nan_policy!r} is unknown; allowed: {allowed}") from None
+    if policy is NanPolicy.ALLOW or fmt.has_nan:
+        return
+    in_w, in_m = info[0], info[1]
+    inf_bits = ((1 << (in_w - 1 - in_m)) - 1) << in_m
+    mags = bits & bits.dtype.type((1 << (in_w - 1)) - 1)
+    count = int(np.count_nonzero(mags > bits.dtype.type(inf_bits)))
+    if count:
+        raise ValueError(f"{count} NaN input(s) but {fmt.name} has no NaN (nan_policy='raise'; "
+                         "with nan_policy='allow' a NaN becomes the sign-bit-only code)")
+
+
+@lru_cache(maxsize=None)
+def _decode_params(fmt: Format, dtype: np.dtype) -> tuple[int, ...]:
+    """:data:`_kernels.DECODE_PARAMS` for building ``dtype`` patterns from codes of ``fmt``.
+
+    Raises ValueError when some value of ``fmt`` is not exactly representable in ``dtype``
+    (checked on the fields: precision, largest binade, smallest quantum).
+    """
+    out_w, out_m, out_bias, _ = _INPUTS[dtype.name]
+    if fmt.man_bits > out_m or fmt.emax > out_bias or fmt.emin - fmt.man_bits < 1 - out_bias - out_m:
+        raise ValueError(f"{fmt.name} has values that {dtype.name} cannot hold exactly "
+                         f"(range {fmt.min_subnormal:g}..{fmt.max:g}, {fmt.man_bits} mantissa bits); use "
+                         "encode()/decode() with a wider float dtype instead")
+    sign = fmt.sign_mask
+    # the NaN at the negative-zero code (fnuz, signed extended), or NaN magnitude(s)
+    nan_code = sign if fmt.signed and fmt.nan_code == sign else -1
+    nan_mag = fmt.nan_code & ~sign if fmt.nan_code is not None and nan_code < 0 else -1
+    inf_mag = fmt.inf_code if fmt.has_inf else -1
+    return (fmt.man_bits, fmt.bias, int(fmt.subnormals), int(fmt.has_zero), sign, nan_code, nan_mag, inf_mag,
+            out_w, out_m, out_bias)
 
 
 def _check_out(out, shape, dtype, argname="out") -> None:
@@ -186,7 +233,7 @@ def _direct_target(out: np.ndarray, x) -> bool:
 
 def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
            saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
-           out: np.ndarray | None = None) -> np.ndarray:
+           out: np.ndarray | None = None, nan_policy: NanPolicy | str = NanPolicy.ALLOW) -> np.ndarray:
     """Round floats into ``fmt`` and return the codes.
 
     Args:
@@ -200,9 +247,11 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
             truncate (probability ``floor(f*2^r)/2^r``: biased toward zero by < 2^-r ulp).
         stream: independent random bits per stream for one seed (any int, mod 2^64).
         out: optional C-order output array of ``x``'s shape and ``fmt.code_dtype``.
+        nan_policy: what a NaN input becomes when ``fmt`` has no NaN (:class:`NanPolicy`):
+            ``"allow"`` (the sign-bit-only code, the NaN disappears) or ``"raise"``.
 
     Returns:
-        uint8 codes (formats of <= 8 bits) or uint16, shaped like ``x``.
+        Codes in ``fmt.code_dtype`` (uint8, uint16 or uint32), shaped like ``x``.
 
     Edge cases: NaN -> ``fmt.nan_code`` (formats without NaN: the sign-bit-only code);
     Inf -> +-Inf code, NaN (fn/fnuz) or +-max (saturating / no specials); overflow is decided
@@ -212,10 +261,12 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
 
     Raises:
         TypeError: ``x`` is not one of the supported float dtypes, or ``out`` has the wrong dtype.
-        ValueError: unknown format or rounding mode, bad ``sr_bits``, ``out`` shape mismatch.
+        ValueError: unknown format or rounding mode, bad ``sr_bits``, ``out`` shape mismatch, or a
+            NaN input into a format without NaN with ``nan_policy="raise"``.
     """
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     bits, info = _as_bits(x)
+    _check_nan_policy(bits, info, fmt, nan_policy)
     shape = np.shape(x)
     if out is not None:
         _check_out(out, shape, fmt.code_dtype)
@@ -288,7 +339,8 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         if lo < 0 or hi >= fmt.num_codes:
             bad = lo if lo < 0 else hi
             raise ValueError(f"codes contains {bad}, out of range for {fmt.name} (0..{fmt.num_codes - 1})")
-    lut = _lut(fmt, dt)
+    wide = fmt.bits > 16
+    table = _decode_params(fmt, dt) if wide else _lut(fmt, dt)
     flat = np.ascontiguousarray(c).reshape(-1)
     if not flat.dtype.isnative:
         flat = flat.astype(flat.dtype.newbyteorder("="))
@@ -297,7 +349,10 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         target = out.reshape(-1) if out.flags.c_contiguous and out.dtype.isnative else np.empty(flat.shape, dt)
     else:
         target = np.empty(flat.shape, dt)
-    _kernels._decode(flat, target.view(lut.dtype), lut)
+    if wide:
+        _kernels._decode_wide(flat, target.view(_INPUTS[dt.name][3]), table)
+    else:
+        _kernels._decode(flat, target.view(table.dtype), table)
     if out is None:
         return target.reshape(c.shape)
     if not np.shares_memory(target, out):
@@ -307,12 +362,14 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
 
 def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
              saturate: bool = False, seed: int | None = None, sr_bits: int | None = None, stream: int = 0,
-             out: np.ndarray | None = None) -> np.ndarray:
+             out: np.ndarray | None = None, nan_policy: NanPolicy | str = NanPolicy.ALLOW) -> np.ndarray:
     """Fake quantization: round ``x`` into ``fmt`` and return the values in ``x``'s dtype.
 
     Same arguments and edge cases as :func:`encode` (one fused kernel, no code temporary);
     ``out`` may be ``x`` itself (in place).  NaN results are the dtype's positive quiet NaN;
     overflow gives +-Inf where ``fmt`` has Inf, NaN for fn/fnuz formats, +-max when saturating.
+    ``quantize(x, "float32")`` of a float32 ``x`` returns ``x`` except that every NaN becomes
+    the positive quiet NaN ``0x7FC00000``.
 
     Raises:
         TypeError: unsupported dtype of ``x``/``out``.
@@ -321,17 +378,23 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     """
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     bits, info = _as_bits(x)
+    _check_nan_policy(bits, info, fmt, nan_policy)
     udt = info[3]
     xdt = np.dtype(x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype).newbyteorder("=")
-    lut = _lut(fmt, xdt)
+    wide = fmt.bits > 16            # no table: the kernel builds each value from its code
+    lut = _decode_params(fmt, xdt) if wide else _lut(fmt, xdt)
     shape = np.shape(x)
     if out is not None:
         _check_out(out, shape, xdt if out.dtype.isnative else out.dtype.newbyteorder("="))
         target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
     else:
         target = np.empty(bits.shape, udt)
-    _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut, info,
-         fmt, mode, saturate, r, keys, f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
+    if wide:
+        _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
+             f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
+    else:
+        _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut,
+             info, fmt, mode, saturate, r, keys, f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)

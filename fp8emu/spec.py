@@ -14,11 +14,14 @@ Algorithm of :func:`round_scalar` (magnitude rounding, sign applied last):
 4. ``e = floor(log2 |x|)``; the quantum is ``2^(e - m)`` for normals, ``2^(emin - m)`` in
    the subnormal range, ``2^emin`` below ``min_normal`` when the format has no subnormals.
 5. ``|x| / quantum = k + f`` with integer ``k`` and ``0 <= f < 1``; the mode decides
-   whether ``k`` becomes ``k + 1`` (away from zero).
+   whether ``k`` becomes ``k + 1`` (away from zero).  ``nearest_even`` ties look at the
+   parity of ``k`` -- or, for ``man_bits == 0`` with ``TieRule.EVEN_EXPONENT``, at the
+   parity of the code of ``k * quantum`` (its exponent field); ``odd`` rounds away when
+   ``f > 0`` and the code of ``k * quantum`` is even.
 6. Overflow is decided after rounding: a result above ``max`` gives ``+-max`` when
    saturating, for formats without Inf/NaN, or when the mode rounds toward zero for that
-   sign (``toward_zero``; ``down`` for positives; ``up`` for negatives), as in IEEE 754
-   §7.4; otherwise +-Inf (IEEE formats) or NaN.
+   sign (``toward_zero``; ``down`` for positives; ``up`` for negatives; ``odd``), as in
+   IEEE 754 §7.4; otherwise +-Inf (IEEE formats) or NaN.
 7. A zero result keeps the input's sign (+0 in fnuz); formats without zero give their
    smallest value instead (ml_dtypes' E8M0 behaviour).
 """
@@ -29,7 +32,7 @@ import math
 from fractions import Fraction
 from typing import Callable, Sequence
 
-from .format import Format, RoundMode, Specials
+from .format import Format, RoundMode, Specials, TieRule
 
 __all__ = ["to_fraction", "decode_scalar", "round_scalar", "encode_scalar", "round_to_format"]
 
@@ -52,7 +55,7 @@ def decode_scalar(code: int, fmt: Format) -> float:
     negative = bool(code & fmt.sign_mask)
     mag = code & ~fmt.sign_mask
     e_field, t = mag >> fmt.man_bits, mag & ((1 << fmt.man_bits) - 1)
-    if fmt.has_inf and e_field == (1 << fmt.exp_bits) - 1:
+    if fmt.is_inf_code(code):
         value = math.inf
     elif e_field == 0 and fmt.has_zero:
         value = float(Fraction(t, 1 << fmt.man_bits) * Fraction(2) ** fmt.emin) if fmt.subnormals else 0.0
@@ -135,8 +138,14 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
     q = a / Fraction(2) ** quantum_exp
     k = math.floor(q)
     f = q - k
+
+    def code_is_odd() -> bool:       # the truncated value's code (beyond max: as if unbounded)
+        return k != 0 and _code_of_value(k * Fraction(2) ** quantum_exp, fmt) % 2 == 1
+
     if mode is RoundMode.NEAREST_EVEN:
-        away = f > Fraction(1, 2) or (f == Fraction(1, 2) and k % 2 == 1)
+        by_code = fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT
+        odd = code_is_odd() if by_code else k % 2 == 1
+        away = f > Fraction(1, 2) or (f == Fraction(1, 2) and odd)
     elif mode is RoundMode.NEAREST_AWAY:
         away = f >= Fraction(1, 2)
     elif mode is RoundMode.TOWARD_ZERO:
@@ -145,6 +154,8 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
         away = f > 0 and not negative
     elif mode is RoundMode.DOWN:
         away = f > 0 and negative
+    elif mode is RoundMode.ODD:
+        away = f > 0 and not code_is_odd()
     else:
         if sr_words is None:
             raise ValueError("stochastic rounding needs sr_words")
@@ -159,7 +170,7 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
 
     v = k * Fraction(2) ** quantum_exp
     if v > Fraction(fmt.max):
-        toward_max = mode is RoundMode.TOWARD_ZERO or (mode is RoundMode.UP and negative) or \
+        toward_max = mode in (RoundMode.TOWARD_ZERO, RoundMode.ODD) or (mode is RoundMode.UP and negative) or \
             (mode is RoundMode.DOWN and not negative)
         if saturate or fmt.specials is Specials.NONE or toward_max:
             return max_code

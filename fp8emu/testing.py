@@ -30,7 +30,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .format import Format, Specials
-from .formats import ALL_FORMATS
+from .formats import CATALOGUE
 from .verify.vectors import SOURCES as SOURCE_DTYPES
 from .verify.vectors import rounding_boundaries, source_dtype
 
@@ -45,30 +45,32 @@ def formats(draw, *, presets: bool = True, custom: bool = True, max_bits: int = 
     """A :class:`Format`: a catalogue preset or a random valid ExMy format of at most ``max_bits``.
 
     Args:
-        presets: include the presets of :mod:`fp8emu.formats`.
-        custom: include randomly built formats (any widths, bias, specials, subnormals, sign).
-        max_bits: upper bound on ``Format.bits`` (4..16).
+        presets: include the presets of :mod:`fp8emu.formats` (P3109 ones included).
+        custom: include randomly built formats (any widths including no exponent field, bias,
+            specials, subnormals, sign, zero, tie rule).
+        max_bits: upper bound on ``Format.bits`` (4..32).
 
     Raises:
         ValueError: when both ``presets`` and ``custom`` are False.
     """
     if not (presets or custom):
         raise ValueError("formats(): at least one of presets=True, custom=True is needed")
-    pool = [f for f in ALL_FORMATS if f.bits <= max_bits]
+    pool = [f for f in CATALOGUE if f.bits <= max_bits]
     if presets and (not custom or not draw(st.booleans())):  # False (the shrink target) = a preset
         return draw(st.sampled_from(pool))
     exp_bits = draw(st.integers(2, min(8, max_bits - 2)))
-    man_bits = draw(st.integers(1, max_bits - 1 - exp_bits))
+    man_bits = draw(st.integers(1, min(23, max_bits - 1 - exp_bits)))
     default_bias = (1 << (exp_bits - 1)) - 1
     bias = draw(st.integers(default_bias - 2, default_bias + 4))
     specials = draw(st.sampled_from(list(Specials)))
     subnormals = draw(st.booleans())
+    signed = draw(st.booleans())
     for kw in (dict(bias=bias, specials=specials), dict(specials=specials), dict()):
         try:  # fall back to the IEEE bias, then IEEE specials, when values leave float32's range
-            return Format(exp_bits, man_bits, subnormals=subnormals, **kw)
+            return Format(exp_bits, man_bits, subnormals=subnormals, signed=signed, **kw)
         except ValueError:
             continue
-    raise AssertionError("unreachable: IEEE-like formats of <= 16 bits are always valid")
+    raise AssertionError("unreachable: IEEE-like formats of <= 32 bits with exponent width >= 2 are valid")
 
 
 def codes(fmt: Format, *, allow_nan: bool = True) -> st.SearchStrategy[int]:

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fp8emu.format import Format, RoundMode, Specials
+from fp8emu.format import Format, RoundMode, Specials, TieRule
 
 __all__ = ["round_by_value_set", "ML_DTYPES_NAMES", "ml_dtype"]
 
@@ -46,9 +46,11 @@ def _table(fmt: Format):
     # drop duplicate zeros (non-canonical zero codes of formats without subnormals)
     uniq = np.concatenate([[True], np.diff(mags) > 0])
     mags, mcodes = mags[uniq], mcodes[uniq]
-    top_quantum = np.ldexp(1.0, fmt.emax - fmt.man_bits)
+    top_quantum = np.ldexp(1.0, fmt.max_ulp_exp)
     mags = np.append(mags, fmt.max + top_quantum)
     mcodes = np.append(mcodes, -1)              # -1 = overflow
+    # parity of each code: the next code above max (what an unbounded exponent would give) too
+    code_odd = np.append(mcodes[:-1] & 1, (fmt.max_code + 1) & 1).astype(bool)
     # parity of the integer significand k = v / quantum(v)
     with np.errstate(divide="ignore"):
         e = np.floor(np.log2(np.where(mags > 0, mags, 1.0))).astype(np.int64)
@@ -59,7 +61,9 @@ def _table(fmt: Format):
     assert np.all(k == np.floor(k))
     odd = (k.astype(np.int64) & 1).astype(bool)
     odd[mags == 0] = False
-    return mags, mcodes, odd
+    if fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT:
+        odd = code_odd.copy()
+    return mags, mcodes, odd, code_odd
 
 
 def round_by_value_set(x, fmt: Format, mode: RoundMode | str, saturate: bool) -> np.ndarray:
@@ -67,7 +71,7 @@ def round_by_value_set(x, fmt: Format, mode: RoundMode | str, saturate: bool) ->
     mode = RoundMode.parse(mode)
     with np.errstate(invalid="ignore"):
         x = np.asarray(x, dtype=np.float64).reshape(-1)
-    mags, mcodes, odd = _table(fmt)
+    mags, mcodes, odd, code_odd = _table(fmt)
     neg = np.signbit(x)
     a = np.abs(x)
     finite = np.isfinite(a)
@@ -89,6 +93,8 @@ def round_by_value_set(x, fmt: Format, mode: RoundMode | str, saturate: bool) ->
         pick_hi = ~neg
     elif mode is RoundMode.DOWN:
         pick_hi = neg
+    elif mode is RoundMode.ODD:                    # keep an odd lower neighbour, else go up
+        pick_hi = ~code_odd[lo_i]
     else:
         raise ValueError("the value-set oracle covers the deterministic modes only")
     pick_hi = pick_hi & ~exact
@@ -100,7 +106,7 @@ def round_by_value_set(x, fmt: Format, mode: RoundMode | str, saturate: bool) ->
     sign = fmt.sign_mask
     is_zero_result = (code >= 0) & (mags[res_i] == 0) & ~below_all
     # overflow
-    toward_max = (mode is RoundMode.TOWARD_ZERO) | ((mode is RoundMode.UP) & neg) | ((mode is RoundMode.DOWN) & ~neg)
+    toward_max = (mode in (RoundMode.TOWARD_ZERO, RoundMode.ODD)) | ((mode is RoundMode.UP) & neg) | ((mode is RoundMode.DOWN) & ~neg)
     nan = fmt.nan_code if fmt.nan_code is not None else sign
     inf_pos = fmt.inf_code if fmt.has_inf else nan
     always_sat = saturate or fmt.specials is Specials.NONE

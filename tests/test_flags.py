@@ -31,8 +31,13 @@ class Oracle:
         self.max = Fraction(fmt.max)
         self.tiny = Fraction(2) ** fmt.emin
 
-    @staticmethod
-    def _pick(lo: Fraction, hi: Fraction, a: Fraction, negative: bool, mode: RoundMode) -> Fraction:
+    def _odd(self, lo: Fraction, hi: Fraction) -> bool:
+        """Whether lo's code is odd: its significand's parity, or for man_bits = 0 its exponent field's."""
+        if self.fmt.man_bits == 0:
+            return lo != 0 and (lo.numerator.bit_length() - lo.denominator.bit_length() + self.fmt.bias) % 2 == 1
+        return (lo / (hi - lo)) % 2 == 1
+
+    def _pick(self, lo: Fraction, hi: Fraction, a: Fraction, negative: bool, mode: RoundMode) -> Fraction:
         if a == lo:
             return lo
         if mode is RoundMode.NEAREST_EVEN:
@@ -43,6 +48,8 @@ class Oracle:
             return lo if a - lo < hi - a else hi
         if mode is RoundMode.TOWARD_ZERO:
             return lo
+        if mode is RoundMode.ODD:       # keep an odd lower neighbour, else go up
+            return lo if self._odd(lo, hi) else hi
         if mode is RoundMode.UP:
             return lo if negative else hi
         return hi if negative else lo  # DOWN

@@ -67,7 +67,10 @@ def test_agrees_with_ml_dtypes(fmt):
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(exp_bits=0, man_bits=3), ValueError, "exp_bits=0"),
     (dict(exp_bits=9, man_bits=3), ValueError, "exp_bits=9"),
-    (dict(exp_bits=8, man_bits=8), ValueError, "at most 16"),
+    (dict(exp_bits=8, man_bits=24), ValueError, "man_bits=24"),
+    (dict(exp_bits=0, man_bits=3, specials="fn", subnormals=False), ValueError, "exp_bits=0"),
+    (dict(exp_bits=4, man_bits=3, tie_rule="even_exponent"), ValueError, "man_bits=0"),
+    (dict(exp_bits=4, man_bits=0, specials="fn", tie_rule="sideways"), ValueError, "tie_rule"),
     (dict(exp_bits=4, man_bits=-1), ValueError, "man_bits"),
     (dict(exp_bits=4, man_bits=3, specials="bogus"), ValueError, "specials"),
     (dict(exp_bits=4, man_bits=3, specials="fnuz", signed=False), ValueError, "sign bit"),
@@ -96,8 +99,8 @@ def test_get_format_names():
     assert g.specials is Specials.IEEE and g.bias == 15
     u = get_format("e4m3fnu")
     assert not u.signed and u.bits == 7
-    for name in PRESETS:
-        assert get_format(name).name == name
+    for name, fmt in PRESETS.items():       # binary8p4sf is e4m3fnuz: the first preset's name wins
+        assert get_format(name) is fmt and get_format(fmt.name) is fmt
     with pytest.raises(ValueError, match="unknown format 'e4m3x'"):
         get_format("e4m3x")
     with pytest.raises(ValueError, match="presets"):

@@ -42,7 +42,7 @@ import numpy as np
 from .. import _kernels
 from ..format import Format, RoundMode
 from ..formats import get_format
-from ..quantize import _INPUTS, _lut, _params, _resolve
+from ..quantize import _INPUTS, _decode_params, _lut, _params, _resolve
 from .base import Accumulator
 
 __all__ = [
@@ -346,7 +346,7 @@ def _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits):
 
 @numba.njit(cache=True, inline="always")
 def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, min_bits, max_bits,
-                    prm, key_base, key0, lut):
+                    prm, key_base, key0, lut, dprm):
     """dst[j] = round_fmt(dst[j] + x * y[j]) for every j, one rounding from the exact sum.
 
     The products ``x * y[j]`` are exact in float64 (operands of at most 24 significand bits).
@@ -361,7 +361,9 @@ def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, 
     (nearest-away), ``add = 0, tie_even = 0`` (toward zero); a carry walks into the exponent
     by itself.  Everything else (zeros, subnormals, overflow, NaN/Inf, stochastic and the
     other directed modes: ``add < 0``) goes through the rounding layer's ``_round_bits``,
-    whose random bits for element ``idx_row + j`` use index ``(idx_row + j) * events + event``.
+    whose random bits for element ``idx_row + j`` use index ``(idx_row + j) * events + event``;
+    the code's value is ``lut[code]``, or built from the code (``dprm``) when ``lut`` is empty
+    (formats wider than 16 bits have no table).
     """
     n = dst.shape[0]
     sh = np.uint64(52 - m)
@@ -389,11 +391,15 @@ def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, 
             u = np.float64(dst[j]).view(np.uint64)
             if not _round_fast(u, uadd, utie, sh, keep, fast, min_bits, max_bits)[1]:
                 code = _kernels._round_bits(u, (idx_row + j) * events + event, prm, key_base, key0)
-                dst[j] = lut[code]
+                if lut.shape[0] > 0:
+                    dst[j] = lut[code]
+                else:
+                    dst[j] = np.uint64(_kernels._value_bits(code, dprm)).view(np.float64)
 
 
 @numba.njit(cache=True, parallel=True)
-def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_bits, max_bits, prm, key_base, key0, lut, out):
+def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_bits, max_bits, prm, key_base, key0, lut,
+                 dprm, out):
     """Chunked low-precision accumulation of float64 operands (values exact in float32).
 
     Per output element: ``tot = +0``; for each chunk of ``chunk`` products:
@@ -412,9 +418,9 @@ def _matmul_lowp(a, b, chunk, index0, exact, exact_chunk, add, tie_even, m, min_
             part[:] = 0.0
             for k in range(c * chunk, min(kk, (c + 1) * chunk)):
                 _accumulate_row(part, np.float64(a[i, k]), b[k], idx_row, events, k, exact, add, tie_even, m,
-                                min_bits, max_bits, prm, key_base, key0, lut)
+                                min_bits, max_bits, prm, key_base, key0, lut, dprm)
             _accumulate_row(tot, 1.0, part, idx_row, events, kk + c, exact_chunk, add, tie_even,
-                            m, min_bits, max_bits, prm, key_base, key0, lut)
+                            m, min_bits, max_bits, prm, key_base, key0, lut, dprm)
         for j in range(n):
             out[i, j] = np.float32(tot[j])
     return out
@@ -424,13 +430,17 @@ _NEAREST = (RoundMode.NEAREST_EVEN, RoundMode.NEAREST_AWAY)
 
 
 def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
-    """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64 values of the codes).
+    """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64
+    values of the codes, value-building parameters).  Formats wider than 16 bits get an empty
+    table: their values are built from the code.
 
     The one place that knows the rounding layer's private kernel interface.
     """
     fmt, mode, saturate, (key_base, key0), r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     prm = _params(_INPUTS["float64"], fmt, mode, saturate, r)
-    return prm, key_base, key0, _lut(fmt, np.dtype(np.float64)).view(np.float64)
+    f64 = np.dtype(np.float64)
+    lut = np.empty(0, np.float64) if fmt.bits > 16 else _lut(fmt, f64).view(np.float64)
+    return prm, key_base, key0, lut, _decode_params(fmt, f64)
 
 
 
@@ -499,7 +509,7 @@ class LowPrecisionAccumulator(Accumulator):
         out = _out_buffer(a, b, out)
         seed = self.seed if seed is None else seed
         stream = self.stream if stream is None else stream
-        prm, key_base, key0, lut = _float64_rounding(self.fmt, self.rounding, self.saturate, seed, self.sr_bits,
+        prm, key_base, key0, lut, dprm = _float64_rounding(self.fmt, self.rounding, self.saturate, seed, self.sr_bits,
                                                      stream)
         fmt = self.fmt
         half = 1 << (51 - fmt.man_bits)
@@ -509,7 +519,7 @@ class LowPrecisionAccumulator(Accumulator):
         exact = self._needs_exact_sum(a_fmt, b_fmt)
         exact_chunk = self.rounding not in _NEAREST  # chunk sums add two format values (p bits each)
         return _matmul_lowp(a, b, self.chunk, int(index0), exact, exact_chunk, add, tie_even, fmt.man_bits, bits[0], bits[1],
-                            prm, key_base, key0, lut, out)
+                            prm, key_base, key0, lut, dprm, out)
 
     def _needs_exact_sum(self, a_fmt: Format | None, b_fmt: Format | None) -> bool:
         """Whether ``round(fl64(q + p))`` could differ from ``round(q + p)`` (then sums are taken round-to-odd).
@@ -526,7 +536,7 @@ class LowPrecisionAccumulator(Accumulator):
         Directed and stochastic modes always need the exact sum (``x = q - tiny`` must round
         below ``q``).
         """
-        if self.rounding not in _NEAREST:
+        if self.rounding not in _NEAREST or self.fmt.precision > 16:   # the proof needs p <= 16
             return True
         pa = 24 if a_fmt is None else a_fmt.precision
         pb = 24 if b_fmt is None else b_fmt.precision

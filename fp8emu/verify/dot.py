@@ -94,8 +94,18 @@ class DotVectorSet:
 
 
 def _finite_codes(fmt: Format) -> np.ndarray:
-    vals = fmt.values()
-    return np.flatnonzero(np.isfinite(vals)).astype(fmt.code_dtype)
+    """The finite codes of ``fmt``; for formats wider than 16 bits (no value table, up to 2^32
+    codes) every exponent field with the mantissas 0, 1, the middle one and the two largest,
+    both signs."""
+    if fmt.bits <= 16:
+        vals = fmt.values()
+        return np.flatnonzero(np.isfinite(vals)).astype(fmt.code_dtype)
+    m = fmt.man_bits
+    mants = np.unique(np.array([0, 1, 1 << (m - 1) if m else 0, max((1 << m) - 2, 0), (1 << m) - 1]))
+    mags = ((np.arange((fmt.max_code >> m) + 1)[:, None] << m) | mants[None, :]).reshape(-1)
+    mags = mags[mags <= fmt.max_code]
+    codes = np.concatenate([mags, mags | fmt.sign_mask]) if fmt.signed else mags
+    return np.unique(codes[[not fmt.is_nan_code(int(c)) for c in codes]]).astype(fmt.code_dtype)
 
 
 def _structured(a_fmt: Format, b_fmt: Format, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +204,9 @@ def generate_dot(a_fmt: Format | str, b_fmt: Format | str | None = None, *, accu
     def run(a, b):
         with np.errstate(all="ignore"):
             return matmul(a[:, None, :], b[:, :, None], a_fmt=a_fmt, b_fmt=b_fmt, accumulator=acc).reshape(-1)
-    special = ~np.isfinite(a_fmt.values()[a]).all(axis=1) | ~np.isfinite(b_fmt.values()[b]).all(axis=1)
+    from ..quantize import decode
+    special = ~np.isfinite(decode(a, a_fmt, dtype=np.float64)).all(axis=1) | \
+        ~np.isfinite(decode(b, b_fmt, dtype=np.float64)).all(axis=1)
     try:
         y = run(a, b)
     except ValueError:  # accumulators that take finite operands only (the tensor-core model)

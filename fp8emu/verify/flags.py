@@ -41,7 +41,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..format import Format, RoundMode
+from ..format import Format, RoundMode, TieRule
 
 __all__ = ["INEXACT", "UNDERFLOW", "OVERFLOW", "INFINITE", "INVALID", "FLAG_NAMES",
            "exception_flags", "encode_with_flags", "flag_counts", "flag_names", "signaling_nan_mask"]
@@ -52,11 +52,11 @@ FLAG_NAMES = {INEXACT: "inexact", UNDERFLOW: "underflow", OVERFLOW: "overflow", 
 _TININESS = ("after", "before")
 # rounding mode -> small int for the kernel
 _MODE_ID = {RoundMode.NEAREST_EVEN: 0, RoundMode.NEAREST_AWAY: 1, RoundMode.TOWARD_ZERO: 2,
-            RoundMode.UP: 3, RoundMode.DOWN: 4, RoundMode.STOCHASTIC: 5}
+            RoundMode.UP: 3, RoundMode.DOWN: 4, RoundMode.STOCHASTIC: 5, RoundMode.ODD: 6}
 
 
 @njit(cache=True)
-def _round_sig(sig, shift, negative, mode):
+def _round_sig(sig, shift, negative, mode, code_lsb=-1, tie_by_code=False):
     r"""Round the integer significand ``sig`` right by ``shift > 0`` bits; return ``(k, inexact)``.
 
     Bits of ``sig`` (a float64 significand, at most 53 bits)::
@@ -64,7 +64,11 @@ def _round_sig(sig, shift, negative, mode):
         | kept: k = sig >> shift | R | T T T ... T |
                                    \______________/ rem = sig mod 2^shift, half = R000...0
 
-    Nearest-even rounds up when ``rem > half`` or (``rem == half`` and ``k`` is odd).
+    Nearest-even rounds up when ``rem > half`` or (``rem == half`` and ``k`` is odd); odd
+    (mode 6) when ``rem != 0`` and the truncated code is even.  The code's lowest bit is
+    ``k``'s, except for ``man_bits == 0`` formats, where the caller passes it as ``code_lsb``
+    (0 or 1, the biased exponent's; ``k == 0`` is code 0) and ``tie_by_code`` makes
+    nearest-even use it too (``TieRule.EVEN_EXPONENT``).
     Stochastic rounding (mode 5) returns the round-down ``k``; the caller handles the draw.
     """
     if shift >= 60:  # everything is below half of one unit (sig < 2^53)
@@ -76,20 +80,26 @@ def _round_sig(sig, shift, negative, mode):
         gt_half, eq_half = rem > half, rem == half
     if rem == 0:
         return k, False
+    lsb = k & 1
+    if code_lsb >= 0:
+        lsb = code_lsb if k != 0 else 0
     up = False
     if mode == 0:
-        up = gt_half or (eq_half and (k & 1) == 1)
+        up = gt_half or (eq_half and ((lsb if tie_by_code else k & 1) == 1))
     elif mode == 1:
         up = gt_half or eq_half
     elif mode == 3:
         up = not negative
     elif mode == 4:
         up = negative
+    elif mode == 6:
+        up = lsb == 0
     return k + 1 if up else k, True
 
 
 @njit(cache=True)
-def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, mode, tininess_after):
+def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, mode, tininess_after,
+                  bias, tie_by_code):
     """Flags of one non-NaN input, given as float64 bits (see the module docstring for the rules).
 
     The input is ``sig * 2^e2`` exactly; rounding to multiples of ``2^qe`` is the integer shift
@@ -126,7 +136,8 @@ def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_
         qe = emin  # the grid below 2^emin is {0, 2^emin}
     if qe <= e2:
         return 0  # a multiple of the quantum: exact (and below max: |x| is a format value or beyond emax)
-    k, inexact = _round_sig(sig, qe - e2, negative, mode)
+    code_lsb = (lg + bias) & 1 if man_bits == 0 else -1      # the exponent field is the code
+    k, inexact = _round_sig(sig, qe - e2, negative, mode, code_lsb, tie_by_code)
     flags = 0x01 if inexact else 0
     if mode != 5 and (lg > emax or (lg == emax and k > max_sig)):
         flags |= 0x05  # |R(x)| > max on the unbounded grid
@@ -134,7 +145,8 @@ def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_
         tiny = True
         if tininess_after and mode != 5 and lg == emin - 1:
             # R_p(x) < 2^emin unless rounding to p bits carries up to 2^emin
-            kp, _ = _round_sig(sig, lg - man_bits - e2, negative, mode) if lg - man_bits > e2 else (sig, False)
+            kp, _ = _round_sig(sig, lg - man_bits - e2, negative, mode, code_lsb, tie_by_code) \
+                if lg - man_bits > e2 else (sig, False)
             tiny = kp < (1 << (man_bits + 1))
         if tiny:
             flags |= 0x02
@@ -143,7 +155,7 @@ def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_
 
 @njit(cache=True, parallel=True)
 def _flags_kernel(xbits, snan, out, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, has_nan,
-                  mode, tininess_after):
+                  mode, tininess_after, bias, tie_by_code):
     """Fill ``out[i]`` with the flags of the float64 bit pattern ``xbits[i]``; ``snan[i]`` marks
     signaling NaNs of the source."""
     for i in prange(xbits.shape[0]):
@@ -152,7 +164,7 @@ def _flags_kernel(xbits, snan, out, man_bits, emin, emax, max_sig, subnormals, s
             out[i] = 0x10 if (snan[i] or not has_nan) else 0
         else:
             out[i] = _flags_finite(b, man_bits, emin, emax, max_sig, subnormals, signed, has_zero, has_inf, mode,
-                                   tininess_after)
+                                   tininess_after, bias, tie_by_code)
 
 
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -228,7 +240,8 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
         snan = signaling_nan_mask(part) if np.isnan(wide).any() else _NO_NAN
         _flags_kernel(wide.view(np.uint64), snan, flat_out[lo:lo + chunk], fmt.man_bits, fmt.emin, fmt.emax,
                       (1 << fmt.man_bits) | fmt.max_mantissa, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
-                      fmt.has_nan, _MODE_ID[mode], tininess == "after")
+                      fmt.has_nan, _MODE_ID[mode], tininess == "after", fmt.bias,
+                      fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT)
     return out
 
 

@@ -119,7 +119,10 @@ def format_header(fmt: Format) -> str:
 # ---- boundary cases -------------------------------------------------------------------------------
 def _grid_points(fmt: Format) -> tuple[list[Fraction], list[Fraction]]:
     """Non-negative representable values and the ties between neighbours; for formats wider
-    than 10 bits only the three lowest and highest values of each binade and their ties."""
+    than 10 bits only the three lowest and highest values of each binade and their ties
+    (computed from codes for formats wider than 16 bits, which have no value table)."""
+    if fmt.bits > 16:
+        return _grid_points_from_codes(fmt)
     vals = sorted({Fraction(v) for v in fmt.finite_values() if v >= 0})
     pairs = list(zip(vals, vals[1:]))
     if fmt.num_codes > 1024:
@@ -131,6 +134,22 @@ def _grid_points(fmt: Format) -> tuple[list[Fraction], list[Fraction]]:
         vals = sorted(keep)
         pairs = [(a, b) for a, b in pairs if a in keep or b in keep]
     return vals, [(a + b) / 2 for a, b in pairs]
+
+
+def _grid_points_from_codes(fmt: Format) -> tuple[list[Fraction], list[Fraction]]:
+    """:func:`_grid_points`' binade ends for formats of more than 1024 codes, from the codes
+    themselves (no table): per exponent field the three lowest and highest codes up to max."""
+    m, top = fmt.man_bits, fmt.max_code
+    kept = set()
+    for e_field in range((top >> m) + 1):
+        lo, hi = e_field << m, min(((e_field + 1) << m) - 1, top)
+        kept.update(c for c in (lo, lo + 1, lo + 2, hi - 2, hi - 1, hi) if lo <= c <= hi)
+    near = {c + d for c in kept for d in (-1, 0, 1) if 0 <= c + d <= top}
+    value = {c: Fraction(fmt.decode_code(c)) for c in near}     # non-canonical zeros decode to 0
+    keep_vals = {value[c] for c in kept}
+    allv = sorted(set(value.values()))
+    pairs = [(a, b) for a, b in zip(allv, allv[1:]) if a in keep_vals or b in keep_vals]
+    return sorted(keep_vals), [(a + b) / 2 for a, b in pairs]
 
 
 def rounding_boundaries(fmt: Format, source: str | np.dtype = "float32") -> np.ndarray:
@@ -197,8 +216,12 @@ def _random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.random.Generat
     n1 = count // 2
     raw = rng.integers(0, 1 << nbits, size=n1, dtype=np.uint64) if nbits < 64 else \
         rng.integers(0, 2 ** 63, size=n1, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n1).astype(np.uint64)
-    grid = fmt.finite_values()
-    k = rng.integers(0, grid.size, size=count - n1)
+    if fmt.bits > 16:       # no value table: values of random finite magnitude codes
+        grid = decode(rng.integers(0, fmt.max_code + 1, size=count - n1), fmt, dtype=np.float64)
+        k = np.arange(count - n1)
+    else:
+        grid = fmt.finite_values()
+        k = rng.integers(0, grid.size, size=count - n1)
     spread = grid[k] * (1 + rng.uniform(-0.25, 0.25, size=k.size)) * rng.choice([-1.0, 1.0], size=k.size)
     with np.errstate(over="ignore"):
         near = spread.astype(dt).view(_uint(dt))
