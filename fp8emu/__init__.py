@@ -21,7 +21,7 @@ THREAD_ENV_DEFAULTS = {name: value for name, value in (
 ) if name not in _os.environ}
 _os.environ.update(THREAD_ENV_DEFAULTS)
 
-from .format import Format, RoundMode, Specials
+from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 from .quantize import decode, encode, quantize
 from .gemm import matmul
@@ -33,7 +33,7 @@ from .recipes import QuantSpec, Recipe, get_recipe
 __version__ = "0.1.0"
 
 __all__ = [
-    "Format", "RoundMode", "Specials", "get_format",
+    "Format", "RoundMode", "Specials", "TieRule", "NanPolicy", "get_format",
     "encode", "decode", "quantize",
     "matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
     "Tensor", "no_grad", "nn", "optim", "QuantSpec", "Recipe", "get_recipe",

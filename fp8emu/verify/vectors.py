@@ -113,7 +113,7 @@ def format_header(fmt: Format) -> str:
     """The header fields that rebuild ``fmt`` exactly (custom formats included)."""
     return (f"format={fmt.name} exp_bits={fmt.exp_bits} man_bits={fmt.man_bits} bias={fmt.bias} "
             f"subnormals={int(fmt.subnormals)} specials={fmt.specials.value} signed={int(fmt.signed)} "
-            f"has_zero={int(fmt.has_zero)}")
+            f"has_zero={int(fmt.has_zero)} tie_rule={fmt.tie_rule.value}")
 
 
 # ---- boundary cases -------------------------------------------------------------------------------
@@ -486,7 +486,8 @@ def parse_format(meta: dict, name: str = "header", line: int | None = None) -> F
     try:
         return Format(int(meta["exp_bits"]), int(meta["man_bits"]), bias=int(meta["bias"]),
                       subnormals=_flag(meta["subnormals"]), specials=Specials(meta["specials"]),
-                      signed=_flag(meta["signed"]), has_zero=_flag(meta.get("has_zero", "1")), name=meta["format"])
+                      signed=_flag(meta["signed"]), has_zero=_flag(meta.get("has_zero", "1")),
+                      tie_rule=meta.get("tie_rule", "up"), name=meta["format"])
     except ValueError as exc:
         raise FileFormatError(name, f"invalid format in the header: {exc}", line) from None
 
