@@ -40,21 +40,21 @@ def int64_of(value: int) -> int:
 def format_key(fmt: Format) -> str:
     """A string that :func:`format_from_key` turns back into an equal Format (schemas take no dataclass)."""
     return (f"{fmt.name}|{fmt.exp_bits},{fmt.man_bits},{fmt.bias},{int(fmt.subnormals)},{fmt.specials.value},"
-            f"{int(fmt.signed)},{int(fmt.has_zero)}")
+            f"{int(fmt.signed)},{int(fmt.has_zero)},{fmt.tie_rule.value}")
 
 
 @lru_cache(maxsize=None)
 def format_from_key(key: str) -> Format:
     """The Format of :func:`format_key`'s string."""
     name, fields = key.rsplit("|", 1)
-    e, m, bias, sub, specials, signed, has_zero = fields.split(",")
+    e, m, bias, sub, specials, signed, has_zero, tie_rule = fields.split(",")
     return Format(int(e), int(m), bias=int(bias), subnormals=bool(int(sub)), specials=Specials(specials),
-                  signed=bool(int(signed)), has_zero=bool(int(has_zero)), name=name)
+                  signed=bool(int(signed)), has_zero=bool(int(has_zero)), tie_rule=tie_rule, name=name)
 
 
 def code_dtype(fmt: Format) -> torch.dtype:
-    """The torch dtype of ``fmt``'s codes (uint8 up to 8 bits, else uint16), as NumPy's ``fmt.code_dtype``."""
-    return torch.uint8 if np.dtype(fmt.code_dtype).itemsize == 1 else torch.uint16
+    """The torch dtype of ``fmt``'s codes (uint8, uint16 or uint32), as NumPy's ``fmt.code_dtype``."""
+    return {1: torch.uint8, 2: torch.uint16, 4: torch.uint32}[np.dtype(fmt.code_dtype).itemsize]
 
 
 @lru_cache(maxsize=1)

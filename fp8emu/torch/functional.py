@@ -21,7 +21,7 @@ __all__ = ["encode", "decode", "quantize", "fake_quant", "FLOAT_DTYPES"]
 
 #: The tensor dtypes encode/quantize accept (fp8emu's SUPPORTED_DTYPES as torch dtypes).
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INT_DTYPES = (torch.uint8, torch.int8, torch.uint16, torch.int16, torch.int32, torch.int64)
+_INT_DTYPES = (torch.uint8, torch.int8, torch.uint16, torch.int16, torch.uint32, torch.int32, torch.int64)
 _EMPTY = np.zeros(0, np.float32)
 
 
@@ -85,7 +85,7 @@ def encode(x: torch.Tensor, fmt: Format | str, *, rounding: RoundMode | str = Ro
         out: optional tensor for the codes (the result is copied into it).
 
     Returns:
-        A uint8 tensor of codes (formats of <= 8 bits) or uint16, shaped like ``x``; element
+        A uint8, uint16 or uint32 tensor of codes (as ``fmt.code_dtype``), shaped like ``x``; element
         ``i`` (C order) equals ``fp8emu.encode(x.numpy(), ...)[i]``.
 
     Raises:
