@@ -220,6 +220,9 @@ class Format:
             raise ValueError("Format.specials='ieee' needs man_bits >= 1 (with no mantissa there is no NaN code)")
         if not self.has_zero and self.subnormals:
             raise ValueError("Format.has_zero=False needs subnormals=False (exponent field 0 is then a normal binade)")
+        if not self.has_zero and self.signed and self.specials in (Specials.FNUZ, Specials.EXTENDED):
+            raise ValueError(f"Format.specials={self.specials.value!r} puts NaN at the negative-zero code, "
+                             "which needs has_zero=True")
         if self.tie_rule is not TieRule.UP and self.man_bits != 0:
             raise ValueError(f"Format.tie_rule={self.tie_rule.value!r} applies only to man_bits=0 "
                              f"(got man_bits={self.man_bits}); use 'up'")
@@ -227,12 +230,12 @@ class Format:
             if self.specials is Specials.IEEE or not (self.subnormals and self.has_zero):
                 raise ValueError("Format.exp_bits=0 needs subnormals=True, has_zero=True and specials other "
                                  "than 'ieee' (every code is a subnormal number)")
-            if self.max_code < 1:
-                raise ValueError(f"Format e0m{self.man_bits} with specials={self.specials.value!r} has no "
-                                 "positive finite value")
         elif self.emax < self.emin:
             raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} with specials={self.specials.value!r} "
                              "has no finite normal binade")
+        if self.max_code < 1:
+            raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} with specials={self.specials.value!r} has "
+                             "fewer than two finite magnitudes")
         # Every value must be exactly representable in float32 (decode's default dtype): its
         # top binade and its smallest quantum.
         if self.emax > 127 or self.emin - self.man_bits < -149:

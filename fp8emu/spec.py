@@ -23,7 +23,7 @@ Algorithm of :func:`round_scalar` (magnitude rounding, sign applied last):
    sign (``toward_zero``; ``down`` for positives; ``up`` for negatives; ``odd``), as in
    IEEE 754 §7.4; otherwise +-Inf (IEEE formats) or NaN.
 7. A zero result keeps the input's sign (+0 in fnuz); formats without zero give their
-   smallest value instead (ml_dtypes' E8M0 behaviour).
+   smallest magnitude instead, with the input's sign (ml_dtypes' E8M0 behaviour).
 """
 
 from __future__ import annotations
@@ -176,7 +176,9 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
             return max_code
         return (fmt.inf_code | (sign if negative else 0)) if fmt.has_inf else fmt.nan_code
     if v == 0:
-        return signed_zero if fmt.has_zero else 0     # no zero: the smallest value, code 0
+        if fmt.has_zero:
+            return signed_zero
+        return sign if negative else 0               # no zero: the smallest magnitude, code 0, signed
     return _code_of_value(v, fmt) | (sign if negative else 0)
 
 

@@ -356,3 +356,42 @@ def test_nan_policy():
     assert list(fp8emu.encode(np.array([1.0, np.inf]), e2m1fn, nan_policy="raise")) == [0x2, 0x7]
     with pytest.raises(ValueError, match="nan_policy='sometimes'"):
         fp8emu.encode(x, e2m1fn, nan_policy="sometimes")
+
+
+# ---- the verification toolkit and the public strategies with the new formats ------------------------
+@pytest.mark.parametrize("fmt, mode", [(e4m3fn, "odd"), (tf32, "nearest_even"), (e8m13, "odd"),
+                                       (get_format("binary8p1se"), "nearest_even"),
+                                       (Format(0, 7, specials="extended"), "odd")], ids=str)
+@pytest.mark.parametrize("suffix", [".txt", ".npz"])
+def test_conversion_vectors_round_trip_and_pass(tmp_path, fmt, mode, suffix):
+    from fp8emu.verify.check import check
+    from fp8emu.verify.vectors import generate, read_vectors, write_vectors
+    vs = generate(fmt, "float32", rounding=mode, level=2, count=500)
+    back = read_vectors(write_vectors(vs, tmp_path / f"v{suffix}"))
+    assert back.fmt == fmt and back.fmt.tie_rule is fmt.tie_rule and back.rounding == vs.rounding
+    for col in ("inputs", "expected", "flags"):
+        assert np.array_equal(getattr(back, col), getattr(vs, col)), col
+    x = vs.values()
+    assert check(back, vs.inputs, fp8emu.encode(x, fmt, rounding=mode)).ok
+    wrong = fp8emu.encode(x, fmt, rounding="toward_zero")
+    assert not check(back, vs.inputs, wrong).ok
+
+
+def test_dot_vectors_with_tf32_operands_and_a_wide_accumulator():
+    from fp8emu.verify.dot import _finite_codes, check_dot, generate_dot
+    codes = _finite_codes(tf32)
+    vals = fp8emu.decode(codes, tf32, dtype=np.float64)
+    assert codes.dtype == np.uint32 and np.all(np.isfinite(vals)) and vals.max() == tf32.max
+    assert np.any(vals == -tf32.min_subnormal) and np.any(vals == 0)
+    vs = generate_dot("tf32", "tf32", accumulator="lowp:e8m13:4", k=8, count=50, level=2)
+    assert check_dot(vs, vs.expected.view(np.uint32)).ok
+
+
+@settings(max_examples=50)
+@given(st.data())
+def test_public_strategies_cover_wide_formats(data):
+    from fp8emu.testing import codes, formats
+    fmt = data.draw(formats(max_bits=32))
+    assert fmt.bits <= 32 and get_format(fmt.name) == fmt
+    c = data.draw(codes(tf32, allow_nan=False))
+    assert math.isfinite(fp8emu.decode(np.array([c], np.uint32), tf32)[0]) or tf32.is_inf_code(c)
