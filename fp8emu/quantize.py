@@ -83,9 +83,12 @@ def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple[int, .
             pos_ovf, neg_ovf)
 
 
-def _tie_code(fmt: Format) -> int:
-    """1 when nearest_even ties go by the code's lowest bit (``man_bits == 0``, even exponent)."""
-    return int(fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT)
+def _mode_code(fmt: Format, mode: RoundMode) -> int:
+    """The kernels' mode number: nearest_even ties by the code's lowest bit get their own
+    (``man_bits == 0`` with ``TieRule.EVEN_EXPONENT``)."""
+    if mode is RoundMode.NEAREST_EVEN and fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT:
+        return _kernels.MODE_NEAREST_EVEN_CODE
+    return _kernels.MODE_CODES[mode.value]
 
 
 def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
@@ -110,7 +113,7 @@ def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: 
     in_w, in_m, in_bias, _ = info
     # pad: at least 16 fraction bits and at least one dropped bit (m <= 23)
     return (in_w, in_m, in_bias, max(0, 16 - in_m, fmt.man_bits + 1 - in_m), *_format_params(fmt, mode, saturate),
-            _kernels.MODE_CODES[mode.value], sr_bits, _tie_code(fmt))
+            _mode_code(fmt, mode), sr_bits)
 
 
 @lru_cache(maxsize=None)
@@ -130,8 +133,8 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     else:               # encode: codes only
         values = (0,) * 6
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
-        m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _kernels.MODE_CODES[mode.value],
-        sr_bits, (emin - m + 127) << 23, *codes, *values, _tie_code(fmt)))
+        m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
+        sr_bits, (emin - m + 127) << 23, *codes, *values))
 
 
 def _deep_limit(fmt: Format) -> int:
@@ -150,6 +153,8 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
     can need a second random word (checked first: the output may overwrite the input).
     """
     stochastic = mode is RoundMode.STOCHASTIC
+    if _mode_code(fmt, mode) > 5:       # odd, code-parity ties: the generic kernel only
+        f32 = fast = None
     if f32 is not None and info[0] == 32 and info[1] == 23:
         p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None)
         if p32 is not None:
