@@ -1,0 +1,89 @@
+"""Before/after benchmark of quantize/encode in one process: another checkout of fp8emu
+(``--base``, e.g. a ``git worktree`` of main) against this one, calls interleaved.
+
+Run: ``python -m benchmarks.quantize_ab --base /path/to/other/checkout [--n 4194304] [--repeat 60]``.
+
+The other checkout's package is copied to a temporary directory as ``fp8emu_base`` (it uses
+relative imports) so both import side by side.  Each repetition times every case once, base
+and new back to back, so both see the same machine state; process CPU time (default) is far
+less disturbed by other processes on a shared machine than wall time, which ``--wall`` picks.
+Both versions are first checked to give the same bits on the benchmark input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+
+import fp8emu
+
+from .timing import platform_info
+
+
+def _import_base(checkout: pathlib.Path, tmp: pathlib.Path):
+    src = checkout / "fp8emu"
+    if not (src / "__init__.py").is_file():
+        raise SystemExit(f"--base {checkout}: no fp8emu package there")
+    shutil.copytree(src, tmp / "fp8emu_base", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("fp8emu_base")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=pathlib.Path, required=True, help="root of the other checkout")
+    ap.add_argument("--n", type=int, default=1 << 22)
+    ap.add_argument("--repeat", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--formats", nargs="+", default=["e5m2", "e4m3fn"])
+    ap.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
+    args = ap.parse_args(argv)
+    clock = time.perf_counter_ns if args.wall else time.process_time_ns
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = _import_base(args.base.resolve(), pathlib.Path(tmp))
+        x = (np.random.default_rng(0).standard_normal(args.n) * 100).astype(np.float32)
+        out = np.empty_like(x)
+        codes = np.empty(args.n, np.uint8)
+        cases = [("np.copyto", lambda: np.copyto(out, x))]
+        for name in args.formats:
+            for tag, lib in (("base", base), ("new", fp8emu)):
+                cases += [(f"{name} quantize RNE {tag}", lambda lib=lib, name=name: lib.quantize(x, name, out=out)),
+                          (f"{name} encode RNE {tag}", lambda lib=lib, name=name: lib.encode(x, name, out=codes)),
+                          (f"{name} quantize SR {tag}", lambda lib=lib, name=name: lib.quantize(
+                              x, name, rounding="stochastic", seed=1, out=out))]
+            for rounding in ("nearest_even", "stochastic"):
+                a = base.quantize(x, name, rounding=rounding, seed=1).view(np.uint32)
+                b = fp8emu.quantize(x, name, rounding=rounding, seed=1).view(np.uint32)
+                if not np.array_equal(a, b):
+                    raise SystemExit(f"{name} {rounding}: the two versions give different bits")
+        for _, f in cases:
+            f()                                   # compile and warm up
+        times: dict[str, list[int]] = {k: [] for k, _ in cases}
+        for _ in range(args.repeat):
+            for k, f in cases:
+                t = clock()
+                f()
+                times[k].append(clock() - t)
+
+    print(platform_info())
+    print(f"n = {args.n} float32, {numba.get_num_threads()} thread(s), {args.repeat} interleaved repetitions, "
+          f"{'wall' if args.wall else 'process CPU'} time")
+    copy = float(np.median(times["np.copyto"]))
+    print(f"{'case':30s} {'median ms':>10s} {'min ms':>8s} {'x np.copyto':>12s}")
+    for k, v in times.items():
+        med = float(np.median(v))
+        print(f"{k:30s} {med * 1e-6:10.2f} {min(v) * 1e-6:8.2f} {med / copy:12.2f}")
+
+
+if __name__ == "__main__":
+    main()
