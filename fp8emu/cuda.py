@@ -28,7 +28,8 @@ from numba.core import config as _numba_config
 from . import _cuda_kernels
 from .format import Format, RoundMode
 from .formats import get_format
-from .quantize import SUPPORTED_DTYPES, _INPUTS, _deep_limit, _float_dtype, _lut, _params, _params_f32, _resolve
+from .quantize import (SUPPORTED_DTYPES, _INPUTS, _deep_limit, _fast_ok, _float_dtype, _lut, _params, _params_f32,
+                       _resolve)
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
@@ -180,7 +181,7 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
             lim = np.uint32(limit - 1)     # 0 < |x| bits <= lim: deep
     else:
         p32 = _P32_UNUSED
-        path = "fast" if (fmt.subnormals and fmt.emin >= 1 - info[2]) else "generic"
+        path = "fast" if _fast_ok(fmt, mode, info[2]) else "generic"
     kernel = _cuda_kernels.KERNELS[(path, stochastic, values)]
     _launch(kernel, n, cuda_stream, src, dst, lut, p32, prm, keys[0], keys[1], lim)
     return target

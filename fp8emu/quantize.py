@@ -120,10 +120,10 @@ def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: 
 def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
                 with_values: bool) -> tuple[np.int32, ...] | None:
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
-    (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32, or
-    ``man_bits = 23``, where no bit would be dropped)."""
+    (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32,
+    ``man_bits = 23``, where no bit would be dropped, or a mode only the generic kernel has)."""
     if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and fmt.emin - fmt.man_bits >= -126
-            and fmt.man_bits <= 22):
+            and fmt.man_bits <= 22 and _mode_code(fmt, mode) <= 5):
         return None
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
@@ -135,6 +135,12 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
         sr_bits, (emin - m + 127) << 23, *codes, *values))
+
+
+def _fast_ok(fmt: Format, mode: RoundMode, in_bias: int) -> bool:
+    """Whether ``_kernels._round_fast`` is valid: subnormals, ``emin`` at or above the input's
+    (input subnormals need no normalisation) and a mode it has (not odd, not code-parity ties)."""
+    return fmt.subnormals and fmt.emin >= 1 - in_bias and _mode_code(fmt, mode) <= 5
 
 
 def _deep_limit(fmt: Format) -> int:
@@ -153,8 +159,6 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
     can need a second random word (checked first: the output may overwrite the input).
     """
     stochastic = mode is RoundMode.STOCHASTIC
-    if _mode_code(fmt, mode) > 5:       # odd, code-parity ties: the generic kernel only
-        f32 = fast = None
     if f32 is not None and info[0] == 32 and info[1] == 23:
         p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None)
         if p32 is not None:
@@ -167,7 +171,7 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
                 return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
-    if fast is not None and fmt.subnormals and fmt.emin >= 1 - info[2]:
+    if fast is not None and _fast_ok(fmt, mode, info[2]):
         if stochastic:
             fast = fast_sr
         if fast(bits, target, *tables, prm, keys[1]) == 0:
