@@ -72,8 +72,10 @@ def _format_params(fmt: Format, mode: RoundMode, saturate: bool) -> tuple[int, .
     neg_ovf = neg_max if (always_sat or mode in (RoundMode.TOWARD_ZERO, RoundMode.UP, RoundMode.ODD)) else neg_inf
     if fmt.has_zero:
         pos_zero, neg_zero = 0, (sign if fmt.has_negative_zero else 0)
-    else:
+    elif fmt.has_nan:
         pos_zero = neg_zero = nan
+    else:               # no zero and no NaN: the smallest magnitude, with the zero's sign
+        pos_zero, neg_zero = 0, sign
     neg_unsigned = nan if fmt.has_nan else 0
     if not fmt.signed:          # unsigned: -Inf is a negative number
         neg_inf = neg_unsigned

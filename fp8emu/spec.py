@@ -128,7 +128,7 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
     a = abs(to_fraction(x))
     signed_zero = sign if negative and fmt.has_negative_zero else 0
     if a == 0:
-        return signed_zero if fmt.has_zero else _nan_or(fmt, 0)
+        return signed_zero if fmt.has_zero else _nan_or(fmt, sign if negative else 0)
 
     e = _floor_log2(a)
     if e >= fmt.emin:

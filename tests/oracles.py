@@ -119,8 +119,8 @@ def round_by_value_set(x, fmt: Format, mode: RoundMode | str, saturate: bool) ->
     # specials of the input
     isinf = np.isinf(x)
     out = np.where(isinf, np.where(always_sat, np.where(neg, fmt.max_code | sign, fmt.max_code), inf_res), out)
-    if not fmt.has_zero:
-        out = np.where(a == 0, nan, out)
+    if not fmt.has_zero:        # NaN; without NaN either: the smallest magnitude, zero's sign
+        out = np.where(a == 0, nan if fmt.has_nan else np.where(neg, sign, 0), out)
     if not fmt.signed:
         out = np.where(neg & (a != 0), nan if fmt.has_nan else 0, out)
         out = np.where(neg & (a == 0) & fmt.has_zero, 0, out)
