@@ -228,15 +228,26 @@ def _distinct_random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.rando
     if nbits < 64 and count > (1 << nbits) - taken.size:
         raise ValueError(f"count={count}: {dt.name} has only {(1 << nbits) - taken.size} inputs besides the "
                          f"{taken.size} level-1 cases (use level='exhaustive')")
-    out = np.zeros(0, _uint(dt))
-    while out.size < count:
-        need = count - out.size
-        # draw just what is missing (at least a few, so that the half-uniform part can fill
-        # the last gaps): the first round keeps the half-and-half mix of _random_inputs
-        cand = first_occurrences(_random_inputs(fmt, dt, max(need, 16), rng))
-        cand = cand[~np.isin(cand, taken) & ~np.isin(cand, out)]
-        out = np.concatenate([out, cand[:need]])
-    return out
+    parts, have = [], 0
+    used = set(taken.tolist()) if nbits > 16 else None  # 16-bit sources: a table of every pattern
+    seen = None if used is not None else np.zeros(1 << nbits, bool)
+    if seen is not None:
+        seen[taken] = True
+    while have < count:
+        need = count - have
+        # the first round draws exactly what is asked, keeping the half-and-half mix of
+        # _random_inputs; later rounds fill the gaps left by repeats, in batches
+        size = need if not parts else max(need, 1024)
+        cand = first_occurrences(_random_inputs(fmt, dt, size, rng))
+        if seen is not None:
+            cand = cand[~seen[cand]][:need]
+            seen[cand] = True
+        else:
+            cand = np.array([c for c in cand.tolist() if c not in used], dtype=cand.dtype)[:need]
+            used.update(cand.tolist())
+        parts.append(cand)
+        have += cand.size
+    return np.concatenate(parts) if parts else np.zeros(0, _uint(dt))
 
 
 def exhaustive_chunks(source: str | np.dtype, chunk: int = 1 << 22, start: int = 0,
