@@ -15,21 +15,24 @@ MX (OCP Microscaling Formats v1.0, SPEC.md §7.6 and §8.3): blocks of 32 consec
 along one axis share an E8M0 scale ``X = 2^e``::
 
     amax == 0        -> e = -127 (the smallest scale; all elements are zero)
-    otherwise        -> e = floor(log2 amax) - emax_elem, clamped below at -127;
-                        e > 127 -> the NaN scale (code 0xFF)
+    otherwise        -> e = rule(amax), clamped below at -127; e > 127 -> the NaN scale (0xFF)
     elements         = Q_elem(v / X, rounding, saturating)       # one rounding each
 
-``floor(log2 amax) - emax_elem`` can leave ``amax / X`` up to ``2^(emax_elem+1)``, above the
-element max (E4M3: up to 512 vs 448), so elements saturate (microxcaling does the same).
+The rule (:class:`ScaleRule`) defaults to OCP's ``floor(log2 amax) - emax_elem``, which can
+leave ``amax / X`` up to ``2^(emax_elem+1)``, above the element max (E4M3: up to 512 vs 448),
+so elements saturate (microxcaling does the same); ``ceil``, ``even`` and ``rceil`` are the
+other rules libraries and NVIDIA hardware use.
 A block holding NaN or Inf gets the NaN scale: every value of the block dequantizes to NaN
 (OCP leaves the other elements undefined; NaN is the conservative choice).  Element formats:
 ``e4m3fn``, ``e5m2``, ``e3m2fn``, ``e2m3fn``, ``e2m1fn`` and ``int8`` (two's complement with an
 implicit ``2^-6``: values ``k / 64``, ``|k| <= 127``; -128 is never produced, so negation stays
-exact; emax 0, as in microxcaling).
+exact; emax 0, as in microxcaling).  Inputs may be float16, bfloat16, float32 or float64: the
+results depend only on the values.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,11 +43,11 @@ import numpy.typing as npt
 
 from .format import Format, RoundMode, Specials
 from .formats import get_format
-from .quantize import decode, encode, quantize
+from .quantize import SUPPORTED_DTYPES, decode, encode, quantize
 
 __all__ = [
     "pow2_scale", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
-    "MX_BLOCK", "MX_ELEMENT_FORMATS", "MXINT8", "MXTensor", "mx_quantize", "mx_dequantize",
+    "MX_BLOCK", "MX_ELEMENT_FORMATS", "MXINT8", "ScaleRule", "MXTensor", "mx_quantize", "mx_dequantize",
 ]
 
 
@@ -233,6 +236,54 @@ MX_ELEMENT_FORMATS["int8"] = MXINT8
 _SCALE_NAN = 0xFF
 
 
+class ScaleRule(str, enum.Enum):
+    """How an MX block's E8M0 scale exponent ``e`` (scale ``X = 2^e``) is chosen from its amax.
+
+    ``emax`` is the element format's largest exponent (E4M3 8, E5M2 15, E3M2 4, E2M3 2,
+    E2M1 2, INT8 0), ``p`` its fraction bits.  Every rule then clamps ``e`` below at -127 and
+    gives the NaN scale for ``e > 127``; ``amax == 0`` gives ``e = -127``.
+
+    * ``FLOOR``: ``floor(log2 amax) - emax`` (OCP MX v1.0 section 6.3; microxcaling; torchao
+      ``ScaleCalculationMode.FLOOR``).  ``amax / X`` can reach ``2^(emax+1)``: elements saturate.
+    * ``CEIL``: ``ceil(log2 amax) - emax`` (torchao ``CEIL``: one more when the float32
+      mantissa of amax is nonzero).  ``amax / X <= 2^emax``: never saturates, but can lose the
+      top binade.
+    * ``EVEN``: ``floor(log2 amax') - emax`` with ``amax'`` = amax rounded to ``p`` fraction
+      bits, halfway cases up (torchao ``EVEN``: adds half an element ulp to the float32 bits
+      and truncates): the scale steps up only when the block max would round to
+      ``2^(emax+1)`` anyway.  Saturates where the element max is below ``(2 - 2^-p) 2^emax``
+      (E4M3FN: 448 < 480).
+    * ``RCEIL``: ``ceil(log2 d)`` with the float32 descale ``d = fl32(amax * fl32(1 / max))``
+      (cuBLAS/cuDNN "1D block quantization": ``scale = round_up(amax / max)``; torchao
+      ``RCEIL`` and TransformerEngine's MXFP8 cast round ``d`` up to E8M0, PTX
+      ``cvt.rp.ue8m0x2.f32``).  ``amax / X <= max`` up to the float32 rounding of ``d``:
+      never saturates.  With float64 inputs whose amax is not a float32 value the float64
+      product is rounded to float32 (hardware takes float32/bfloat16, where the product is
+      exact and only the float32 rounding happens).
+    """
+
+    FLOOR = "floor"
+    CEIL = "ceil"
+    EVEN = "even"
+    RCEIL = "rceil"
+
+    @classmethod
+    def parse(cls, rule: "ScaleRule | str") -> "ScaleRule":
+        """The rule for an enum member or its name (case-insensitive).
+
+        Raises:
+            ValueError: unknown name (the message lists the allowed ones).
+        """
+        if isinstance(rule, cls):
+            return rule
+        if isinstance(rule, str):
+            try:
+                return cls(rule.strip().lower())
+            except ValueError:
+                pass
+        raise ValueError(f"scale_rule={rule!r} is unknown; allowed: {', '.join(repr(m.value) for m in cls)}")
+
+
 def _element_format(elem: Format | str) -> Format:
     if isinstance(elem, str) and elem.strip().lower() in ("int8", "mxint8"):
         return MXINT8
@@ -255,6 +306,7 @@ class MXTensor:
         elem_fmt: the element Format (:data:`MXINT8` for int8).
         axis: the blocked axis (non-negative).
         block: block length (32 in OCP MX).
+        scale_rule: the :class:`ScaleRule` that chose the scales.
     """
 
     elements: np.ndarray
@@ -262,6 +314,7 @@ class MXTensor:
     elem_fmt: Format
     axis: int
     block: int = MX_BLOCK
+    scale_rule: ScaleRule = ScaleRule.FLOOR
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -275,6 +328,14 @@ class MXTensor:
         return mx_dequantize(self, dtype=dtype)
 
 
+def _float_input(x: npt.ArrayLike) -> np.ndarray:
+    """``x`` as an array of one of the supported float dtypes (float16, bfloat16, float32, float64)."""
+    arr = np.asarray(x)
+    if arr.dtype.name not in SUPPORTED_DTYPES:
+        raise TypeError(f"x must be a float array ({', '.join(SUPPORTED_DTYPES)}), got dtype {arr.dtype}")
+    return arr
+
+
 def _blocks(x: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, int]:
     """Move ``axis`` last and zero-pad it to whole blocks: (..., nblocks, block), original length."""
     moved = np.moveaxis(x, axis, -1)
@@ -286,25 +347,54 @@ def _blocks(x: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, int]:
     return moved.reshape(moved.shape[:-1] + (nb, block)), n
 
 
+def _mx_exponent(am: np.ndarray, fmt: Format, rule: ScaleRule) -> np.ndarray:
+    """Unclamped scale exponents of finite positive block amaxes (float64) by ``rule``."""
+    if rule is ScaleRule.RCEIL:
+        # float32 descale as the hardware computes it; am is a float32 value for float32/bf16/
+        # fp16 inputs, so the float64 product is exact and the cast is the one float32 rounding
+        rcp = np.float64(np.float32(1.0) / np.float32(fmt.max))
+        with np.errstate(over="ignore"):
+            am = (am * rcp).astype(np.float32).astype(np.float64)
+    elif rule is ScaleRule.EVEN:
+        # amax rounded to the element's fraction bits, halfway up: the next binade once the
+        # significand reaches 2 - 2^-(p+1)
+        mant, ex = np.frexp(am)
+        return np.where(mant >= 1.0 - 2.0 ** -(fmt.man_bits + 2), ex, ex - 1) - fmt.emax
+    mant, ex = np.frexp(am)                                        # am = mant * 2^ex, mant in [0.5, 1)
+    if rule is ScaleRule.FLOOR:
+        return (ex - 1) - fmt.emax
+    ceil_log2 = np.where(mant == 0.5, ex - 1, ex)
+    if rule is ScaleRule.CEIL:
+        return ceil_log2 - fmt.emax
+    return np.where(am == 0, -127, np.where(np.isinf(am), 128, ceil_log2))   # RCEIL: descale 0 / inf
+
+
 def mx_quantize(x: npt.ArrayLike, elem_fmt: Format | str, *, axis: int = -1, block: int = MX_BLOCK,
-                rounding: RoundMode | str = "nearest_even", seed: int | None = None, stream: int = 0) -> MXTensor:
+                rounding: RoundMode | str = "nearest_even", scale_rule: ScaleRule | str = ScaleRule.FLOOR,
+                seed: int | None = None, stream: int = 0) -> MXTensor:
     """Quantize ``x`` to MX: blocks of ``block`` along ``axis`` share a power-of-two E8M0 scale.
 
     Args:
-        x: float array (float16/32/64).
+        x: float array (float16, bfloat16 (ml_dtypes), float32, float64); equal values give
+            bit-identical results whatever the dtype.
         elem_fmt: ``"e4m3fn"``, ``"e5m2"``, ``"e3m2fn"``, ``"e2m3fn"``, ``"e2m1fn"`` or ``"int8"``.
         axis: the blocked axis (the reduction axis of the GEMM that will consume it).
         block: block length (OCP: 32); a last partial block is allowed.
         rounding: element rounding mode (elements always saturate); ``"stochastic"`` uses
             ``seed``/``stream`` with element indices in C order of ``x``.
+        scale_rule: how the scale exponent is chosen (:class:`ScaleRule`; default ``"floor"``,
+            OCP MX v1.0).
 
     Returns:
         An :class:`MXTensor`.  Scale rule, NaN/Inf and saturation: see the module docstring.
+
+    Raises:
+        TypeError: ``x`` is not a supported float array.
+        ValueError: unknown element format or scale rule, bad ``axis`` or ``block``.
     """
     fmt = _element_format(elem_fmt)
-    arr = np.asarray(x)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"x must be a float array, got dtype {arr.dtype}")
+    rule = ScaleRule.parse(scale_rule)
+    arr = _float_input(x)
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension")
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
@@ -317,9 +407,8 @@ def mx_quantize(x: npt.ArrayLike, elem_fmt: Format | str, *, axis: int = -1, blo
     with np.errstate(invalid="ignore"):
         am = np.max(np.abs(blocks), axis=-1)                      # NaN if any NaN
     bad = ~np.isfinite(am)
-    _, ex = np.frexp(np.where(bad, 1.0, am))                      # am = f * 2^ex, f in [0.5, 1)
-    e = (ex - 1) - fmt.emax                                       # floor(log2 amax) - emax_elem
-    e = np.where(am == 0, -127, np.maximum(e, -127))
+    am = np.where(bad, 1.0, am)
+    e = np.where(am == 0, -127, np.maximum(_mx_exponent(am, fmt, rule), -127))
     nan_scale = bad | (e > 127)
     e = np.where(nan_scale, 0, e)
     scaled = np.where(nan_scale[..., None], 0.0, blocks / np.exp2(e)[..., None])    # exact in float64
@@ -328,7 +417,7 @@ def mx_quantize(x: npt.ArrayLike, elem_fmt: Format | str, *, axis: int = -1, blo
     if fmt is MXINT8:
         codes = _sign_magnitude_to_int8(codes)
     scales = np.where(nan_scale, _SCALE_NAN, e + 127).astype(np.uint8)
-    return MXTensor(codes, np.moveaxis(scales, -1, ax), fmt, ax, int(block))
+    return MXTensor(codes, np.moveaxis(scales, -1, ax), fmt, ax, int(block), rule)
 
 
 def _sign_magnitude_to_int8(codes: np.ndarray) -> np.ndarray:

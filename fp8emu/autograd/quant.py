@@ -85,6 +85,8 @@ class QuantSpec:
         history: amax history length of delayed scaling.
         margin: delayed/tensor scaling leave ``2^margin`` head-room below the format's max.
         block: MX block size.
+        scale_rule: how MX block scales are chosen (:class:`fp8emu.scaling.ScaleRule` or its
+            name: ``"floor"`` (OCP MX v1.0, the default), ``"ceil"``, ``"even"``, ``"rceil"``).
     """
 
     fmt: Format
@@ -95,10 +97,12 @@ class QuantSpec:
     history: int = 16
     margin: int = 0
     block: int = 32
+    scale_rule: _scaling.ScaleRule = _scaling.ScaleRule.FLOOR
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fmt", get_format(self.fmt))
         object.__setattr__(self, "rounding", RoundMode.parse(self.rounding))
+        object.__setattr__(self, "scale_rule", _scaling.ScaleRule.parse(self.scale_rule))
         if self.scaling not in _SCALINGS:
             raise ValueError(f"QuantSpec.scaling={self.scaling!r} is unknown; allowed: {', '.join(_SCALINGS)}")
         if self.sr_bits is not None and self.rounding is not RoundMode.STOCHASTIC:
@@ -114,6 +118,8 @@ class QuantSpec:
         extra = f", sr_bits={self.sr_bits}" if self.sr_bits else ""
         extra += ", saturate" if self.saturate else ""
         extra += f", {self.scaling} scaling" if self.scaling != "none" else ""
+        if self.scaling == "mx" and self.scale_rule is not _scaling.ScaleRule.FLOOR:
+            extra += f" ({self.scale_rule.value} scales)"
         return f"{self.fmt.name}/{self.rounding.value}{extra}"
 
 
@@ -231,5 +237,5 @@ def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
     re-blocks along their reduction axes).
     """
     mx = _scaling.mx_quantize(x, s.fmt, axis=1 if x.ndim > 1 else 0, block=s.block, rounding=kw["rounding"],
-                              seed=kw["seed"], stream=kw["stream"])
+                              scale_rule=s.scale_rule, seed=kw["seed"], stream=kw["stream"])
     return _scaling.mx_dequantize(mx, dtype=x.dtype)
