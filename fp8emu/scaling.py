@@ -48,6 +48,7 @@ from .quantize import SUPPORTED_DTYPES, decode, encode, quantize
 __all__ = [
     "pow2_scale", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
     "MX_BLOCK", "MX_ELEMENT_FORMATS", "MXINT8", "ScaleRule", "MXTensor", "mx_quantize", "mx_dequantize",
+    "NVFP4_BLOCK", "NVFP4Tensor", "nvfp4_quantize", "nvfp4_dequantize",
 ]
 
 
@@ -447,3 +448,173 @@ def mx_dequantize(mx: MXTensor, *, dtype: npt.DTypeLike = np.float32) -> np.ndar
     out = (blocks * factor[..., None]).reshape(blocks.shape[:-2] + (-1,))[..., :n]
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(np.moveaxis(out, -1, mx.axis)).astype(dtype)
+
+
+# ---- NVFP4 two-level block scaling ----------------------------------------------------------------------
+NVFP4_BLOCK = 16
+_E2M1, _E4M3 = get_format("e2m1fn"), get_format("e4m3fn")
+_F32 = np.float32
+_F32_MAX = _F32(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class NVFP4Tensor:
+    """An NVFP4 tensor: E2M1 element codes, one E4M3 scale per block, one float32 tensor scale.
+
+    Attributes:
+        elements: uint8 E2M1 codes (``S EE M`` in the low 4 bits), shaped like the original tensor.
+        scales: uint8 E4M3FN codes of the block decode scales, the original shape with each
+            blocked axis replaced by its number of blocks (``ceil(n / 16)``); 0x7F = NaN.
+        tensor_scale: the float32 per-tensor *encode* scale ``S_enc = fl32(448 * 6 / amax)``.
+        amax: the float32 amax of the whole tensor.
+        axes: the blocked axes: one (16-element blocks) or two (16x16 tiles), non-negative.
+        block: the block length along each blocked axis (16).
+    """
+
+    elements: np.ndarray
+    scales: np.ndarray
+    tensor_scale: np.float32
+    amax: np.float32
+    axes: tuple[int, ...]
+    block: int = NVFP4_BLOCK
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.elements.shape
+
+    @property
+    def decode_scale(self) -> np.float32:
+        """The per-tensor decode scale ``S_dec = fl32(1 / S_enc)``."""
+        with np.errstate(divide="ignore"):
+            return _F32(1.0) / _F32(self.tensor_scale)
+
+    def dequantize(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+        return nvfp4_dequantize(self, dtype=dtype)
+
+
+def _tiles(x: np.ndarray, axes: tuple[int, ...], block: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Move ``axes`` last, zero-pad each to whole blocks and split it: (..., nb0, block[, nb1, block])."""
+    k = len(axes)
+    moved = np.moveaxis(x, axes, tuple(range(x.ndim - k, x.ndim)))
+    sizes = moved.shape[x.ndim - k:]
+    padded = [-(-n // block) * block for n in sizes]
+    if list(sizes) != padded:
+        moved = np.pad(moved, [(0, 0)] * (x.ndim - k) + [(0, p - n) for n, p in zip(sizes, padded)])
+    split = moved.shape[:x.ndim - k] + sum(((p // block, block) for p in padded), ())
+    return moved.reshape(split), tuple(sizes)
+
+
+def _untile(t: np.ndarray, axes: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """Undo :func:`_tiles` (drop the padding, move the axes back)."""
+    k = len(axes)
+    lead = t.shape[:t.ndim - 2 * k]
+    flat = t.reshape(lead + tuple(t.shape[t.ndim - 2 * k + 2 * i] * t.shape[t.ndim - 2 * k + 2 * i + 1]
+                                  for i in range(k)))
+    flat = flat[(Ellipsis,) + tuple(slice(0, n) for n in sizes)]
+    return np.moveaxis(flat, tuple(range(flat.ndim - k, flat.ndim)), axes)
+
+
+def _block_axes(ndim: int, axis: int | tuple[int, ...]) -> tuple[int, ...]:
+    axes = (axis,) if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) else tuple(axis)
+    if not 1 <= len(axes) <= 2 or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
+        raise ValueError(f"axis must be an int (16-element blocks) or a pair of ints (16x16 tiles), got {axis!r}")
+    if any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"axis={axis!r} is out of range for a {ndim}-d array")
+    out = tuple(int(a) % ndim for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis={axis!r} names the same axis twice")
+    return out
+
+
+def nvfp4_quantize(x: npt.ArrayLike, *, axis: int | tuple[int, int] = -1,
+                   rounding: RoundMode | str = "nearest_even", seed: int | None = None,
+                   stream: int = 0) -> NVFP4Tensor:
+    """Quantize ``x`` to NVFP4: E2M1 elements, an E4M3 decode scale per block of 16, a float32 tensor scale.
+
+    NVIDIA's two-level scheme, in the float32 operation order of TransformerEngine's NVFP4
+    reference quantizer (which TransformerEngine holds byte-exact to its CUDA kernel)::
+
+        x      = x as float32                               # bf16/fp16 exact; float64 rounds (RNE)
+        A      = max |x| over the tensor
+        S_enc  = min(fl32(448 * 6 / A), FLT_MAX); 1 if it is 0        # A = 0 -> FLT_MAX
+        S_dec  = fl32(1 / S_enc)
+        d_b    = E4M3_RNE(clamp(fl32(amax_b * fl32(S_enc * fl32(1 / 6))), <= 448))   # stored scale
+        e_b    = min(fl32(1 / fl32(d_b * S_dec)), FLT_MAX)                           # d_b = 0 -> FLT_MAX
+        q      = E2M1(clamp(fl32(x * e_b), -6, 6), rounding)                         # element
+        value  = q * d_b * S_dec                                                     # dequantize
+
+    Args:
+        x: float16, bfloat16 (ml_dtypes), float32 or float64 array (at least 1-d; 2-d for tiles).
+        axis: an int: blocks of 16 consecutive elements along it (activations, gradients: the
+            GEMM's reduction axis); a pair of ints: 16x16 tiles over those two axes (weights,
+            so that the transposed weight of the backward GEMM has the same blocks).  The
+            last block or tile may be partial (zero-padded for its amax).
+        rounding: element rounding (``"nearest_even"``; ``"stochastic"`` as NVIDIA's recipe
+            uses for gradients, random bits from ``seed``/``stream`` and the C-order index).
+
+    Returns:
+        An :class:`NVFP4Tensor`.
+
+    Non-finite input (as the float32 sequence above gives): a NaN anywhere makes ``A`` NaN,
+    so every block scale is NaN (0x7F) and the whole tensor dequantizes to NaN (element codes
+    0).  +-Inf without NaN makes ``S_enc = 1``: the Inf saturates to +-6 with block scale 448
+    (it dequantizes to +-2688) and the other blocks are scaled as if the amax were 2688 -- so
+    check gradients for overflow *before* quantizing them.  All-zero blocks get scale 0 and
+    zero elements; an all-zero tensor has ``S_enc = FLT_MAX``.  A nonzero block whose scale
+    rounds to 0 in E4M3 dequantizes to zeros (its element codes saturate, as in the source).
+
+    Raises:
+        TypeError: ``x`` is not a supported float array.
+        ValueError: bad ``axis``, or ``x`` is 0-d.
+    """
+    arr = _float_input(x)
+    if arr.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    axes = _block_axes(arr.ndim, axis)
+    with np.errstate(over="ignore"):
+        x32 = arr.astype(np.float32)
+    tiles, sizes = _tiles(x32, axes, NVFP4_BLOCK)
+    inner = tuple(range(tiles.ndim - 2 * len(axes) + 1, tiles.ndim, 2))     # the within-block dims
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        a = _F32(np.max(np.abs(x32))) if x32.size else _F32(0.0)
+        s_enc = np.minimum(_F32(448.0 * 6.0) / a, _F32_MAX)
+        s_enc = _F32(1.0) if s_enc == 0 else s_enc
+        s_dec = _F32(1.0) / s_enc
+        amax_b = np.max(np.abs(tiles), axis=inner, keepdims=True)          # NaN if any NaN
+        d = np.minimum(amax_b * (s_enc * (_F32(1.0) / _F32(6.0))), _F32_MAX)
+        d_codes = encode(np.minimum(d, _F32(448.0)), _E4M3)
+        d_val = decode(d_codes, _E4M3, dtype=np.float32)
+        e_b = np.minimum(_F32(1.0) / (d_val * s_dec), _F32_MAX)
+        scaled = np.clip(tiles * e_b, _F32(-6.0), _F32(6.0))
+    scaled = np.ascontiguousarray(_untile(scaled, axes, sizes))
+    codes = encode(scaled, _E2M1, rounding=rounding, saturate=True, seed=seed, stream=stream)
+    codes = np.where(np.isnan(scaled), np.uint8(0), codes)
+    scales = _untile(d_codes, axes, tuple(-(-n // NVFP4_BLOCK) for n in sizes))
+    return NVFP4Tensor(codes, np.ascontiguousarray(scales), _F32(s_enc), _F32(a), axes)
+
+
+def nvfp4_dequantize(t: NVFP4Tensor, *, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    """Values ``element * block scale * S_dec`` (NaN where the block scale is NaN), as ``dtype``.
+
+    The product is exact in float64 (2 + 4 + 24 significant bits); the cast to ``dtype`` is
+    the one rounding.  (NVIDIA's GEMMs apply the two tensors' factor as
+    ``alpha = amax_a * amax_b / (448 * 6)^2`` instead of ``S_dec_a * S_dec_b``; the two agree
+    up to float32 rounding.)
+
+    Raises:
+        TypeError: ``t`` is not an NVFP4Tensor.
+        ValueError: its scales do not match its elements' blocks.
+    """
+    if not isinstance(t, NVFP4Tensor):
+        raise TypeError(f"t must be an NVFP4Tensor, got {type(t).__name__}")
+    vals, sizes = _tiles(decode(t.elements, _E2M1, dtype=np.float64), t.axes, t.block)
+    nb = tuple(-(-n // t.block) for n in sizes)
+    sc = np.moveaxis(t.scales, t.axes, tuple(range(t.scales.ndim - len(t.axes), t.scales.ndim)))
+    if sc.shape != vals.shape[:vals.ndim - 2 * len(t.axes)] + nb:
+        raise ValueError(f"scales have shape {t.scales.shape}, which does not match blocks of {t.block} along "
+                         f"axes {t.axes} of elements {t.elements.shape}")
+    d = decode(sc, _E4M3, dtype=np.float64)
+    d = d.reshape(d.shape[:d.ndim - len(t.axes)] + sum(((n, 1) for n in nb), ()))
+    out = _untile(vals * d * np.float64(t.decode_scale), t.axes, sizes)
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(out).astype(dtype)

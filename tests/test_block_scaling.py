@@ -243,3 +243,219 @@ def test_same_values_any_dtype_same_bits(name, rule):
     for o in outs[1:]:
         assert np.array_equal(o.elements, outs[0].elements) and np.array_equal(o.scales, outs[0].scales)
     check_against_reference(x.astype(ml_dtypes.bfloat16), name, rule)
+
+
+# ---- NVFP4 -----------------------------------------------------------------------------------------------
+# The reference follows the documented float32 sequence (TransformerEngine's NVFP4 reference quantizer;
+# the NVFP4 pretraining paper's appendix) on Fractions, rounding each step with to_f32.
+
+E4M3_GRID = grid("e4m3fn")
+FLT_MAX = F(2 ** 24 - 1, 2 ** 24) * F(2) ** 128
+
+
+def f32s(a):
+    """Signed float32 rounding (inf stays inf)."""
+    if isinstance(a, float):
+        return a
+    r = to_f32(abs(a))
+    return r if a >= 0 or r == INF else -r
+
+
+def rne_e4m3(a: Fraction) -> Fraction:
+    g = E4M3_GRID
+    hi = next((i for i, v in enumerate(g) if v >= a), len(g) - 1)
+    if g[hi] == a or hi == 0:
+        return g[hi]
+    lo = hi - 1
+    return g[lo] if a - g[lo] < g[hi] - a or (a - g[lo] == g[hi] - a and lo % 2 == 0) else g[hi]
+
+
+def fmin(a, b):
+    return b if a == INF or a > b else a
+
+
+def ref_nvfp4(x: np.ndarray, axes: tuple[int, ...]):
+    """(block decode scales as Fractions/NaN per block index, dequantized values) of a float32 array."""
+    x = x.astype(np.float32)
+    if np.isnan(x).any():
+        return None
+    xs = {idx: (F(float(v)) if np.isfinite(v) else float(v)) for idx, v in np.ndenumerate(x)}
+    mags = [abs(v) for v in xs.values()]
+    a = INF if INF in mags or -INF in mags else max(mags, default=F(0))
+    s_enc = INF if a == 0 else (F(0) if a == INF else to_f32(F(2688) / a))
+    s_enc = fmin(s_enc, FLT_MAX)
+    s_enc = F(1) if s_enc == 0 else s_enc
+    s_dec = to_f32(1 / s_enc)
+    mult = to_f32(s_enc * to_f32(F(1, 6)))
+    block_of = lambda idx: tuple(idx[ax] // 16 if ax in axes else idx[ax] for ax in range(x.ndim))
+    amax_b = {}
+    for idx, v in xs.items():
+        b = block_of(idx)
+        m = INF if v in (INF, -INF) else abs(v)
+        amax_b[b] = m if b not in amax_b or m == INF or (amax_b[b] != INF and m > amax_b[b]) else amax_b[b]
+    d = {}
+    for b, m in amax_b.items():
+        dd = INF if m == INF else to_f32(m * mult)
+        d[b] = rne_e4m3(min(fmin(dd, FLT_MAX), F(448)))
+    out = {}
+    for idx, v in xs.items():
+        db = d[block_of(idx)]
+        den = to_f32(db * s_dec)
+        e = FLT_MAX if den == 0 else fmin(to_f32(1 / den), FLT_MAX)
+        s = (INF if v > 0 else -INF) if v in (INF, -INF) else f32s(v * e)
+        s = max(min(s, F(6)), F(-6)) if s not in (INF, -INF) else (F(6) if s == INF else F(-6))
+        out[idx] = round_to_grid(s, "e2m1fn") * db * s_dec
+    return d, out
+
+
+def check_nvfp4(x: np.ndarray, axis=-1) -> None:
+    from fp8emu.scaling import nvfp4_quantize
+    t = nvfp4_quantize(x, axis=axis)
+    deq = t.dequantize(np.float64)
+    ref = ref_nvfp4(np.asarray(x, dtype=np.float64).astype(np.float32), t.axes)
+    if ref is None:
+        assert np.isnan(deq).all() and (t.scales == 0x7F).all() and not t.elements.any()
+        return
+    d, out = ref
+    sc = decode_e4m3(t.scales)
+    for b, want in d.items():
+        assert np.isfinite(sc[b]) and F(float(sc[b])) == want, (b, sc[b], want)
+    for idx, want in out.items():
+        assert F(float(deq[idx])) == want, (idx, float(np.asarray(x)[idx]), float(deq[idx]), want)
+
+
+def decode_e4m3(codes: np.ndarray) -> np.ndarray:
+    """E4M3FN codes -> float64 from the format's definition (0x7F / 0xFF = NaN)."""
+    c = codes.astype(np.int64)
+    e, m = (c >> 3) & 0xF, c & 7
+    v = np.where(e == 0, m / 8 * 2.0 ** -6, (1 + m / 8) * 2.0 ** (e - 7))
+    v = np.where((c & 0x7F) == 0x7F, np.nan, v)
+    return np.where(c & 0x80, -v, v)
+
+
+def nvfp4_cases(rng: np.random.Generator, shape=(3, 48)) -> list[np.ndarray]:
+    """float32 tensors around NVFP4's boundaries: zeros, subnormals, E2M1 ties, tensor amax just
+    below a power of two, E4M3 scale boundaries, Inf and NaN."""
+    cases = []
+    base = lambda: (rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 20)).astype(np.float32)
+    x = base(); x[:, :16] = 0.0; cases.append(x)                                 # an all-zero block
+    cases.append(np.zeros(shape, np.float32))                                   # an all-zero tensor
+    x = base(); x[0, 3:9] = rng.integers(-50, 50, 6) * 2.0 ** -149; cases.append(x)   # float32 subnormals
+    cases.append((rng.integers(-2 ** 20, 2 ** 20, shape) * 2.0 ** -149).astype(np.float32))  # only subnormals
+    # ties: A = 2688 * 2^k makes S_enc = 2^-k; power-of-two block scales; elements on E2M1 midpoints
+    k = int(rng.integers(-30, 30))
+    mids = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
+    x = rng.choice(mids, shape) * rng.choice([-1.0, 1.0], shape)
+    x *= (2.0 ** rng.integers(-8, 7, (shape[0], shape[1] // 16))).repeat(16, axis=1)
+    x[0, 0] = 6.0 * 448.0
+    cases.append((x * 2.0 ** k).astype(np.float32))
+    x = base(); x.flat[0] = np.nextafter(np.float32(2.0 ** 7), np.float32(0)); cases.append(
+        np.clip(x, -x.flat[0], x.flat[0]))                                     # amax just below 2^7
+    x = base(); x.flat[5] = np.float32(2688.0) * np.float32(1 + 2.0 ** -22); cases.append(x)
+    # block amaxes on E4M3 rounding boundaries relative to A
+    x = base(); a = float(np.abs(x).max())
+    x[:, 16] = [a * float(m) / 448 for m in rng.choice(np.array([float(v) for v in E4M3_GRID[1:]]), shape[0])]
+    x[:, 32] = x[:, 16] * np.float32(1 + 2.0 ** -4)
+    cases.append(x.astype(np.float32))
+    # block amaxes whose scale lands within a few float32 ulps of an E4M3 midpoint (the order of
+    # the float32 operations decides the E4M3 rounding there)
+    x = base(); x[0, 0] = 2688.0 * 2.0 ** int(rng.integers(-10, 10)); a = np.float32(abs(x[0, 0]))
+    e4 = np.array([float(v) for v in E4M3_GRID])
+    for row in range(shape[0]):
+        for col in range(16, shape[1], 16):
+            j = int(rng.integers(1, len(e4) - 1))
+            t = np.float32((e4[j] + e4[j + 1]) / 2 / 448.0 * a)
+            for _ in range(int(rng.integers(0, 3))):
+                t = np.nextafter(t, np.float32(rng.choice([0.0, np.inf])))
+            x[row, col:col + 16] = np.clip(x[row, col:col + 16], -t, t)
+            x[row, col] = t
+    cases.append(x.astype(np.float32))
+    x = base(); x[1, 20] = np.inf; cases.append(x)
+    x = base(); x[2, 40] = -np.inf; x[0, 0] = np.inf; cases.append(x)
+    x = base(); x[1, 1] = np.nan; cases.append(x)
+    return cases
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 1), (1, 0)])
+def test_nvfp4_matches_independent_reference(axis):
+    rng = np.random.default_rng(zlib.crc32(repr(axis).encode()))
+    for x in nvfp4_cases(rng):
+        check_nvfp4(x, axis)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("axis", [-1, 0, (0, 1)])
+def test_nvfp4_matches_independent_reference_many(axis):
+    rng = np.random.default_rng(99)
+    for _ in range(40):
+        for x in nvfp4_cases(rng, shape=(int(rng.integers(1, 40)), int(rng.integers(1, 70)))):
+            check_nvfp4(x, axis)
+
+
+def test_nvfp4_same_values_any_dtype_same_bits():
+    from fp8emu.scaling import nvfp4_quantize
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((4, 64)) * 2.0 ** rng.integers(-8, 8, (4, 64))).astype(ml_dtypes.bfloat16)
+    x = x.astype(np.float16).astype(np.float64)                  # exact in all four dtypes
+    x[0, :16] = 0.0
+    for axis in (-1, (0, 1)):
+        for rounding in ("nearest_even", "stochastic"):
+            outs = [nvfp4_quantize(x.astype(dt), axis=axis, rounding=rounding, seed=1) for dt in DTYPES]
+            for o in outs[1:]:
+                assert np.array_equal(o.elements, outs[0].elements) and np.array_equal(o.scales, outs[0].scales)
+                assert o.tensor_scale == outs[0].tensor_scale
+        check_nvfp4(x.astype(ml_dtypes.bfloat16), axis)
+
+
+def test_nvfp4_shapes_and_tiles():
+    from fp8emu.scaling import nvfp4_quantize
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((40, 3, 35)).astype(np.float32)
+    t1 = nvfp4_quantize(w, axis=1)
+    assert t1.scales.shape == (40, 1, 35) and t1.elements.shape == w.shape and t1.axes == (1,)
+    t2 = nvfp4_quantize(w, axis=(0, 2))
+    assert t2.scales.shape == (3, 3, 3) and t2.axes == (0, 2)
+    # a 16x16 tile shares one scale: transposing the tensor and the axes gives the same tile scales
+    t3 = nvfp4_quantize(np.ascontiguousarray(w.transpose(2, 1, 0)), axis=(2, 0))
+    np.testing.assert_array_equal(t3.dequantize(), t2.dequantize().transpose(2, 1, 0))
+    assert t2.dequantize().dtype == np.float32 and t2.dequantize(np.float64).dtype == np.float64
+
+
+def test_nvfp4_hand_checked():
+    """A = 2688 makes S_enc = 1: the block decode scale is E4M3(amax_b / 6) and elements are E2M1(x / d)."""
+    from fp8emu.scaling import nvfp4_quantize
+    x = np.zeros(48, np.float32)
+    x[0], x[1], x[2] = 2688.0, 1000.0, -300.0          # block 0: d = 448; 1000/448 = 2.23 -> 2; -0.67 -> -0.5
+    x[16], x[17] = 3.0, 0.375                          # block 1: d = fl32(3 * fl32(1/6)) = 0.5 -> 6, 0.75 -> 1 (tie to even)
+    t = nvfp4_quantize(x)
+    assert t.tensor_scale == 1.0 and t.decode_scale == 1.0
+    assert decode_e4m3(t.scales).tolist() == [448.0, 0.5, 0.0]
+    assert t.dequantize()[[0, 1, 2, 16, 17]].tolist() == [2688.0, 896.0, -224.0, 3.0, 0.5]
+    assert t.elements[[0, 1, 2, 16, 17]].tolist() == [0x7, 0x4, 0x9, 0x7, 0x2]
+
+
+def test_nvfp4_stochastic_elements_stay_between_neighbours():
+    from fp8emu.scaling import nvfp4_quantize
+    x = np.linspace(-1, 1, 160).astype(np.float32).reshape(10, 16)
+    rne = nvfp4_quantize(x)
+    a, b = nvfp4_quantize(x, rounding="stochastic", seed=4), nvfp4_quantize(x, rounding="stochastic", seed=4)
+    assert np.array_equal(a.elements, b.elements) and np.array_equal(a.scales, rne.scales)
+    # the scaled element lies between RNE's neighbours: stochastic codes are at most one step away
+    assert np.abs((a.elements & 7).astype(int) - (rne.elements & 7)).max() == 1
+    assert np.all(((a.elements ^ rne.elements) & 8 == 0) | ((a.elements | rne.elements) & 7 == 0))
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda t: t.nvfp4_quantize(np.ones(4, np.int32)), TypeError, "float array"),
+    (lambda t: t.nvfp4_quantize(np.float32(1.0)), ValueError, "at least one dimension"),
+    (lambda t: t.nvfp4_quantize(np.ones((2, 2)), axis=2), ValueError, "out of range"),
+    (lambda t: t.nvfp4_quantize(np.ones((2, 2)), axis=(0, 0)), ValueError, "same axis twice"),
+    (lambda t: t.nvfp4_quantize(np.ones((2, 2)), axis=(0, 1, 1)), ValueError, "pair of ints"),
+    (lambda t: t.nvfp4_dequantize(np.ones(4)), TypeError, "NVFP4Tensor"),
+    (lambda t: t.NVFP4Tensor(np.zeros(32, np.uint8), np.zeros(1, np.uint8), np.float32(1), np.float32(1), (0,))
+     .dequantize(), ValueError, "does not match"),
+])
+def test_nvfp4_bad_input(call, err, match):
+    import fp8emu.scaling as t
+    with pytest.raises(err, match=match):
+        call(t)
