@@ -25,6 +25,21 @@ Named recipes (:func:`get_recipe`):
                     delayed scaling (amax history 16) with saturation; no loss scaling
 ``mxfp8``           OCP MX: E4M3FN forward, E5M2 backward, blocks of 32 along the channel
                     axis sharing an E8M0 scale (the backward GEMMs reuse the forward blocks)
+``mxfp8-rceil``     mxfp8 with NVIDIA's scale rule (``rceil``: the E8M0 scale is amax / max
+                    rounded up, as cuBLAS, TransformerEngine and the MXFP8 pre-training
+                    recipe use) instead of OCP's ``floor``
+``nvfp4``           NVIDIA's NVFP4 training recipe ("Pretraining LLMs with NVFP4", 2025) for
+                    the GEMM inputs: activations NVFP4 (16-element blocks along channels,
+                    RNE), weights NVFP4 in 16x16 tiles (RNE), errors NVFP4 with stochastic
+                    rounding; E4M3 block scales and a float32 tensor scale
+                    (:func:`fp8emu.scaling.nvfp4_quantize`).  Higher precision (float32):
+                    the GEMM outputs, input and weight gradients, master weights and optimizer
+                    state, every non-GEMM op (batch norm, ReLU, pooling, softmax), and the
+                    first conv and last FC (the paper keeps its final layers in BF16).  Not
+                    emulated: the random Hadamard transform the paper applies to the
+                    weight-gradient GEMM's inputs, and the re-blocking of the backward GEMMs
+                    along their own reduction axes (they reuse the forward blocks).  No loss
+                    scaling.
 ``paper-e5m2-nols`` ablation: no loss scaling
 ``paper-e5m2-dynls`` ablation: plain dynamic loss scaling (no floor)
 ``paper-e5m2-rne``  ablation: RNE for the backward tensors too
@@ -46,7 +61,7 @@ from . import optim
 from .accumulators import Accumulator, Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential
 from .autograd import TENSOR_CLASSES, LayerQuant, QuantSpec, Tensor
 from .format import Format, RoundMode
-from .formats import e4m3b11fnuz, e4m3fn, e5m2, float16
+from .formats import e2m1fn, e4m3b11fnuz, e4m3fn, e5m2, float16
 from .loss_scale import DynamicScaler, EnhancedScaler, LossScaler, StaticScaler
 from .nn import Module, gemm_layers
 
@@ -281,3 +296,13 @@ register_recipe(Recipe(
     "mxfp8", weights=QuantSpec(e4m3fn, scaling="mx"), activations=QuantSpec(e4m3fn, scaling="mx"),
     errors=QuantSpec(e5m2, scaling="mx"), weight_grads=QuantSpec(e5m2, scaling="mx"),
     description="OCP MX: E4M3FN forward, E5M2 backward, 32-element blocks along channels, E8M0 scales"))
+_MX_E4_RCEIL = QuantSpec(e4m3fn, scaling="mx", scale_rule="rceil")
+_MX_E5_RCEIL = QuantSpec(e5m2, scaling="mx", scale_rule="rceil")
+register_recipe(RECIPES["mxfp8"].replace(
+    name="mxfp8-rceil", weights=_MX_E4_RCEIL, activations=_MX_E4_RCEIL, errors=_MX_E5_RCEIL, weight_grads=_MX_E5_RCEIL,
+    description="mxfp8 with NVIDIA's rceil scale rule (E8M0 scale = amax / max rounded up)"))
+register_recipe(Recipe(
+    "nvfp4", weights=QuantSpec(e2m1fn, scaling="nvfp4", tile_2d=True), activations=QuantSpec(e2m1fn, scaling="nvfp4"),
+    errors=QuantSpec(e2m1fn, _SR, scaling="nvfp4"),
+    description="NVIDIA NVFP4 GEMM inputs: activations 1x16, weights 16x16 tiles, errors 1x16 with SR; "
+                "E4M3 block + FP32 tensor scales"))

@@ -209,7 +209,8 @@ class DelayedScaling:
             rounding: rounding mode (RoundMode or name).
             saturate: clamp overflow to +-max; on by default, as a delayed scale can lag a
                 growing tensor.
-            seed, stream: stochastic rounding (see :func:`fp8emu.quantize`).
+            seed: stochastic rounding seed (see :func:`fp8emu.quantize`).
+            stream: stochastic rounding stream (see :func:`fp8emu.quantize`).
 
         Returns:
             ``(q, scale)``: float32 values of the format with ``x ~ scale * q``.
@@ -551,6 +552,8 @@ def nvfp4_quantize(x: npt.ArrayLike, *, axis: int | tuple[int, int] = -1,
             last block or tile may be partial (zero-padded for its amax).
         rounding: element rounding (``"nearest_even"``; ``"stochastic"`` as NVIDIA's recipe
             uses for gradients, random bits from ``seed``/``stream`` and the C-order index).
+        seed: stochastic rounding seed.
+        stream: stochastic rounding stream.
 
     Returns:
         An :class:`NVFP4Tensor`.
