@@ -535,7 +535,7 @@ def nvfp4_quantize(x: npt.ArrayLike, *, axis: int | tuple[int, int] = -1,
     NVIDIA's two-level scheme, in the float32 operation order of TransformerEngine's NVFP4
     reference quantizer (which TransformerEngine holds byte-exact to its CUDA kernel)::
 
-        x      = x as float32                               # bf16/fp16 exact; float64 rounds (RNE)
+        x      = x as float32                               # bf16/fp16 exact; float64 rounds (RNE, Inf beyond)
         A      = max |x| over the tensor
         S_enc  = min(fl32(448 * 6 / A), FLT_MAX); 1 if it is 0        # A = 0 -> FLT_MAX
         S_dec  = fl32(1 / S_enc)

@@ -179,7 +179,7 @@ def test_rules_match_independent_reference(name, rule):
 @pytest.mark.parametrize("name", list(ELEMENT_DEFS))
 def test_rules_match_independent_reference_many(name, rule):
     rng = np.random.default_rng(1000 + zlib.crc32(f'{name}/{rule}'.encode()))
-    check_against_reference(hard_blocks(name, rng, 2000), name, rule)
+    check_against_reference(hard_blocks(name, rng, 1000), name, rule)
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -334,8 +334,8 @@ def decode_e4m3(codes: np.ndarray) -> np.ndarray:
 
 
 def nvfp4_cases(rng: np.random.Generator, shape=(3, 48)) -> list[np.ndarray]:
-    """float32 tensors around NVFP4's boundaries: zeros, subnormals, E2M1 ties, tensor amax just
-    below a power of two, E4M3 scale boundaries, Inf and NaN."""
+    """float32 tensors (at least 3 x 41) around NVFP4's boundaries: zeros, subnormals, E2M1 ties,
+    tensor amax just below a power of two, E4M3 scale boundaries, Inf and NaN."""
     cases = []
     base = lambda: (rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 20)).astype(np.float32)
     x = base(); x[:, :16] = 0.0; cases.append(x)                                 # an all-zero block
@@ -346,7 +346,7 @@ def nvfp4_cases(rng: np.random.Generator, shape=(3, 48)) -> list[np.ndarray]:
     k = int(rng.integers(-30, 30))
     mids = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0])
     x = rng.choice(mids, shape) * rng.choice([-1.0, 1.0], shape)
-    x *= (2.0 ** rng.integers(-8, 7, (shape[0], shape[1] // 16))).repeat(16, axis=1)
+    x *= (2.0 ** rng.integers(-8, 7, (shape[0], -(-shape[1] // 16)))).repeat(16, axis=1)[:, :shape[1]]
     x[0, 0] = 6.0 * 448.0
     cases.append((x * 2.0 ** k).astype(np.float32))
     x = base(); x.flat[0] = np.nextafter(np.float32(2.0 ** 7), np.float32(0)); cases.append(
@@ -387,8 +387,8 @@ def test_nvfp4_matches_independent_reference(axis):
 @pytest.mark.parametrize("axis", [-1, 0, (0, 1)])
 def test_nvfp4_matches_independent_reference_many(axis):
     rng = np.random.default_rng(99)
-    for _ in range(40):
-        for x in nvfp4_cases(rng, shape=(int(rng.integers(1, 40)), int(rng.integers(1, 70)))):
+    for _ in range(8):
+        for x in nvfp4_cases(rng, shape=(int(rng.integers(3, 40)), int(rng.integers(41, 90)))):
             check_nvfp4(x, axis)
 
 
