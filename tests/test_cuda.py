@@ -216,3 +216,16 @@ def test_errors_are_precise():
         fc.encode(cuda.to_device(np.ones((4, 4), np.float32)).T, e5m2)
     with pytest.raises(ValueError, match="sr_bits"):
         fc.encode(cuda.to_device(x), e5m2, sr_bits=3)
+
+
+def test_torch_operators_have_cuda_kernels():
+    """fp8emu.torch registers fp8emu.cuda as the CUDA implementation of its operators (a CUDA
+    tensor reaches these kernels; without the registration PyTorch would refuse it)."""
+    torch = pytest.importorskip("torch")
+    import fp8emu.torch  # noqa: F401
+    for op in ("encode", "decode", "quantize"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fp8emu::{op}", "CUDA"), op
+    if torch.cuda.is_available() and not fc.simulated():
+        x = torch.linspace(-300, 300, 1001, device="cuda")
+        kw = dict(rounding="stochastic", seed=3, stream=4)
+        assert torch.equal(fp8emu.torch.encode(x, "e5m2", **kw).cpu(), fp8emu.torch.encode(x.cpu(), "e5m2", **kw))
