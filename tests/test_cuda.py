@@ -229,3 +229,24 @@ def test_torch_operators_have_cuda_kernels():
         x = torch.linspace(-300, 300, 1001, device="cuda")
         kw = dict(rounding="stochastic", seed=3, stream=4)
         assert torch.equal(fp8emu.torch.encode(x, "e5m2", **kw).cpu(), fp8emu.torch.encode(x.cpu(), "e5m2", **kw))
+
+
+def test_cuda_training_turns_tf32_off_and_asks_for_deterministic_kernels(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from fp8emu.torch import train as ttrain
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        ttrain.cuda_numerics()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        import os
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.deterministic) = saved[:4]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])

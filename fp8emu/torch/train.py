@@ -5,12 +5,15 @@ parts: the package's ResNets in PyTorch (:mod:`fp8emu.torch.models`), the recipe
 :func:`~fp8emu.torch.apply_recipe` (its master weights and loss scaler), the five verbs on torch
 tensors, evaluation, and checkpoint state as NumPy arrays (``checkpoint.npz`` stores arrays; the
 config's ``backend`` keeps a torch checkpoint from being resumed by the NumPy engine and back).
-Everything runs on ``config["device"]`` (default ``"cpu"``).
+Everything runs on ``config["device"]`` (default ``"cpu"``).  On a CUDA device the run
+first switches PyTorch to exact float32 and reproducible kernels (:func:`cuda_numerics`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import os
 
 import numpy as np
 import torch
@@ -20,13 +23,38 @@ from ..data import BatchLoader
 from . import models
 from .recipe import apply_recipe
 
-__all__ = ["BACKEND", "build_parts", "train_step", "evaluate", "state", "load_state"]
+__all__ = ["BACKEND", "build_parts", "cuda_numerics", "NONDETERMINISTIC_ON_CUDA", "train_step", "evaluate", "state", "load_state"]
 
 _INT_KEY = "#int:"   # checkpoint dicts need str keys; torch optimizer states use parameter numbers
 
 
 def _device(config: dict) -> torch.device:
     return torch.device(config.get("device") or "cpu")
+
+
+#: Operations of the package's ResNets that PyTorch's documentation of
+#: ``torch.use_deterministic_algorithms`` lists without a deterministic CUDA implementation:
+#: they warn and stay non-deterministic (atomic adds in the backward pass of the global
+#: average pool).  Not measured here.
+NONDETERMINISTIC_ON_CUDA = ("AdaptiveAvgPool2d backward (adaptive_avg_pool2d_backward_cuda)",)
+
+
+def cuda_numerics() -> None:
+    """Process-wide PyTorch settings of a CUDA run: float32 GEMMs and convolutions in float32
+    (TF32 off: by default cuDNN convolutions run in TF32, so "fp32" would silently round their
+    operands to 10-bit mantissas) and deterministic algorithms where PyTorch has them.
+
+    ``torch.use_deterministic_algorithms(True, warn_only=True)``: the operations in
+    :data:`NONDETERMINISTIC_ON_CUDA` warn instead of failing.  cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG`` set before its first call to be deterministic; it is set here
+    unless you set it (``setdefault``).  fp8emu's own roundings are deterministic on any device.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def build_parts(config: dict, ds: Any) -> tuple[Any, Any, Any, Any]:
@@ -41,6 +69,8 @@ def build_parts(config: dict, ds: Any) -> tuple[Any, Any, Any, Any]:
     depth = int(config["model"].removeprefix("resnet"))
     channels, height, width = ds.image_shape
     device = _device(config)
+    if device.type == "cuda":
+        cuda_numerics()
     model = models.resnet(depth, num_classes=ds.num_classes, in_channels=channels, width=config["width"],
                           cifar_stem=height <= 64).to(device)
     rec = apply_recipe(model, config["recipe"], sample=torch.zeros(1, channels, height, width, device=device),
