@@ -258,7 +258,8 @@ class ScaleRule(str, enum.Enum):
     * ``RCEIL``: ``ceil(log2 d)`` with the float32 descale ``d = fl32(amax * fl32(1 / max))``
       (cuBLAS/cuDNN "1D block quantization": ``scale = round_up(amax / max)``; torchao
       ``RCEIL`` and TransformerEngine's MXFP8 cast round ``d`` up to E8M0, PTX
-      ``cvt.rp.ue8m0x2.f32``).  ``amax / X <= max`` up to the float32 rounding of ``d``:
+      ``cvt.rp.satfinite.ue8m0x2.f32``, which saturates at 2^127 where fp8emu, like torchao's
+      float32 bit arithmetic, gives the NaN scale).  ``amax / X <= max`` up to the float32 rounding of ``d``:
       never saturates.  With float64 inputs whose amax is not a float32 value the float64
       product is rounded to float32 (hardware takes float32/bfloat16, where the product is
       exact and only the float32 rounding happens).
