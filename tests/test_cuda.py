@@ -11,6 +11,7 @@ import importlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 pytest.importorskip("numba_cuda", reason="numba-cuda not installed (pip install fp8emu[cuda])")
 
@@ -22,6 +23,7 @@ from fp8emu import cuda as fc  # noqa: E402
 from fp8emu.format import RoundMode  # noqa: E402
 from fp8emu.formats import ALL_FORMATS, e4m3fn, e5m2, e8m0fnu  # noqa: E402
 
+from strategies import FLOAT_DTYPES, any_format, float_bits, floats_of, round_modes  # noqa: E402
 from test_kernels import MASK, _unmix64  # noqa: E402
 
 Q = importlib.import_module("fp8emu.quantize")   # the module (fp8emu.quantize is the function)
@@ -250,3 +252,21 @@ def test_cuda_training_turns_tf32_off_and_asks_for_deterministic_kernels(monkeyp
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
          torch.backends.cudnn.deterministic) = saved[:4]
         torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
+
+
+@settings(max_examples=60)
+@given(any_format(), st.sampled_from(FLOAT_DTYPES), st.data(), round_modes, st.booleans(),
+       st.sampled_from([None, 1, 9, 32]), st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**64 - 1))
+def test_any_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr_bits, seed, stream):
+    """Random formats (any width, bias, specials, subnormals on/off) and any input bit patterns:
+    the GPU path the wrapper picks gives the CPU's codes and values."""
+    xs = data.draw(st.lists(st.one_of(float_bits(dtype), floats_of(fmt, dtype)), min_size=1, max_size=40))
+    x = np.array(xs, dtype=dtype)
+    kw = dict(rounding=mode, saturate=saturate, seed=seed, stream=stream,
+              sr_bits=sr_bits if mode is RoundMode.STOCHASTIC else None)
+    assert np.array_equal(fc.encode(_gpu(x), fmt, **kw).copy_to_host(), fp8emu.encode(x, fmt, **kw))
+    try:
+        want = fp8emu.quantize(x, fmt, **kw)
+    except ValueError:
+        return
+    assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt, **kw).copy_to_host()), _bits(want))
