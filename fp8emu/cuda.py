@@ -25,7 +25,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config as _numba_config
 
-from . import _cuda_kernels
+from . import _cuda_kernels, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import SUPPORTED_DTYPES, _INPUTS, _deep_limit, _float_dtype, _lut, _params, _params_f32, _resolve
@@ -36,7 +36,7 @@ _THREADS = 256
 #: Blocks per multiprocessor at most (a grid-stride loop covers the rest): 8 x 256 threads
 #: fill an H100/H200 multiprocessor (2048 threads).
 _BLOCKS_PER_SM = 8
-_P32_UNUSED = (np.int32(0),) * 22
+_P32_UNUSED = (np.int32(0),) * len(_kernels.PARAMS_F32)     # the float32 tuple of paths that do not read it
 
 
 def simulated() -> bool:
