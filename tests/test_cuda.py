@@ -270,3 +270,17 @@ def test_any_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr_bits
     except ValueError:
         return
     assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt, **kw).copy_to_host()), _bits(want))
+
+
+def test_cuda_step_check_tool_runs_cpu_against_cpu():
+    """tools/cuda_step_check.py (a GPU-vs-CPU training step) on two CPU runs: everything equal."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(root / "tools" / "cuda_step_check.py"), "--devices", "cpu,cpu",
+                          "--batch", "4", "--size", "12"], capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "weights       0 of" in res.stdout and "activations: identical" in res.stdout
