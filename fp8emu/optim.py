@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Tensor
-from .autograd._kernels import threads_for
+from .autograd import Tensor, threads_for
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import quantize

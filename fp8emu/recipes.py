@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import optim
-from .accumulators import Accumulator, Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential
+from .accumulators import Accumulator
 from .autograd import TENSOR_CLASSES, LayerQuant, QuantSpec, Tensor
 from .format import Format, RoundMode
 from .formats import e2m1fn, e4m3b11fnuz, e4m3fn, e5m2, float16
@@ -66,11 +66,6 @@ from .loss_scale import DynamicScaler, EnhancedScaler, LossScaler, StaticScaler
 from .nn import Module, gemm_layers
 
 __all__ = ["QuantSpec", "Recipe", "RECIPES", "get_recipe", "register_recipe"]
-
-# float32 accumulators use the operands' formats only to check that products are exact in
-# float32; the recipe checks that once in apply() and then passes the (already exact)
-# operands without formats, so the GEMM layer does not round them a second time.
-_FORMAT_BLIND = (type(None), Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential)
 
 _OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
 
@@ -186,9 +181,12 @@ class Recipe:
         specs = {} if exempt else {k: v for k, v in self.specs().items() if v is not None}
         if not specs and self.accumulator is None:
             return None
-        return LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator,
+        # accumulators that do not use the formats (float32 ones) were checked in apply(); they get
+        # the already exact operands without formats, so the GEMM layer does not round them again
+        acc = self.accumulator
+        return LayerQuant(name=name, index=index, specs=specs, accumulator=acc,
                           seed=self.seed if seed is None else int(seed),
-                          pass_formats=not isinstance(self.accumulator, _FORMAT_BLIND))
+                          pass_formats=acc is not None and acc.uses_operand_formats)
 
     def make_optimizer(self, params: Iterable[Tensor], *, optimizer: str | type = "sgd", seed: int | None = None,
                        **kw: Any) -> optim.Optimizer:

@@ -22,6 +22,7 @@ object per finished epoch, rewritten atomically from the checkpoint's history).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -138,14 +139,6 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
 
 
 # ------------------------------------------------------------------------------------------ statistics
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
 
 class _StatsObserver:
     """Count, per layer and tensor class, values flushed to zero and values that overflowed.
@@ -351,7 +344,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
                 parts.optimizer.lr = parts.lr_at(step)
                 collect = stats_every and (step % stats_every == 0)
                 observer = _StatsObserver() if collect else None
-                with (observer or _nothing()):
+                with (observer or contextlib.nullcontext()):
                     loss, correct, skipped = be.train_step(parts, x, y, label_smoothing=config["label_smoothing"])
                 if observer:
                     observer.merge_into(sums["stats"])

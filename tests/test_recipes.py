@@ -109,6 +109,22 @@ def test_formats_are_announced_to_accumulators_that_model_hardware(gemm_calls):
         get_recipe("fp32").replace(accumulator=fp32_sequential, weights=bf, activations=bf).apply(tiny_resnet())
 
 
+class _FormatBlind(_Hardware):
+    """A custom accumulator that declares it never uses the operands' formats."""
+
+    uses_operand_formats = False
+
+
+def test_accumulator_capabilities_decide_what_it_is_told(gemm_calls):
+    from fp8emu.accumulators import fp32_blas, fp32_sequential, lowp, nvidia_hopper_fp8
+    assert not fp32_blas.uses_operand_formats and not fp32_sequential.uses_operand_formats
+    assert lowp("float16").uses_operand_formats and nvidia_hopper_fp8().uses_operand_formats
+    assert lowp("float16").accepts_rng and not fp32_blas.accepts_rng and fp32_blas.accepts_out
+    assert not _Hardware.accepts_out and not _Hardware.accepts_rng     # the base class's defaults
+    train_steps(tiny_resnet(), get_recipe("paper-e5m2").replace(accumulator=_FormatBlind()), steps=1)
+    assert {c[2] for c in gemm_calls} == {(None, None)}
+
+
 def test_exempt_layers_by_name_and_position():
     model = tiny_resnet()
     attached = get_recipe("paper-e5m2").replace(exempt=("layer1.0.conv2", -1, 0)).apply(model)

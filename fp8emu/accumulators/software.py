@@ -70,8 +70,9 @@ def _products_exact_in_float32(fmt_a: Format, fmt_b: Format) -> str | None:
 class _Fp32Accumulator(Accumulator):
     """Shared operand check of the float32 accumulators: products must be exact in float32."""
 
-    #: ``matmul_2d`` takes ``out=`` (a C-contiguous float32 (M, N) array to fill); conv reuses buffers.
     accepts_out = True
+    #: exact float32 products: the formats are only checked, never used
+    uses_operand_formats = False
 
     def check_operands(self, a_fmt: Format | None, b_fmt: Format | None) -> None:
         if a_fmt is None or b_fmt is None:
@@ -476,7 +477,6 @@ class LowPrecisionAccumulator(Accumulator):
     sr_bits: int | None = None
 
     accepts_out = True
-    #: ``matmul_2d`` takes ``seed``, ``stream`` and ``index0`` (the C-order index of its first output element).
     accepts_rng = True
 
     def __post_init__(self) -> None:

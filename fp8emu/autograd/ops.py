@@ -654,19 +654,13 @@ class Conv2d(Function):
         return gx, gw, gb, None
 
 
-def _pair(v: Any, name: str, minimum: int) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(pair) != 2 or any(int(p) < minimum for p in pair):
-        raise ValueError(f"conv2d {name}={v!r} must be an int or a pair of ints >= {minimum}")
-    return int(pair[0]), int(pair[1])
-
-
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, *, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, quant: LayerQuant | None = None) -> Tensor:
     """2-D cross-correlation like ``torch.nn.functional.conv2d`` (see :class:`Conv2d`).
 
     Raises:
         ValueError: shapes that do not fit together, or bad stride/padding/dilation/groups.
+        TypeError: stride/padding/dilation not an int or a pair of ints.
     """
     _check_nchw(x, "conv2d")
     if w.ndim != 4:
@@ -676,6 +670,6 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, *, stride: Any = 1, pa
                          "(need C = groups * w.shape[1] and O divisible by groups)")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"conv2d bias must have shape ({w.shape[0]},), got {b.shape}")
-    products = ConvProducts(_pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1),
-                            int(groups))
+    products = ConvProducts(_conv.as_pair(stride, "stride", 1), _conv.as_pair(padding, "padding", 0),
+                            _conv.as_pair(dilation, "dilation", 1), int(groups))
     return Conv2d.apply(x, w, b, products=products, lq=quant)
