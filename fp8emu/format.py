@@ -85,10 +85,6 @@ class RoundMode(str, enum.Enum):
         raise ValueError(f"rounding={mode!r} is not a rounding mode{hint}; allowed: {allowed} "
                          f"(aliases: {', '.join(sorted(_ROUND_ALIASES))})")
 
-    @property
-    def is_directed(self) -> bool:
-        return self in (RoundMode.TOWARD_ZERO, RoundMode.UP, RoundMode.DOWN)
-
 
 _ROUND_ALIASES = {
     "rne": "nearest_even", "even": "nearest_even", "rn": "nearest_even", "nearest_ties_to_even": "nearest_even",

@@ -12,6 +12,7 @@ finite and unsigned, ``bNN`` = exponent bias NN.
 from __future__ import annotations
 
 import re
+import warnings
 
 from .format import Format, Specials
 
@@ -51,10 +52,21 @@ _NAME_RE = re.compile(r"^e(?P<e>\d+)m(?P<m>\d+)(?:b(?P<b>-?\d+))?(?P<suffix>fnuz
 
 
 def make_format(exp_bits: int, man_bits: int, *, bias: int | None = None, subnormals: bool = True,
-                specials: Specials | str = Specials.IEEE, signed: bool = True, name: str = "") -> Format:
-    """Build a :class:`Format` from keyword fields (a thin convenience over the dataclass)."""
+                specials: Specials | str = Specials.IEEE, signed: bool = True, has_zero: bool = True,
+                name: str = "") -> Format:
+    """Build a :class:`Format` from keyword fields (deprecated: call ``Format(...)`` directly).
+
+    Args:
+        exp_bits, man_bits, bias, subnormals, specials, signed, has_zero, name: the
+            :class:`Format` fields of the same names.
+
+    Returns:
+        ``Format(exp_bits, man_bits, bias=..., ...)``.
+    """
+    warnings.warn("fp8emu.formats.make_format is deprecated; use fp8emu.Format(...) with the same arguments",
+                  DeprecationWarning, stacklevel=2)
     return Format(exp_bits, man_bits, bias=bias, subnormals=subnormals, specials=Specials(specials),
-                  signed=signed, name=name)
+                  signed=signed, has_zero=has_zero, name=name)
 
 
 def get_format(fmt: Format | str) -> Format:

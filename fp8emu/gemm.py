@@ -26,7 +26,7 @@ import numpy.typing as npt
 from .accumulators import DEFAULT_ACCUMULATOR, Accumulator, Fp32Blas
 from .format import Format, RoundMode
 from .formats import get_format
-from .scaling import MXTensor, mx_dequantize
+from .scaling import MXTensor, all_powers_of_two, mx_dequantize
 
 __all__ = ["matmul", "resolve_accumulator", "prepare_operand"]
 
@@ -73,8 +73,7 @@ def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np
         raise ValueError(f"{name} has shape {s.shape}; it must broadcast to the operand's shape {tuple(shape)} "
                          f"with extent 1 along the contraction axis (per-tensor: a scalar; per-channel: "
                          f"{'(M, 1)' if axis == -1 else '(1, N) or (N,)'})")
-    mant, _ = np.frexp(s)
-    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(mant == 0.5)):
+    if not all_powers_of_two(s):
         raise ValueError(f"{name} must hold positive finite powers of two (so scaling is exact); "
                          "see fp8emu.scaling for choosing them")
     return s.reshape(padded)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from .autograd import Tensor, ops
+from .scaling import all_powers_of_two
 
 __all__ = ["LossScaler", "StaticScaler", "DynamicScaler", "EnhancedScaler"]
 
 
 def _check_pow2(value: float, name: str) -> float:
-    m, _ = math.frexp(value)
-    if not (value > 0 and math.isfinite(value) and m == 0.5):
+    if not all_powers_of_two(value):
         raise ValueError(f"{name}={value!r} must be a positive power of two (exact scaling)")
     return float(value)
 

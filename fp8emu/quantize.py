@@ -28,6 +28,7 @@ _INPUTS = {
     "float32": (32, 23, 127, np.uint32),
     "float64": (64, 52, 1023, np.uint64),
 }
+#: The input dtypes every rounding function accepts (names).
 SUPPORTED_DTYPES = tuple(_INPUTS)
 
 

@@ -46,7 +46,7 @@ from .formats import get_format
 from .quantize import SUPPORTED_DTYPES, decode, encode, quantize
 
 __all__ = [
-    "pow2_scale", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
+    "pow2_scale", "all_powers_of_two", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
     "MX_BLOCK", "MX_ELEMENT_FORMATS", "MXINT8", "ScaleRule", "MXTensor", "mx_quantize", "mx_dequantize",
     "NVFP4_BLOCK", "NVFP4Tensor", "nvfp4_quantize", "nvfp4_dequantize",
 ]
@@ -73,6 +73,20 @@ def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> floa
     while math.ldexp(fmt.max, e) < a:
         e += 1
     return math.ldexp(1.0, e + int(margin))
+
+
+def all_powers_of_two(values: npt.ArrayLike) -> bool:
+    """Whether every element of ``values`` is a positive finite power of two (an exact scale).
+
+    Args:
+        values: a number or an array of numbers.
+
+    Returns:
+        True when all elements are ``2^k`` for integers ``k`` (float64 range).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    mant, _ = np.frexp(v)
+    return bool(np.all(np.isfinite(v)) and np.all(v > 0) and np.all(mant == 0.5))
 
 
 def amax(x: npt.ArrayLike, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
@@ -114,8 +128,7 @@ def scaled_quantize(x: npt.ArrayLike, fmt: Format | str, scale: Any, *, rounding
     The dequantized tensor is ``scale * result`` (exact in float64).
     """
     s = np.asarray(scale, dtype=np.float64)
-    mant, _ = np.frexp(s)
-    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(mant == 0.5)):
+    if not all_powers_of_two(s):
         raise ValueError("scale must hold positive finite powers of two")
     q = quantize(np.asarray(x, dtype=np.float64) / s, fmt, rounding=rounding, saturate=saturate, seed=seed,
                  stream=stream)

@@ -52,6 +52,7 @@ from numba import prange
 
 from ..format import Format
 from ..formats import e4m3fn, get_format
+from ..quantize import decode
 from . import _h200_splits
 from .base import Accumulator
 
@@ -236,10 +237,6 @@ class NvidiaHopperFP8(Accumulator):
     @property
     def fast_accum(self) -> bool:
         return self.promotion_interval is None
-
-    def splits_for(self, M: int, N: int, K: int) -> int:
-        """The split count used for an (M, K) x (K, N) product."""
-        return self.splits_for_formats(M, N, K, e4m3fn, e4m3fn)
 
     def splits_for_formats(self, M: int, N: int, K: int, a_fmt: Format, b_fmt: Format) -> int:
         """The split count used for an (M, K) x (K, N) product of these operand formats."""
@@ -554,12 +551,6 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
 # ---------------------------------------------------------------------------------------------
 # comparing a recording with the model
 # ---------------------------------------------------------------------------------------------
-def _decode_codes(codes: np.ndarray, fmt: Format) -> np.ndarray:
-    vals = fmt.values()
-    out = np.asarray(vals, dtype=np.float64)[np.asarray(codes, dtype=np.int64)]
-    return out.astype(np.float32)
-
-
 def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndarray,
                          a_fmt: Format | str = e4m3fn, b_fmt: Format | str = e4m3fn,
                          fast_accum: bool = False, model: NvidiaHopperFP8 | None = None) -> dict:
@@ -579,8 +570,8 @@ def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndar
         ``measured_shape`` (whether the kernel rule's split count for this shape was measured).
     """
     a_fmt, b_fmt = get_format(a_fmt), get_format(b_fmt)
-    a = _decode_codes(a_codes, a_fmt)
-    bt = _decode_codes(bt_codes, b_fmt)
+    a = decode(np.asarray(a_codes, dtype=a_fmt.code_dtype), a_fmt, dtype=np.float32)
+    bt = decode(np.asarray(bt_codes, dtype=b_fmt.code_dtype), b_fmt, dtype=np.float32)
     out = np.asarray(out, dtype=np.float32)
     M, K = a.shape
     N = bt.shape[0]
