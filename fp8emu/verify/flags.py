@@ -41,6 +41,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._kernels import MODE_CODES  # the rounding layer's mode numbers (one table)
 from ..format import Format, RoundMode
 
 __all__ = ["INEXACT", "UNDERFLOW", "OVERFLOW", "INFINITE", "INVALID", "FLAG_NAMES",
@@ -50,9 +51,6 @@ INEXACT, UNDERFLOW, OVERFLOW, INFINITE, INVALID = 0x01, 0x02, 0x04, 0x08, 0x10
 FLAG_NAMES = {INEXACT: "inexact", UNDERFLOW: "underflow", OVERFLOW: "overflow", INFINITE: "infinite",
               INVALID: "invalid"}
 _TININESS = ("after", "before")
-# rounding mode -> small int for the kernel
-_MODE_ID = {RoundMode.NEAREST_EVEN: 0, RoundMode.NEAREST_AWAY: 1, RoundMode.TOWARD_ZERO: 2,
-            RoundMode.UP: 3, RoundMode.DOWN: 4, RoundMode.STOCHASTIC: 5}
 
 
 @njit(cache=True)
@@ -228,7 +226,7 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
         snan = signaling_nan_mask(part) if np.isnan(wide).any() else _NO_NAN
         _flags_kernel(wide.view(np.uint64), snan, flat_out[lo:lo + chunk], fmt.man_bits, fmt.emin, fmt.emax,
                       (1 << fmt.man_bits) | fmt.max_mantissa, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
-                      fmt.has_nan, _MODE_ID[mode], tininess == "after")
+                      fmt.has_nan, MODE_CODES[mode.value], tininess == "after")
     return out
 
 
