@@ -10,15 +10,15 @@ Named recipes (:func:`get_recipe`):
 
 ================== ==============================================================================
 ``fp32``            no quantization (float32 everywhere, BLAS accumulation)
-``paper-e5m2``      Mellempudi et al. 2019 (SPEC.md §0, §8.2): E5M2 for weights, activations,
+``paper-e5m2``      Mellempudi et al. 2019 (docs/recipes.md): E5M2 for weights, activations,
                     outputs (RNE) and errors, input gradients, weight gradients (stochastic);
                     FP32 accumulation; FP16 master weights written back with SR; enhanced loss
                     scaling (initial 2^13, floor 2^7 -- S2FP8's reproduction needed ~100 on CIFAR
-                    ResNets, SPEC §3.4; raise the floor with ``replace(scaler=...)``); first conv
+                    ResNets; the paper's constants are not published; raise the floor with ``replace(scaler=...)``); first conv
                     and last FC exempt
 ``hfp8``            Sun et al. 2019: forward E4M3 with bias 11 -- we use ``e4m3b11fnuz`` (max 30,
                     min subnormal 2^-13, the ml_dtypes/XLA format; HFP8's exact special-value
-                    convention is unverified, SPEC §7.3), saturating RNE; backward E5M2 SR;
+                    convention is not published), saturating RNE; backward E5M2 SR;
                     FP32 accumulation (the paper's FP16 chunked accumulation is
                     ``replace(accumulator=lowp(...))``); dynamic loss scaling; FP32 master
 ``ocp-fp8``         Micikevicius et al. 2022 / OCP: E4M3FN forward, E5M2 backward, per-tensor

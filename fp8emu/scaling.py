@@ -1,7 +1,7 @@
 """Tensor scaling: power-of-two scales (per tensor, per channel), delayed scaling with an amax
 history (the rule the training engine uses), and OCP Microscaling (MX v1.0) block scaling.
 
-Conventions (SPEC.md §6.8).  A *scale* here is always the **dequantization** factor:
+Conventions (docs/spec.md, "Scaling conventions").  A *scale* here is always the **dequantization** factor:
 ``x ~ scale * q`` with ``q = quantize(x / scale, fmt)`` (TransformerEngine calls it
 ``scale_inv``; its ``scale`` is ``1 / scale``).  Scales are powers of two, so dividing and
 multiplying by them is exact (in float64; only float32 overflow/underflow could round), and
@@ -11,7 +11,7 @@ amax-based choice: the smallest power of two ``s`` with ``amax / s <= fmt.max``,
 ``2^margin``.  ``amax == 0`` gives ``s = 1``; per-tensor and per-channel scales of a NaN/Inf
 amax are 1; :class:`DelayedScaling` states its own rule (first step, NaN/Inf amaxes).
 
-MX (OCP Microscaling Formats v1.0, SPEC.md §7.6 and §8.3): blocks of 32 consecutive elements
+MX (OCP Microscaling Formats v1.0): blocks of 32 consecutive elements
 along one axis share an E8M0 scale ``X = 2^e``::
 
     amax == 0        -> e = -127 (the smallest scale; all elements are zero)

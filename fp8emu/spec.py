@@ -1,4 +1,4 @@
-"""The executable spec: a slow, exact scalar quantizer (SPEC.md §8.1) in Python ints/Fractions.
+"""The executable spec: a slow, exact scalar quantizer in Python ints/Fractions (docs/spec.md states the rule).
 
 Nothing here shares code with the Numba kernels (``_kernels.py``); tests hold the two to
 bit equality.  Every value is handled as an exact rational, so there is exactly one

@@ -437,7 +437,7 @@ def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
 
 @dataclass(frozen=True)
 class LowPrecisionAccumulator(Accumulator):
-    """Chunked accumulation in a low-precision format (Wang et al. 2018, SPEC.md §7.2).
+    """Chunked accumulation in a low-precision format (Wang et al. 2018, NeurIPS).
 
     Per output element, with exact products ``p_k`` (float64: exact for operands of at most
     24 significand bits)::

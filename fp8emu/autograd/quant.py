@@ -4,7 +4,7 @@ A :class:`QuantSpec` says how one tensor class is rounded (format, rounding, sat
 random bits, scaling).  A :class:`LayerQuant` is what one Conv2d/Linear layer carries: a spec
 (or ``None`` = keep float32) per tensor class, the accumulator of its GEMMs, and the seed
 material of stochastic rounding.  Recipes (:mod:`fp8emu.recipes`) build them; the ops in
-:mod:`fp8emu.autograd.ops` apply them (SPEC.md §8.2).
+:mod:`fp8emu.autograd.ops` apply them through :mod:`fp8emu.autograd.qgemm`.
 
 Tensor classes (the names of the paper and of the authors' toolkit):
 
