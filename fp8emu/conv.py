@@ -117,7 +117,21 @@ class _Geometry:
 
 def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
                         groups: int = 1) -> tuple[int, int, int, int]:
-    """Return the NCHW output shape of :func:`conv2d` (validating the arguments)."""
+    """Return the NCHW output shape of :func:`conv2d` (validating the arguments).
+
+    Args:
+        x_shape: input shape (N, C, H, W).
+        w_shape: weight shape (O, C/groups, KH, KW).
+        stride, padding, dilation: ints or ``(h, w)`` pairs.
+        groups: channel groups.
+
+    Returns:
+        ``(N, O, OH, OW)``.
+
+    Raises:
+        ValueError: shapes or arguments that do not fit together.
+        TypeError: stride/padding/dilation not an int or a pair of ints.
+    """
     return _Geometry(x_shape, w_shape, stride, padding, dilation, groups).out_shape
 
 
@@ -274,6 +288,14 @@ def im2col(x: npt.ArrayLike, kernel_size, *, stride=1, padding=0, dilation=1) ->
 
     ``conv2d(x, w)`` with one group equals ``im2col(x, ...) @ w.transpose(2, 3, 1, 0).reshape(-1, O)``
     with the rows reshaped to (N, OH, OW, O).
+
+    Args:
+        x: float array (N, C, H, W).
+        kernel_size: an int or a ``(KH, KW)`` pair.
+        stride, padding, dilation: ints or ``(h, w)`` pairs.
+
+    Returns:
+        float32 (N*OH*OW, KH*KW*C).
     """
     x, _ = prepare_operand(x, None, "x", "nearest_even", False, None, 0, 0)
     kh, kw = as_pair(kernel_size, "kernel_size", 1)

@@ -84,9 +84,24 @@ def prepare_operand(x: Any, fmt: Format | str | None, name: str, rounding: Round
                     quantized: bool = False) -> tuple[np.ndarray, Format | None]:
     """Return (C-contiguous float32 values exact in ``fmt``, the Format or None) for one operand.
 
-    The operand rule of :func:`matmul`, shared by :mod:`fp8emu.conv`.  Args as
-    :func:`matmul` names them; ``name`` is the operand's name in error messages, ``scale``
-    a checked power-of-two dequantization scale.  ``which`` offsets the stochastic-rounding stream (operand 0 uses ``stream``, operand 1
+    The operand rule of :func:`matmul`, shared by :mod:`fp8emu.conv`.
+
+    Args:
+        x: the operand: floats, or unsigned codes of ``fmt``.
+        fmt: its format (None: plain float32 values).
+        name: the operand's name in error messages.
+        rounding, saturate, seed, stream: the quantization, as :func:`matmul` takes them.
+        which: the operand's stream offset (below).
+        scale: a checked power-of-two dequantization scale, or None.
+        quantized: ``x`` already holds values of ``fmt`` (no rounding pass).
+
+    Returns:
+        ``(values, fmt)``: C-contiguous float32 values and the Format (or None).
+
+    Raises:
+        TypeError: a dtype that does not fit ``fmt``.
+
+    ``which`` offsets the stochastic-rounding stream (operand 0 uses ``stream``, operand 1
     ``stream + 1``, the output ``stream + 2``) so the operands draw independent bits.
     ``quantized=True`` takes float values as already exact in ``fmt`` (skips the rounding pass).
     """

@@ -126,7 +126,7 @@ class DynamicScaler(LossScaler):
 
 
 class EnhancedScaler(DynamicScaler):
-    """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (Mellempudi et al. 2019; our reconstruction, docs/recipes.md).
+    """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (as docs/recipes.md reconstructs it).
 
     The floor is a non-decreasing piecewise-constant function of the step count: ``floor``
     is a number, a sequence of ``(first_step, floor)`` pairs, or a callable ``step -> floor``.

@@ -105,18 +105,33 @@ class Recipe:
     description: str = ""
 
     def specs(self) -> dict[str, QuantSpec | None]:
+        """Tensor class -> its QuantSpec (None: float32), in :data:`TENSOR_CLASSES` order."""
         return {c: getattr(self, c) for c in TENSOR_CLASSES}
 
     @property
     def quantizes(self) -> bool:
+        """Whether any tensor class is quantized."""
         return any(s is not None for s in self.specs().values())
 
     def replace(self, **changes: Any) -> "Recipe":
-        """A copy with some fields changed (e.g. ``replace(exempt=())``)."""
+        """A copy with some fields changed (e.g. ``replace(exempt=())``).
+
+        Args:
+            **changes: field names and their new values.
+
+        Returns:
+            The new recipe.
+        """
         return dataclasses.replace(self, **changes)
 
     def exempt_names(self, model: Module) -> set[str]:
         """Names of the GEMM layers this recipe keeps in float32.
+
+        Args:
+            model: the model whose Conv2d/Linear layers are matched.
+
+        Returns:
+            The module names.
 
         Raises:
             ValueError: an exempt entry names no GEMM layer of the model.
@@ -150,7 +165,17 @@ class Recipe:
         """Attach this recipe's LayerQuant to every Conv2d/Linear of ``model``; return them by name.
 
         Exempt layers get a LayerQuant without specs (float32 operands, same accumulator), or
-        None when the recipe has no accumulator.  ``seed`` overrides the recipe's seed.
+        None when the recipe has no accumulator.
+
+        Args:
+            model: the model to quantize (its Conv2d/Linear layers get ``.quant``).
+            seed: the stochastic-rounding seed; None keeps the recipe's.
+
+        Returns:
+            Layer name -> its LayerQuant (or None).
+
+        Raises:
+            ValueError: the accumulator cannot take the recipe's formats, or a bad exempt entry.
         """
         exempt = self.exempt_names(model)
         seed = self.seed if seed is None else int(seed)
@@ -195,6 +220,15 @@ class Recipe:
         The stochastic write-back uses the seed ``2 * seed + 1`` (``seed`` defaults to the
         recipe's), so its random bits never coincide with the layers' (which use ``seed``).
 
+        Args:
+            params: the parameters to optimize.
+            optimizer: ``"sgd"``, ``"adam"``, ``"adamw"`` or an Optimizer class.
+            seed: the recipe seed (None: the recipe's).
+            **kw: the optimizer's arguments (``lr``, ``momentum``, ...).
+
+        Returns:
+            The optimizer.
+
         Raises:
             ValueError: unknown optimizer name.
         """
@@ -210,13 +244,27 @@ class Recipe:
         return 2 * (self.seed if seed is None else int(seed)) + 1
 
     def make_scaler(self) -> LossScaler:
+        """A fresh loss scaler of this recipe."""
         return self.scaler()
 
     def state_dict(self, model: Module) -> dict[str, Any]:
-        """The per-layer state (SR step counters, amax histories) of the model's attached layers."""
+        """The per-layer state (SR step counters, amax histories) of the model's attached layers.
+
+        Args:
+            model: a model this recipe was applied to.
+
+        Returns:
+            Layer name -> :meth:`LayerQuant.state_dict`.
+        """
         return {name: layer.quant.state_dict() for name, layer in gemm_layers(model) if layer.quant is not None}
 
     def load_state_dict(self, model: Module, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into the layers of ``model`` (after :meth:`apply`).
+
+        Args:
+            model: the model.
+            state: what :meth:`state_dict` returned.
+        """
         for name, layer in gemm_layers(model):
             if layer.quant is not None and name in state:
                 layer.quant.load_state_dict(state[name])
@@ -236,13 +284,26 @@ RECIPES: dict[str, Recipe] = {}
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    """Add a recipe to the registry under ``recipe.name`` (replacing one of the same name)."""
+    """Add a recipe to the registry under ``recipe.name`` (replacing one of the same name).
+
+    Args:
+        recipe: the recipe.
+
+    Returns:
+        ``recipe``.
+    """
     RECIPES[recipe.name] = recipe
     return recipe
 
 
 def get_recipe(name: str | Recipe) -> Recipe:
     """The named recipe (or the recipe itself).
+
+    Args:
+        name: a registered name (see :data:`RECIPES`) or a Recipe.
+
+    Returns:
+        The recipe.
 
     Raises:
         ValueError: unknown name (the message lists the registered ones).

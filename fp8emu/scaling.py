@@ -56,8 +56,20 @@ __all__ = [
 def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> float:
     """The smallest power of two ``s`` with ``amax / s <= fmt.max``, times ``2^margin``.
 
-    Returns 1.0 for ``amax == 0``; raises for a negative or non-finite amax (callers decide
-    what a NaN/Inf amax means, see :class:`DelayedScaling`).  Exact: no logarithms.
+    Exact: no logarithms.
+
+    Args:
+        amax_value: the largest magnitude to represent (>= 0, finite).
+        fmt: the target format (Format or name).
+        margin: extra power-of-two headroom (the result is multiplied by ``2^margin``).
+
+    Returns:
+        The scale (1.0 for ``amax == 0``).
+
+    Raises:
+        ValueError: a negative or non-finite amax (callers decide what a NaN/Inf amax means,
+            see :class:`DelayedScaling`).
+        TypeError: a non-int ``margin``.
     """
     fmt = get_format(fmt)
     a = float(amax_value)
@@ -92,7 +104,17 @@ def all_powers_of_two(values: npt.ArrayLike) -> bool:
 def amax(x: npt.ArrayLike, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
     """max |x| over all axes except ``axis`` (kept, with keepdims) -- or over everything for ``axis=None``.
 
-    NaN anywhere in a reduction gives NaN (np.max semantics).
+    NaN anywhere in a reduction gives NaN (np.max semantics); an empty array has amax 0.
+
+    Args:
+        x: float array.
+        axis: the kept (channel) axis or axes; None reduces everything.
+
+    Returns:
+        A 0-d array (``axis=None``) or an array with ``x``'s dimensions, extent 1 except along ``axis``.
+
+    Raises:
+        TypeError: ``x`` is not a float array.
     """
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
@@ -112,6 +134,15 @@ def amax_scale(x: npt.ArrayLike, fmt: Format | str, *, axis: int | tuple[int, ..
     For a matmul ``a (M, K) @ b (K, N)``: per-row ``amax_scale(a, f, axis=0)`` is (M, 1),
     per-column ``amax_scale(b, f, axis=1)`` is (1, N) -- the shapes ``matmul`` accepts.
     Channels whose amax is NaN/Inf get scale 1.
+
+    Args:
+        x: float array.
+        fmt: the target format (Format or name).
+        axis: the channel axis (or axes) that keep their own scale; None for one scale.
+        margin: extra power-of-two headroom.
+
+    Returns:
+        float64 scales, powers of two.
     """
     am = np.asarray(amax(x, axis), dtype=np.float64)
     out = np.ones_like(am)
@@ -126,6 +157,20 @@ def scaled_quantize(x: npt.ArrayLike, fmt: Format | str, scale: Any, *, rounding
     """``quantize(x / scale, fmt)`` (float64 division: exact for power-of-two scales), as float32.
 
     The dequantized tensor is ``scale * result`` (exact in float64).
+
+    Args:
+        x: float array.
+        fmt: the target format (Format or name).
+        scale: positive powers of two, broadcastable to ``x`` (e.g. from :func:`amax_scale`).
+        rounding: rounding mode (RoundMode or name).
+        saturate: clamp overflow to +-max.
+        seed, stream: stochastic rounding (see :func:`fp8emu.quantize`).
+
+    Returns:
+        float32 values of ``fmt``.
+
+    Raises:
+        ValueError: a scale that is not a positive finite power of two.
     """
     s = np.asarray(scale, dtype=np.float64)
     if not all_powers_of_two(s):
@@ -208,7 +253,11 @@ class DelayedScaling:
         return pow2_scale(ref, self.fmt, margin=self.margin) if math.isfinite(ref) else 1.0
 
     def record(self, amax_value: float) -> None:
-        """Append an amax to the history without quantizing anything (NaN/Inf are ignored)."""
+        """Append an amax to the history without quantizing anything (NaN/Inf are ignored).
+
+        Args:
+            amax_value: max |x| of a tensor.
+        """
         a = float(amax_value)
         if math.isfinite(a):
             self._history.append(a)
@@ -236,7 +285,11 @@ class DelayedScaling:
         return list(self._history)
 
     def load_state_dict(self, history: list[float]) -> None:
-        """Restore a history saved by :meth:`state_dict` (only the last ``history_len`` entries are kept)."""
+        """Restore a history saved by :meth:`state_dict` (only the last ``history_len`` entries are kept).
+
+        Args:
+            history: amaxes, oldest first.
+        """
         self._history = deque((float(a) for a in history), maxlen=int(self.history_len))
 
 
@@ -334,13 +387,23 @@ class MXTensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of the quantized tensor (of ``elements``)."""
         return self.elements.shape
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions of the quantized tensor."""
         return self.elements.ndim
 
     def dequantize(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+        """:func:`mx_dequantize` of this tensor.
+
+        Args:
+            dtype: the result's float dtype.
+
+        Returns:
+            The values, shaped like ``elements``.
+        """
         return mx_dequantize(self, dtype=dtype)
 
 
@@ -447,6 +510,17 @@ def mx_dequantize(mx: MXTensor, *, dtype: npt.DTypeLike = np.float32) -> np.ndar
 
     Computed in float64 (exact); the cast to float32 is exact unless a value leaves float32's
     range (possible only for hand-made codes), where it rounds/overflows as a float32 cast does.
+
+    Args:
+        mx: an :class:`MXTensor`.
+        dtype: the result's float dtype.
+
+    Returns:
+        The values, shaped like ``mx.elements``.
+
+    Raises:
+        TypeError: ``mx`` is not an MXTensor.
+        ValueError: scales that do not match the elements' blocks.
     """
     if not isinstance(mx, MXTensor):
         raise TypeError(f"mx must be an MXTensor, got {type(mx).__name__}")

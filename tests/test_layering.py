@@ -68,6 +68,18 @@ def test_imports_flow_one_way(path):
             assert side(mod) == side(target), f"{mod} and fp8emu.{target}: training and verification stay apart"
 
 
+def test_design_doc_states_these_layers():
+    """docs/design.md's table names every layer's modules with the numbers used here."""
+    import re
+    table = (PKG.parent / "docs" / "design.md").read_text().split("## Contracts")[0]
+    stated = {}
+    for row in re.finditer(r"^\| (\d) [^|]*\| ([^|]*)\|", table, re.M):
+        for name in re.findall(r"`([A-Za-z_]+)(?:\.py|/)`", row[2]):
+            if (PKG / f"{name}.py").exists() or (PKG / name).is_dir():   # top-level modules, not submodules
+                stated[name] = int(row[1])
+    assert stated == LAYERS, f"docs/design.md says {stated}, tests/test_layering.py says {LAYERS}"
+
+
 def test_package_never_imports_tests_or_benchmarks():
     for path in PKG.rglob("*.py"):
         text = path.read_text()

@@ -37,6 +37,7 @@ class Accumulator(abc.ABC):
 
     @property
     def name(self) -> str:
+        """A short display name (reports, error messages)."""
         return type(self).__name__
 
     @abc.abstractmethod

@@ -126,12 +126,25 @@ class CublasLtSplitRule:
         return by_mn
 
     def is_measured(self, M: int, N: int, K: int) -> bool:
-        """Whether the table holds this shape."""
+        """Whether the table holds this shape.
+
+        Args:
+            M, N, K: the GEMM's shape.
+        """
         return (M, N, K) in self._lookup
 
     def splits(self, M: int, N: int, K: int, fast_accum: bool = False, a_fmt: str = "e4m3fn",
                b_fmt: str = "e4m3fn") -> int:
-        """numSplitsK for an (M, K) x (K, N) product (the same in both modes wherever measured)."""
+        """numSplitsK for an (M, K) x (K, N) product (the same in both modes wherever measured).
+
+        Args:
+            M, N, K: the GEMM's shape.
+            fast_accum: cuBLASLt's fast-accumulation mode.
+            a_fmt, b_fmt: the operand format names (some shapes split differently per format).
+
+        Returns:
+            The number of K splits.
+        """
         for m, n, k, fa, fb, s in self.format_overrides:
             if (m, n, k, fa, fb) == (M, N, K, str(a_fmt), str(b_fmt)):
                 return s
@@ -166,6 +179,14 @@ def split_ranges(K: int, split_k: int, granule: int = 128) -> list[tuple[int, in
     Measured with the boundary probes (``h200_inputs.boundary_probe``): K = 16384 with 6 splits
     gives boundaries 2816, 5632, 8448, 11264, 14080.  Fewer ranges come out when the rounding up
     leaves nothing for the last ones.
+
+    Args:
+        K: the reduction length.
+        split_k: the number of splits.
+        granule: split boundaries fall on multiples of this.
+
+    Returns:
+        ``[(lo, hi), ...]`` in order.
     """
     if split_k < 1 or granule < 1:
         raise ValueError(f"split_k={split_k} and granule={granule} must be >= 1")
@@ -236,10 +257,19 @@ class NvidiaHopperFP8(Accumulator):
 
     @property
     def fast_accum(self) -> bool:
+        """Whether this is cuBLASLt's fast accumulation (no FP32 promotion)."""
         return self.promotion_interval is None
 
     def splits_for_formats(self, M: int, N: int, K: int, a_fmt: Format, b_fmt: Format) -> int:
-        """The split count used for an (M, K) x (K, N) product of these operand formats."""
+        """The split count used for an (M, K) x (K, N) product of these operand formats.
+
+        Args:
+            M, N, K: the GEMM's shape.
+            a_fmt, b_fmt: the operand formats.
+
+        Returns:
+            ``split_k`` when set, else the split rule's count for this shape.
+        """
         if self.split_k is not None:
             return self.split_k
         return self.split_rule.splits(M, N, K, self.fast_accum, a_fmt.name, b_fmt.name)

@@ -230,6 +230,7 @@ class Fp32Blocked(_Fp32Accumulator):
 
     @property
     def name(self) -> str:
+        """``fp32_blocked(B)``."""
         return f"fp32_blocked({self.block})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
@@ -302,7 +303,14 @@ fp32_pairwise = Fp32Pairwise()
 
 
 def fp32_blocked(block: int = 32) -> Fp32Blocked:
-    """Return the blocked float32 accumulator with blocks of ``block`` products."""
+    """Return the blocked float32 accumulator with blocks of ``block`` products.
+
+    Args:
+        block: products per block (>= 1).
+
+    Returns:
+        An :class:`Fp32Blocked`.
+    """
     return Fp32Blocked(block)
 
 
@@ -491,6 +499,7 @@ class LowPrecisionAccumulator(Accumulator):
 
     @property
     def name(self) -> str:
+        """``lowp(fmt, chunk=C, rounding)``."""
         return f"lowp({self.fmt.name}, chunk={self.chunk}, {self.rounding.value})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None, seed=None, stream=None, index0=0):
@@ -535,5 +544,15 @@ class LowPrecisionAccumulator(Accumulator):
 
 def lowp(fmt: Format | str, chunk: int = 64, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, **kw
          ) -> LowPrecisionAccumulator:
-    """Return a :class:`LowPrecisionAccumulator` (e.g. ``lowp("float16", 64)``, ``lowp("bfloat16", 32, "sr")``)."""
+    """Return a :class:`LowPrecisionAccumulator` (e.g. ``lowp("float16", 64)``, ``lowp("bfloat16", 32, "sr")``).
+
+    Args:
+        fmt: the accumulator format (Format or name).
+        chunk: chunk length C >= 1.
+        rounding: rounding mode of every accumulation step (RoundMode or name).
+        **kw: ``saturate``, ``seed``, ``stream``, ``sr_bits`` (see the class).
+
+    Returns:
+        The accumulator.
+    """
     return LowPrecisionAccumulator(get_format(fmt), chunk, RoundMode.parse(rounding), **kw)

@@ -127,6 +127,7 @@ class QuantSpec:
 
     @property
     def stochastic(self) -> bool:
+        """Whether the rounding is stochastic."""
         return self.rounding is RoundMode.STOCHASTIC
 
     def __str__(self) -> str:
