@@ -306,5 +306,5 @@ def test_every_kernel_is_checked_against_an_oracle():
     import re
     kernels = re.findall(r"@numba\.njit[^\n]*\ndef (_\w+)", inspect.getsource(K))
     tests = pathlib.Path(__file__).read_text()
-    assert kernels and all(f"K.{name}(" in tests for name in kernels), \
-        [name for name in kernels if f"K.{name}(" not in tests]
+    unchecked = [name for name in kernels if not re.search(rf"K\.{name}\b", tests.split("def test_every_kernel")[0])]
+    assert kernels and not unchecked, unchecked
