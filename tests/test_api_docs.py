@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: Modules whose public API is held to the Args:/docstring rule.
 CHECKED = ["fp8emu.gemm", "fp8emu.conv", "fp8emu.scaling", "fp8emu.accumulators.base",
-           "fp8emu.accumulators.software", "fp8emu.accumulators.nvidia", "fp8emu.recipes", "fp8emu.autograd.qgemm"]
+           "fp8emu.accumulators.software", "fp8emu.accumulators.nvidia", "fp8emu.recipes", "fp8emu.autograd.qgemm", "fp8emu.autograd.ops"]
 
 
 def _public(mod):
