@@ -28,7 +28,7 @@ from numba.core import config as _numba_config
 from . import _cuda_kernels, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
-from .quantize import SUPPORTED_DTYPES, _INPUTS, _deep_limit, _float_dtype, _lut, _params, _params_f32, _resolve
+from .quantize import _INPUTS, _deep_limit, _float_dtype, _lut, _params, _params_f32, _resolve
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
@@ -117,11 +117,11 @@ def _input_kind(arr, x_dtype, argname: str = "x") -> tuple[str, tuple]:
     if x_dtype is None:
         if dt.kind != "f" or dt.name not in _INPUTS:
             raise TypeError(f"{argname} has dtype {dt}; allowed: float16, float32, float64, or the bits of one of "
-                            f"{', '.join(SUPPORTED_DTYPES)} as an unsigned array with x_dtype= naming it")
+                            f"{', '.join(_INPUTS)} as an unsigned array with x_dtype= naming it")
         return dt.name, _INPUTS[dt.name]
     name = x_dtype if isinstance(x_dtype, str) else getattr(np.dtype(x_dtype), "name", str(x_dtype))
     if name not in _INPUTS:
-        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(SUPPORTED_DTYPES)}")
+        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(_INPUTS)}")
     info = _INPUTS[name]
     if dt.itemsize != np.dtype(info[3]).itemsize or dt.kind not in "uif":
         raise TypeError(f"{argname} has dtype {dt}, which cannot hold {name} bits; pass a "
