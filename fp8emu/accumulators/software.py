@@ -42,7 +42,7 @@ import numpy as np
 from .. import _kernels
 from ..format import Format, RoundMode
 from ..formats import get_format
-from ..quantize import _INPUTS, _lut, _params, _resolve
+from ..quantize import kernel_arguments
 from .base import Accumulator
 
 __all__ = [
@@ -433,13 +433,10 @@ _NEAREST = (RoundMode.NEAREST_EVEN, RoundMode.NEAREST_AWAY)
 
 
 def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
-    """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64 values of the codes).
-
-    The one place that knows the rounding layer's private kernel interface.
-    """
-    fmt, mode, saturate, (key_base, key0), r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    prm = _params(_INPUTS["float64"], fmt, mode, saturate, r)
-    return prm, key_base, key0, _lut(fmt, np.dtype(np.float64)).view(np.float64)
+    """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64 values of the codes)."""
+    args = kernel_arguments(fmt, np.float64, rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits,
+                            stream=stream)
+    return args.params, args.keys.base, args.keys.key0, args.values
 
 
 
