@@ -76,6 +76,9 @@ def get_format(fmt: Format | str) -> Format:
     IEEE-like, ``fn`` puts NaN at the all-ones code, ``fnuz`` at ``0x80``, ``fnu`` is unsigned
     and finite.
 
+    Args:
+        fmt: a Format (returned as it is) or a name.
+
     Raises:
         ValueError: unknown or malformed name, or fields that describe no format.
         TypeError: ``fmt`` is neither a Format nor a str.
