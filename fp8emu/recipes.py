@@ -141,6 +141,9 @@ class Recipe:
     def exempt_among(self, layers: list[str]) -> set[str]:
         """Which of ``layers`` (GEMM layer names, first to last) this recipe keeps in float32.
 
+        Args:
+            layers: the model's GEMM layer names in order.
+
         Raises:
             ValueError: an exempt entry names none of ``layers`` or is out of range.
         """
@@ -240,7 +243,11 @@ class Recipe:
                          seed=self.master_seed(seed), **kw)
 
     def master_seed(self, seed: int | None = None) -> int:
-        """The seed of the master-weight write-back: ``2 * seed + 1`` (``seed`` defaults to the recipe's)."""
+        """The seed of the master-weight write-back: ``2 * seed + 1`` (``seed`` defaults to the recipe's).
+
+        Args:
+            seed: the recipe seed (None: the recipe's).
+        """
         return 2 * (self.seed if seed is None else int(seed)) + 1
 
     def make_scaler(self) -> LossScaler:

@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Modules whose public API is held to the Args:/docstring rule.
 CHECKED = ["fp8emu.format", "fp8emu.formats", "fp8emu.gemm", "fp8emu.conv", "fp8emu.scaling", "fp8emu.accumulators.base",
            "fp8emu.accumulators.software", "fp8emu.accumulators.nvidia", "fp8emu.recipes", "fp8emu.autograd.qgemm", "fp8emu.autograd.ops",
+           "fp8emu.autograd.tensor", "fp8emu.autograd.function",
            "fp8emu.testing", "fp8emu.verify.check", "fp8emu.verify.vectors", "fp8emu.verify.dot", "fp8emu.verify.flags",
            "fp8emu.verify.crosscheck"]
 
