@@ -569,6 +569,7 @@ class NVFP4Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of the quantized tensor (of ``elements``)."""
         return self.elements.shape
 
     @property
@@ -578,6 +579,11 @@ class NVFP4Tensor:
             return _F32(1.0) / _F32(self.tensor_scale)
 
     def dequantize(self, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+        """:func:`nvfp4_dequantize` of this tensor.
+
+        Args:
+            dtype: the result's float dtype.
+        """
         return nvfp4_dequantize(self, dtype=dtype)
 
 
@@ -691,6 +697,10 @@ def nvfp4_dequantize(t: NVFP4Tensor, *, dtype: npt.DTypeLike = np.float32) -> np
     the one rounding.  (NVIDIA's GEMMs apply the two tensors' factor as
     ``alpha = amax_a * amax_b / (448 * 6)^2`` instead of ``S_dec_a * S_dec_b``; the two agree
     up to float32 rounding.)
+
+    Args:
+        t: an :class:`NVFP4Tensor`.
+        dtype: the result's float dtype.
 
     Raises:
         TypeError: ``t`` is not an NVFP4Tensor.

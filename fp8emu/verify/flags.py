@@ -169,6 +169,9 @@ def signaling_nan_mask(x: np.ndarray) -> np.ndarray:
 
     Read from the source bits: NumPy's float conversions quiet signaling NaNs, so this must be
     decided before any cast.
+
+    Args:
+        x: a float array.
     """
     x = np.asarray(x)
     _check_source(x)
@@ -294,12 +297,20 @@ def _stochastic_overflow(x: np.ndarray, fmt: Format, codes: np.ndarray, kw: dict
 
 
 def flag_counts(flags: np.ndarray) -> dict[str, int]:
-    """How many elements raised each flag: ``{"inexact": n, "underflow": n, "overflow": n, "invalid": n}``."""
+    """How many elements raised each flag: ``{"inexact": n, "underflow": n, "overflow": n, "invalid": n}``.
+
+    Args:
+        flags: uint8 flags per element.
+    """
     flags = np.asarray(flags)
     return {name: int(np.count_nonzero(flags & bit)) for bit, name in FLAG_NAMES.items() if bit != INFINITE}
 
 
 def flag_names(flags: int) -> str:
-    """``"inexact|underflow"`` style text for one flags value (``"-"`` for none)."""
+    """``"inexact|underflow"`` style text for one flags value (``"-"`` for none).
+
+    Args:
+        flags: one flags value.
+    """
     names = [name for bit, name in FLAG_NAMES.items() if flags & bit]
     return "|".join(names) if names else "-"
