@@ -15,6 +15,9 @@ Checks (each writes its numbers into the JSON as soon as it ends, so a cut-off r
 * ``presets``: every preset x rounding mode on 2^24 random float32 inputs (half random bit
   patterns: NaN payloads, Inf, subnormals; half values spread over the format's range),
   encode and quantize, against the CPU; float16, bfloat16 and float64 inputs on 2^22.
+* ``torch``: the ``fp8emu.torch`` operators on CUDA tensors against CPU tensors (encode,
+  quantize, decode; six formats, four dtypes, three modes) and one layer's quantized weights,
+  activations and SR-quantized error (``fake_quant``) from the same values on both devices.
 * ``bench``: quantize float32 -> e4m3fn -> float32 of 1 GiB (RNE and stochastic) and encode,
   against ``torch.Tensor.copy_`` of the same bytes and PyTorch's native
   ``.to(torch.float8_e4m3fn).to(torch.float32)``, all in this run; CUDA events around
@@ -203,6 +206,65 @@ def check_presets(res, n32: int, n_other: int, names=None) -> None:
                                 "elements_float32": n32, "elements_other": n_other, "rows": rows})
 
 
+_LAYER_DEVICES = ("cpu", "cuda")
+
+
+def check_torch(res, n: int) -> None:
+    """fp8emu.torch operators on CUDA tensors against the same operators on CPU tensors, and one
+    layer's quantized operands and quantized error (fake_quant forward + SR gradient)."""
+    import torch
+    import fp8emu.torch as ft
+    from fp8emu.autograd import QuantSpec
+
+    gen = torch.Generator().manual_seed(14)
+    rows = []
+
+    def same(name, a, b):
+        a, b = a.detach().cpu().contiguous(), b.detach().cpu().contiguous()
+        ok = a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a.view(torch.uint8), b.view(torch.uint8)))
+        rows.append({"case": name, "elements": a.numel(), "equal": ok})
+
+    for fmt in ("e5m2", "e4m3fn", "e4m3fnuz", "e2m1fn", "e8m0fnu", "bfloat16"):
+        for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            x = (torch.randn(n, generator=gen, dtype=torch.float64) * 2.0 ** torch.randint(-20, 20, (n,),
+                 generator=gen)).to(dt)
+            xc = x.cuda()
+            for mode in ("nearest_even", "stochastic", "toward_zero"):
+                kw = dict(rounding=mode, seed=5 if mode == "stochastic" else None, stream=-3)
+                c_cpu = ft.encode(x, fmt, **kw)
+                same(f"encode {fmt} {dt} {mode}", ft.encode(xc, fmt, **kw), c_cpu)
+                try:
+                    q_cpu = ft.quantize(x, fmt, **kw)
+                except ValueError:
+                    continue
+                same(f"quantize {fmt} {dt} {mode}", ft.quantize(xc, fmt, **kw), q_cpu)
+            if dt != torch.float16 or fmt not in ("e8m0fnu", "bfloat16"):      # float16 holds the rest
+                same(f"decode {fmt} -> {dt}", ft.decode(c_cpu.cuda(), fmt, dtype=dt), ft.decode(c_cpu, fmt, dtype=dt))
+    # one layer: weights and activations e5m2 RNE forward, the error e5m2 SR backward (paper-e5m2)
+    w = torch.randn(64, 128, generator=gen) * 0.05
+    a = torch.randn(32, 128, generator=gen)
+    g = torch.randn(32, 64, generator=gen) * 1e-6
+    outs = {}
+    for dev in _LAYER_DEVICES:
+        wd, ad = w.to(dev).requires_grad_(), a.to(dev).requires_grad_()
+        qw = ft.fake_quant(wd, "e5m2", QuantSpec("e5m2", "stochastic"), seed=11, stream=1)
+        qa = ft.fake_quant(ad, "e5m2", QuantSpec("e5m2", "stochastic"), seed=11, stream=2)
+        y = qa @ qw.t()
+        y.backward(g.to(dev))
+        outs[dev] = (qw, qa, wd.grad, ad.grad)
+    for k, name in enumerate(("weights e5m2 RNE", "activations e5m2 RNE")):
+        same(f"layer {name}", outs[_LAYER_DEVICES[1]][k], outs[_LAYER_DEVICES[0]][k])
+    # the errors reaching the layer's inputs are quantized by SR: compare the codes of the same
+    # upstream error (the matmul products themselves come from cuBLAS vs the CPU BLAS)
+    err = g @ w                                                   # the same float32 error on both
+    same("layer error e5m2 SR codes",
+         ft.encode(err.cuda(), "e5m2", rounding="stochastic", seed=11, stream=2),
+         ft.encode(err, "e5m2", rounding="stochastic", seed=11, stream=2))
+    bad = [r for r in rows if not r["equal"]]
+    _log(f"torch: {len(rows)} cases, {len(bad)} not equal: {bad[:5]}")
+    res.put("torch", {"cases": len(rows), "failed": bad, "rows": rows})
+
+
 def _time_cuda(fn, reps: int, trials: int = 5) -> float:
     """Median over ``trials`` of the GPU time per call of ``reps`` back-to-back calls (s)."""
     import torch
@@ -311,7 +373,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="", help="JSON file for the results (rewritten after each check)")
     ap.add_argument("--small", action="store_true", help="tiny sizes (a smoke test, e.g. on the CUDA simulator)")
-    ap.add_argument("--only", default="sweep,sr,presets,bench", help="comma-separated checks to run")
+    ap.add_argument("--only", default="sweep,sr,presets,torch,bench", help="comma-separated checks to run")
     ap.add_argument("--formats", default="", help="presets check: only these formats (comma-separated)")
     ap.add_argument("--workers", type=int, default=0,
                     help="run the presets check in this many subprocesses (formats split between them) while "
@@ -352,10 +414,13 @@ def main(argv=None) -> int:
                       set(filter(None, args.formats.split(","))))
     if procs:
         _collect_preset_workers(res, procs)
+    if "torch" in only and not fc.simulated():
+        check_torch(res, 1 << (10 if args.small else 20))
     if "bench" in only and not fc.simulated():
         bench(res, 28, 20)
     res.put("seconds", round(time.perf_counter() - t0, 1))
     failed = [r for r in res.get("sr", []) if r["mismatched_bytes"]] + res.get("presets", {}).get("failed", [])
+    failed += res.get("torch", {}).get("failed", [])
     if "sweep" in res and not args.small:
         failed += [k for k, v in res["sweep"].items() if not v["match"]]
     _log(f"done in {res['seconds']} s; failures: {failed}")

@@ -41,7 +41,7 @@ DEFAULTS: dict = {
     "data": None, "epochs": 1, "batch_size": 128, "eval_batch_size": 500, "lr": 0.1, "momentum": 0.9,
     "weight_decay": 5e-4, "schedule": "cosine", "warmup_epochs": 0, "seed": 0, "width": 64,
     "limit_train": None, "limit_test": None, "augment": True, "label_smoothing": 0.0, "threads": None,
-    "stats_every": 50,
+    "stats_every": 50, "backend": "numpy", "device": "cpu",
 }
 
 
@@ -141,6 +141,10 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
                    help="run directory (checkpoint.npz, metrics.jsonl, config.json)" +
                    ("; each recipe trains in DIR/RECIPE and the report goes to DIR" if compare else ""))
     g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
+    g.add_argument("--backend", choices=("numpy", "torch"), help="training engine: fp8emu's NumPy engine or "
+                   "PyTorch with fp8emu's recipes (fp8emu.torch; needs the torch extra); same data, models, recipes "
+                   "and metrics (default numpy)")
+    g.add_argument("--device", metavar="DEV", help="torch device of --backend torch (default cpu)")
     g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all; with "
                    "compare --jobs J: CPUs // J per run)")
     if compare:
@@ -177,10 +181,34 @@ def _config(args: argparse.Namespace, recipe: str, out: str) -> dict:
         raise argparse.ArgumentTypeError(f"--recipe: {exc.args[0] if exc.args else exc}") from None
     opts.pop("recipes")
     opts["recipe"] = recipe
+    _check_backend(opts)
     if opts["warmup_epochs"] >= opts["epochs"] and opts["warmup_epochs"]:
         raise argparse.ArgumentTypeError(f"--warmup-epochs ({opts['warmup_epochs']}) must be < --epochs "
                                          f"({opts['epochs']})")
     return {**opts, "out": out}
+
+
+def _check_backend(opts: dict) -> None:
+    """Refuse what a backend cannot run before anything is written."""
+    from .recipes import get_recipe
+
+    if opts["backend"] != "torch":
+        if opts["device"] != "cpu":
+            raise argparse.ArgumentTypeError(f"--device {opts['device']} needs --backend torch")
+        return
+    try:
+        import torch
+        import fp8emu.torch  # noqa: F401
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(f"--backend torch: {exc} (pip install 'fp8emu[torch]')") from None
+    try:
+        torch.device(opts["device"])
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"--device: {exc}") from None
+    recipe = get_recipe(opts["recipe"])
+    if recipe.accumulator is not None:
+        raise argparse.ArgumentTypeError(f"--backend torch: recipe {recipe.name} sums with {recipe.accumulator.name}; "
+                                         "PyTorch's GEMMs sum in float32 (use --backend numpy)")
 
 
 def _apply_threads(threads: int | None) -> None:
@@ -237,6 +265,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
                 return 130
     title = f"fp8emu: {' vs '.join(recipes)}"
+    if opts["backend"] != "numpy":
+        title += f" ({opts['backend']} backend on {opts['device']})"
     if args.seeds is not None:
         title += f", seeds {','.join(map(str, args.seeds))}"
     path = write_report([c["out"] for c in configs], out, title=title)

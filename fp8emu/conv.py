@@ -35,9 +35,9 @@ import numpy.typing as npt
 
 from .accumulators import Accumulator, Fp32Blas
 from .format import Format
-from .gemm import _check_accumulator, _matmul_2d, _prepare_operand
+from .gemm import prepare_operand, resolve_accumulator
 
-__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_output_shape", "im2col"]
+__all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_output_shape", "im2col", "as_pair"]
 
 _F32 = np.float32
 _scratch = threading.local()   # per Python thread: concurrent convs in two threads do not share buffers
@@ -54,7 +54,21 @@ def _buffer(key: str, shape: tuple[int, ...]) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+def as_pair(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
+    """A stride/padding/dilation argument as an ``(h, w)`` pair of ints.
+
+    Args:
+        value: an int (both dimensions) or a pair of ints.
+        name: the argument's name, for error messages.
+        minimum: the smallest allowed value (1 for stride and dilation, 0 for padding).
+
+    Returns:
+        ``(h, w)``.
+
+    Raises:
+        TypeError: not an int or a pair of ints.
+        ValueError: a value below ``minimum``.
+    """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
@@ -80,9 +94,9 @@ class _Geometry:
         self.n, self.c, self.h, self.w = (int(v) for v in x_shape)
         self.o, self.cg, self.kh, self.kw = (int(v) for v in w_shape)
         self.groups = int(groups)
-        self.sh, self.sw = _pair(stride, "stride", 1)
-        self.ph, self.pw = _pair(padding, "padding", 0)
-        self.dh, self.dw = _pair(dilation, "dilation", 1)
+        self.sh, self.sw = as_pair(stride, "stride", 1)
+        self.ph, self.pw = as_pair(padding, "padding", 0)
+        self.dh, self.dw = as_pair(dilation, "dilation", 1)
         if self.c != self.cg * self.groups:
             raise ValueError(f"x has {self.c} channels but w expects {self.cg} per group x groups={self.groups}")
         if self.o % self.groups:
@@ -103,7 +117,21 @@ class _Geometry:
 
 def conv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
                         groups: int = 1) -> tuple[int, int, int, int]:
-    """Return the NCHW output shape of :func:`conv2d` (validating the arguments)."""
+    """Return the NCHW output shape of :func:`conv2d` (validating the arguments).
+
+    Args:
+        x_shape: input shape (N, C, H, W).
+        w_shape: weight shape (O, C/groups, KH, KW).
+        stride, padding, dilation: ints or ``(h, w)`` pairs.
+        groups: channel groups.
+
+    Returns:
+        ``(N, O, OH, OW)``.
+
+    Raises:
+        ValueError: shapes or arguments that do not fit together.
+        TypeError: stride/padding/dilation not an int or a pair of ints.
+    """
     return _Geometry(x_shape, w_shape, stride, padding, dilation, groups).out_shape
 
 
@@ -260,9 +288,17 @@ def im2col(x: npt.ArrayLike, kernel_size, *, stride=1, padding=0, dilation=1) ->
 
     ``conv2d(x, w)`` with one group equals ``im2col(x, ...) @ w.transpose(2, 3, 1, 0).reshape(-1, O)``
     with the rows reshaped to (N, OH, OW, O).
+
+    Args:
+        x: float array (N, C, H, W).
+        kernel_size: an int or a ``(KH, KW)`` pair.
+        stride, padding, dilation: ints or ``(h, w)`` pairs.
+
+    Returns:
+        float32 (N*OH*OW, KH*KW*C).
     """
-    x, _ = _prepare_operand(x, None, "x", "nearest_even", False, None, 0, 0)
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
+    x, _ = prepare_operand(x, None, "x", "nearest_even", False, None, 0, 0)
+    kh, kw = as_pair(kernel_size, "kernel_size", 1)
     geo = _Geometry(x.shape, (1, x.shape[1], kh, kw), stride, padding, dilation, 1)
     return _im2col(x, geo, 0, np.empty((geo.m, geo.k), dtype=_F32))
 
@@ -291,9 +327,9 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
         ValueError: bad shapes, strides, groups, or an accumulator that cannot take the formats.
         TypeError: non-float operands without a format.
     """
-    acc = _check_accumulator(accumulator, x_fmt, w_fmt)
-    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
-    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
+    acc = resolve_accumulator(accumulator, x_fmt, w_fmt)
+    x, x_fmt = prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
+    w, w_fmt = prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups)
     out = np.empty(geo.out_shape, dtype=_F32)
     for g in range(geo.groups):
@@ -301,8 +337,8 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
         for n0, n1, r0, r1 in _image_chunks(geo):
             cols = _buffer("cols", (r1 - r0, geo.k))
             _im2col(x[n0:n1], geo, g, cols)
-            y = _matmul_2d(acc, cols, wmat, x_fmt, w_fmt, out=_buffer("rows", (r1 - r0, geo.og)), seed=seed,
-                           stream=stream, index0=(g * geo.m + r0) * geo.og)
+            y = acc.run_2d(cols, wmat, a_fmt=x_fmt, b_fmt=w_fmt, out=_buffer("rows", (r1 - r0, geo.og)), seed=seed,
+                           stream=stream + 3, index0=(g * geo.m + r0) * geo.og)
             _rows_to_nchw(y, g * geo.og, out[n0:n1])
     return out
 
@@ -325,9 +361,9 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
         float32 array of ``x_shape``.  Summation: the accumulator over output channels,
         then col2im in float32 in a fixed order (module docstring).
     """
-    acc = _check_accumulator(accumulator, gy_fmt, w_fmt)
-    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 0, quantized=quantized)
-    w, w_fmt = _prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
+    acc = resolve_accumulator(accumulator, gy_fmt, w_fmt)
+    gy, gy_fmt = prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 0, quantized=quantized)
+    w, w_fmt = prepare_operand(w, w_fmt, "w", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(tuple(x_shape), w.shape, stride, padding, dilation, groups)
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
@@ -336,8 +372,8 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
         wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
         for n0, n1, r0, r1 in _image_chunks(geo):
             gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
-            d = _matmul_2d(acc, gmat, wt, gy_fmt, w_fmt, out=_buffer("cols", (r1 - r0, geo.k)), seed=seed,
-                           stream=stream, index0=(g * geo.m + r0) * geo.k)
+            d = acc.run_2d(gmat, wt, a_fmt=gy_fmt, b_fmt=w_fmt, out=_buffer("cols", (r1 - r0, geo.k)), seed=seed,
+                           stream=stream + 3, index0=(g * geo.m + r0) * geo.k)
             xp = _buffer("nhwc", (n1 - n0, geo.h + 2 * geo.ph, geo.w + 2 * geo.pw, geo.cg))
             xp.fill(0.0)
             _col2im_nhwc(d, geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw, geo.oh, geo.ow, xp)
@@ -364,9 +400,9 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
         float32 array of ``w_shape``; each element is one accumulator dot product over all
         N*OH*OW output positions.
     """
-    acc = _check_accumulator(accumulator, x_fmt, gy_fmt)
-    x, x_fmt = _prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
-    gy, gy_fmt = _prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 1, quantized=quantized)
+    acc = resolve_accumulator(accumulator, x_fmt, gy_fmt)
+    x, x_fmt = prepare_operand(x, x_fmt, "x", rounding, saturate, seed, stream, 0, quantized=quantized)
+    gy, gy_fmt = prepare_operand(gy, gy_fmt, "gy", rounding, saturate, seed, stream, 1, quantized=quantized)
     geo = _Geometry(x.shape, tuple(w_shape), stride, padding, dilation, groups)
     if gy.shape != geo.out_shape:
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
@@ -380,7 +416,8 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
             cols = _buffer("cols", (r1 - r0, geo.k))
             _im2col(x[n0:n1], geo, g, cols)
             gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
-            part = _matmul_2d(acc, cols.T, gmat, x_fmt, gy_fmt, seed=seed, stream=stream, index0=g * geo.k * geo.og)
+            part = acc.run_2d(cols.T, gmat, a_fmt=x_fmt, b_fmt=gy_fmt, seed=seed, stream=stream + 3,
+                              index0=g * geo.k * geo.og)
             d = part if d is None else np.add(d, part, out=d)
         # d: (KH*KW*Cg, Og), rows (kh, kw, c)
         dw[g * geo.og:(g + 1) * geo.og] = d.reshape(geo.kh, geo.kw, geo.cg, geo.og).transpose(3, 2, 0, 1)

@@ -25,11 +25,10 @@ import numpy as np
 from numba import cuda
 from numba.core import config as _numba_config
 
-from . import _cuda_kernels
+from . import _cuda_kernels, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
-from .quantize import (SUPPORTED_DTYPES, _INPUTS, _deep_limit, _fast_ok, _float_dtype, _lut, _params, _params_f32,
-                       _resolve)
+from .quantize import _INPUTS, _deep_limit, _fast_ok, _float_dtype, _lut, _params, _params_f32, _resolve
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
@@ -37,7 +36,7 @@ _THREADS = 256
 #: Blocks per multiprocessor at most (a grid-stride loop covers the rest): 8 x 256 threads
 #: fill an H100/H200 multiprocessor (2048 threads).
 _BLOCKS_PER_SM = 8
-_P32_UNUSED = (np.int32(0),) * 22
+_P32_UNUSED = (np.int32(0),) * len(_kernels.PARAMS_F32)     # the float32 tuple of paths that do not read it
 
 
 def simulated() -> bool:
@@ -118,15 +117,15 @@ def _input_kind(arr, x_dtype, argname: str = "x") -> tuple[str, tuple]:
     if x_dtype is None:
         if dt.kind != "f" or dt.name not in _INPUTS:
             raise TypeError(f"{argname} has dtype {dt}; allowed: float16, float32, float64, or the bits of one of "
-                            f"{', '.join(SUPPORTED_DTYPES)} as an unsigned array with x_dtype= naming it")
+                            f"{', '.join(_INPUTS)} as an unsigned array with x_dtype= naming it")
         return dt.name, _INPUTS[dt.name]
     name = x_dtype if isinstance(x_dtype, str) else getattr(np.dtype(x_dtype), "name", str(x_dtype))
     if name not in _INPUTS:
-        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(SUPPORTED_DTYPES)}")
+        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(_INPUTS)}")
     info = _INPUTS[name]
-    if dt.itemsize != np.dtype(info[3]).itemsize or dt.kind not in "uif":
+    if dt.itemsize != np.dtype(info.uint).itemsize or dt.kind not in "uif":
         raise TypeError(f"{argname} has dtype {dt}, which cannot hold {name} bits; pass a "
-                        f"{np.dtype(info[3]).name} array (or a {name} array without x_dtype)")
+                        f"{np.dtype(info.uint).name} array (or a {name} array without x_dtype)")
     if dt.kind == "f" and dt.name != name:
         raise TypeError(f"{argname} has dtype {dt} but x_dtype={name!r}")
     return name, info
@@ -155,7 +154,7 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     fn = "quantize" if values else "encode"
     arr = _device_array(x, "x", fn)
     name, info = _input_kind(arr, x_dtype)
-    src = _flat(arr).view(info[3])
+    src = _flat(arr).view(info.uint)
     stochastic = mode is RoundMode.STOCHASTIC
     if values:
         lut = _lut_on_device(fmt, name)           # raises when the dtype cannot hold fmt
@@ -167,7 +166,7 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
         target = cuda.device_array(arr.shape, out_dtype, stream=0 if cuda_stream is None else cuda_stream)
     else:
         target = _check_out(out, arr.shape, out_dtype)
-    dst = _flat(target).view(info[3] if values else fmt.code_dtype)
+    dst = _flat(target).view(info.uint if values else fmt.code_dtype)
     n = src.shape[0]
     if n == 0:
         return target
@@ -181,9 +180,9 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
             lim = np.uint32(limit - 1)     # 0 < |x| bits <= lim: deep
     else:
         p32 = _P32_UNUSED
-        path = "fast" if _fast_ok(fmt, mode, info[2]) else "generic"
+        path = "fast" if _fast_ok(fmt, mode, info.bias) else "generic"
     kernel = _cuda_kernels.KERNELS[(path, stochastic, values)]
-    _launch(kernel, n, cuda_stream, src, dst, lut, p32, prm, keys[0], keys[1], lim)
+    _launch(kernel, n, cuda_stream, src, dst, lut, p32, prm, keys.base, keys.key0, lim)
     return target
 
 
@@ -274,7 +273,7 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     if cdt.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {cdt}")
     lut = _lut_on_device(fmt, dt.name)
-    udt = np.dtype(_INPUTS[dt.name][3])
+    udt = np.dtype(_INPUTS[dt.name].uint)
     store = udt if dt.name == "bfloat16" else dt
     target = (cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream) if out is None
               else _check_out(out, arr.shape, store))

@@ -127,10 +127,6 @@ class RoundMode(str, enum.Enum):
         raise ValueError(f"rounding={mode!r} is not a rounding mode{hint}; allowed: {allowed} "
                          f"(aliases: {', '.join(sorted(_ROUND_ALIASES))})")
 
-    @property
-    def is_directed(self) -> bool:
-        return self in (RoundMode.TOWARD_ZERO, RoundMode.UP, RoundMode.DOWN)
-
 
 def _catalogue() -> tuple:
     """The preset catalogue, looked up lazily (it is built from Formats; while it is being
@@ -284,6 +280,7 @@ class Format:
 
     @property
     def num_codes(self) -> int:
+        """``2^bits``: the number of codes (bit patterns), NaN codes included."""
         return 1 << self.bits
 
     @property
@@ -293,6 +290,7 @@ class Format:
 
     @property
     def sign_mask(self) -> int:
+        """The sign bit of a code (0 for unsigned formats)."""
         return (1 << (self.bits - 1)) if self.signed else 0
 
     @property
@@ -353,6 +351,7 @@ class Format:
 
     @property
     def min_normal(self) -> float:
+        """Smallest positive normal value, ``2^emin``."""
         return math.ldexp(1.0, self.emin)
 
     smallest_normal = min_normal
@@ -369,14 +368,17 @@ class Format:
 
     @property
     def has_inf(self) -> bool:
+        """Whether the format has +-Inf."""
         return self.specials in (Specials.IEEE, Specials.EXTENDED)
 
     @property
     def has_nan(self) -> bool:
+        """Whether the format has NaN codes."""
         return self.specials is not Specials.NONE
 
     @property
     def has_negative_zero(self) -> bool:
+        """Whether -0 is a code of its own (not in unsigned, ``fnuz`` or zero-less formats)."""
         return self.signed and self.has_zero and self.specials not in (Specials.FNUZ, Specials.EXTENDED)
 
     # ---- special codes -------------------------------------------------------------------------
@@ -410,6 +412,11 @@ class Format:
         return None
 
     def is_nan_code(self, code: int) -> bool:
+        """Whether ``code`` is a NaN of this format.
+
+        Args:
+            code: a code (bit pattern) as an int.
+        """
         mag = code & ~self.sign_mask & (self.num_codes - 1)
         if self.specials is Specials.IEEE:
             return (mag >> self.man_bits) == (1 << self.exp_bits) - 1 and (mag & ((1 << self.man_bits) - 1)) != 0
@@ -426,6 +433,9 @@ class Format:
     # ---- decoding (exact, slow; the kernels build their tables from this) ---------------------
     def decode_code(self, code: int) -> float:
         """Exact value of one code as a Python float (NaN for NaN codes).
+
+        Args:
+            code: a code (bit pattern) as an int.
 
         Raises:
             ValueError: when ``code`` is outside ``0 .. num_codes - 1``.

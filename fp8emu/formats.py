@@ -13,6 +13,7 @@ which :func:`get_format` parses: ``get_format(f.name) == f`` for every valid for
 from __future__ import annotations
 
 import re
+import warnings
 
 from .format import Format, Specials, TieRule
 
@@ -117,8 +118,18 @@ _SPECIALS_OF_TOKEN = {"": Specials.IEEE, "fn": Specials.FN, "fnuz": Specials.FNU
 def make_format(exp_bits: int, man_bits: int, *, bias: int | None = None, subnormals: bool = True,
                 specials: Specials | str = Specials.IEEE, signed: bool = True, has_zero: bool = True,
                 tie_rule: TieRule | str = TieRule.UP, name: str = "") -> Format:
-    """Build a :class:`Format` from keyword fields (a thin convenience over the dataclass)."""
-    return Format(exp_bits, man_bits, bias=bias, subnormals=subnormals, specials=specials,
+    """Build a :class:`Format` from keyword fields (deprecated: call ``Format(...)`` directly).
+
+    Args:
+        exp_bits, man_bits, bias, subnormals, specials, signed, has_zero, tie_rule, name: the
+            :class:`Format` fields of the same names.
+
+    Returns:
+        ``Format(exp_bits, man_bits, bias=..., ...)``.
+    """
+    warnings.warn("fp8emu.formats.make_format is deprecated; use fp8emu.Format(...) with the same arguments",
+                  DeprecationWarning, stacklevel=2)
+    return Format(exp_bits, man_bits, bias=bias, subnormals=subnormals, specials=Specials(specials),
                   signed=signed, has_zero=has_zero, tie_rule=tie_rule, name=name)
 
 
@@ -130,6 +141,9 @@ def get_format(fmt: Format | str) -> Format:
     ``fn`` = NaN at the all-ones code, ``fnuz`` = NaN at ``0x80``, ``fnnone`` = no Inf and no
     NaN, ``ext`` = P3109 extended; ``u`` = unsigned; see ``docs/formats.md``) or as a P3109
     name ``binary<k>p<p><s|u><e|f>``.
+
+    Args:
+        fmt: a Format (returned as it is) or a name.
 
     Raises:
         ValueError: unknown or malformed name, or fields that describe no format.

@@ -26,35 +26,34 @@ import numpy.typing as npt
 from .accumulators import DEFAULT_ACCUMULATOR, Accumulator, Fp32Blas
 from .format import Format, RoundMode
 from .formats import get_format
-from .scaling import MXTensor, mx_dequantize
+from .scaling import MXTensor, all_powers_of_two, mx_dequantize
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "resolve_accumulator", "prepare_operand"]
 
 _F32 = np.float32
 
 
-def _check_accumulator(accumulator: Accumulator | None, a_fmt, b_fmt) -> Accumulator:
-    """Return the accumulator to use after checking it can take operands of these formats."""
+def resolve_accumulator(accumulator: Accumulator | None, a_fmt: Format | str | None,
+                        b_fmt: Format | str | None) -> Accumulator:
+    """The accumulator to use (None: :data:`~fp8emu.accumulators.fp32_blas`), checked against the formats.
+
+    Args:
+        accumulator: an :class:`~fp8emu.accumulators.Accumulator` or None.
+        a_fmt, b_fmt: the operands' formats (Format, name or None).
+
+    Returns:
+        The accumulator.
+
+    Raises:
+        TypeError: ``accumulator`` is not an Accumulator.
+        ValueError: it cannot take operands of these formats.
+    """
     acc = DEFAULT_ACCUMULATOR if accumulator is None else accumulator
     if not isinstance(acc, Accumulator):
         raise TypeError(f"accumulator must be an fp8emu.accumulators.Accumulator (e.g. fp32_blas, "
                         f"fp32_sequential, lowp(...)), got {type(accumulator).__name__}")
     acc.check_operands(None if a_fmt is None else get_format(a_fmt), None if b_fmt is None else get_format(b_fmt))
     return acc
-
-
-def _matmul_2d(acc: Accumulator, a: np.ndarray, b: np.ndarray, a_fmt: Format | None, b_fmt: Format | None,
-               out: np.ndarray | None = None, seed: int | None = None, stream: int = 0,
-               index0: int = 0) -> np.ndarray:
-    """``acc.matmul_2d``, writing into ``out`` when the accumulator supports it (the built-in ones do)
-    and handing stochastic accumulators the call's ``seed``, ``stream + 3`` and the index of the
-    slice's first output element (``accepts_rng``)."""
-    kw: dict[str, Any] = {}
-    if out is not None and getattr(acc, "accepts_out", False):
-        kw["out"] = out
-    if seed is not None and getattr(acc, "accepts_rng", False):
-        kw.update(seed=seed, stream=stream + 3, index0=index0)
-    return acc.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt, **kw)
 
 
 def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np.ndarray | None:
@@ -74,16 +73,33 @@ def _check_scale(scale: Any, name: str, shape: tuple[int, ...], axis: int) -> np
         raise ValueError(f"{name} has shape {s.shape}; it must broadcast to the operand's shape {tuple(shape)} "
                          f"with extent 1 along the contraction axis (per-tensor: a scalar; per-channel: "
                          f"{'(M, 1)' if axis == -1 else '(1, N) or (N,)'})")
-    mant, _ = np.frexp(s)
-    if not (np.all(np.isfinite(s)) and np.all(s > 0) and np.all(mant == 0.5)):
+    if not all_powers_of_two(s):
         raise ValueError(f"{name} must hold positive finite powers of two (so scaling is exact); "
                          "see fp8emu.scaling for choosing them")
     return s.reshape(padded)
 
 
-def _prepare_operand(x: Any, fmt, name: str, rounding, saturate: bool, seed, stream: int, which: int,
-                     scale: np.ndarray | None = None, quantized: bool = False) -> tuple[np.ndarray, Format | None]:
+def prepare_operand(x: Any, fmt: Format | str | None, name: str, rounding: RoundMode | str, saturate: bool,
+                    seed: int | None, stream: int, which: int, scale: np.ndarray | None = None,
+                    quantized: bool = False) -> tuple[np.ndarray, Format | None]:
     """Return (C-contiguous float32 values exact in ``fmt``, the Format or None) for one operand.
+
+    The operand rule of :func:`matmul`, shared by :mod:`fp8emu.conv`.
+
+    Args:
+        x: the operand: floats, or unsigned codes of ``fmt``.
+        fmt: its format (None: plain float32 values).
+        name: the operand's name in error messages.
+        rounding, saturate, seed, stream: the quantization, as :func:`matmul` takes them.
+        which: the operand's stream offset (below).
+        scale: a checked power-of-two dequantization scale, or None.
+        quantized: ``x`` already holds values of ``fmt`` (no rounding pass).
+
+    Returns:
+        ``(values, fmt)``: C-contiguous float32 values and the Format (or None).
+
+    Raises:
+        TypeError: a dtype that does not fit ``fmt``.
 
     ``which`` offsets the stochastic-rounding stream (operand 0 uses ``stream``, operand 1
     ``stream + 1``, the output ``stream + 2``) so the operands draw independent bits.
@@ -210,7 +226,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
             accumulator that cannot represent the operands' products.
         TypeError: wrong dtypes (complex, bool, signed ints, codes of the wrong width).
     """
-    acc = _check_accumulator(accumulator, a_fmt, b_fmt)
+    acc = resolve_accumulator(accumulator, a_fmt, b_fmt)
     a = _mx_operand(a, a_fmt, "a", -1)
     b = _mx_operand(b, b_fmt, "b", -2)
     a_arr, b_arr = np.asarray(a), np.asarray(b)
@@ -235,20 +251,20 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
              and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
     if fused:
         # same values as the general path: deterministic rounding, independent rows
-        qb, _ = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
+        qb, _ = prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
         y = _fused_blas_rows(a_arr, qb, get_format(a_fmt), rounding, saturate)
     else:
-        qa, fa = _prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
-        qb, fb = _prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
+        qa, fa = prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
+        qb, fb = prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
         m, n = qa.shape[-2], qb.shape[-1]
         if not batch:
-            y = _matmul_2d(acc, qa, qb, fa, fb, seed=seed, stream=stream)
+            y = acc.run_2d(qa, qb, a_fmt=fa, b_fmt=fb, seed=seed, stream=stream + 3)
         else:
             y = np.empty(batch + (m, n), dtype=_F32)
             qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
             qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
             for flat, idx in enumerate(np.ndindex(*batch)):
-                y[idx] = _matmul_2d(acc, qa_b[idx], qb_b[idx], fa, fb, seed=seed, stream=stream,
+                y[idx] = acc.run_2d(qa_b[idx], qb_b[idx], a_fmt=fa, b_fmt=fb, seed=seed, stream=stream + 3,
                                     index0=flat * m * n)
     scale = None
     if sa is not None or sb is not None:

@@ -9,7 +9,7 @@ Use (one training step)::
 
 or the three verbs separately: ``found = scaler.unscale_(params)``; ``if not found:
 optimizer.step()``; ``scaler.update(found)``.  Scales are powers of two, so scaling and
-unscaling are exact (SPEC.md §6.8).  Every scaler exposes ``scale_value``, ``skipped_steps``,
+unscaling are exact.  Every scaler exposes ``scale_value``, ``skipped_steps``,
 ``steps`` and ``state_dict()``/``load_state_dict()`` for logging and checkpoints.
 """
 
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from .autograd import Tensor, ops
+from .scaling import all_powers_of_two
 
 __all__ = ["LossScaler", "StaticScaler", "DynamicScaler", "EnhancedScaler"]
 
 
 def _check_pow2(value: float, name: str) -> float:
-    m, _ = math.frexp(value)
-    if not (value > 0 and math.isfinite(value) and m == 0.5):
+    if not all_powers_of_two(value):
         raise ValueError(f"{name}={value!r} must be a positive power of two (exact scaling)")
     return float(value)
 
@@ -90,7 +90,7 @@ class StaticScaler(LossScaler):
 
 
 class DynamicScaler(LossScaler):
-    """apex-style dynamic scaling (SPEC.md §3.3 baseline).
+    """apex-style dynamic scaling (the baseline of the enhanced scaler).
 
     On Inf/NaN: skip the step and multiply the scale by ``backoff`` (not below ``min_scale``);
     after ``window`` consecutive clean steps: multiply it by ``growth`` (not above ``max_scale``).
@@ -126,7 +126,7 @@ class DynamicScaler(LossScaler):
 
 
 class EnhancedScaler(DynamicScaler):
-    """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (SPEC.md §3.3).
+    """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (as docs/recipes.md reconstructs it).
 
     The floor is a non-decreasing piecewise-constant function of the step count: ``floor``
     is a number, a sequence of ``(first_step, floor)`` pairs, or a callable ``step -> floor``.

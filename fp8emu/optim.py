@@ -3,7 +3,7 @@
 The update is computed in float32.  The parameters themselves are the *master weights*:
 with ``master_format`` (e.g. ``float16``, as in Mellempudi et al. 2019) every step writes the
 new value back rounded into that format, with RNE or stochastic rounding (the paper's
-toolkit: FP16 with SR, SPEC.md §2.4), so the parameters stay exactly representable in it.
+toolkit: FP16 with SR), so the parameters stay exactly representable in it.
 Stochastic write-back is reproducible: parameter ``i`` at step ``t`` uses
 ``quantize(..., seed=seed, stream=(t << 20) | i)``.
 """
@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Tensor
-from .autograd._kernels import threads_for
+from .autograd import Tensor, threads_for
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import quantize

@@ -10,6 +10,7 @@ and ``docs/rounding.md``.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -19,19 +20,37 @@ from ._random import key_base, mix64_py, new_seed, GAMMA
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 
-__all__ = ["encode", "decode", "quantize", "SUPPORTED_DTYPES"]
+__all__ = ["encode", "decode", "quantize", "SUPPORTED_DTYPES", "kernel_arguments", "KernelArguments", "InputLayout",
+           "SRKeys"]
 
-#: dtype name -> (width, fraction bits, bias, unsigned view dtype) of the supported float inputs.
+class InputLayout(NamedTuple):
+    """The bit layout of a supported float input dtype (what the kernels' parameters start with)."""
+
+    width: int      # bits
+    man_bits: int   # fraction bits
+    bias: int       # exponent bias
+    uint: type      # the unsigned dtype its bits are viewed as
+
+
+class SRKeys(NamedTuple):
+    """The keys of one call's stochastic-rounding words (docs/spec.md, "The random words")."""
+
+    base: np.uint64   # mix64(mix64(seed) ^ mix64(stream + GAMMA)); word j's key is mix64(base + (j + 1) * GAMMA)
+    key0: np.uint64   # word 0's key, which nearly every element uses alone
+
+
+#: dtype name -> the bit layout of the supported float inputs.
 _INPUTS = {
-    "float16": (16, 10, 15, np.uint16),
-    "bfloat16": (16, 7, 127, np.uint16),
-    "float32": (32, 23, 127, np.uint32),
-    "float64": (64, 52, 1023, np.uint64),
+    "float16": InputLayout(16, 10, 15, np.uint16),
+    "bfloat16": InputLayout(16, 7, 127, np.uint16),
+    "float32": InputLayout(32, 23, 127, np.uint32),
+    "float64": InputLayout(64, 52, 1023, np.uint64),
 }
+#: The input dtypes every rounding function accepts (names).
 SUPPORTED_DTYPES = tuple(_INPUTS)
 
 
-def _input_info(dtype: np.dtype, argname: str = "x") -> tuple[int, int, int, type]:
+def _input_info(dtype: np.dtype, argname: str = "x") -> InputLayout:
     name = np.dtype(dtype).name
     if np.dtype(dtype).kind not in "fV" or name not in _INPUTS:
         raise TypeError(f"{argname} has dtype {np.dtype(dtype)}; allowed: float16, bfloat16 (ml_dtypes), "
@@ -50,7 +69,7 @@ def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, tuple]:
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
     flat = np.ascontiguousarray(x).reshape(-1)
-    return flat.view(info[3]), info
+    return flat.view(info.uint), info
 
 
 @lru_cache(maxsize=None)
@@ -107,15 +126,54 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer))):
             raise TypeError(f"{name} must be an int (or None), got {type(val).__name__}")
     base = key_base(new_seed() if seed is None else int(seed), int(stream)) if mode is RoundMode.STOCHASTIC else 0
-    keys = (np.uint64(base), np.uint64(mix64_py(base + GAMMA)))       # (key_base, key_0)
+    keys = SRKeys(np.uint64(base), np.uint64(mix64_py(base + GAMMA)))
     return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
 
 
-def _params(info: tuple, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:
-    in_w, in_m, in_bias, _ = info
+class KernelArguments(NamedTuple):
+    """What the rounding kernels take for one call (for kernels built on them: accumulators, GPU).
+
+    Attributes:
+        params: the kernels' parameter tuple (``_kernels.PARAMS``: input layout, format, the
+            codes of the special outcomes, mode, random bits).
+        keys: the call's stochastic-rounding keys (zeros unless the mode is stochastic).
+        values: the value of every code of the format, as the input dtype (the decode table;
+            empty for formats wider than 16 bits, whose values are built from the code).
+    """
+
+    params: tuple[int, ...]
+    keys: SRKeys
+    values: np.ndarray
+
+
+def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
+                     saturate: bool = False, seed: int | None = None, sr_bits: int | None = None,
+                     stream: int = 0) -> KernelArguments:
+    """The rounding kernels' arguments for rounding ``dtype`` inputs into ``fmt`` (validated as :func:`encode` does).
+
+    Args:
+        fmt: the target format (Format or name).
+        dtype: the input dtype (float16, bfloat16, float32 or float64).
+        rounding, saturate, seed, sr_bits, stream: as for :func:`encode`.
+
+    Returns:
+        A :class:`KernelArguments`.
+
+    Raises:
+        TypeError: an unsupported dtype or argument type.
+        ValueError: bad ``rounding`` or ``sr_bits``, or a format whose values ``dtype`` cannot hold.
+    """
+    dt = np.dtype(dtype)
+    info = _input_info(dt, "dtype")
+    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
+    table = _lut(fmt, dt).view(dt) if fmt.bits <= 16 else np.empty(0, dt)
+    return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table)
+
+
+def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:
     # pad: at least 16 fraction bits and at least one dropped bit (m <= 23)
-    return (in_w, in_m, in_bias, max(0, 16 - in_m, fmt.man_bits + 1 - in_m), *_format_params(fmt, mode, saturate),
-            _mode_code(fmt, mode), sr_bits)
+    return (info.width, info.man_bits, info.bias, max(0, 16 - info.man_bits, fmt.man_bits + 1 - info.man_bits),
+            *_format_params(fmt, mode, saturate), _mode_code(fmt, mode), sr_bits)
 
 
 @lru_cache(maxsize=None)
@@ -161,22 +219,22 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
     can need a second random word (checked first: the output may overwrite the input).
     """
     stochastic = mode is RoundMode.STOCHASTIC
-    if f32 is not None and info[0] == 32 and info[1] == 23:
+    if f32 is not None and info.width == 32 and info.man_bits == 23:
         p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None)
         if p32 is not None:
             if not stochastic:
-                f32[0](bits, target, p32, keys[1])
+                f32[0](bits, target, p32, keys.key0)
                 return
             limit = _deep_limit(fmt)
             if sr_bits or limit == 0 or _kernels._count_f32_deep(bits, limit) == 0:
-                f32[1](bits, target, p32, keys[1])
+                f32[1](bits, target, p32, keys.key0)
                 return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
-    if fast is not None and _fast_ok(fmt, mode, info[2]):
+    if fast is not None and _fast_ok(fmt, mode, info.bias):
         if stochastic:
             fast = fast_sr
-        if fast(bits, target, *tables, prm, keys[1]) == 0:
+        if fast(bits, target, *tables, prm, keys.key0) == 0:
             return
     generic(bits, target, *tables, prm, *keys)
 
@@ -310,7 +368,7 @@ def _lut(fmt: Format, dtype: np.dtype) -> np.ndarray:
                          "encode()/decode() with a wider float dtype instead")
     nan = np.array(np.nan, dtype=np.float64).astype(dtype)
     cast[np.isnan(vals)] = nan
-    bits = cast.view(_INPUTS[np.dtype(dtype).name][3]).copy()
+    bits = cast.view(_INPUTS[np.dtype(dtype).name].uint).copy()
     bits.setflags(write=False)
     return bits
 
@@ -390,7 +448,7 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     bits, info = _as_bits(x)
     _check_nan_policy(bits, info, fmt, nan_policy)
-    udt = info[3]
+    udt = info.uint
     xdt = np.dtype(x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype).newbyteorder("=")
     wide = fmt.bits > 16            # no table: the kernel builds each value from its code
     lut = _decode_params(fmt, xdt) if wide else _lut(fmt, xdt)

@@ -10,21 +10,36 @@ Named recipes (:func:`get_recipe`):
 
 ================== ==============================================================================
 ``fp32``            no quantization (float32 everywhere, BLAS accumulation)
-``paper-e5m2``      Mellempudi et al. 2019 (SPEC.md §0, §8.2): E5M2 for weights, activations,
+``paper-e5m2``      Mellempudi et al. 2019 (docs/recipes.md): E5M2 for weights, activations,
                     outputs (RNE) and errors, input gradients, weight gradients (stochastic);
                     FP32 accumulation; FP16 master weights written back with SR; enhanced loss
                     scaling (initial 2^13, floor 2^7 -- S2FP8's reproduction needed ~100 on CIFAR
-                    ResNets, SPEC §3.4; raise the floor with ``replace(scaler=...)``); first conv
+                    ResNets; the paper's constants are not published; raise the floor with ``replace(scaler=...)``); first conv
                     and last FC exempt
 ``hfp8``            Sun et al. 2019: forward E4M3 with bias 11 -- we use ``e4m3b11fnuz`` (max 30,
                     min subnormal 2^-13, the ml_dtypes/XLA format; HFP8's exact special-value
-                    convention is unverified, SPEC §7.3), saturating RNE; backward E5M2 SR;
+                    convention is not published), saturating RNE; backward E5M2 SR;
                     FP32 accumulation (the paper's FP16 chunked accumulation is
                     ``replace(accumulator=lowp(...))``); dynamic loss scaling; FP32 master
 ``ocp-fp8``         Micikevicius et al. 2022 / OCP: E4M3FN forward, E5M2 backward, per-tensor
                     delayed scaling (amax history 16) with saturation; no loss scaling
 ``mxfp8``           OCP MX: E4M3FN forward, E5M2 backward, blocks of 32 along the channel
                     axis sharing an E8M0 scale (the backward GEMMs reuse the forward blocks)
+``mxfp8-rceil``     mxfp8 with NVIDIA's scale rule (``rceil``: the E8M0 scale is amax / max
+                    rounded up, as cuBLAS, TransformerEngine and the MXFP8 pre-training
+                    recipe use) instead of OCP's ``floor``
+``nvfp4``           NVIDIA's NVFP4 training recipe ("Pretraining LLMs with NVFP4", 2025) for
+                    the GEMM inputs: activations NVFP4 (16-element blocks along channels,
+                    RNE), weights NVFP4 in 16x16 tiles (RNE), errors NVFP4 with stochastic
+                    rounding; E4M3 block scales and a float32 tensor scale
+                    (:func:`fp8emu.scaling.nvfp4_quantize`).  Higher precision (float32):
+                    the GEMM outputs, input and weight gradients, master weights and optimizer
+                    state, every non-GEMM op (batch norm, ReLU, pooling, softmax), and the
+                    first conv and last FC (the paper keeps its final layers in BF16).  Not
+                    emulated: the random Hadamard transform the paper applies to the
+                    weight-gradient GEMM's inputs, and the re-blocking of the backward GEMMs
+                    along their own reduction axes (they reuse the forward blocks).  No loss
+                    scaling.
 ``paper-e5m2-nols`` ablation: no loss scaling
 ``paper-e5m2-dynls`` ablation: plain dynamic loss scaling (no floor)
 ``paper-e5m2-rne``  ablation: RNE for the backward tensors too
@@ -43,19 +58,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import optim
-from .accumulators import Accumulator, Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential
+from .accumulators import Accumulator
 from .autograd import TENSOR_CLASSES, LayerQuant, QuantSpec, Tensor
 from .format import Format, RoundMode
-from .formats import e4m3b11fnuz, e4m3fn, e5m2, float16
+from .formats import e2m1fn, e4m3b11fnuz, e4m3fn, e5m2, float16
 from .loss_scale import DynamicScaler, EnhancedScaler, LossScaler, StaticScaler
 from .nn import Module, gemm_layers
 
 __all__ = ["QuantSpec", "Recipe", "RECIPES", "get_recipe", "register_recipe"]
-
-# float32 accumulators use the operands' formats only to check that products are exact in
-# float32; the recipe checks that once in apply() and then passes the (already exact)
-# operands without formats, so the GEMM layer does not round them a second time.
-_FORMAT_BLIND = (type(None), Fp32Blas, Fp32Blocked, Fp32Pairwise, Fp32Sequential)
 
 _OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
 
@@ -95,18 +105,33 @@ class Recipe:
     description: str = ""
 
     def specs(self) -> dict[str, QuantSpec | None]:
+        """Tensor class -> its QuantSpec (None: float32), in :data:`TENSOR_CLASSES` order."""
         return {c: getattr(self, c) for c in TENSOR_CLASSES}
 
     @property
     def quantizes(self) -> bool:
+        """Whether any tensor class is quantized."""
         return any(s is not None for s in self.specs().values())
 
     def replace(self, **changes: Any) -> "Recipe":
-        """A copy with some fields changed (e.g. ``replace(exempt=())``)."""
+        """A copy with some fields changed (e.g. ``replace(exempt=())``).
+
+        Args:
+            **changes: field names and their new values.
+
+        Returns:
+            The new recipe.
+        """
         return dataclasses.replace(self, **changes)
 
     def exempt_names(self, model: Module) -> set[str]:
         """Names of the GEMM layers this recipe keeps in float32.
+
+        Args:
+            model: the model whose Conv2d/Linear layers are matched.
+
+        Returns:
+            The module names.
 
         Raises:
             ValueError: an exempt entry names no GEMM layer of the model.
@@ -115,6 +140,9 @@ class Recipe:
 
     def exempt_among(self, layers: list[str]) -> set[str]:
         """Which of ``layers`` (GEMM layer names, first to last) this recipe keeps in float32.
+
+        Args:
+            layers: the model's GEMM layer names in order.
 
         Raises:
             ValueError: an exempt entry names none of ``layers`` or is out of range.
@@ -140,7 +168,17 @@ class Recipe:
         """Attach this recipe's LayerQuant to every Conv2d/Linear of ``model``; return them by name.
 
         Exempt layers get a LayerQuant without specs (float32 operands, same accumulator), or
-        None when the recipe has no accumulator.  ``seed`` overrides the recipe's seed.
+        None when the recipe has no accumulator.
+
+        Args:
+            model: the model to quantize (its Conv2d/Linear layers get ``.quant``).
+            seed: the stochastic-rounding seed; None keeps the recipe's.
+
+        Returns:
+            Layer name -> its LayerQuant (or None).
+
+        Raises:
+            ValueError: the accumulator cannot take the recipe's formats, or a bad exempt entry.
         """
         exempt = self.exempt_names(model)
         seed = self.seed if seed is None else int(seed)
@@ -171,9 +209,12 @@ class Recipe:
         specs = {} if exempt else {k: v for k, v in self.specs().items() if v is not None}
         if not specs and self.accumulator is None:
             return None
-        return LayerQuant(name=name, index=index, specs=specs, accumulator=self.accumulator,
+        # accumulators that do not use the formats (float32 ones) were checked in apply(); they get
+        # the already exact operands without formats, so the GEMM layer does not round them again
+        acc = self.accumulator
+        return LayerQuant(name=name, index=index, specs=specs, accumulator=acc,
                           seed=self.seed if seed is None else int(seed),
-                          pass_formats=not isinstance(self.accumulator, _FORMAT_BLIND))
+                          pass_formats=acc is not None and acc.uses_operand_formats)
 
     def make_optimizer(self, params: Iterable[Tensor], *, optimizer: str | type = "sgd", seed: int | None = None,
                        **kw: Any) -> optim.Optimizer:
@@ -181,6 +222,15 @@ class Recipe:
 
         The stochastic write-back uses the seed ``2 * seed + 1`` (``seed`` defaults to the
         recipe's), so its random bits never coincide with the layers' (which use ``seed``).
+
+        Args:
+            params: the parameters to optimize.
+            optimizer: ``"sgd"``, ``"adam"``, ``"adamw"`` or an Optimizer class.
+            seed: the recipe seed (None: the recipe's).
+            **kw: the optimizer's arguments (``lr``, ``momentum``, ...).
+
+        Returns:
+            The optimizer.
 
         Raises:
             ValueError: unknown optimizer name.
@@ -193,17 +243,35 @@ class Recipe:
                          seed=self.master_seed(seed), **kw)
 
     def master_seed(self, seed: int | None = None) -> int:
-        """The seed of the master-weight write-back: ``2 * seed + 1`` (``seed`` defaults to the recipe's)."""
+        """The seed of the master-weight write-back: ``2 * seed + 1`` (``seed`` defaults to the recipe's).
+
+        Args:
+            seed: the recipe seed (None: the recipe's).
+        """
         return 2 * (self.seed if seed is None else int(seed)) + 1
 
     def make_scaler(self) -> LossScaler:
+        """A fresh loss scaler of this recipe."""
         return self.scaler()
 
     def state_dict(self, model: Module) -> dict[str, Any]:
-        """The per-layer state (SR step counters, amax histories) of the model's attached layers."""
+        """The per-layer state (SR step counters, amax histories) of the model's attached layers.
+
+        Args:
+            model: a model this recipe was applied to.
+
+        Returns:
+            Layer name -> :meth:`LayerQuant.state_dict`.
+        """
         return {name: layer.quant.state_dict() for name, layer in gemm_layers(model) if layer.quant is not None}
 
     def load_state_dict(self, model: Module, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into the layers of ``model`` (after :meth:`apply`).
+
+        Args:
+            model: the model.
+            state: what :meth:`state_dict` returned.
+        """
         for name, layer in gemm_layers(model):
             if layer.quant is not None and name in state:
                 layer.quant.load_state_dict(state[name])
@@ -223,13 +291,26 @@ RECIPES: dict[str, Recipe] = {}
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    """Add a recipe to the registry under ``recipe.name`` (replacing one of the same name)."""
+    """Add a recipe to the registry under ``recipe.name`` (replacing one of the same name).
+
+    Args:
+        recipe: the recipe.
+
+    Returns:
+        ``recipe``.
+    """
     RECIPES[recipe.name] = recipe
     return recipe
 
 
 def get_recipe(name: str | Recipe) -> Recipe:
     """The named recipe (or the recipe itself).
+
+    Args:
+        name: a registered name (see :data:`RECIPES`) or a Recipe.
+
+    Returns:
+        The recipe.
 
     Raises:
         ValueError: unknown name (the message lists the registered ones).
@@ -281,3 +362,13 @@ register_recipe(Recipe(
     "mxfp8", weights=QuantSpec(e4m3fn, scaling="mx"), activations=QuantSpec(e4m3fn, scaling="mx"),
     errors=QuantSpec(e5m2, scaling="mx"), weight_grads=QuantSpec(e5m2, scaling="mx"),
     description="OCP MX: E4M3FN forward, E5M2 backward, 32-element blocks along channels, E8M0 scales"))
+_MX_E4_RCEIL = QuantSpec(e4m3fn, scaling="mx", scale_rule="rceil")
+_MX_E5_RCEIL = QuantSpec(e5m2, scaling="mx", scale_rule="rceil")
+register_recipe(RECIPES["mxfp8"].replace(
+    name="mxfp8-rceil", weights=_MX_E4_RCEIL, activations=_MX_E4_RCEIL, errors=_MX_E5_RCEIL, weight_grads=_MX_E5_RCEIL,
+    description="mxfp8 with NVIDIA's rceil scale rule (E8M0 scale = amax / max rounded up)"))
+register_recipe(Recipe(
+    "nvfp4", weights=QuantSpec(e2m1fn, scaling="nvfp4", tile_2d=True), activations=QuantSpec(e2m1fn, scaling="nvfp4"),
+    errors=QuantSpec(e2m1fn, _SR, scaling="nvfp4"),
+    description="NVIDIA NVFP4 GEMM inputs: activations 1x16, weights 16x16 tiles, errors 1x16 with SR; "
+                "E4M3 block + FP32 tensor scales"))

@@ -1,4 +1,4 @@
-"""The executable spec: a slow, exact scalar quantizer (SPEC.md §8.1) in Python ints/Fractions.
+"""The executable spec: a slow, exact scalar quantizer in Python ints/Fractions (docs/spec.md states the rule).
 
 Nothing here shares code with the Numba kernels (``_kernels.py``); tests hold the two to
 bit equality.  Every value is handled as an exact rational, so there is exactly one
@@ -29,12 +29,13 @@ Algorithm of :func:`round_scalar` (magnitude rounding, sign applied last):
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 from typing import Callable, Sequence
 
 from .format import Format, RoundMode, Specials, TieRule
 
-__all__ = ["to_fraction", "decode_scalar", "round_scalar", "encode_scalar", "round_to_format"]
+__all__ = ["to_fraction", "decode_scalar", "round_scalar", "round_to_format"]
 
 
 def to_fraction(x) -> Fraction:
@@ -182,7 +183,13 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
     return _code_of_value(v, fmt) | (sign if negative else 0)
 
 
-encode_scalar = round_scalar
+def __getattr__(name: str):
+    # encode_scalar was an alias of round_scalar; kept, with a warning, for old callers
+    if name == "encode_scalar":
+        warnings.warn("fp8emu.spec.encode_scalar is deprecated; use fp8emu.spec.round_scalar (the same function)",
+                      DeprecationWarning, stacklevel=2)
+        return round_scalar
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def round_to_format(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,

@@ -14,7 +14,7 @@ For each (layer, tensor class) it accumulates, over all quantized elements:
 * ``overflow``: fraction of the finite inputs that became Inf or NaN;
 * ``saturated``: fraction of the finite inputs beyond the format's range (after per-tensor
   or delayed scaling) that came out finite, i.e. were clamped to +-max (not measured, 0, for
-  MX block scaling, whose per-block scales the observer does not see);
+  MX or NVFP4 block scaling, whose per-block scales the observer does not see);
 * ``snr_db``: quantization signal-to-noise ratio ``10 log10(sum x^2 / sum (x - q)^2)`` over
   the elements where both are finite (``inf`` when exact).
 """
@@ -47,7 +47,7 @@ class QuantStats:
         fin_q = np.isfinite(q64)
         nonzero = fin_x & (x64 != 0)
         both = fin_x & fin_q
-        if spec.scaling == "mx":  # per-block scales are not visible here: not measured
+        if spec.scaling in ("mx", "nvfp4"):  # per-block scales are not visible here: not measured
             beyond = np.zeros(x64.shape, bool)
         else:
             beyond = np.abs(x64) > spec.fmt.max * getattr(layer, "last_inv", 1.0)

@@ -74,7 +74,12 @@ def formats(draw, *, presets: bool = True, custom: bool = True, max_bits: int = 
 
 
 def codes(fmt: Format, *, allow_nan: bool = True) -> st.SearchStrategy[int]:
-    """Any code (bit pattern) of ``fmt`` as an ``int``; ``allow_nan=False`` leaves out the NaN codes."""
+    """Any code (bit pattern) of ``fmt`` as an ``int``; ``allow_nan=False`` leaves out the NaN codes.
+
+    Args:
+        fmt: the format.
+        allow_nan: include the NaN codes.
+    """
     strat = st.integers(0, fmt.num_codes - 1)
     return strat if allow_nan or not fmt.has_nan else strat.filter(lambda c: not fmt.is_nan_code(c))
 
@@ -105,7 +110,11 @@ def values_near_rounding_boundaries(draw, fmt: Format, source: str | np.dtype = 
 
 
 def source_values(source: str | np.dtype = "float32") -> st.SearchStrategy:
-    """Any value of the source dtype, from its bit patterns: zeros, subnormals, Inf, every NaN payload."""
+    """Any value of the source dtype, from its bit patterns: zeros, subnormals, Inf, every NaN payload.
+
+    Args:
+        source: the source dtype or its name.
+    """
     dt = source_dtype(source)
     width = dt.itemsize * 8
     return st.integers(0, (1 << width) - 1).map(lambda b: np.array(b, dtype=_UINT[dt.itemsize]).view(dt)[()])

@@ -22,6 +22,7 @@ object per finished epoch, rewritten atomically from the checkpoint's history).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from .data import BatchLoader, Dataset, load_dataset
 
 __all__ = ["TrainResult", "train", "evaluate", "build", "CONFIG_KEYS"]
@@ -40,7 +41,7 @@ __all__ = ["TrainResult", "train", "evaluate", "build", "CONFIG_KEYS"]
 # The configuration that must match for --resume (everything that changes the numbers).
 CONFIG_KEYS = ("model", "width", "recipe", "dataset", "limit_train", "limit_test", "augment", "epochs",
                "batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
-               "seed")
+               "seed", "backend")
 
 
 @dataclass
@@ -139,14 +140,6 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
 
 # ------------------------------------------------------------------------------------------ statistics
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 class _StatsObserver:
     """Count, per layer and tensor class, values flushed to zero and values that overflowed.
 
@@ -206,6 +199,7 @@ class Parts:
     optimizer: Any
     scaler: Any
     lr_at: Any  # step -> learning rate
+    backend: Any = None  # train_step/evaluate/state/load_state of the backend (None: the NumPy engine's)
 
 
 def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
@@ -213,6 +207,14 @@ def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
     from . import nn
     from .recipes import get_recipe
 
+    total = config["epochs"] * steps_per_epoch
+    if _backend_name(config) == "torch":
+        from .torch.train import BACKEND, build_parts
+
+        model, recipe, optimizer, scaler = build_parts(config, ds)
+        return Parts(model, recipe, optimizer, scaler, _schedule(config, optimizer, total, steps_per_epoch), BACKEND)
+    if (config.get("device") or "cpu") != "cpu":
+        raise ValueError(f"device {config['device']!r} needs backend 'torch' (the NumPy engine runs on the CPU)")
     nn.manual_seed(config["seed"])
     builder = {"resnet18": nn.resnet18, "resnet34": nn.resnet34, "resnet50": nn.resnet50}[config["model"]]
     channels, height, _ = ds.image_shape
@@ -223,7 +225,6 @@ def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
     optimizer = recipe.make_optimizer(model.parameters(), lr=config["lr"], momentum=config["momentum"],
                                       weight_decay=config["weight_decay"])
     scaler = recipe.make_scaler()
-    total = config["epochs"] * steps_per_epoch
     return Parts(model, recipe, optimizer, scaler, _schedule(config, optimizer, total, steps_per_epoch))
 
 
@@ -255,6 +256,10 @@ def train_step(parts: Parts, x: np.ndarray, y: np.ndarray, *, label_smoothing: f
     return float(loss.item()), correct, not applied
 
 
+def _backend_name(config: dict) -> str:
+    return config.get("backend") or "numpy"
+
+
 def _state(parts: Parts) -> dict:
     return {"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
             "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict(parts.model)}
@@ -265,6 +270,17 @@ def _load_state(parts: Parts, state: dict) -> None:
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scaler.load_state_dict(state["scaler"])
     parts.recipe.load_state_dict(parts.model, state["recipe"])
+
+
+class _NumpyBackend:
+    """The NumPy engine's side of the loop (``Parts.backend`` of the torch backend has the same set)."""
+
+    # the module's functions looked up at call time (tests replace them)
+    name = "numpy"
+    train_step = staticmethod(lambda *args, **kw: train_step(*args, **kw))
+    evaluate = staticmethod(lambda *args, **kw: evaluate(*args, **kw))
+    state = staticmethod(lambda parts: _state(parts))
+    load_state = staticmethod(lambda parts, state: _load_state(parts, state))
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -283,12 +299,19 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
     loader = BatchLoader(ds.train_images, ds.train_labels, config["batch_size"], mean=ds.mean, std=ds.std,
                          augment=config["augment"], pad=ds.pad, flip=ds.flip, drop_last=True, seed=config["seed"])
     parts = build(config, ds, len(loader))
+    be = parts.backend or _NumpyBackend
     saved_config = {k: config.get(k) for k in CONFIG_KEYS}
+    saved_config["backend"] = _backend_name(config)
     epoch, batch, step, history, sums = 0, 0, 0, [], _new_epoch_sums()
     if resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path)
-        check_compatible(ckpt["config"], saved_config, ckpt_path)
-        _load_state(parts, ckpt["state"])
+        written_by = ckpt["config"].get("backend") or "numpy"   # checkpoints before backends: the NumPy engine
+        if written_by != saved_config["backend"]:
+            raise CheckpointError(f"{ckpt_path} was written by the {written_by} backend and this run uses --backend "
+                                  f"{saved_config['backend']}; checkpoints do not move between backends: resume "
+                                  f"with --backend {written_by} or start a new --out directory")
+        check_compatible({**ckpt["config"], "backend": written_by}, saved_config, ckpt_path)
+        be.load_state(parts, ckpt["state"])
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
@@ -300,7 +323,7 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
     _write_metrics(out, history)
 
     def checkpoint(state: dict | None = None) -> None:
-        save_checkpoint(ckpt_path, {"config": saved_config, "state": state or _state(parts), "epoch": epoch,
+        save_checkpoint(ckpt_path, {"config": saved_config, "state": state or be.state(parts), "epoch": epoch,
                                     "batch": batch, "step": step, "history": history, "sums": sums})
 
     result = TrainResult(history, out=out)
@@ -321,8 +344,8 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
                 parts.optimizer.lr = parts.lr_at(step)
                 collect = stats_every and (step % stats_every == 0)
                 observer = _StatsObserver() if collect else None
-                with (observer or _nothing()):
-                    loss, correct, skipped = train_step(parts, x, y, label_smoothing=config["label_smoothing"])
+                with (observer or contextlib.nullcontext()):
+                    loss, correct, skipped = be.train_step(parts, x, y, label_smoothing=config["label_smoothing"])
                 if observer:
                     observer.merge_into(sums["stats"])
                 t_end = time.perf_counter()
@@ -347,8 +370,8 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
                 bar.close()
             if interrupt.requested:
                 return stop()
-            before_eval = _state(parts)  # evaluation may touch recipe state (amax histories)
-            test = evaluate(parts.model, ds.test_images, ds.test_labels, batch_size=config["eval_batch_size"],
+            before_eval = be.state(parts)  # evaluation may touch recipe state (amax histories)
+            test = be.evaluate(parts.model, ds.test_images, ds.test_labels, batch_size=config["eval_batch_size"],
                             mean=ds.mean, std=ds.std, interrupt=interrupt)
             if test is None:  # interrupted during evaluation: save the end of the epoch's training
                 return stop(before_eval)

@@ -11,6 +11,7 @@ import importlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 pytest.importorskip("numba_cuda", reason="numba-cuda not installed (pip install fp8emu[cuda])")
 
@@ -22,6 +23,7 @@ from fp8emu import cuda as fc  # noqa: E402
 from fp8emu.format import RoundMode  # noqa: E402
 from fp8emu.formats import ALL_FORMATS, e4m3fn, e5m2, e8m0fnu  # noqa: E402
 
+from strategies import FLOAT_DTYPES, any_format, float_bits, floats_of, round_modes  # noqa: E402
 from test_kernels import MASK, _unmix64  # noqa: E402
 
 Q = importlib.import_module("fp8emu.quantize")   # the module (fp8emu.quantize is the function)
@@ -213,6 +215,72 @@ def test_errors_are_precise():
     with pytest.raises(TypeError, match="expected uint8"):
         fc.encode(cuda.to_device(x), e5m2, out=cuda.device_array(4, np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        fc.encode(cuda.to_device(np.ones((4, 4), np.float32)).T, e5m2)
+        fc.encode(cuda.to_device(np.ones(8, np.float32))[::2], e5m2)     # a strided view (.T copies on a GPU)
     with pytest.raises(ValueError, match="sr_bits"):
         fc.encode(cuda.to_device(x), e5m2, sr_bits=3)
+
+
+def test_torch_operators_have_cuda_kernels():
+    """fp8emu.torch registers fp8emu.cuda as the CUDA implementation of its operators (a CUDA
+    tensor reaches these kernels; without the registration PyTorch would refuse it)."""
+    torch = pytest.importorskip("torch")
+    import fp8emu.torch  # noqa: F401
+    for op in ("encode", "decode", "quantize"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fp8emu::{op}", "CUDA"), op
+    if torch.cuda.is_available() and not fc.simulated():
+        x = torch.linspace(-300, 300, 1001, device="cuda")
+        kw = dict(rounding="stochastic", seed=3, stream=4)
+        assert torch.equal(fp8emu.torch.encode(x, "e5m2", **kw).cpu(), fp8emu.torch.encode(x.cpu(), "e5m2", **kw))
+
+
+def test_cuda_training_turns_tf32_off_and_asks_for_deterministic_kernels(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from fp8emu.torch import train as ttrain
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        ttrain.cuda_numerics()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        import os
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.deterministic) = saved[:4]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
+
+
+@settings(max_examples=60)
+@given(any_format(), st.sampled_from(FLOAT_DTYPES), st.data(), round_modes, st.booleans(),
+       st.sampled_from([None, 1, 9, 32]), st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**64 - 1))
+def test_any_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr_bits, seed, stream):
+    """Random formats (any width, bias, specials, subnormals on/off) and any input bit patterns:
+    the GPU path the wrapper picks gives the CPU's codes and values."""
+    xs = data.draw(st.lists(st.one_of(float_bits(dtype), floats_of(fmt, dtype)), min_size=1, max_size=40))
+    x = np.array(xs, dtype=dtype)
+    kw = dict(rounding=mode, saturate=saturate, seed=seed, stream=stream,
+              sr_bits=sr_bits if mode is RoundMode.STOCHASTIC else None)
+    assert np.array_equal(fc.encode(_gpu(x), fmt, **kw).copy_to_host(), fp8emu.encode(x, fmt, **kw))
+    try:
+        want = fp8emu.quantize(x, fmt, **kw)
+    except ValueError:
+        return
+    assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt, **kw).copy_to_host()), _bits(want))
+
+
+def test_cuda_step_check_tool_runs_cpu_against_cpu():
+    """tools/cuda_step_check.py (a GPU-vs-CPU training step) on two CPU runs: everything equal."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(root / "tools" / "cuda_step_check.py"), "--devices", "cpu,cpu",
+                          "--batch", "4", "--size", "12"], capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "weights       0 of" in res.stdout and "activations: identical" in res.stdout

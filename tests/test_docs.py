@@ -7,11 +7,13 @@ shown but not run (use it only for commands that need a device or a long run).  
 is not valid Python and holds signature lines (``name(args) -> result``, as in design.md's
 contracts) or ``...`` elisions is a listing, not an example, and is not run either.
 
-A *fragment* -- a block that uses names its page never defines (``model(Tensor(x))`` with no
-``x``) -- cannot run as it stands.  It is still checked: it must compile, its imports must
-succeed, and every attribute it reads from an imported module (``nn.resnet18``,
-``ops.cross_entropy``) must exist, so a renamed API still fails the test.  Make an example
-runnable by defining its inputs; ``test_fragments_are_listed`` prints the fragments.
+Every block must run as written, on its own: a block that uses a name it neither defines nor
+imports (``model(Tensor(x))`` with no ``x``), even one an earlier block defined, fails,
+because a reader copies one block, not the page.  Only walkthrough pages (``WALKTHROUGHS``,
+whose commands have their own test) may build on earlier blocks; there a *fragment* (a block
+using names its page never defines) is still checked: it must compile, its imports must
+succeed, and every attribute it reads from an imported module must exist;
+``test_fragments_are_listed`` prints the fragments.
 """
 
 from __future__ import annotations
@@ -99,12 +101,24 @@ def _check_fragment(body: str, namespace: dict, where: str) -> None:
                 break
 
 
+#: Pages whose blocks may build on the names of earlier blocks (and fragments are only checked):
+#: verification.md is a walkthrough whose commands its own test (test_docs_verification.py) runs.
+WALKTHROUGHS = ("verification.md",)
+
+
 def _run_page(page: pathlib.Path) -> list[str]:
-    """Run (or, for fragments, check) every block of a page; return the fragments' locations."""
+    """Run every block of a page; return the fragments' locations.
+
+    Outside :data:`WALKTHROUGHS` a block must run as written, on its own: it may not use a
+    name that only an earlier block defines (a reader copies one block, not the page).
+    """
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     fragments = []
+    standalone = page.name not in WALKTHROUGHS
     for i, body in enumerate(code_blocks(page.read_text())):
         where = f"{page.relative_to(ROOT)}[block {i}]"
+        own = free_names(body, {}) if standalone else set()
+        assert not own, f"{where} uses {', '.join(sorted(own))} without defining or importing it:\n{body}"
         try:
             free = free_names(body, namespace)
             if free:

@@ -174,7 +174,7 @@ def test_exact_sr_tie_draws_more_words(x, dtype, fmt):
     out = np.empty(3, fmt.code_dtype)
     Q._run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, out, None,
            Q._INPUTS[np.dtype(dtype).name],
-           fmt, RoundMode.STOCHASTIC, False, 0, (np.uint64(kb), np.uint64(k0)))
+           fmt, RoundMode.STOCHASTIC, False, 0, Q.SRKeys(np.uint64(kb), np.uint64(k0)))
     want = [spec.round_scalar(xs[j], fmt, "stochastic", sr_words=words(j)) for j in range(3)]
     assert out.tolist() == want
     if fmt.subnormals and fmt.emin >= -126:     # fast kernel valid: it flags the tie iff bits remain

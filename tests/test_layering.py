@@ -68,6 +68,50 @@ def test_imports_flow_one_way(path):
             assert side(mod) == side(target), f"{mod} and fp8emu.{target}: training and verification stay apart"
 
 
+def test_design_doc_states_these_layers():
+    """docs/design.md's table names every layer's modules with the numbers used here."""
+    import re
+    table = (PKG.parent / "docs" / "design.md").read_text().split("## Contracts")[0]
+    stated = {}
+    for row in re.finditer(r"^\| (\d) [^|]*\| ([^|]*)\|", table, re.M):
+        for name in re.findall(r"`([A-Za-z_]+)(?:\.py|/)`", row[2]):
+            if (PKG / f"{name}.py").exists() or (PKG / name).is_dir():   # top-level modules, not submodules
+                stated[name] = int(row[1])
+    assert stated == LAYERS, f"docs/design.md says {stated}, tests/test_layering.py says {LAYERS}"
+
+
+#: Known exceptions, to be removed: (importing module, source module) -> why.
+PRIVATE_IMPORT_EXCEPTIONS = {
+    ("cuda", "quantize"): "the GPU kernels reuse the CPU wrappers' parameter builders; to move onto "
+                          "quantize.kernel_arguments",
+}
+
+
+def test_no_private_names_imported_across_modules():
+    """A module uses another module's private names only where that module exports them (``__all__``,
+    as the kernel modules do for their wrappers): otherwise the rule it relies on is not an interface."""
+    import importlib
+    problems = []
+    for path in MODULES:
+        rel = path.relative_to(PKG).with_suffix("")
+        mod = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        package = list(rel.parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = package[: len(package) - (node.level - 1)]
+            source = ".".join(base + ([node.module] if node.module else []))
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if not private or not source or (mod, source) in PRIVATE_IMPORT_EXCEPTIONS:
+                continue
+            exported = getattr(importlib.import_module(f"fp8emu.{source}"), "__all__", ())
+            submodules = [n for n in private if (PKG / source.replace(".", "/") / f"{n}.py").exists()]
+            bad = [n for n in private if n not in exported and n not in submodules]
+            if bad:
+                problems.append(f"{mod} imports {', '.join(bad)} from fp8emu.{source}")
+    assert not problems, "\n".join(problems)
+
+
 def test_package_never_imports_tests_or_benchmarks():
     for path in PKG.rglob("*.py"):
         text = path.read_text()

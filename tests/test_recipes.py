@@ -109,6 +109,22 @@ def test_formats_are_announced_to_accumulators_that_model_hardware(gemm_calls):
         get_recipe("fp32").replace(accumulator=fp32_sequential, weights=bf, activations=bf).apply(tiny_resnet())
 
 
+class _FormatBlind(_Hardware):
+    """A custom accumulator that declares it never uses the operands' formats."""
+
+    uses_operand_formats = False
+
+
+def test_accumulator_capabilities_decide_what_it_is_told(gemm_calls):
+    from fp8emu.accumulators import fp32_blas, fp32_sequential, lowp, nvidia_hopper_fp8
+    assert not fp32_blas.uses_operand_formats and not fp32_sequential.uses_operand_formats
+    assert lowp("float16").uses_operand_formats and nvidia_hopper_fp8().uses_operand_formats
+    assert lowp("float16").accepts_rng and not fp32_blas.accepts_rng and fp32_blas.accepts_out
+    assert not _Hardware.accepts_out and not _Hardware.accepts_rng     # the base class's defaults
+    train_steps(tiny_resnet(), get_recipe("paper-e5m2").replace(accumulator=_FormatBlind()), steps=1)
+    assert {c[2] for c in gemm_calls} == {(None, None)}
+
+
 def test_exempt_layers_by_name_and_position():
     model = tiny_resnet()
     attached = get_recipe("paper-e5m2").replace(exempt=("layer1.0.conv2", -1, 0)).apply(model)
@@ -324,3 +340,38 @@ def test_scaled_result_classes_flow_on_dequantized():
     ops.sum(layer(x)).backward()
     want = np.broadcast_to(x.data.sum(axis=0), (4, 16))        # d sum(x @ w.T) / dw, exact in float32 here
     assert np.max(np.abs(layer.weight.grad - want)) <= 2.0**-2 * np.max(np.abs(want))   # within e5m2's spacing
+
+
+def test_nvfp4_recipe_quantizes_with_the_public_function():
+    """The recipe's operands are exactly scaling.nvfp4_quantize's (activations 1x16 along channels,
+    weights 16x16 tiles, errors 1x16 with the layer's SR stream); nothing else is quantized."""
+    from fp8emu.scaling import nvfp4_quantize
+    recipe = get_recipe("nvfp4")
+    model = tiny_resnet()
+    lq = recipe.apply(model)["layer1.0.conv1"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(lq.quantize(x, "activations", 3)[0], nvfp4_quantize(x, axis=1).dequantize())
+    np.testing.assert_array_equal(lq.quantize(w, "weights", 3)[0], nvfp4_quantize(w, axis=(0, 1)).dequantize())
+    want = nvfp4_quantize(x, axis=1, rounding="stochastic", seed=recipe.seed, stream=lq.stream(3, "errors"))
+    np.testing.assert_array_equal(lq.quantize(x, "errors", 3)[0], want.dequantize())
+    assert lq.quantize(x, "weight_grads", 3)[0] is x and lq.quantize(x, "input_grads", 3)[0] is x
+    assert lq.fmt_for_gemm("weights") is None
+    attached = recipe.apply(model)
+    assert attached["conv1"] is None and attached["fc"] is None         # exempt: float32
+
+
+def test_mx_scale_rule_is_selectable_in_recipes():
+    from fp8emu.scaling import mx_quantize
+    lq = get_recipe("mxfp8-rceil").apply(tiny_resnet())["layer1.0.conv1"]
+    x = np.full((1, 32, 1, 1), 300.0, np.float32)
+    got = lq.quantize(x, "activations", 0)[0]
+    np.testing.assert_array_equal(got, mx_quantize(x, "e4m3fn", axis=1, scale_rule="rceil").dequantize())
+    assert "rceil scales" in str(lq.spec("activations"))
+    with pytest.raises(ValueError, match="e2m1fn"):
+        QuantSpec("e4m3fn", scaling="nvfp4")
+    with pytest.raises(ValueError, match="tile_2d"):
+        QuantSpec("e2m1fn", scaling="mx", tile_2d=True)
+    with pytest.raises(ValueError, match="scale_rule"):
+        QuantSpec("e4m3fn", scaling="mx", scale_rule="round")

@@ -16,10 +16,10 @@ from fp8emu.torch import models  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-# every recipe that makes sense with PyTorch's float32 GEMMs; the ablations run with -m slow
+# every recipe that makes sense with PyTorch's float32 GEMMs; the ablations and variants run with -m slow
 _ABLATIONS = ["paper-e5m2-nols", "paper-e5m2-dynls", "paper-e5m2-rne", "paper-e5m2-nols-rne", "paper-e5m2-fp32master",
-              "paper-e5m2-all"]
-TORCH_RECIPES = ["fp32", "paper-e5m2", "hfp8", "ocp-fp8", "mxfp8"] + [pytest.param(r, marks=pytest.mark.slow)
+              "paper-e5m2-all", "mxfp8-rceil"]
+TORCH_RECIPES = ["fp32", "paper-e5m2", "hfp8", "ocp-fp8", "mxfp8", "nvfp4"] + [pytest.param(r, marks=pytest.mark.slow)
                                                                       for r in _ABLATIONS]
 
 

@@ -99,7 +99,7 @@ def start_mps(pipe_dir: str) -> None:
 def train_command(args: argparse.Namespace, width: int, recipe: str, seed: int, out: str) -> list[str]:
     cmd = [sys.executable, "-m", "fp8emu", "train", "--recipe", recipe, "--width", str(width), "--seed", str(seed),
            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-           "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "cosine", "--threads", "1",
+           "--momentum", "0.9", "--weight-decay", "5e-4", "--schedule", "cosine", "--threads", str(args.threads),
            "--no-progress", "--resume", "--out", out]
     if args.data:
         cmd += ["--data", args.data]
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-test", type=int)
     p.add_argument("--train-args", default="--backend torch --device cuda", help="more arguments of fp8emu train")
     p.add_argument("--max-procs", type=int, default=30, help="runs at once")
+    p.add_argument("--threads", type=int, default=1, help="CPU kernel threads per run (the recipes' rounding "
+                   "runs on the host in the torch backend)")
     p.add_argument("--gpus", type=int, default=1, help="spread the runs over this many GPUs (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--budget", type=float, default=520.0, help="seconds until the runs are told to checkpoint")
     p.add_argument("--grace", type=float, default=40.0, help="seconds they get for it before being killed")
@@ -184,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(todo)} at a time", flush=True)
     if args.mps and todo:
         start_mps("/tmp/fp8emu-mps")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               NUMBA_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1",
+               NUMBA_NUM_THREADS=str(args.threads))
     running: dict[subprocess.Popen, tuple] = {}
     stopping, started = False, 0
     while todo or running:

@@ -12,5 +12,9 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 if [ ! -f /tmp/fmnist/t10k-labels-idx1-ubyte ]; then
   mkdir -p /tmp/fmnist && tar -xJf "$work/fmnist.tar.xz" -C /tmp/fmnist
 fi
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+if [ "${1:-}" = "--prepare-only" ]; then  # set up once, then start several drivers side by side
+  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+  nproc
+  exit 0
+fi
 exec python3 tools/repro_gpu.py --out /tmp/repro --data /tmp/fmnist --mps --pack "${OUT:-/tmp}/results.tar.gz" "$@"

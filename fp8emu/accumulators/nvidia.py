@@ -52,6 +52,7 @@ from numba import prange
 
 from ..format import Format
 from ..formats import e4m3fn, get_format
+from ..quantize import decode
 from . import _h200_splits
 from .base import Accumulator
 
@@ -125,12 +126,25 @@ class CublasLtSplitRule:
         return by_mn
 
     def is_measured(self, M: int, N: int, K: int) -> bool:
-        """Whether the table holds this shape."""
+        """Whether the table holds this shape.
+
+        Args:
+            M, N, K: the GEMM's shape.
+        """
         return (M, N, K) in self._lookup
 
     def splits(self, M: int, N: int, K: int, fast_accum: bool = False, a_fmt: str = "e4m3fn",
                b_fmt: str = "e4m3fn") -> int:
-        """numSplitsK for an (M, K) x (K, N) product (the same in both modes wherever measured)."""
+        """numSplitsK for an (M, K) x (K, N) product (the same in both modes wherever measured).
+
+        Args:
+            M, N, K: the GEMM's shape.
+            fast_accum: cuBLASLt's fast-accumulation mode.
+            a_fmt, b_fmt: the operand format names (some shapes split differently per format).
+
+        Returns:
+            The number of K splits.
+        """
         for m, n, k, fa, fb, s in self.format_overrides:
             if (m, n, k, fa, fb) == (M, N, K, str(a_fmt), str(b_fmt)):
                 return s
@@ -165,6 +179,14 @@ def split_ranges(K: int, split_k: int, granule: int = 128) -> list[tuple[int, in
     Measured with the boundary probes (``h200_inputs.boundary_probe``): K = 16384 with 6 splits
     gives boundaries 2816, 5632, 8448, 11264, 14080.  Fewer ranges come out when the rounding up
     leaves nothing for the last ones.
+
+    Args:
+        K: the reduction length.
+        split_k: the number of splits.
+        granule: split boundaries fall on multiples of this.
+
+    Returns:
+        ``[(lo, hi), ...]`` in order.
     """
     if split_k < 1 or granule < 1:
         raise ValueError(f"split_k={split_k} and granule={granule} must be >= 1")
@@ -235,14 +257,19 @@ class NvidiaHopperFP8(Accumulator):
 
     @property
     def fast_accum(self) -> bool:
+        """Whether this is cuBLASLt's fast accumulation (no FP32 promotion)."""
         return self.promotion_interval is None
 
-    def splits_for(self, M: int, N: int, K: int) -> int:
-        """The split count used for an (M, K) x (K, N) product."""
-        return self.splits_for_formats(M, N, K, e4m3fn, e4m3fn)
-
     def splits_for_formats(self, M: int, N: int, K: int, a_fmt: Format, b_fmt: Format) -> int:
-        """The split count used for an (M, K) x (K, N) product of these operand formats."""
+        """The split count used for an (M, K) x (K, N) product of these operand formats.
+
+        Args:
+            M, N, K: the GEMM's shape.
+            a_fmt, b_fmt: the operand formats.
+
+        Returns:
+            ``split_k`` when set, else the split rule's count for this shape.
+        """
         if self.split_k is not None:
             return self.split_k
         return self.split_rule.splits(M, N, K, self.fast_accum, a_fmt.name, b_fmt.name)
@@ -554,12 +581,6 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
 # ---------------------------------------------------------------------------------------------
 # comparing a recording with the model
 # ---------------------------------------------------------------------------------------------
-def _decode_codes(codes: np.ndarray, fmt: Format) -> np.ndarray:
-    vals = fmt.values()
-    out = np.asarray(vals, dtype=np.float64)[np.asarray(codes, dtype=np.int64)]
-    return out.astype(np.float32)
-
-
 def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndarray,
                          a_fmt: Format | str = e4m3fn, b_fmt: Format | str = e4m3fn,
                          fast_accum: bool = False, model: NvidiaHopperFP8 | None = None) -> dict:
@@ -579,8 +600,8 @@ def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndar
         ``measured_shape`` (whether the kernel rule's split count for this shape was measured).
     """
     a_fmt, b_fmt = get_format(a_fmt), get_format(b_fmt)
-    a = _decode_codes(a_codes, a_fmt)
-    bt = _decode_codes(bt_codes, b_fmt)
+    a = decode(np.asarray(a_codes, dtype=a_fmt.code_dtype), a_fmt, dtype=np.float32)
+    bt = decode(np.asarray(bt_codes, dtype=b_fmt.code_dtype), b_fmt, dtype=np.float32)
     out = np.asarray(out, dtype=np.float32)
     M, K = a.shape
     N = bt.shape[0]

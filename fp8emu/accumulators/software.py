@@ -42,7 +42,7 @@ import numpy as np
 from .. import _kernels
 from ..format import Format, RoundMode
 from ..formats import get_format
-from ..quantize import _INPUTS, _decode_params, _lut, _params, _resolve
+from ..quantize import _decode_params, kernel_arguments
 from .base import Accumulator
 
 __all__ = [
@@ -70,8 +70,9 @@ def _products_exact_in_float32(fmt_a: Format, fmt_b: Format) -> str | None:
 class _Fp32Accumulator(Accumulator):
     """Shared operand check of the float32 accumulators: products must be exact in float32."""
 
-    #: ``matmul_2d`` takes ``out=`` (a C-contiguous float32 (M, N) array to fill); conv reuses buffers.
     accepts_out = True
+    #: exact float32 products: the formats are only checked, never used
+    uses_operand_formats = False
 
     def check_operands(self, a_fmt: Format | None, b_fmt: Format | None) -> None:
         if a_fmt is None or b_fmt is None:
@@ -229,6 +230,7 @@ class Fp32Blocked(_Fp32Accumulator):
 
     @property
     def name(self) -> str:
+        """``fp32_blocked(B)``."""
         return f"fp32_blocked({self.block})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
@@ -301,7 +303,14 @@ fp32_pairwise = Fp32Pairwise()
 
 
 def fp32_blocked(block: int = 32) -> Fp32Blocked:
-    """Return the blocked float32 accumulator with blocks of ``block`` products."""
+    """Return the blocked float32 accumulator with blocks of ``block`` products.
+
+    Args:
+        block: products per block (>= 1).
+
+    Returns:
+        An :class:`Fp32Blocked`.
+    """
     return Fp32Blocked(block)
 
 
@@ -432,21 +441,16 @@ _NEAREST = (RoundMode.NEAREST_EVEN, RoundMode.NEAREST_AWAY)
 def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
     """The rounding layer's kernel parameters for float64 input: (prm, key_base, key0, float64
     values of the codes, value-building parameters).  Formats wider than 16 bits get an empty
-    table: their values are built from the code.
-
-    The one place that knows the rounding layer's private kernel interface.
-    """
-    fmt, mode, saturate, (key_base, key0), r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    prm = _params(_INPUTS["float64"], fmt, mode, saturate, r)
-    f64 = np.dtype(np.float64)
-    lut = np.empty(0, np.float64) if fmt.bits > 16 else _lut(fmt, f64).view(np.float64)
-    return prm, key_base, key0, lut, _decode_params(fmt, f64)
+    table: their values are built from the code."""
+    args = kernel_arguments(fmt, np.float64, rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits,
+                            stream=stream)
+    return args.params, args.keys.base, args.keys.key0, args.values, _decode_params(get_format(fmt), np.dtype(np.float64))
 
 
 
 @dataclass(frozen=True)
 class LowPrecisionAccumulator(Accumulator):
-    """Chunked accumulation in a low-precision format (Wang et al. 2018, SPEC.md §7.2).
+    """Chunked accumulation in a low-precision format (Wang et al. 2018, NeurIPS).
 
     Per output element, with exact products ``p_k`` (float64: exact for operands of at most
     24 significand bits)::
@@ -486,7 +490,6 @@ class LowPrecisionAccumulator(Accumulator):
     sr_bits: int | None = None
 
     accepts_out = True
-    #: ``matmul_2d`` takes ``seed``, ``stream`` and ``index0`` (the C-order index of its first output element).
     accepts_rng = True
 
     def __post_init__(self) -> None:
@@ -501,6 +504,7 @@ class LowPrecisionAccumulator(Accumulator):
 
     @property
     def name(self) -> str:
+        """``lowp(fmt, chunk=C, rounding)``."""
         return f"lowp({self.fmt.name}, chunk={self.chunk}, {self.rounding.value})"
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None, seed=None, stream=None, index0=0):
@@ -545,5 +549,15 @@ class LowPrecisionAccumulator(Accumulator):
 
 def lowp(fmt: Format | str, chunk: int = 64, rounding: RoundMode | str = RoundMode.NEAREST_EVEN, **kw
          ) -> LowPrecisionAccumulator:
-    """Return a :class:`LowPrecisionAccumulator` (e.g. ``lowp("float16", 64)``, ``lowp("bfloat16", 32, "sr")``)."""
+    """Return a :class:`LowPrecisionAccumulator` (e.g. ``lowp("float16", 64)``, ``lowp("bfloat16", 32, "sr")``).
+
+    Args:
+        fmt: the accumulator format (Format or name).
+        chunk: chunk length C >= 1.
+        rounding: rounding mode of every accumulation step (RoundMode or name).
+        **kw: ``saturate``, ``seed``, ``stream``, ``sr_bits`` (see the class).
+
+    Returns:
+        The accumulator.
+    """
     return LowPrecisionAccumulator(get_format(fmt), chunk, RoundMode.parse(rounding), **kw)

@@ -5,6 +5,7 @@
 """
 
 from . import ops
+from ._kernels import threads_for
 from .function import Context, Function
 from .qgemm import (LINEAR_PRODUCTS, ConvProducts, GemmProducts, LinearProducts, SavedOperands, quantized_backward,
                     quantized_forward)
@@ -15,5 +16,5 @@ __all__ = [
     "Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled", "ops",
     "QuantSpec", "LayerQuant", "TENSOR_CLASSES", "add_observer", "remove_observer",
     "quantized_forward", "quantized_backward", "SavedOperands", "GemmProducts", "LinearProducts", "ConvProducts",
-    "LINEAR_PRODUCTS",
+    "LINEAR_PRODUCTS", "threads_for",
 ]

@@ -6,8 +6,11 @@ of every sum is fixed, so the results do not depend on the number of threads.  P
 sums are accumulated in float64 (one rounding per add, no fused multiply-add: Numba is used
 without relaxed-math flags), which keeps batch statistics accurate for large N*H*W.
 
-Every ``_name`` kernel has a ``_name_ref`` twin written as plain Python loops with NumPy
-scalars in the same order of operations; ``tests/test_ops.py`` holds them bit-equal.  Kernels
+Every kernel has an independent twin in ``tests/oracles_ops.py``: whole-array NumPy in
+float64 by the textbook formulas (two-pass batch statistics, windows as strided views,
+scatter-adds).  ``tests/test_ops.py`` holds them bit-equal where the result does not depend
+on the order of operations (ReLU, max pooling, the affine map, short float32 window sums) and
+to a tolerance far below float32's resolution where it does (batch statistics).  Kernels
 convert to float64 explicitly (``np.float64(x[i])``) rather than relying on promotion, so they
 compute the same values under ``NUMBA_DISABLE_JIT=1`` (NumPy 2 keeps ``0.0 + float32`` in
 float32, Numba promotes it to float64).
@@ -81,32 +84,6 @@ def _bn_train_forward(x, gamma, beta, eps, relu, y, mean, var, invstd):
         invstd[ch] = inv
 
 
-def _bn_train_forward_ref(x, gamma, beta, eps, relu, y, mean, var, invstd):
-    """Readable twin of :func:`_bn_train_forward`."""
-    n, c, hw = x.shape
-    m = n * hw
-    for ch in range(c):
-        k = np.float64(x[0, ch, 0])
-        s1 = np.float64(0.0)
-        s2 = np.float64(0.0)
-        for i in range(n):
-            for j in range(hw):
-                d = np.float64(x[i, ch, j]) - k
-                s1 += d
-                s2 += d * d
-        md = s1 / m
-        v = max(s2 / m - md * md, 0.0)
-        mu = k + md
-        inv = 1.0 / np.sqrt(v + eps)
-        scale = np.float64(gamma[ch]) * inv
-        shift = np.float64(beta[ch]) - mu * scale
-        for i in range(n):
-            for j in range(hw):
-                t = np.float64(x[i, ch, j]) * scale + shift
-                y[i, ch, j] = (0.0 if t <= 0.0 else t) if relu else t
-        mean[ch], var[ch], invstd[ch] = mu, v, inv
-
-
 @numba.njit(cache=True, parallel=True)
 def _bn_backward(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
     """Gradients of y = gamma * (x - mean) * invstd + beta for x (N, C, HW).
@@ -145,35 +122,6 @@ def _bn_backward(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
                     gx[i, ch, j] = k * g
 
 
-def _bn_backward_ref(x, gy, gamma, mean, invstd, train, y, relu, gx, ggamma, gbeta):
-    """Readable twin of :func:`_bn_backward`."""
-    n, c, hw = x.shape
-    m = n * hw
-    for ch in range(c):
-        mu, inv = np.float64(mean[ch]), np.float64(invstd[ch])
-        sg = np.float64(0.0)
-        sgx = np.float64(0.0)
-        for i in range(n):
-            for j in range(hw):
-                g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
-                sg += g
-                sgx += g * ((np.float64(x[i, ch, j]) - mu) * inv)
-        ggamma[ch], gbeta[ch] = sgx, sg
-        k = np.float64(gamma[ch]) * inv
-        if train:
-            k = k / m
-            for i in range(n):
-                for j in range(hw):
-                    xh = (np.float64(x[i, ch, j]) - mu) * inv
-                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
-                    gx[i, ch, j] = k * ((m * g - sg) - xh * sgx)
-        else:
-            for i in range(n):
-                for j in range(hw):
-                    g = np.float64(gy[i, ch, j]) if (not relu or y[i, ch, j] > 0.0) else 0.0
-                    gx[i, ch, j] = k * g
-
-
 @numba.njit(cache=True, parallel=True)
 def _affine_channels(x, scale, shift, relu, y):
     """y[i, c, j] = x[i, c, j] * scale[c] + shift[c] (batch norm in eval mode; then max(., 0) with relu)."""
@@ -187,16 +135,6 @@ def _affine_channels(x, scale, shift, relu, y):
                 y[i, ch, j] = (0.0 if v <= 0.0 else v) if relu else v
 
 
-def _affine_channels_ref(x, scale, shift, relu, y):
-    """Readable twin of :func:`_affine_channels`."""
-    n, c, hw = x.shape
-    for ch in range(c):
-        for i in range(n):
-            for j in range(hw):
-                v = np.float64(x[i, ch, j]) * np.float64(scale[ch]) + np.float64(shift[ch])
-                y[i, ch, j] = (0.0 if v <= 0.0 else v) if relu else v
-
-
 # ---- ReLU ------------------------------------------------------------------------------------------
 @numba.njit(cache=True, parallel=True)
 def _relu_forward(x, y):
@@ -206,12 +144,6 @@ def _relu_forward(x, y):
         y[i] = 0.0 if v <= 0.0 else v
 
 
-def _relu_forward_ref(x, y):
-    """Readable twin of :func:`_relu_forward`."""
-    for i in range(x.size):
-        y[i] = 0.0 if x[i] <= 0.0 else x[i]
-
-
 @numba.njit(cache=True, parallel=True)
 def _relu_backward(y, gy, gx):
     """gx = gy where the output y > 0, else 0 (flat arrays)."""
@@ -219,23 +151,10 @@ def _relu_backward(y, gy, gx):
         gx[i] = gy[i] if y[i] > 0.0 else 0.0
 
 
-def _relu_backward_ref(y, gy, gx):
-    """Readable twin of :func:`_relu_backward`."""
-    for i in range(y.size):
-        gx[i] = gy[i] if y[i] > 0.0 else 0.0
-
-
 @numba.njit(cache=True, parallel=True)
 def _add_relu_forward(a, b, y):
     """y = max(a + b, 0) on flat arrays (the residual join of a ResNet block)."""
     for i in numba.prange(a.size):
-        v = a[i] + b[i]
-        y[i] = 0.0 if v <= 0.0 else v
-
-
-def _add_relu_forward_ref(a, b, y):
-    """Readable twin of :func:`_add_relu_forward`."""
-    for i in range(a.size):
         v = a[i] + b[i]
         y[i] = 0.0 if v <= 0.0 else v
 
@@ -271,23 +190,6 @@ def _maxpool_forward(x, k, s, p, y, idx):
                 idx[q, oi, oj] = arg
 
 
-def _maxpool_forward_ref(x, k, s, p, y, idx):
-    """Readable twin of :func:`_maxpool_forward`."""
-    planes, h, w = x.shape
-    for q in range(planes):
-        for oi in range(y.shape[1]):
-            for oj in range(y.shape[2]):
-                best, arg = -np.inf, -1
-                for di in range(k):
-                    for dj in range(k):
-                        ii, jj = oi * s - p + di, oj * s - p + dj
-                        if 0 <= ii < h and 0 <= jj < w:
-                            v = x[q, ii, jj]
-                            if arg < 0 or v > best or (np.isnan(v) and not np.isnan(best)):
-                                best, arg = v, ii * w + jj
-                y[q, oi, oj], idx[q, oi, oj] = best, arg
-
-
 @numba.njit(cache=True, parallel=True)
 def _maxpool_backward(gy, idx, gx):
     """gx (P, H*W), zeroed here, receives gy at each window's argmax (summed over windows)."""
@@ -297,14 +199,6 @@ def _maxpool_backward(gy, idx, gx):
         for j in range(gx.shape[1]):
             gx[q, j] = 0.0
         for j in range(n):
-            gx[q, idx[q, j]] += gy[q, j]
-
-
-def _maxpool_backward_ref(gy, idx, gx):
-    """Readable twin of :func:`_maxpool_backward`."""
-    gx[...] = 0
-    for q in range(gy.shape[0]):
-        for j in range(gy.shape[1]):
             gx[q, idx[q, j]] += gy[q, j]
 
 
@@ -326,22 +220,6 @@ def _avgpool_forward(x, k, s, p, y):
                         jj = oj * s - p + dj
                         if 0 <= jj < w:
                             acc += x[q, ii, jj]
-                y[q, oi, oj] = acc * inv
-
-
-def _avgpool_forward_ref(x, k, s, p, y):
-    """Readable twin of :func:`_avgpool_forward`."""
-    planes, h, w = x.shape
-    inv = 1.0 / (k * k)
-    for q in range(planes):
-        for oi in range(y.shape[1]):
-            for oj in range(y.shape[2]):
-                acc = np.float64(0.0)
-                for di in range(k):
-                    for dj in range(k):
-                        ii, jj = oi * s - p + di, oj * s - p + dj
-                        if 0 <= ii < h and 0 <= jj < w:
-                            acc += np.float64(x[q, ii, jj])
                 y[q, oi, oj] = acc * inv
 
 
@@ -367,18 +245,3 @@ def _avgpool_backward(gy, k, s, p, gx):
                         if 0 <= jj < w:
                             gx[q, ii, jj] += g
 
-
-def _avgpool_backward_ref(gy, k, s, p, gx):
-    """Readable twin of :func:`_avgpool_backward`."""
-    planes, h, w = gx.shape
-    inv = 1.0 / (k * k)
-    gx[...] = 0
-    for q in range(planes):
-        for oi in range(gy.shape[1]):
-            for oj in range(gy.shape[2]):
-                g = np.float64(gy[q, oi, oj]) * inv
-                for di in range(k):
-                    for dj in range(k):
-                        ii, jj = oi * s - p + di, oj * s - p + dj
-                        if 0 <= ii < h and 0 <= jj < w:
-                            gx[q, ii, jj] += g

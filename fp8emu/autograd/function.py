@@ -39,6 +39,11 @@ class Context:
         self.saved: tuple[Any, ...] = ()
 
     def save_for_backward(self, *values: Any) -> None:
+        """Keep arrays (or anything) for ``backward`` in :attr:`saved`.
+
+        Args:
+            *values: what ``backward`` will need, in order.
+        """
         self.saved = values
 
 

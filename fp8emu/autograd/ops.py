@@ -127,30 +127,69 @@ class Log(Function):
 
 
 def add(a: Any, b: Any) -> Tensor:
+    """``a + b`` with NumPy broadcasting.
+
+    Args:
+        a: a Tensor (or a number/array, taken as a constant).
+        b: likewise.
+    """
     return Add.apply(*_operands(a, b))
 
 
 def sub(a: Any, b: Any) -> Tensor:
+    """``a - b`` with NumPy broadcasting.
+
+    Args:
+        a: a Tensor (or a number/array, taken as a constant).
+        b: likewise.
+    """
     return Sub.apply(*_operands(a, b))
 
 
 def mul(a: Any, b: Any) -> Tensor:
+    """``a * b`` with NumPy broadcasting.
+
+    Args:
+        a: a Tensor (or a number/array, taken as a constant).
+        b: likewise.
+    """
     return Mul.apply(*_operands(a, b))
 
 
 def div(a: Any, b: Any) -> Tensor:
+    """``a / b`` with NumPy broadcasting.
+
+    Args:
+        a: a Tensor (or a number/array, taken as a constant).
+        b: likewise.
+    """
     return Div.apply(*_operands(a, b))
 
 
 def neg(a: Tensor) -> Tensor:
+    """``-a``.
+
+    Args:
+        a: a Tensor.
+    """
     return mul(a, -1.0)
 
 
 def exp(a: Tensor) -> Tensor:
+    """Element-wise ``exp(a)``.
+
+    Args:
+        a: a Tensor.
+    """
     return Exp.apply(a)
 
 
 def log(a: Tensor) -> Tensor:
+    """Element-wise natural logarithm.
+
+    Args:
+        a: a Tensor.
+    """
     return Log.apply(a)
 
 
@@ -191,24 +230,55 @@ class Transpose(Function):
 
 
 def sum(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (all axes when None).
+
+    Args:
+        a: a Tensor.
+        axis: axis or axes to reduce.
+        keepdims: keep the reduced axes with extent 1.
+    """
     return Sum.apply(a, axis=axis, keepdims=keepdims)
 
 
 def mean(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis`` (all axes when None); NaN for an empty tensor.
+
+    Args:
+        a: a Tensor.
+        axis: axis or axes to reduce.
+        keepdims: keep the reduced axes with extent 1.
+    """
     s = sum(a, axis, keepdims)
     return mul(s, s.size / a.size if a.size else math.nan)
 
 
 def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``a`` with a new shape (same elements, C order).
+
+    Args:
+        a: a Tensor.
+        shape: the new shape (one entry may be -1).
+    """
     return Reshape.apply(a, shape=tuple(shape))
 
 
 def transpose(a: Tensor, axes: tuple[int, ...] | None = None) -> Tensor:
+    """Permute the axes (reverse them when ``axes`` is None).
+
+    Args:
+        a: a Tensor.
+        axes: the permutation.
+    """
     return Transpose.apply(a, axes=None if axes is None else tuple(axes))
 
 
 def flatten(a: Tensor, start_dim: int = 1) -> Tensor:
-    """Merge dimensions ``start_dim..`` into one (``Flatten`` before a classifier)."""
+    """Merge dimensions ``start_dim..`` into one (``Flatten`` before a classifier).
+
+    Args:
+        a: a Tensor.
+        start_dim: the first merged dimension.
+    """
     return reshape(a, a.shape[:start_dim] + (-1,))
 
 
@@ -229,6 +299,12 @@ class MatMul(Function):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Plain float matrix product (``np.matmul`` semantics, batches broadcast).
+
+    Args:
+        a: (..., M, K) Tensor.
+        b: (..., K, N) Tensor.
+    """
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"matmul needs operands of at least 2 dimensions, got {a.shape} and {b.shape}")
     return MatMul.apply(*_operands(a, b))
@@ -272,10 +348,21 @@ class AddRelu(Function):
 
 
 def relu(a: Tensor) -> Tensor:
+    """``max(a, 0)`` (NaN propagates).
+
+    Args:
+        a: a Tensor.
+    """
     return Relu.apply(a)
 
 
 def add_relu(a: Tensor, b: Tensor) -> Tensor:
+    """``relu(a + b)`` in one pass (the residual join of a ResNet block).
+
+    Args:
+        a: a Tensor.
+        b: a Tensor of the same shape.
+    """
     if a.shape != b.shape:
         raise ValueError(f"add_relu needs equal shapes, got {a.shape} and {b.shape}")
     return AddRelu.apply(a, b)
@@ -353,18 +440,37 @@ def _check_nchw(x: Tensor, name: str) -> None:
 
 
 def max_pool2d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
+    """Max pooling of an NCHW tensor (implicit -inf padding; ties keep the first maximum, NaN wins).
+
+    Args:
+        x: (N, C, H, W) Tensor.
+        kernel_size: window size k (k x k).
+        stride: stride (default: ``kernel_size``).
+        padding: padding on each side (at most k/2).
+    """
     _check_nchw(x, "max_pool2d")
     return MaxPool2d.apply(x, k=int(kernel_size), s=int(stride or kernel_size), p=int(padding))
 
 
 def avg_pool2d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
-    """Average pooling with zero padding counted in the divisor (PyTorch's count_include_pad=True)."""
+    """Average pooling with zero padding counted in the divisor (PyTorch's count_include_pad=True).
+
+    Args:
+        x: (N, C, H, W) Tensor.
+        kernel_size: window size k (k x k).
+        stride: stride (default: ``kernel_size``).
+        padding: zero padding on each side (at most k/2).
+    """
     _check_nchw(x, "avg_pool2d")
     return AvgPool2d.apply(x, k=int(kernel_size), s=int(stride or kernel_size), p=int(padding))
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
-    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+    """Mean over H and W: (N, C, H, W) -> (N, C).
+
+    Args:
+        x: (N, C, H, W) Tensor.
+    """
     _check_nchw(x, "global_avg_pool2d")
     return GlobalAvgPool2d.apply(x)
 
@@ -422,6 +528,20 @@ def batch_norm2d(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: np.ndarra
     """Batch normalization over (N, H, W) of an NCHW tensor (see :class:`BatchNorm2d`).
 
     ``relu=True`` returns ``relu(batch_norm(x))`` from one fused pass (forward and backward).
+
+    Args:
+        x: (N, C, H, W) Tensor.
+        gamma: (C,) scale.
+        beta: (C,) shift.
+        running_mean: (C,) float array updated in place in training, used in eval.
+        running_var: (C,) likewise (unbiased variance).
+        training: batch statistics (True) or the running ones (False).
+        momentum: weight of the new batch in the running statistics.
+        eps: added to the variance.
+        relu: fuse a ReLU after the normalization.
+
+    Raises:
+        ValueError: wrong shapes, or eval mode without running statistics.
     """
     _check_nchw(x, "batch_norm2d")
     if gamma.shape != (x.shape[1],) or beta.shape != (x.shape[1],):
@@ -478,12 +598,21 @@ class CrossEntropy(Function):
 
 
 def log_softmax(x: Tensor) -> Tensor:
-    """log softmax over the last axis."""
+    """log softmax over the last axis.
+
+    Args:
+        x: a Tensor.
+    """
     return LogSoftmax.apply(x)
 
 
 def cross_entropy(logits: Tensor, targets: Any, label_smoothing: float = 0.0) -> Tensor:
     """Mean cross-entropy of (N, K) logits against integer class targets (N,).
+
+    Args:
+        logits: (N, K) Tensor.
+        targets: (N,) integer class indices in ``0..K-1``.
+        label_smoothing: eps of the smoothed targets ``(1 - eps) onehot + eps / K``.
 
     Raises:
         ValueError: wrong shapes, targets outside ``0..K-1``, or label_smoothing outside [0, 1].
@@ -515,7 +644,14 @@ class Dropout(Function):
 
 
 def dropout(x: Tensor, p: float = 0.5, *, seed: int = 0, training: bool = True) -> Tensor:
-    """Zero each element with probability ``p`` (mask drawn from ``seed``), scale the rest by 1/(1-p)."""
+    """Zero each element with probability ``p`` (mask drawn from ``seed``), scale the rest by 1/(1-p).
+
+    Args:
+        x: a Tensor.
+        p: drop probability in [0, 1).
+        seed: seed of the mask.
+        training: False returns ``x`` unchanged.
+    """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout p={p} must be in [0, 1)")
     if not training or p == 0.0:
@@ -536,6 +672,12 @@ class Concat(Function):
 
 
 def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
+    """Concatenate tensors along ``axis``.
+
+    Args:
+        tensors: a non-empty list of Tensors.
+        axis: the axis.
+    """
     if not tensors:
         raise ValueError("concat needs at least one tensor")
     return Concat.apply(*tensors, axis=axis)
@@ -571,7 +713,17 @@ class Linear(Function):
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None, quant: LayerQuant | None = None) -> Tensor:
-    """Fully connected layer ``x @ w.T + b`` (see :class:`Linear`)."""
+    """Fully connected layer ``x @ w.T + b`` (see :class:`Linear`).
+
+    Args:
+        x: (N, in) Tensor.
+        w: (out, in) weights.
+        b: (out,) bias or None.
+        quant: the layer's quantization policy (None: plain float).
+
+    Raises:
+        ValueError: shapes that do not fit together.
+    """
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"linear needs x (N, in) and w (out, in) with matching 'in', got {x.shape} and {w.shape}")
     if b is not None and b.shape != (w.shape[0],):
@@ -654,19 +806,21 @@ class Conv2d(Function):
         return gx, gw, gb, None
 
 
-def _pair(v: Any, name: str, minimum: int) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    if len(pair) != 2 or any(int(p) < minimum for p in pair):
-        raise ValueError(f"conv2d {name}={v!r} must be an int or a pair of ints >= {minimum}")
-    return int(pair[0]), int(pair[1])
-
-
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, *, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, quant: LayerQuant | None = None) -> Tensor:
     """2-D cross-correlation like ``torch.nn.functional.conv2d`` (see :class:`Conv2d`).
 
+    Args:
+        x: (N, C, H, W) Tensor.
+        w: (O, C/groups, KH, KW) weights.
+        b: (O,) bias or None.
+        stride, padding, dilation: ints or ``(h, w)`` pairs (padding: symmetric zeros).
+        groups: channel groups.
+        quant: the layer's quantization policy (None: plain float).
+
     Raises:
         ValueError: shapes that do not fit together, or bad stride/padding/dilation/groups.
+        TypeError: stride/padding/dilation not an int or a pair of ints.
     """
     _check_nchw(x, "conv2d")
     if w.ndim != 4:
@@ -676,6 +830,6 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, *, stride: Any = 1, pa
                          "(need C = groups * w.shape[1] and O divisible by groups)")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"conv2d bias must have shape ({w.shape[0]},), got {b.shape}")
-    products = ConvProducts(_pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1),
-                            int(groups))
+    products = ConvProducts(_conv.as_pair(stride, "stride", 1), _conv.as_pair(padding, "padding", 0),
+                            _conv.as_pair(dilation, "dilation", 1), int(groups))
     return Conv2d.apply(x, w, b, products=products, lq=quant)

@@ -72,15 +72,38 @@ class GemmProducts(Protocol):
 
     def forward(self, x: np.ndarray, w: np.ndarray, x_fmt: Format | None, w_fmt: Format | None,
                 accumulator: Accumulator | None) -> np.ndarray:
-        """The layer's output ``y`` (float32) before scales and bias."""
+        """The layer's output ``y`` (float32) before scales and bias.
+
+        Args:
+            x: activations (format values when quantized).
+            w: weights.
+            x_fmt, w_fmt: the formats announced to the accumulator.
+            accumulator: the layer's accumulator (None: float32 BLAS).
+        """
 
     def grad_input(self, gy: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], gy_fmt: Format | None,
                    w_fmt: Format | None, accumulator: Accumulator | None) -> np.ndarray:
-        """``dx`` of shape ``x_shape`` from the output gradient and the weights."""
+        """``dx`` of shape ``x_shape`` from the output gradient and the weights.
+
+        Args:
+            gy: the (quantized) output gradient.
+            w: the weights the forward pass used.
+            x_shape: the activations' shape.
+            gy_fmt, w_fmt: the formats announced to the accumulator.
+            accumulator: the layer's accumulator.
+        """
 
     def grad_weight(self, x: np.ndarray, gy: np.ndarray, w_shape: tuple[int, ...], x_fmt: Format | None,
                     gy_fmt: Format | None, accumulator: Accumulator | None) -> np.ndarray:
-        """``dw`` of shape ``w_shape`` from the activations and the output gradient."""
+        """``dw`` of shape ``w_shape`` from the activations and the output gradient.
+
+        Args:
+            x: the activations the forward pass used.
+            gy: the (quantized) output gradient.
+            w_shape: the weights' shape.
+            x_fmt, gy_fmt: the formats announced to the accumulator.
+            accumulator: the layer's accumulator.
+        """
 
 
 @dataclass(frozen=True)
@@ -88,12 +111,15 @@ class LinearProducts:
     """``y = x @ w.T`` with ``x`` (N, in) and ``w`` (out, in), through :func:`fp8emu.matmul`."""
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
+        """See :meth:`GemmProducts.forward`."""
         return _gemm.matmul(x, w.T, a_fmt=x_fmt, b_fmt=w_fmt, accumulator=accumulator)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
+        """See :meth:`GemmProducts.grad_input`."""
         return _gemm.matmul(gy, w, a_fmt=gy_fmt, b_fmt=w_fmt, accumulator=accumulator)
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
+        """See :meth:`GemmProducts.grad_weight`."""
         return _gemm.matmul(gy.T, x, a_fmt=gy_fmt, b_fmt=x_fmt, accumulator=accumulator)
 
 
@@ -121,13 +147,16 @@ class ConvProducts:
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
+        """See :meth:`GemmProducts.forward`."""
         return _conv.conv2d(x, w, accumulator=accumulator, x_fmt=x_fmt, w_fmt=w_fmt, **self.geometry)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
+        """See :meth:`GemmProducts.grad_input`."""
         return _conv.conv2d_grad_input(gy, w, x_shape, accumulator=accumulator, gy_fmt=gy_fmt, w_fmt=w_fmt,
                                        **self.geometry)
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
+        """See :meth:`GemmProducts.grad_weight`."""
         return _conv.conv2d_grad_weight(x, gy, w_shape, accumulator=accumulator, x_fmt=x_fmt, gy_fmt=gy_fmt,
                                         **self.geometry)
 

@@ -4,7 +4,7 @@ A :class:`QuantSpec` says how one tensor class is rounded (format, rounding, sat
 random bits, scaling).  A :class:`LayerQuant` is what one Conv2d/Linear layer carries: a spec
 (or ``None`` = keep float32) per tensor class, the accumulator of its GEMMs, and the seed
 material of stochastic rounding.  Recipes (:mod:`fp8emu.recipes`) build them; the ops in
-:mod:`fp8emu.autograd.ops` apply them (SPEC.md §8.2).
+:mod:`fp8emu.autograd.ops` apply them through :mod:`fp8emu.autograd.qgemm`.
 
 Tensor classes (the names of the paper and of the authors' toolkit):
 
@@ -28,11 +28,14 @@ Scaling (``QuantSpec.scaling``): ``"none"``; ``"tensor"`` (current per-tensor po
 scale from this tensor's amax); ``"delayed"`` (:class:`fp8emu.scaling.DelayedScaling`, one
 per layer and class: the scale comes from the max over the last ``history`` finite amaxes,
 or from this tensor's own amax on the first step; then this tensor's amax is recorded); ``"mx"`` (OCP MX: blocks of ``block`` elements along the channel
-axis share a power-of-two scale, ``floor(log2 amax) - emax(fmt)``, elements saturate).
+axis share a power-of-two scale chosen by ``scale_rule``, elements saturate); ``"nvfp4"``
+(NVIDIA's NVFP4, :func:`fp8emu.scaling.nvfp4_quantize`: E2M1 elements, an E4M3 scale per 16
+elements along the channel axis -- or per 16x16 tile over axes 0 and 1 with ``tile_2d`` --
+and a float32 tensor scale).
 With ``"none"``, ``"tensor"`` and ``"delayed"`` the GEMM receives values exact in the format
 and the product of the scales is applied to its float32 result (exact: powers of two); with
-``"mx"`` the GEMM receives the dequantized float32 values (each block's values are format
-values times the block's scale).
+``"mx"`` and ``"nvfp4"`` the GEMM receives the dequantized float32 values (each block's
+values are format values times the block's scale).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ __all__ = ["QuantSpec", "LayerQuant", "TENSOR_CLASSES", "add_observer", "remove_
 
 TENSOR_CLASSES: tuple[str, ...] = ("activations", "weights", "outputs", "errors", "input_grads", "weight_grads")
 _CLASS_ID = {name: i for i, name in enumerate(TENSOR_CLASSES)}
-_SCALINGS = ("none", "tensor", "delayed", "mx")
+_SCALINGS = ("none", "tensor", "delayed", "mx", "nvfp4")
 
 #: Functions called as ``fn(layer, tclass, x, q, spec)`` after every quantization (statistics).
 _observers: list[Callable[..., None]] = []
@@ -85,6 +88,14 @@ class QuantSpec:
         history: amax history length of delayed scaling.
         margin: delayed/tensor scaling leave ``2^margin`` head-room below the format's max.
         block: MX block size.
+        scale_rule: how MX block scales are chosen (:class:`fp8emu.scaling.ScaleRule` or its
+            name: ``"floor"`` (OCP MX v1.0, the default), ``"ceil"``, ``"even"``, ``"rceil"``).
+        tile_2d: NVFP4 only: 16x16 tiles over axes 0 and 1 (weights: (out, in) of a Linear,
+            (O, C) of a conv at each kernel position) instead of 16-element blocks along axis 1.
+
+    Raises:
+        ValueError: unknown scaling, format or scale rule, ``"nvfp4"`` with a format other
+            than ``e2m1fn``, ``tile_2d`` without ``"nvfp4"``, or a bad history/block.
     """
 
     fmt: Format
@@ -95,12 +106,20 @@ class QuantSpec:
     history: int = 16
     margin: int = 0
     block: int = 32
+    scale_rule: _scaling.ScaleRule = _scaling.ScaleRule.FLOOR
+    tile_2d: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fmt", get_format(self.fmt))
         object.__setattr__(self, "rounding", RoundMode.parse(self.rounding))
+        object.__setattr__(self, "scale_rule", _scaling.ScaleRule.parse(self.scale_rule))
         if self.scaling not in _SCALINGS:
             raise ValueError(f"QuantSpec.scaling={self.scaling!r} is unknown; allowed: {', '.join(_SCALINGS)}")
+        if self.scaling == "nvfp4" and self.fmt.name != "e2m1fn":
+            raise ValueError(f"QuantSpec.scaling='nvfp4' has E2M1 elements: fmt must be 'e2m1fn', "
+                             f"not {self.fmt.name!r}")
+        if self.tile_2d and self.scaling != "nvfp4":
+            raise ValueError("QuantSpec.tile_2d=True needs scaling='nvfp4'")
         if self.sr_bits is not None and self.rounding is not RoundMode.STOCHASTIC:
             raise ValueError(f"QuantSpec.sr_bits={self.sr_bits} needs rounding='stochastic'")
         if self.history < 1 or self.block < 1:
@@ -108,12 +127,16 @@ class QuantSpec:
 
     @property
     def stochastic(self) -> bool:
+        """Whether the rounding is stochastic."""
         return self.rounding is RoundMode.STOCHASTIC
 
     def __str__(self) -> str:
         extra = f", sr_bits={self.sr_bits}" if self.sr_bits else ""
         extra += ", saturate" if self.saturate else ""
         extra += f", {self.scaling} scaling" if self.scaling != "none" else ""
+        if self.scaling == "mx" and self.scale_rule is not _scaling.ScaleRule.FLOOR:
+            extra += f" ({self.scale_rule.value} scales)"
+        extra += " (16x16 tiles)" if self.tile_2d else ""
         return f"{self.fmt.name}/{self.rounding.value}{extra}"
 
 
@@ -157,7 +180,7 @@ class LayerQuant:
     def fmt_for_gemm(self, tclass: str) -> Format | None:
         """The format to announce to the accumulator for an operand of this class (None if plain)."""
         s = self.specs.get(tclass)
-        if s is None or s.scaling == "mx" or not self.pass_formats:
+        if s is None or s.scaling in ("mx", "nvfp4") or not self.pass_formats:
             return None
         return s.fmt
 
@@ -192,6 +215,8 @@ class LayerQuant:
         inv = 1.0
         if s.scaling == "mx":
             q = _mx_quantize(x, s, kw)
+        elif s.scaling == "nvfp4":
+            q = _nvfp4_quantize(x, s, kw)
         elif s.scaling == "none":
             q = _quantize(x, s.fmt, out=x if inplace and not _observers and x.flags.c_contiguous else None, **kw)
         else:
@@ -231,5 +256,16 @@ def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
     re-blocks along their reduction axes).
     """
     mx = _scaling.mx_quantize(x, s.fmt, axis=1 if x.ndim > 1 else 0, block=s.block, rounding=kw["rounding"],
-                              seed=kw["seed"], stream=kw["stream"])
+                              scale_rule=s.scale_rule, seed=kw["seed"], stream=kw["stream"])
     return _scaling.mx_dequantize(mx, dtype=x.dtype)
+
+
+def _nvfp4_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
+    """NVFP4 along axis 1 (or 16x16 tiles over axes 0 and 1 with ``tile_2d``), returned dequantized.
+
+    As for MX, the backward GEMMs reuse these blocks; with 16x16 weight tiles that is exact
+    for the weight (the transposed weight has the same tiles, NVIDIA's reason for them).
+    """
+    axis: int | tuple[int, int] = (0, 1) if s.tile_2d and x.ndim > 1 else (1 if x.ndim > 1 else 0)
+    t = _scaling.nvfp4_quantize(x, axis=axis, rounding=kw["rounding"], seed=kw["seed"], stream=kw["stream"])
+    return _scaling.nvfp4_dequantize(t, dtype=x.dtype)

@@ -88,24 +88,30 @@ class Tensor:
     # ---- basics -------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self.data.ndim
 
     @property
     def dtype(self) -> np.dtype:
+        """The array's dtype."""
         return self.data.dtype
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return self.data.size
 
     def numpy(self) -> npt.NDArray[Any]:
+        """The underlying array (not a copy)."""
         return self.data
 
     def item(self) -> float:
+        """The value of a one-element tensor as a Python float."""
         return float(self.data.reshape(-1)[0]) if self.data.size == 1 else float(self.data)
 
     def detach(self) -> "Tensor":
@@ -113,6 +119,7 @@ class Tensor:
         return Tensor(self.data)
 
     def zero_grad(self) -> None:
+        """Forget the accumulated gradient (``grad = None``)."""
         self.grad = None
 
     def __len__(self) -> int:
@@ -215,25 +222,54 @@ class Tensor:
         return _ops().matmul(self, other)
 
     def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "Tensor":
+        """:func:`fp8emu.autograd.ops.sum` of this tensor.
+
+        Args:
+            axis: axis or axes to reduce (None: all).
+            keepdims: keep the reduced axes with extent 1.
+        """
         return _ops().sum(self, axis, keepdims)
 
     def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "Tensor":
+        """:func:`fp8emu.autograd.ops.mean` of this tensor.
+
+        Args:
+            axis: axis or axes to reduce (None: all).
+            keepdims: keep the reduced axes with extent 1.
+        """
         return _ops().mean(self, axis, keepdims)
 
     def reshape(self, *shape: Any) -> "Tensor":
+        """This tensor with a new shape.
+
+        Args:
+            *shape: the new shape, as separate ints or one tuple.
+        """
         return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape)
 
     def transpose(self, *axes: int) -> "Tensor":
+        """Permute the axes (reverse them when none are given).
+
+        Args:
+            *axes: the permutation.
+        """
         return _ops().transpose(self, axes or None)
 
     def flatten(self, start_dim: int = 1) -> "Tensor":
+        """Merge dimensions ``start_dim..`` into one.
+
+        Args:
+            start_dim: the first merged dimension.
+        """
         return _ops().flatten(self, start_dim)
 
     def relu(self) -> "Tensor":
+        """``max(self, 0)``."""
         return _ops().relu(self)
 
     @property
     def T(self) -> "Tensor":
+        """The tensor with its axes reversed."""
         return _ops().transpose(self, None)
 
 

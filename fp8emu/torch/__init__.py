@@ -29,6 +29,7 @@ if _version(_torch.__version__) < MIN_TORCH:  # pragma: no cover - CI installs a
     raise ImportError(f"fp8emu.torch needs PyTorch >= {MIN_TORCH[0]}.{MIN_TORCH[1]}, found {_torch.__version__}")
 
 from ._ops import OPS  # noqa: E402  (after the version check)
+from . import _cuda  # noqa: E402,F401  (adds the CUDA kernels; numba-cuda loads at the first CUDA call)
 from .functional import FLOAT_DTYPES, decode, encode, fake_quant, quantize  # noqa: E402
 from .recipe import MasterWeights, TorchLossScaler, TorchRecipe, apply_recipe  # noqa: E402
 

@@ -85,7 +85,11 @@ class CheckReport:
                 and self.covered > 0 and (self.missing == 0 or self.allow_partial))
 
     def format(self, max_failures: int = 10) -> str:
-        """The human-readable report ``fp8emu check`` prints."""
+        """The human-readable report ``fp8emu check`` prints.
+
+        Args:
+            max_failures: how many mismatches to list.
+        """
         lines = [f"{'PASS' if self.ok else 'FAIL'}: {self.covered} of {self.cases} cases checked "
                  f"({self.results} results), {self.mismatches} mismatches"]
         lines += coverage_lines(self.missing, [f"input {i}" for i in self.missing_inputs[:1]] + self.missing_inputs[1:], self.allow_partial,
@@ -120,6 +124,13 @@ def classify(vs: VectorSet, x: np.ndarray, expected: np.ndarray, got: np.ndarray
         x: the inputs of the mismatches, as source-dtype values.
         expected: the expected codes.
         got: the device's codes.
+        exp_flags: the expected flags.
+
+    Args:
+        vs: the vectors.
+        x: the inputs of the mismatches.
+        expected: their expected codes.
+        got: the codes received.
         exp_flags: the expected flags.
 
     Returns:
@@ -313,6 +324,15 @@ def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike
         nan: as in :func:`check` (conversions only).
         allow_partial: as in :func:`check`.
         min_draws: as in :func:`check` (conversions only).
+
+    Args:
+        vectors_path: the vectors file (``-``: stdin).
+        results_path: the results file (``-``: stdin).
+        max_failures: how many mismatches the report lists.
+        z_max: largest accepted |z| of a stochastic-rounding frequency test.
+        nan: ``"exact"`` (the NaN code must match) or ``"any"`` (any NaN code passes).
+        allow_partial: accept results that cover only some cases.
+        min_draws: fewest draws per stochastic case for a frequency test.
 
     Returns:
         A :class:`CheckReport`, or a :class:`~fp8emu.verify.dot.DotReport` for dot products.

@@ -76,6 +76,11 @@ def _gfloat_codes(name: str, x: np.ndarray) -> np.ndarray:
 def peer_codes(peer: str, fmt: Format, x: np.ndarray) -> np.ndarray:
     """The codes ``peer`` produces for ``x`` with its default conversion (int64; -1 where it refuses).
 
+    Args:
+        peer: the peer library's name.
+        fmt: the format.
+        x: the inputs.
+
     Raises:
         KeyError: the peer has no such format.
     """
@@ -98,7 +103,14 @@ def peer_codes(peer: str, fmt: Format, x: np.ndarray) -> np.ndarray:
 
 
 def compare_peer(peer: str, fmt: Format, source: str, inputs_bits: np.ndarray) -> dict:
-    """Disagreements of ``peer`` with fp8emu's non-saturating RNE on ``inputs_bits``, by reason."""
+    """Disagreements of ``peer`` with fp8emu's non-saturating RNE on ``inputs_bits``, by reason.
+
+    Args:
+        peer: the peer library's name.
+        fmt: the format.
+        source: the source dtype name.
+        inputs_bits: the inputs as bit patterns.
+    """
     dt = source_dtype(source)
     x = inputs_bits.view(dt)
     ours = encode(x, fmt)

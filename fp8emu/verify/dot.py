@@ -48,6 +48,9 @@ DOT_HEADER = "fp8emu dot-product vectors v2"
 def accumulator_from_spec(spec: str):
     """The accumulator a spec string names (see the module docstring).
 
+    Args:
+        spec: the accumulator spec string.
+
     Raises:
         ValueError: unknown or non-reproducible accumulator, or bad parameters.
     """
@@ -87,6 +90,7 @@ class DotVectorSet:
 
     @property
     def k(self) -> int:
+        """The dot-product length K."""
         return int(self.a.shape[1])
 
     def __len__(self) -> int:
@@ -225,6 +229,9 @@ def dot_columns(vs: DotVectorSet) -> list[Column]:
 
     Args:
         vs: the vectors (their formats and K decide the words).
+
+    Args:
+        vs: the dot-product vectors.
     """
     return ([Column(f"a[{i}]", vs.a_fmt.bits) for i in range(vs.k)] + [Column(f"b[{i}]", vs.b_fmt.bits)
                                                                          for i in range(vs.k)]
@@ -241,6 +248,10 @@ def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
     Args:
         vs: the vectors.
         path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
+
+    Args:
+        vs: the dot-product vectors.
+        path: the file (``-``: stdout).
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -264,6 +275,9 @@ def is_dot_vectors(data: bytes) -> bool:
 
     Args:
         data: the content of a file.
+
+    Args:
+        data: a file's content.
     """
     if is_npz(data):
         try:
@@ -298,6 +312,10 @@ def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
     Args:
         data: the content.
         name: the file's name, for messages.
+
+    Args:
+        data: the file's content.
+        name: the file's name for error messages.
 
     Returns:
         The :class:`DotVectorSet`.
@@ -387,6 +405,9 @@ def read_dot(path: str | os.PathLike) -> DotVectorSet:
     Args:
         path: the file, or ``-`` for stdin.
 
+    Args:
+        path: the file (``-``: stdin).
+
     Returns:
         The :class:`DotVectorSet`.
 
@@ -410,6 +431,11 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
         data: the content of the results file.
         vs: the vectors the results answer.
         name: the file's name, for messages.
+
+    Args:
+        data: the file's content.
+        vs: the vectors the results answer.
+        name: the file's name for error messages.
 
     Returns:
         ``(index or None, results as uint32 bit patterns)``.
@@ -466,6 +492,10 @@ def read_dot_results(path: str | os.PathLike, vs: DotVectorSet) -> tuple[np.ndar
     Args:
         path: the results file, or ``-`` for stdin.
         vs: the vectors the results answer.
+
+    Args:
+        path: the file (``-``: stdin).
+        vs: the vectors the results answer.
     """
     return dot_results_from_bytes(read_bytes(path), vs, display_name(path))
 
@@ -486,6 +516,7 @@ class DotReport:
 
     @property
     def missing(self) -> int:
+        """How many cases have no result."""
         return self.cases - self.covered
 
     @property
@@ -495,7 +526,11 @@ class DotReport:
                 and (self.missing == 0 or self.allow_partial))
 
     def format(self, max_failures: int = 10) -> str:
-        """The human-readable report ``fp8emu check`` prints."""
+        """The human-readable report ``fp8emu check`` prints.
+
+        Args:
+            max_failures: how many mismatches to list.
+        """
         lines = [f"{'PASS' if self.ok else 'FAIL'}: {self.covered} of {self.cases} cases checked "
                  f"({self.results} results), {self.mismatches} mismatches"]
         lines += coverage_lines(self.missing, [f"row {i}" for i in self.missing_rows[:1]] + [str(i) for i in self.missing_rows[1:]], self.allow_partial,

@@ -41,6 +41,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._kernels import MODE_CODES  # the rounding layer's mode numbers (one table)
 from ..format import Format, RoundMode, TieRule
 
 __all__ = ["INEXACT", "UNDERFLOW", "OVERFLOW", "INFINITE", "INVALID", "FLAG_NAMES",
@@ -50,9 +51,6 @@ INEXACT, UNDERFLOW, OVERFLOW, INFINITE, INVALID = 0x01, 0x02, 0x04, 0x08, 0x10
 FLAG_NAMES = {INEXACT: "inexact", UNDERFLOW: "underflow", OVERFLOW: "overflow", INFINITE: "infinite",
               INVALID: "invalid"}
 _TININESS = ("after", "before")
-# rounding mode -> small int for the kernel
-_MODE_ID = {RoundMode.NEAREST_EVEN: 0, RoundMode.NEAREST_AWAY: 1, RoundMode.TOWARD_ZERO: 2,
-            RoundMode.UP: 3, RoundMode.DOWN: 4, RoundMode.STOCHASTIC: 5, RoundMode.ODD: 6}
 
 
 @njit(cache=True)
@@ -183,6 +181,9 @@ def signaling_nan_mask(x: np.ndarray) -> np.ndarray:
 
     Read from the source bits: NumPy's float conversions quiet signaling NaNs, so this must be
     decided before any cast.
+
+    Args:
+        x: a float array.
     """
     x = np.asarray(x)
     _check_source(x)
@@ -240,7 +241,7 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
         snan = signaling_nan_mask(part) if np.isnan(wide).any() else _NO_NAN
         _flags_kernel(wide.view(np.uint64), snan, flat_out[lo:lo + chunk], fmt.man_bits, fmt.emin, fmt.emax,
                       (1 << fmt.man_bits) | fmt.max_mantissa, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
-                      fmt.has_nan, _MODE_ID[mode], tininess == "after", fmt.bias,
+                      fmt.has_nan, MODE_CODES[mode.value], tininess == "after", fmt.bias,
                       fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT)
     return out
 
@@ -309,12 +310,20 @@ def _stochastic_overflow(x: np.ndarray, fmt: Format, codes: np.ndarray, kw: dict
 
 
 def flag_counts(flags: np.ndarray) -> dict[str, int]:
-    """How many elements raised each flag: ``{"inexact": n, "underflow": n, "overflow": n, "invalid": n}``."""
+    """How many elements raised each flag: ``{"inexact": n, "underflow": n, "overflow": n, "invalid": n}``.
+
+    Args:
+        flags: uint8 flags per element.
+    """
     flags = np.asarray(flags)
     return {name: int(np.count_nonzero(flags & bit)) for bit, name in FLAG_NAMES.items() if bit != INFINITE}
 
 
 def flag_names(flags: int) -> str:
-    """``"inexact|underflow"`` style text for one flags value (``"-"`` for none)."""
+    """``"inexact|underflow"`` style text for one flags value (``"-"`` for none).
+
+    Args:
+        flags: one flags value.
+    """
     names = [name for bit, name in FLAG_NAMES.items() if flags & bit]
     return "|".join(names) if names else "-"

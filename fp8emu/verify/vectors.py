@@ -58,6 +58,9 @@ LEVELS = ("1", "2", "exhaustive")
 def source_dtype(name: str | np.dtype) -> np.dtype:
     """The NumPy dtype of a source name (``float16``, ``bfloat16``, ``float32``, ``float64``).
 
+    Args:
+        name: a source name or dtype.
+
     Raises:
         ValueError: for any other name or dtype.
     """
@@ -98,6 +101,7 @@ class VectorSet:
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the source."""
         return source_dtype(self.source)
 
     def values(self) -> np.ndarray:
@@ -110,7 +114,11 @@ class VectorSet:
 
 # ---- format <-> header ----------------------------------------------------------------------
 def format_header(fmt: Format) -> str:
-    """The header fields that rebuild ``fmt`` exactly (custom formats included)."""
+    """The header fields that rebuild ``fmt`` exactly (custom formats included).
+
+    Args:
+        fmt: the format.
+    """
     return (f"format={fmt.name} exp_bits={fmt.exp_bits} man_bits={fmt.man_bits} bias={fmt.bias} "
             f"subnormals={int(fmt.subnormals)} specials={fmt.specials.value} signed={int(fmt.signed)} "
             f"has_zero={int(fmt.has_zero)} tie_rule={fmt.tie_rule.value}")
@@ -159,6 +167,10 @@ def rounding_boundaries(fmt: Format, source: str | np.dtype = "float32") -> np.n
     overflow threshold ``max + ulp/2``, ``max + ulp``, and half the smallest positive value, each
     converted to the nearest value of ``source`` (a tie the source cannot hold becomes its
     nearest source value).  For formats wider than 10 bits, only the ends of each binade.
+
+    Args:
+        fmt: the target format.
+        source: the source dtype or its name.
     """
     dt = source_dtype(source)
     return _boundaries(fmt, dt.name).view(dt)
@@ -198,7 +210,13 @@ def _source_specials(dt: np.dtype) -> np.ndarray:
 
 def boundary_inputs(fmt: Format, source: str | np.dtype = "float32", *, ulps: int = 1) -> np.ndarray:
     """Level-1 inputs: every rounding boundary of ``fmt`` and its neighbours ``+-1..ulps`` source
-    ulps, both signs, plus the source's zeros, extremes, Inf and NaN payloads (bit patterns)."""
+    ulps, both signs, plus the source's zeros, extremes, Inf and NaN payloads (bit patterns).
+
+    Args:
+        fmt: the target format.
+        source: the source dtype or its name.
+        ulps: how many source ulps on each side of a boundary.
+    """
     dt = source_dtype(source)
     nbits = dt.itemsize * 8
     b = _boundaries(fmt, dt.name).astype(np.int64)
@@ -251,20 +269,37 @@ def _distinct_random_inputs(fmt: Format, dt: np.dtype, count: int, rng: np.rando
     if nbits < 64 and count > (1 << nbits) - taken.size:
         raise ValueError(f"count={count}: {dt.name} has only {(1 << nbits) - taken.size} inputs besides the "
                          f"{taken.size} level-1 cases (use level='exhaustive')")
-    out = np.zeros(0, _uint(dt))
-    while out.size < count:
-        need = count - out.size
-        # draw just what is missing (at least a few, so that the half-uniform part can fill
-        # the last gaps): the first round keeps the half-and-half mix of _random_inputs
-        cand = first_occurrences(_random_inputs(fmt, dt, max(need, 16), rng))
-        cand = cand[~np.isin(cand, taken) & ~np.isin(cand, out)]
-        out = np.concatenate([out, cand[:need]])
-    return out
+    parts, have = [], 0
+    used = set(taken.tolist()) if nbits > 16 else None  # 16-bit sources: a table of every pattern
+    seen = None if used is not None else np.zeros(1 << nbits, bool)
+    if seen is not None:
+        seen[taken] = True
+    while have < count:
+        need = count - have
+        # the first round draws exactly what is asked, keeping the half-and-half mix of
+        # _random_inputs; later rounds fill the gaps left by repeats, in batches
+        size = need if not parts else max(need, 1024)
+        cand = first_occurrences(_random_inputs(fmt, dt, size, rng))
+        if seen is not None:
+            cand = cand[~seen[cand]][:need]
+            seen[cand] = True
+        else:
+            cand = np.array([c for c in cand.tolist() if c not in used], dtype=cand.dtype)[:need]
+            used.update(cand.tolist())
+        parts.append(cand)
+        have += cand.size
+    return np.concatenate(parts) if parts else np.zeros(0, _uint(dt))
 
 
 def exhaustive_chunks(source: str | np.dtype, chunk: int = 1 << 22, start: int = 0,
                       stop: int | None = None) -> Iterator[np.ndarray]:
     """Every bit pattern of a 16- or 32-bit source, in chunks (``start``/``stop`` limit the range).
+
+    Args:
+        source: a 16- or 32-bit source dtype or its name.
+        chunk: patterns per chunk.
+        start: the first pattern.
+        stop: one past the last pattern (None: all).
 
     Raises:
         ValueError: for float64 (2^64 patterns).
@@ -362,6 +397,9 @@ def vector_columns(vs: VectorSet) -> list[Column]:
 
     Args:
         vs: the vectors (their source, format and rounding decide the words).
+
+    Args:
+        vs: the vectors.
     """
     code = vs.fmt.bits
     cols = [Column("input", vs.dtype.itemsize * 8), Column("down" if vs.expected_up is not None else "expected", code)]
@@ -395,6 +433,11 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
         path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
         stream_chunks: more inputs, chunk by chunk, whose results are computed while writing.
 
+    Args:
+        vs: the vectors.
+        path: the file (``.npz``, any other suffix: text; ``-``: stdout).
+        stream_chunks: optional input chunks whose results are computed and appended one by one.
+
     Returns:
         The path written (``Path("-")`` for stdout).
 
@@ -426,6 +469,10 @@ def result_columns(vs: VectorSet, flags: bool) -> list[Column]:
     Args:
         vs: the vectors the results answer.
         flags: whether the line has a flags word.
+
+    Args:
+        vs: the vectors.
+        flags: whether the lines carry flags.
     """
     return [Column("input", vs.dtype.itemsize * 8), Column("code", vs.fmt.bits)] + ([Column("flags", 5)] if flags
                                                                                      else [])
@@ -444,6 +491,14 @@ def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray
         source: the source dtype (sets the input words' width).
         fmt: the target format (sets the code words' width).
         flags: the device's flags, or None for ``input code`` lines.
+
+    Args:
+        path: the file (``-``: stdout).
+        inputs: the inputs (bit patterns or values).
+        codes: the codes the device produced.
+        source: the source dtype or its name.
+        fmt: the format.
+        flags: optional flags per result.
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -472,6 +527,11 @@ def parse_format(meta: dict, name: str = "header", line: int | None = None) -> F
         meta: the header's ``key=value`` fields.
         name: the file's name, for messages.
         line: the header line, for messages.
+
+    Args:
+        meta: the header fields.
+        name: the file's name for error messages.
+        line: the header's line number for error messages.
 
     Returns:
         The :class:`~fp8emu.format.Format`.
@@ -520,6 +580,10 @@ def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
     Args:
         data: the content.
         name: the file's name, for messages.
+
+    Args:
+        data: the file's content.
+        name: the file's name for error messages.
 
     Returns:
         The :class:`VectorSet`.
@@ -600,6 +664,9 @@ def read_vectors(path: str | os.PathLike) -> VectorSet:
     Args:
         path: the file, or ``-`` for stdin.
 
+    Args:
+        path: the file (``-``: stdin).
+
     Returns:
         The :class:`VectorSet`.
 
@@ -620,6 +687,11 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
         data: the content of the results file.
         vs: the vectors the results answer.
         name: the file's name, for messages.
+
+    Args:
+        data: the file's content.
+        vs: the vectors the results answer.
+        name: the file's name for error messages.
 
     Returns:
         ``(inputs, codes, flags or None)`` as uint64 arrays.
@@ -647,13 +719,21 @@ def read_results(path: str | os.PathLike, vs: VectorSet) -> tuple[np.ndarray, np
     Args:
         path: the results file, or ``-`` for stdin.
         vs: the vectors the results answer.
+
+    Args:
+        path: the file (``-``: stdin).
+        vs: the vectors the results answer.
     """
     return results_from_bytes(read_bytes(path), vs, display_name(path))
 
 
 def up_probability(vs: VectorSet) -> np.ndarray:
     """The exact probability of rounding up (in magnitude) of each input of stochastic vectors
-    (float64; 0 where the input is exact or not finite)."""
+    (float64; 0 where the input is exact or not finite).
+
+    Args:
+        vs: stochastic-rounding vectors.
+    """
     fmt = vs.fmt
     with np.errstate(invalid="ignore"):
         a = np.abs(vs.values().astype(np.float64))

@@ -1,0 +1,84 @@
+"""CUDA implementations of the ``fp8emu::encode``/``decode``/``quantize`` operators.
+
+They hand Numba views of the CUDA tensors (``__cuda_array_interface__``, no copy) to
+:mod:`fp8emu.cuda`, whose kernels are the CPU's rounding routines compiled for the GPU, and
+launch on PyTorch's current stream of the tensor's device: a CUDA call returns the bits of the
+CPU call with the same arguments (stochastic rounding included).  numba-cuda is imported at
+the first CUDA call, so ``import fp8emu.torch`` stays light and works without it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._ops import OPS, code_dtype, format_from_key
+
+__all__ = ["register"]
+
+#: bfloat16's ``__cuda_array_interface__`` type string ("<V2") means nothing to Numba: its bits
+#: travel as int16 and the kernels are told the dtype (``x_dtype``).
+_AS_INT = {torch.bfloat16: torch.int16}
+
+
+def _numba():
+    try:
+        from numba import cuda
+        from .. import cuda as fc
+    except ImportError as exc:     # pragma: no cover - the cuda extra is installed in CI
+        raise ImportError("CUDA tensors need numba-cuda: pip install 'fp8emu[cuda]'") from exc
+    return cuda, fc
+
+
+def _view(t: torch.Tensor, cuda):
+    """A Numba device-array view of a contiguous CUDA tensor (bfloat16/uint16 through int16)."""
+    t = t.detach()
+    return cuda.as_cuda_array(t.view(_AS_INT.get(t.dtype, t.dtype)))
+
+
+def _launch(t: torch.Tensor, fn) -> None:
+    """Run ``fn(cuda, fc, stream)`` on ``t``'s device and PyTorch's current stream there."""
+    cuda, fc = _numba()
+    with cuda.gpus[t.device.index if t.device.index is not None else torch.cuda.current_device()]:
+        stream = cuda.external_stream(torch.cuda.current_stream(t.device).cuda_stream)
+        fn(cuda, fc, stream)
+
+
+def _encode_cuda(x, fmt, rounding, saturate, seed, sr_bits, stream):
+    f = format_from_key(fmt)
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=code_dtype(f), device=x.device)
+    x_dtype = "bfloat16" if x.dtype == torch.bfloat16 else None
+    _launch(x, lambda cuda, fc, s: fc.encode(_view(x, cuda), f, rounding=rounding, saturate=saturate, seed=seed,
+                                             sr_bits=sr_bits or None, stream=stream, out=_view(out, cuda),
+                                             x_dtype=x_dtype, cuda_stream=s))
+    return out
+
+
+def _decode_cuda(codes, fmt, dtype):
+    codes = codes.contiguous()
+    out = torch.empty(codes.shape, dtype=dtype, device=codes.device)
+    name = str(dtype).removeprefix("torch.")
+    _launch(codes, lambda cuda, fc, s: fc.decode(_view(codes, cuda), format_from_key(fmt), dtype=name,
+                                                 out=_view(out, cuda), cuda_stream=s))
+    return out
+
+
+def _quantize_cuda(x, fmt, rounding, saturate, seed, sr_bits, stream):
+    x = x.contiguous()
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    x_dtype = "bfloat16" if x.dtype == torch.bfloat16 else None
+    _launch(x, lambda cuda, fc, s: fc.quantize(_view(x, cuda), format_from_key(fmt), rounding=rounding,
+                                               saturate=saturate, seed=seed, sr_bits=sr_bits or None,
+                                               stream=stream, out=_view(out, cuda), x_dtype=x_dtype,
+                                               cuda_stream=s))
+    return out
+
+
+def register() -> None:
+    """Add the CUDA kernels to the operators (``fake_quant`` calls ``quantize``: it follows)."""
+    OPS["encode"].register_kernel("cuda")(_encode_cuda)
+    OPS["decode"].register_kernel("cuda")(_decode_cuda)
+    OPS["quantize"].register_kernel("cuda")(_quantize_cuda)
+
+
+register()
