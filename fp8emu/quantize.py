@@ -139,11 +139,14 @@ class KernelArguments(NamedTuple):
         keys: the call's stochastic-rounding keys (zeros unless the mode is stochastic).
         values: the value of every code of the format, as the input dtype (the decode table;
             empty for formats wider than 16 bits, whose values are built from the code).
+        value_params: the parameters that build a code's value as the input dtype without a
+            table (``_kernels.DECODE_PARAMS``, for ``_kernels._value_bits``).
     """
 
     params: tuple[int, ...]
     keys: SRKeys
     values: np.ndarray
+    value_params: tuple[int, ...]
 
 
 def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
@@ -167,7 +170,7 @@ def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: Round
     info = _input_info(dt, "dtype")
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     table = _lut(fmt, dt).view(dt) if fmt.bits <= 16 else np.empty(0, dt)
-    return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table)
+    return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table, _decode_params(fmt, dt))
 
 
 def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:

@@ -42,7 +42,7 @@ import numpy as np
 from .. import _kernels
 from ..format import Format, RoundMode
 from ..formats import get_format
-from ..quantize import _decode_params, kernel_arguments
+from ..quantize import kernel_arguments
 from .base import Accumulator
 
 __all__ = [
@@ -444,7 +444,7 @@ def _float64_rounding(fmt, rounding, saturate, seed, sr_bits, stream):
     table: their values are built from the code."""
     args = kernel_arguments(fmt, np.float64, rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits,
                             stream=stream)
-    return args.params, args.keys.base, args.keys.key0, args.values, _decode_params(get_format(fmt), np.dtype(np.float64))
+    return args.params, args.keys.base, args.keys.key0, args.values, args.value_params
 
 
 
