@@ -195,8 +195,9 @@ def _final_table(groups: Sequence[RunGroup], metric: str, scale: float, digits: 
         per_seed = ", ".join(f"{scale * v:.{digits}f}" for v in values)
         ref = _reference(g, groups)
         diff = test = p = "–"
-        if ref is not None and ref.finals(metric):
-            ref_values = ref.finals(metric)
+        # the fp32 runs at the same epoch (a group stopped early is not compared with finished runs)
+        ref_values = [] if ref is None else [float(rec[metric]) for _, rec in ref.at_epoch(g.final_epoch())]
+        if ref_values:
             diff = f"{scale * (statistics.fmean(values) - statistics.fmean(ref_values)):+.{digits}f}"
             welch = welch_t_test(values, ref_values)
             if welch is not None:
