@@ -75,6 +75,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -130,7 +140,7 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
     g.add_argument("--eval-batch-size", type=_positive_int, help=f"evaluation batch size (default {d['eval_batch_size']})")
     g.add_argument("--lr", type=_positive_float, help=f"peak learning rate of SGD (default {d['lr']})")
     g.add_argument("--momentum", type=_fraction, help=f"SGD momentum (default {d['momentum']})")
-    g.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d['weight_decay']})")
+    g.add_argument("--weight-decay", type=_nonneg_float, help=f"L2 weight decay (default {d['weight_decay']})")
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), help=f"LR schedule (default {d['schedule']})")
     g.add_argument("--warmup-epochs", type=_nonneg_int, help="epochs of linear LR warm-up (default 0)")
     g.add_argument("--label-smoothing", type=_fraction, help="cross-entropy label smoothing (default 0)")
@@ -141,6 +151,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
                    help="run directory (checkpoint.npz, metrics.jsonl, config.json)" +
                    ("; each recipe trains in DIR/RECIPE and the report goes to DIR" if compare else ""))
     g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR (without it, a "
+                   "directory holding a run is refused); its files stay until the new run's first checkpoint")
     g.add_argument("--backend", choices=("numpy", "torch"), help="training engine: fp8emu's NumPy engine or "
                    "PyTorch with fp8emu's recipes (fp8emu.torch; needs the torch extra); same data, models, recipes "
                    "and metrics (default numpy)")
@@ -228,7 +240,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = _config(args, args.recipe or DEFAULTS["recipe"], args.out)
     _apply_threads(config["threads"])
-    result = train(config, resume=args.resume, progress=config.pop("progress", args.progress))
+    result = train(config, resume=args.resume, overwrite=args.overwrite,
+                   progress=config.pop("progress", args.progress))
     return 130 if result.interrupted else 0
 
 
@@ -253,14 +266,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .train import train
 
     if args.jobs > 1:
-        if _train_in_parallel(configs, names, args.jobs, resume=args.resume):
+        if _train_in_parallel(configs, names, args.jobs, resume=args.resume, overwrite=args.overwrite):
             print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
             return 130
     else:
         _apply_threads(configs[0]["threads"])
         for config, name in zip(configs, names):
             print(f"fp8emu compare: training {name} -> {config['out']}", flush=True)
-            result = train(config, resume=args.resume, progress=args.progress)
+            result = train(config, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
             if result.interrupted:
                 print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
                 return 130
@@ -274,16 +287,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_child(config: dict, resume: bool) -> tuple[bool, float | None]:
+def _train_child(config: dict, resume: bool, overwrite: bool) -> tuple[bool, float | None]:
     """One ``compare --jobs`` run in a worker process: (interrupted, final test accuracy)."""
     from .train import train
 
     _apply_threads(config["threads"])
-    result = train(config, resume=resume, progress=False)
+    result = train(config, resume=resume, overwrite=overwrite, progress=False)
     return result.interrupted, (result.history[-1].get("test_acc") if result.history else None)
 
 
-def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool) -> bool:
+def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool,
+                       overwrite: bool) -> bool:
     """Train the configurations (called ``names`` in messages) ``jobs`` at a time in worker
     processes; True when interrupted.
 
@@ -303,7 +317,7 @@ def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resu
         for c, name in zip(configs, names):
             print(f"fp8emu compare: training {name} -> {c['out']} ({threads} thread(s), log in "
                   f"{os.path.join(c['out'], 'metrics.jsonl')})", flush=True)
-            futures[pool.submit(_train_child, c, resume)] = name
+            futures[pool.submit(_train_child, c, resume, overwrite)] = name
         pending = set(futures)
         while pending:
             try:
@@ -370,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fp8emu`` console script and ``python -m fp8emu``; returns the exit status."""
     from .checkpoint import CheckpointError
     from .data import DatasetError
+    from .train import RunError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.func(args)
     except argparse.ArgumentTypeError as exc:
         getattr(args, "_parser", parser).error(str(exc))  # exits 2
-    except (DatasetError, CheckpointError) as exc:
+    except (DatasetError, CheckpointError, RunError) as exc:
         print(f"fp8emu {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return int(status or 0)

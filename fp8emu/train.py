@@ -17,7 +17,12 @@ current step; then a checkpoint is written and :class:`TrainResult` says ``inter
 (a second Ctrl-C aborts at once).
 
 The run directory holds ``config.json``, ``checkpoint.npz`` and ``metrics.jsonl`` (one JSON
-object per finished epoch, rewritten atomically from the checkpoint's history).
+object per finished epoch, rewritten atomically from the checkpoint's history).  A directory
+that already holds a run is never overwritten by accident: ``train`` refuses it unless told to
+``resume`` or to ``overwrite``, and even then the earlier run's files stay untouched until the
+new run has written its first checkpoint (end of epoch 1 or Ctrl-C), so a crash or a kill
+before that loses nothing.  The checkpoint records a fingerprint of the data
+(:meth:`fp8emu.data.Dataset.fingerprint`), and resuming on different data is refused.
 """
 
 from __future__ import annotations
@@ -27,21 +32,32 @@ import json
 import math
 import os
 import signal
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .data import BatchLoader, Dataset, load_dataset
 
-__all__ = ["TrainResult", "train", "evaluate", "build", "CONFIG_KEYS"]
+__all__ = ["TrainResult", "RunError", "train", "evaluate", "build", "CONFIG_KEYS", "RUN_FILES"]
 
 # The configuration that must match for --resume (everything that changes the numbers).
 CONFIG_KEYS = ("model", "width", "recipe", "dataset", "limit_train", "limit_test", "augment", "epochs",
                "batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
                "seed", "backend")
+
+
+# The files of a run directory (the report adds its own beside them in compare's parent directory).
+RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "config.json")
+
+
+class RunError(RuntimeError):
+    """A run cannot start: its directory is unusable or holds another run, or the configuration
+    does not fit the data.  The message is one line saying what to do."""
 
 
 @dataclass
@@ -285,46 +301,112 @@ class _NumpyBackend:
 
 # --------------------------------------------------------------------------------------------- the loop
 
-def train(config: dict, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def _prepare_run_dir(out: str) -> None:
+    """Create ``out`` (and its parents) and check that files can be written there.
+
+    Raises:
+        RunError: ``out`` is a file, lies under a file, or cannot be created or written.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"--out {out} is a file, not a directory; choose a directory for the run")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # the checkpoint's temporary file goes here too
+            pass
+    except OSError as exc:
+        raise RunError(f"cannot use {out} as the run directory: {exc.strerror or exc} "
+                       f"({exc.filename or out}); choose another --out") from None
+
+
+def _earlier_run(out: str) -> str | None:
+    """What of an earlier run ``out`` holds (None: nothing that a new run could destroy)."""
+    found = [name for name in RUN_FILES[:2] if os.path.exists(os.path.join(out, name))
+             and os.path.getsize(os.path.join(out, name)) > 0]
+    return " and ".join(found) or None
+
+
+def _check_batch_size(config: dict, ds: Dataset) -> None:
+    n, batch = len(ds.train_labels), config["batch_size"]
+    if n < batch:
+        where = " (--limit-train)" if config.get("limit_train") else ""
+        raise RunError(f"--batch-size {batch} is larger than the {n} training images{where}: no full batch to "
+                       "train on; lower --batch-size or use more images")
+
+
+def _check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
+    """``expected`` minus the data fingerprint when ``saved`` predates fingerprints (with a warning)."""
+    if "data_fingerprint" in saved:
+        return expected
+    print(f"fp8emu: warning: {path} was written before checkpoints recorded a fingerprint of the data; "
+          "resuming without checking that the data set is the same", file=sys.stderr, flush=True)
+    return {k: v for k, v in expected.items() if k != "data_fingerprint"}
+
+
+def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainResult:
     """Train per ``config`` into ``config["out"]``; see the module docstring.
+
+    Args:
+        config: the run's configuration (keys of :data:`fp8emu.cli.DEFAULTS` plus ``out``).
+        resume: continue from the checkpoint in ``out`` (a fresh start when there is none).
+        overwrite: replace an earlier run in ``out`` (its files are replaced when this run
+            writes its first checkpoint, not before).
+        progress: show tqdm progress bars when tqdm is installed.
 
     Raises:
         DatasetError: the data set is missing or corrupt.
-        CheckpointError: ``resume`` with a damaged checkpoint or one of a different configuration.
+        CheckpointError: ``resume`` with a damaged checkpoint or one of a different
+            configuration or data set.
+        RunError: ``out`` is unusable, or holds an earlier run and neither ``resume`` nor
+            ``overwrite`` was given, or the batch size exceeds the training images.
     """
     out = config["out"]
     ds = _load_data(config)  # data errors before anything is written
-    os.makedirs(out, exist_ok=True)
+    _check_batch_size(config, ds)
+    _prepare_run_dir(out)
     ckpt_path = os.path.join(out, "checkpoint.npz")
     loader = BatchLoader(ds.train_images, ds.train_labels, config["batch_size"], mean=ds.mean, std=ds.std,
                          augment=config["augment"], pad=ds.pad, flip=ds.flip, drop_last=True, seed=config["seed"])
+    saved_config = {k: config.get(k) for k in CONFIG_KEYS} | {"data_fingerprint": ds.fingerprint()}
+    saved_config["backend"] = _backend_name(config)
+    resuming = resume and os.path.exists(ckpt_path)
+    earlier = _earlier_run(out)
+    if earlier and not resuming and not overwrite:
+        how = ("it has no checkpoint to resume from; " if resume else "continue it with --resume, ")
+        raise RunError(f"{out} holds an earlier run ({earlier}); {how}replace it with --overwrite, "
+                       "or choose another --out")
     parts = build(config, ds, len(loader))
     be = parts.backend or _NumpyBackend
-    saved_config = {k: config.get(k) for k in CONFIG_KEYS}
-    saved_config["backend"] = _backend_name(config)
     epoch, batch, step, history, sums = 0, 0, 0, [], _new_epoch_sums()
-    if resume and os.path.exists(ckpt_path):
+    if resuming:
         ckpt = load_checkpoint(ckpt_path)
         written_by = ckpt["config"].get("backend") or "numpy"   # checkpoints before backends: the NumPy engine
         if written_by != saved_config["backend"]:
             raise CheckpointError(f"{ckpt_path} was written by the {written_by} backend and this run uses --backend "
                                   f"{saved_config['backend']}; checkpoints do not move between backends: resume "
                                   f"with --backend {written_by} or start a new --out directory")
-        check_compatible({**ckpt["config"], "backend": written_by}, saved_config, ckpt_path)
+        check_compatible({**ckpt["config"], "backend": written_by},
+                         _check_fingerprint(ckpt["config"], saved_config, ckpt_path), ckpt_path)
         be.load_state(parts, ckpt["state"])
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
+    elif earlier:
+        print(f"fp8emu: {out} holds an earlier run; it is replaced when this run writes its first checkpoint",
+              flush=True)
     elif resume:
         print(f"fp8emu: no checkpoint in {out}; starting from scratch", flush=True)
-    elif os.path.exists(os.path.join(out, "metrics.jsonl")):
-        print(f"fp8emu: {out} holds an earlier run; starting over (use --resume to continue it)", flush=True)
-    _write_json_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=1, sort_keys=True))
-    _write_metrics(out, history)
+    remove_stale_temporaries(ckpt_path)
+    for name in RUN_FILES[1:]:  # torn by a kill during _write_json_atomic
+        remove_stale_temporaries(os.path.join(out, name))
 
     def checkpoint(state: dict | None = None) -> None:
         save_checkpoint(ckpt_path, {"config": saved_config, "state": state or be.state(parts), "epoch": epoch,
                                     "batch": batch, "step": step, "history": history, "sums": sums})
+        # Only now may an earlier run's config and metrics go: this run has a checkpoint of its own.
+        _write_json_atomic(os.path.join(out, "config.json"),
+                           json.dumps(config | {"data_fingerprint": saved_config["data_fingerprint"]},
+                                      indent=1, sort_keys=True))
+        _write_metrics(out, history)
 
     result = TrainResult(history, out=out)
 
@@ -379,7 +461,6 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
             history.append(record)
             epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()
             checkpoint()
-            _write_metrics(out, history)
             print(f"fp8emu {config['recipe']} epoch {record['epoch']}/{config['epochs']}: "
                   f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
                   f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "
