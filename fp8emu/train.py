@@ -127,8 +127,9 @@ def _write_metrics(out: str, history: list[dict]) -> None:
 
 
 def _new_epoch_sums() -> dict:
+    # timed_*: the steps after the run's first, whose time includes compiling the kernels
     return {"loss_sum": 0.0, "correct": 0, "seen": 0, "skipped": 0, "train_time": 0.0, "data_time": 0.0,
-            "scale_trace": [], "stats": {}}
+            "timed_seen": 0, "timed_time": 0.0, "first_step_s": None, "scale_trace": [], "stats": {}}
 
 
 def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int, mean: tuple, std: tuple,
@@ -156,52 +157,22 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
 
 # ------------------------------------------------------------------------------------------ statistics
 
-class _StatsObserver:
-    """Count, per layer and tensor class, values flushed to zero and values that overflowed.
+def _epoch_stats(state: dict) -> Any:
+    """The epoch's :class:`fp8emu.stats.QuantStats` from its checkpointed sums.
 
-    Registered as an observer of every quantization (``fp8emu.autograd.add_observer``) for one
-    step.  Underflow is counted among the nonzero inputs (a ReLU's exact zeros are not
-    underflow); overflow among all inputs: finite values that became Inf/NaN or were
-    clamped to the format's largest magnitude.
+    Checkpoints written before the statistics moved to :mod:`fp8emu.stats` hold
+    ``[flushed, overflow, nonzero, elements]`` lists; they convert (saturation and SNR of the
+    steps sampled before the interruption are then missing from that epoch).
     """
+    from .stats import STAT_FIELDS, QuantStats
 
-    def __init__(self) -> None:
-        self.counts: dict[str, dict[str, list[int]]] = {}
-
-    def __call__(self, layer: Any, tclass: str, x: np.ndarray, q: np.ndarray, spec: Any) -> None:
-        nonzero = x != 0
-        under = int(np.count_nonzero(nonzero & (q == 0)))
-        finite = np.isfinite(x)
-        over = int(np.count_nonzero(finite & ~np.isfinite(q)))
-        if spec.saturate:
-            over += int(np.count_nonzero(finite & (np.abs(x) > spec.fmt.max) & (np.abs(q) == spec.fmt.max)))
-        c = self.counts.setdefault(layer.name, {}).setdefault(tclass, [0, 0, 0, 0])
-        c[0] += under
-        c[1] += over
-        c[2] += int(np.count_nonzero(nonzero))
-        c[3] += x.size
-
-    def __enter__(self) -> _StatsObserver:
-        from .autograd import add_observer
-        add_observer(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        from .autograd import remove_observer
-        remove_observer(self)
-
-    def merge_into(self, total: dict) -> None:
-        for name, per_class in self.counts.items():
-            for tclass, c in per_class.items():
-                acc = total.setdefault(name, {}).setdefault(tclass, [0, 0, 0, 0])
-                for i in range(4):
-                    acc[i] += c[i]
-
-
-def _finish_stats(counts: dict) -> dict:
-    """Counts -> ``{layer: {class: {"underflow": f, "overflow": f}}}``."""
-    return {name: {tclass: {"underflow": c[0] / max(c[2], 1), "overflow": c[1] / max(c[3], 1)}
-                   for tclass, c in per_class.items()} for name, per_class in counts.items()}
+    stats = QuantStats()
+    converted = {layer: {tclass: (dict(zip(("flushed", "overflow", "nonzero", "elements"), c))
+                                  | {"saturated": 0, "signal": 0.0, "noise": 0.0}) if isinstance(c, list) else c
+                         for tclass, c in per_class.items()} for layer, per_class in state.items()}
+    stats.load_state_dict({layer: {t: {k: c[k] for k in STAT_FIELDS} for t, c in per_class.items()}
+                           for layer, per_class in converted.items()})
+    return stats
 
 
 # ------------------------------------------------------------------------------------------ the engine
@@ -417,19 +388,25 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
         return result
 
     stats_every = int(config.get("stats_every") or 0)
+    first_step = True  # of this call: it compiles the kernels it is the first to use (or loads them from the cache)
     with _DeferredInterrupt() as interrupt:
         while epoch < config["epochs"]:
             bar = _progress(len(loader), f"{config['recipe']} epoch {epoch + 1}/{config['epochs']}", progress, batch)
             t_data = time.perf_counter()
+            epoch_stats = _epoch_stats(sums["stats"])
+            sums = _new_epoch_sums() | sums  # checkpoints of older versions lack the newer keys
             for x, y in loader.batches(epoch, batch):
+                if first_step:
+                    print(f"fp8emu {config['recipe']}: the first step compiles the kernels (up to a minute on a "
+                          "fresh installation; seconds once Numba has cached them)", flush=True)
                 t_step = time.perf_counter()
                 parts.optimizer.lr = parts.lr_at(step)
-                collect = stats_every and (step % stats_every == 0)
-                observer = _StatsObserver() if collect else None
-                with (observer or contextlib.nullcontext()):
+                # every stats_every-th step, and the last of each epoch (no epoch without numerics)
+                collect = stats_every and (step % stats_every == 0 or batch == len(loader) - 1)
+                with (epoch_stats if collect else contextlib.nullcontext()):
                     loss, correct, skipped = be.train_step(parts, x, y, label_smoothing=config["label_smoothing"])
-                if observer:
-                    observer.merge_into(sums["stats"])
+                if collect:
+                    sums["stats"] = epoch_stats.state_dict()
                 t_end = time.perf_counter()
                 step, batch = step + 1, batch + 1
                 sums["loss_sum"] += loss * len(y)
@@ -439,12 +416,16 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
                 sums["scale_trace"].append(float(parts.scaler.scale_value))
                 sums["data_time"] += t_step - t_data
                 sums["train_time"] += t_end - t_data
+                if first_step:
+                    sums["first_step_s"], first_step = t_end - t_data, False
+                else:
+                    sums["timed_seen"] += len(y)
+                    sums["timed_time"] += t_end - t_data
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{sums['loss_sum'] / sums['seen']:.3f}",
                                     acc=f"{sums['correct'] / sums['seen']:.3f}",
-                                    scale=f"{parts.scaler.scale_value:g}",
-                                    img_s=f"{sums['seen'] / max(sums['train_time'], 1e-9):.1f}")
+                                    scale=f"{parts.scaler.scale_value:g}", img_s=f"{_images_per_s(sums):.1f}")
                 t_data = time.perf_counter()
                 if interrupt.requested:
                     break
@@ -469,12 +450,20 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     return result
 
 
+def _images_per_s(sums: dict) -> float:
+    """Training throughput without the run's first step (kernel compilation), unless that step
+    was the epoch's only one."""
+    if sums["timed_seen"]:
+        return sums["timed_seen"] / max(sums["timed_time"], 1e-9)
+    return sums["seen"] / max(sums["train_time"], 1e-9)
+
+
 def _epoch_record(epoch: int, step: int, sums: dict, test: tuple[float, float], parts: Parts) -> dict:
     n = max(sums["seen"], 1)
     return {"epoch": epoch + 1, "step": step, "train_loss": sums["loss_sum"] / n, "train_acc": sums["correct"] / n,
             "test_loss": test[0], "test_acc": test[1], "lr": parts.optimizer.lr,
             "loss_scale": float(parts.scaler.scale_value), "skipped_steps": sums["skipped"],
-            "images_per_s": sums["seen"] / max(sums["train_time"], 1e-9),
+            "images_per_s": _images_per_s(sums), "first_step_s": sums["first_step_s"],
             "data_time_frac": sums["data_time"] / max(sums["train_time"], 1e-9),
             "epoch_time_s": sums["train_time"], "loss_scale_trace": sums["scale_trace"],
-            "stats": _finish_stats(sums["stats"])}
+            "stats": _epoch_stats(sums["stats"]).summary()}
