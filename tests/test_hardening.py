@@ -168,3 +168,23 @@ def test_nvidia_model_with_k_zero_is_the_empty_sum(fast_accum):
     out = nvidia_hopper_fp8(fast_accum, M=2, N=3, K=0).matmul_2d(
         np.zeros((2, 0), np.float32), np.zeros((0, 3), np.float32), a_fmt=e4m3fn, b_fmt=e4m3fn)
     assert out.shape == (2, 3) and not out.any() and not np.signbit(out).any()
+
+
+# ---- import side effects, documented where a library user sees them -------------------------------
+
+def test_import_sets_thread_defaults_only_when_unset_and_the_readme_says_so():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    code = "import os, fp8emu; print(os.environ['OMP_WAIT_POLICY'], sorted(fp8emu.THREAD_ENV_DEFAULTS))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    mine = subprocess.run([sys.executable, "-c", code], env=env | {"OMP_WAIT_POLICY": "ACTIVE"}, cwd=root,
+                          capture_output=True, text=True, check=True).stdout
+    assert mine.strip() == "ACTIVE ['OPENBLAS_THREAD_TIMEOUT']"
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("### What importing fp8emu changes"):readme.index("## Layout")]
+    for needed in ("OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=4", "only those you have not set",
+                   "Why:", "To opt out", "THREAD_ENV_DEFAULTS"):
+        assert needed in section, needed
