@@ -164,14 +164,16 @@ def _epoch_stats(state: dict) -> Any:
     ``[flushed, overflow, nonzero, elements]`` lists; they convert (saturation and SNR of the
     steps sampled before the interruption are then missing from that epoch).
     """
-    from .stats import STAT_FIELDS, QuantStats
+    from .stats import QuantStats
 
+    def current(c: Any) -> dict:
+        if not isinstance(c, list):
+            return c
+        return dict(zip(("flushed", "overflow", "nonzero", "elements"), c)) | {"saturated": 0, "signal": 0.0,
+                                                                                "noise": 0.0}
     stats = QuantStats()
-    converted = {layer: {tclass: (dict(zip(("flushed", "overflow", "nonzero", "elements"), c))
-                                  | {"saturated": 0, "signal": 0.0, "noise": 0.0}) if isinstance(c, list) else c
-                         for tclass, c in per_class.items()} for layer, per_class in state.items()}
-    stats.load_state_dict({layer: {t: {k: c[k] for k in STAT_FIELDS} for t, c in per_class.items()}
-                           for layer, per_class in converted.items()})
+    stats.load_state_dict({layer: {tclass: current(c) for tclass, c in per_class.items()}
+                           for layer, per_class in state.items()})
     return stats
 
 
