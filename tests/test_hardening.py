@@ -188,3 +188,13 @@ def test_import_sets_thread_defaults_only_when_unset_and_the_readme_says_so():
     for needed in ("OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=4", "only those you have not set",
                    "Why:", "To opt out", "THREAD_ENV_DEFAULTS"):
         assert needed in section, needed
+
+
+@pytest.mark.parametrize("kw, match", [(dict(margin=math.nan), "QuantSpec.margin must be an int"),
+                                       (dict(history=math.nan), "QuantSpec.history must be an int"),
+                                       (dict(block=0), "QuantSpec.block=0 must be >= 1"),
+                                       (dict(rounding="sr", sr_bits=math.nan), "QuantSpec.sr_bits must be an int")])
+def test_quant_spec_arguments_are_checked(kw, match):
+    from fp8emu.autograd import QuantSpec
+    with pytest.raises((TypeError, ValueError), match=match):
+        QuantSpec("e5m2", **kw)

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import scaling as _scaling
+from .._checks import check_int
 from ..quantize import encode as _encode, quantize as _quantize
 from ._kernels import threads_for
 from ..accumulators import Accumulator
@@ -129,8 +130,11 @@ class QuantSpec:
             raise ValueError("QuantSpec.tile_2d=True needs scaling='nvfp4'")
         if self.sr_bits is not None and self.rounding is not RoundMode.STOCHASTIC:
             raise ValueError(f"QuantSpec.sr_bits={self.sr_bits} needs rounding='stochastic'")
-        if self.history < 1 or self.block < 1:
-            raise ValueError(f"QuantSpec.history={self.history} and block={self.block} must be >= 1")
+        check_int("QuantSpec.history", self.history, low=1)
+        check_int("QuantSpec.block", self.block, low=1)
+        check_int("QuantSpec.margin", self.margin, low=-(1 << 20))  # any int; NaN or 0.5 would fail much later
+        if self.sr_bits is not None:
+            check_int("QuantSpec.sr_bits", self.sr_bits, low=1)
 
     @property
     def stochastic(self) -> bool:
