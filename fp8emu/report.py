@@ -278,7 +278,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
                   "Flushed: the fraction of the nonzero values of a tensor class that the recipe's format "
                   "flushed to zero; overflow: the fraction of its values that became Inf/NaN; saturated: the "
                   "fraction clamped to the format's largest magnitude as scaled (per tensor, or per block for "
-                  "MX). Sampled every `--stats-every` steps and at the last step of every epoch.", ""] + numerics + [""]
+                  "MX and NVFP4). Sampled every `--stats-every` steps and at the last step of every epoch.", ""] + numerics + [""]
     lines += ["## Runs", ""] + [f"- `{r.label}`: `{os.path.relpath(r.path, out)}`" for r in runs] + [""]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]

@@ -106,3 +106,23 @@ def test_checkpointed_sums_of_the_old_observer_convert():
     stats = _epoch_stats({"fc": {"errors": [2, 1, 8, 10]}})  # [flushed, overflow, nonzero, elements]
     row = stats.get("fc", "errors")
     assert (row["flushed"], row["overflow"], row["elements"]) == (0.25, 0.1, 10)
+
+
+def test_nvfp4_saturation_is_measured_with_block_and_tensor_scales():
+    """NVFP4: element scale = E4M3 block scale x float32 tensor decode scale; values that the
+    rounded block scale cannot reach clamp to 6 x that scale and are counted."""
+    from fp8emu.formats import e2m1fn
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    layer = LayerQuant("fc", specs={"errors": QuantSpec(e2m1fn, scaling="nvfp4")})
+    stats = QuantStats()
+    with stats:
+        q, _ = layer.quantize(x, "errors", 0)
+    scale = layer.last_scale
+    assert scale.shape == x.shape and np.all(scale > 0)
+    top = (6.0 * scale).astype(np.float32)
+    expect = int(np.count_nonzero((np.abs(x) > 6.0 * scale) & (np.abs(q) == top)))
+    assert np.all(np.abs(q) <= top)  # nothing beyond the scaled maximum
+    assert stats.get("fc", "errors")["saturated"] == expect / x.size
+    # the block maximum whose scale rounded down in E4M3 is beyond reach: some element saturates
+    assert expect > 0

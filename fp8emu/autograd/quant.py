@@ -61,6 +61,7 @@ __all__ = ["QuantSpec", "LayerQuant", "TENSOR_CLASSES", "add_observer", "remove_
 TENSOR_CLASSES: tuple[str, ...] = ("activations", "weights", "outputs", "errors", "input_grads", "weight_grads")
 _CLASS_ID = {name: i for i, name in enumerate(TENSOR_CLASSES)}
 _SCALINGS = ("none", "tensor", "delayed", "mx", "nvfp4")
+_BLOCK_SCALINGS = ("mx", "nvfp4")  # the GEMM gets dequantized values; observers get per-element scales
 
 #: Functions called as ``fn(layer, tclass, x, q, spec)`` after every quantization (statistics).
 _observers: list[Callable[..., None]] = []
@@ -71,8 +72,9 @@ def add_observer(fn: Callable[..., None]) -> None:
 
     ``x`` is the input, ``q`` the dequantized result, and ``layer.last_scale`` the
     dequantization scale of this call: a number (1.0 without scaling; the power of two of
-    per-tensor and delayed scaling), or under MX an array shaped like ``x`` holding each
-    element's block scale (so ``fmt.max * last_scale`` is the largest magnitude ``q`` can take).
+    per-tensor and delayed scaling), or under MX and NVFP4 an array shaped like ``x`` holding
+    each element's scale (the block scale, times NVFP4's tensor scale), so that
+    ``fmt.max * last_scale`` is the largest magnitude ``q`` can take.
     """
     _observers.append(fn)
 
@@ -192,7 +194,7 @@ class LayerQuant:
     def fmt_for_gemm(self, tclass: str) -> Format | None:
         """The format to announce to the accumulator for an operand of this class (None if plain)."""
         s = self.specs.get(tclass)
-        if s is None or s.scaling in ("mx", "nvfp4") or not self.pass_formats:
+        if s is None or s.scaling in _BLOCK_SCALINGS or not self.pass_formats:
             return None
         return s.fmt
 
@@ -217,7 +219,7 @@ class LayerQuant:
             q, inv = self._round(x, s, tclass, kw, inplace)
         if _observers:
             self.last_inv = inv  # the dequantization scale of this call, for observers
-            if s.scaling != "mx":
+            if s.scaling not in _BLOCK_SCALINGS:  # block scalings set it in _round
                 self.last_scale = inv
             deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
             for fn in list(_observers):
@@ -227,7 +229,7 @@ class LayerQuant:
     def _round(self, x: np.ndarray, s: QuantSpec, tclass: str, kw: dict[str, Any],
                inplace: bool) -> tuple[np.ndarray, float]:
         inv = 1.0
-        if s.scaling in ("mx", "nvfp4"):
+        if s.scaling in _BLOCK_SCALINGS:
             t = (_mx_quantize if s.scaling == "mx" else _nvfp4_quantize)(x, s, kw)
             q = t.dequantize(dtype=x.dtype)
             if _observers:
