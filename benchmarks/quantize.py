@@ -16,7 +16,7 @@ import numpy as np
 
 import fp8emu
 
-from .timing import measure, platform_info
+from .timing import header, measure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         torch = None
     tx = torch.from_numpy(x) if torch is not None else None
 
-    print(platform_info())
+    print(header())
     print(f"n = {args.n} float32 elements (standard normal * 100), repeat {args.repeat}, median times")
     for threads in args.threads:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
