@@ -38,15 +38,17 @@ class Timing:
                 f"{self.ns_per_element:7.3f} ns/el (min {self.min_s * 1e3:.2f}, max {self.max_s * 1e3:.2f}){ratio}")
 
 
-def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, warmup: int = 1) -> Timing:
-    """Call ``fn`` ``warmup`` times, then time ``repeat`` calls; report the median."""
+def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, warmup: int = 1,
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Call ``fn`` ``warmup`` times, then time ``repeat`` calls by ``clock`` (wall clock unless
+    told, e.g. ``time.thread_time`` for CPU time); report the median."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return Timing(name, statistics.median(times), min(times), max(times), n)
 
 

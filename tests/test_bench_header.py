@@ -85,3 +85,39 @@ def test_every_benchmark_script_prints_the_header():
     assert len(scripts) >= 7
     missing = [p.name for p in scripts if "header()" not in p.read_text()]
     assert not missing, f"benchmarks without the hardware header: {missing}"
+
+
+ASM = """\
+\t.text
+_ZN6fp8emu8_kernels13_quantize_f32Ex:
+\tretq
+_ZN13_3cdynamic_3e36__numba_parfor_gufunc_0x1Ex:
+\tmovq\t%rdi, %rax
+.LBB4_3:
+\tvmovdqu\t(%rsi,%rdx,4), %ymm0
+\tvpsllvq\t%ymm1, %ymm0, %ymm0
+\tvmovdqu\t32(%rsp), %ymm2
+\tvpmuludq\t%ymm2, %ymm0, %ymm0
+\tvmovdqu\t%ymm0, (%rdi,%rdx,4)
+\taddq\t$8, %rdx
+\tcmpq\t%rdx, %rcx
+\tjne\t.LBB4_3
+.LBB4_5:
+\tmovl\t(%rsi,%rdx,4), %eax
+\tincq\t%rdx
+\tcmpq\t%rdx, %rcx
+\tjne\t.LBB4_5
+\tretq
+__gufunc__._ZN13_3cdynamic_3e36__numba_parfor_gufunc_0x1Ex:
+.LBB9_1:
+\tvpsllvq\t%zmm1, %zmm0, %zmm0
+\tjne\t.LBB9_1
+"""
+
+
+def test_kernel_asm_finds_the_parfor_body_loops():
+    from benchmarks.kernel_asm import loops
+    found = loops(ASM)   # the __gufunc__ wrapper and the outer function are not the body
+    assert [(lp["label"], lp["width"], lp["step"], lp["instructions"], lp["spills"]) for lp in found] == [
+        (".LBB4_3", "ymm", 8, 8, 1), (".LBB4_5", "scalar (GPR)", 1, 4, 0)]
+    assert found[0]["ops"] == {"vpsllvq": 1, "vpmuludq": 1}
