@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="cold/cached pairs (default 2)")
     args = parser.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)            # also run as a plain script, not only with -m
+    from benchmarks.timing import header
+    print(header(), flush=True)
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="numba-cold-") as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": root}
