@@ -397,6 +397,9 @@ def main(argv=None) -> int:
             env["gpu"] = torch.cuda.get_device_name()
     except ImportError:
         pass
+    from benchmarks.timing import header
+    env["host"] = header()
+    print(env["host"], flush=True)
     res.put("env", env)
     _log(str(env))
     only = set(args.only.split(","))

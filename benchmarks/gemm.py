@@ -32,7 +32,7 @@ from fp8emu import conv2d, conv2d_grad_input, conv2d_grad_weight, matmul, quanti
 from fp8emu.accumulators import fp32_blocked, fp32_pairwise, fp32_sequential, lowp  # noqa: E402
 from fp8emu.formats import e4m3fn  # noqa: E402
 
-from .timing import measure, platform_info  # noqa: E402
+from .timing import header, measure  # noqa: E402
 
 # (M, K, N) and the conv that lowers to it: (N, C, H, W), (O, C, 3, 3), padding 1
 SHAPES = [(131072, 576, 64), (32768, 1152, 128), (8192, 2304, 256), (2048, 4608, 512)]
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.chunk_mb is not None:
         conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
-    print(f"{platform_info()} | conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB | "
+    print(header())
+    print(f"# conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB | "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     for idx in args.shapes:
         if not args.skip_accumulators:

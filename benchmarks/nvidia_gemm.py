@@ -15,7 +15,7 @@ import argparse
 import numba
 import numpy as np
 
-from benchmarks.timing import measure, platform_info
+from benchmarks.timing import header, measure
 from fp8emu.accumulators.nvidia import nvidia_hopper_fp8
 from fp8emu.formats import e4m3fn
 
@@ -32,7 +32,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     a = rng.choice(vals, (n, n)).astype(np.float32)
     b = rng.choice(vals, (n, n)).astype(np.float32)
-    print(platform_info())
+    print(header())
     print(f"n = {n}: GFLOP/s = 2 n^3 / median time")
     ref = measure("np.matmul float32 (BLAS threads)", lambda: np.matmul(a, b), flop, repeat=args.repeat)
     for fast in (False, True):

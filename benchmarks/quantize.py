@@ -16,7 +16,7 @@ import numpy as np
 
 import fp8emu
 
-from .timing import measure, platform_info
+from .timing import header, measure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         torch = None
     tx = torch.from_numpy(x) if torch is not None else None
 
-    print(platform_info())
+    print(header())
     print(f"n = {args.n} float32 elements (standard normal * 100), repeat {args.repeat}, median times")
     for threads in args.threads:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> None:
             enc = measure(f"{name} encode RNE -> uint8", lambda: fp8emu.encode(x, name, out=codes), args.n,
                           repeat=args.repeat)
             peers = []
-            if ml_dtypes is not None:
-                dt = getattr(ml_dtypes, "float8_" + name)
+            # ml_dtypes spells e3m2fn as float6_e3m2fn, e2m1fn as float4_e2m1fn; formats it lacks get no peer
+            dt = next((getattr(ml_dtypes, f"float{w}_{name}") for w in (8, 6, 4)
+                       if hasattr(ml_dtypes, f"float{w}_{name}")), None) if ml_dtypes is not None else None
+            if dt is not None:
                 peers.append(measure(f"{name} ml_dtypes astype round trip",
                                      lambda: x.astype(dt).astype(np.float32), args.n, repeat=3))
-            if torch is not None:
-                tdt = {"e5m2": torch.float8_e5m2, "e4m3fn": torch.float8_e4m3fn}[name]
+            tdt = getattr(torch, f"float8_{name}", None) if torch is not None else None
+            if tdt is not None:
                 peers.append(measure(f"{name} torch .to(fp8).to(float32)",
                                      lambda: tx.to(tdt).to(torch.float32), args.n, repeat=args.repeat))
             for t in (rne, sr, sr8, enc):

@@ -1,7 +1,9 @@
-"""A tiny timing helper for the benchmark scripts: warm-up, repeats, median, ns/element."""
+"""A tiny timing helper for the benchmark scripts: warm-up, repeats, median, ns/element, and the
+hardware header every script prints (CPU model, the ISA Numba compiles for, NumPy's BLAS kernel)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import statistics
@@ -9,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Timing", "measure", "platform_info"]
+__all__ = ["Timing", "blas_info", "cpu_model", "header", "measure", "numba_target", "platform_info"]
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,17 @@ class Timing:
                 f"{self.ns_per_element:7.3f} ns/el (min {self.min_s * 1e3:.2f}, max {self.max_s * 1e3:.2f}){ratio}")
 
 
-def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, warmup: int = 1) -> Timing:
-    """Call ``fn`` ``warmup`` times, then time ``repeat`` calls; report the median."""
+def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, warmup: int = 1,
+            clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Call ``fn`` ``warmup`` times, then time ``repeat`` calls by ``clock`` (wall clock unless
+    told, e.g. ``time.thread_time`` for CPU time); report the median."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return Timing(name, statistics.median(times), min(times), max(times), n)
 
 
@@ -59,3 +63,99 @@ def platform_info() -> str:
     return (f"python {platform.python_version()} numpy {np.__version__} numba {numba.__version__} | "
             f"{platform.machine()} {platform.processor() or platform.platform()} | cpus {os.cpu_count()} "
             f"numba threads {numba.get_num_threads()}{load}")
+
+
+def cpu_model() -> str:
+    """The CPU model string (``model name`` of /proc/cpuinfo on Linux, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _isa_summary(features: str) -> str:
+    """The widest x86 vector extension a ``+a,-b,...`` LLVM feature string enables ('' if none named)."""
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4.2", "SSE4.2"),
+                        ("neon", "NEON"), ("sve", "SVE")):
+        if flag in on:
+            return label
+    return ""
+
+
+def numba_target() -> str:
+    """The CPU name and ISA Numba's JIT compiles for.
+
+    Numba uses ``NUMBA_CPU_NAME`` (else the host CPU name) together with ``NUMBA_CPU_FEATURES``
+    (else the host's full feature list, which LLVM applies on top of the named CPU: so
+    ``NUMBA_CPU_NAME=haswell`` alone still emits AVX-512 on an AVX-512 host; AVX2-only code needs
+    ``NUMBA_CPU_FEATURES`` too).  The summary names the widest vector extension of the features
+    actually passed.
+
+    Returns:
+        e.g. ``"znver4 (host), features host: AVX-512"`` or
+        ``"haswell (NUMBA_CPU_NAME), features NUMBA_CPU_FEATURES=+avx2,...: AVX2"``.
+    """
+    import llvmlite.binding as ll
+    from numba.core import config
+
+    name = f"{config.CPU_NAME} (NUMBA_CPU_NAME)" if config.CPU_NAME else f"{ll.get_host_cpu_name()} (host)"
+    if config.CPU_FEATURES is not None:
+        feats = config.CPU_FEATURES
+        where = f"NUMBA_CPU_FEATURES={feats or '(empty)'}"
+        isa = _isa_summary(feats) or f"whatever {config.CPU_NAME or 'the host CPU'} implies"
+    else:
+        feats = ll.get_host_cpu_features().flatten()
+        where = "host"
+        isa = _isa_summary(feats) or "no x86 vector extension"
+    return f"{name}, features {where}: {isa}"
+
+
+def _openblas_corename() -> str:
+    """OpenBLAS's runtime-selected kernel (``openblas_get_corename``) from the library NumPy loaded.
+
+    NumPy's wheels ship scipy-openblas, whose symbols carry a ``scipy_`` prefix and, for the
+    ILP64 build, a ``64_`` suffix; all four spellings are tried.  '' when NumPy is not linked to
+    an OpenBLAS that is loaded and findable in /proc/self/maps (Linux only).
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        return ""
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename",
+                    "scipy_openblas_get_corename64_"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                core = fn()
+                return core.decode(errors="replace") if core else ""
+    return ""
+
+
+def blas_info() -> str:
+    """NumPy's BLAS: library name and version (``np.show_config``) and OpenBLAS's runtime kernel."""
+    import numpy as np
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        lib = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # older NumPy: no mode='dicts'; the header must never stop a benchmark
+        lib = "unknown BLAS"
+    core = _openblas_corename()
+    return f"{lib}, kernel {core}" if core else f"{lib}, kernel unknown"
+
+
+def header() -> str:
+    """The benchmark header: versions/threads/load (:func:`platform_info`), then CPU, Numba ISA, BLAS."""
+    return (f"# {platform_info()}\n# cpu: {cpu_model()}\n# numba target: {numba_target()}\n"
+            f"# blas: {blas_info()}")

@@ -26,6 +26,8 @@ import statistics
 import subprocess
 import sys
 
+from benchmarks.timing import header
+
 CHILD = r"""
 import os, sys, time, json
 import fp8emu
@@ -71,6 +73,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--recipes", default="fp32,paper-e5m2")
     args = p.parse_args()
+    print(header())
     print(f"torch backend, ResNet-18 width {args.width}, batch {args.batch_size}, {os.cpu_count()} CPUs; "
           f"median of {args.steps} steps after one warm-up")
     for recipe in args.recipes.split(","):

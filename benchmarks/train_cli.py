@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks.timing import platform_info
+from benchmarks.timing import header
 from fp8emu.data import BatchLoader, load_dataset
 
 
@@ -126,7 +126,8 @@ def main() -> None:
     args = p.parse_args()
     ds = load_dataset("fashion-mnist", args.data)
     widths = [int(w) for w in str(args.width).split(",")]
-    print(f"# {platform_info()}; Fashion-MNIST, ResNet-18 (CIFAR stem, 1 input channel), batch {args.batch_size}, "
+    print(header())
+    print(f"# Fashion-MNIST, ResNet-18 (CIFAR stem, 1 input channel), batch {args.batch_size}, "
           f"{args.steps} timed steps after 1 warm-up")
     for width in widths:
         args.width = width

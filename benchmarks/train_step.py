@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks.timing import header
+
 CONFIGS = ("torch:fp32", "fp8emu:fp32", "fp8emu:paper-e5m2")
 
 
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(_worker(args.worker, args.batch, args.width, args.warm, args.timed)))
         return
+    print(header())
     print(f"ResNet-18 (CIFAR stem, width {args.width}), batch {args.batch} x 3x32x32, SGD momentum; "
           f"{args.warm} warm + median of {args.timed} steps; {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")

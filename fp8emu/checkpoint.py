@@ -10,12 +10,19 @@ through ``repr`` and arrays keep their dtype, so a round trip is bit-exact.
 Writing is atomic: the bytes go to a temporary file in the destination directory, are
 ``fsync``-ed, and only then ``os.replace`` the old checkpoint (then the directory is
 ``fsync``-ed).  A crash or kill at any moment leaves either the old or the new checkpoint,
-never a mixture.
+never a mixture (and perhaps an orphan temporary file, which :func:`remove_stale_temporaries`
+deletes).
+
+Loading reads only what the file holds: members must be stored uncompressed (as
+:func:`save_checkpoint` writes them), so a small file cannot expand into gigabytes, and
+every array header must agree with its member's size before anything is allocated.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -23,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_compatible", "FORMAT_TAG"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_compatible", "remove_stale_temporaries",
+           "FORMAT_TAG"]
 
 FORMAT_TAG = "fp8emu-checkpoint-v1"
 _TREE = "__tree__"
@@ -66,9 +74,9 @@ def _decode(node: dict, arrays: Any) -> Any:
         return arrays[payload]
     if tag == "s":
         return arrays[payload][()]
-    if tag == "v":
+    if tag == "v" and (payload is None or isinstance(payload, bool | int | float | str)):
         return payload
-    raise ValueError(f"unknown node tag {tag!r}")
+    raise ValueError(f"unknown node tag {tag!r} or a payload of the wrong type")
 
 
 def _umask() -> int:
@@ -124,25 +132,81 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     _fsync_dir(directory)
 
 
+def _tmp_pattern(path: str) -> str:
+    """The names of :func:`save_checkpoint`'s temporary files for ``path`` (``mkstemp``'s)."""
+    return os.path.join(os.path.dirname(os.path.abspath(path)), f".{glob.escape(os.path.basename(path))}.*.tmp")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Delete temporary files left beside ``path`` by a writer that was killed; return their names.
+
+    Covers :func:`save_checkpoint`'s ``.NAME.*.tmp`` and the ``NAME.tmp`` of simpler atomic
+    writers.  Call it only while no other process writes ``path``.
+    """
+    path = os.fspath(path)
+    removed = []
+    for tmp in glob.glob(_tmp_pattern(path)) + glob.glob(glob.escape(path) + ".tmp"):
+        try:
+            os.unlink(tmp)
+            removed.append(tmp)
+        except OSError:  # already gone, or not ours to delete: the next save still works
+            pass
+    return removed
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member, its header checked against its size before any allocation."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"member {info.filename!r} is compressed; checkpoints store members uncompressed")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError(f"member {info.filename!r} holds Python objects")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if f.tell() + nbytes != info.file_size:
+            raise ValueError(f"member {info.filename!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
+                             f"in {info.file_size} bytes")
+        data = f.read()  # to the end: zipfile checks the CRC there
+    if len(data) != nbytes:
+        raise ValueError(f"member {info.filename!r} is truncated")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: the file is missing, truncated, damaged (zip CRC) or not a checkpoint.
+        CheckpointError: the file is missing, truncated, damaged (zip CRC), not a checkpoint,
+            or crafted (compressed members, array headers that disagree with the sizes,
+            nesting too deep to decode).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}  # reads every member: checks every CRC
+        with zipfile.ZipFile(path) as zf:
+            arrays = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"member {info.filename!r} is not a .npy array")
+                arrays[info.filename[:-4]] = _read_member(zf, info)
         doc = json.loads(arrays.pop(_TREE).tobytes().decode())
-        if doc.get("format") != FORMAT_TAG:
-            raise ValueError(f"format tag {doc.get('format')!r}, expected {FORMAT_TAG!r}")
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_TAG:
+            raise ValueError(f"format tag {doc.get('format') if isinstance(doc, dict) else None!r}, "
+                             f"expected {FORMAT_TAG!r}")
         return _decode(doc["state"], arrays)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
+            UnicodeDecodeError, RecursionError, MemoryError, OverflowError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged or not an fp8emu checkpoint "
-                              f"({type(exc).__name__}: {exc}); delete it or start without --resume") from None
+                              f"({type(exc).__name__}: {_one_line(exc)}); delete it or start without --resume") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def check_compatible(saved: dict, expected: dict, path: str | os.PathLike = "checkpoint") -> None:

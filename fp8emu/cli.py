@@ -45,6 +45,11 @@ DEFAULTS: dict = {
 }
 
 
+# Where a user first waits for it (measured on cold caches: see docs/getting-started.md).
+_COMPILE_NOTE = ("The first training step compiles fp8emu's Numba kernels: up to a minute on a fresh "
+                 "installation, a few seconds once they are cached; images/s leaves that step out.")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -72,6 +77,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 
@@ -106,31 +121,33 @@ def _seed_list(text: str) -> list[int]:
 def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> None:
     """Arguments shared by ``train`` and ``compare``; defaults are None so presets can fill them."""
     from .data import DATASETS  # numpy only
+    from .recipes import RECIPES  # already loaded with the package
 
     d = DEFAULTS
+    names = ", ".join(RECIPES)
     g = p.add_argument_group("model and recipe")
     g.add_argument("--model", choices=("resnet18", "resnet34", "resnet50"), help=f"network (default {d['model']})")
     g.add_argument("--width", type=_positive_int, help=f"channels of the first ResNet stage (default {d['width']}; "
                    "the paper's ResNet-18 has 64)")
     if compare:
-        g.add_argument("--recipes", help=f"comma-separated recipe names (default {d['recipes']})")
+        g.add_argument("--recipes", help=f"comma-separated recipe names: {names} (default {d['recipes']})")
     else:
-        g.add_argument("--recipe", help=f"quantization recipe name (default {d['recipe']})")
+        g.add_argument("--recipe", help=f"quantization recipe: {names} (default {d['recipe']})")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=sorted(DATASETS), help=f"data set (default {d['dataset']})")
     g.add_argument("--data", metavar="DIR", help="directory holding the data set files (default: the Debian "
                    "package's /usr/share/datasets/fashion-mnist for fashion-mnist)")
-    g.add_argument("--limit-train", type=_positive_int, metavar="N", help="train on the first N images only")
-    g.add_argument("--limit-test", type=_positive_int, metavar="N", help="evaluate on the first N test images only")
+    g.add_argument("--limit-train", type=_positive_int, metavar="N", help="train on the first N images only (default: all)")
+    g.add_argument("--limit-test", type=_positive_int, metavar="N", help="evaluate on the first N test images only (default: all)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
-                   help="no random crops / flips")
+                   help="no random crops / flips (default: augment)")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=_positive_int, help=f"epochs (default {d['epochs']})")
     g.add_argument("--batch-size", type=_positive_int, help=f"training batch size (default {d['batch_size']})")
     g.add_argument("--eval-batch-size", type=_positive_int, help=f"evaluation batch size (default {d['eval_batch_size']})")
     g.add_argument("--lr", type=_positive_float, help=f"peak learning rate of SGD (default {d['lr']})")
     g.add_argument("--momentum", type=_fraction, help=f"SGD momentum (default {d['momentum']})")
-    g.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d['weight_decay']})")
+    g.add_argument("--weight-decay", type=_nonneg_float, help=f"L2 weight decay, >= 0 (default {d['weight_decay']})")
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), help=f"LR schedule (default {d['schedule']})")
     g.add_argument("--warmup-epochs", type=_nonneg_int, help="epochs of linear LR warm-up (default 0)")
     g.add_argument("--label-smoothing", type=_fraction, help="cross-entropy label smoothing (default 0)")
@@ -141,6 +158,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
                    help="run directory (checkpoint.npz, metrics.jsonl, config.json)" +
                    ("; each recipe trains in DIR/RECIPE and the report goes to DIR" if compare else ""))
     g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR (without it, a "
+                   "directory holding a run is refused); its files stay until the new run's first checkpoint")
     g.add_argument("--backend", choices=("numpy", "torch"), help="training engine: fp8emu's NumPy engine or "
                    "PyTorch with fp8emu's recipes (fp8emu.torch; needs the torch extra); same data, models, recipes "
                    "and metrics (default numpy)")
@@ -155,10 +174,13 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
                        help="train J recipes at once, each in its own process (default 1: one after another); "
                        "one thread per run is the most efficient use of the cores")
     g.add_argument("--stats-every", type=_nonneg_int, metavar="K",
-                   help=f"collect per-layer numerics statistics every K steps (0 = never; default {d['stats_every']})")
+                   help=f"collect per-layer numerics statistics every K steps and at the last step of every "
+                   f"epoch (0 = never; default {d['stats_every']})")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    used = set(DEFAULTS) - ({"recipe"} if compare else {"recipes"})  # train ignores a preset's recipe list
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named bundle of defaults; explicit arguments win. "
-                   + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+                   + "; ".join(f"{k}: " + ", ".join(f"{key}={v}" for key, v in preset.items() if key in used)
+                               for k, preset in PRESETS.items()))
 
 
 def _resolve(args: argparse.Namespace) -> dict:
@@ -228,7 +250,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = _config(args, args.recipe or DEFAULTS["recipe"], args.out)
     _apply_threads(config["threads"])
-    result = train(config, resume=args.resume, progress=config.pop("progress", args.progress))
+    result = train(config, resume=args.resume, overwrite=args.overwrite,
+                   progress=config.pop("progress", args.progress))
     return 130 if result.interrupted else 0
 
 
@@ -253,14 +276,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .train import train
 
     if args.jobs > 1:
-        if _train_in_parallel(configs, names, args.jobs, resume=args.resume):
+        if _train_in_parallel(configs, names, args.jobs, resume=args.resume, overwrite=args.overwrite):
             print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
             return 130
     else:
         _apply_threads(configs[0]["threads"])
         for config, name in zip(configs, names):
             print(f"fp8emu compare: training {name} -> {config['out']}", flush=True)
-            result = train(config, resume=args.resume, progress=args.progress)
+            result = train(config, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
             if result.interrupted:
                 print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
                 return 130
@@ -274,16 +297,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_child(config: dict, resume: bool) -> tuple[bool, float | None]:
+def _train_child(config: dict, resume: bool, overwrite: bool) -> tuple[bool, float | None]:
     """One ``compare --jobs`` run in a worker process: (interrupted, final test accuracy)."""
     from .train import train
 
     _apply_threads(config["threads"])
-    result = train(config, resume=resume, progress=False)
+    result = train(config, resume=resume, overwrite=overwrite, progress=False)
     return result.interrupted, (result.history[-1].get("test_acc") if result.history else None)
 
 
-def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool) -> bool:
+def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool,
+                       overwrite: bool) -> bool:
     """Train the configurations (called ``names`` in messages) ``jobs`` at a time in worker
     processes; True when interrupted.
 
@@ -303,7 +327,7 @@ def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resu
         for c, name in zip(configs, names):
             print(f"fp8emu compare: training {name} -> {c['out']} ({threads} thread(s), log in "
                   f"{os.path.join(c['out'], 'metrics.jsonl')})", flush=True)
-            futures[pool.submit(_train_child, c, resume)] = name
+            futures[pool.submit(_train_child, c, resume, overwrite)] = name
         pending = set(futures)
         while pending:
             try:
@@ -336,13 +360,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``compare`` and ``report``."""
     p = subparsers.add_parser("train", help="train one model under one recipe",
                               description="Train a model under a quantization recipe; checkpoints every epoch "
-                              "and on Ctrl-C, --resume continues bit for bit.")
+                              "and on Ctrl-C, --resume continues bit for bit. " + _COMPILE_NOTE)
     _add_training_arguments(p, compare=False)
     p.set_defaults(func=_cmd_train, _parser=p)
     p = subparsers.add_parser("compare", help="train several recipes with the same seed and data, then report",
                               description="Train each recipe with the same seed and data order into OUT/RECIPE "
                               "(with --seeds: once per seed into OUT/RECIPE/seedN), then write OUT/report.md with "
-                              "plots (with --seeds: mean ± sd over seeds and Welch t-tests against fp32).")
+                              "plots (with --seeds: mean ± sd over seeds and Welch t-tests against fp32). "
+                              + _COMPILE_NOTE)
     _add_training_arguments(p, compare=True)
     p.set_defaults(func=_cmd_compare, _parser=p)
     p = subparsers.add_parser("report", help="redraw report.md and plots from saved runs",
@@ -370,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fp8emu`` console script and ``python -m fp8emu``; returns the exit status."""
     from .checkpoint import CheckpointError
     from .data import DatasetError
+    from .train import RunError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.func(args)
     except argparse.ArgumentTypeError as exc:
         getattr(args, "_parser", parser).error(str(exc))  # exits 2
-    except (DatasetError, CheckpointError) as exc:
+    except (DatasetError, CheckpointError, RunError) as exc:
         print(f"fp8emu {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return int(status or 0)

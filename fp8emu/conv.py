@@ -94,6 +94,10 @@ class _Geometry:
         self.n, self.c, self.h, self.w = (int(v) for v in x_shape)
         self.o, self.cg, self.kh, self.kw = (int(v) for v in w_shape)
         self.groups = int(groups)
+        if min(self.c, self.cg, self.o, self.kh, self.kw) < 1:  # an empty sum or an empty output
+            raise ValueError(f"conv2d needs at least one input channel, output channel and kernel tap; got x "
+                             f"{tuple(x_shape)} (C = {self.c}) and w {tuple(w_shape)} (O = {self.o}, "
+                             f"KH x KW = {self.kh} x {self.kw})")
         self.sh, self.sw = as_pair(stride, "stride", 1)
         self.ph, self.pw = as_pair(padding, "padding", 0)
         self.dh, self.dw = as_pair(dilation, "dilation", 1)

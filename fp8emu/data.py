@@ -15,7 +15,9 @@ Images stay ``uint8`` (N, C, H, W) until a batch is assembled; a batch is float3
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import math
 import os
 import pickle
 from collections.abc import Iterator
@@ -70,6 +72,21 @@ class Dataset:
         """(C, H, W) of one image."""
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
 
+    def fingerprint(self) -> str:
+        """A content fingerprint: the split sizes and image shape, then 16 hex digits of a SHA-256
+        over the labels and up to 256 evenly spaced images of each split.
+
+        It depends on the data only (not on where the files are), so a run can resume on another
+        machine holding the same files, and it costs milliseconds even for the full data set.
+        """
+        h = hashlib.sha256()
+        for images, labels in ((self.train_images, self.train_labels), (self.test_images, self.test_labels)):
+            h.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+            sample = np.unique(np.linspace(0, len(images) - 1, num=min(len(images), 256)).astype(np.int64))
+            h.update(np.ascontiguousarray(images[sample]).tobytes())
+        c, height, width = self.image_shape
+        return f"{len(self.train_labels)}+{len(self.test_labels)}x{c}x{height}x{width}:{h.hexdigest()[:16]}"
+
     def limit(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first ``train`` training and ``test`` test images (None keeps all)."""
         for arg, value in (("train", train), ("test", test)):
@@ -111,7 +128,7 @@ def load_idx(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
     if len(raw) < header:
         raise DatasetError(f"{path} is truncated inside its IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python ints: a crafted header cannot overflow
     if len(raw) != expected:
         raise DatasetError(f"{path} holds {len(raw)} bytes but its IDX header {shape} needs {expected}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()

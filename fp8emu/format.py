@@ -192,6 +192,11 @@ class Format:
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
                 raise TypeError(f"Format.{fld} must be an int, got {type(val).__name__}")
             object.__setattr__(self, fld, int(val))
+        for fld in ("subnormals", "signed", "has_zero"):  # "no" would be truthy: refuse, not guess
+            val = getattr(self, fld)
+            if not isinstance(val, (bool, np.bool_)):
+                raise TypeError(f"Format.{fld} must be a bool, got {type(val).__name__} {val!r}")
+            object.__setattr__(self, fld, bool(val))
         if not 0 <= self.exp_bits <= 8:
             raise ValueError(f"Format.exp_bits={self.exp_bits} is out of range: allowed 0..8")
         if not 0 <= self.man_bits <= 23:

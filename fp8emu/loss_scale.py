@@ -9,18 +9,23 @@ Use (one training step)::
 
 or the three verbs separately: ``found = scaler.unscale_(params)``; ``if not found:
 optimizer.step()``; ``scaler.update(found)``.  Scales are powers of two, so scaling and
-unscaling are exact.  Every scaler exposes ``scale_value``, ``skipped_steps``,
+unscaling are exact.  A step whose gradients hold Inf/NaN is skipped; when ``warn_after``
+consecutive steps are skipped at a scale that cannot go lower (a static scale, or a dynamic one
+at its floor), a ``RuntimeWarning`` says that training has stopped making progress.  Every
+scaler exposes ``scale_value``, ``skipped_steps``,
 ``steps`` and ``state_dict()``/``load_state_dict()`` for logging and checkpoints.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._checks import check_int
 from .autograd import Tensor, ops
 from .scaling import all_powers_of_two
 
@@ -34,12 +39,20 @@ def _check_pow2(value: float, name: str) -> float:
 
 
 class LossScaler:
-    """Base class: a constant scale (subclasses change it in :meth:`update`)."""
+    """Base class: a constant scale (subclasses change it in :meth:`_adjust`).
 
-    def __init__(self, scale: float = 1.0) -> None:
+    Args:
+        scale: the loss scale, a power of two.
+        warn_after: warn after this many consecutive skipped steps at a scale that cannot
+            go lower (0: never).
+    """
+
+    def __init__(self, scale: float = 1.0, *, warn_after: int = 10) -> None:
         self.scale_value = _check_pow2(scale, "scale")
+        self.warn_after = check_int("warn_after", warn_after)
         self.steps = 0
         self.skipped_steps = 0
+        self.stuck_steps = 0  # consecutive skips that could not lower the scale
 
     def scale(self, loss: Tensor) -> Tensor:
         """``loss * scale_value`` (call ``.backward()`` on the result)."""
@@ -59,10 +72,24 @@ class LossScaler:
         return found_inf
 
     def update(self, found_inf: bool) -> None:
-        """Record the step's outcome and adjust the scale."""
+        """Record the step's outcome, adjust the scale, warn when skipping cannot help any more."""
+        before = self.scale_value
         self.steps += 1
         if found_inf:
             self.skipped_steps += 1
+        self._adjust(found_inf)
+        if not found_inf or self.scale_value < before:
+            self.stuck_steps = 0
+            return
+        self.stuck_steps += 1
+        if self.stuck_steps == self.warn_after:
+            warnings.warn(f"{type(self).__name__}: {self.stuck_steps} consecutive steps skipped for Inf/NaN "
+                          f"gradients at loss scale {self.scale_value:g}, which cannot go lower (a static scale "
+                          "or the floor); training makes no progress: lower the scale or its floor, or look "
+                          "for NaN in the model or the data", RuntimeWarning, stacklevel=2)
+
+    def _adjust(self, found_inf: bool) -> None:
+        """Change the scale after a step (a constant scale here)."""
 
     def step(self, optimizer: Any) -> bool:
         """unscale_ the optimizer's gradients, step unless Inf/NaN, update; return whether it stepped."""
@@ -97,23 +124,27 @@ class DynamicScaler(LossScaler):
     """
 
     def __init__(self, init_scale: float = 2.0 ** 16, *, growth: float = 2.0, backoff: float = 0.5,
-                 window: int = 2000, min_scale: float = 1.0, max_scale: float = 2.0 ** 24) -> None:
-        super().__init__(init_scale)
+                 window: int = 2000, min_scale: float = 1.0, max_scale: float = 2.0 ** 24, warn_after: int = 10) -> None:
+        super().__init__(init_scale, warn_after=warn_after)
         _check_pow2(growth, "growth")
         _check_pow2(backoff, "backoff")
-        if not (growth >= 1 and backoff <= 1 and window >= 1 and min_scale <= max_scale):
-            raise ValueError(f"need growth >= 1, backoff <= 1, window >= 1, min_scale <= max_scale; got "
-                             f"{growth}, {backoff}, {window}, {min_scale}, {max_scale}")
-        self.growth, self.backoff, self.window = float(growth), float(backoff), int(window)
-        self.min_scale = _check_pow2(min_scale, "min_scale")
-        self.max_scale = _check_pow2(max_scale, "max_scale")
+        _check_pow2(min_scale, "min_scale")
+        _check_pow2(max_scale, "max_scale")
+        window = check_int("window", window, low=1)
+        if not (growth >= 1 and backoff <= 1 and min_scale <= max_scale):
+            raise ValueError(f"need growth >= 1, backoff <= 1, min_scale <= max_scale; got "
+                             f"{growth}, {backoff}, {min_scale}, {max_scale}")
+        if not min_scale <= init_scale <= max_scale:
+            raise ValueError(f"init_scale={init_scale:g} must lie in [min_scale, max_scale] = "
+                             f"[{min_scale:g}, {max_scale:g}]")
+        self.growth, self.backoff, self.window = float(growth), float(backoff), window
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.good_steps = 0
 
     def floor(self) -> float:
         return self.min_scale
 
-    def update(self, found_inf: bool) -> None:
-        super().update(found_inf)
+    def _adjust(self, found_inf: bool) -> None:
         if found_inf:
             self.scale_value = max(self.scale_value * self.backoff, self.floor())
             self.good_steps = 0
@@ -150,6 +181,9 @@ class EnhancedScaler(DynamicScaler):
                 raise ValueError(f"EnhancedScaler floor schedule must be non-decreasing, got {sched}")
             for _, f in sched:
                 _check_pow2(f, "floor")
+            if sched and sched[-1][1] > kw.get("max_scale", 2.0 ** 24):
+                raise ValueError(f"EnhancedScaler floor {sched[-1][1]:g} exceeds max_scale "
+                                 f"{kw.get('max_scale', 2.0 ** 24):g}")
             self._floor_fn = lambda t: max([f for s, f in sched if s <= t], default=1.0)
         super().__init__(init_scale, min_scale=1.0, **kw)
         self.scale_value = max(self.scale_value, self.floor())

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_int, check_real
 from .autograd import LayerQuant, Tensor, ops
 
 __all__ = [
@@ -184,6 +185,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
+        in_features, out_features = check_int("in_features", in_features, low=1), check_int("out_features", out_features, low=1)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(_uniform(bound, (out_features, in_features)))
@@ -203,6 +205,10 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, bias: bool = True) -> None:
         super().__init__()
+        in_channels, out_channels = check_int("in_channels", in_channels, low=1), check_int("out_channels", out_channels, low=1)
+        kernel_size, stride = check_int("kernel_size", kernel_size, low=1), check_int("stride", stride, low=1)
+        padding, dilation = check_int("padding", padding), check_int("dilation", dilation, low=1)
+        groups = check_int("groups", groups, low=1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels={in_channels} and out_channels={out_channels} must be "
                              f"divisible by groups={groups}")
@@ -228,6 +234,8 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
+        num_features = check_int("num_features", num_features, low=1)
+        eps, momentum = check_real("eps", eps, low=0, low_open=True), check_real("momentum", momentum, low=0, high=1)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Parameter(np.ones(num_features, np.float32))
         self.bias = Parameter(np.zeros(num_features, np.float32))
@@ -254,7 +262,9 @@ class ReLU(Module):
 class MaxPool2d(Module):
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0) -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        kernel_size, padding = check_int("kernel_size", kernel_size, low=1), check_int("padding", padding)
+        stride = kernel_size if stride is None else check_int("stride", stride, low=1)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
         return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)

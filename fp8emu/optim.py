@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_int, check_real
 from .autograd import Tensor, threads_for
 from .format import Format, RoundMode
 from .formats import get_format
@@ -50,9 +51,7 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         if not all(isinstance(p, Tensor) and p.requires_grad for p in self.params):
             raise TypeError("optimizer params must be tensors with requires_grad=True")
-        if not lr >= 0:
-            raise ValueError(f"lr={lr} must be >= 0")
-        self.param_groups: list[dict[str, Any]] = [{"params": self.params, "lr": float(lr)}]
+        self.param_groups: list[dict[str, Any]] = [{"params": self.params, "lr": check_real("lr", lr, low=0)}]
         self.master_format = None if master_format is None else get_format(master_format)
         self.master_rounding = RoundMode.parse(master_rounding)
         self.seed = int(seed)
@@ -68,7 +67,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self.param_groups[0]["lr"] = float(value)
+        self.param_groups[0]["lr"] = check_real("lr", value, low=0)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -118,8 +117,8 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, *, nesterov: bool = False,
                  weight_decay: float = 0.0, dampening: float = 0.0, **kw: Any) -> None:
         super().__init__(params, lr, **kw)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError(f"momentum={momentum} and weight_decay={weight_decay} must be >= 0")
+        momentum, weight_decay = check_real("momentum", momentum, low=0), check_real("weight_decay", weight_decay, low=0)
+        dampening = check_real("dampening", dampening, low=0, high=1)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov needs momentum > 0 and dampening = 0")
         self.momentum, self.nesterov, self.weight_decay, self.dampening = momentum, nesterov, weight_decay, dampening
@@ -146,9 +145,11 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, **kw: Any) -> None:
         super().__init__(params, lr, **kw)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or eps <= 0 or weight_decay < 0:
-            raise ValueError(f"Adam: betas={betas} must be in [0, 1), eps={eps} > 0, weight_decay={weight_decay} >= 0")
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair of numbers, got {betas!r}")
+        betas = tuple(check_real(f"betas[{i}]", b, low=0, high=1, high_open=True) for i, b in enumerate(betas))
+        eps = check_real("eps", eps, low=0, low_open=True)
+        self.betas, self.eps, self.weight_decay = betas, eps, check_real("weight_decay", weight_decay, low=0)
 
     def _update(self, w, g, state):
         b1, b2 = self.betas
@@ -187,8 +188,7 @@ class StepLR:
     """lr = base_lr * gamma ** (t // step_size)."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if step_size < 1:
-            raise ValueError(f"step_size={step_size} must be >= 1")
+        step_size, gamma = check_int("step_size", step_size, low=1), check_real("gamma", gamma, low=0)
         self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
         self.base_lr, self.t = optimizer.lr, 0
 
@@ -212,7 +212,8 @@ class CosineLR(StepLR):
     """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
 
     def __init__(self, optimizer: Optimizer, total: int, warmup: int = 0, min_lr: float = 0.0) -> None:
-        if total < 1 or not 0 <= warmup < total:
+        total, warmup, min_lr = check_int("total", total, low=1), check_int("warmup", warmup), check_real("min_lr", min_lr)
+        if not warmup < total:
             raise ValueError(f"CosineLR needs total >= 1 and 0 <= warmup < total, got total={total}, warmup={warmup}")
         self.optimizer, self.total, self.warmup, self.min_lr = optimizer, total, warmup, min_lr
         self.base_lr, self.t = optimizer.lr, 0

@@ -122,9 +122,10 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
             raise ValueError(f"sr_bits={sr_bits!r} is invalid; allowed: None (exact probabilities) or an int 1..32")
         if mode is not RoundMode.STOCHASTIC:
             raise ValueError(f"sr_bits={sr_bits} needs rounding='stochastic', got rounding={mode.value!r}")
-    for name, val in (("seed", seed), ("stream", stream)):
-        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer))):
-            raise TypeError(f"{name} must be an int (or None), got {type(val).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be an int (or None), got {type(seed).__name__}")
+    if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)):
+        raise TypeError(f"stream must be an int, got {type(stream).__name__}")
     base = key_base(new_seed() if seed is None else int(seed), int(stream)) if mode is RoundMode.STOCHASTIC else 0
     keys = SRKeys(np.uint64(base), np.uint64(mix64_py(base + GAMMA)))
     return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
@@ -219,7 +220,9 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
 
     ``f32`` = (deterministic, stochastic) float32 kernels, used for float32 inputs when
     :func:`_params_f32` allows; exact stochastic rounding takes them only when no element
-    can need a second random word (checked first: the output may overwrite the input).
+    can need a second random word (checked first: the output may overwrite the input).  The
+    other inputs (float16, bfloat16, float64) cannot be checked first, so exact stochastic
+    rounding in place reads a copy of the input.
     """
     stochastic = mode is RoundMode.STOCHASTIC
     if f32 is not None and info.width == 32 and info.man_bits == 23:
@@ -237,6 +240,10 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
     if fast is not None and _fast_ok(fmt, mode, info.bias):
         if stochastic:
             fast = fast_sr
+            if not sr_bits and np.shares_memory(bits, target):
+                # In place: after a tie the generic kernel re-reads every input, which the fast
+                # kernel has overwritten by then; keep the inputs (ties cannot be known earlier).
+                bits = bits.copy()
         if fast(bits, target, *tables, prm, keys.key0) == 0:
             return
     generic(bits, target, *tables, prm, *keys)
@@ -286,8 +293,8 @@ def _check_out(out, shape, dtype, argname="out") -> None:
         raise TypeError(f"{argname} must be a numpy array, got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"{argname} has shape {out.shape}; expected {tuple(shape)}")
-    if out.dtype != dtype:
-        raise TypeError(f"{argname} has dtype {out.dtype}; expected {np.dtype(dtype)}")
+    if out.dtype.newbyteorder("=") != np.dtype(dtype).newbyteorder("="):  # any byte order is fine
+        raise TypeError(f"{argname} has dtype {out.dtype}; expected {np.dtype(dtype)} (any byte order)")
     if not out.flags.writeable:
         raise ValueError(f"{argname} is read-only")
 
@@ -457,7 +464,7 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     lut = _decode_params(fmt, xdt) if wide else _lut(fmt, xdt)
     shape = np.shape(x)
     if out is not None:
-        _check_out(out, shape, xdt if out.dtype.isnative else out.dtype.newbyteorder("="))
+        _check_out(out, shape, xdt)
         target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
     else:
         target = np.empty(bits.shape, udt)

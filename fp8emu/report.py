@@ -2,16 +2,18 @@
 
 A run directory (written by :mod:`fp8emu.train`) holds ``config.json`` and ``metrics.jsonl``,
 one JSON object per finished epoch with at least ``epoch``, ``train_loss``, ``train_acc``,
-``test_loss``, ``test_acc`` and ``images_per_s``; optionally ``loss_scale_trace`` (the scale at
-every step of the epoch), ``skipped_steps`` and ``stats`` (``{layer: {tensor class: {"underflow":
-f, "overflow": f, ...}}}``: the fraction of nonzero values flushed to zero, and of all values that
-overflowed, for that tensor class in that layer).
+``test_loss``, ``test_acc`` and ``images_per_s``; optionally ``first_step_s`` (the run's first
+step, which compiles the kernels and is left out of ``images_per_s``), ``loss_scale_trace``
+(the scale at every step of the epoch), ``skipped_steps`` and ``stats`` (``{layer: {tensor
+class: {"flushed": f, "overflow": f, "saturated": f, ...}}}``, see :mod:`fp8emu.stats`; metrics
+of older versions say ``underflow`` for ``flushed``).
 
 Plots (matplotlib, Agg backend, imported only here): ``loss.png``, ``accuracy.png``,
-``loss_scale.png`` and ``numerics.png`` (per-layer underflow/overflow of errors and weight
-gradients, last epoch).  When some configuration was run with several seeds, the plots show
-means with ± sd bands and medians over seeds instead, and a seed-statistics section follows
-the table (:mod:`fp8emu.seedstats`).
+``loss_scale.png`` and ``numerics.png`` (per-layer flushed / overflow / saturated fractions of
+errors and weight gradients, last epoch, on log axes).  Titles name the model, width and data
+set; legends sit beside the axes, not on the data.  When some configuration was run with
+several seeds, the plots show means with ± sd bands and medians over seeds instead, and a
+seed-statistics section follows the table (:mod:`fp8emu.seedstats`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import json
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["Run", "load_run", "write_report"]
+__all__ = ["Run", "load_run", "write_report", "stat_value", "STAT_CLASSES", "STAT_KINDS"]
 
 STAT_CLASSES = ("errors", "weight_grads")  # the backward tensors the paper worries about
-STAT_KINDS = ("underflow", "overflow")
+STAT_KINDS = ("flushed", "overflow", "saturated")
+_NONE_TEXT = {"flushed": "nothing flushed to zero", "overflow": "no overflow", "saturated": "no saturation"}
+# Loss-scale traces often coincide (same recipe family): tell them apart by dash and width.
+_STYLES = (("-", 3.0), ("--", 2.2), (":", 2.0), ("-.", 1.6), ((0, (5, 1, 1, 1, 1, 1)), 1.4))
 
 
 @dataclass
@@ -74,29 +79,49 @@ def load_run(path: str | os.PathLike) -> Run:
     return Run(path, config, epochs)
 
 
+def _setup(runs: list[Run]) -> str:
+    """"ResNet-18 width 8, fashion-mnist (2048 train / 1000 test images)" from the first run's config."""
+    cfg = runs[0].config if runs else {}
+    if not cfg:
+        return ""
+    model = str(cfg.get("model", "model")).replace("resnet", "ResNet-")
+    text = f"{model} width {cfg['width']}" if cfg.get("width") else model
+    if cfg.get("dataset"):
+        text += f", {cfg['dataset']}"
+        limits = [f"{cfg[k]} {w}" for k, w in (("limit_train", "train"), ("limit_test", "test")) if cfg.get(k)]
+        if limits:
+            text += f" ({' / '.join(limits)} images)"
+    return text
+
+
+def _finish(plt, fig, ax, title: str, runs: list[Run], path: str, *, legend: bool = True, integer_x: bool = False):
+    from matplotlib.ticker import MaxNLocator
+    setup = _setup(runs)
+    ax.set_title(f"{title}\n{setup}" if setup else title, fontsize=10)
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if legend:  # beside the axes: never on top of the curves
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_curves(plt, runs: list[Run], out: str) -> list[str]:
-    names = []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for run in runs:
         xs = [e["epoch"] for e in run.epochs]
         line, = ax.plot(xs, [e["train_loss"] for e in run.epochs], marker="o", label=f"{run.label} train")
         ax.plot(xs, [e["test_loss"] for e in run.epochs], ls="--", color=line.get_color(), label=f"{run.label} test")
-    ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss per epoch")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss.png"), dpi=110)
-    names.append("loss.png")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.set(xlabel="epoch", ylabel="cross-entropy loss")
+    _finish(plt, fig, ax, "Loss per epoch", runs, os.path.join(out, "loss.png"), integer_x=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for run in runs:
         ax.plot([e["epoch"] for e in run.epochs], [100 * e["test_acc"] for e in run.epochs], marker="o",
                 label=run.label)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "accuracy.png"), dpi=110)
-    names.append("accuracy.png")
-    plt.close("all")
-    return names
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)")
+    _finish(plt, fig, ax, "Test accuracy per epoch", runs, os.path.join(out, "accuracy.png"), integer_x=True)
+    return ["loss.png", "accuracy.png"]
 
 
 def _plot_loss_scale(plt, runs: list[Run], out: str) -> list[str]:
@@ -104,15 +129,20 @@ def _plot_loss_scale(plt, runs: list[Run], out: str) -> list[str]:
     traced = [(r, t) for r, t in traced if t]
     if not traced:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run, trace in traced:
-        ax.step(range(1, len(trace) + 1), trace, where="post", label=run.label)
-    ax.set(xlabel="step", ylabel="loss scale", yscale="log", title="Loss scale per step")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss_scale.png"), dpi=110)
-    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for k, (run, trace) in enumerate(traced):
+        dash, width = _STYLES[k % len(_STYLES)]
+        ax.step(range(1, len(trace) + 1), trace, where="post", ls=dash, lw=width, alpha=0.85, label=run.label)
+    ax.set(xlabel="step", ylabel="loss scale", yscale="log")
+    _finish(plt, fig, ax, "Loss scale per step", runs, os.path.join(out, "loss_scale.png"), integer_x=True)
     return ["loss_scale.png"]
+
+
+def stat_value(values: dict, kind: str) -> float:
+    """One statistic of a class entry; metrics of older versions say "underflow" for "flushed"."""
+    if kind == "flushed" and "flushed" not in values:
+        return float(values.get("underflow", 0.0))
+    return float(values.get(kind) or 0.0)
 
 
 def _layer_stats(run: Run) -> dict:
@@ -124,22 +154,34 @@ def _plot_numerics(plt, runs: list[Run], out: str) -> list[str]:
     if not with_stats:
         return []
     layers = list(dict.fromkeys(name for r in with_stats for name in _layer_stats(r)))
-    fig, axes = plt.subplots(len(STAT_CLASSES), len(STAT_KINDS), figsize=(11, 2.5 + 0.18 * len(layers) * 2),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(STAT_CLASSES), len(STAT_KINDS), figsize=(13, 2.5 + 0.36 * len(layers)),
+                             squeeze=False, sharey=True)
     width = 0.8 / len(with_stats)
     for i, cls in enumerate(STAT_CLASSES):
         for j, kind in enumerate(STAT_KINDS):
             ax = axes[i][j]
+            drawn = False
             for k, run in enumerate(with_stats):
                 stats = _layer_stats(run)
-                vals = [100 * stats.get(name, {}).get(cls, {}).get(kind, 0.0) for name in layers]
+                vals = [100 * stat_value(stats.get(name, {}).get(cls, {}), kind) for name in layers]
+                drawn |= any(v > 0 for v in vals)
                 ax.barh([y + k * width for y in range(len(layers))], vals, height=width, label=run.label)
             ax.set_yticks([y + 0.4 - width / 2 for y in range(len(layers))], layers, fontsize=6)
-            ax.invert_yaxis()
-            ax.set(xlabel=f"% of values ({kind})", title=f"{cls.replace('_', ' ')}: {kind}")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Per-layer underflow / overflow in the last epoch")
-    fig.tight_layout()
+            ax.set_title(f"{cls.replace('_', ' ')}: {kind}", fontsize=9)
+            if drawn:  # fractions span decades: 0.3% next to 90% needs a log axis
+                ax.set_xscale("log")
+                ax.set_xlabel(f"% of values {kind} (log)", fontsize=8)
+            else:
+                ax.set_xticks([])
+                ax.text(0.5, 0.5, _NONE_TEXT[kind], transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                        color="0.4")
+    axes[0][0].invert_yaxis()  # shared: once
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper right", ncol=len(with_stats))
+    setup = _setup(runs)
+    fig.suptitle("Per-layer numerics in the last epoch" + (f": {setup}" if setup else ""), x=0.02, ha="left",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(os.path.join(out, "numerics.png"), dpi=110)
     plt.close(fig)
     return ["numerics.png"]
@@ -172,7 +214,7 @@ def _numerics_table(runs: list[Run]) -> list[str]:
             rows = ["| run | layer | " + " | ".join(f"{c} {k}" for c in STAT_CLASSES for k in STAT_KINDS) + " |",
                     "|---|---|" + "---|" * (len(STAT_CLASSES) * len(STAT_KINDS))]
         for name, per_class in stats.items():
-            cells = [f"{100 * per_class.get(c, {}).get(k, 0.0):.3f}%" for c in STAT_CLASSES for k in STAT_KINDS]
+            cells = [f"{100 * stat_value(per_class.get(c, {}), k):.3f}%" for c in STAT_CLASSES for k in STAT_KINDS]
             rows.append(f"| {run.label} | {name} | " + " | ".join(cells) + " |")
     return rows
 
@@ -220,17 +262,26 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
         lines += ["Setup: " + ", ".join([f"{k}={cfg[k]}" for k in same] +
                                         ([f"seeds={','.join(map(str, seeds))}"] if seeds else [])) + ".", ""]
     lines += ["## Results", ""] + _table(runs) + [""]
+    recorded = [r for r in runs if r.epochs and "first_step_s" in r.epochs[0]]  # metrics that time it apart
+    first = ("leaving out the first step of each run, which compiles the kernels" if len(recorded) == len(runs) else
+             "the first step's kernel compilation included in metrics written before fp8emu timed it apart")
     lines += ["Accuracy is top-1 on the test split; images/s is the mean training throughput over epochs "
-              "(data loading included).", ""]
+              f"(data loading included), {first}.", ""]
+    compile_times = [(r.label, r.epochs[0]["first_step_s"]) for r in runs
+                     if r.epochs and r.epochs[0].get("first_step_s") is not None]
+    if compile_times:
+        lines += ["First step (kernel compilation included): "
+                  + ", ".join(f"{label} {sec:.1f} s" for label, sec in compile_times) + ".", ""]
     if seeded:
         lines += seed_sections(groups)
     lines += ["## Plots", ""] + [f"![{p[:-4]}]({p})" for p in plots] + [""]
     numerics = [] if seeded else _numerics_table(runs)  # with seeds: the medians over seeds above
     if numerics:
-        lines += ["## Per-layer underflow / overflow (last epoch)", "",
-                  "Underflow: the fraction of the nonzero values of a tensor class that the recipe's format "
-                  "flushed to zero; overflow: the fraction of its values that became Inf/NaN or were clamped "
-                  "to the format's largest magnitude. Sampled every `--stats-every` steps.", ""] + numerics + [""]
+        lines += ["## Per-layer numerics (last epoch)", "",
+                  "Flushed: the fraction of the nonzero values of a tensor class that the recipe's format "
+                  "flushed to zero; overflow: the fraction of its values that became Inf/NaN; saturated: the "
+                  "fraction clamped to the format's largest magnitude as scaled (per tensor, or per block for "
+                  "MX and NVFP4). Sampled every `--stats-every` steps and at the last step of every epoch.", ""] + numerics + [""]
     lines += ["## Runs", ""] + [f"- `{r.label}`: `{os.path.relpath(r.path, out)}`" for r in runs] + [""]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]

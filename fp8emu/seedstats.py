@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .report import STAT_CLASSES, STAT_KINDS, Run
+from .report import STAT_CLASSES, STAT_KINDS, Run, stat_value
 
 __all__ = ["RunGroup", "Welch", "group_runs", "mean_sd", "welch_t_test", "seed_sections", "plot_seed_stats"]
 
@@ -195,8 +195,9 @@ def _final_table(groups: Sequence[RunGroup], metric: str, scale: float, digits: 
         per_seed = ", ".join(f"{scale * v:.{digits}f}" for v in values)
         ref = _reference(g, groups)
         diff = test = p = "–"
-        if ref is not None and ref.finals(metric):
-            ref_values = ref.finals(metric)
+        # the fp32 runs at the same epoch (a group stopped early is not compared with finished runs)
+        ref_values = [] if ref is None else [float(rec[metric]) for _, rec in ref.at_epoch(g.final_epoch())]
+        if ref_values:
             diff = f"{scale * (statistics.fmean(values) - statistics.fmean(ref_values)):+.{digits}f}"
             welch = welch_t_test(values, ref_values)
             if welch is not None:
@@ -220,7 +221,7 @@ def _median_stats(group: RunGroup) -> dict[str, dict[str, dict[str, float]]]:
     per_run = [rec.get("stats") or {} for _, rec in group.at_epoch(group.final_epoch())]
     per_run = [s for s in per_run if s]
     layers = list(dict.fromkeys(name for s in per_run for name in s))
-    return {name: {cls: {kind: statistics.median(s.get(name, {}).get(cls, {}).get(kind, 0.0) for s in per_run)
+    return {name: {cls: {kind: statistics.median(stat_value(s.get(name, {}).get(cls, {}), kind) for s in per_run)
                          for kind in STAT_KINDS}
                    for cls in STAT_CLASSES}
             for name in layers}
@@ -238,9 +239,9 @@ def _underflow_tables(groups: Sequence[RunGroup]) -> list[str]:
                   "| layer | " + " | ".join(g.label for g, _ in medians) + " |",
                   "|---|" + "---|" * len(medians)]
         for name in layers:
-            cells = [f"{100 * m[name][cls]['underflow']:.3f}%" if name in m else "–" for _, m in medians]
+            cells = [f"{100 * m[name][cls]['flushed']:.3f}%" if name in m else "–" for _, m in medians]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        overall = [f"{100 * statistics.median(m[n][cls]['underflow'] for n in m):.3f}%" for _, m in medians]
+        overall = [f"{100 * statistics.median(m[n][cls]['flushed'] for n in m):.3f}%" for _, m in medians]
         lines += ["| **median over layers** | " + " | ".join(overall) + " |", ""]
     return lines
 
@@ -295,7 +296,7 @@ def seed_sections(groups: Sequence[RunGroup]) -> list[str]:
     lines += ["", "### Training loss per epoch", ""] + _epoch_table(groups, "train_loss", 1, 4) + [""]
     underflow = _underflow_tables(groups)
     if underflow:
-        lines += ["### Per-layer underflow (median over seeds, last epoch)", ""] + underflow
+        lines += ["### Per-layer values flushed to zero (median over seeds, last epoch)", ""] + underflow
     scale = _loss_scale_table(groups)
     if scale:
         lines += ["### Loss scale", ""] + scale + [""]
@@ -364,14 +365,14 @@ def plot_seed_stats(plt: Any, groups: Sequence[RunGroup], out: str) -> list[str]
         height = 0.8 / len(medians)
         for ax, cls in zip(axes[0], STAT_CLASSES):
             for k, (g, c, m) in enumerate(medians):
-                vals = [100 * m.get(name, {}).get(cls, {}).get("underflow", 0.0) for name in layers]
+                vals = [100 * m.get(name, {}).get(cls, {}).get("flushed", 0.0) for name in layers]
                 ax.barh([y + k * height for y in range(len(layers))], vals, height=height, color=c, label=g.label)
             ax.set_yticks([y + 0.4 - height / 2 for y in range(len(layers))], layers, fontsize=6)
             ax.invert_yaxis()
             ax.set_xscale("symlog", linthresh=0.01)  # 0.01% .. 100%: a log axis that still shows zeros
-            ax.set(xlabel="% of nonzero values flushed to zero", title=f"{cls.replace('_', ' ')}: underflow")
+            ax.set(xlabel="% of nonzero values flushed to zero", title=f"{cls.replace('_', ' ')}: flushed")
         axes[0][0].legend(fontsize=6)
-        fig.suptitle("Per-layer underflow in the last epoch: median over seeds")
+        fig.suptitle("Per-layer values flushed to zero in the last epoch: median over seeds")
         fig.tight_layout()
         fig.savefig(os.path.join(out, "numerics.png"), dpi=110)
         plt.close(fig)

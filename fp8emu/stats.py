@@ -1,22 +1,33 @@
-"""Numerics statistics of a recipe, per layer and tensor class, collected on demand.
+"""Numerics statistics of quantization: of plain arrays, and per layer and tensor class of a recipe.
 
-``QuantStats`` registers itself as an observer of every quantization the GEMM/conv ops do
-(:func:`fp8emu.autograd.add_observer`) while enabled::
+For plain arrays, :func:`error_stats` compares an input with its quantized version::
+
+    q = fp8emu.quantize(x, e5m2)
+    error_stats(x, q, e5m2)     # {"snr_db": ..., "rel_error": ..., "flushed": ..., ...}
+
+For training, :class:`QuantStats` registers itself as an observer of every quantization the
+GEMM/conv ops do (:func:`fp8emu.autograd.add_observer`) while enabled::
 
     stats = QuantStats()
     with stats:                       # collect during these steps only
         train_step(...)
     print(stats.table())
 
-For each (layer, tensor class) it accumulates, over all quantized elements:
+Both count the same things (:func:`error_stats` over one array, :class:`QuantStats` summed over
+every quantized element of a layer and class):
 
-* ``underflow``: fraction of the nonzero finite inputs that became zero;
+* ``flushed``: fraction of the nonzero finite inputs that became zero ("flushed to zero";
+  not the IEEE *underflow* flag of :func:`fp8emu.verify.flag_counts`, which is raised for
+  tiny results whether or not they become zero);
 * ``overflow``: fraction of the finite inputs that became Inf or NaN;
-* ``saturated``: fraction of the finite inputs beyond the format's range (after per-tensor
-  or delayed scaling) that came out finite, i.e. were clamped to +-max (not measured, 0, for
-  MX or NVFP4 block scaling, whose per-block scales the observer does not see);
+* ``saturated``: fraction of the finite inputs beyond the largest magnitude of the format
+  *as scaled* (``fmt.max`` times the tensor's dequantization scale under per-tensor or
+  delayed scaling, times each block's scale under MX and NVFP4 -- and NVFP4's tensor scale)
+  that came out clamped to it;
 * ``snr_db``: quantization signal-to-noise ratio ``10 log10(sum x^2 / sum (x - q)^2)`` over
-  the elements where both are finite (``inf`` when exact).
+  the elements where both are finite (``inf`` when exact);
+* ``rel_error`` (:func:`error_stats` only): the relative RMS error
+  ``sqrt(sum (x - q)^2 / sum x^2)`` over the same elements.
 """
 
 from __future__ import annotations
@@ -25,12 +36,79 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .autograd import add_observer, remove_observer
+from .format import Format
+from .formats import get_format
 
-__all__ = ["QuantStats"]
+__all__ = ["QuantStats", "error_stats", "STAT_FIELDS"]
 
-_FIELDS = ("elements", "nonzero", "underflow", "overflow", "saturated", "signal", "noise")
+#: The raw sums behind every statistic.
+STAT_FIELDS = ("elements", "nonzero", "flushed", "overflow", "saturated", "signal", "noise")
+
+
+def _sums(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format, scale: float | np.ndarray = 1.0) -> dict[str, float]:
+    """The :data:`STAT_FIELDS` sums of one input ``x`` and its dequantized result ``q``.
+
+    ``scale`` is the dequantization scale (a number, or an array broadcasting to ``x`` for
+    block scaling): the largest magnitude ``q`` can take is ``fmt.max * scale``.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    q64 = np.asarray(q, dtype=np.float64)
+    if x64.shape != q64.shape:
+        raise ValueError(f"x and q must have the same shape, got {x64.shape} and {q64.shape}")
+    fin_x, fin_q = np.isfinite(x64), np.isfinite(q64)
+    nonzero = fin_x & (x64 != 0)
+    both = fin_x & fin_q
+    top = fmt.max * np.asarray(scale, dtype=np.float64)
+    q_dtype = np.asarray(q).dtype
+    # q holds the clamped value as rounded into its own dtype (NVFP4: max * block * tensor scale)
+    top_q = top.astype(q_dtype).astype(np.float64) if q_dtype.kind == "f" else top
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN block scales compare False: not saturated
+        clamped = both & (np.abs(x64) > top) & (np.abs(q64) == top_q)
+    diff = np.where(both, x64 - q64, 0.0)
+    return {"elements": x64.size, "nonzero": int(np.count_nonzero(nonzero)),
+            "flushed": int(np.count_nonzero(nonzero & (q64 == 0))),
+            "overflow": int(np.count_nonzero(fin_x & ~fin_q)),
+            "saturated": int(np.count_nonzero(clamped)),
+            "signal": float(np.sum(np.where(both, x64, 0.0) ** 2)), "noise": float(np.sum(diff * diff))}
+
+
+def _finish(s: dict[str, float]) -> dict[str, float]:
+    """Fractions and SNR from :data:`STAT_FIELDS` sums."""
+    n = max(s["elements"], 1)
+    if s["noise"] == 0:
+        snr, rel = math.inf, 0.0
+    elif s["signal"] > 0:
+        snr, rel = 10 * math.log10(s["signal"] / s["noise"]), math.sqrt(s["noise"] / s["signal"])
+    else:
+        snr, rel = -math.inf, math.inf
+    return {"flushed": s["flushed"] / max(s["nonzero"], 1), "overflow": s["overflow"] / n,
+            "saturated": s["saturated"] / n, "snr_db": snr, "rel_error": rel}
+
+
+def error_stats(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format | str,
+                scale: float | npt.ArrayLike = 1.0) -> dict[str, float]:
+    """What quantizing ``x`` into ``fmt`` did, given the dequantized result ``q``.
+
+    Args:
+        x: the input (any float array).
+        q: its quantized values, dequantized (same shape), e.g. ``quantize(x, fmt)``.
+        fmt: the format (or its name).
+        scale: the dequantization scale that ``q`` includes (``q = format value * scale``):
+            a number, or an array broadcasting to ``x`` (per-channel or per-block scales).
+
+    Returns:
+        ``{"flushed", "overflow", "saturated", "snr_db", "rel_error", "elements"}`` as
+        described in the module docstring (fractions in [0, 1]; ``snr_db`` is ``inf`` and
+        ``rel_error`` 0 when ``q`` equals ``x`` wherever both are finite).
+
+    Raises:
+        ValueError: ``x`` and ``q`` differ in shape, or an unknown format name.
+    """
+    s = _sums(x, q, get_format(fmt), np.asarray(scale, dtype=np.float64))
+    return {**_finish(s), "elements": int(s["elements"])}
 
 
 class QuantStats:
@@ -41,25 +119,11 @@ class QuantStats:
         self.enabled = False
 
     def __call__(self, layer: Any, tclass: str, x: np.ndarray, q: np.ndarray, spec: Any) -> None:
-        x64 = np.asarray(x, dtype=np.float64)
-        q64 = np.asarray(q, dtype=np.float64)
-        fin_x = np.isfinite(x64)
-        fin_q = np.isfinite(q64)
-        nonzero = fin_x & (x64 != 0)
-        both = fin_x & fin_q
-        if spec.scaling in ("mx", "nvfp4"):  # per-block scales are not visible here: not measured
-            beyond = np.zeros(x64.shape, bool)
-        else:
-            beyond = np.abs(x64) > spec.fmt.max * getattr(layer, "last_inv", 1.0)
-        diff = np.where(both, x64 - q64, 0.0)
-        s = self.sums.setdefault((layer.name, tclass), dict.fromkeys(_FIELDS, 0.0))
-        s["elements"] += x64.size
-        s["nonzero"] += int(np.count_nonzero(nonzero))
-        s["underflow"] += int(np.count_nonzero(nonzero & (q64 == 0)))
-        s["overflow"] += int(np.count_nonzero(fin_x & ~fin_q))
-        s["saturated"] += int(np.count_nonzero(both & beyond))
-        s["signal"] += float(np.sum(np.where(both, x64, 0.0) ** 2))
-        s["noise"] += float(np.sum(diff * diff))
+        # the layer's last_scale: the dequantization scale of this call (per element under MX/NVFP4)
+        s = _sums(x, q, spec.fmt, layer.last_scale)
+        total = self.sums.setdefault((layer.name, tclass), dict.fromkeys(STAT_FIELDS, 0.0))
+        for k, v in s.items():
+            total[k] += v
 
     def enable(self) -> "QuantStats":
         if not self.enabled:
@@ -80,16 +144,46 @@ class QuantStats:
     def reset(self) -> None:
         self.sums.clear()
 
+    def merge(self, other: "QuantStats") -> None:
+        """Add ``other``'s sums to this collector's."""
+        for key, s in other.sums.items():
+            total = self.sums.setdefault(key, dict.fromkeys(STAT_FIELDS, 0.0))
+            for k, v in s.items():
+                total[k] += v
+
+    def state_dict(self) -> dict[str, dict[str, dict[str, float]]]:
+        """The raw sums as ``{layer: {class: {field: sum}}}`` (string keys: checkpoints, JSON)."""
+        state: dict[str, dict[str, dict[str, float]]] = {}
+        for (layer, tclass), s in self.sums.items():
+            state.setdefault(layer, {})[tclass] = dict(s)
+        return state
+
+    def load_state_dict(self, state: dict[str, dict[str, dict[str, float]]]) -> None:
+        """Replace the sums by those of :meth:`state_dict`.
+
+        Raises:
+            KeyError: a class entry lacks one of :data:`STAT_FIELDS`.
+        """
+        self.sums = {(layer, tclass): {k: s[k] for k in STAT_FIELDS}
+                     for layer, per_class in state.items() for tclass, s in per_class.items()}
+
+    def summary(self) -> dict[str, dict[str, dict[str, float | None]]]:
+        """``{layer: {class: {"flushed", "overflow", "saturated", "snr_db"}}}`` for JSON metrics
+        (``snr_db`` None where the quantization was exact or there was no signal)."""
+        out: dict[str, dict[str, dict[str, float | None]]] = {}
+        for row in self.report():
+            snr = row["snr_db"] if math.isfinite(row["snr_db"]) else None
+            out.setdefault(row["layer"], {})[row["class"]] = {
+                "flushed": row["flushed"], "overflow": row["overflow"], "saturated": row["saturated"], "snr_db": snr}
+        return out
+
     def report(self) -> list[dict[str, Any]]:
         """One row per (layer, class): fractions and SNR (see the module docstring)."""
         rows = []
         for (layer, tclass), s in self.sums.items():
-            n = max(s["elements"], 1)
-            snr = math.inf if s["noise"] == 0 else (10 * math.log10(s["signal"] / s["noise"]) if s["signal"] > 0
-                                                    else -math.inf)
-            rows.append({"layer": layer, "class": tclass, "elements": int(s["elements"]),
-                         "underflow": s["underflow"] / max(s["nonzero"], 1), "overflow": s["overflow"] / n,
-                         "saturated": s["saturated"] / n, "snr_db": snr})
+            f = _finish(s)
+            rows.append({"layer": layer, "class": tclass, "elements": int(s["elements"]), "flushed": f["flushed"],
+                         "overflow": f["overflow"], "saturated": f["saturated"], "snr_db": f["snr_db"]})
         return rows
 
     def get(self, layer: str, tclass: str) -> dict[str, Any]:
@@ -106,8 +200,8 @@ class QuantStats:
 
     def table(self) -> str:
         """A plain-text table of :meth:`report`."""
-        lines = [f"{'layer':<24} {'class':<13} {'underflow':>9} {'overflow':>9} {'saturated':>9} {'SNR dB':>8}"]
+        lines = [f"{'layer':<24} {'class':<13} {'flushed':>9} {'overflow':>9} {'saturated':>9} {'SNR dB':>8}"]
         for r in self.report():
-            lines.append(f"{r['layer']:<24} {r['class']:<13} {r['underflow']:>9.2%} {r['overflow']:>9.2%} "
+            lines.append(f"{r['layer']:<24} {r['class']:<13} {r['flushed']:>9.2%} {r['overflow']:>9.2%} "
                          f"{r['saturated']:>9.2%} {r['snr_db']:>8.1f}")
         return "\n".join(lines)

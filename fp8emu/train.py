@@ -17,7 +17,12 @@ current step; then a checkpoint is written and :class:`TrainResult` says ``inter
 (a second Ctrl-C aborts at once).
 
 The run directory holds ``config.json``, ``checkpoint.npz`` and ``metrics.jsonl`` (one JSON
-object per finished epoch, rewritten atomically from the checkpoint's history).
+object per finished epoch, rewritten atomically from the checkpoint's history).  A directory
+that already holds a run is never overwritten by accident: ``train`` refuses it unless told to
+``resume`` or to ``overwrite``, and even then the earlier run's files stay untouched until the
+new run has written its first checkpoint (end of epoch 1 or Ctrl-C), so a crash or a kill
+before that loses nothing.  The checkpoint records a fingerprint of the data
+(:meth:`fp8emu.data.Dataset.fingerprint`), and resuming on different data is refused.
 """
 
 from __future__ import annotations
@@ -27,21 +32,32 @@ import json
 import math
 import os
 import signal
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .data import BatchLoader, Dataset, load_dataset
 
-__all__ = ["TrainResult", "train", "evaluate", "build", "CONFIG_KEYS"]
+__all__ = ["TrainResult", "RunError", "train", "evaluate", "build", "CONFIG_KEYS", "RUN_FILES"]
 
 # The configuration that must match for --resume (everything that changes the numbers).
 CONFIG_KEYS = ("model", "width", "recipe", "dataset", "limit_train", "limit_test", "augment", "epochs",
                "batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
                "seed", "backend")
+
+
+# The files of a run directory (the report adds its own beside them in compare's parent directory).
+RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "config.json")
+
+
+class RunError(RuntimeError):
+    """A run cannot start: its directory is unusable or holds another run, or the configuration
+    does not fit the data.  The message is one line saying what to do."""
 
 
 @dataclass
@@ -111,8 +127,9 @@ def _write_metrics(out: str, history: list[dict]) -> None:
 
 
 def _new_epoch_sums() -> dict:
+    # timed_*: the steps after the run's first, whose time includes compiling the kernels
     return {"loss_sum": 0.0, "correct": 0, "seen": 0, "skipped": 0, "train_time": 0.0, "data_time": 0.0,
-            "scale_trace": [], "stats": {}}
+            "timed_seen": 0, "timed_time": 0.0, "first_step_s": None, "scale_trace": [], "stats": {}}
 
 
 def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int, mean: tuple, std: tuple,
@@ -140,52 +157,24 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
 
 # ------------------------------------------------------------------------------------------ statistics
 
-class _StatsObserver:
-    """Count, per layer and tensor class, values flushed to zero and values that overflowed.
+def _epoch_stats(state: dict) -> Any:
+    """The epoch's :class:`fp8emu.stats.QuantStats` from its checkpointed sums.
 
-    Registered as an observer of every quantization (``fp8emu.autograd.add_observer``) for one
-    step.  Underflow is counted among the nonzero inputs (a ReLU's exact zeros are not
-    underflow); overflow among all inputs: finite values that became Inf/NaN or were
-    clamped to the format's largest magnitude.
+    Checkpoints written before the statistics moved to :mod:`fp8emu.stats` hold
+    ``[flushed, overflow, nonzero, elements]`` lists; they convert (saturation and SNR of the
+    steps sampled before the interruption are then missing from that epoch).
     """
+    from .stats import QuantStats
 
-    def __init__(self) -> None:
-        self.counts: dict[str, dict[str, list[int]]] = {}
-
-    def __call__(self, layer: Any, tclass: str, x: np.ndarray, q: np.ndarray, spec: Any) -> None:
-        nonzero = x != 0
-        under = int(np.count_nonzero(nonzero & (q == 0)))
-        finite = np.isfinite(x)
-        over = int(np.count_nonzero(finite & ~np.isfinite(q)))
-        if spec.saturate:
-            over += int(np.count_nonzero(finite & (np.abs(x) > spec.fmt.max) & (np.abs(q) == spec.fmt.max)))
-        c = self.counts.setdefault(layer.name, {}).setdefault(tclass, [0, 0, 0, 0])
-        c[0] += under
-        c[1] += over
-        c[2] += int(np.count_nonzero(nonzero))
-        c[3] += x.size
-
-    def __enter__(self) -> _StatsObserver:
-        from .autograd import add_observer
-        add_observer(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        from .autograd import remove_observer
-        remove_observer(self)
-
-    def merge_into(self, total: dict) -> None:
-        for name, per_class in self.counts.items():
-            for tclass, c in per_class.items():
-                acc = total.setdefault(name, {}).setdefault(tclass, [0, 0, 0, 0])
-                for i in range(4):
-                    acc[i] += c[i]
-
-
-def _finish_stats(counts: dict) -> dict:
-    """Counts -> ``{layer: {class: {"underflow": f, "overflow": f}}}``."""
-    return {name: {tclass: {"underflow": c[0] / max(c[2], 1), "overflow": c[1] / max(c[3], 1)}
-                   for tclass, c in per_class.items()} for name, per_class in counts.items()}
+    def current(c: Any) -> dict:
+        if not isinstance(c, list):
+            return c
+        return dict(zip(("flushed", "overflow", "nonzero", "elements"), c)) | {"saturated": 0, "signal": 0.0,
+                                                                                "noise": 0.0}
+    stats = QuantStats()
+    stats.load_state_dict({layer: {tclass: current(c) for tclass, c in per_class.items()}
+                           for layer, per_class in state.items()})
+    return stats
 
 
 # ------------------------------------------------------------------------------------------ the engine
@@ -285,46 +274,112 @@ class _NumpyBackend:
 
 # --------------------------------------------------------------------------------------------- the loop
 
-def train(config: dict, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def _prepare_run_dir(out: str) -> None:
+    """Create ``out`` (and its parents) and check that files can be written there.
+
+    Raises:
+        RunError: ``out`` is a file, lies under a file, or cannot be created or written.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"--out {out} is a file, not a directory; choose a directory for the run")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # the checkpoint's temporary file goes here too
+            pass
+    except OSError as exc:
+        raise RunError(f"cannot use {out} as the run directory: {exc.strerror or exc} "
+                       f"({exc.filename or out}); choose another --out") from None
+
+
+def _earlier_run(out: str) -> str | None:
+    """What of an earlier run ``out`` holds (None: nothing that a new run could destroy)."""
+    found = [name for name in RUN_FILES[:2] if os.path.exists(os.path.join(out, name))
+             and os.path.getsize(os.path.join(out, name)) > 0]
+    return " and ".join(found) or None
+
+
+def _check_batch_size(config: dict, ds: Dataset) -> None:
+    n, batch = len(ds.train_labels), config["batch_size"]
+    if n < batch:
+        where = " (--limit-train)" if config.get("limit_train") else ""
+        raise RunError(f"--batch-size {batch} is larger than the {n} training images{where}: no full batch to "
+                       "train on; lower --batch-size or use more images")
+
+
+def _check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
+    """``expected`` minus the data fingerprint when ``saved`` predates fingerprints (with a warning)."""
+    if "data_fingerprint" in saved:
+        return expected
+    print(f"fp8emu: warning: {path} was written before checkpoints recorded a fingerprint of the data; "
+          "resuming without checking that the data set is the same", file=sys.stderr, flush=True)
+    return {k: v for k, v in expected.items() if k != "data_fingerprint"}
+
+
+def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainResult:
     """Train per ``config`` into ``config["out"]``; see the module docstring.
+
+    Args:
+        config: the run's configuration (keys of :data:`fp8emu.cli.DEFAULTS` plus ``out``).
+        resume: continue from the checkpoint in ``out`` (a fresh start when there is none).
+        overwrite: replace an earlier run in ``out`` (its files are replaced when this run
+            writes its first checkpoint, not before).
+        progress: show tqdm progress bars when tqdm is installed.
 
     Raises:
         DatasetError: the data set is missing or corrupt.
-        CheckpointError: ``resume`` with a damaged checkpoint or one of a different configuration.
+        CheckpointError: ``resume`` with a damaged checkpoint or one of a different
+            configuration or data set.
+        RunError: ``out`` is unusable, or holds an earlier run and neither ``resume`` nor
+            ``overwrite`` was given, or the batch size exceeds the training images.
     """
     out = config["out"]
     ds = _load_data(config)  # data errors before anything is written
-    os.makedirs(out, exist_ok=True)
+    _check_batch_size(config, ds)
+    _prepare_run_dir(out)
     ckpt_path = os.path.join(out, "checkpoint.npz")
     loader = BatchLoader(ds.train_images, ds.train_labels, config["batch_size"], mean=ds.mean, std=ds.std,
                          augment=config["augment"], pad=ds.pad, flip=ds.flip, drop_last=True, seed=config["seed"])
+    saved_config = {k: config.get(k) for k in CONFIG_KEYS} | {"data_fingerprint": ds.fingerprint()}
+    saved_config["backend"] = _backend_name(config)
+    resuming = resume and os.path.exists(ckpt_path)
+    earlier = _earlier_run(out)
+    if earlier and not resuming and not overwrite:
+        how = ("it has no checkpoint to resume from; " if resume else "continue it with --resume, ")
+        raise RunError(f"{out} holds an earlier run ({earlier}); {how}replace it with --overwrite, "
+                       "or choose another --out")
     parts = build(config, ds, len(loader))
     be = parts.backend or _NumpyBackend
-    saved_config = {k: config.get(k) for k in CONFIG_KEYS}
-    saved_config["backend"] = _backend_name(config)
     epoch, batch, step, history, sums = 0, 0, 0, [], _new_epoch_sums()
-    if resume and os.path.exists(ckpt_path):
+    if resuming:
         ckpt = load_checkpoint(ckpt_path)
         written_by = ckpt["config"].get("backend") or "numpy"   # checkpoints before backends: the NumPy engine
         if written_by != saved_config["backend"]:
             raise CheckpointError(f"{ckpt_path} was written by the {written_by} backend and this run uses --backend "
                                   f"{saved_config['backend']}; checkpoints do not move between backends: resume "
                                   f"with --backend {written_by} or start a new --out directory")
-        check_compatible({**ckpt["config"], "backend": written_by}, saved_config, ckpt_path)
+        check_compatible({**ckpt["config"], "backend": written_by},
+                         _check_fingerprint(ckpt["config"], saved_config, ckpt_path), ckpt_path)
         be.load_state(parts, ckpt["state"])
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
+    elif earlier:
+        print(f"fp8emu: {out} holds an earlier run; it is replaced when this run writes its first checkpoint",
+              flush=True)
     elif resume:
         print(f"fp8emu: no checkpoint in {out}; starting from scratch", flush=True)
-    elif os.path.exists(os.path.join(out, "metrics.jsonl")):
-        print(f"fp8emu: {out} holds an earlier run; starting over (use --resume to continue it)", flush=True)
-    _write_json_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=1, sort_keys=True))
-    _write_metrics(out, history)
+    remove_stale_temporaries(ckpt_path)
+    for name in RUN_FILES[1:]:  # torn by a kill during _write_json_atomic
+        remove_stale_temporaries(os.path.join(out, name))
 
     def checkpoint(state: dict | None = None) -> None:
         save_checkpoint(ckpt_path, {"config": saved_config, "state": state or be.state(parts), "epoch": epoch,
                                     "batch": batch, "step": step, "history": history, "sums": sums})
+        # Only now may an earlier run's config and metrics go: this run has a checkpoint of its own.
+        _write_json_atomic(os.path.join(out, "config.json"),
+                           json.dumps(config | {"data_fingerprint": saved_config["data_fingerprint"]},
+                                      indent=1, sort_keys=True))
+        _write_metrics(out, history)
 
     result = TrainResult(history, out=out)
 
@@ -335,19 +390,25 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
         return result
 
     stats_every = int(config.get("stats_every") or 0)
+    first_step = True  # of this call: it compiles the kernels it is the first to use (or loads them from the cache)
     with _DeferredInterrupt() as interrupt:
         while epoch < config["epochs"]:
             bar = _progress(len(loader), f"{config['recipe']} epoch {epoch + 1}/{config['epochs']}", progress, batch)
             t_data = time.perf_counter()
+            epoch_stats = _epoch_stats(sums["stats"])
+            sums = _new_epoch_sums() | sums  # checkpoints of older versions lack the newer keys
             for x, y in loader.batches(epoch, batch):
+                if first_step:
+                    print(f"fp8emu {config['recipe']}: the first step compiles the kernels (up to a minute on a "
+                          "fresh installation; seconds once Numba has cached them)", flush=True)
                 t_step = time.perf_counter()
                 parts.optimizer.lr = parts.lr_at(step)
-                collect = stats_every and (step % stats_every == 0)
-                observer = _StatsObserver() if collect else None
-                with (observer or contextlib.nullcontext()):
+                # every stats_every-th step, and the last of each epoch (no epoch without numerics)
+                collect = stats_every and (step % stats_every == 0 or batch == len(loader) - 1)
+                with (epoch_stats if collect else contextlib.nullcontext()):
                     loss, correct, skipped = be.train_step(parts, x, y, label_smoothing=config["label_smoothing"])
-                if observer:
-                    observer.merge_into(sums["stats"])
+                if collect:
+                    sums["stats"] = epoch_stats.state_dict()
                 t_end = time.perf_counter()
                 step, batch = step + 1, batch + 1
                 sums["loss_sum"] += loss * len(y)
@@ -357,12 +418,16 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
                 sums["scale_trace"].append(float(parts.scaler.scale_value))
                 sums["data_time"] += t_step - t_data
                 sums["train_time"] += t_end - t_data
+                if first_step:
+                    sums["first_step_s"], first_step = t_end - t_data, False
+                else:
+                    sums["timed_seen"] += len(y)
+                    sums["timed_time"] += t_end - t_data
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{sums['loss_sum'] / sums['seen']:.3f}",
                                     acc=f"{sums['correct'] / sums['seen']:.3f}",
-                                    scale=f"{parts.scaler.scale_value:g}",
-                                    img_s=f"{sums['seen'] / max(sums['train_time'], 1e-9):.1f}")
+                                    scale=f"{parts.scaler.scale_value:g}", img_s=f"{_images_per_s(sums):.1f}")
                 t_data = time.perf_counter()
                 if interrupt.requested:
                     break
@@ -379,7 +444,6 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
             history.append(record)
             epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()
             checkpoint()
-            _write_metrics(out, history)
             print(f"fp8emu {config['recipe']} epoch {record['epoch']}/{config['epochs']}: "
                   f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
                   f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "
@@ -388,12 +452,20 @@ def train(config: dict, *, resume: bool = False, progress: bool = True) -> Train
     return result
 
 
+def _images_per_s(sums: dict) -> float:
+    """Training throughput without the run's first step (kernel compilation), unless that step
+    was the epoch's only one."""
+    if sums["timed_seen"]:
+        return sums["timed_seen"] / max(sums["timed_time"], 1e-9)
+    return sums["seen"] / max(sums["train_time"], 1e-9)
+
+
 def _epoch_record(epoch: int, step: int, sums: dict, test: tuple[float, float], parts: Parts) -> dict:
     n = max(sums["seen"], 1)
     return {"epoch": epoch + 1, "step": step, "train_loss": sums["loss_sum"] / n, "train_acc": sums["correct"] / n,
             "test_loss": test[0], "test_acc": test[1], "lr": parts.optimizer.lr,
             "loss_scale": float(parts.scaler.scale_value), "skipped_steps": sums["skipped"],
-            "images_per_s": sums["seen"] / max(sums["train_time"], 1e-9),
+            "images_per_s": _images_per_s(sums), "first_step_s": sums["first_step_s"],
             "data_time_frac": sums["data_time"] / max(sums["train_time"], 1e-9),
             "epoch_time_s": sums["train_time"], "loss_scale_trace": sums["scale_trace"],
-            "stats": _finish_stats(sums["stats"])}
+            "stats": _epoch_stats(sums["stats"]).summary()}

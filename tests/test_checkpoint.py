@@ -165,3 +165,76 @@ def test_checkpoint_is_an_ordinary_file(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ---- crafted files: every failure is a CheckpointError, and loading is bounded by the file's size
+
+def _npz_with_tree(path, tree_text):
+    np.savez(path, __tree__=np.frombuffer(tree_text.encode(), np.uint8))
+
+
+@pytest.mark.parametrize("tree, cause", [
+    ('{"format": "%s", "state": ' % ckpt.FORMAT_TAG + "[" * 100_000 + "]" * 100_000 + "}", "RecursionError"),
+    ('{"format": "%s", "state": ' % ckpt.FORMAT_TAG + '{"d": ' * 5000 + '{"v": 1}' + "}" * 5000 + "}",
+     "RecursionError"),
+    ('{"format": "%s", "state": [1]}' % ckpt.FORMAT_TAG, "AttributeError"),
+    ('{"format": "%s", "state": {"a": [1]}}' % ckpt.FORMAT_TAG, "TypeError"),
+    ('{"format": "%s", "state": {"v": {"x": 1}}}' % ckpt.FORMAT_TAG, "ValueError"),
+    ('[1, 2]', "ValueError"),
+])
+def test_crafted_trees_raise_checkpoint_error(tmp_path, tree, cause):
+    path = tmp_path / "c.npz"
+    _npz_with_tree(path, tree)
+    with pytest.raises(CheckpointError, match=f"damaged or not an fp8emu checkpoint \\({cause}") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_huge_shape_header_is_refused_before_allocating(tmp_path):
+    """A 4 TiB shape in a 100-byte member: refused from the header, no MemoryError."""
+    import io
+    import zipfile
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(4, np.uint8))
+    header["shape"] = (2**42,)
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, header)
+    member.write(bytes(4))
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, {"x": 1})
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("big.npy", member.getvalue())
+    with pytest.raises(CheckpointError, match=r"declares shape \(4398046511104,\)"):
+        load_checkpoint(path)
+
+
+def test_compressed_member_is_refused_unread(tmp_path):
+    """A zip bomb (a deflated member that expands ~1000x) is refused without inflating it."""
+    import zipfile
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, {"x": 1})
+    bomb = tmp_path / "bomb.npy"
+    np.save(bomb, np.zeros(64 << 20, np.uint8))  # 64 MiB of zeros -> ~65 kB deflated
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(bomb, "bomb.npy")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match="'bomb.npy' is compressed"):
+        load_checkpoint(path)
+
+
+def test_fortran_order_and_zero_size_members_load(tmp_path):
+    state = {"f": np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)), "e": np.zeros((0, 5), np.int8)}
+    save_checkpoint(tmp_path / "c.npz", state)
+    back = load_checkpoint(tmp_path / "c.npz")
+    assert np.array_equal(back["f"], state["f"]) and back["e"].shape == (0, 5) and back["e"].dtype == np.int8
+
+
+def test_remove_stale_temporaries(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, {"x": 1})
+    stale = [tmp_path / ".checkpoint.npz.k3j2.tmp", tmp_path / "checkpoint.npz.tmp"]
+    for p in stale:
+        p.write_bytes(b"x")
+    other = tmp_path / ".other.npz.k3j2.tmp"
+    other.write_bytes(b"x")
+    assert sorted(ckpt.remove_stale_temporaries(path)) == sorted(str(p) for p in stale)
+    assert not any(p.exists() for p in stale) and other.exists() and path.exists()

@@ -95,3 +95,15 @@ def test_registered_subcommand_module(capsys, monkeypatch):
 def test_python_dash_m_version():
     res = subprocess.run([sys.executable, "-m", "fp8emu", "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("fp8emu ")
+
+
+def test_train_help_lists_recipes_defaults_and_only_the_preset_keys_train_uses(capsys):
+    from fp8emu.recipes import RECIPES
+    for command, hidden, shown in (("train", "recipes=", "width=8"), ("compare", "recipe=paper", "recipes=fp32")):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert hidden not in text and shown in text
+        assert all(name in text for name in RECIPES)
+        assert f"(default {cli.DEFAULTS['recipes' if command == 'compare' else 'recipe']})" in text
+        assert "first training step compiles" in text and "(default 0.0005)" in text

@@ -267,3 +267,15 @@ def test_bad_loader_arguments(kwargs, expect):
     loader = BatchLoader(images, np.zeros(4), 2, mean=(0.5,), std=(0.5,))
     with pytest.raises(ValueError, match="start"):
         next(loader.batches(0, start=5))
+
+
+def test_idx_header_whose_product_overflows_int64(tmp_path):
+    """Dimensions whose product is 2^64 + 4: in int64 it wrapped to 4, matched the 4 data bytes,
+    and reshape raised an uncaught ValueError."""
+    from fp8emu.data import DatasetError, load_idx
+    dims = [3340214413, 2761311370, 2]
+    assert dims[0] * dims[1] * dims[2] == 2**64 + 4
+    path = tmp_path / "x-idx"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims) + bytes(4))
+    with pytest.raises(DatasetError, match="holds 20 bytes but its IDX header"):
+        load_idx(path)

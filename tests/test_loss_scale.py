@@ -118,8 +118,8 @@ def test_e5m2_errors_underflow_without_scaling_and_train_with_the_enhanced_scale
     acc_none, stats_none, _, _ = _train(paper.replace(scaler=functools.partial(StaticScaler, 1.0)))
     scaled = paper.replace(scaler=functools.partial(EnhancedScaler, 2.0 ** 20, floor=2.0 ** 16))
     acc_enh, stats_enh, log, scaler = _train(scaled)
-    under_none = stats_none.get("4", "errors")["underflow"]  # the last layer's incoming errors
-    under_enh = stats_enh.get("4", "errors")["underflow"]
+    under_none = stats_none.get("4", "errors")["flushed"]  # the last layer's incoming errors
+    under_enh = stats_enh.get("4", "errors")["flushed"]
     assert under_none > 0.99  # the errors vanish: (almost) nothing to learn from
     assert under_enh < 0.25  # what still flushes are the tiny softmax probabilities of wrong classes
     assert acc_none < 0.5 and acc_enh > 0.8, (acc_none, acc_enh)

@@ -224,11 +224,11 @@ def test_statistics_measure_underflow_and_snr():
         stats = QuantStats()
         with stats:
             train_steps(tiny_resnet(), recipe, steps=1)
-        underflow[name] = stats.get("layer4.1.conv2", "errors")["underflow"]
+        underflow[name] = stats.get("layer4.1.conv2", "errors")["flushed"]
     # errors of this net are ~1e-3: E5M2 keeps them; scaled by 2^-20 they fall below 2^-17 and flush
     assert underflow["nols"] < 0.05 and underflow["tiny"] > 0.9
     w = stats.get("layer1.0.conv1", "weights")
-    assert w["underflow"] < 0.05 and 10 < w["snr_db"] < 40  # E5M2 RNE: about 6 dB per bit, 2-3 bits
+    assert w["flushed"] < 0.05 and 10 < w["snr_db"] < 40  # E5M2 RNE: about 6 dB per bit, 2-3 bits
     assert "layer1.0.conv1" in stats.table()
     assert not stats.enabled
     with pytest.raises(KeyError, match="no statistics"):
@@ -270,7 +270,7 @@ def test_statistics_count_exact_fractions_on_known_values():
         LayerQuant("plain", specs={"errors": QuantSpec(e5m2)}).quantize(x, "errors", 1)
         LayerQuant("sat", specs={"errors": QuantSpec(e5m2, saturate=True)}).quantize(x, "errors", 1)
     plain, sat = stats.get("plain", "errors"), stats.get("sat", "errors")
-    assert plain["underflow"] == 2 / 7  # 2 of the 7 nonzero inputs flushed to zero
+    assert plain["flushed"] == 2 / 7  # 2 of the 7 nonzero inputs flushed to zero
     assert plain["overflow"] == 2 / 8 and plain["saturated"] == 0.0  # +-1e6 -> +-Inf
     assert sat["overflow"] == 0.0 and sat["saturated"] == 2 / 8  # +-1e6 -> +-57344
     assert sat["snr_db"] < plain["snr_db"]  # clamping 1e6 to 57344 is a large error; Inf outputs are left out

@@ -37,7 +37,7 @@ def test_report_has_table_and_plots(tmp_path):
     text = open(path).read()
     assert "| fp32 | 3 | 60.00% | 70.00% (2) | 0.3333 | 102.0 | 3 | – |" in text
     assert "| paper-e5m2 | 2 | 65.00% | 65.00% (2) | 0.5000 | 101.5 | 2 | 4096 |" in text
-    assert "| paper-e5m2 | layer1.0.conv1 | 25.000% | 0.000% | 50.000% | 0.100% |" in text
+    assert "| paper-e5m2 | layer1.0.conv1 | 25.000% | 0.000% | 0.000% | 50.000% | 0.100% | 0.000% |" in text
     assert "hello notes" in text and "width=8" in text
     for png in ("loss.png", "accuracy.png", "loss_scale.png", "numerics.png"):
         assert f"]({png})" in text
@@ -66,3 +66,54 @@ def test_report_errors(tmp_path):
         write_report([tmp_path], tmp_path / "out")
     with pytest.raises(ValueError, match="at least one"):
         write_report([], tmp_path / "out")
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the report saves, kept open for inspection."""
+    from matplotlib.figure import Figure
+    saved, real = {}, Figure.savefig
+
+    def savefig(self, path, *args, **kw):
+        saved[os.path.basename(str(path))] = self
+        return real(self, path, *args, **kw)
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def test_plots_are_readable(tmp_path, figures):
+    """Integer epoch ticks, legends beside the data, titles naming model/width/data set, loss-scale
+    lines told apart, log axes for the fractions, and "no overflow" instead of an empty panel."""
+    a = fake_run(tmp_path / "a", "paper-e5m2", [0.4, 0.5, 0.6, 0.65, 0.7])
+    b = fake_run(tmp_path / "b", "paper-e5m2-rne", [0.4, 0.5, 0.6, 0.65, 0.7])  # the same scale trace
+    write_report([a, b], tmp_path / "out")
+    for name in ("loss.png", "accuracy.png", "loss_scale.png"):
+        fig = figures[name]
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        assert "ResNet-18 width 8, fashion-mnist" in ax.get_title()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+        legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= frame.x1, f"{name}: the legend overlaps the axes"
+    lines = figures["loss_scale.png"].axes[0].get_lines()
+    assert len({(str(line.get_linestyle()), line.get_linewidth()) for line in lines}) == 2
+    numerics = figures["numerics.png"]
+    assert "ResNet-18 width 8, fashion-mnist" in numerics.texts[0].get_text() or \
+        "ResNet-18 width 8, fashion-mnist" in numerics._suptitle.get_text()
+    panels = {ax.get_title(): ax for ax in numerics.axes}
+    assert panels["errors: flushed"].get_xscale() == "log"  # 25% next to 0: a log axis
+    assert panels["weight grads: overflow"].get_xscale() == "log"  # 0.1%
+    empty = panels["errors: overflow"]
+    assert [t.get_text() for t in empty.texts] == ["no overflow"] and list(empty.get_xticks()) == []
+
+
+def test_compile_time_on_its_own_line_and_new_stat_names(tmp_path):
+    run = fake_run(tmp_path / "r", "mxfp8", [0.5, 0.6], stats=False)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines[0]["first_step_s"] = 23.5
+    lines[1]["stats"] = {"fc": {"errors": {"flushed": 0.125, "overflow": 0.0, "saturated": 0.25, "snr_db": 20.0}}}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    text = open(write_report([run], tmp_path / "out")).read()
+    assert "\nFirst step (kernel compilation included): mxfp8 23.5 s.\n" in text
+    assert "| mxfp8 | fc | 12.500% | 0.000% | 25.000% | 0.000% | 0.000% | 0.000% |" in text

@@ -107,6 +107,16 @@ def test_report_with_seeds_by_hand(tmp_path, seed_runs):
         assert f"]({png})" in text and (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_group_that_stopped_early_is_compared_at_its_own_last_epoch(tmp_path, seed_runs):
+    for seed in (0, 1, 2):  # paper-e5m2 stopped after epoch 1: compared with fp32's epoch 1, not its epoch 2
+        path = tmp_path / "paper-e5m2" / f"seed{seed}" / "metrics.jsonl"
+        path.write_text(path.read_text().splitlines()[0] + "\n")
+    text = open(write_report(seed_runs, tmp_path / "out")).read()
+    # epoch 1 accuracy: fp32 0.80, 0.82, 0.84 (sd 0.02); paper-e5m2 0.81, 0.82, 0.83 (sd 0.01): diff 0, t 0,
+    # df = 50/17 as for the losses above (variances in the ratio 1:4)
+    assert "| paper-e5m2 | 0, 1, 2 | 1 | 82.00 ± 1.00 | 81.00, 82.00, 83.00 | +0.00 | +0.00 (2.9) | 1 |" in text
+
+
 def test_report_without_replicates_has_no_seed_section(tmp_path, seed_runs):
     text = open(write_report([seed_runs[0], seed_runs[3]], tmp_path / "out")).read()
     assert "Seed statistics" not in text and "| fp32 | 2 | 90.00% |" in text and "seed=0" in text

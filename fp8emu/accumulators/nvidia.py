@@ -191,7 +191,7 @@ def split_ranges(K: int, split_k: int, granule: int = 128) -> list[tuple[int, in
     if split_k < 1 or granule < 1:
         raise ValueError(f"split_k={split_k} and granule={granule} must be >= 1")
     tiles = -(-K // granule)
-    per = -(-tiles // split_k) * granule
+    per = max(1, -(-tiles // split_k)) * granule  # K = 0: one empty range, not a zero step
     return [(lo, min(lo + per, K)) for lo in range(0, max(K, 1), per)]
 
 

@@ -580,8 +580,9 @@ class CrossEntropy(Function):
         n, k = logits.shape
         logp = _log_softmax(logits)
         rows = np.arange(n)
-        nll = -logp[rows, targets]
-        loss = (1.0 - label_smoothing) * nll - (label_smoothing / k) * logp.sum(axis=-1)
+        loss = -logp[rows, targets]
+        if label_smoothing:  # only then: 0 * log softmax = 0 * -inf would make a -inf logit's loss NaN
+            loss = (1.0 - label_smoothing) * loss - (label_smoothing / k) * logp.sum(axis=-1)
         ctx.save_for_backward(logp, targets)
         ctx.eps = label_smoothing
         return np.asarray(loss.mean(dtype=np.float64), dtype=logits.dtype)

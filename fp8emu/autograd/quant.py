@@ -40,6 +40,7 @@ values are format values times the block's scale).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from .. import scaling as _scaling
-from ..quantize import quantize as _quantize
+from .._checks import check_int
+from ..quantize import encode as _encode, quantize as _quantize
 from ._kernels import threads_for
 from ..accumulators import Accumulator
 from ..format import Format, RoundMode
@@ -59,13 +61,21 @@ __all__ = ["QuantSpec", "LayerQuant", "TENSOR_CLASSES", "add_observer", "remove_
 TENSOR_CLASSES: tuple[str, ...] = ("activations", "weights", "outputs", "errors", "input_grads", "weight_grads")
 _CLASS_ID = {name: i for i, name in enumerate(TENSOR_CLASSES)}
 _SCALINGS = ("none", "tensor", "delayed", "mx", "nvfp4")
+_BLOCK_SCALINGS = ("mx", "nvfp4")  # the GEMM gets dequantized values; observers get per-element scales
 
 #: Functions called as ``fn(layer, tclass, x, q, spec)`` after every quantization (statistics).
 _observers: list[Callable[..., None]] = []
 
 
 def add_observer(fn: Callable[..., None]) -> None:
-    """Call ``fn(layer: LayerQuant, tclass: str, x, q, spec)`` after each quantization (x: input, q: result)."""
+    """Call ``fn(layer: LayerQuant, tclass: str, x, q, spec)`` after each quantization.
+
+    ``x`` is the input, ``q`` the dequantized result, and ``layer.last_scale`` the
+    dequantization scale of this call: a number (1.0 without scaling; the power of two of
+    per-tensor and delayed scaling), or under MX and NVFP4 an array shaped like ``x`` holding
+    each element's scale (the block scale, times NVFP4's tensor scale), so that
+    ``fmt.max * last_scale`` is the largest magnitude ``q`` can take.
+    """
     _observers.append(fn)
 
 
@@ -122,8 +132,11 @@ class QuantSpec:
             raise ValueError("QuantSpec.tile_2d=True needs scaling='nvfp4'")
         if self.sr_bits is not None and self.rounding is not RoundMode.STOCHASTIC:
             raise ValueError(f"QuantSpec.sr_bits={self.sr_bits} needs rounding='stochastic'")
-        if self.history < 1 or self.block < 1:
-            raise ValueError(f"QuantSpec.history={self.history} and block={self.block} must be >= 1")
+        check_int("QuantSpec.history", self.history, low=1)
+        check_int("QuantSpec.block", self.block, low=1)
+        check_int("QuantSpec.margin", self.margin, low=-(1 << 20))  # any int; NaN or 0.5 would fail much later
+        if self.sr_bits is not None:
+            check_int("QuantSpec.sr_bits", self.sr_bits, low=1)
 
     @property
     def stochastic(self) -> bool:
@@ -163,6 +176,7 @@ class LayerQuant:
     pass_formats: bool = True
     step: int = 0
     last_inv: float = 1.0
+    last_scale: float | np.ndarray = field(default=1.0, repr=False)  # for observers, see add_observer
     _amax: dict[str, _scaling.DelayedScaling] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -180,7 +194,7 @@ class LayerQuant:
     def fmt_for_gemm(self, tclass: str) -> Format | None:
         """The format to announce to the accumulator for an operand of this class (None if plain)."""
         s = self.specs.get(tclass)
-        if s is None or s.scaling in ("mx", "nvfp4") or not self.pass_formats:
+        if s is None or s.scaling in _BLOCK_SCALINGS or not self.pass_formats:
             return None
         return s.fmt
 
@@ -205,6 +219,8 @@ class LayerQuant:
             q, inv = self._round(x, s, tclass, kw, inplace)
         if _observers:
             self.last_inv = inv  # the dequantization scale of this call, for observers
+            if s.scaling not in _BLOCK_SCALINGS:  # block scalings set it in _round
+                self.last_scale = inv
             deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
             for fn in list(_observers):
                 fn(self, tclass, x, deq, s)
@@ -213,10 +229,11 @@ class LayerQuant:
     def _round(self, x: np.ndarray, s: QuantSpec, tclass: str, kw: dict[str, Any],
                inplace: bool) -> tuple[np.ndarray, float]:
         inv = 1.0
-        if s.scaling == "mx":
-            q = _mx_quantize(x, s, kw)
-        elif s.scaling == "nvfp4":
-            q = _nvfp4_quantize(x, s, kw)
+        if s.scaling in _BLOCK_SCALINGS:
+            t = (_mx_quantize if s.scaling == "mx" else _nvfp4_quantize)(x, s, kw)
+            q = t.dequantize(dtype=x.dtype)
+            if _observers:
+                self.last_scale = _element_scales(t, getattr(t, "elem_fmt", s.fmt))
         elif s.scaling == "none":
             q = _quantize(x, s.fmt, out=x if inplace and not _observers and x.flags.c_contiguous else None, **kw)
         else:
@@ -248,24 +265,30 @@ class LayerQuant:
             self._delayed(k, spec).load_state_dict(v)
 
 
-def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
-    """OCP MX along axis 1 (channels of NCHW/OIHW, features of (N, K)), returned dequantized.
+def _element_scales(t: _scaling.MXTensor | _scaling.NVFP4Tensor, elem_fmt: Format) -> np.ndarray:
+    """Each element's dequantization scale under block scaling, shaped like the elements (float64,
+    NaN for a NaN block scale): the block scale, times the tensor scale for NVFP4.  Computed as
+    the dequantized value of the same tensor with every element equal to 1 (exact in float64)."""
+    one = int(_encode(np.float32(1.0), elem_fmt))
+    return dataclasses.replace(t, elements=np.full_like(t.elements, one)).dequantize(dtype=np.float64)
+
+
+def _mx_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> _scaling.MXTensor:
+    """OCP MX along axis 1 (channels of NCHW/OIHW, features of (N, K)).
 
     The channel axis is the reduction axis of the forward GEMM (for convolutions, the C part
     of C*KH*KW); the backward GEMMs reuse these blocks (a simplification: real MX hardware
     re-blocks along their reduction axes).
     """
-    mx = _scaling.mx_quantize(x, s.fmt, axis=1 if x.ndim > 1 else 0, block=s.block, rounding=kw["rounding"],
-                              scale_rule=s.scale_rule, seed=kw["seed"], stream=kw["stream"])
-    return _scaling.mx_dequantize(mx, dtype=x.dtype)
+    return _scaling.mx_quantize(x, s.fmt, axis=1 if x.ndim > 1 else 0, block=s.block, rounding=kw["rounding"],
+                                scale_rule=s.scale_rule, seed=kw["seed"], stream=kw["stream"])
 
 
-def _nvfp4_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> np.ndarray:
-    """NVFP4 along axis 1 (or 16x16 tiles over axes 0 and 1 with ``tile_2d``), returned dequantized.
+def _nvfp4_quantize(x: np.ndarray, s: QuantSpec, kw: dict[str, Any]) -> _scaling.NVFP4Tensor:
+    """NVFP4 along axis 1 (or 16x16 tiles over axes 0 and 1 with ``tile_2d``).
 
     As for MX, the backward GEMMs reuse these blocks; with 16x16 weight tiles that is exact
     for the weight (the transposed weight has the same tiles, NVIDIA's reason for them).
     """
     axis: int | tuple[int, int] = (0, 1) if s.tile_2d and x.ndim > 1 else (1 if x.ndim > 1 else 0)
-    t = _scaling.nvfp4_quantize(x, axis=axis, rounding=kw["rounding"], seed=kw["seed"], stream=kw["stream"])
-    return _scaling.nvfp4_dequantize(t, dtype=x.dtype)
+    return _scaling.nvfp4_quantize(x, axis=axis, rounding=kw["rounding"], seed=kw["seed"], stream=kw["stream"])

@@ -1,0 +1,57 @@
+"""Quantize throughput on one thread in CPU time: ratios that survive a shared, oversubscribed host.
+
+    python -m benchmarks.quantize_cpu [--n 4194304] [--repeat 15] [--formats e5m2 e4m3fn e3m2fn]
+
+Times ``np.copyto``, ``x.copy()`` and ``fp8emu.quantize`` (RNE with and without ``out=``,
+exact stochastic) by ``time.thread_time()`` medians on 1 Numba thread.  CPU time leaves out
+the time the thread waits for a core, which dominates wall-clock medians when other jobs share
+the cores (short calls such as ``np.copyto`` often fit in one time slice, long ones do not); it
+still includes cache and frequency effects of the neighbours.  ``benchmarks/quantize.py`` is the
+wall-clock benchmark for an idle host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import numba
+import numpy as np
+
+import fp8emu
+
+from .timing import header, measure
+
+
+def cpu_median(fn: Callable[[], object], repeat: int) -> float:
+    """Median ``time.thread_time()`` of ``repeat`` calls after one warm-up call."""
+    return measure("", fn, 1, repeat=repeat, clock=time.thread_time).median_s
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1 << 22)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--formats", nargs="+", default=["e5m2", "e4m3fn", "e3m2fn"])
+    args = ap.parse_args(argv)
+    print(header())
+    numba.set_num_threads(1)
+    n = args.n
+    x = (np.random.default_rng(0).standard_normal(n) * 100).astype(np.float32)
+    out = np.empty_like(x)
+    t_copyto = cpu_median(lambda: np.copyto(out, x), args.repeat)
+    t_copy = cpu_median(lambda: x.copy(), args.repeat)
+    print(f"n = {n}, 1 thread, CPU-time medians of {args.repeat}: np.copyto {n / t_copyto / 1e9:.3f} G el/s, "
+          f"x.copy() {n / t_copy / 1e9:.3f} G el/s")
+    for name in args.formats:
+        rne = cpu_median(lambda: fp8emu.quantize(x, name, out=out), args.repeat)
+        fresh = cpu_median(lambda: fp8emu.quantize(x, name), args.repeat)
+        sr = cpu_median(lambda: fp8emu.quantize(x, name, rounding="stochastic", seed=1, out=out), args.repeat)
+        print(f"{name:<10s} RNE out= {n / rne / 1e9:.3f} G el/s ratio vs np.copyto {t_copyto / rne:.2f}; "
+              f"RNE fresh ratio vs x.copy() {t_copy / fresh:.2f}; exact SR {n / sr / 1e9:.3f} G el/s, "
+              f"SR / RNE speed {rne / sr:.2f}")
+
+
+if __name__ == "__main__":
+    main()
