@@ -70,7 +70,8 @@ def connect(scheduler: str = "local", *, workers: int | None = None, quiet: bool
     else:
         cluster = None
         try:
-            client = Client(scheduler, timeout="30s")
+            # Dask's connect timeout (30 s unless configured) bounds the wait for a scheduler.
+            client = Client(scheduler)
         except (OSError, TimeoutError) as exc:
             raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     try:

@@ -140,3 +140,49 @@ def test_worker_that_cannot_read_the_data(tmp_path, data, client):
                         str(tmp_path / "sweep"))
     with pytest.raises(RuntimeError, match="cannot read the data set"):
         run_cells(client, cells, str(tmp_path / "sweep"), progress=False, log=lambda _: None)
+
+
+def test_cli_sweep_writes_cells_and_seed_statistics(tmp_path, data, capsys):
+    """``fp8emu sweep`` end to end on its own local cluster: the --vary axis and the seeds lay out
+    the cells, the report has the seed statistics, and the same command again skips every cell."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    from fp8emu.cli import main
+    args = ["sweep", "--recipes", "fp32", "--seeds", "0-1", "--vary", "width=2,4", "--data", str(data),
+            "--limit-train", "8", "--limit-test", "4", "--batch-size", "4", "--epochs", "1", "--workers", "2",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fp8emu sweep: Dask on a local cluster, 2 worker(s)" in out
+    for width in (2, 4):
+        for seed in (0, 1):
+            assert cell_progress(_cell(tmp_path / f"width{width}" / "fp32" / f"seed{seed}")) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "width=2" in report and "width=4" in report and "±" in report
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("is finished; skipped") == 4
+
+
+def _cell(out):
+    from fp8emu.sweep import Cell
+    return Cell(str(out), {"out": str(out)})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--vary", "colour=1,2"], "expected KEY=V1,V2"),
+    (["--vary", "width=8,8"], "distinct values"),
+    (["--vary", "width=8", "--width", "8"], "give --width or --vary width"),
+    (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+])
+def test_cli_sweep_refuses(tmp_path, data, capsys, bad, message):
+    import dask
+    from fp8emu.cli import main
+    args = ["sweep", "--recipes", "fp32", "--data", str(data), "--limit-train", "8", "--epochs", "1",
+            "--no-progress", "--out", str(tmp_path), *bad]
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            status = main(args)
+    except SystemExit as exc:
+        status = exc.code
+    assert status in (1, 2)
+    assert message in capsys.readouterr().err
