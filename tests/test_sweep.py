@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("distributed")
 
 from fp8emu import train as train_mod  # noqa: E402
-from fp8emu.cluster import connect  # noqa: E402
 from fp8emu.sweep import cell_progress, expand_grid, run_cells  # noqa: E402
 from test_data import write_mnist_like  # noqa: E402
 from test_train_loop import assert_trees_equal, final_state, without_timing  # noqa: E402
@@ -38,10 +37,9 @@ def data(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def client():
-    with connect("local", workers=2, quiet=True) as c:
-        yield c
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 @pytest.fixture(scope="module")
