@@ -55,12 +55,12 @@ def connect(scheduler: str = "local", *, workers: int | None = None, quiet: bool
                            "(or pip install 'dask[distributed]')") from None
     try:
         import bokeh  # noqa: F401  (the dashboard needs it; it is not a dependency)
-        dashboard: str | None = ":0"
+        dashboard = True
     except ImportError:
-        dashboard = None
+        dashboard = False
     if scheduler == "local":
         n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                scheduler_port=0)
         try:
             client = Client(cluster)
@@ -79,7 +79,7 @@ def connect(scheduler: str = "local", *, workers: int | None = None, quiet: bool
             n = len(client.scheduler_info().get("workers", {}))
             where = "a local cluster" if cluster is not None else scheduler
             print(f"{prog}: Dask on {where}, {n} worker(s)", flush=True)
-            if dashboard is not None and client.dashboard_link:
+            if dashboard and client.dashboard_link:
                 print(f"{prog}: Dask dashboard at {client.dashboard_link}", flush=True)
         yield client
     finally:

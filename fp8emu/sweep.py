@@ -118,7 +118,7 @@ def _finished(cell: Cell) -> bool:
     Raises:
         CheckpointError: the checkpoint is damaged or belongs to a different configuration.
     """
-    from .train import CONFIG_KEYS, _backend_name
+    from .train import CONFIG_KEYS
 
     path = os.path.join(cell.config["out"], "checkpoint.npz")
     if not os.path.exists(path):
@@ -126,10 +126,11 @@ def _finished(cell: Cell) -> bool:
     ckpt = load_checkpoint(path)
     wanted = {k: cell.config.get(k) for k in CONFIG_KEYS if k != "backend"}
     check_compatible({k: v for k, v in ckpt["config"].items() if k != "backend"}, wanted, path)
-    written_by = ckpt["config"].get("backend") or "numpy"
-    if written_by != _backend_name(cell.config):
+    written_by = ckpt["config"].get("backend") or "numpy"   # as train() reads it
+    backend = cell.config.get("backend") or "numpy"
+    if written_by != backend:
         raise CheckpointError(f"{path} was written by the {written_by} backend, this sweep uses "
-                              f"{_backend_name(cell.config)}: use a new --out directory")
+                              f"{backend}: use a new --out directory")
     return ckpt["epoch"] >= cell.config["epochs"] and ckpt["batch"] == 0
 
 
@@ -144,12 +145,11 @@ def _check_worker(config: dict, out_root: str, token: str) -> str:
     """
     import socket
 
-    from .data import DatasetError
-    from .train import _load_data
+    from .data import DatasetError, load_dataset
 
     host = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        _load_data(config)
+        load_dataset(config["dataset"], config.get("data"))
     except DatasetError as exc:
         raise RuntimeError(f"worker {host} cannot read the data set: {exc} (every worker needs the data set "
                            "at the same path: a shared file system, or --data DIR present on every machine)") from None
