@@ -118,7 +118,7 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> None:
+def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool, sweep: bool = False) -> None:
     """Arguments shared by ``train`` and ``compare``; defaults are None so presets can fill them."""
     from .data import DATASETS  # numpy only
     from .recipes import RECIPES  # already loaded with the package
@@ -157,22 +157,34 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool) -> Non
     g.add_argument("--out", required=not compare, metavar="DIR",
                    help="run directory (checkpoint.npz, metrics.jsonl, config.json)" +
                    ("; each recipe trains in DIR/RECIPE and the report goes to DIR" if compare else ""))
-    g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
-    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR (without it, a "
-                   "directory holding a run is refused); its files stay until the new run's first checkpoint")
+    if not sweep:   # a sweep always resumes its cells
+        g.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint (same arguments)")
+        g.add_argument("--overwrite", action="store_true", help="replace an earlier run in DIR (without it, a "
+                       "directory holding a run is refused); its files stay until the new run's first checkpoint "
+                       "(with compare --jobs: they are removed first)")
     g.add_argument("--backend", choices=("numpy", "torch"), help="training engine: fp8emu's NumPy engine or "
                    "PyTorch with fp8emu's recipes (fp8emu.torch; needs the torch extra); same data, models, recipes "
                    "and metrics (default numpy)")
     g.add_argument("--device", metavar="DEV", help="torch device of --backend torch (default cpu)")
-    g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all; with "
-                   "compare --jobs J: CPUs // J per run)")
+    g.add_argument("--threads", type=_positive_int, help="CPU threads for the kernels (default: all; on Dask "
+                   "workers (sweep, compare --jobs): 1 per task)")
     if compare:
         g.add_argument("--seeds", type=_seed_list, metavar="LIST",
                        help="train every recipe once per seed (e.g. 0,1,2 or 0-2) into DIR/RECIPE/seedN; the "
                        "report adds mean ± sd over seeds and Welch t-tests against fp32 (instead of --seed)")
+    if compare and not sweep:
         g.add_argument("--jobs", type=_positive_int, default=1, metavar="J",
-                       help="train J recipes at once, each in its own process (default 1: one after another); "
-                       "one thread per run is the most efficient use of the cores")
+                       help="train J runs at once on a local Dask cluster of J single-threaded workers, as "
+                       "'fp8emu sweep --workers J' does (default 1: one after another in this process)")
+    if sweep:
+        g.add_argument("--vary", type=_axis, action="append", metavar="KEY=V1,V2",
+                       help="also sweep over a training option (repeatable): " +
+                       ", ".join(k.replace("_", "-") for k in _SWEEP_AXES) + " (e.g. --vary width=8,16)")
+        g.add_argument("--scheduler", default="local", metavar="ADDR",
+                       help="'local' (default): a LocalCluster on this machine, one kernel thread per worker; or "
+                       "the address of a running scheduler, e.g. tcp://host:8786 (dask-jobqueue, dask-ssh)")
+        g.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="worker processes of the local cluster (default: the CPUs, at most one per cell)")
     g.add_argument("--stats-every", type=_nonneg_int, metavar="K",
                    help=f"collect per-layer numerics statistics every K steps and at the last step of every "
                    f"epoch (0 = never; default {d['stats_every']})")
@@ -234,15 +246,8 @@ def _check_backend(opts: dict) -> None:
 
 
 def _apply_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    import numba
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:
-        pass
+    from .cluster import limit_threads
+    limit_threads(threads)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -275,10 +280,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .report import write_report
     from .train import train
 
-    if args.jobs > 1:
-        if _train_in_parallel(configs, names, args.jobs, resume=args.resume, overwrite=args.overwrite):
-            print("fp8emu compare: interrupted; continue with the same command plus --resume", file=sys.stderr)
-            return 130
+    if args.jobs > 1:   # the sweep's Dask path on a local cluster of J workers
+        from .sweep import Cell
+        if not args.resume:
+            _start_over(configs, overwrite=args.overwrite)
+        status = _run_on_dask([Cell(n, c) for n, c in zip(names, configs)], out, "local", args.jobs,
+                              progress=args.progress, prog="fp8emu compare")
+        if status:
+            return status
     else:
         _apply_threads(configs[0]["threads"])
         for config, name in zip(configs, names):
@@ -297,51 +306,108 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_child(config: dict, resume: bool, overwrite: bool) -> tuple[bool, float | None]:
-    """One ``compare --jobs`` run in a worker process: (interrupted, final test accuracy)."""
-    from .train import train
+def _start_over(configs: list[dict], *, overwrite: bool) -> None:
+    """``compare --jobs`` without --resume: the Dask path always resumes (so that a retried task
+    continues from its checkpoint), hence an earlier run is refused here as ``train`` would, or,
+    with --overwrite, removed before the runs start."""
+    from .train import RUN_FILES
 
-    _apply_threads(config["threads"])
-    result = train(config, resume=resume, overwrite=overwrite, progress=False)
-    return result.interrupted, (result.history[-1].get("test_acc") if result.history else None)
+    for c in configs:
+        found = [f for f in RUN_FILES[:2] if os.path.exists(os.path.join(c["out"], f))
+                 and os.path.getsize(os.path.join(c["out"], f)) > 0]
+        if found and not overwrite:
+            raise argparse.ArgumentTypeError(f"{c['out']} holds an earlier run ({' and '.join(found)}); continue it "
+                                             "with --resume, replace it with --overwrite, or choose another --out")
+        for f in found:
+            print(f"fp8emu: {c['out']} holds an earlier run; removing its {f} (--overwrite)", flush=True)
+            os.remove(os.path.join(c["out"], f))
 
 
-def _train_in_parallel(configs: list[dict], names: list[str], jobs: int, *, resume: bool,
-                       overwrite: bool) -> bool:
-    """Train the configurations (called ``names`` in messages) ``jobs`` at a time in worker
-    processes; True when interrupted.
+def _run_on_dask(cells: list, out: str, scheduler: str, workers: int | None, *, progress: bool, prog: str,
+                 threads: int | None = None) -> int:
+    """Train ``cells`` through :func:`fp8emu.sweep.run_cells`; 0, or an exit status after a message."""
+    from .checkpoint import CheckpointError
+    from .cluster import connect
+    from .sweep import run_cells
 
-    Each run gets ``--threads`` or ``CPUs // jobs`` kernel threads.  Ctrl-C reaches the
-    workers too (one process group): each finishes its step, writes its checkpoint and stops.
-    """
-    import concurrent.futures
-    import multiprocessing
+    try:
+        with connect(scheduler, workers=min(workers or os.cpu_count() or 1, len(cells)), prog=prog) as client:
+            run_cells(client, cells, out, progress=progress, prog=prog)
+    except KeyboardInterrupt:
+        again = "the same command plus --resume" if prog == "fp8emu compare" else "the same command"
+        print(f"{prog}: interrupted; {again} resumes the unfinished runs from their last finished epoch "
+              "(finished runs are skipped)", file=sys.stderr)
+        return 130
+    except (RuntimeError, CheckpointError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
-    jobs = min(jobs, len(configs))
-    threads = configs[0]["threads"] or max(1, (os.cpu_count() or 1) // jobs)
-    configs = [{**c, "threads": threads} for c in configs]
-    interrupted = False
-    ctx = multiprocessing.get_context("spawn")     # fresh interpreters: no forked thread pools
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {}
-        for c, name in zip(configs, names):
-            print(f"fp8emu compare: training {name} -> {c['out']} ({threads} thread(s), log in "
-                  f"{os.path.join(c['out'], 'metrics.jsonl')})", flush=True)
-            futures[pool.submit(_train_child, c, resume, overwrite)] = name
-        pending = set(futures)
-        while pending:
-            try:
-                done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                interrupted = True      # the workers got the signal too and are checkpointing
-                continue
-            for fut in done:
-                stopped, acc = fut.result()
-                interrupted |= stopped
-                state = "interrupted" if stopped else "done"
-                acc_text = "" if acc is None else f", test accuracy {acc:.4f}"
-                print(f"fp8emu compare: {futures[fut]} {state}{acc_text}", flush=True)
-    return interrupted
+
+# Options a sweep can vary (--vary KEY=V1,V2,...): their parsers.
+_SWEEP_AXES: dict = {
+    "width": _positive_int, "epochs": _positive_int, "lr": _positive_float, "limit_train": _positive_int,
+    "limit_test": _positive_int, "batch_size": _positive_int, "momentum": _fraction, "weight_decay": float,
+    "label_smoothing": _fraction, "warmup_epochs": _nonneg_int, "schedule": str, "model": str,
+}
+
+
+def _axis(text: str) -> tuple[str, list]:
+    """``width=8,16`` -> ("width", [8, 16])."""
+    key, eq, values = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not eq or key not in _SWEEP_AXES:
+        raise argparse.ArgumentTypeError(f"expected KEY=V1,V2,... with KEY one of "
+                                         f"{', '.join(k.replace('_', '-') for k in _SWEEP_AXES)}; got {text!r}")
+    try:
+        parsed = [_SWEEP_AXES[key](v.strip()) for v in values.split(",") if v.strip()]
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--vary {key}: {exc}") from None
+    if not parsed or len(set(parsed)) != len(parsed):
+        raise argparse.ArgumentTypeError(f"--vary {key}: expected distinct values, got {values!r}")
+    return key, parsed
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import expand_grid
+
+    opts = _resolve(args)
+    recipes = [r.strip() for r in str(opts["recipes"]).split(",") if r.strip()]
+    if not recipes or len(set(recipes)) != len(recipes):
+        raise argparse.ArgumentTypeError(f"--recipes must list distinct recipe names, got {opts['recipes']!r}")
+    if args.seeds is not None and args.seed is not None:
+        raise argparse.ArgumentTypeError("give --seed or --seeds, not both")
+    seeds = args.seeds if args.seeds is not None else [opts["seed"]]
+    axes = dict(args.vary or [])
+    if len(axes) != len(args.vary or []):
+        raise argparse.ArgumentTypeError("--vary: each option at most once")
+    for key in axes:
+        if getattr(args, key, None) is not None:
+            raise argparse.ArgumentTypeError(f"give --{key.replace('_', '-')} or --vary {key}=..., not both")
+    for r in recipes:     # validates every recipe and the backend before anything starts
+        _config(args, r, args.out)
+    base = _config(args, recipes[0], args.out)
+    for key, values in axes.items():
+        for v in values:
+            if key == "schedule" and v not in ("cosine", "step", "constant"):
+                raise argparse.ArgumentTypeError(f"--vary schedule: unknown schedule {v!r}")
+            if key == "model" and v not in ("resnet18", "resnet34", "resnet50"):
+                raise argparse.ArgumentTypeError(f"--vary model: unknown model {v!r}")
+    try:
+        cells = expand_grid(base, recipes, seeds, axes, args.out)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    status = _run_on_dask(cells, args.out, args.scheduler, args.workers, progress=args.progress, prog="fp8emu sweep")
+    if status:
+        return status
+    from .report import write_report
+
+    title = f"fp8emu sweep: {' vs '.join(recipes)}, seeds {','.join(map(str, seeds))}"
+    if axes:
+        title += "; " + "; ".join(f"{k} {','.join(map(str, v))}" for k, v in axes.items())
+    path = write_report([c.config["out"] for c in cells], args.out, title=title)
+    print(f"fp8emu sweep: report written to {path}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -370,6 +436,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               + _COMPILE_NOTE)
     _add_training_arguments(p, compare=True)
     p.set_defaults(func=_cmd_compare, _parser=p)
+    p = subparsers.add_parser("sweep", help="a grid of training runs (recipes x seeds x options) on Dask",
+                              description="Train every cell of recipes x seeds x --vary options, each in its own "
+                              "directory OUT/[AXES/]RECIPE/seedN, as Dask tasks on a local cluster or an existing "
+                              "scheduler; then write OUT/report.md with statistics over seeds.  Runs checkpoint "
+                              "each epoch: a task whose worker dies resumes from its checkpoint, and the same "
+                              "command run again skips finished cells and resumes the others.  The output "
+                              "directory and the data set must be visible to every worker (a shared file system).")
+    _add_training_arguments(p, compare=True, sweep=True)
+    p.set_defaults(func=_cmd_sweep, _parser=p)
     p = subparsers.add_parser("report", help="redraw report.md and plots from saved runs",
                               description="Write report.md and PNG plots from the metrics of finished runs.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (each with metrics.jsonl)")

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -315,7 +316,8 @@ def _check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
     return {k: v for k, v in expected.items() if k != "data_fingerprint"}
 
 
-def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> TrainResult:
+def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train per ``config`` into ``config["out"]``; see the module docstring.
 
     Args:
@@ -324,6 +326,8 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
         overwrite: replace an earlier run in ``out`` (its files are replaced when this run
             writes its first checkpoint, not before).
         progress: show tqdm progress bars when tqdm is installed.
+        on_epoch: called with each epoch's record once its checkpoint and metrics are on disk
+            (the sweep's fault-injection tests hook in there).
 
     Raises:
         DatasetError: the data set is missing or corrupt.
@@ -444,6 +448,8 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
             history.append(record)
             epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()
             checkpoint()
+            if on_epoch is not None:
+                on_epoch(record)
             print(f"fp8emu {config['recipe']} epoch {record['epoch']}/{config['epochs']}: "
                   f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
                   f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "

@@ -26,3 +26,16 @@ if os.environ.get("FP8EMU_REQUIRE_TORCH") == "1":
         import fp8emu.torch  # noqa: F401
     except ImportError as exc:
         raise RuntimeError(f"FP8EMU_REQUIRE_TORCH=1 but PyTorch/fp8emu.torch does not import: {exc}") from exc
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Dask LocalCluster of 2 worker processes with one thread each, started once for the tests
+    that need it (test_sweep, test_digest); nothing is pre-started outside the tests."""
+    pytest.importorskip("distributed")
+    from fp8emu.cluster import connect
+    with connect("local", workers=2, quiet=True) as client:
+        yield client

@@ -15,7 +15,7 @@ LAYERS = {
     "accumulators": 3, "gemm": 3, "conv": 3, "scaling": 3,
     "autograd": 4,
     "nn": 5, "optim": 5, "loss_scale": 5, "recipes": 5, "stats": 5,
-    "data": 6, "checkpoint": 6, "train": 6, "report": 6, "seedstats": 6, "cli": 7, "__main__": 7,
+    "data": 6, "checkpoint": 6, "train": 6, "report": 6, "seedstats": 6, "sweep": 6, "cluster": 6, "cli": 7, "__main__": 7,
     "verify": 6, "testing": 6,
     "torch": 6,
 }
@@ -62,7 +62,7 @@ def test_imports_flow_one_way(path):
         assert layer is not None, f"{path.relative_to(PKG)} imports fp8emu.{target}, which is in no layer"
         assert layer <= own, (f"{path.relative_to(PKG)} (layer {own}) imports fp8emu.{target} "
                               f"(layer {layer}): data flows one way")
-        if own == 6 and layer == 6:
+        if own == 6 and layer == 6 and target.split(".")[0] != "cluster":  # Dask plumbing serves both sides
             side = lambda m: m.split(".")[0] in ("verify", "testing")  # noqa: E731
             mod = ".".join(path.relative_to(PKG).with_suffix("").parts)
             assert side(mod) == side(target), f"{mod} and fp8emu.{target}: training and verification stay apart"

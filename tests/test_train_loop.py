@@ -145,8 +145,8 @@ def test_compare_writes_report_and_plots(tmp_path, data, capsys):
 
 
 def test_compare_jobs_runs_recipes_in_parallel_with_the_same_results(tmp_path, data, capsys):
-    """``compare --jobs 2`` trains each recipe in its own process; the metrics (minus wall-clock
-    fields) and final weights equal those of the one-after-another compare."""
+    """``compare --jobs 2`` trains each recipe as a task on a 2-worker Dask cluster (fp8emu sweep's path); the
+    metrics (minus wall-clock fields) and final weights equal those of the one-after-another compare."""
     from fp8emu.cli import main
     common = ["--recipes", "fp32,paper-e5m2", "--data", str(data), "--limit-train", "8", "--limit-test", "4",
               "--batch-size", "4", "--width", "2", "--epochs", "1", "--seed", "1", "--threads", "1", "--no-progress"]
@@ -159,6 +159,12 @@ def test_compare_jobs_runs_recipes_in_parallel_with_the_same_results(tmp_path, d
         lines = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()] for d in (seq, par)]
         assert without_timing(lines[0]) == without_timing(lines[1])
         assert_trees_equal(final_state(seq), final_state(par))
+    # The same command again: refused like train (no --resume/--overwrite); with --resume every run is skipped.
+    with pytest.raises(SystemExit):
+        main(["compare", *common, "--jobs", "2", "--out", str(tmp_path / "par")])
+    assert "holds an earlier run" in capsys.readouterr().err
+    assert main(["compare", *common, "--jobs", "2", "--resume", "--out", str(tmp_path / "par")]) == 0
+    assert capsys.readouterr().out.count("is finished; skipped") == 2
 
 
 def test_compare_seeds_trains_one_run_per_recipe_and_seed(tmp_path, data, capsys):

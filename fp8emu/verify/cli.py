@@ -44,6 +44,12 @@ def _cmd_dot_vectors(args: argparse.Namespace) -> int:
 
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
+    if args.hash:
+        return _cmd_hash(args)
+    if args.out is None:
+        raise argparse.ArgumentTypeError("--out FILE is required (- for stdout)")
+    if args.scheduler != "none" or args.workers is not None:
+        raise argparse.ArgumentTypeError("--scheduler and --workers go with --hash")
     try:
         return _cmd_dot_vectors(args) if args.accumulator is not None else _cmd_conversion_vectors(args)
     except BrokenPipeError:  # `fp8emu vectors --out - | head`: the reader has seen enough
@@ -84,6 +90,45 @@ def _cmd_conversion_vectors(args: argparse.Namespace) -> int:
     n = hi - lo if streamed else len(vs)
     _status(f"fp8emu vectors: {n} cases ({dt.name} -> {fmt.name}, {vs.rounding.value}, "
             f"{'saturating' if args.saturate else 'non-saturating'}, level {args.level}) written to {where}")
+    return 0
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    """``--level exhaustive --hash``: the chunk hash of each format x rounding mode (fp8emu.verify.digest)."""
+    from ..formats import get_format
+    from .digest import exhaustive_hashes
+    from .textio import write_bytes
+
+    if args.level != "exhaustive":
+        raise argparse.ArgumentTypeError("--hash goes with --level exhaustive")
+    if args.accumulator is not None or args.range:
+        raise argparse.ArgumentTypeError("--hash covers every input of conversions: no --accumulator or --range")
+    if args.tininess != "after":
+        raise argparse.ArgumentTypeError("--hash covers the flags with tininess after rounding only")
+    if args.source == "float64":
+        raise argparse.ArgumentTypeError("--hash needs a 16- or 32-bit source (float64 has 2^64 patterns)")
+    try:
+        fmts = [get_format(f.strip()) for f in args.format.split(",") if f.strip()]
+        modes = [m.strip() for m in args.rounding.split(",") if m.strip()]
+        cases = [(f, m, args.saturate) for f in fmts for m in modes]
+        if not cases:
+            raise ValueError("--format and --rounding must name at least one format and mode")
+        if args.scheduler == "none":
+            if args.workers is not None:
+                raise ValueError("--workers goes with --scheduler local")
+            digests = exhaustive_hashes(cases, args.source)
+        else:
+            from ..cluster import connect
+            with connect(args.scheduler, workers=args.workers, prog="fp8emu vectors") as client:
+                digests = exhaustive_hashes(cases, args.source, client=client)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise argparse.ArgumentTypeError(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)) \
+            from None
+    lines = [f"{d}  source={args.source} format={f.name} rounding={m} saturate={int(args.saturate)}\n"
+             for d, (f, m, _) in zip(digests, cases)]
+    write_bytes(args.out or "-", ["".join(lines).encode("ascii")])
+    if args.out and args.out != "-":
+        _status(f"fp8emu vectors: {len(lines)} exhaustive hash(es) written to {args.out}")
     return 0
 
 
@@ -177,7 +222,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "fp32_blocked:<block>, lowp:<format>[:<chunk>], nvidia_hopper_fp8[:fast]")
     p.add_argument("--b-format", help="dot products: the second operand's format (default: --format)")
     p.add_argument("--k", type=int, default=32, help="dot products: length K (default 32)")
-    p.add_argument("--out", required=True, metavar="FILE", help="output file: text (format v2), .npz, or - for stdout")
+    p.add_argument("--out", metavar="FILE", help="output file: text (format v2), .npz, or - for stdout "
+                   "(required, except with --hash: stdout)")
+    p.add_argument("--hash", action="store_true",
+                   help="with --level exhaustive: instead of vectors, print the chunk hash (SHA-256 over the "
+                   "SHA-256 of each input chunk's codes and flags, in input order; see docs/verification.md) of "
+                   "each --format x --rounding, both of which may then be comma-separated lists")
+    p.add_argument("--scheduler", default="none", metavar="ADDR",
+                   help="--hash: 'none' (default: this process), 'local' (a Dask LocalCluster) or a Dask "
+                   "scheduler address such as tcp://host:8786; the hash is the same on any")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="--hash --scheduler local: worker processes (default: the CPUs)")
     p.set_defaults(func=_cmd_vectors, _parser=p)
 
     p = subparsers.add_parser("check", help="check a device's results against test vectors",

@@ -1,0 +1,186 @@
+"""fp8emu sweep on a Dask LocalCluster of 2 single-threaded worker processes (started here).
+
+Tiny runs (``--limit-train 256 --epochs 2 --width 8`` on a synthetic 8x8 MNIST-like set):
+the cluster's results equal the same runs trained one after another bit for bit; a worker
+killed after a cell's first epoch (a hook in the task, not a timing race) makes Dask retry the
+task, which resumes from the checkpoint and ends bit-identical; a restarted sweep skips
+finished cells.
+"""
+
+import os
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from fp8emu import train as train_mod  # noqa: E402
+from fp8emu.sweep import cell_progress, expand_grid, run_cells  # noqa: E402
+from test_data import write_mnist_like  # noqa: E402
+from test_train_loop import assert_trees_equal, final_state, without_timing  # noqa: E402
+
+RECIPES = ("fp32", "paper-e5m2")
+SEEDS = (0, 1)
+
+
+def base_config(data):
+    return {"model": "resnet18", "width": 8, "recipe": "fp32", "dataset": "fashion-mnist", "data": str(data),
+            "limit_train": 256, "limit_test": 32, "augment": True, "epochs": 2, "batch_size": 64,
+            "eval_batch_size": 32, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine",
+            "warmup_epochs": 0, "label_smoothing": 0.0, "seed": 0, "threads": 1, "stats_every": 2,
+            "backend": "numpy", "device": "cpu", "out": None}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fmnist")
+    write_mnist_like(root, n_train=256, n_test=32, size=8)
+    return root
+
+
+@pytest.fixture
+def client(dask_client):
+    return dask_client
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory, data):
+    """The grid's runs trained one after another in this process (the reference)."""
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("sequential")
+        cells = expand_grid(base_config(data), RECIPES, SEEDS, {}, str(out))
+        for c in cells:
+            train_mod.train(c.config, progress=False)
+    finally:
+        numba.set_num_threads(previous)
+    return cells
+
+
+def history(out):
+    return train_mod.load_checkpoint(os.path.join(out, "checkpoint.npz"))["history"]
+
+
+def assert_cells_equal(cells, reference):
+    assert [c.name for c in cells] == [c.name for c in reference]
+    for c, r in zip(cells, reference):
+        assert without_timing(history(c.config["out"])) == without_timing(history(r.config["out"])), c.name
+        assert_trees_equal(final_state(c.config["out"]), final_state(r.config["out"]), c.name)
+
+
+def test_grid_layout(tmp_path, data):
+    cells = expand_grid(base_config(data), ["fp32"], [0, 2], {"width": [8, 16], "lr": [0.1]}, str(tmp_path))
+    assert [os.path.relpath(c.config["out"], tmp_path) for c in cells] == [
+        os.path.join("width8-lr0.1", "fp32", "seed0"), os.path.join("width8-lr0.1", "fp32", "seed2"),
+        os.path.join("width16-lr0.1", "fp32", "seed0"), os.path.join("width16-lr0.1", "fp32", "seed2")]
+    assert [(c.config["width"], c.config["lr"], c.config["seed"]) for c in cells] == [
+        (8, 0.1, 0), (8, 0.1, 2), (16, 0.1, 0), (16, 0.1, 2)]
+    with pytest.raises(ValueError, match="cannot sweep over 'colour'"):
+        expand_grid(base_config(data), ["fp32"], [0], {"colour": [1]}, str(tmp_path))
+
+
+def test_cluster_equals_sequential_and_survives_a_killed_worker(tmp_path, data, client, sequential):
+    cells = expand_grid(base_config(data), RECIPES, SEEDS, {}, str(tmp_path))
+    victim = cells[3]            # paper-e5m2 seed 1: its worker dies right after epoch 1's checkpoint
+    marker = tmp_path / "killed"
+    workers_before = set(client.scheduler_info()["workers"])
+    result = run_cells(client, cells, str(tmp_path), progress=False, log=lambda _: None,
+                       kill_after=(victim.config["out"], 1, str(marker)))
+    assert marker.read_text() == "killed after epoch 1\n"           # the hook did kill a worker ...
+    assert set(client.scheduler_info()["workers"]) != workers_before  # ... and the nanny replaced it
+    assert result.started_at[victim.name] == 1                        # the retry resumed from the checkpoint
+    assert all(result.started_at[c.name] == 0 for c in cells if c is not victim)
+    assert result.skipped == []
+    assert_cells_equal(cells, sequential)
+    assert all(cell_progress(c) == 2 for c in cells)
+
+
+def test_restart_skips_finished_cells(tmp_path, data, client, sequential):
+    cells = expand_grid(base_config(data), RECIPES, SEEDS, {}, str(tmp_path))
+    first = run_cells(client, cells[:1], str(tmp_path), progress=False, log=lambda _: None)
+    assert first.started_at == {cells[0].name: 0}
+    # A client that died during the sweep: one cell finished, one checkpointed after epoch 1.
+    with pytest.raises(_Stop):
+        train_mod.train(cells[1].config, progress=False, on_epoch=_stop_after_first)
+    stamp = os.stat(os.path.join(cells[0].config["out"], "checkpoint.npz")).st_mtime_ns
+    messages = []
+    again = run_cells(client, cells, str(tmp_path), progress=False, log=messages.append)
+    assert again.skipped == [cells[0].name]
+    assert f"fp8emu sweep: {cells[0].name} is finished; skipped" in messages
+    assert again.started_at == {cells[1].name: 1, cells[2].name: 0, cells[3].name: 0}
+    assert os.stat(os.path.join(cells[0].config["out"], "checkpoint.npz")).st_mtime_ns == stamp
+    assert_cells_equal(cells, sequential)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first(record):
+    raise _Stop
+
+
+def test_worker_that_cannot_see_the_output_directory(tmp_path, data, client):
+    cells = expand_grid(base_config(data), ["fp32"], [0], {}, str(tmp_path / "sweep"))
+    import fp8emu.sweep as sweep_mod
+    real = sweep_mod._write_token
+    try:   # a client-side token the workers do not see: as with a directory that is not shared
+        sweep_mod._write_token = lambda out: (real(out), "not-the-token")[1]
+        with pytest.raises(RuntimeError, match="sees a different .* than the client"):
+            run_cells(client, cells, str(tmp_path / "sweep"), progress=False, log=lambda _: None)
+    finally:
+        sweep_mod._write_token = real
+
+
+def test_worker_that_cannot_read_the_data(tmp_path, data, client):
+    cells = expand_grid({**base_config(data), "data": str(tmp_path / "nowhere")}, ["fp32"], [0], {},
+                        str(tmp_path / "sweep"))
+    with pytest.raises(RuntimeError, match="cannot read the data set"):
+        run_cells(client, cells, str(tmp_path / "sweep"), progress=False, log=lambda _: None)
+
+
+def test_cli_sweep_writes_cells_and_seed_statistics(tmp_path, data, capsys):
+    """``fp8emu sweep`` end to end on its own local cluster: the --vary axis and the seeds lay out
+    the cells, the report has the seed statistics, and the same command again skips every cell."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    from fp8emu.cli import main
+    args = ["sweep", "--recipes", "fp32", "--seeds", "0-1", "--vary", "width=2,4", "--data", str(data),
+            "--limit-train", "8", "--limit-test", "4", "--batch-size", "4", "--epochs", "1", "--workers", "2",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fp8emu sweep: Dask on a local cluster, 2 worker(s)" in out
+    for width in (2, 4):
+        for seed in (0, 1):
+            assert cell_progress(_cell(tmp_path / f"width{width}" / "fp32" / f"seed{seed}")) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "width=2" in report and "width=4" in report and "±" in report
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("is finished; skipped") == 4
+
+
+def _cell(out):
+    from fp8emu.sweep import Cell
+    return Cell(str(out), {"out": str(out)})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--vary", "colour=1,2"], "expected KEY=V1,V2"),
+    (["--vary", "width=8,8"], "distinct values"),
+    (["--vary", "width=8", "--width", "8"], "give --width or --vary width"),
+    (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+])
+def test_cli_sweep_refuses(tmp_path, data, capsys, bad, message):
+    import dask
+    from fp8emu.cli import main
+    args = ["sweep", "--recipes", "fp32", "--data", str(data), "--limit-train", "8", "--epochs", "1",
+            "--no-progress", "--out", str(tmp_path), *bad]
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+            status = main(args)
+    except SystemExit as exc:
+        status = exc.code
+    assert status in (1, 2)
+    assert message in capsys.readouterr().err
