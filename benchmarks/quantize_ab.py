@@ -25,7 +25,7 @@ import numpy as np
 
 import fp8emu
 
-from .timing import platform_info
+from .timing import header
 
 
 def _import_base(checkout: pathlib.Path, tmp: pathlib.Path):
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                 f()
                 times[k].append(clock() - t)
 
-    print(platform_info())
+    print(header())
     print(f"n = {args.n} float32, {numba.get_num_threads()} thread(s), {args.repeat} interleaved repetitions, "
           f"{'wall' if args.wall else 'process CPU'} time")
     copy = float(np.median(times["np.copyto"]))

@@ -432,7 +432,11 @@ class Format:
         return False
 
     def is_inf_code(self, code: int) -> bool:
-        """Whether ``code`` is +Inf or -Inf."""
+        """Whether ``code`` is +Inf or -Inf.
+
+        Args:
+            code: a code (bit pattern) as an int.
+        """
         return self.has_inf and (code & ~self.sign_mask & (self.num_codes - 1)) == self.inf_code
 
     # ---- decoding (exact, slow; the kernels build their tables from this) ---------------------

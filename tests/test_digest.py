@@ -21,7 +21,7 @@ def by_definition(fmt, rounding, saturate):
     header = (f"fp8emu-exhaustive-v1 source=float16 format={fmt.name} exp_bits={fmt.exp_bits} "
               f"man_bits={fmt.man_bits} bias={fmt.bias} subnormals={int(fmt.subnormals)} "
               f"specials={fmt.specials.value} signed={int(fmt.signed)} has_zero={int(fmt.has_zero)} "
-              f"rounding={rounding} saturate={int(saturate)} chunk=4096\n")
+              f"tie_rule={fmt.tie_rule.value} rounding={rounding} saturate={int(saturate)} chunk=4096\n")
     chunks = [hashlib.sha256(codes[i:i + 4096].tobytes() + flags[i:i + 4096].tobytes()).digest()
               for i in range(0, 1 << 16, 4096)]
     return hashlib.sha256(header.encode() + b"".join(chunks)).hexdigest()

@@ -14,8 +14,8 @@ into a format with one rounding mode and saturation setting):
   each, :mod:`fp8emu.verify.flags`' bits, tininess after rounding); the result is
   ``SHA-256(header || h_0 || h_1 || ...)`` in input order, where ``header`` is the ASCII line
   ``fp8emu-exhaustive-v1 source=<dtype> format=<name> exp_bits=<E> man_bits=<M> bias=<b>
-  subnormals=<0|1> specials=<kind> signed=<0|1> has_zero=<0|1> rounding=<mode> saturate=<0|1>
-  chunk=<C>\\n`` (the ``format=`` ... ``has_zero=`` part is the vectors' header line).  The
+  subnormals=<0|1> specials=<kind> signed=<0|1> has_zero=<0|1> tie_rule=<rule> rounding=<mode>
+  saturate=<0|1> chunk=<C>\\n`` (the ``format=`` ... ``tie_rule=`` part is the vectors' header line).  The
   chunks are independent, so the result is the same whether they are hashed one after another
   or as Dask tasks on any cluster; it covers the flags too, so it differs from the single-pass
   SHA-256 even of the same codes.
