@@ -396,3 +396,17 @@ def test_mangled_files_never_raise(tmp_path, capsys, kind):
         args = ("--vectors", good, "--results", bad) if kind == "results" else ("--vectors", bad, "--results", good)
         rc, _ = _cli(capsys, *args)
         assert rc in (0, 1, 2), trial
+
+
+@pytest.mark.parametrize("argv", [["vectors", "--format", "e4m3fn", "--level", "1"],
+                                  ["vectors", "--format", "e4m3fn", "--b-format", "e5m2",
+                                   "--accumulator", "fp32_sequential", "--k", "4", "--level", "1", "--count", "4"]],
+                         ids=["conversion", "dot"])
+def test_out_in_a_missing_directory_is_a_one_line_error(tmp_path, capsys, argv):
+    target = tmp_path / "missing" / "v.txt"
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(target)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {target}: No such file or directory" in err and "Traceback" not in err
+    assert not target.parent.exists()

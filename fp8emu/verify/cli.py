@@ -55,6 +55,12 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `fp8emu vectors --out - | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except OSError as exc:  # --out in a missing or unwritable directory: exit 2, one line
+        raise argparse.ArgumentTypeError(_cannot_write(args.out, exc)) from None
+
+
+def _cannot_write(path: str, exc: OSError) -> str:
+    return f"cannot write {path}: {exc.strerror or exc}"
 
 
 def _cmd_conversion_vectors(args: argparse.Namespace) -> int:
@@ -163,7 +169,10 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
     from .textio import write_bytes
 
     text = crosscheck_report(count=args.count, seed=args.seed)
-    write_bytes(args.out or "-", [text.encode() + (b"" if text.endswith("\n") else b"\n")])
+    try:
+        write_bytes(args.out or "-", [text.encode() + (b"" if text.endswith("\n") else b"\n")])
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(_cannot_write(args.out, exc)) from None
     if args.out:
         _status(f"fp8emu crosscheck: report written to {args.out}")
     return 0
