@@ -28,7 +28,7 @@ from numba.core import config as _numba_config
 from . import _cuda_kernels, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
-from .quantize import _INPUTS, _deep_limit, _fast_ok, _float_dtype, _lut, _params, _params_f32, _resolve
+from .quantize import INPUT_LAYOUTS, kernel_arguments
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
@@ -86,8 +86,10 @@ def _flat(arr):
 
 @lru_cache(maxsize=None)
 def _device_lut(fmt: Format, dtype_name: str, device_id: int):
-    """The host table of :func:`fp8emu.quantize._lut`, copied to device ``device_id`` once."""
-    return cuda.to_device(np.ascontiguousarray(_lut(fmt, _float_dtype(_dtype_of(dtype_name)))))
+    """The value table of :func:`fp8emu.quantize.kernel_arguments` (as bits), copied to device
+    ``device_id`` once; raises ValueError when the dtype cannot hold ``fmt``'s values."""
+    table = kernel_arguments(fmt, _dtype_of(dtype_name)).values
+    return cuda.to_device(np.ascontiguousarray(table.view(INPUT_LAYOUTS[dtype_name].uint)))
 
 
 def _dtype_of(name: str):
@@ -112,17 +114,17 @@ def _placeholder(device_id: int):
 
 
 def _input_kind(arr, x_dtype, argname: str = "x") -> tuple[str, tuple]:
-    """(float dtype name, ``_INPUTS`` info) of a device array, reading ``x_dtype`` for bits."""
+    """(float dtype name, ``INPUT_LAYOUTS`` info) of a device array, reading ``x_dtype`` for bits."""
     dt = np.dtype(arr.dtype)
     if x_dtype is None:
-        if dt.kind != "f" or dt.name not in _INPUTS:
+        if dt.kind != "f" or dt.name not in INPUT_LAYOUTS:
             raise TypeError(f"{argname} has dtype {dt}; allowed: float16, float32, float64, or the bits of one of "
-                            f"{', '.join(_INPUTS)} as an unsigned array with x_dtype= naming it")
-        return dt.name, _INPUTS[dt.name]
+                            f"{', '.join(INPUT_LAYOUTS)} as an unsigned array with x_dtype= naming it")
+        return dt.name, INPUT_LAYOUTS[dt.name]
     name = x_dtype if isinstance(x_dtype, str) else getattr(np.dtype(x_dtype), "name", str(x_dtype))
-    if name not in _INPUTS:
-        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(_INPUTS)}")
-    info = _INPUTS[name]
+    if name not in INPUT_LAYOUTS:
+        raise TypeError(f"x_dtype={x_dtype!r} is not supported; allowed: {', '.join(INPUT_LAYOUTS)}")
+    info = INPUT_LAYOUTS[name]
     if dt.itemsize != np.dtype(info.uint).itemsize or dt.kind not in "uif":
         raise TypeError(f"{argname} has dtype {dt}, which cannot hold {name} bits; pass a "
                         f"{np.dtype(info.uint).name} array (or a {name} array without x_dtype)")
@@ -150,12 +152,15 @@ def _launch(kernel, n: int, cuda_stream, *args) -> None:
 
 def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, values: bool):
     """Shared body of :func:`encode` (``values=False``) and :func:`quantize` (``values=True``)."""
-    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     fn = "quantize" if values else "encode"
     arr = _device_array(x, "x", fn)
     name, info = _input_kind(arr, x_dtype)
+    args = kernel_arguments(fmt, _dtype_of(name), rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits,
+                            stream=stream, values=values)
+    fmt = get_format(fmt)
+    keys = args.keys
     src = _flat(arr).view(info.uint)
-    stochastic = mode is RoundMode.STOCHASTIC
+    stochastic = RoundMode.parse(rounding) is RoundMode.STOCHASTIC
     if values:
         lut = _lut_on_device(fmt, name)           # raises when the dtype cannot hold fmt
         out_dtype = np.dtype(arr.dtype)
@@ -170,19 +175,15 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     n = src.shape[0]
     if n == 0:
         return target
-    prm = _params(info, fmt, mode, saturate, r)
-    p32 = _params_f32(fmt, mode, saturate, r, values) if name == "float32" else None
+    p32 = args.params_f32
     lim = np.uint32(0)
-    if p32 is not None:
-        path = "f32"
-        limit = _deep_limit(fmt)
-        if stochastic and not r and limit:
-            lim = np.uint32(limit - 1)     # 0 < |x| bits <= lim: deep
+    if args.kernel == "f32":
+        if stochastic and sr_bits is None and args.deep_limit:
+            lim = np.uint32(args.deep_limit - 1)     # 0 < |x| bits <= lim: deep
     else:
         p32 = _P32_UNUSED
-        path = "fast" if _fast_ok(fmt, mode, info.bias) else "generic"
-    kernel = _cuda_kernels.KERNELS[(path, stochastic, values)]
-    _launch(kernel, n, cuda_stream, src, dst, lut, p32, prm, keys.base, keys.key0, lim)
+    kernel = _cuda_kernels.KERNELS[(args.kernel, stochastic, values)]
+    _launch(kernel, n, cuda_stream, src, dst, lut, p32, args.params, keys.base, keys.key0, lim)
     return target
 
 
@@ -267,13 +268,18 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
             cannot hold ``fmt``'s values exactly.
     """
     fmt = get_format(fmt)
-    dt = _float_dtype(_dtype_of(dtype) if isinstance(dtype, str) and dtype == "bfloat16" else dtype)
+    try:
+        dt = np.dtype(_dtype_of(dtype) if isinstance(dtype, str) and dtype == "bfloat16" else dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in INPUT_LAYOUTS:
+        raise TypeError(f"dtype={dtype!r} is not supported; allowed: float16, bfloat16 (ml_dtypes), float32, float64")
     arr = _device_array(codes, "codes", "decode")
     cdt = np.dtype(arr.dtype)
     if cdt.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {cdt}")
     lut = _lut_on_device(fmt, dt.name)
-    udt = np.dtype(_INPUTS[dt.name].uint)
+    udt = np.dtype(INPUT_LAYOUTS[dt.name].uint)
     store = udt if dt.name == "bfloat16" else dt
     target = (cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream) if out is None
               else _check_out(out, arr.shape, store))

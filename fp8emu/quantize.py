@@ -20,7 +20,7 @@ from ._random import key_base, mix64_py, new_seed, GAMMA
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 
-__all__ = ["encode", "decode", "quantize", "SUPPORTED_DTYPES", "kernel_arguments", "KernelArguments", "InputLayout",
+__all__ = ["encode", "decode", "quantize", "INPUT_LAYOUTS", "kernel_arguments", "KernelArguments", "InputLayout",
            "SRKeys"]
 
 class InputLayout(NamedTuple):
@@ -39,15 +39,25 @@ class SRKeys(NamedTuple):
     key0: np.uint64   # word 0's key, which nearly every element uses alone
 
 
-#: dtype name -> the bit layout of the supported float inputs.
-_INPUTS = {
+#: dtype name -> the bit layout of the supported float inputs (its keys are the input dtypes
+#: every rounding function accepts).
+INPUT_LAYOUTS = {
     "float16": InputLayout(16, 10, 15, np.uint16),
     "bfloat16": InputLayout(16, 7, 127, np.uint16),
     "float32": InputLayout(32, 23, 127, np.uint32),
     "float64": InputLayout(64, 52, 1023, np.uint64),
 }
-#: The input dtypes every rounding function accepts (names).
-SUPPORTED_DTYPES = tuple(_INPUTS)
+_INPUTS = INPUT_LAYOUTS     # the name this module's own code uses
+
+
+def __getattr__(name: str):
+    # SUPPORTED_DTYPES was public: old callers keep a working value, with a warning
+    if name == "SUPPORTED_DTYPES":
+        import warnings
+        warnings.warn("fp8emu.quantize.SUPPORTED_DTYPES is deprecated; use tuple(fp8emu.quantize.INPUT_LAYOUTS)",
+                      DeprecationWarning, stacklevel=2)
+        return tuple(INPUT_LAYOUTS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _input_info(dtype: np.dtype, argname: str = "x") -> InputLayout:
@@ -141,24 +151,37 @@ class KernelArguments(NamedTuple):
         values: the value of every code of the format, as the input dtype (the decode table;
             empty for formats wider than 16 bits, whose values are built from the code).
         value_params: the parameters that build a code's value as the input dtype without a
-            table (``_kernels.DECODE_PARAMS``, for ``_kernels._value_bits``).
+            table (``_kernels.DECODE_PARAMS``, for ``_kernels._value_bits``; empty when
+            ``kernel_arguments`` was called with ``values=False``).
+        kernel: which rounding kernel is valid: ``"f32"`` (float32 inputs, ``params_f32``),
+            ``"fast"`` (``_kernels._round_fast``) or ``"generic"``.
+        params_f32: the float32 kernels' tuple (``_kernels.PARAMS_F32``) when ``kernel`` is
+            ``"f32"``, else None.
+        deep_limit: float32 magnitude patterns below this (and nonzero) drop more than 64 bits
+            in the format (0: none do); the float32 stochastic kernels treat them apart.
     """
 
     params: tuple[int, ...]
     keys: SRKeys
     values: np.ndarray
     value_params: tuple[int, ...]
+    kernel: str = "generic"
+    params_f32: tuple[np.int32, ...] | None = None
+    deep_limit: int = 0
 
 
 def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
                      saturate: bool = False, seed: int | None = None, sr_bits: int | None = None,
-                     stream: int = 0) -> KernelArguments:
+                     stream: int = 0, values: bool = True) -> KernelArguments:
     """The rounding kernels' arguments for rounding ``dtype`` inputs into ``fmt`` (validated as :func:`encode` does).
 
     Args:
         fmt: the target format (Format or name).
         dtype: the input dtype (float16, bfloat16, float32 or float64).
         rounding, saturate, seed, sr_bits, stream: as for :func:`encode`.
+        values: whether the kernels produce values of ``dtype`` (as :func:`quantize`): then the
+            decode table and parameters are built, and a format whose values ``dtype`` cannot
+            hold is refused. False: codes only (as :func:`encode`), any format.
 
     Returns:
         A :class:`KernelArguments`.
@@ -170,8 +193,15 @@ def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: Round
     dt = np.dtype(dtype)
     info = _input_info(dt, "dtype")
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    table = _lut(fmt, dt).view(dt) if fmt.bits <= 16 else np.empty(0, dt)
-    return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table, _decode_params(fmt, dt))
+    if values:
+        table = _lut(fmt, dt).view(dt) if fmt.bits <= 16 else np.empty(0, dt)
+        value_params = _decode_params(fmt, dt)
+    else:
+        table, value_params = np.empty(0, dt), ()
+    p32 = _params_f32(fmt, mode, saturate, r, bool(values)) if dt.name == "float32" else None
+    kernel = "f32" if p32 is not None else "fast" if _fast_ok(fmt, mode, info.bias) else "generic"
+    return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table, value_params, kernel, p32,
+                           _deep_limit(fmt))
 
 
 def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:

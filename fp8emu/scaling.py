@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from .format import Format, RoundMode, Specials
 from .formats import get_format
-from .quantize import SUPPORTED_DTYPES, decode, encode, quantize
+from .quantize import INPUT_LAYOUTS, decode, encode, quantize
 
 __all__ = [
     "pow2_scale", "all_powers_of_two", "amax", "amax_scale", "scaled_quantize", "DelayedScaling",
@@ -410,8 +410,8 @@ class MXTensor:
 def _float_input(x: npt.ArrayLike) -> np.ndarray:
     """``x`` as an array of one of the supported float dtypes (float16, bfloat16, float32, float64)."""
     arr = np.asarray(x)
-    if arr.dtype.name not in SUPPORTED_DTYPES:
-        raise TypeError(f"x must be a float array ({', '.join(SUPPORTED_DTYPES)}), got dtype {arr.dtype}")
+    if arr.dtype.name not in INPUT_LAYOUTS:
+        raise TypeError(f"x must be a float array ({', '.join(INPUT_LAYOUTS)}), got dtype {arr.dtype}")
     return arr
 
 

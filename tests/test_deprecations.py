@@ -20,3 +20,12 @@ def test_encode_scalar_warns():
         assert spec.encode_scalar is spec.round_scalar
     with pytest.raises(AttributeError):
         spec.no_such_name
+
+
+def test_supported_dtypes_warns_and_keeps_its_value():
+    quantize = importlib.import_module("fp8emu.quantize")
+    with pytest.warns(DeprecationWarning, match="INPUT_LAYOUTS"):
+        names = quantize.SUPPORTED_DTYPES
+    assert names == ("float16", "bfloat16", "float32", "float64") == tuple(quantize.INPUT_LAYOUTS)
+    with pytest.raises(AttributeError):
+        quantize.no_such_name

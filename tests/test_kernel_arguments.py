@@ -23,3 +23,16 @@ def test_kernel_arguments_validate():
         kernel_arguments(e4m3fn, np.int32)
     with pytest.raises(ValueError, match="sr_bits"):
         kernel_arguments(e4m3fn, np.float32, sr_bits=4)
+
+
+def test_kernel_arguments_pick_the_kernel_and_codes_only_take_any_format():
+    from fp8emu.formats import get_format
+    wide = get_format("e8m0fnu")     # float16 cannot hold its values: refused for values, fine for codes
+    with pytest.raises(ValueError, match="cannot hold"):
+        kernel_arguments(wide, np.float16)
+    codes_only = kernel_arguments(wide, np.float16, values=False)
+    assert codes_only.values.size == 0 and codes_only.value_params == () and codes_only.params_f32 is None
+    f32 = kernel_arguments(e4m3fn, np.float32, rounding="stochastic", seed=1)
+    assert f32.kernel == "f32" and len(f32.params_f32) == len(_kernels.PARAMS_F32) and f32.deep_limit > 0
+    assert kernel_arguments(e4m3fn, np.float64).kernel in ("fast", "generic")
+    assert kernel_arguments(e4m3fn, np.float64).params_f32 is None

@@ -81,10 +81,7 @@ def test_design_doc_states_these_layers():
 
 
 #: Known exceptions, to be removed: (importing module, source module) -> why.
-PRIVATE_IMPORT_EXCEPTIONS = {
-    ("cuda", "quantize"): "the GPU kernels reuse the CPU wrappers' parameter builders; to move onto "
-                          "quantize.kernel_arguments",
-}
+PRIVATE_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def test_no_private_names_imported_across_modules():

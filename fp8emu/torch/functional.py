@@ -19,7 +19,7 @@ from ._ops import format_key, int64_of
 
 __all__ = ["encode", "decode", "quantize", "fake_quant", "FLOAT_DTYPES"]
 
-#: The tensor dtypes encode/quantize accept (fp8emu's SUPPORTED_DTYPES as torch dtypes).
+#: The tensor dtypes encode/quantize accept (the keys of fp8emu.quantize.INPUT_LAYOUTS as torch dtypes).
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.uint16, torch.int16, torch.uint32, torch.int32, torch.int64)
 _EMPTY = np.zeros(0, np.float32)
