@@ -55,11 +55,25 @@ class LossScaler:
         self.stuck_steps = 0  # consecutive skips that could not lower the scale
 
     def scale(self, loss: Tensor) -> Tensor:
-        """``loss * scale_value`` (call ``.backward()`` on the result)."""
+        """``loss * scale_value`` (call ``.backward()`` on the result).
+
+        Args:
+            loss: the scalar loss tensor.
+
+        Returns:
+            The scaled loss (exact: the scale is a power of two).
+        """
         return ops.mul(loss, self.scale_value)
 
     def unscale_(self, params: Iterable[Tensor]) -> bool:
-        """Divide every gradient by the scale in place; return True if any is Inf or NaN."""
+        """Divide every gradient by the scale in place; return True if any is Inf or NaN.
+
+        Args:
+            params: the parameters whose ``.grad`` to unscale (those without a gradient are skipped).
+
+        Returns:
+            Whether some gradient holds Inf or NaN (the step should be skipped).
+        """
         found_inf = False
         inv = np.float32(1.0 / self.scale_value)
         for p in params:
@@ -72,7 +86,14 @@ class LossScaler:
         return found_inf
 
     def update(self, found_inf: bool) -> None:
-        """Record the step's outcome, adjust the scale, warn when skipping cannot help any more."""
+        """Record the step's outcome, adjust the scale, warn when skipping cannot help any more.
+
+        Args:
+            found_inf: whether the step's gradients held Inf/NaN (it was skipped).
+
+        Warns:
+            RuntimeWarning: ``warn_after`` consecutive skipped steps at a scale that cannot go lower.
+        """
         before = self.scale_value
         self.steps += 1
         if found_inf:
@@ -92,7 +113,14 @@ class LossScaler:
         """Change the scale after a step (a constant scale here)."""
 
     def step(self, optimizer: Any) -> bool:
-        """unscale_ the optimizer's gradients, step unless Inf/NaN, update; return whether it stepped."""
+        """unscale_ the optimizer's gradients, step unless Inf/NaN, update; return whether it stepped.
+
+        Args:
+            optimizer: an :class:`fp8emu.optim.Optimizer` (anything with ``params`` and ``step()``).
+
+        Returns:
+            True when the optimizer stepped, False when the step was skipped.
+        """
         found = self.unscale_(optimizer.params)
         if not found:
             optimizer.step()
@@ -100,9 +128,22 @@ class LossScaler:
         return not found
 
     def state_dict(self) -> dict[str, Any]:
+        """The scaler's numeric state (scale, counters, settings) for checkpoints.
+
+        Returns:
+            ``{attribute: number}`` of every int/float attribute.
+        """
         return {k: v for k, v in vars(self).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (each value keeps the attribute's type).
+
+        Args:
+            state: what :meth:`state_dict` returned.
+
+        Raises:
+            KeyError: a key that is not an attribute of this scaler.
+        """
         for k, v in state.items():
             if k not in vars(self):
                 raise KeyError(f"{type(self).__name__}.load_state_dict: unknown key {k!r}")
@@ -142,6 +183,11 @@ class DynamicScaler(LossScaler):
         self.good_steps = 0
 
     def floor(self) -> float:
+        """The lowest scale a back-off may reach now (``min_scale``).
+
+        Returns:
+            The floor, a power of two.
+        """
         return self.min_scale
 
     def _adjust(self, found_inf: bool) -> None:
@@ -189,4 +235,9 @@ class EnhancedScaler(DynamicScaler):
         self.scale_value = max(self.scale_value, self.floor())
 
     def floor(self) -> float:
+        """The lowest scale at the current step count (the ``floor`` schedule at ``steps``).
+
+        Returns:
+            The floor.
+        """
         return float(self._floor_fn(self.steps))

@@ -31,7 +31,11 @@ _rng = np.random.default_rng(0)
 
 
 def manual_seed(seed: int) -> None:
-    """Reseed the generator that initialises new layers."""
+    """Reseed the generator that initialises new layers.
+
+    Args:
+        seed: the seed of ``numpy.random.default_rng`` (layers built after the call use it).
+    """
     global _rng
     _rng = np.random.default_rng(seed)
 
@@ -81,51 +85,110 @@ class Module:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def register_buffer(self, name: str, value: np.ndarray) -> None:
-        """Register a non-trainable array saved in the state dict (e.g. running statistics)."""
+        """Register a non-trainable array saved in the state dict (e.g. running statistics).
+
+        Args:
+            name: the attribute name (later assignments to it replace the buffer).
+            value: the array.
+        """
         self._buffer_names().add(name)
         self._buffers[name] = value
 
     # ---- traversal --------------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """The direct sub-modules.
+
+        Yields:
+            ``(attribute name, module)`` pairs in definition order.
+        """
         yield from self._modules.items()
 
     def children(self) -> Iterator["Module"]:
+        """The direct sub-modules, in definition order.
+
+        Yields:
+            Each sub-module.
+        """
         for _, m in self.named_children():
             yield m
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """This module and every descendant, depth first in definition order."""
+        """This module and every descendant, depth first in definition order.
+
+        Args:
+            prefix: the name of this module (its descendants' names are dotted below it).
+
+        Yields:
+            ``(dotted name, module)`` pairs, this module first.
+        """
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every descendant (as :meth:`named_modules`, without names).
+
+        Yields:
+            Each module, this one first.
+        """
         for _, m in self.named_modules():
             yield m
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter of this module and its descendants.
+
+        Args:
+            prefix: the name of this module (the parameters' names are dotted below it).
+
+        Yields:
+            ``(dotted name, parameter)`` pairs.
+        """
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
                 yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self) -> list[Parameter]:
+        """Every parameter of this module and its descendants (for an optimizer).
+
+        Returns:
+            The parameters, in :meth:`named_parameters` order.
+        """
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every buffer of this module and its descendants.
+
+        Yields:
+            ``(dotted name, array)`` pairs.
+        """
         for mname, m in self.named_modules():
             for bname, b in m._buffers.items():
                 yield (f"{mname}.{bname}" if mname else bname), b
 
     # ---- modes, gradients ---------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        """Set training mode (or evaluation mode) on this module and every descendant.
+
+        Args:
+            mode: True for training (batch statistics, dropout), False for evaluation.
+
+        Returns:
+            This module.
+        """
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self) -> "Module":
+        """Set evaluation mode (``train(False)``).
+
+        Returns:
+            This module.
+        """
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Drop the gradient of every parameter (``grad = None``)."""
         for p in self.parameters():
             p.grad = None
 
@@ -138,6 +201,10 @@ class Module:
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy arrays into the parameters and buffers (in place, keeping dtypes).
+
+        Args:
+            state: dotted name -> array, as :meth:`state_dict` returns.
+            strict: refuse missing or unexpected keys (False: load the keys both have).
 
         Raises:
             KeyError: with ``strict``, when keys are missing or unexpected (all are listed).
@@ -161,12 +228,28 @@ class Module:
 
     # ---- calling -------------------------------------------------------------------------------------------
     def forward(self, *args: Any) -> Any:  # pragma: no cover - abstract
+        """The module's computation (subclasses define it; calling the module calls it).
+
+        Args:
+            *args: the inputs.
+
+        Returns:
+            The output.
+
+        Raises:
+            NotImplementedError: on the base class.
+        """
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:
+        """The arguments shown inside the module's ``repr`` (empty here).
+
+        Returns:
+            A string.
+        """
         return ""
 
     def __repr__(self) -> str:
@@ -193,9 +276,22 @@ class Linear(Module):
         self.quant: LayerQuant | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x @ weight.T + bias``, quantized by ``quant`` when a recipe set it.
+
+        Args:
+            x: the input tensor of shape (N, in_features).
+
+        Returns:
+            The output tensor.
+        """
         return ops.linear(x, self.weight, self.bias, self.quant)
 
     def extra_repr(self) -> str:
+        """``in_features, out_features, bias=...``.
+
+        Returns:
+            A string.
+        """
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
 
@@ -221,10 +317,23 @@ class Conv2d(Module):
         self.quant: LayerQuant | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """The convolution of ``x``, quantized by ``quant`` when a recipe set it.
+
+        Args:
+            x: the input tensor (NCHW, ``in_channels`` channels).
+
+        Returns:
+            The output tensor.
+        """
         return ops.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                           dilation=self.dilation, groups=self.groups, quant=self.quant)
 
     def extra_repr(self) -> str:
+        """The channel counts and convolution settings.
+
+        Returns:
+            A string.
+        """
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}")
 
@@ -244,22 +353,56 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
 
     def forward(self, x: Tensor, relu: bool = False) -> Tensor:
-        """Normalize ``x``; ``relu=True`` applies a ReLU in the same fused pass."""
+        """Normalize ``x``; ``relu=True`` applies a ReLU in the same fused pass.
+
+        Training mode normalizes by the batch statistics and updates the running ones;
+        evaluation mode uses the running statistics.
+
+        Args:
+            x: an NCHW tensor with ``num_features`` channels.
+            relu: apply a ReLU to the result.
+
+        Returns:
+            The normalized tensor, shaped like ``x``.
+        """
         if self.training:
             self.num_batches_tracked += 1
         return ops.batch_norm2d(x, self.weight, self.bias, self.running_mean, self.running_var,
                                 training=self.training, momentum=self.momentum, eps=self.eps, relu=relu)
 
     def extra_repr(self) -> str:
+        """``num_features, eps=..., momentum=...``.
+
+        Returns:
+            A string.
+        """
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
 class ReLU(Module):
+    """Rectified linear unit, ``max(x, 0)``."""
+
     def forward(self, x: Tensor) -> Tensor:
+        """``max(x, 0)``.
+
+        Args:
+            x: the input tensor.
+
+        Returns:
+            The output tensor.
+        """
         return ops.relu(x)
 
 
 class MaxPool2d(Module):
+    """Max pooling over square windows (NCHW).
+
+    Args:
+        kernel_size: the window side.
+        stride: the step between windows (None: ``kernel_size``).
+        padding: implicit padding on each side.
+    """
+
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0) -> None:
         super().__init__()
         kernel_size, padding = check_int("kernel_size", kernel_size, low=1), check_int("padding", padding)
@@ -267,11 +410,29 @@ class MaxPool2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
+        """The maximum over each pooling window.
+
+        Args:
+            x: the input tensor (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
 class AvgPool2d(MaxPool2d):
+    """Average pooling over square windows (NCHW); arguments as :class:`MaxPool2d`."""
+
     def forward(self, x: Tensor) -> Tensor:
+        """The mean over each pooling window (padding counts as zeros).
+
+        Args:
+            x: the input tensor (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
@@ -284,16 +445,38 @@ class AdaptiveAvgPool2d(Module):
             raise ValueError(f"AdaptiveAvgPool2d supports output_size=1 only, got {output_size!r}")
 
     def forward(self, x: Tensor) -> Tensor:
+        """The mean over H and W, shaped (N, C, 1, 1).
+
+        Args:
+            x: the input tensor (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         y = ops.global_avg_pool2d(x)
         return ops.reshape(y, y.shape + (1, 1))
 
 
 class Flatten(Module):
+    """Merge the dimensions from ``start_dim`` on into one.
+
+    Args:
+        start_dim: the first dimension to merge.
+    """
+
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
         self.start_dim = start_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` with the dimensions from ``start_dim`` on merged into one.
+
+        Args:
+            x: the input tensor.
+
+        Returns:
+            The output tensor.
+        """
         return ops.flatten(x, self.start_dim)
 
 
@@ -307,6 +490,15 @@ class Dropout(Module):
         self.p, self.seed, self.calls = p, seed, 0
 
     def forward(self, x: Tensor) -> Tensor:
+        """In training mode, zero each element with probability ``p`` and scale the rest by
+        ``1 / (1 - p)``; in evaluation mode, ``x`` itself.
+
+        Args:
+            x: the input tensor.
+
+        Returns:
+            The output tensor.
+        """
         if not self.training:
             return x
         self.calls += 1
@@ -314,7 +506,17 @@ class Dropout(Module):
 
 
 class Identity(Module):
+    """Returns its input (a placeholder layer)."""
+
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` itself.
+
+        Args:
+            x: the input tensor.
+
+        Returns:
+            The output tensor.
+        """
         return x
 
 
@@ -333,6 +535,14 @@ class Sequential(Module):
         return len(self._modules)
 
     def forward(self, x: Any) -> Any:
+        """The layers applied in order.
+
+        Args:
+            x: the input tensor.
+
+        Returns:
+            The output tensor.
+        """
         for layer in self._modules.values():
             x = layer(x)
         return x
@@ -360,6 +570,14 @@ class BasicBlock(Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+        Args:
+            x: the input tensor (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -382,6 +600,14 @@ class Bottleneck(Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``relu(bn3(conv3(...)) + shortcut(x))`` after the 1x1 and 3x3 stages.
+
+        Args:
+            x: the input tensor (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         out = self.bn1(self.conv1(x), relu=True)
         out = self.bn2(self.conv2(out), relu=True)
         out = self.bn3(self.conv3(out))
@@ -433,23 +659,71 @@ class ResNet(Module):
         return Sequential(*blocks)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The class logits of an image batch.
+
+        Args:
+            x: the input tensor of images (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         x = self.maxpool(self.bn1(self.conv1(x), relu=True))  # bn1 + relu fused
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(ops.flatten(self.avgpool(x)))
 
 
 def resnet18(num_classes: int = 1000, in_channels: int = 3, width: int = 64, cifar_stem: bool = False) -> ResNet:
+    """ResNet-18 (basic blocks, stages (2, 2, 2, 2)).
+
+    Args:
+        num_classes: outputs of the final ``fc``.
+        in_channels: input image channels.
+        width: channels of the first stage.
+        cifar_stem: the 3x3 stride-1 stem without max-pool, for 32x32 inputs.
+
+    Returns:
+        A new :class:`ResNet` (initialised from the :func:`manual_seed` generator).
+    """
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, width, cifar_stem)
 
 
 def resnet34(num_classes: int = 1000, in_channels: int = 3, width: int = 64, cifar_stem: bool = False) -> ResNet:
+    """ResNet-34 (basic blocks, stages (3, 4, 6, 3)).
+
+    Args:
+        num_classes: outputs of the final ``fc``.
+        in_channels: input image channels.
+        width: channels of the first stage.
+        cifar_stem: the 3x3 stride-1 stem without max-pool, for 32x32 inputs.
+
+    Returns:
+        A new :class:`ResNet` (initialised from the :func:`manual_seed` generator).
+    """
     return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, width, cifar_stem)
 
 
 def resnet50(num_classes: int = 1000, in_channels: int = 3, width: int = 64, cifar_stem: bool = False) -> ResNet:
+    """ResNet-50 (bottleneck blocks, stages (3, 4, 6, 3)).
+
+    Args:
+        num_classes: outputs of the final ``fc``.
+        in_channels: input image channels.
+        width: channels of the first stage.
+        cifar_stem: the 3x3 stride-1 stem without max-pool, for 32x32 inputs.
+
+    Returns:
+        A new :class:`ResNet` (initialised from the :func:`manual_seed` generator).
+    """
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, width, cifar_stem)
 
 
 def gemm_layers(model: Module) -> list[tuple[str, Module]]:
-    """The model's Conv2d and Linear layers with their names, in definition order."""
+    """The model's Conv2d and Linear layers with their names, in definition order.
+
+    Args:
+        model: the model.
+
+    Returns:
+        ``(dotted name, layer)`` pairs.
+    """
     return [(name, m) for name, m in model.named_modules() if isinstance(m, Conv2d | Linear)]

@@ -26,7 +26,15 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineLR", "master_st
 
 
 def master_stream(step: int, index: int) -> int:
-    """The SR stream of parameter ``index``'s write-back at optimizer step ``step`` (1, 2, ...)."""
+    """The SR stream of parameter ``index``'s write-back at optimizer step ``step`` (1, 2, ...).
+
+    Args:
+        step: the optimizer step (1 for the first).
+        index: the parameter's position in the optimizer's list (below ``2**20``).
+
+    Returns:
+        ``step << 20 | index``.
+    """
     return (int(step) << 20) | int(index)
 
 
@@ -63,6 +71,7 @@ class Optimizer:
 
     @property
     def lr(self) -> float:
+        """The learning rate (``param_groups[0]["lr"]``); settable, checked non-negative."""
         return float(self.param_groups[0]["lr"])
 
     @lr.setter
@@ -70,6 +79,7 @@ class Optimizer:
         self.param_groups[0]["lr"] = check_real("lr", value, low=0)
 
     def zero_grad(self) -> None:
+        """Drop every parameter's gradient (``grad = None``)."""
         for p in self.params:
             p.grad = None
 
@@ -91,11 +101,19 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
+        """``lr``, the step count and copies of the per-parameter buffers (for checkpoints).
+
+        Returns:
+            ``{"lr", "steps", "state"}`` with ``state`` one dict of arrays per parameter.
+        """
         return {"lr": self.lr, "steps": self.steps,
                 "state": [{k: v.copy() for k, v in s.items()} for s in self.state]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``lr``, the step count and the per-parameter buffers.
+
+        Args:
+            state: what :meth:`state_dict` returned (the buffers are copied).
 
         Raises:
             ValueError: when the number of parameters or a buffer's shape does not match.
@@ -185,7 +203,13 @@ class AdamW(Adam):
 
 # ---- schedules: call .step() once per optimizer step (or per epoch, as you count) --------------------
 class StepLR:
-    """lr = base_lr * gamma ** (t // step_size)."""
+    """lr = base_lr * gamma ** (t // step_size).
+
+    Args:
+        optimizer: the optimizer whose ``lr`` to set (its current ``lr`` is ``base_lr``).
+        step_size: the number of :meth:`step` calls between decays (>= 1).
+        gamma: the decay factor (>= 0).
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         step_size, gamma = check_int("step_size", step_size, low=1), check_real("gamma", gamma, low=0)
@@ -193,23 +217,53 @@ class StepLR:
         self.base_lr, self.t = optimizer.lr, 0
 
     def lr_at(self, t: int) -> float:
+        """The schedule's learning rate after ``t`` steps.
+
+        Args:
+            t: the number of :meth:`step` calls.
+
+        Returns:
+            The learning rate.
+        """
         return self.base_lr * self.gamma ** (t // self.step_size)
 
     def step(self) -> float:
+        """Advance the schedule by one and set the optimizer's ``lr``.
+
+        Returns:
+            The new learning rate.
+        """
         self.t += 1
         self.optimizer.lr = self.lr_at(self.t)
         return self.optimizer.lr
 
     def state_dict(self) -> dict[str, Any]:
+        """The step count and base learning rate (for checkpoints).
+
+        Returns:
+            ``{"t", "base_lr"}``.
+        """
         return {"t": self.t, "base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` and set the optimizer's ``lr`` to the schedule's value there.
+
+        Args:
+            state: what :meth:`state_dict` returned.
+        """
         self.t, self.base_lr = int(state["t"]), float(state["base_lr"])
         self.optimizer.lr = self.lr_at(self.t)
 
 
 class CosineLR(StepLR):
-    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
+    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``.
+
+    Args:
+        optimizer: the optimizer whose ``lr`` to set (its current ``lr`` is the peak, ``base_lr``).
+        total: the step at which the decay reaches ``min_lr`` (>= 1; it stays there after).
+        warmup: the warm-up steps, ``0 <= warmup < total``.
+        min_lr: the final learning rate.
+    """
 
     def __init__(self, optimizer: Optimizer, total: int, warmup: int = 0, min_lr: float = 0.0) -> None:
         total, warmup, min_lr = check_int("total", total, low=1), check_int("warmup", warmup), check_real("min_lr", min_lr)
@@ -221,6 +275,14 @@ class CosineLR(StepLR):
             optimizer.lr = 0.0
 
     def lr_at(self, t: int) -> float:
+        """The schedule's learning rate after ``t`` steps.
+
+        Args:
+            t: the number of :meth:`step` calls.
+
+        Returns:
+            The learning rate.
+        """
         if t < self.warmup:
             return self.base_lr * t / self.warmup
         frac = min(1.0, (t - self.warmup) / (self.total - self.warmup))

@@ -126,12 +126,18 @@ class QuantStats:
             total[k] += v
 
     def enable(self) -> "QuantStats":
+        """Start collecting: register this collector as an observer of every quantization.
+
+        Returns:
+            This collector (so ``with QuantStats().enable() as st`` and chaining work).
+        """
         if not self.enabled:
             add_observer(self)
             self.enabled = True
         return self
 
     def disable(self) -> None:
+        """Stop collecting (the sums so far are kept)."""
         remove_observer(self)
         self.enabled = False
 
@@ -142,10 +148,15 @@ class QuantStats:
         self.disable()
 
     def reset(self) -> None:
+        """Forget every sum collected so far."""
         self.sums.clear()
 
     def merge(self, other: "QuantStats") -> None:
-        """Add ``other``'s sums to this collector's."""
+        """Add ``other``'s sums to this collector's.
+
+        Args:
+            other: another collector (e.g. of a worker process); it is not changed.
+        """
         for key, s in other.sums.items():
             total = self.sums.setdefault(key, dict.fromkeys(STAT_FIELDS, 0.0))
             for k, v in s.items():
@@ -160,6 +171,9 @@ class QuantStats:
 
     def load_state_dict(self, state: dict[str, dict[str, dict[str, float]]]) -> None:
         """Replace the sums by those of :meth:`state_dict`.
+
+        Args:
+            state: ``{layer: {class: {field: sum}}}`` as :meth:`state_dict` returns.
 
         Raises:
             KeyError: a class entry lacks one of :data:`STAT_FIELDS`.
@@ -188,6 +202,13 @@ class QuantStats:
 
     def get(self, layer: str, tclass: str) -> dict[str, Any]:
         """The row of one layer and class.
+
+        Args:
+            layer: the layer's name.
+            tclass: the tensor class (one of :data:`fp8emu.autograd.quant.TENSOR_CLASSES`).
+
+        Returns:
+            The :meth:`report` row of that layer and class.
 
         Raises:
             KeyError: nothing was collected for it.

@@ -70,6 +70,10 @@ _observers: list[Callable[..., None]] = []
 def add_observer(fn: Callable[..., None]) -> None:
     """Call ``fn(layer: LayerQuant, tclass: str, x, q, spec)`` after each quantization.
 
+    Args:
+        fn: the observer (e.g. a :class:`fp8emu.stats.QuantStats`); it is called in the order
+            of registration.
+
     ``x`` is the input, ``q`` the dequantized result, and ``layer.last_scale`` the
     dequantization scale of this call: a number (1.0 without scaling; the power of two of
     per-tensor and delayed scaling), or under MX and NVFP4 an array shaped like ``x`` holding
@@ -80,7 +84,11 @@ def add_observer(fn: Callable[..., None]) -> None:
 
 
 def remove_observer(fn: Callable[..., None]) -> None:
-    """Undo :func:`add_observer` (no error if ``fn`` is not registered)."""
+    """Undo :func:`add_observer` (no error if ``fn`` is not registered).
+
+    Args:
+        fn: the observer to remove.
+    """
     if fn in _observers:
         _observers.remove(fn)
 
@@ -185,20 +193,47 @@ class LayerQuant:
                 raise ValueError(f"unknown tensor class {key!r}; allowed: {', '.join(TENSOR_CLASSES)}")
 
     def spec(self, tclass: str) -> QuantSpec | None:
+        """The rounding of one tensor class.
+
+        Args:
+            tclass: one of :data:`TENSOR_CLASSES`.
+
+        Returns:
+            Its :class:`QuantSpec`, or None when the class is not quantized.
+        """
         return self.specs.get(tclass)
 
     @property
     def quantized(self) -> bool:
+        """Whether any tensor class of this layer is quantized."""
         return any(s is not None for s in self.specs.values())
 
     def fmt_for_gemm(self, tclass: str) -> Format | None:
-        """The format to announce to the accumulator for an operand of this class (None if plain)."""
+        """The format to announce to the accumulator for an operand of this class (None if plain).
+
+        Args:
+            tclass: the operand's tensor class (one of :data:`TENSOR_CLASSES`).
+
+        Returns:
+            The class's format, or None when the class is not quantized, is block-scaled (the
+            GEMM gets dequantized values) or the layer does not pass formats.
+        """
         s = self.specs.get(tclass)
         if s is None or s.scaling in _BLOCK_SCALINGS or not self.pass_formats:
             return None
         return s.fmt
 
     def stream(self, step: int, tclass: str) -> int:
+        """The stochastic-rounding stream of one tensor class at one step (unique per step, layer
+        index and class, so no two roundings of a run share random words).
+
+        Args:
+            step: the training step.
+            tclass: one of :data:`TENSOR_CLASSES`.
+
+        Returns:
+            ``step << 24 | (index & 0xFFFFF) << 4 | class number``.
+        """
         return (int(step) << 24) | ((int(self.index) & 0xFFFFF) << 4) | _CLASS_ID[tclass]
 
     def quantize(self, x: np.ndarray, tclass: str, step: int, inplace: bool = False) -> tuple[np.ndarray, float]:
@@ -208,6 +243,15 @@ class LayerQuant:
         per-tensor or delayed scaling ``q`` holds format values and ``inv`` is a power of two.
         ``inplace`` lets the rounding overwrite ``x`` (for arrays nobody else holds); it is
         ignored while observers (statistics) need the unrounded input.
+
+        Args:
+            x: the tensor to round.
+            tclass: its tensor class (one of :data:`TENSOR_CLASSES`).
+            step: the training step (selects the stochastic-rounding stream).
+            inplace: allow the rounding to overwrite ``x``.
+
+        Returns:
+            ``(q, inv)``: the rounded tensor and its dequantization scale.
         """
         s = self.specs.get(tclass)
         if s is None:
@@ -258,7 +302,12 @@ class LayerQuant:
         return {"step": self.step, "amax": {k: v.state_dict() for k, v in self._amax.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Args:
+            state: what :meth:`state_dict` returned (amax histories of classes this layer no
+                longer scales are kept, as delayed scaling of that class).
+        """
         self.step = int(state["step"])
         for k, v in state.get("amax", {}).items():
             spec = self.specs.get(k) or QuantSpec("e5m2", scaling="delayed")  # a class this recipe no longer scales
