@@ -142,6 +142,9 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
 
     Covers :func:`save_checkpoint`'s ``.NAME.*.tmp`` and the ``NAME.tmp`` of simpler atomic
     writers.  Call it only while no other process writes ``path``.
+
+    Args:
+        path: the file whose leftover temporaries to delete.
     """
     path = os.fspath(path)
     removed = []
@@ -178,6 +181,9 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    Args:
+        path: the checkpoint file.
+
     Raises:
         CheckpointError: the file is missing, truncated, damaged (zip CRC), not a checkpoint,
             or crafted (compressed members, array headers that disagree with the sizes,
@@ -213,6 +219,11 @@ def check_compatible(saved: dict, expected: dict, path: str | os.PathLike = "che
     """Raise if the configuration ``saved`` in a checkpoint differs from the run's ``expected``.
 
     Only the keys of ``expected`` are compared (e.g. model, width, recipe, seed, batch size).
+
+    Args:
+        saved: the configuration stored in the checkpoint.
+        expected: the configuration of this run (its keys are the ones compared).
+        path: the checkpoint's path, for the message.
 
     Raises:
         CheckpointError: naming every differing key with both values.

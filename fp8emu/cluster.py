@@ -16,7 +16,11 @@ __all__ = ["connect", "limit_threads"]
 
 
 def limit_threads(threads: int | None) -> None:
-    """Cap Numba's (and, when threadpoolctl is installed, BLAS's) threads at ``threads``; None: leave them."""
+    """Cap Numba's (and, when threadpoolctl is installed, BLAS's) threads at ``threads``; None: leave them.
+
+    Args:
+        threads: the thread count (None: no change).
+    """
     if threads is None:
         return
     import numba

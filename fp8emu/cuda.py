@@ -54,7 +54,15 @@ def _sm_count() -> int:
 def launch_config(n: int, per_thread: int = 1) -> tuple[int, int]:
     """``(blocks, threads)`` of a grid-stride launch over ``n`` elements, ``per_thread`` each
     loop step.  The simulator gets 2 blocks of 8 threads (it runs a Python thread per GPU
-    thread), enough to exercise the grid-stride and tail logic."""
+    thread), enough to exercise the grid-stride and tail logic.
+
+    Args:
+        n: the number of elements.
+        per_thread: the elements each thread handles per loop step (the kernel's unrolling).
+
+    Returns:
+        ``(blocks, threads per block)``.
+    """
     if simulated():
         return max(1, min(2, -(-n // (8 * per_thread)))), 8
     blocks = -(-n // (_THREADS * per_thread))

@@ -88,7 +88,12 @@ class Dataset:
         return f"{len(self.train_labels)}+{len(self.test_labels)}x{c}x{height}x{width}:{h.hexdigest()[:16]}"
 
     def limit(self, train: int | None = None, test: int | None = None) -> Dataset:
-        """The first ``train`` training and ``test`` test images (None keeps all)."""
+        """The first ``train`` training and ``test`` test images (None keeps all).
+
+        Args:
+            train: the number of training images to keep (None: all).
+            test: the number of test images to keep (None: all).
+        """
         for arg, value in (("train", train), ("test", test)):
             if value is not None and value < 1:
                 raise ValueError(f"{arg} limit must be a positive number of images, got {value}")
@@ -107,6 +112,9 @@ def load_idx(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
 
     The header is two zero bytes, a type code (``0x08`` = unsigned byte), the number of
     dimensions, then one big-endian uint32 per dimension; the data follows in C order.
+
+    Args:
+        path: the file (gzip-compressed or raw).
 
     Raises:
         DatasetError: the file is missing, truncated, too long or has a bad header.
@@ -143,6 +151,10 @@ def _find_idx(root: str, stem: str) -> str:
 
 def load_mnist_like(root: str | os.PathLike, name: str = "fashion-mnist") -> Dataset:
     """Load Fashion-MNIST or MNIST from the four IDX files in ``root``.
+
+    Args:
+        root: the directory holding the four IDX files (``.gz`` or raw).
+        name: ``"fashion-mnist"`` or ``"mnist"`` (the data set's statistics and hint).
 
     Raises:
         DatasetError: a file is missing or corrupt, or images and labels disagree.
@@ -208,6 +220,9 @@ def _load_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 def load_cifar10(root: str | os.PathLike) -> Dataset:
     """Load CIFAR-10 from a ``cifar-10-batches-py`` directory (or the directory above it).
 
+    Args:
+        root: the ``cifar-10-batches-py`` directory or its parent.
+
     Raises:
         DatasetError: a batch file is missing or malformed.
     """
@@ -239,6 +254,10 @@ DATASETS: dict[str, dict] = {
 
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Load data set ``name`` (a key of :data:`DATASETS`) from ``root`` or its default directory.
+
+    Args:
+        name: ``"fashion-mnist"``, ``"mnist"`` or ``"cifar10"``.
+        root: the data directory (None: the data set's default).
 
     Raises:
         ValueError: unknown ``name``.
@@ -316,7 +335,11 @@ class BatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int) -> npt.NDArray[np.int64]:
-        """The image indices of ``epoch`` in the order they are served."""
+        """The image indices of ``epoch`` in the order they are served.
+
+        Args:
+            epoch: the epoch (seeds the permutation with the loader's seed).
+        """
         if not self.shuffle:
             return np.arange(len(self.images))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
@@ -325,6 +348,10 @@ class BatchLoader:
         """Yield ``(x, y)`` for batches ``start, start + 1, ...`` of ``epoch``.
 
         ``x`` is float32 (B, C, H, W), ``y`` int64 (B,); both are reused buffers.
+
+        Args:
+            epoch: the epoch.
+            start: the first batch to serve (``0 <= start <= len(self)``; resuming mid-epoch).
         """
         if not 0 <= start <= len(self):
             raise ValueError(f"start must be in [0, {len(self)}], got {start}")

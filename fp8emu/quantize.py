@@ -480,6 +480,17 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     ``quantize(x, "float32")`` of a float32 ``x`` returns ``x`` except that every NaN becomes
     the positive quiet NaN ``0x7FC00000``.
 
+    Args:
+        x: as :func:`encode`.
+        fmt: as :func:`encode`.
+        rounding: as :func:`encode`.
+        saturate: as :func:`encode`.
+        seed: as :func:`encode`.
+        sr_bits: as :func:`encode`.
+        stream: as :func:`encode`.
+        out: optional C-order output array of ``x``'s shape and dtype (may be ``x``).
+        nan_policy: as :func:`encode`.
+
     Raises:
         TypeError: unsupported dtype of ``x``/``out``.
         ValueError: as :func:`encode`; also when ``fmt`` has values that ``x``'s dtype cannot

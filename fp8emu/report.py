@@ -55,6 +55,9 @@ def load_run(path: str | os.PathLike) -> Run:
 
     A torn last line (a run killed while appending) is ignored; other bad lines raise.
 
+    Args:
+        path: the run directory.
+
     Raises:
         FileNotFoundError: ``path`` has no ``metrics.jsonl``.
         ValueError: a line other than the last is not valid JSON.
@@ -139,7 +142,12 @@ def _plot_loss_scale(plt, runs: list[Run], out: str) -> list[str]:
 
 
 def stat_value(values: dict, kind: str) -> float:
-    """One statistic of a class entry; metrics of older versions say "underflow" for "flushed"."""
+    """One statistic of a class entry; metrics of older versions say "underflow" for "flushed".
+
+    Args:
+        values: one class entry of a layer's ``stats`` in ``metrics.jsonl``.
+        kind: the statistic (one of :data:`STAT_KINDS`: ``"flushed"``, ``"overflow"``, ``"saturated"``).
+    """
     if kind == "flushed" and "flushed" not in values:
         return float(values.get("underflow", 0.0))
     return float(values.get(kind) or 0.0)

@@ -70,7 +70,12 @@ class RunGroup:
         return max((r.epochs[-1]["epoch"] for r in self.runs if r.epochs), default=None)
 
     def at_epoch(self, epoch: int | None) -> list[tuple[Run, dict]]:
-        """``(run, record)`` for each run that has a record of ``epoch``."""
+        """``(run, record)`` for each run that has a record of ``epoch``.
+
+        Args:
+            epoch: the epoch number (None, what :meth:`final_epoch` gives for a group without
+                records, matches no run).
+        """
         found = []
         for run in self.runs:
             record = next((e for e in run.epochs if e["epoch"] == epoch), None)
@@ -79,11 +84,19 @@ class RunGroup:
         return found
 
     def finals(self, metric: str) -> list[float]:
-        """``metric`` at :meth:`final_epoch`, from the runs that reached it."""
+        """``metric`` at :meth:`final_epoch`, from the runs that reached it.
+
+        Args:
+            metric: a key of the epoch records (``"test_acc"``, ``"train_loss"``, ...).
+        """
         return [float(rec[metric]) for _, rec in self.at_epoch(self.final_epoch())]
 
     def per_epoch(self, metric: str) -> list[tuple[int, list[float]]]:
-        """``(epoch, values over the runs that reached it)`` for every epoch of any run."""
+        """``(epoch, values over the runs that reached it)`` for every epoch of any run.
+
+        Args:
+            metric: a key of the epoch records (``"test_acc"``, ``"train_loss"``, ...).
+        """
         epochs = sorted({e["epoch"] for r in self.runs for e in r.epochs})
         return [(ep, [float(rec[metric]) for _, rec in self.at_epoch(ep)]) for ep in epochs]
 
@@ -98,6 +111,9 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
     """Group ``runs`` by their configuration without the seed, in order of first appearance.
 
     Labels name the recipe and every configuration entry in which the groups differ (``width=8``).
+
+    Args:
+        runs: the runs (:func:`fp8emu.report.load_run`), each at most once.
 
     Raises:
         ValueError: two runs have the same configuration and the same seed (the same run twice
@@ -123,6 +139,9 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
     """The mean and the sample standard deviation (``n - 1``; None for one value).
+
+    Args:
+        values: the sample.
 
     Raises:
         ValueError: ``values`` is empty.
@@ -284,7 +303,11 @@ def _caveat(groups: Sequence[RunGroup]) -> str:
 
 
 def seed_sections(groups: Sequence[RunGroup]) -> list[str]:
-    """The Markdown lines of the seed statistics for ``groups`` (see the module docstring)."""
+    """The Markdown lines of the seed statistics for ``groups`` (see the module docstring).
+
+    Args:
+        groups: the groups of :func:`group_runs`.
+    """
     lines = ["## Seed statistics", "",
              "Runs grouped by their configuration without the seed; mean ± sample standard deviation over the "
              "seeds; Δ vs fp32 is the difference of the means to the `fp32` runs of otherwise equal "
@@ -321,7 +344,16 @@ def _band(ax: Any, group: RunGroup, metric: str, scale: float, color: Any, **kw:
 
 def plot_seed_stats(plt: Any, groups: Sequence[RunGroup], out: str) -> list[str]:
     """Draw ``accuracy.png``, ``loss.png`` (means with ± sd bands), ``loss_scale.png`` (every seed's
-    trace) and ``numerics.png`` (per-layer medians over seeds) into ``out``; return the names written."""
+    trace) and ``numerics.png`` (per-layer medians over seeds) into ``out``; return the names written.
+
+    Args:
+        plt: ``matplotlib.pyplot`` (imported by the caller, which picks the backend).
+        groups: the groups of :func:`group_runs`.
+        out: the directory to write the images into.
+
+    Returns:
+        The file names written (plots without data are left out).
+    """
     colors = _colors(plt, len(groups))
     names = []
     fig, ax = plt.subplots(figsize=(7, 4.5))

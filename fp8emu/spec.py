@@ -39,7 +39,11 @@ __all__ = ["to_fraction", "decode_scalar", "round_scalar", "round_to_format"]
 
 
 def to_fraction(x) -> Fraction:
-    """The exact value of a finite number (Python/NumPy float of any width, int, Fraction)."""
+    """The exact value of a finite number (Python/NumPy float of any width, int, Fraction).
+
+    Args:
+        x: a finite Python/NumPy float, int or Fraction.
+    """
     if isinstance(x, Fraction):
         return x
     if isinstance(x, int):
@@ -48,7 +52,15 @@ def to_fraction(x) -> Fraction:
 
 
 def decode_scalar(code: int, fmt: Format) -> float:
-    """Exact value of ``code`` (as a float: every format value fits float64 exactly)."""
+    """Exact value of ``code`` (as a float: every format value fits float64 exactly).
+
+    Args:
+        code: an integer code ``0 .. fmt.num_codes - 1``.
+        fmt: the format.
+
+    Raises:
+        ValueError: ``code`` is out of range.
+    """
     if not 0 <= code < fmt.num_codes:
         raise ValueError(f"code {code} is out of range for {fmt.name} (0..{fmt.num_codes - 1})")
     if fmt.is_nan_code(code):
@@ -194,5 +206,13 @@ def __getattr__(name: str):
 
 def round_to_format(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN, saturate: bool = False,
                     **sr) -> float:
-    """``decode_scalar(round_scalar(x, ...))``: the rounded value as a float."""
+    """``decode_scalar(round_scalar(x, ...))``: the rounded value as a float.
+
+    Args:
+        x: as :func:`round_scalar`.
+        fmt: as :func:`round_scalar`.
+        mode: as :func:`round_scalar`.
+        saturate: as :func:`round_scalar`.
+        **sr: ``sr_words`` and ``sr_bits`` of :func:`round_scalar`.
+    """
     return decode_scalar(round_scalar(x, fmt, mode, saturate, **sr), fmt)

@@ -104,7 +104,11 @@ def expand_grid(base: dict, recipes: Sequence[str], seeds: Sequence[int], axes: 
 
 
 def cell_progress(cell: Cell) -> int:
-    """Epochs the cell has finished, as its ``metrics.jsonl`` says (0 when it has none)."""
+    """Epochs the cell has finished, as its ``metrics.jsonl`` says (0 when it has none).
+
+    Args:
+        cell: a cell of the sweep (its ``config["out"]`` is the run directory).
+    """
     try:
         with open(os.path.join(cell.config["out"], "metrics.jsonl"), encoding="utf-8") as f:
             return sum(1 for line in f if line.strip())

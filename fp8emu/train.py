@@ -138,6 +138,15 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
     """Mean cross-entropy and top-1 accuracy of ``model`` (eval mode, no graph) on a split.
 
     Returns None when ``interrupt.requested`` became true during the pass.
+
+    Args:
+        model: the model (its ``eval()``/``train()`` modes are switched; training mode on return).
+        images: the split's images, uint8 (N, C, H, W).
+        labels: the split's labels (N,).
+        batch_size: images per forward pass.
+        mean: the per-channel normalisation mean.
+        std: the per-channel normalisation standard deviation.
+        interrupt: an object whose ``requested`` attribute becomes true to stop early (None: never).
     """
     from .autograd import Tensor, no_grad, ops
 
@@ -193,7 +202,14 @@ class Parts:
 
 
 def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
-    """Model, recipe, optimizer, loss scaler and LR schedule from ``config`` (seeded)."""
+    """Model, recipe, optimizer, loss scaler and LR schedule from ``config`` (seeded).
+
+    Args:
+        config: the run configuration (model, width, recipe, seed, lr, epochs, ...; see
+            :data:`CONFIG_KEYS`).
+        ds: the data set (image shape and number of classes size the model).
+        steps_per_epoch: optimizer steps per epoch (for the LR schedule).
+    """
     from . import nn
     from .recipes import get_recipe
 

@@ -36,6 +36,14 @@ class BasicBlock(nn.Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+        Args:
+            x: the input batch (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
@@ -57,6 +65,14 @@ class Bottleneck(nn.Module):
         self.downsample = _shortcut(in_planes, planes * self.expansion, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(bn3(conv3(...)) + shortcut(x))`` after the 1x1 and 3x3 stages.
+
+        Args:
+            x: the input batch (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         out = torch.relu(self.bn1(self.conv1(x)))
         out = torch.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -108,6 +124,14 @@ class ResNet(nn.Module):
         return nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class logits of an image batch.
+
+        Args:
+            x: the input batch (NCHW).
+
+        Returns:
+            The output tensor.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
@@ -120,6 +144,13 @@ _DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (
 def resnet(depth: int, num_classes: int = 1000, in_channels: int = 3, width: int = 64,
            cifar_stem: bool = False) -> ResNet:
     """ResNet-18, -34 or -50 (``depth``), the arguments of :func:`fp8emu.nn.resnet18`.
+
+    Args:
+        depth: 18, 34 or 50.
+        num_classes: as :func:`fp8emu.nn.resnet18`.
+        in_channels: as :func:`fp8emu.nn.resnet18`.
+        width: as :func:`fp8emu.nn.resnet18`.
+        cifar_stem: as :func:`fp8emu.nn.resnet18`.
 
     Raises:
         ValueError: another depth.

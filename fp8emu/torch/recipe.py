@@ -49,7 +49,11 @@ _GEMMS = (nn.Conv2d, nn.Linear)
 
 
 def gemm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's Conv2d and Linear modules with their names, in definition order."""
+    """The model's Conv2d and Linear modules with their names, in definition order.
+
+    Args:
+        model: the torch model.
+    """
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _GEMMS)]
 
 
@@ -58,6 +62,10 @@ def execution_order(model: nn.Module, sample: Any) -> list[str]:
 
     Runs ``model(sample)`` once without gradients in eval mode (batch-norm statistics and the
     recipe's step counters are untouched); modules it never calls follow in definition order.
+
+    Args:
+        model: the torch model.
+        sample: an input batch (a tuple is unpacked into the call's arguments).
     """
     names = {m: n for n, m in gemm_layers(model)}
     order: list[str] = []
@@ -106,6 +114,7 @@ class TorchProducts:
         return torch.from_numpy(a).to(self.device)
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
+        """See :meth:`fp8emu.autograd.qgemm.GemmProducts.forward` (here ``F.linear``/``F.conv2d``)."""
         m, xt, wt = self.module, self._in(x), self._in(w)
         if isinstance(m, nn.Linear):
             y = F.linear(xt, wt)
@@ -114,12 +123,14 @@ class TorchProducts:
         return _host(y)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
+        """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_input` (here PyTorch's input gradient)."""
         m, gt, wt = self.module, self._in(gy), self._in(w)
         if isinstance(m, nn.Linear):
             return _host(gt @ wt)
         return _host(torch.nn.grad.conv2d_input(x_shape, wt, gt, m.stride, m.padding, m.dilation, m.groups))
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
+        """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_weight` (here PyTorch's weight gradient)."""
         m, xt, gt = self.module, self._in(x), self._in(gy)
         if isinstance(m, nn.Linear):
             return _host(gt.t() @ xt)
@@ -179,14 +190,23 @@ class TorchLossScaler:
 
     @property
     def scale_value(self) -> float:
+        """The wrapped scaler's current scale."""
         return self.scaler.scale_value
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
-        """``loss * scale`` (call ``.backward()`` on the result)."""
+        """``loss * scale`` (call ``.backward()`` on the result).
+
+        Args:
+            loss: the loss tensor.
+        """
         return loss * self.scaler.scale_value
 
     def unscale_(self, params: Iterable[torch.Tensor]) -> bool:
-        """Divide every gradient by the scale in place; return True if any is Inf or NaN."""
+        """Divide every gradient by the scale in place; return True if any is Inf or NaN.
+
+        Args:
+            params: the parameters whose ``.grad`` to unscale (those without a gradient are skipped).
+        """
         grads = [p.grad for p in params if p.grad is not None]
         found_inf = any(not bool(torch.isfinite(g.sum(dtype=torch.float64))) for g in grads)
         inv = 1.0 / self.scaler.scale_value
@@ -196,7 +216,12 @@ class TorchLossScaler:
         return found_inf
 
     def step(self, optimizer: Any) -> bool:
-        """unscale_ the optimizer's gradients, step unless Inf/NaN, update the scale; return whether it stepped."""
+        """unscale_ the optimizer's gradients, step unless Inf/NaN, update the scale; return whether it stepped.
+
+        Args:
+            optimizer: a ``torch.optim`` optimizer or :class:`MasterWeights` (its ``param_groups``
+                hold the parameters).
+        """
         params = [p for group in optimizer.param_groups for p in group["params"]]
         found = self.unscale_(params)
         if not found:
@@ -205,9 +230,22 @@ class TorchLossScaler:
         return not found
 
     def state_dict(self) -> dict[str, Any]:
+        """The wrapped scaler's :meth:`~fp8emu.loss_scale.LossScaler.state_dict`.
+
+        Returns:
+            Its numeric state.
+        """
         return self.scaler.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the wrapped scaler's state.
+
+        Args:
+            state: what :meth:`state_dict` returned.
+
+        Raises:
+            KeyError: a key the scaler does not have.
+        """
         self.scaler.load_state_dict(state)
 
     def __repr__(self) -> str:
@@ -240,14 +278,17 @@ class MasterWeights:
 
     @property
     def params(self) -> list[torch.Tensor]:
+        """Every parameter of the optimizer's groups, in order (the write-back's indices)."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
+        """The wrapped optimizer's ``param_groups`` (LR schedules set ``group["lr"]`` there)."""
         return self.optimizer.param_groups
 
     @property
     def lr(self) -> float:
+        """The learning rate of the first group; setting it sets every group's."""
         return float(self.optimizer.param_groups[0]["lr"])
 
     @lr.setter
@@ -256,6 +297,11 @@ class MasterWeights:
             group["lr"] = float(value)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """The wrapped optimizer's ``zero_grad``.
+
+        Args:
+            set_to_none: drop the gradients (True) rather than zero them.
+        """
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
@@ -272,9 +318,19 @@ class MasterWeights:
                                  stream=master_stream(self.steps, i)))
 
     def state_dict(self) -> dict[str, Any]:
+        """The wrapped optimizer's state and the step count (the write-back streams depend on it).
+
+        Returns:
+            ``{"optimizer", "steps"}``.
+        """
         return {"optimizer": self.optimizer.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Args:
+            state: what :meth:`state_dict` returned.
+        """
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
 
@@ -324,6 +380,11 @@ class TorchRecipe:
         return {name: lq.state_dict() for name, lq in self.layers.items() if lq is not None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (layers absent from ``state`` keep their state).
+
+        Args:
+            state: layer name -> that layer's state, as :meth:`state_dict` returns.
+        """
         for name, lq in self.layers.items():
             if lq is not None and name in state:
                 lq.load_state_dict(state[name])

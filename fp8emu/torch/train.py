@@ -60,6 +60,11 @@ def cuda_numerics() -> None:
 def build_parts(config: dict, ds: Any) -> tuple[Any, Any, Any, Any]:
     """``(model, recipe, optimizer, scaler)`` of a torch run (seeded with ``config["seed"]``).
 
+    Args:
+        config: the run configuration (model, width, recipe, seed, lr, momentum,
+            weight_decay, device, threads; see :data:`fp8emu.train.CONFIG_KEYS`).
+        ds: the data set (image shape and number of classes size the model).
+
     Raises:
         ValueError: a recipe PyTorch cannot run (see :func:`apply_recipe`).
     """
@@ -80,7 +85,14 @@ def build_parts(config: dict, ds: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def train_step(parts: Any, x: np.ndarray, y: np.ndarray, *, label_smoothing: float = 0.0) -> tuple[float, int, bool]:
-    """One training step; returns (loss, correct predictions, whether the update was skipped)."""
+    """One training step; returns (loss, correct predictions, whether the update was skipped).
+
+    Args:
+        parts: the run's parts (model, optimizer, scaler of :func:`build_parts`).
+        x: the input batch, float32 NCHW.
+        y: the labels.
+        label_smoothing: as ``torch.nn.functional.cross_entropy``.
+    """
     device = next(parts.model.parameters()).device
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
     logits = parts.model(xt)                                               # predict
@@ -93,7 +105,17 @@ def train_step(parts: Any, x: np.ndarray, y: np.ndarray, *, label_smoothing: flo
 
 def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int, mean: tuple, std: tuple,
              interrupt: Any = None) -> tuple[float, float] | None:
-    """Mean cross-entropy and top-1 accuracy (eval mode, no gradients); None when interrupted."""
+    """Mean cross-entropy and top-1 accuracy (eval mode, no gradients); None when interrupted.
+
+    Args:
+        model: the torch model (training mode again on return).
+        images: the split's images, uint8 (N, C, H, W).
+        labels: the split's labels (N,).
+        batch_size: images per forward pass.
+        mean: the per-channel normalisation mean.
+        std: the per-channel normalisation standard deviation.
+        interrupt: an object whose ``requested`` attribute becomes true to stop early (None: never).
+    """
     device = next(model.parameters()).device
     loader = BatchLoader(images, labels, batch_size, mean=mean, std=std, shuffle=False)
     model.eval()
@@ -135,12 +157,22 @@ def _to_tensors(node: Any) -> Any:
 
 
 def state(parts: Any) -> dict:
-    """Everything that decides the next step, as checkpoint-storable arrays."""
+    """Everything that decides the next step, as checkpoint-storable arrays.
+
+    Args:
+        parts: the run's parts (model, optimizer, scaler, recipe).
+    """
     return {"model": _to_arrays(parts.model.state_dict()), "optimizer": _to_arrays(parts.optimizer.state_dict()),
             "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict()}
 
 
 def load_state(parts: Any, saved: dict) -> None:
+    """Restore :func:`state` into the run's parts.
+
+    Args:
+        parts: the run's parts (model, optimizer, scaler, recipe).
+        saved: what :func:`state` returned (read back from a checkpoint).
+    """
     parts.model.load_state_dict(_to_tensors(saved["model"]))
     parts.optimizer.load_state_dict(_to_tensors(saved["optimizer"]))
     parts.scaler.load_state_dict(saved["scaler"])
