@@ -481,15 +481,8 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
     the positive quiet NaN ``0x7FC00000``.
 
     Args:
-        x: as :func:`encode`.
-        fmt: as :func:`encode`.
-        rounding: as :func:`encode`.
-        saturate: as :func:`encode`.
-        seed: as :func:`encode`.
-        sr_bits: as :func:`encode`.
-        stream: as :func:`encode`.
+        x, fmt, rounding, saturate, seed, sr_bits, stream, nan_policy: as for :func:`encode`.
         out: optional C-order output array of ``x``'s shape and dtype (may be ``x``).
-        nan_policy: as :func:`encode`.
 
     Raises:
         TypeError: unsupported dtype of ``x``/``out``.

@@ -109,12 +109,7 @@ def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: 
 
     Args:
         model: the torch model (training mode again on return).
-        images: the split's images, uint8 (N, C, H, W).
-        labels: the split's labels (N,).
-        batch_size: images per forward pass.
-        mean: the per-channel normalisation mean.
-        std: the per-channel normalisation standard deviation.
-        interrupt: an object whose ``requested`` attribute becomes true to stop early (None: never).
+        images, labels, batch_size, mean, std, interrupt: as for :func:`fp8emu.train.evaluate`.
     """
     device = next(model.parameters()).device
     loader = BatchLoader(images, labels, batch_size, mean=mean, std=std, shuffle=False)
