@@ -29,6 +29,7 @@ from . import _cuda_kernels, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import INPUT_LAYOUTS, kernel_arguments
+from .quantize import decode as _host_decode
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
@@ -94,9 +95,12 @@ def _flat(arr):
 
 @lru_cache(maxsize=None)
 def _device_lut(fmt: Format, dtype_name: str, device_id: int):
-    """The value table of :func:`fp8emu.quantize.kernel_arguments` (as bits), copied to device
-    ``device_id`` once; raises ValueError when the dtype cannot hold ``fmt``'s values."""
-    table = kernel_arguments(fmt, _dtype_of(dtype_name)).values
+    """The value of every code of ``fmt`` as ``dtype_name`` bits (the CPU's :func:`fp8emu.decode`,
+    NaN codes the positive quiet NaN), copied to device ``device_id`` once; raises ValueError
+    when the dtype cannot hold ``fmt``'s values, or (the Format's own message) when ``fmt`` is
+    wider than 16 bits: the device kernels read a table."""
+    fmt.values()   # raises for formats without a value table, before any 2**bits allocation
+    table = _host_decode(np.arange(fmt.num_codes, dtype=np.int64), fmt, dtype=_dtype_of(dtype_name))
     return cuda.to_device(np.ascontiguousarray(table.view(INPUT_LAYOUTS[dtype_name].uint)))
 
 
