@@ -9,7 +9,9 @@ and ``docs/rounding.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -41,13 +43,12 @@ class SRKeys(NamedTuple):
 
 #: dtype name -> the bit layout of the supported float inputs (its keys are the input dtypes
 #: every rounding function accepts).
-INPUT_LAYOUTS = {
+INPUT_LAYOUTS: Mapping[str, InputLayout] = MappingProxyType({
     "float16": InputLayout(16, 10, 15, np.uint16),
     "bfloat16": InputLayout(16, 7, 127, np.uint16),
     "float32": InputLayout(32, 23, 127, np.uint32),
     "float64": InputLayout(64, 52, 1023, np.uint64),
-}
-_INPUTS = INPUT_LAYOUTS     # the name this module's own code uses
+})
 
 
 def __getattr__(name: str):
@@ -62,10 +63,10 @@ def __getattr__(name: str):
 
 def _input_info(dtype: np.dtype, argname: str = "x") -> InputLayout:
     name = np.dtype(dtype).name
-    if np.dtype(dtype).kind not in "fV" or name not in _INPUTS:
+    if np.dtype(dtype).kind not in "fV" or name not in INPUT_LAYOUTS:
         raise TypeError(f"{argname} has dtype {np.dtype(dtype)}; allowed: float16, bfloat16 (ml_dtypes), "
                         "float32, float64")
-    return _INPUTS[name]
+    return INPUT_LAYOUTS[name]
 
 
 def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, tuple]:
@@ -304,7 +305,7 @@ def _decode_params(fmt: Format, dtype: np.dtype) -> tuple[int, ...]:
     Raises ValueError when some value of ``fmt`` is not exactly representable in ``dtype``
     (checked on the fields: precision, largest binade, smallest quantum).
     """
-    out_w, out_m, out_bias, _ = _INPUTS[dtype.name]
+    out_w, out_m, out_bias, _ = INPUT_LAYOUTS[dtype.name]
     if fmt.man_bits > out_m or fmt.emax > out_bias or fmt.emin - fmt.man_bits < 1 - out_bias - out_m:
         raise ValueError(f"{fmt.name} has values that {dtype.name} cannot hold exactly "
                          f"(range {fmt.min_subnormal:g}..{fmt.max:g}, {fmt.man_bits} mantissa bits); use "
@@ -408,7 +409,7 @@ def _lut(fmt: Format, dtype: np.dtype) -> np.ndarray:
                          "encode()/decode() with a wider float dtype instead")
     nan = np.array(np.nan, dtype=np.float64).astype(dtype)
     cast[np.isnan(vals)] = nan
-    bits = cast.view(_INPUTS[np.dtype(dtype).name].uint).copy()
+    bits = cast.view(INPUT_LAYOUTS[np.dtype(dtype).name].uint).copy()
     bits.setflags(write=False)
     return bits
 
@@ -418,7 +419,7 @@ def _float_dtype(dtype) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt is None or dt.name not in _INPUTS:
+    if dt is None or dt.name not in INPUT_LAYOUTS:
         raise TypeError(f"dtype={dtype!r} is not supported; allowed: float16, bfloat16 (ml_dtypes), float32, float64")
     return dt
 
@@ -459,7 +460,7 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
     else:
         target = np.empty(flat.shape, dt)
     if wide:
-        _kernels._decode_wide(flat, target.view(_INPUTS[dt.name][3]), table)
+        _kernels._decode_wide(flat, target.view(INPUT_LAYOUTS[dt.name][3]), table)
     else:
         _kernels._decode(flat, target.view(table.dtype), table)
     if out is None:

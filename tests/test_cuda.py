@@ -133,7 +133,7 @@ def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path):
     key_j = lambda j: _random.mix64_py(kb + (j + 1) * _random.GAMMA)  # noqa: E731
     words = lambda idx: (lambda j: _random.mix64_py(((k0 if j == 0 else key_j(j)) + ((idx + 1) * _random.GAMMA)) & MASK))  # noqa: E731,E501
     want = [spec.round_scalar(xs[j], fmt, "stochastic", sr_words=words(j)) for j in range(3)]
-    info = Q._INPUTS[np.dtype(dtype).name]
+    info = Q.INPUT_LAYOUTS[np.dtype(dtype).name]
     prm = Q._params(info, fmt, RoundMode.STOCHASTIC, False, 0)
     p32 = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False) if path == "f32" else fc._P32_UNUSED
     lim = np.uint32(Q._deep_limit(fmt) - 1) if path == "f32" else np.uint32(0)

@@ -18,7 +18,7 @@ MASK = (1 << 64) - 1
 
 
 def _prm(fmt, dtype, mode, saturate, sr_bits=0):
-    return Q._params(Q._INPUTS[np.dtype(dtype).name], fmt, RoundMode.parse(mode), saturate, sr_bits)
+    return Q._params(Q.INPUT_LAYOUTS[np.dtype(dtype).name], fmt, RoundMode.parse(mode), saturate, sr_bits)
 
 
 def _spec_words(seed, stream):
@@ -54,7 +54,7 @@ def test_encode_equals_spec(fi, mode, saturate, sr_bits, seed, stream):
 def test_fast_kernel_equals_generic_kernel_on_all_16bit_patterns(fmt, dtype, mode):
     """On every float16 pattern / upper-half float32 pattern, both kernels give the same codes
     (only where the fast one is valid: emin >= the input's emin)."""
-    info = Q._INPUTS[np.dtype(dtype).name]
+    info = Q.INPUT_LAYOUTS[np.dtype(dtype).name]
     if not Q._fast_ok(fmt, mode, info[2]):
         pytest.skip("fast kernel not valid here (input emin, or a mode only the generic kernel has)")
     u = np.arange(1 << 16, dtype=np.uint32)
@@ -96,7 +96,7 @@ def test_float32_kernels_equal_generic_kernel(fmt, mode):
         if mode is RoundMode.STOCHASTIC and r == 0:
             a = b & np.uint32(0x7FFFFFFF)
             b = b[(a == 0) | (a >= Q._deep_limit(fmt))]
-        prm = Q._params(Q._INPUTS["float32"], fmt, mode, sat, r)
+        prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, sat, r)
         kb = np.uint64(_random.key_base(3, 9))
         k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
         want = np.empty(b.shape, fmt.code_dtype)
@@ -173,7 +173,7 @@ def test_exact_sr_tie_draws_more_words(x, dtype, fmt):
     bits = xs.view(UINT_OF[np.dtype(dtype)])
     out = np.empty(3, fmt.code_dtype)
     Q._run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, out, None,
-           Q._INPUTS[np.dtype(dtype).name],
+           Q.INPUT_LAYOUTS[np.dtype(dtype).name],
            fmt, RoundMode.STOCHASTIC, False, 0, Q.SRKeys(np.uint64(kb), np.uint64(k0)))
     want = [spec.round_scalar(xs[j], fmt, "stochastic", sr_words=words(j)) for j in range(3)]
     assert out.tolist() == want
