@@ -162,6 +162,15 @@ class DynamicScaler(LossScaler):
 
     On Inf/NaN: skip the step and multiply the scale by ``backoff`` (not below ``min_scale``);
     after ``window`` consecutive clean steps: multiply it by ``growth`` (not above ``max_scale``).
+
+    Args:
+        init_scale: the starting scale, in ``[min_scale, max_scale]``.
+        growth: the factor after ``window`` clean steps (a power of two, >= 1).
+        backoff: the factor after an Inf/NaN step (a power of two, <= 1).
+        window: the number of consecutive clean steps before growing (>= 1).
+        min_scale: the lowest scale (a power of two).
+        max_scale: the highest scale (a power of two).
+        warn_after: as :class:`LossScaler`.
     """
 
     def __init__(self, init_scale: float = 2.0 ** 16, *, growth: float = 2.0, backoff: float = 0.5,

@@ -41,7 +41,12 @@ def manual_seed(seed: int) -> None:
 
 
 class Parameter(Tensor):
-    """A float32 tensor that a module owns and an optimizer updates (``requires_grad=True``)."""
+    """A float32 tensor that a module owns and an optimizer updates (``requires_grad=True``).
+
+    Args:
+        data: the initial values (converted to C-contiguous float32).
+        requires_grad: whether backward computes its gradient.
+    """
 
     __slots__ = ()
 
@@ -264,7 +269,13 @@ def _uniform(bound: float, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class Linear(Module):
-    """``y = x @ weight.T + bias``; PyTorch's default initialisation (U(+-1/sqrt(fan_in)))."""
+    """``y = x @ weight.T + bias``; PyTorch's default initialisation (U(+-1/sqrt(fan_in))).
+
+    Args:
+        in_features: the input width (>= 1).
+        out_features: the output width (>= 1).
+        bias: whether the layer has a bias.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
@@ -296,7 +307,18 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution, NCHW/OIHW; PyTorch's default initialisation."""
+    """2-D convolution, NCHW/OIHW; PyTorch's default initialisation.
+
+    Args:
+        in_channels: input channels (divisible by ``groups``).
+        out_channels: output channels (divisible by ``groups``).
+        kernel_size: the square kernel's side.
+        stride: the stride.
+        padding: zero padding on each side.
+        dilation: the kernel dilation.
+        groups: the number of channel groups.
+        bias: whether the layer has a bias.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, bias: bool = True) -> None:
@@ -339,7 +361,13 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Batch normalization over (N, H, W); running statistics as buffers (PyTorch semantics)."""
+    """Batch normalization over (N, H, W); running statistics as buffers (PyTorch semantics).
+
+    Args:
+        num_features: the number of channels.
+        eps: added to the variance before the square root.
+        momentum: the weight of the batch statistics in the running statistics' update.
+    """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
@@ -437,7 +465,14 @@ class AvgPool2d(MaxPool2d):
 
 
 class AdaptiveAvgPool2d(Module):
-    """Adaptive average pooling; only ``output_size=1`` (global average, keeping H = W = 1)."""
+    """Adaptive average pooling; only ``output_size=1`` (global average, keeping H = W = 1).
+
+    Args:
+        output_size: 1 or ``(1, 1)``.
+
+    Raises:
+        ValueError: another output size.
+    """
 
     def __init__(self, output_size: int | tuple[int, int] = 1) -> None:
         super().__init__()
@@ -481,7 +516,12 @@ class Flatten(Module):
 
 
 class Dropout(Module):
-    """Dropout whose mask of call ``i`` is drawn from ``(seed, i)`` (reproducible)."""
+    """Dropout whose mask of call ``i`` is drawn from ``(seed, i)`` (reproducible).
+
+    Args:
+        p: the probability of zeroing an element, ``0 <= p < 1``.
+        seed: the seed of the masks.
+    """
 
     def __init__(self, p: float = 0.5, seed: int = 0) -> None:
         super().__init__()
@@ -521,7 +561,11 @@ class Identity(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order, named ``"0"``, ``"1"``, ... (as in PyTorch)."""
+    """Modules applied in order, named ``"0"``, ``"1"``, ... (as in PyTorch).
+
+    Args:
+        *layers: the modules, in order.
+    """
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
@@ -557,7 +601,13 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> "Sequential | Non
 
 
 class BasicBlock(Module):
-    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34)."""
+    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34).
+
+    Args:
+        in_planes: the input channels.
+        planes: the block's width (its output has ``planes * expansion`` channels).
+        stride: the stride of the first 3x3 convolution (and of the projection shortcut).
+    """
 
     expansion = 1
 
@@ -585,7 +635,13 @@ class BasicBlock(Module):
 
 
 class Bottleneck(Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50)."""
+    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50).
+
+    Args:
+        in_planes: the input channels.
+        planes: the block's width (its output has ``planes * expansion`` channels).
+        stride: the stride of the 3x3 convolution (and of the projection shortcut).
+    """
 
     expansion = 4
 

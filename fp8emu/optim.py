@@ -130,7 +130,17 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with momentum, Nesterov and L2 weight decay, exactly as ``torch.optim.SGD``."""
+    """SGD with momentum, Nesterov and L2 weight decay, exactly as ``torch.optim.SGD``.
+
+    Args:
+        params: the parameters.
+        lr: the learning rate.
+        momentum: the momentum factor (0: none).
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+        weight_decay: L2 penalty added to the gradient.
+        dampening: damping of the momentum's gradient term, in [0, 1].
+        **kw: ``master_format``, ``master_rounding``, ``seed`` of :class:`Optimizer`.
+    """
 
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, *, nesterov: bool = False,
                  weight_decay: float = 0.0, dampening: float = 0.0, **kw: Any) -> None:
@@ -156,7 +166,16 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``."""
+    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``.
+
+    Args:
+        params: the parameters.
+        lr: the learning rate.
+        betas: the decay rates of the first and second moment estimates, each in [0, 1).
+        eps: added to the denominator (> 0).
+        weight_decay: L2 penalty added to the gradient.
+        **kw: ``master_format``, ``master_rounding``, ``seed`` of :class:`Optimizer`.
+    """
 
     decoupled = False
 
@@ -192,7 +211,13 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW`` (default 0.01)."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW`` (default 0.01).
+
+    Args:
+        params, lr, betas, eps: as :class:`Adam`.
+        weight_decay: the decoupled decay: each step multiplies the weights by ``1 - lr * weight_decay``.
+        **kw: ``master_format``, ``master_rounding``, ``seed`` of :class:`Optimizer`.
+    """
 
     decoupled = True
 

@@ -3,6 +3,7 @@ below every public function and method with parameters has an ``Args:`` section 
 public property a docstring (mkdocstrings renders them; a missing section is a hole in the
 reference)."""
 
+import dataclasses
 import importlib
 import inspect
 import pathlib
@@ -48,6 +49,21 @@ def _problems(obj, qual):
     return []
 
 
+def _init_problems(cls, qual):
+    """A class with its own ``__init__`` documents the constructor's arguments in the class
+    docstring (where mkdocstrings shows them); dataclasses and named tuples list their fields."""
+    init = vars(cls).get("__init__")
+    if init is None or dataclasses.is_dataclass(cls) or not inspect.isfunction(init):
+        return []
+    params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return []   # e.g. a Protocol's placeholder __init__
+    doc = cls.__doc__ or ""
+    if "Args:" in doc or "Attributes:" in doc:
+        return []
+    return [f"{qual}: constructor arguments {', '.join(p.name for p in params)} without an Args: section"]
+
+
 @pytest.mark.parametrize("modname", CHECKED)
 def test_public_functions_document_their_arguments(modname):
     if modname.startswith("fp8emu.torch"):
@@ -61,6 +77,7 @@ def test_public_functions_document_their_arguments(modname):
         elif inspect.isclass(obj):
             if not obj.__doc__:
                 problems.append(f"{qual}: no class docstring")
+            problems += _init_problems(obj, qual)
             for attr, value in vars(obj).items():
                 if attr.startswith("_"):
                     continue

@@ -23,7 +23,13 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | N
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34)."""
+    """Two 3x3 convolutions with batch norm and a residual connection (ResNet-18/34).
+
+    Args:
+        in_planes: the input channels.
+        planes: the block's width (its output has ``planes * expansion`` channels).
+        stride: the stride of the first 3x3 convolution (and of the projection shortcut).
+    """
 
     expansion = 1
 
@@ -50,7 +56,13 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50)."""
+    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50).
+
+    Args:
+        in_planes: the input channels.
+        planes: the block's width (its output has ``planes * expansion`` channels).
+        stride: the stride of the 3x3 convolution (and of the projection shortcut).
+    """
 
     expansion = 4
 
