@@ -196,7 +196,9 @@ def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: Round
     fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
     if values:
         table = _lut(fmt, dt).view(dt) if fmt.bits <= 16 else np.empty(0, dt)
-        value_params = _decode_params(fmt, dt)
+        # with a table the kernels read values from it, as quantize() does: the parameters are
+        # then unused and the conservative representability check must not refuse the format
+        value_params = _decode_params(fmt, dt, check=fmt.bits > 16)
     else:
         table, value_params = np.empty(0, dt), ()
     p32 = _params_f32(fmt, mode, saturate, r, bool(values)) if dt.name == "float32" else None
@@ -299,14 +301,16 @@ def _check_nan_policy(bits: np.ndarray, info: tuple, fmt: Format, nan_policy) ->
 
 
 @lru_cache(maxsize=None)
-def _decode_params(fmt: Format, dtype: np.dtype) -> tuple[int, ...]:
+def _decode_params(fmt: Format, dtype: np.dtype, *, check: bool = True) -> tuple[int, ...]:
     """:data:`_kernels.DECODE_PARAMS` for building ``dtype`` patterns from codes of ``fmt``.
 
-    Raises ValueError when some value of ``fmt`` is not exactly representable in ``dtype``
-    (checked on the fields: precision, largest binade, smallest quantum).
+    Raises ValueError (unless ``check`` is False) when some value of ``fmt`` may not be exactly
+    representable in ``dtype`` (checked conservatively on the fields: precision, largest binade,
+    smallest quantum; a zero-exponent-bit format, which has no implicit bit, can be refused
+    although it fits).
     """
     out_w, out_m, out_bias, _ = INPUT_LAYOUTS[dtype.name]
-    if fmt.man_bits > out_m or fmt.emax > out_bias or fmt.emin - fmt.man_bits < 1 - out_bias - out_m:
+    if check and (fmt.man_bits > out_m or fmt.emax > out_bias or fmt.emin - fmt.man_bits < 1 - out_bias - out_m):
         raise ValueError(f"{fmt.name} has values that {dtype.name} cannot hold exactly "
                          f"(range {fmt.min_subnormal:g}..{fmt.max:g}, {fmt.man_bits} mantissa bits); use "
                          "encode()/decode() with a wider float dtype instead")

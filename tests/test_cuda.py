@@ -284,3 +284,13 @@ def test_cuda_step_check_tool_runs_cpu_against_cpu():
                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "weights       0 of" in res.stdout and "activations: identical" in res.stdout
+
+
+def test_zero_exponent_format_into_float16_equals_cpu():
+    """e0m11fnu has 11 significant bits and no implicit bit: float16 holds its values exactly,
+    so the CPU quantizes into float16 from its table; the GPU path must not refuse it (it did,
+    through the conservative field check for table-free value building)."""
+    fmt = fp8emu.formats.get_format("e0m11fnu")
+    x = np.linspace(0, 2, 301, dtype=np.float16)
+    want = fp8emu.quantize(x, fmt)
+    assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt).copy_to_host()), _bits(want))
