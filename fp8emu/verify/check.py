@@ -126,13 +126,6 @@ def classify(vs: VectorSet, x: np.ndarray, expected: np.ndarray, got: np.ndarray
         got: the device's codes.
         exp_flags: the expected flags.
 
-    Args:
-        vs: the vectors.
-        x: the inputs of the mismatches.
-        expected: their expected codes.
-        got: the codes received.
-        exp_flags: the expected flags.
-
     Returns:
         An object array of class names, one per mismatch.
     """
@@ -315,15 +308,6 @@ def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike
     (format v1 or v2) or ``.npz``.  Conversion results are ``input code [flags]`` per line (or
     an ``.npz`` with ``inputs``, ``codes``, ``flags``); dot-product results are described in
     :mod:`fp8emu.verify.dot`.
-
-    Args:
-        vectors_path: the vectors file, or ``-`` for stdin.
-        results_path: the results file, or ``-`` for stdin.
-        max_failures: as in :func:`check`.
-        z_max: as in :func:`check` (conversions only).
-        nan: as in :func:`check` (conversions only).
-        allow_partial: as in :func:`check`.
-        min_draws: as in :func:`check` (conversions only).
 
     Args:
         vectors_path: the vectors file (``-``: stdin).

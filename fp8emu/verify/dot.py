@@ -229,9 +229,6 @@ def dot_columns(vs: DotVectorSet) -> list[Column]:
 
     Args:
         vs: the vectors (their formats and K decide the words).
-
-    Args:
-        vs: the dot-product vectors.
     """
     return ([Column(f"a[{i}]", vs.a_fmt.bits) for i in range(vs.k)] + [Column(f"b[{i}]", vs.b_fmt.bits)
                                                                          for i in range(vs.k)]
@@ -248,10 +245,6 @@ def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
     Args:
         vs: the vectors.
         path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
-
-    Args:
-        vs: the dot-product vectors.
-        path: the file (``-``: stdout).
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -275,9 +268,6 @@ def is_dot_vectors(data: bytes) -> bool:
 
     Args:
         data: the content of a file.
-
-    Args:
-        data: a file's content.
     """
     if is_npz(data):
         try:
@@ -308,10 +298,6 @@ def _split_meta(table_header: list[str]) -> tuple[dict, dict, dict]:
 
 def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
     """Dot-product vectors from the content of a file: text (v1 or v2) or ``.npz``.
-
-    Args:
-        data: the content.
-        name: the file's name, for messages.
 
     Args:
         data: the file's content.
@@ -405,9 +391,6 @@ def read_dot(path: str | os.PathLike) -> DotVectorSet:
     Args:
         path: the file, or ``-`` for stdin.
 
-    Args:
-        path: the file (``-``: stdin).
-
     Returns:
         The :class:`DotVectorSet`.
 
@@ -431,11 +414,6 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
         data: the content of the results file.
         vs: the vectors the results answer.
         name: the file's name, for messages.
-
-    Args:
-        data: the file's content.
-        vs: the vectors the results answer.
-        name: the file's name for error messages.
 
     Returns:
         ``(index or None, results as uint32 bit patterns)``.
@@ -491,10 +469,6 @@ def read_dot_results(path: str | os.PathLike, vs: DotVectorSet) -> tuple[np.ndar
 
     Args:
         path: the results file, or ``-`` for stdin.
-        vs: the vectors the results answer.
-
-    Args:
-        path: the file (``-``: stdin).
         vs: the vectors the results answer.
     """
     return dot_results_from_bytes(read_bytes(path), vs, display_name(path))

@@ -397,9 +397,6 @@ def vector_columns(vs: VectorSet) -> list[Column]:
 
     Args:
         vs: the vectors (their source, format and rounding decide the words).
-
-    Args:
-        vs: the vectors.
     """
     code = vs.fmt.bits
     cols = [Column("input", vs.dtype.itemsize * 8), Column("down" if vs.expected_up is not None else "expected", code)]
@@ -433,11 +430,6 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
         path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
         stream_chunks: more inputs, chunk by chunk, whose results are computed while writing.
 
-    Args:
-        vs: the vectors.
-        path: the file (``.npz``, any other suffix: text; ``-``: stdout).
-        stream_chunks: optional input chunks whose results are computed and appended one by one.
-
     Returns:
         The path written (``Path("-")`` for stdout).
 
@@ -469,10 +461,6 @@ def result_columns(vs: VectorSet, flags: bool) -> list[Column]:
     Args:
         vs: the vectors the results answer.
         flags: whether the line has a flags word.
-
-    Args:
-        vs: the vectors.
-        flags: whether the lines carry flags.
     """
     return [Column("input", vs.dtype.itemsize * 8), Column("code", vs.fmt.bits)] + ([Column("flags", 5)] if flags
                                                                                      else [])
@@ -491,14 +479,6 @@ def write_results(path: str | os.PathLike, inputs: np.ndarray, codes: np.ndarray
         source: the source dtype (sets the input words' width).
         fmt: the target format (sets the code words' width).
         flags: the device's flags, or None for ``input code`` lines.
-
-    Args:
-        path: the file (``-``: stdout).
-        inputs: the inputs (bit patterns or values).
-        codes: the codes the device produced.
-        source: the source dtype or its name.
-        fmt: the format.
-        flags: optional flags per result.
 
     Returns:
         The path written (``Path("-")`` for stdout).
@@ -522,11 +502,6 @@ def _header_line(table: Table, key: str) -> int:
 
 def parse_format(meta: dict, name: str = "header", line: int | None = None) -> Format:
     """Rebuild a Format from header fields (see :func:`format_header`).
-
-    Args:
-        meta: the header's ``key=value`` fields.
-        name: the file's name, for messages.
-        line: the header line, for messages.
 
     Args:
         meta: the header fields.
@@ -576,10 +551,6 @@ def _settings(meta: dict, name: str, line: int) -> tuple[np.dtype, RoundMode, bo
 
 def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
     """Conversion vectors from the content of a file: text (v1 or v2) or ``.npz``.
-
-    Args:
-        data: the content.
-        name: the file's name, for messages.
 
     Args:
         data: the file's content.
@@ -664,9 +635,6 @@ def read_vectors(path: str | os.PathLike) -> VectorSet:
     Args:
         path: the file, or ``-`` for stdin.
 
-    Args:
-        path: the file (``-``: stdin).
-
     Returns:
         The :class:`VectorSet`.
 
@@ -687,11 +655,6 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
         data: the content of the results file.
         vs: the vectors the results answer.
         name: the file's name, for messages.
-
-    Args:
-        data: the file's content.
-        vs: the vectors the results answer.
-        name: the file's name for error messages.
 
     Returns:
         ``(inputs, codes, flags or None)`` as uint64 arrays.
@@ -718,10 +681,6 @@ def read_results(path: str | os.PathLike, vs: VectorSet) -> tuple[np.ndarray, np
 
     Args:
         path: the results file, or ``-`` for stdin.
-        vs: the vectors the results answer.
-
-    Args:
-        path: the file (``-``: stdin).
         vs: the vectors the results answer.
     """
     return results_from_bytes(read_bytes(path), vs, display_name(path))
