@@ -340,18 +340,25 @@ _I32 = np.int32
 def _round_f32(b, i, p, key0, stochastic):
     """:func:`_round_fast` for float32 inputs in int32 arithmetic, returning ``(code, value)``.
 
-    Half-width lanes (16 per 512-bit vector instead of 8) and no table lookup: the rounded
-    value's float32 bits come straight from the input's bits.  Valid where ``_round_fast``
-    is and, in addition, where the target's smallest subnormal ``q = 2^(emin - m)`` is a
-    normal float32 (``q_bits`` is its pattern).  Same decisions, same random words::
+    No table lookup: the rounded value's float32 bits come straight from the input's bits.
+    Valid where ``_round_fast`` is and, in addition, where the target's smallest subnormal
+    ``q = 2^(emin - m)`` is a normal float32 (``q_bits`` is its pattern).  Same decisions,
+    same random words::
 
-        a = | E (8) | T (23) |        sig = [E != 0] T  (24 bits)     sh = dropped bits of sig
-                   |<- kt ->|<- sh ->|
+        b = | s | E (8) | T (23) |      a = b without s,   sig = [E != 0] T  (24 bits)
+                        |<-- kt -->|<- sh ->|               sh = dropped bits of sig
+                                   | L | R sticky ... |     (L: lowest kept bit, R: round bit)
 
         sh <= 23: the kept bits lie in the fraction field, so the result is ``a`` with the
                   dropped bits cleared plus (k - kt) quanta; a carry out of the fraction
                   moves into the exponent field, which is the next binade (IEEE layout).
         sh >= 24: |x| < q, so k is 0 or 1 and the result is k * q.
+
+    Every intermediate is cast back to ``int32`` (Numba types ``int32 op int32`` as
+    ``int64``) and the variable shift amounts are masked with ``& 31`` (a no-op on their
+    values, ``sh`` <= 25 and ``m`` <= 22): together they let LLVM keep the deterministic
+    path in 32-bit lanes (16 per 512-bit vector, 8 per 256-bit one).  No value overflows
+    int32: ``sig + inc < 2^25`` and ``mag <= 254 * 2^22 + 2^23``.
 
     In stochastic mode the caller must have checked that no element needs a second random
     word (``sh > 64``: :func:`_count_f32_deep`); this function cannot draw one.
@@ -360,15 +367,17 @@ def _round_f32(b, i, p, key0, stochastic):
      c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu) = p
     s = _I32(b >> np.uint32(31))
     a = _I32(b & np.uint32(0x7FFFFFFF))
-    E = a >> _I32(23)
-    T = a & _I32(0x7FFFFF)
-    sig = T | (_I32(E != _I32(0)) << _I32(23))
-    e = max(E, _I32(1)) - _I32(127)
-    eq = max(e, emin)
-    sh_true = _I32(23) - m + (eq - e)
-    sh = min(sh_true, _I32(25))            # beyond 25 (> 24 + 1) only "dropped != 0" matters
-    ones = (_I32(1) << sh) - _I32(1)
-    kt = sig >> sh                          # truncated magnitude in quanta
+    E = _I32(a >> _I32(23))
+    T = _I32(a & _I32(0x7FFFFF))
+    sig = _I32(T | _I32(_I32(E != _I32(0)) << _I32(23)))
+    e = _I32(max(E, _I32(1)) - _I32(127))
+    eq = max(e, emin)                       # exponent of the target quantum's binade
+    sh_true = _I32(_I32(_I32(23) - m) + _I32(eq - e))
+    # beyond 25 (> 24 + 1) only "dropped != 0" matters; "& 31" tells LLVM the shift is < 32
+    sh = _I32(min(sh_true, _I32(25)) & _I32(31))
+    m5 = _I32(m & _I32(31))
+    ones = _I32(_I32(_I32(1) << sh) - _I32(1))      # mask of the dropped bits
+    kt = _I32(sig >> sh)                            # truncated magnitude in quanta
     if stochastic:
         w = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
         ca = np.uint64(sig & ones) << np.uint64(max(_I32(64) - sh_true, _I32(0)))
@@ -379,33 +388,36 @@ def _round_f32(b, i, p, key0, stochastic):
             away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
         else:
             away = w < c0
-        k = kt + _I32(away)
+        k = _I32(kt + _I32(away))
     else:
-        if mode == 0:
-            inc = (ones >> _I32(1)) + (kt & _I32(1))
-        elif mode == 1:
-            inc = (ones >> _I32(1)) + _I32(1)
-        elif mode == 2:
+        # inc: added below the kept bits so that the carry into k is the rounding decision
+        if mode == 0:           # nearest_even: half - 1, plus 1 when k is odd
+            inc = _I32(_I32(ones >> _I32(1)) + _I32(kt & _I32(1)))
+        elif mode == 1:         # nearest_away: half
+            inc = _I32(_I32(ones >> _I32(1)) + _I32(1))
+        elif mode == 2:         # toward_zero
             inc = _I32(0)
-        elif mode == 3:
-            inc = ones & (s - _I32(1))
-        else:
-            inc = ones & (-s)
-        k = (sig + inc) >> sh
-    mag = ((eq - emin + _I32(1)) << m) + k - (_I32(1) << m)
+        elif mode == 3:         # up: all ones for +, 0 for -
+            inc = _I32(ones & _I32(s - _I32(1)))
+        else:                   # down: all ones for -, 0 for +
+            inc = _I32(ones & _I32(-s))
+        k = _I32(_I32(sig + inc) >> sh)
+    # code magnitude (the module docstring's formula with has_zero = 1)
+    mag = _I32(_I32(_I32(_I32(eq - emin) + _I32(1)) << m5) + _I32(k - _I32(_I32(1) << m5)))
     special = E == _I32(255)
     ovf = mag > max_mag
-    negu = (s == 1) & (signed == 0) & (a != 0)
-    code = mag | (sign_mask & -s)
-    code = _I32(0) if (fnuz == 1) & (mag == 0) else code
+    negu = (s == _I32(1)) & (signed == _I32(0)) & (a != _I32(0))
+    code = _I32(mag | _I32(sign_mask & _I32(-s)))
+    code = _I32(0) if (fnuz == _I32(1)) & (mag == _I32(0)) else code
     code = (c_novf if s else c_povf) if ovf else code
     code = c_negu if negu else code
-    code = (c_nan if T != 0 else (c_ninf if s else c_pinf)) if special else code
-    r = (a & ~ones) + ((k - kt) << sh) if sh_true <= _I32(23) else k * q_bits
-    r = r | ((s << _I32(31)) if (mag != _I32(0)) | (neg_zero == _I32(1)) else _I32(0))
+    code = (c_nan if T != _I32(0) else (c_ninf if s else c_pinf)) if special else code
+    # k is 0 or 1 when sh_true >= 24
+    r = _I32(_I32(a & _I32(~ones)) + _I32(_I32(k - kt) << sh)) if sh_true <= _I32(23) else _I32(q_bits & _I32(-k))
+    r = _I32(r | (_I32(s << _I32(31)) if (mag != _I32(0)) | (neg_zero == _I32(1)) else _I32(0)))
     r = (v_novf if s else v_povf) if ovf else r
     r = v_negu if negu else r
-    r = (v_nan if T != 0 else (v_ninf if s else v_pinf)) if special else r
+    r = (v_nan if T != _I32(0) else (v_ninf if s else v_pinf)) if special else r
     return code, r
 
 
