@@ -228,3 +228,25 @@ def test_observers_see_torch_layers_and_state_round_trips():
     with pytest.raises(ValueError, match="accumulator"):
         from fp8emu.accumulators import Fp32Sequential
         ft.apply_recipe(_small_model(), get_recipe("paper-e5m2").replace(accumulator=Fp32Sequential()), exempt=[])
+
+
+def test_unscale_finds_inf_and_nan_anywhere_with_one_host_sync(monkeypatch):
+    """Inf/NaN in any gradient -> True (+Inf and -Inf in two tensors too); float32's largest values
+    everywhere are finite; every gradient is divided by the scale; the verdict is one bool() per device."""
+    from fp8emu.loss_scale import StaticScaler
+    big = torch.finfo(torch.float32).max
+    cases = [([[1.0, 2.0], [3.0]], False), ([[big] * 4, [-big] * 3, [big]], False),
+             ([[1.0, float("inf")], [3.0]], True), ([[float("inf")], [-float("inf")]], True),
+             ([[1.0], [float("nan"), 2.0]], True), ([[-float("inf")]], True)]
+    syncs = []
+    real_bool = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: syncs.append(1) or real_bool(t))
+    for values, found in cases:
+        params = [tnn.Parameter(torch.zeros(len(v))) for v in values] + [tnn.Parameter(torch.zeros(2))]
+        for p, v in zip(params, values):
+            p.grad = torch.tensor(v)
+        syncs.clear()
+        assert ft.TorchLossScaler(StaticScaler(4.0)).unscale_(params) is found, values
+        assert len(syncs) == 1
+        for p, v in zip(params, values):
+            assert torch.equal(p.grad.nan_to_num(), (torch.tensor(v) / 4.0).nan_to_num())

@@ -24,13 +24,18 @@ Every rounding of one training step uses the step number of its forward pass, so
 stochastic-rounding stream of a tensor is ``LayerQuant.stream(step, tensor class)`` in both
 passes.  The layer-specific part is a :class:`GemmProducts` object: :data:`LINEAR_PRODUCTS`
 (``x @ w.T``) or :class:`ConvProducts` (a 2-D convolution); a bridge to another framework
-reuses these two functions with the same products and gets the same bits.
+reuses these two functions with its own products and gets the same roundings.
+
+The arrays may be NumPy arrays or any type registered in :mod:`fp8emu.autograd.arrays`
+(``fp8emu.torch`` registers ``torch.Tensor``): every rounding and rescale goes through that
+type's operations, so a bridge's tensors stay on their device from the operands to the
+gradients.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -38,6 +43,7 @@ from .. import conv as _conv
 from .. import gemm as _gemm
 from ..accumulators import Accumulator
 from ..format import Format
+from .arrays import array_ops
 from .quant import LayerQuant
 from .tensor import is_grad_enabled
 
@@ -161,11 +167,9 @@ class ConvProducts:
                                         **self.geometry)
 
 
-def _scaled(y: np.ndarray, factor: float) -> np.ndarray:
+def _scaled(y: Any, factor: float) -> Any:
     """``y * factor`` in place (exact: a power of two, unless float32 over/underflows)."""
-    if factor != 1.0:
-        y *= np.asarray(factor, dtype=y.dtype)
-    return y
+    return array_ops(y).scale_(y, factor)
 
 
 def quantized_forward(lq: LayerQuant, products: GemmProducts, x: np.ndarray, w: np.ndarray,

@@ -50,7 +50,8 @@ import numpy as np
 
 from .. import scaling as _scaling
 from .._checks import check_int
-from ..quantize import encode as _encode, quantize as _quantize
+from ..quantize import encode as _encode
+from .arrays import ArrayOps, array_ops
 from ._kernels import threads_for
 from ..accumulators import Accumulator
 from ..format import Format, RoundMode
@@ -236,8 +237,11 @@ class LayerQuant:
         """
         return (int(step) << 24) | ((int(self.index) & 0xFFFFF) << 4) | _CLASS_ID[tclass]
 
-    def quantize(self, x: np.ndarray, tclass: str, step: int, inplace: bool = False) -> tuple[np.ndarray, float]:
+    def quantize(self, x: Any, tclass: str, step: int, inplace: bool = False) -> tuple[Any, float]:
         """Round ``x`` by the spec of ``tclass``; return ``(q, inv)`` with ``x ~ q * inv``.
+
+        ``x`` is a NumPy array or any array type registered in :mod:`fp8emu.autograd.arrays`
+        (``q`` is of the same type, on the same device).
 
         ``q`` is ``x`` itself when the class is not quantized (``inv`` = 1.0).  With
         per-tensor or delayed scaling ``q`` holds format values and ``inv`` is a power of two.
@@ -245,7 +249,7 @@ class LayerQuant:
         ignored while observers (statistics) need the unrounded input.
 
         Args:
-            x: the tensor to round.
+            x: the array to round.
             tclass: its tensor class (one of :data:`TENSOR_CLASSES`).
             step: the training step (selects the stochastic-rounding stream).
             inplace: allow the rounding to overwrite ``x``.
@@ -259,35 +263,39 @@ class LayerQuant:
         seed = self.seed if s.stochastic else None
         kw: dict[str, Any] = dict(rounding=s.rounding, saturate=s.saturate, seed=seed, sr_bits=s.sr_bits,
                                   stream=self.stream(step, tclass))
-        with threads_for(x.size):
-            q, inv = self._round(x, s, tclass, kw, inplace)
+        ops = array_ops(x)
+        with threads_for(ops.size(x)):
+            q, inv = self._round(ops, x, s, tclass, kw, inplace)
         if _observers:
             self.last_inv = inv  # the dequantization scale of this call, for observers
             if s.scaling not in _BLOCK_SCALINGS:  # block scalings set it in _round
                 self.last_scale = inv
-            deq = q if inv == 1.0 else q * np.asarray(inv, dtype=q.dtype)
+            xh, qh = ops.to_host(x), ops.to_host(q)   # observers get NumPy arrays (copies from a GPU)
+            deq = qh if inv == 1.0 else qh * np.asarray(inv, dtype=qh.dtype)
             for fn in list(_observers):
-                fn(self, tclass, x, deq, s)
+                fn(self, tclass, xh, deq, s)
         return q, inv
 
-    def _round(self, x: np.ndarray, s: QuantSpec, tclass: str, kw: dict[str, Any],
-               inplace: bool) -> tuple[np.ndarray, float]:
+    def _round(self, ops: ArrayOps, x: Any, s: QuantSpec, tclass: str, kw: dict[str, Any],
+               inplace: bool) -> tuple[Any, float]:
         inv = 1.0
         if s.scaling in _BLOCK_SCALINGS:
-            t = (_mx_quantize if s.scaling == "mx" else _nvfp4_quantize)(x, s, kw)
-            q = t.dequantize(dtype=x.dtype)
+            # block scaling runs on the host (NumPy) for every array type; the result returns to x's device
+            xh = ops.to_host(x)
+            t = (_mx_quantize if s.scaling == "mx" else _nvfp4_quantize)(xh, s, kw)
+            q = ops.from_host(t.dequantize(dtype=xh.dtype), x)
             if _observers:
                 self.last_scale = _element_scales(t, getattr(t, "elem_fmt", s.fmt))
         elif s.scaling == "none":
-            q = _quantize(x, s.fmt, out=x if inplace and not _observers and x.flags.c_contiguous else None, **kw)
+            q = ops.quantize(x, s.fmt, out=x if inplace and not _observers and ops.contiguous(x) else None, **kw)
         else:
-            amax = float(_scaling.amax(x))
+            amax = ops.amax(x)
             if s.scaling == "delayed":
                 inv = self._delayed(tclass, s).scale_for(amax)
             else:
                 inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
-            scaled = x * np.asarray(1.0 / inv, dtype=x.dtype)
-            q = _quantize(scaled, s.fmt, out=scaled, **kw)
+            scaled = ops.scaled(x, 1.0 / inv)
+            q = ops.quantize(scaled, s.fmt, out=scaled, **kw)
         return q, inv
 
     def _delayed(self, tclass: str, s: QuantSpec) -> _scaling.DelayedScaling:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from ..format import Format
 from ._ops import OPS, code_dtype, format_from_key
 
-__all__ = ["register"]
+__all__ = ["register", "quantize_into"]
 
 #: bfloat16's ``__cuda_array_interface__`` type string ("<V2") means nothing to Numba: its bits
 #: travel as int16 and the kernels are told the dtype (``x_dtype``).
@@ -63,15 +64,36 @@ def _decode_cuda(codes, fmt, dtype):
     return out
 
 
+def quantize_into(x: torch.Tensor, fmt: Format, out: torch.Tensor | None = None, **kw) -> torch.Tensor:
+    """:func:`fp8emu.quantize` of a CUDA tensor on the GPU, into ``out`` (may be ``x``) or a new tensor.
+
+    The kernel reads and writes C-contiguous memory: a strided ``x`` is copied first (the
+    element index of stochastic rounding is the C-order index either way), a strided ``out``
+    receives the result by a copy.  Launched on PyTorch's current stream: no host sync.
+
+    Args:
+        x: a CUDA tensor (float16, bfloat16, float32, float64).
+        fmt: the target format.
+        out: a CUDA tensor of ``x``'s shape and dtype, or None.
+        **kw: ``rounding``, ``saturate``, ``seed``, ``sr_bits``, ``stream`` as :func:`fp8emu.quantize`.
+
+    Returns:
+        ``out``, or the new tensor.
+    """
+    src = x.contiguous()
+    dst = out if out is not None and out.is_contiguous() else torch.empty_like(src,
+                                                                                memory_format=torch.contiguous_format)
+    x_dtype = "bfloat16" if src.dtype == torch.bfloat16 else None
+    _launch(src, lambda cuda, fc, s: fc.quantize(_view(src, cuda), fmt, out=_view(dst, cuda), x_dtype=x_dtype,
+                                                 cuda_stream=s, **kw))
+    if out is not None and dst is not out:
+        return out.copy_(dst)
+    return dst
+
+
 def _quantize_cuda(x, fmt, rounding, saturate, seed, sr_bits, stream):
-    x = x.contiguous()
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    x_dtype = "bfloat16" if x.dtype == torch.bfloat16 else None
-    _launch(x, lambda cuda, fc, s: fc.quantize(_view(x, cuda), format_from_key(fmt), rounding=rounding,
-                                               saturate=saturate, seed=seed, sr_bits=sr_bits or None,
-                                               stream=stream, out=_view(out, cuda), x_dtype=x_dtype,
-                                               cuda_stream=s))
-    return out
+    return quantize_into(x, format_from_key(fmt), rounding=rounding, saturate=saturate, seed=seed,
+                         sr_bits=sr_bits or None, stream=stream)
 
 
 def register() -> None:

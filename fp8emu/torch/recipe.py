@@ -9,11 +9,16 @@ seed and :func:`fp8emu.optim.master_stream`, and the loss scaler is the recipe's
 
 A quantized layer runs fp8emu's own quantized-GEMM rules
 (:func:`fp8emu.autograd.qgemm.quantized_forward` / ``quantized_backward``: operands rounded,
-GEMM, rescale, result rounded; errors and both gradients in the backward pass) on NumPy views
-of the CPU tensors, with PyTorch computing the float32 products (:class:`TorchProducts`; the
-NumPy engine uses OpenBLAS: the same products, summed in another order).  Statistics observers
-(:func:`fp8emu.autograd.add_observer`) see the torch layers too.  Tensors on another device
-are copied to the host for the rounding (exact, not fast).
+GEMM, rescale, result rounded; errors and both gradients in the backward pass) on the torch
+tensors themselves (:mod:`fp8emu.torch._arrays` registers their operations), with PyTorch
+computing the float32 products (:class:`TorchProducts`; the NumPy engine uses OpenBLAS: the
+same products, summed in another order).  On the CPU every rounding is the NumPy kernel on a
+zero-copy view; on a CUDA device it is the same routine compiled for the GPU
+(:mod:`fp8emu.cuda`), launched on PyTorch's current stream with no copy to the host: the same
+bits on both devices for the same inputs.  What leaves a GPU: the amax of per-tensor/delayed
+scaling (one float per rounding), MX/NVFP4 block scaling (rounded on the host), and what
+statistics observers (:func:`fp8emu.autograd.add_observer`, which see the torch layers too)
+receive.
 
 Layer ``i``'s SR stream for step ``t`` is the NumPy engine's, with ``i`` the layer's position
 among the model's Conv2d/Linear modules in definition order (``named_modules``), so the same
@@ -28,7 +33,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +43,7 @@ from ..format import RoundMode
 from ..loss_scale import LossScaler
 from ..optim import master_stream
 from ..recipes import Recipe, get_recipe
-from ._ops import as_numpy
+from . import _arrays  # noqa: F401  (registers torch.Tensor's array operations)
 from .functional import quantize
 
 __all__ = ["apply_recipe", "TorchRecipe", "MasterWeights", "TorchLossScaler", "TorchProducts", "gemm_layers",
@@ -87,79 +91,64 @@ def execution_order(model: nn.Module, sample: Any) -> list[str]:
     return order + [n for n in names.values() if n not in order]
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor, a NumPy copy of another device's (fp8emu's rules run on NumPy)."""
-    return as_numpy(t if t.device.type == "cpu" else t.cpu())
-
-
 @dataclass(frozen=True)
 class TorchProducts:
-    """The three products of a torch Conv2d/Linear on NumPy operands, computed by PyTorch.
+    """The three products of a torch Conv2d/Linear, computed by PyTorch on the operands' device.
 
     A :class:`fp8emu.autograd.qgemm.GemmProducts` for :func:`~fp8emu.autograd.qgemm.quantized_forward`
     and :func:`~fp8emu.autograd.qgemm.quantized_backward` (the rules: which tensor is rounded
-    how, scales, SR steps); only the float32 GEMMs are PyTorch's, on ``device``.  The formats
-    and accumulator arguments are unused: :func:`apply_recipe` refuses recipes whose
-    accumulator is not PyTorch's float32.
+    how, scales, SR steps), which keep torch tensors throughout (:mod:`fp8emu.autograd.arrays`);
+    only the float32 GEMMs are PyTorch's.  The formats and accumulator arguments are unused:
+    :func:`apply_recipe` refuses recipes whose accumulator is not PyTorch's float32.
 
     Args:
         module: the torch Conv2d or Linear (its geometry).
-        device: where the GEMMs run.
     """
 
     module: nn.Module
-    device: torch.device
-
-    def _in(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(self.device)
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.forward` (here ``F.linear``/``F.conv2d``)."""
-        m, xt, wt = self.module, self._in(x), self._in(w)
+        m = self.module
         if isinstance(m, nn.Linear):
-            y = F.linear(xt, wt)
-        else:
-            y = F.conv2d(xt, wt, None, m.stride, m.padding, m.dilation, m.groups)
-        return _host(y)
+            return F.linear(x, w)
+        return F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_input` (here PyTorch's input gradient)."""
-        m, gt, wt = self.module, self._in(gy), self._in(w)
+        m = self.module
         if isinstance(m, nn.Linear):
-            return _host(gt @ wt)
-        return _host(torch.nn.grad.conv2d_input(x_shape, wt, gt, m.stride, m.padding, m.dilation, m.groups))
+            return gy @ w
+        return torch.nn.grad.conv2d_input(x_shape, w, gy, m.stride, m.padding, m.dilation, m.groups)
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_weight` (here PyTorch's weight gradient)."""
-        m, xt, gt = self.module, self._in(x), self._in(gy)
+        m = self.module
         if isinstance(m, nn.Linear):
-            return _host(gt.t() @ xt)
-        return _host(torch.nn.grad.conv2d_weight(xt, w_shape, gt, m.stride, m.padding, m.dilation, m.groups))
+            return gy.t() @ x
+        return torch.nn.grad.conv2d_weight(x, w_shape, gy, m.stride, m.padding, m.dilation, m.groups)
 
 
 class _QuantizedGemm(torch.autograd.Function):
-    """One Conv2d/Linear under a LayerQuant: fp8emu's quantized_forward/backward with torch products."""
+    """One Conv2d/Linear under a LayerQuant: fp8emu's quantized_forward/backward on torch tensors."""
 
     @staticmethod
     def forward(ctx, x, w, b, products, lq, training):
         bias = None
         if b is not None:
-            bias = _host(b.detach()).reshape((1, -1, 1, 1) if isinstance(products.module, nn.Conv2d) else (-1,))
-        y, saved = quantized_forward(lq, products, _host(x.detach().contiguous()), _host(w.detach()), bias,
-                                     training=training)
+            bias = b.detach().reshape((1, -1, 1, 1) if isinstance(products.module, nn.Conv2d) else (-1,))
+        y, saved = quantized_forward(lq, products, x.detach().contiguous(), w.detach(), bias, training=training)
         ctx.products, ctx.lq, ctx.saved, ctx.has_bias = products, lq, saved, b is not None
-        return torch.from_numpy(y).to(x.device)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        gx, gw = quantized_backward(ctx.lq, ctx.products, ctx.saved, _host(g.contiguous()),
+        gx, gw = quantized_backward(ctx.lq, ctx.products, ctx.saved, g.contiguous(),
                                     need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1])
         gb = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(dim=(0, 2, 3)) if isinstance(ctx.products.module, nn.Conv2d) else g.sum(dim=0)
-        device = g.device
-        return (None if gx is None else torch.from_numpy(gx).to(device),
-                None if gw is None else torch.from_numpy(gw).to(device), gb, None, None, None)
+        return gx, gw, gb, None, None, None
 
 
 def _quantized_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -169,9 +158,22 @@ def _quantized_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
         raise ValueError(f"fp8emu.torch: Conv2d {module.fp8emu_quant.name!r} has padding_mode="
                          f"{module.padding_mode!r}; only 'zeros' is supported")
-    products = TorchProducts(module, x.device)
+    products = TorchProducts(module)
     # the SR step counts forwards with gradients enabled, as in the NumPy engine
     return _QuantizedGemm.apply(x, module.weight, module.bias, products, module.fp8emu_quant, torch.is_grad_enabled())
+
+
+def _any_nonfinite(grads: Sequence[torch.Tensor]) -> bool:
+    """Whether any element of ``grads`` is Inf or NaN, with one host sync per device.
+
+    Each gradient's float64 sum is finite exactly when all its elements are (float32 values
+    cannot overflow a float64 sum); the sums of a device are added on the device (still
+    finite unless one is not: Inf - Inf is NaN) and only that verdict comes to the host.
+    """
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for g in grads:
+        by_device.setdefault(g.device, []).append(g.sum(dtype=torch.float64))
+    return any(not bool(torch.isfinite(torch.stack(sums).sum())) for sums in by_device.values())
 
 
 class TorchLossScaler:
@@ -204,11 +206,13 @@ class TorchLossScaler:
     def unscale_(self, params: Iterable[torch.Tensor]) -> bool:
         """Divide every gradient by the scale in place; return True if any is Inf or NaN.
 
+        One host sync per device holding gradients (the verdict), not one per gradient.
+
         Args:
             params: the parameters whose ``.grad`` to unscale (those without a gradient are skipped).
         """
         grads = [p.grad for p in params if p.grad is not None]
-        found_inf = any(not bool(torch.isfinite(g.sum(dtype=torch.float64))) for g in grads)
+        found_inf = _any_nonfinite(grads)
         inv = 1.0 / self.scaler.scale_value
         if inv != 1.0:
             for g in grads:
