@@ -1,14 +1,23 @@
 """One ResNet-18 (width 8) training step of the torch backend on two devices (default: CUDA and
 the CPU) from the same weights and batch: which quantized tensors differ, and by how much the
-losses do.
+losses do; then every quantized layer fed the same inputs on both devices, and the master-weight
+write-back of the same update.
 
 Every quantization of both runs is recorded with fp8emu's observers.  The weights are the same
 on both devices, so their quantized codes must be identical in every layer; the first quantized
 layer is fed the same batch, so its quantized activations must be identical too.  Later
 tensors may differ: the float32 GEMMs are cuBLAS/cuDNN on one device and the CPU's on the
 other (same values, another summation order; TF32 is off on CUDA), and a product that lands
-on the other side of a rounding boundary changes a code.  Exit status 1 when the weights or
-the first layer's activations differ or the losses differ by more than ``--loss-rtol``.
+on the other side of a rounding boundary changes a code.
+
+Then each quantized layer alone, on both devices, gets the same float32 input and the same
+incoming gradient (those the second device's step recorded): its activation, weight and error
+codes must be identical (one rounding each, on each device, of the same values, stochastic
+rounding included); outputs and the two gradients are reported (they follow a GEMM).  Last, the
+recipe's master weights (FP16, stochastic write-back) get the same parameters and gradients on
+both devices: the written-back parameters must be identical.
+
+Exit status 1 when any of these codes differ or the losses differ by more than ``--loss-rtol``.
 
     python tools/cuda_step_check.py --recipe paper-e5m2              # on a machine with a GPU
     python tools/cuda_step_check.py --devices cpu,cpu                 # the script's own check
@@ -17,6 +26,7 @@ the first layer's activations differ or the losses differ by more than ``--loss-
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 
@@ -25,22 +35,29 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout's fp8emu
 from torch_crosscheck import recorded  # noqa: E402
 
 import fp8emu.torch as ft  # noqa: E402
 from fp8emu.autograd import TENSOR_CLASSES  # noqa: E402
 from fp8emu.recipes import get_recipe  # noqa: E402
 from fp8emu.torch import models  # noqa: E402
+from fp8emu.torch.recipe import gemm_layers  # noqa: E402
 from fp8emu.torch.train import cuda_numerics  # noqa: E402
 
 
-def step(device: str, recipe, state: dict, x: np.ndarray, y: np.ndarray):
-    """((logits, loss), {(layer, tensor class): quantized array}, first layer name) on ``device``."""
+def _model(state: dict):
+    model = models.resnet18(num_classes=10, in_channels=1, width=8, cifar_stem=True)
+    model.load_state_dict(state)
+    return model
+
+
+def step(device: str, recipe, state: dict, x: np.ndarray, y: np.ndarray, inputs: dict | None = None):
+    """((logits, loss), {(layer, tensor class): quantized array}) of one forward/backward on ``device``
+    (``inputs`` also gets each quantization's unrounded input)."""
     if device.startswith("cuda"):
         cuda_numerics()
-    model = models.resnet18(num_classes=10, in_channels=x.shape[1], width=8, cifar_stem=True)
-    model.load_state_dict(state)
-    model.to(device)
+    model = _model(state).to(device)
     ft.apply_recipe(model, recipe, sample=torch.from_numpy(x[:1]).to(device), seed=5)
 
     def run():
@@ -49,7 +66,41 @@ def step(device: str, recipe, state: dict, x: np.ndarray, y: np.ndarray):
         loss.backward()
         return logits.detach().cpu().numpy(), float(loss.item())
 
-    return recorded(run)
+    return recorded(run, inputs)
+
+
+def layer_alone(device: str, recipe, state: dict, name: str, x: np.ndarray, gy: np.ndarray) -> dict:
+    """{tensor class: quantized array} of layer ``name`` alone on ``device``, fed ``x`` and, backward, ``gy``."""
+    model = _model(state)
+    index = [n for n, _ in gemm_layers(model)].index(name)
+    module = copy.deepcopy(dict(model.named_modules())[name]).to(device)
+    rec = ft.apply_recipe(module, recipe, exempt=[], seed=5)
+    lq = rec.layers[""]
+    lq.name, lq.index = name, index       # the model's SR streams: same layer index, step 1
+
+    def run():
+        xt = torch.from_numpy(x).to(device).requires_grad_()
+        module(xt).backward(torch.from_numpy(gy).to(device))
+
+    _, seen = recorded(run)
+    return {tclass: q for (_, tclass), q in seen.items()}
+
+
+def master_write_back(device: str, recipe, state: dict) -> list[np.ndarray]:
+    """The parameters after one SGD step (lr 0.1, fixed pseudo-random gradients) and the recipe's
+    master write-back on ``device``."""
+    model = _model(state).to(device)
+    rec = ft.apply_recipe(model, recipe, exempt=[], seed=5)
+    opt = rec.make_optimizer(lr=0.1)
+    rng = np.random.default_rng(1)
+    for p in model.parameters():
+        p.grad = torch.from_numpy(rng.standard_normal(tuple(p.shape)).astype(np.float32)).to(device)
+    opt.step()
+    return [p.detach().cpu().numpy() for p in model.parameters()]
+
+
+def _same(a, b) -> bool:
+    return np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
 
 
 def main(argv=None) -> int:
@@ -68,7 +119,8 @@ def main(argv=None) -> int:
     state = models.resnet18(num_classes=10, in_channels=1, width=8, cifar_stem=True).state_dict()
     recipe = get_recipe(args.recipe)
     (la, loss_a), seen_a = step(dev_a, recipe, state, x, y)
-    (lb, loss_b), seen_b = step(dev_b, recipe, state, x, y)
+    inputs: dict = {}
+    (lb, loss_b), seen_b = step(dev_b, recipe, state, x, y, inputs)
     rel = abs(loss_a - loss_b) / max(abs(loss_b), 1e-30)
     print(f"{args.recipe}: loss {dev_a} {loss_a!r} {dev_b} {loss_b!r} (relative difference {rel:.3g}); "
           f"max |logits diff| {np.max(np.abs(la - lb)):.3g}")
@@ -89,6 +141,27 @@ def main(argv=None) -> int:
             same = np.array_equal(np.asarray(seen_a[(layer, tclass)]).view(np.uint8), np.asarray(q).view(np.uint8))
             print(f"  first quantized layer {layer} {tclass}: {'identical' if same else 'DIFFERENT'}")
             ok = ok and same
+    # every quantized layer alone, fed the same input and incoming gradient on both devices
+    layers = [layer for (layer, tclass) in inputs if tclass == "activations"]
+    print(f"  each of {len(layers)} quantized layers alone, same input and gradient on both devices:")
+    diffs: dict[str, int] = {}
+    for name in layers:
+        if (name, "errors") not in inputs:
+            continue
+        xa, ga = inputs[(name, "activations")], inputs[(name, "errors")]
+        qa = layer_alone(dev_a, recipe, state, name, xa, ga)
+        qb = layer_alone(dev_b, recipe, state, name, xa, ga)
+        for tclass in TENSOR_CLASSES:
+            if tclass in qb:
+                diffs[tclass] = diffs.get(tclass, 0) + int(not _same(qa.get(tclass, ()), qb[tclass]))
+    for tclass, n in diffs.items():
+        must = tclass in ("activations", "weights", "errors")
+        print(f"    {tclass:<13} {n} layers differ{'' if must else ' (after a GEMM: reported only)'}")
+        ok = ok and not (must and n)
+    pa, pb = master_write_back(dev_a, recipe, state), master_write_back(dev_b, recipe, state)
+    n_master = sum(not _same(a, b) for a, b in zip(pa, pb))
+    print(f"  master write-back of the same update: {n_master} of {len(pb)} parameters differ")
+    ok = ok and n_master == 0
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

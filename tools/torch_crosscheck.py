@@ -22,11 +22,14 @@ from fp8emu.recipes import get_recipe
 from fp8emu.torch import models
 
 
-def recorded(run):
+def recorded(run, inputs=None):
+    """``(run(), {(layer, tensor class): rounded array})``; ``inputs`` (a dict) also gets each unrounded input."""
     seen = {}
 
     def observer(layer, tclass, x, q, spec):
         seen[(layer.name, tclass)] = np.array(q, copy=True)
+        if inputs is not None:
+            inputs[(layer.name, tclass)] = np.array(x, copy=True)
     add_observer(observer)
     try:
         out = run()
