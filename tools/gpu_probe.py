@@ -20,8 +20,10 @@ Also the first step's time (Numba compiles or loads the kernels) and the peak de
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -108,11 +110,19 @@ def probe(recipe: str, width: int, args: argparse.Namespace) -> dict:
     for _ in range(args.warmup):
         one()
     _sync(device)
+    prof = cProfile.Profile() if args.profile else None
     t = time.perf_counter()
+    if prof:
+        prof.enable()
     for _ in range(args.steps):
         one()
     _sync(device)
     plain = (time.perf_counter() - t) / args.steps
+    if prof:
+        prof.disable()
+        with open(args.profile, "a") as f:
+            f.write(f"==== {recipe} width {width}: {args.steps} steps, {1e3 * plain:.1f} ms/step (profiled)\n")
+            pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(35)
     with _Bracketed(device) as b:
         t = time.perf_counter()
         for _ in range(args.steps):
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     p.add_argument("--steps", type=int, default=20, help="timed steps per phase")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's)")
+    p.add_argument("--profile", default=None, help="append a cProfile of the plain phase (by own time) to this file")
     p.add_argument("--json", default=None, help="also write the results to this file (JSON list)")
     args = p.parse_args(argv)
     try:
