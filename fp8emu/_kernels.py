@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._random import GAMMA, mix64
+from ._random import GAMMA, mix64, mix64_hi
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits", "_round_fast", "_round_f32",
            "_decode", "_value_bits"]
@@ -329,10 +329,11 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
 
 # ---- float32 inputs: 32-bit lanes, values without a table ------------------------------------------
 #: The float32 kernels' parameter tuple ``p`` (all int32): the target format, the codes of the
-#: special outcomes (as in :data:`PARAMS`) and, for ``quantize``, their float32 bit patterns.
+#: special outcomes (as in :data:`PARAMS`) and, for ``quantize``, their float32 bit patterns and
+#: the largest finite value's (``v_max``; all these are 0 for ``encode``).
 PARAMS_F32 = ("m", "emin", "max_mag", "sign_mask", "fnuz", "signed", "neg_zero", "mode", "sr_bits", "q_bits",
               "nan", "pos_inf", "neg_inf", "pos_ovf", "neg_ovf", "neg_unsigned",
-              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned")
+              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "v_max")
 _I32 = np.int32
 
 
@@ -340,10 +341,22 @@ _I32 = np.int32
 def _round_f32(b, i, p, key0, stochastic):
     """:func:`_round_fast` for float32 inputs in int32 arithmetic, returning ``(code, value)``.
 
+    The routine the GPU compiles (and the CPU's fallback for exact stochastic rounding of
+    arrays with tiny elements): :func:`_round_f32_k` with the mode read from ``p`` and the
+    random word compared on all 64 bits.  In stochastic mode the caller must have checked
+    that no element needs a second random word (``sh > 64``: :func:`_count_f32_deep`).
+    """
+    return _round_f32_k(b, i, p, key0, stochastic, p[7], False)
+
+
+@njit(cache=True, inline="always")
+def _round_f32_k(b, i, p, key0, stochastic, mode, hi32):
+    """:func:`_round_f32` with the mode and the width of the SR comparison as arguments.
+
     No table lookup: the rounded value's float32 bits come straight from the input's bits.
     Valid where ``_round_fast`` is and, in addition, where the target's smallest subnormal
     ``q = 2^(emin - m)`` is a normal float32 (``q_bits`` is its pattern).  Same decisions,
-    same random words::
+    same random words as :func:`_round_bits`::
 
         b = | s | E (8) | T (23) |      a = b without s,   sig = [E != 0] T  (24 bits)
                         |<-- kt -->|<- sh ->|               sh = dropped bits of sig
@@ -354,40 +367,62 @@ def _round_f32(b, i, p, key0, stochastic):
                   moves into the exponent field, which is the next binade (IEEE layout).
         sh >= 24: |x| < q, so k is 0 or 1 and the result is k * q.
 
-    Every intermediate is cast back to ``int32`` (Numba types ``int32 op int32`` as
-    ``int64``) and the variable shift amounts are masked with ``& 31`` (a no-op on their
-    values, ``sh`` <= 25 and ``m`` <= 22): together they let LLVM keep the deterministic
-    path in 32-bit lanes (16 per 512-bit vector, 8 per 256-bit one).  No value overflows
-    int32: ``sig + inc < 2^25`` and ``mag <= 254 * 2^22 + 2^23``.
+    Overflow of the value is ``value bits > v_max`` (the largest finite value's bits): values
+    are monotone in codes, so this is ``mag > max_mag`` without computing ``mag``.
 
-    In stochastic mode the caller must have checked that no element needs a second random
-    word (``sh > 64``: :func:`_count_f32_deep`); this function cannot draw one.
+    Stochastic rounding compares the first random word ``w`` with the dropped bits ``c``
+    left-aligned to 64 bits.  With ``hi32`` (a constant in the CPU kernels) only the high
+    halves are compared, in 32-bit lanes: ``w < c`` iff ``hi(w) < hi(c)`` when ``sh <= 32``
+    (``c``'s low half is 0 then: at most 24 significant dropped bits); with ``sr_bits = r
+    <= 32`` only the top r bits of each matter, whatever ``sh``.  So ``hi32`` is valid for
+    r-bit SR and, in exact SR, for arrays without nonzero elements with ``sh > 32``.
+
+    ``mode`` is a literal in the CPU kernels, so each compiles its own loop.  Every
+    intermediate is cast back to ``int32`` (Numba types ``int32 op int32`` as ``int64``) and
+    variable shift amounts are masked with ``& 31`` (a no-op on their values): together they
+    let LLVM keep everything but the random word in 32-bit lanes (16 per 512-bit vector, 8
+    per 256-bit one).  No intermediate overflows int32 for a finite input.
     """
-    (m, emin, max_mag, sign_mask, fnuz, signed, neg_zero, mode, sr_bits, q_bits,
-     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu) = p
+    (m, emin, max_mag, sign_mask, fnuz, signed, neg_zero, _, sr_bits, q_bits,
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max) = p
     s = _I32(b >> np.uint32(31))
     a = _I32(b & np.uint32(0x7FFFFFFF))
     E = _I32(a >> _I32(23))
     T = _I32(a & _I32(0x7FFFFF))
     sig = _I32(T | _I32(_I32(E != _I32(0)) << _I32(23)))
-    e = _I32(max(E, _I32(1)) - _I32(127))
-    eq = max(e, emin)                       # exponent of the target quantum's binade
-    sh_true = _I32(_I32(_I32(23) - m) + _I32(eq - e))
+    # d = e - emin for the unbiased exponent e = max(E, 1) - 127: the target quantum is
+    # 2^(max(e, emin) - m), so sh = 23 - m + max(-d, 0) bits of sig drop
+    d = _I32(max(E, _I32(1)) - _I32(emin + _I32(127)))
+    sh_true = _I32(_I32(_I32(23) - m) - min(d, _I32(0)))
     # beyond 25 (> 24 + 1) only "dropped != 0" matters; "& 31" tells LLVM the shift is < 32
     sh = _I32(min(sh_true, _I32(25)) & _I32(31))
-    m5 = _I32(m & _I32(31))
     ones = _I32(_I32(_I32(1) << sh) - _I32(1))      # mask of the dropped bits
     kt = _I32(sig >> sh)                            # truncated magnitude in quanta
     if stochastic:
-        w = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
-        ca = np.uint64(sig & ones) << np.uint64(max(_I32(64) - sh_true, _I32(0)))
-        cb = np.uint64(sig) >> np.uint64(min(max(sh_true - _I32(64), _I32(0)), _I32(63)))
-        c0 = ca if sh_true <= _I32(64) else cb
-        if sr_bits > 0:
-            drop = np.uint64(64 - sr_bits)
-            away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
+        z = key0 + np.uint64(i + 1) * np.uint64(GAMMA)
+        if hi32:
+            # c's high half: the dropped bits shifted to bit 31 (sh <= 32) or sig shifted
+            # right (sh > 32; 0 once sh >= 56)
+            ch = (np.uint32(np.uint32(sig & ones) << np.uint32(_I32(_I32(32) - sh_true) & _I32(31)))
+                  if sh_true <= _I32(32) else
+                  np.uint32(np.uint32(sig) >> np.uint32(min(max(_I32(sh_true - _I32(32)), _I32(0)), _I32(31)))))
+            wh = mix64_hi(z)
+            if sr_bits > 0:
+                # hardware style: r random bits added to the top r dropped bits; carry = away
+                dr = np.uint32(_I32(_I32(32) - sr_bits) & _I32(31))
+                away = (wh >> dr) > np.uint32(~(ch >> dr) & (np.uint32(0xFFFFFFFF) >> dr))
+            else:
+                away = wh < ch
         else:
-            away = w < c0
+            w = mix64(z)
+            ca = np.uint64(sig & ones) << np.uint64(max(_I32(64) - sh_true, _I32(0)))
+            cb = np.uint64(sig) >> np.uint64(min(max(sh_true - _I32(64), _I32(0)), _I32(63)))
+            c0 = ca if sh_true <= _I32(64) else cb
+            if sr_bits > 0:
+                drop = np.uint64(64 - sr_bits)
+                away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
+            else:
+                away = w < c0
         k = _I32(kt + _I32(away))
     else:
         # inc: added below the kept bits so that the carry into k is the rounding decision
@@ -402,53 +437,73 @@ def _round_f32(b, i, p, key0, stochastic):
         else:                   # down: all ones for -, 0 for +
             inc = _I32(ones & _I32(-s))
         k = _I32(_I32(sig + inc) >> sh)
-    # code magnitude (the module docstring's formula with has_zero = 1)
-    mag = _I32(_I32(_I32(_I32(eq - emin) + _I32(1)) << m5) + _I32(k - _I32(_I32(1) << m5)))
-    special = E == _I32(255)
-    ovf = mag > max_mag
-    negu = (s == _I32(1)) & (signed == _I32(0)) & (a != _I32(0))
-    code = _I32(mag | _I32(sign_mask & _I32(-s)))
-    code = _I32(0) if (fnuz == _I32(1)) & (mag == _I32(0)) else code
-    code = (c_novf if s else c_povf) if ovf else code
+    # Specials and negative inputs of unsigned formats by comparisons of the input's bits:
+    # combining boolean vectors with the loop-invariant flags made LLVM pack and unpack masks
+    # through 16-bit lanes on AVX2 (measured: about 10 of 65 instructions per 8 elements).
+    inf = _I32(0x7F800000)
+    neg_lim = np.uint32(0x80000000) if signed == _I32(0) else np.uint32(0xFFFFFFFF)
+    negu = b > neg_lim                               # unsigned format, x < 0 (not -0)
+    sgn = _I32(s << _I32(31))
+    # the code: magnitude by the module docstring's formula (has_zero = 1), then specials
+    m5 = _I32(m & _I32(31))
+    mag = _I32(_I32(_I32(max(d, _I32(0)) + _I32(1)) << m5) + _I32(k - _I32(_I32(1) << m5)))
+    csgn = _I32(sign_mask & _I32(-s))
+    code = _I32(mag | csgn) if mag != _I32(0) else _I32(csgn & _I32(fnuz - _I32(1)))   # fnuz: no -0
+    code = (c_novf if s else c_povf) if mag > max_mag else code
     code = c_negu if negu else code
-    code = (c_nan if T != _I32(0) else (c_ninf if s else c_pinf)) if special else code
-    # k is 0 or 1 when sh_true >= 24
+    code = (c_ninf if s else c_pinf) if a == inf else code
+    code = c_nan if a > inf else code
+    # the value (k is 0 or 1 when sh_true >= 24), then its sign and the specials
     r = _I32(_I32(a & _I32(~ones)) + _I32(_I32(k - kt) << sh)) if sh_true <= _I32(23) else _I32(q_bits & _I32(-k))
-    r = _I32(r | (_I32(s << _I32(31)) if (mag != _I32(0)) | (neg_zero == _I32(1)) else _I32(0)))
+    ovf = r > v_max
+    r = _I32(r | sgn) if r != _I32(0) else _I32(sgn & _I32(-neg_zero))
     r = (v_novf if s else v_povf) if ovf else r
     r = v_negu if negu else r
-    r = (v_nan if T != _I32(0) else (v_ninf if s else v_pinf)) if special else r
+    r = (v_ninf if s else v_pinf) if a == inf else r
+    r = v_nan if a > inf else r
     return code, r
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
-# inside the body made it fall back to 256-bit or scalar code (measured, 2-4x slower).
-@njit(cache=True, parallel=True)
+# inside the body made it fall back to 256-bit or scalar code (measured, 2-4x slower).  One
+# compiled loop per (output, mode): a runtime switch on the mode inside the loop kept more
+# constants live (AVX2 has 16 vector registers) and cost branches in every iteration.
+def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool):
+    """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case."""
+    which = 1 if values else 0
+
+    @njit(cache=True, parallel=True)
+    def kernel(bits, out, p, key0):
+        for i in prange(bits.shape[0]):
+            out[i] = _round_f32_k(bits[i], i, p, key0, stochastic, mode, hi32)[which]
+    return kernel
+
+
+#: (values, mode code 0-4) -> deterministic kernel; (values, hi32) -> stochastic kernel.
+_F32_DET = {(v, mode): _f32_kernel(v, False, mode, False) for v in (False, True) for mode in range(5)}
+_F32_SR = {(v, h): _f32_kernel(v, True, 5, h) for v in (False, True) for h in (False, True)}
+
+
 def _encode_f32(bits, out, p, key0):
-    """``out[i]`` = code of float32 pattern ``bits[i]``, deterministic modes."""
-    for i in prange(bits.shape[0]):
-        out[i] = _round_f32(bits[i], i, p, key0, False)[0]
+    """``out[i]`` = code of float32 pattern ``bits[i]``, deterministic modes (``p``'s mode)."""
+    _F32_DET[False, int(p[7])](bits, out, p, key0)
 
 
-@njit(cache=True, parallel=True)
-def _encode_f32_sr(bits, out, p, key0):
-    """:func:`_encode_f32`, stochastic rounding (one random word per element)."""
-    for i in prange(bits.shape[0]):
-        out[i] = _round_f32(bits[i], i, p, key0, True)[0]
+def _encode_f32_sr(bits, out, p, key0, hi32=False):
+    """:func:`_encode_f32`, stochastic rounding (one random word per element); ``hi32``: the
+    word's high half decides (valid for r-bit SR, and for exact SR when no nonzero element
+    has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0)."""
+    _F32_SR[False, bool(hi32)](bits, out, p, key0)
 
 
-@njit(cache=True, parallel=True)
 def _quantize_f32(bits, out, p, key0):
     """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes."""
-    for i in prange(bits.shape[0]):
-        out[i] = _round_f32(bits[i], i, p, key0, False)[1]
+    _F32_DET[True, int(p[7])](bits, out, p, key0)
 
 
-@njit(cache=True, parallel=True)
-def _quantize_f32_sr(bits, out, p, key0):
-    """:func:`_quantize_f32`, stochastic rounding (one random word per element)."""
-    for i in prange(bits.shape[0]):
-        out[i] = _round_f32(bits[i], i, p, key0, True)[1]
+def _quantize_f32_sr(bits, out, p, key0, hi32=False):
+    """:func:`_quantize_f32`, stochastic rounding; ``hi32`` as for :func:`_encode_f32_sr`."""
+    _F32_SR[True, bool(hi32)](bits, out, p, key0)
 
 
 @njit(cache=True, parallel=True)

@@ -225,10 +225,10 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
     codes = (nan, pinf, ninf, povf, novf, negu)
-    if with_values:     # quantize: the float32 patterns of the special outcomes
-        values = tuple(int(np.array(fmt.decode_code(c), np.float32).view(np.uint32)) for c in codes)
+    if with_values:     # quantize: the float32 patterns of the special outcomes and of the largest finite value
+        values = tuple(int(np.array(fmt.decode_code(c), np.float32).view(np.uint32)) for c in (*codes, max_mag))
     else:               # encode: codes only
-        values = (0,) * 6
+        values = (0,) * 7
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
         sr_bits, (emin - m + 127) << 23, *codes, *values))
@@ -240,10 +240,11 @@ def _fast_ok(fmt: Format, mode: RoundMode, in_bias: int) -> bool:
     return fmt.subnormals and fmt.emin >= 1 - in_bias and _mode_code(fmt, mode) <= 5
 
 
-def _deep_limit(fmt: Format) -> int:
-    """Float32 magnitude patterns below this (and nonzero) have more than 64 dropped bits in
-    ``fmt``: ``max(E, 1) < emin - m + 86`` for the biased exponent E (see ``_round_f32``)."""
-    e_lim = fmt.emin - fmt.man_bits + 86
+def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
+    """Float32 magnitude patterns below this (and nonzero) have more than ``word_bits`` dropped
+    bits in ``fmt``: ``max(E, 1) < emin - m + 150 - word_bits`` for the biased exponent E (see
+    ``_round_f32``).  64: more than one random word; 32: more than its high half."""
+    e_lim = fmt.emin - fmt.man_bits + 150 - word_bits
     return e_lim << 23 if e_lim >= 2 else 0
 
 
@@ -253,7 +254,8 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
 
     ``f32`` = (deterministic, stochastic) float32 kernels, used for float32 inputs when
     :func:`_params_f32` allows; exact stochastic rounding takes them only when no element
-    can need a second random word (checked first: the output may overwrite the input).  The
+    can need a second random word (checked first: the output may overwrite the input), and
+    decides by the word's high half (32-bit lanes) when no element drops more than 32 bits.  The
     other inputs (float16, bfloat16, float64) cannot be checked first, so exact stochastic
     rounding in place reads a copy of the input.
     """
@@ -264,9 +266,14 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
             if not stochastic:
                 f32[0](bits, target, p32, keys.key0)
                 return
-            limit = _deep_limit(fmt)
-            if sr_bits or limit == 0 or _kernels._count_f32_deep(bits, limit) == 0:
-                f32[1](bits, target, p32, keys.key0)
+            # the word's high half decides unless a nonzero element drops more than 32 bits
+            # (exact SR only); the full word unless one drops more than 64 (the generic kernel)
+            lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)
+            if sr_bits or lim32 == 0 or _kernels._count_f32_deep(bits, lim32) == 0:
+                f32[1](bits, target, p32, keys.key0, True)
+                return
+            if lim64 == 0 or _kernels._count_f32_deep(bits, lim64) == 0:
+                f32[1](bits, target, p32, keys.key0, False)
                 return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)

@@ -83,19 +83,23 @@ def _f32_test_bits():
 def test_float32_kernels_equal_generic_kernel(fmt, mode):
     """The int32 float32 kernels give the generic kernel's codes, and the float32 values of
     those codes, on every upper-half pattern (+-1) and random patterns; saturating or not,
-    exact and r-bit SR.  Exact SR here excludes the "deep" elements (> 64 dropped bits),
-    which the wrapper sends to the generic kernels."""
+    exact and r-bit SR, the random word compared on 64 bits or on its high half.  Exact SR
+    here excludes the "deep" elements (> 64 dropped bits; > 32 for the high half), which the
+    wrapper sends to other kernels."""
     bits = _f32_test_bits()
     lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
-    for sat, r in ((False, 0), (True, 0), (False, 7)):
-        r = r if mode is RoundMode.STOCHASTIC else 0
+    sr = mode is RoundMode.STOCHASTIC
+    for sat, r, hi32 in ((False, 0, False), (True, 0, False), (False, 7, False), (False, 0, True),
+                         (True, 0, True), (False, 7, True), (False, 32, True), (False, 1, True)):
+        if not sr and (r or hi32):
+            continue
         p32 = Q._params_f32(fmt, mode, sat, r, True)
         if p32 is None:
             pytest.skip("float32 kernels not valid for this format")
         b = bits
-        if mode is RoundMode.STOCHASTIC and r == 0:
+        if sr and r == 0:
             a = b & np.uint32(0x7FFFFFFF)
-            b = b[(a == 0) | (a >= Q._deep_limit(fmt))]
+            b = b[(a == 0) | (a >= Q._deep_limit(fmt, 32 if hi32 else 64))]
         prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, sat, r)
         kb = np.uint64(_random.key_base(3, 9))
         k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
@@ -103,16 +107,19 @@ def test_float32_kernels_equal_generic_kernel(fmt, mode):
         _kernels._encode_generic(b, want, prm, kb, k0)
         codes = np.empty(b.shape, fmt.code_dtype)
         values = np.empty(b.shape, np.uint32)
-        sr = mode is RoundMode.STOCHASTIC
-        (_kernels._encode_f32_sr if sr else _kernels._encode_f32)(b, codes, p32, k0)
-        (_kernels._quantize_f32_sr if sr else _kernels._quantize_f32)(b, values, p32, k0)
-        assert np.array_equal(codes, want), (sat, r)
-        assert np.array_equal(values, lut[want]), (sat, r)
+        if sr:
+            _kernels._encode_f32_sr(b, codes, p32, k0, hi32)
+            _kernels._quantize_f32_sr(b, values, p32, k0, hi32)
+        else:
+            _kernels._encode_f32(b, codes, p32, k0)
+            _kernels._quantize_f32(b, values, p32, k0)
+        assert np.array_equal(codes, want), (sat, r, hi32)
+        assert np.array_equal(values, lut[want]), (sat, r, hi32)
 
 
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
-def test_deep_limit_is_where_more_than_64_bits_drop(fmt):
-    """``_count_f32_deep`` counts exactly the float32 inputs with more than 64 dropped bits."""
+def test_deep_limit_is_where_more_than_64_or_32_bits_drop(fmt):
+    """``_count_f32_deep`` counts exactly the float32 inputs with more than 64 (32) dropped bits."""
     if Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False) is None:
         pytest.skip("float32 kernels not valid for this format")
     u = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
@@ -120,10 +127,45 @@ def test_deep_limit_is_where_more_than_64_bits_drop(fmt):
     a = (bits & np.uint32(0x7FFFFFFF)).astype(np.int64)
     e = np.maximum(a >> 23, 1) - 127
     sh = 23 - fmt.man_bits + np.maximum(e, fmt.emin) - e
-    deep = (a != 0) & (a < 0x7F800000) & (sh > 64)
-    limit = Q._deep_limit(fmt)
-    assert _kernels._count_f32_deep(bits, limit) == deep.sum()
-    assert np.array_equal((a != 0) & (a < limit), deep)
+    for word_bits in (64, 32):
+        deep = (a != 0) & (a < 0x7F800000) & (sh > word_bits)
+        limit = Q._deep_limit(fmt, word_bits)
+        assert _kernels._count_f32_deep(bits, limit) == deep.sum()
+        assert np.array_equal((a != 0) & (a < limit), deep)
+
+
+@pytest.mark.parametrize("fmt", [e4m3fn, e5m2], ids=str)
+@pytest.mark.parametrize("tiny", [None, -20, -50])
+def test_exact_sr_picks_the_float32_kernel_by_the_smallest_element(fmt, tiny):
+    """Exact SR of float32 arrays: the word's high half decides unless an element drops more
+    than 32 bits (then the 64-bit comparison, or the generic kernel beyond 64).  Element 17
+    is ``(1 + 2^-23) q 2^tiny`` (43 or 73 dropped bits, ``q`` the smallest subnormal) and its
+    word is forced to the dropped bits minus 1: equal high halves, so a kernel deciding by the
+    high half alone would round it down where the exact rule rounds it up.  In place too."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(4000) * 10).astype(np.float32)
+    if tiny is not None:
+        x[17] = np.float32(2.0 ** (fmt.emin - fmt.man_bits + tiny) * (1 + 2.0 ** -23))
+    sh = 23 - tiny if tiny is not None else 0      # dropped bits of element 17
+    sig = int(x[17:18].view(np.uint32)[0]) & 0x7FFFFF | (1 << 23)
+    c0 = (sig << (64 - sh)) & MASK if tiny == -20 else 1 << 63
+    kb = _random.key_base(11, 2)
+    keys = Q.SRKeys(np.uint64(kb), np.uint64((_unmix64(c0 - 1) - 18 * _random.GAMMA) & MASK))
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, RoundMode.STOCHASTIC, False, 0)
+    want = np.empty(x.shape, fmt.code_dtype)
+    _kernels._encode_generic(x.view(np.uint32), want, prm, *keys)
+    lut = Q._lut(fmt, np.dtype(np.float32))
+    want = lut.view(np.uint32)[want]
+    info = Q.INPUT_LAYOUTS["float32"]
+    f32 = (_kernels._quantize_f32, _kernels._quantize_f32_sr)
+    for inplace in (False, True):
+        bits = x.view(np.uint32).copy()
+        out = bits if inplace else np.empty_like(bits)
+        Q._run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, out, lut,
+               info, fmt, RoundMode.STOCHASTIC, False, 0, keys, f32=f32)
+        assert np.array_equal(out, want), inplace
+    if tiny == -20:
+        assert want[17] == lut.view(np.uint32)[1]      # rounded up to q: the low halves decided
 
 
 def _unxorshift(z, s):
