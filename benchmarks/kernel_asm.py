@@ -5,7 +5,8 @@
 
 Each ISA compiles in its own process (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` are read at
 import; a fresh ``NUMBA_CACHE_DIR`` so that ``inspect_asm`` sees a compilation, not a cache
-hit).  For ``_quantize_f32`` (RNE) and ``_quantize_f32_sr`` (stochastic) it lists every loop of
+hit).  For ``_quantize_f32`` (RNE) and ``_quantize_f32_sr`` (exact stochastic, the random word's
+high half deciding: the kernel an array without tiny elements gets) it lists every loop of
 the parfor body (a backward jump): instructions, widest register, elements per iteration (the
 induction step), and the instructions that tell the lane width: 64-bit shifts/multiplies
 (``vpsllvq``, ``vpmullq``; AVX2 has no 64-bit multiply, so ``vpmuludq`` sequences), 64-bit
@@ -26,7 +27,9 @@ import tempfile
 from .timing import header
 
 ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}}
-KERNELS = ("_quantize_f32", "_quantize_f32_sr")
+#: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
+#: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
+KERNELS = {"_quantize_f32": "K._F32_DET[True, 0]", "_quantize_f32_sr": "K._F32_SR[True, True]"}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -40,8 +43,9 @@ from benchmarks.timing import numba_target
 x = np.ones(64, np.float32)
 fp8emu.quantize(x, "e5m2", out=np.empty_like(x))
 fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, out=np.empty_like(x))
+kernels = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 print(json.dumps({"target": numba_target(),
-                  **{n: next(iter(getattr(K, n).inspect_asm().values())) for n in sys.argv[1:]}}))
+                  **{n: next(iter(eval(e).inspect_asm().values())) for n, e in kernels.items()}}))
 """
 
 
@@ -51,7 +55,8 @@ def compile_asm(isa: str) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
         env.update(ISAS[isa], NUMBA_CACHE_DIR=cache)
-        res = subprocess.run([sys.executable, "-c", CHILD, *KERNELS], env=env, capture_output=True, text=True,
+        args = [x for kv in KERNELS.items() for x in kv]
+        res = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if res.returncode:
         raise RuntimeError(f"compiling for {isa} failed:\n{res.stderr[-2000:]}")
