@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fp8emu
-from fp8emu.accumulators import fp32_sequential, nvidia_hopper_fp8
+from fp8emu.accumulators import fp32_sequential, nvidia, nvidia_hopper_fp8
 from fp8emu.accumulators.nvidia import (CUBLASLT_13_1_H200, CublasLtSplitRule, NvidiaHopperFP8,
                                         compare_to_recording, hopper_reference_dot, split_ranges)
 from fp8emu.formats import e4m3fn, e5m2, float16, get_format
@@ -176,6 +176,75 @@ def test_fast_kernel_equals_slow_twin(model, pair):
         for j in range(N):
             slow = hopper_reference_dot(a[i], b[:, j], a_fmt=fa, b_fmt=fb, model=m, split_k=split_k)
             assert _bits_equal(fast[i, j], slow), (i, j, fast[i, j], slow, K, split_k)
+
+
+@pytest.mark.parametrize("model", TWIN_MODELS[:5], ids=lambda m: repr(m)[15:60])
+def test_fast_kernel_equals_slow_twin_on_wide_rows(model):
+    """Full vector lanes, the 8/4/1-wide K passes and the column tiles (N past _COL_TILE).
+
+    Runs of zeros in a make the nonzero K count per step take every remainder; columns at
+    both ends and at the tile boundary are checked against the twin.
+    """
+    rng = np.random.default_rng(7)
+    fa, fb = e4m3fn, e5m2
+    M, K, N = 3, 75, nvidia._COL_TILE + 21
+    a, b = _random_values(rng, fa, (M, K)), _random_values(rng, fb, (K, N))
+    a[0, 3:9] = 0
+    a[1, rng.random(K) < 0.5] = 0
+    a[:, 40], b[40, :] = fa.max, fb.max / 4  # a large term: a wide alignment for the rest of its step
+    fast = model.matmul_2d(a, b, a_fmt=fa, b_fmt=fb)
+    t = nvidia._COL_TILE
+    for j in [0, 1, 7, 8, 15, 16, 17, t - 1, t, t + 1, N - 1]:
+        for i in range(M):
+            slow = hopper_reference_dot(a[i], b[:, j], a_fmt=fa, b_fmt=fb, model=model,
+                                        split_k=model.splits_for_formats(M, N, K, fa, fb))
+            assert _bits_equal(fast[i, j], slow), (i, j, fast[i, j], slow)
+
+
+def _split_operand_numpy(x, fmt, sub_rule):
+    """Slow twin of nvidia._split_operand by frexp/ldexp on whole arrays: ("ok", x, 2^e(x)),
+    ("NaN",) or ("inexact", index of the first inexact element)."""
+    if not np.isfinite(x).all():
+        return ("NaN",)
+    val = x.astype(np.float32)
+    _, expo = np.frexp(val)
+    e_true = expo - 1
+    normal = np.abs(val) >= fmt.min_normal
+    lsb = np.where(normal, e_true - fmt.man_bits, fmt.emin - fmt.man_bits)
+    sig = np.ldexp(val, -lsb)
+    bad = (sig != np.trunc(sig)) | (np.abs(sig) >= 2.0 ** fmt.precision) | (np.abs(val) > fmt.max)
+    if bad.any():
+        return "inexact", tuple(int(i) for i in np.argwhere(bad)[0])
+    e = np.where(normal | (sub_rule == "actual"), e_true, fmt.emin)
+    return "ok", val, np.where(val == 0, 0.0, np.ldexp(1.0, e)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", [e4m3fn, e5m2, float16, get_format("e2m1"), get_format("e3m4")], ids=str)
+@pytest.mark.parametrize("sub_rule", ["min_normal", "actual"])
+def test_split_operand_equals_numpy_twin(fmt, sub_rule):
+    """Every value of the format (both signs), then float32 bit patterns of every kind one at a
+    time (NaN, Inf, float32 subnormals, values off the format's grid or past its max)."""
+    rng = np.random.default_rng(3)
+    vals = fmt.values()
+    vals = vals[np.isfinite(vals)].astype(np.float32)
+    cases = [np.concatenate([vals, -vals]).reshape(2, -1)]
+    patterns = rng.integers(0, 2 ** 32, 2000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    extra = np.float32([fmt.max, fmt.min_normal, fmt.min_normal / 2, 1e-45, 3e-39, 1e30, -0.0])
+    cases += [np.array([[v]], np.float32) for v in np.concatenate([patterns, extra])]
+    near = np.concatenate([vals, -vals]).reshape(2, -1).copy()
+    near[1, 5] = np.nextafter(near[1, 5], np.float32(np.inf))  # first inexact element of a 2-D array
+    near[1, 9] = np.nan  # a NaN anywhere wins over the inexact value
+    cases += [near, near[:, :9]]
+    for x in cases:
+        want = _split_operand_numpy(x, fmt, sub_rule)
+        try:
+            got = nvidia._split_operand(x, fmt, "x", sub_rule)
+        except ValueError as e:
+            assert want[0] != "ok", (x, str(e))
+            assert ("NaN" in str(e)) if want[0] == "NaN" else f"x[{want[1]}]" in str(e), (want, str(e))
+            continue
+        assert want[0] == "ok", (x, want)
+        assert _bits_equal(got[0], want[1]) and _bits_equal(got[1], want[2]), x
 
 
 # ---------------------------------------------------------------------------------------------

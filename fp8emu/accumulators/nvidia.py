@@ -344,26 +344,55 @@ def nvidia_hopper_fp8(fast_accum: bool = False, M: int | None = None, N: int | N
 # operand decomposition
 # ---------------------------------------------------------------------------------------------
 def _split_operand(x: np.ndarray, fmt: Format, name: str, sub_rule: str) -> tuple[np.ndarray, np.ndarray]:
-    """(value, 2^e(x)) of every element as float32; 2^e is 0 for zeros.
+    """(value, 2^e(x)) of every element of a float32 array as float32; 2^e is 0 for zeros.
 
     Raises:
         ValueError: NaN/Inf, or a value that is not exact in ``fmt``.
     """
-    if not np.isfinite(x).all():
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    pow2 = np.empty(x.shape, dtype=np.float32)
+    flat = x.reshape(-1)
+    nonfinite, bad = _split_f32(flat, flat.view(np.int32), pow2.reshape(-1), _POW2_F64, float(fmt.min_normal),
+                                float(fmt.max), fmt.man_bits, fmt.emin, float(2.0 ** fmt.precision),
+                                sub_rule == "actual")
+    if nonfinite >= 0:
         raise ValueError(f"{name} holds NaN or Inf; the tensor-core model takes finite operands only")
-    val = x.astype(np.float32)
-    mant, expo = np.frexp(val)  # val = mant * 2^expo, |mant| in [0.5, 1)
-    e_true = expo - 1
-    normal = np.abs(val) >= fmt.min_normal
-    lsb = np.where(normal, e_true - fmt.man_bits, fmt.emin - fmt.man_bits)
-    sig = np.ldexp(val, -lsb)
-    bad = (sig != np.trunc(sig)) | (np.abs(sig) >= 2.0 ** fmt.precision) | (np.abs(val) > fmt.max)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    if bad >= 0:
+        idx = tuple(int(i) for i in np.unravel_index(bad, x.shape))
         raise ValueError(f"{name}[{idx}] = {x[idx]!r} is not exactly representable in {fmt.name}")
-    e = np.where(normal | (sub_rule == "actual"), e_true, fmt.emin)
-    pow2 = np.where(val == 0, 0.0, np.ldexp(1.0, e)).astype(np.float32)  # 2^-30..2^30 for FP8
-    return np.ascontiguousarray(val), np.ascontiguousarray(pow2)
+    return x, pow2
+
+
+_POW2_BIAS = 400  # _POW2_F64[e + _POW2_BIAS] = 2.0 ** e: exponents of float32 values and their lsb
+_POW2_F64 = np.ldexp(1.0, np.arange(-_POW2_BIAS, _POW2_BIAS + 1))
+
+
+@numba.njit(cache=True)
+def _split_f32(x, xi, pow2, p2, min_normal, fmax, man_bits, emin, sig_limit, actual):
+    """Fill ``pow2`` with 2^e(x) (0 for zeros); return (first non-finite index, first inexact index), -1: none.
+
+    ``xi`` is ``x`` viewed as int32.  ``x = sig * 2^lsb`` must hold with an integer ``|sig| <
+    2^p``: ``lsb = floor(log2|x|) - man_bits`` for normal values of the format, ``emin -
+    man_bits`` below (the float64 product ``x * 2^-lsb`` is exact; cast to float32 it is what
+    float32 ``ldexp`` returns).  ``p2[e + _POW2_BIAS]`` is 2.0^e (a table: no libm call).
+    """
+    first_bad = -1
+    for t in range(x.shape[0]):
+        v = x[t]
+        if not np.isfinite(v):
+            return t, first_bad
+        if v == 0.0:
+            pow2[t] = 0.0
+            continue
+        field = (xi[t] >> 23) & 0xFF
+        e_true = field - 127 if field != 0 else math.frexp(v)[1] - 1  # float32 subnormal: frexp
+        normal = abs(v) >= min_normal
+        lsb = e_true - man_bits if normal else emin - man_bits
+        sig = np.float32(np.float64(v) * p2[_POW2_BIAS - lsb])
+        if first_bad < 0 and (sig != np.trunc(sig) or abs(sig) >= sig_limit or abs(v) > fmax):
+            first_bad = t
+        pow2[t] = np.float32(p2[_POW2_BIAS + (e_true if normal or actual else emin)])
+    return -1, first_bad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,48 +405,124 @@ def _split_operand(x: np.ndarray, fmt: Format, name: str, sub_rule: str) -> tupl
 # definition, the accumulator c (1 + kept bits) is a float32, and the loops vectorise 8 or 16
 # lanes wide (mul, mul, round, add; max for the exponents).
 _EXP_MASK = np.int32(0x7F800000)  # float32 bits: S | EEEEEEEE | 23 fraction bits
-_ROW_BLOCK = 8  # rows of a per thread task: one 32 x N slab of b is reused from cache by all
+_ROW_BLOCK = 8    # rows of a per thread task: they share every slab of b read below
+_COL_TILE = 512   # columns per pass: a step's slab of bv and bp (2 x 32 x 128 float32 = 32 KiB) stays in L1
+# The passes over columns take 4 K elements each, so the running maximum / sum is loaded and
+# stored once per 4 products, not once per product.  The exponent maximum is written to a
+# second array (ping-pong), never back to the one it reads: ``e[j] = max(e[j], x)`` in place
+# compiles to a masked store, which AVX2 has only as ``vmaskmovps`` (microcoded, slow on AMD).
+# Neither changes a bit: the maximum of non-negative powers of two does not depend on the
+# order, and the terms are still added one at a time in K order (with the accumulator left out
+# of the alignment, ``c`` in units of the products' 2^(emax - kept) can pass 2^24, where
+# float32 sums would depend on the order).
 
 
 @numba.njit(cache=True, inline="always")
-def _group(av, ap, i, bv, bp, k0, k1, c, ci, p32, pi32, emx, scale, ssum, si, kept, low_mask, half,
+def _fmax(x, y):
+    """max(x, y) for non-NaN floats, as one select (``vmaxps``)."""
+    return x if x > y else y
+
+
+@numba.njit(cache=True, inline="always")
+def _cut(x, rne):
+    """x rounded to an integer: half to even, or toward zero."""
+    return np.rint(x) if rne else np.trunc(x)
+
+
+@numba.njit(cache=True, inline="always")
+def _group(av, ap, i, bv, bp, j0, j1, kp, n_p, kv, n_v, c, p32, zero, ea, eb, scale, ssum, kept, low_mask, half,
            term_rne, sum_rne, inc_acc):
-    """One tensor-core step (K elements k0..k1) of output row i, all columns: c <- new c."""
+    """One tensor-core step of output row i over the columns of ``c`` (a tile of them): c <- new c.
+
+    ``kp[:n_p]`` / ``kv[:n_v]``: the step's K indices with a nonzero 2^e(a) / a value (a zero
+    operand contributes neither to the maximum nor a term).  ``c`` and the scratch arrays are
+    the tile's columns j0..j1 and so are the rows of ``bv``, ``bp`` taken here: every loop runs
+    from column 0 over contiguous 1-D arrays, so Numba's negative-index wraparound folds away
+    and the loops vectorise.
+    """
     N = c.shape[0]
+    ci, pi32, si = c.view(np.int32), p32.view(np.int32), ssum.view(np.int32)
     two_kept = np.float32(math.ldexp(1.0, kept))
     # 1. reference exponent as a power of two: 2^floor(log2|c|) is c's exponent field alone
-    #    (0.0 for c = 0); then the products' 2^(e(a)+e(b))
+    #    (0.0 for c = 0); then the max with the products' 2^(e(a)+e(b))
     for j in range(N):
         pi32[j] = ci[j] & _EXP_MASK
-    if inc_acc:
-        for j in range(N):
-            emx[j] = p32[j]
-    else:
-        emx[:] = 0.0
-    for k in range(k0, k1):
-        pa = ap[i, k]
-        if pa == 0.0:
-            continue
-        for j in range(N):
-            emx[j] = max(emx[j], pa * bp[k, j])
+    src = p32 if inc_acc else zero
+    flip = False
+    q = 0
+    while q < n_p:
+        dst = eb if flip else ea
+        if q + 8 <= n_p:
+            ka, kb, kc, kd = kp[q], kp[q + 1], kp[q + 2], kp[q + 3]
+            ke, kf, kg, kh = kp[q + 4], kp[q + 5], kp[q + 6], kp[q + 7]
+            pa, pb, pc, pd = ap[i, ka], ap[i, kb], ap[i, kc], ap[i, kd]
+            pe, pf, pg, ph = ap[i, ke], ap[i, kf], ap[i, kg], ap[i, kh]
+            ra, rb, rc, rd = bp[ka][j0:j1], bp[kb][j0:j1], bp[kc][j0:j1], bp[kd][j0:j1]
+            re, rf, rg, rh = bp[ke][j0:j1], bp[kf][j0:j1], bp[kg][j0:j1], bp[kh][j0:j1]
+            for j in range(N):
+                x = _fmax(_fmax(pa * ra[j], pb * rb[j]), _fmax(pc * rc[j], pd * rd[j]))
+                y = _fmax(_fmax(pe * re[j], pf * rf[j]), _fmax(pg * rg[j], ph * rh[j]))
+                dst[j] = _fmax(_fmax(x, y), src[j])
+            q += 8
+        elif q + 4 <= n_p:
+            ka, kb, kc, kd = kp[q], kp[q + 1], kp[q + 2], kp[q + 3]
+            pa, pb, pc, pd = ap[i, ka], ap[i, kb], ap[i, kc], ap[i, kd]
+            ra, rb, rc, rd = bp[ka][j0:j1], bp[kb][j0:j1], bp[kc][j0:j1], bp[kd][j0:j1]
+            for j in range(N):
+                x = _fmax(pa * ra[j], pb * rb[j])
+                y = _fmax(pc * rc[j], pd * rd[j])
+                dst[j] = _fmax(_fmax(x, y), src[j])
+            q += 4
+        else:
+            ka = kp[q]
+            pa = ap[i, ka]
+            ra = bp[ka][j0:j1]
+            for j in range(N):
+                dst[j] = _fmax(pa * ra[j], src[j])
+            q += 1
+        src = dst
+        flip = not flip
+    emx = src
     # 2. the accumulator as the first term, in units of 2^(emax - kept)
     for j in range(N):
         e = emx[j]
         if e == 0.0:  # no product (and c left out of the max): align to c, or to anything
             e = p32[j] if p32[j] != 0.0 else np.float32(1.0)
         scale[j] = two_kept / e
-        ssum[j] = np.rint(c[j] * scale[j]) if term_rne else np.trunc(c[j] * scale[j])
-    # 3. the products as terms, cut and summed exactly
-    for k in range(k0, k1):
-        va = av[i, k]
-        if va == 0.0:
-            continue
-        if term_rne:
+        ssum[j] = _cut(c[j] * scale[j], term_rne)
+    # 3. the products as terms, cut and added one at a time in K order
+    q = 0
+    while q < n_v:
+        if q + 8 <= n_v:
+            ka, kb, kc, kd = kv[q], kv[q + 1], kv[q + 2], kv[q + 3]
+            ke, kf, kg, kh = kv[q + 4], kv[q + 5], kv[q + 6], kv[q + 7]
+            va, vb, vc, vd = av[i, ka], av[i, kb], av[i, kc], av[i, kd]
+            ve, vf, vg, vh = av[i, ke], av[i, kf], av[i, kg], av[i, kh]
+            ra, rb, rc, rd = bv[ka][j0:j1], bv[kb][j0:j1], bv[kc][j0:j1], bv[kd][j0:j1]
+            re, rf, rg, rh = bv[ke][j0:j1], bv[kf][j0:j1], bv[kg][j0:j1], bv[kh][j0:j1]
             for j in range(N):
-                ssum[j] += np.rint(va * bv[k, j] * scale[j])
+                s = scale[j]
+                t = (((ssum[j] + _cut(va * ra[j] * s, term_rne)) + _cut(vb * rb[j] * s, term_rne))
+                     + _cut(vc * rc[j] * s, term_rne)) + _cut(vd * rd[j] * s, term_rne)
+                ssum[j] = (((t + _cut(ve * re[j] * s, term_rne)) + _cut(vf * rf[j] * s, term_rne))
+                           + _cut(vg * rg[j] * s, term_rne)) + _cut(vh * rh[j] * s, term_rne)
+            q += 8
+        elif q + 4 <= n_v:
+            ka, kb, kc, kd = kv[q], kv[q + 1], kv[q + 2], kv[q + 3]
+            va, vb, vc, vd = av[i, ka], av[i, kb], av[i, kc], av[i, kd]
+            ra, rb, rc, rd = bv[ka][j0:j1], bv[kb][j0:j1], bv[kc][j0:j1], bv[kd][j0:j1]
+            for j in range(N):
+                s = scale[j]
+                ssum[j] = (((ssum[j] + _cut(va * ra[j] * s, term_rne)) + _cut(vb * rb[j] * s, term_rne))
+                           + _cut(vc * rc[j] * s, term_rne)) + _cut(vd * rd[j] * s, term_rne)
+            q += 4
         else:
+            ka = kv[q]
+            va = av[i, ka]
+            ra = bv[ka][j0:j1]
             for j in range(N):
-                ssum[j] += np.trunc(va * bv[k, j] * scale[j])
+                ssum[j] += _cut(va * ra[j] * scale[j], term_rne)
+            q += 1
     # 4. normalise: keep the top 1 + kept bits of the exact integer sum (sign-magnitude), by
     #    clearing or rounding away the low 23 - kept fraction bits of its float32 pattern
     #        S EEEEEEEE 1 ffff...f (kept) | xxxx...x (23 - kept)
@@ -461,11 +566,17 @@ def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, in
         rows = min(_ROW_BLOCK, M - i0)
         c = np.zeros((rows, N), np.float32)  # tensor-core accumulators (exact values)
         p32 = np.empty(N, np.float32)        # scratch: 2^floor(log2|c|)
-        emx = np.empty(N, np.float32)        # 2^emax of the group
+        zero = np.zeros(N, np.float32)       # the running maximum's start when c is left out
+        ea = np.empty(N, np.float32)         # running 2^emax of the group (two, alternately written)
+        eb = np.empty(N, np.float32)
         scale = np.empty(N, np.float32)      # 2^(kept - emax)
         ssum = np.empty(N, np.float32)       # exact sum of the cut terms, in units
         acc = np.zeros((rows, N), np.float32)  # FP32 accumulators of one split
         res = np.zeros((rows, N), np.float32)  # sums of the split partials
+        kp = np.empty((rows, step), np.int64)  # per row of the block: K indices of nonzero 2^e(a)
+        kv = np.empty((rows, step), np.int64)  # and of nonzero a
+        n_p = np.empty(rows, np.int64)
+        n_v = np.empty(rows, np.int64)
         for s in range(n_split):
             lo, hi = bounds[s], bounds[s + 1]
             c[:] = 0.0
@@ -473,9 +584,24 @@ def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, in
             for k0 in range(lo, hi, step):
                 k1 = min(k0 + step, hi)
                 for r in range(rows):
-                    cr = c[r]
-                    _group(av, ap, i0 + r, bv, bp, k0, k1, cr, cr.view(np.int32), p32, p32.view(np.int32),
-                           emx, scale, ssum, ssum.view(np.int32), kept, low_mask, half, term_rne, sum_rne, inc_acc)
+                    i = i0 + r
+                    m_p = 0
+                    m_v = 0
+                    for k in range(k0, k1):
+                        if ap[i, k] != 0.0:
+                            kp[r, m_p] = k
+                            m_p += 1
+                        if av[i, k] != 0.0:
+                            kv[r, m_v] = k
+                            m_v += 1
+                    n_p[r] = m_p
+                    n_v[r] = m_v
+                for j0 in range(0, N, _COL_TILE):
+                    j1 = min(j0 + _COL_TILE, N)
+                    for r in range(rows):
+                        _group(av, ap, i0 + r, bv, bp, j0, j1, kp[r], n_p[r], kv[r], n_v[r],
+                               c[r, j0:j1], p32[j0:j1], zero[j0:j1], ea[j0:j1], eb[j0:j1], scale[j0:j1],
+                               ssum[j0:j1], kept, low_mask, half, term_rne, sum_rne, inc_acc)
                 # promotion to FP32 (one RNE add); the tensor core restarts from zero
                 if prom > 0 and ((k1 - lo) % prom == 0 or k1 == hi):
                     for r in range(rows):
