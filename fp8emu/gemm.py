@@ -147,25 +147,37 @@ def _mx_operand(x: Any, fmt, name: str, contraction: int) -> Any:
     return v32
 
 
-#: Row block of the fused quantize-then-sgemm path (bytes of ``a``): small enough that the
-#: quantized block is still in cache when sgemm reads it, large enough for sgemm to run at speed.
-_FUSED_BLOCK_BYTES = 4 << 20
+#: Row block of the buffered quantize-then-sgemm path (bytes of ``a``): large enough that each
+#: sgemm call runs at full speed (B is packed once per call; a few thousand rows make that
+#: negligible), small enough to bound the reused buffer.  ``a`` up to this size is one block.
+_FUSED_BLOCK_BYTES = 64 << 20
 _fused_buffer = threading.local()
 
 
+def _scratch(name: str, size: int) -> np.ndarray:
+    """A float32 buffer of at least ``size`` elements kept by this thread (grown, never shrunk).
+
+    Quantizing into a reused buffer saves the page faults of a fresh operand-sized array on
+    every call (a fresh 75 MB array costs about as much as quantizing into it).
+    """
+    buf = getattr(_fused_buffer, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=_F32)
+        setattr(_fused_buffer, name, buf)
+    return buf
+
+
 def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, saturate: bool) -> np.ndarray:
-    """``np.matmul(quantize(a), qb)`` for a large 2-D float32 ``a``, a block of rows at a time.
+    """``np.matmul(quantize(a), qb)`` for a 2-D float32 ``a``, a block of rows at a time.
 
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
-    is deterministic), without the full-size quantized copy: no page faults for a fresh
-    ``a``-sized array, and sgemm reads each block from cache right after it is written.
+    is deterministic; ``a`` of at most one block is one sgemm call, exactly that), without a
+    fresh ``a``-sized array: the quantized rows go to a reused buffer.
     """
     from .quantize import quantize  # layer 2
     m, k = a.shape
-    rows = max(1, _FUSED_BLOCK_BYTES // (4 * k))
-    buf = getattr(_fused_buffer, "buf", None)
-    if buf is None or buf.size < rows * k:
-        buf = _fused_buffer.buf = np.empty(rows * k, dtype=_F32)
+    rows = max(1, _FUSED_BLOCK_BYTES // (4 * max(k, 1)))
+    buf = _scratch("a", min(m, rows) * k)
     y = np.empty((m, qb.shape[1]), dtype=_F32)
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
@@ -247,8 +259,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
     sa = _check_scale(a_scale, "a_scale", a_arr.shape, -1)
     sb = _check_scale(b_scale, "b_scale", b_arr.shape, -2)
     fused = (isinstance(acc, Fp32Blas) and not batch and a_fmt is not None and not quantized and sa is None
-             and a_arr.dtype == _F32 and a_arr.nbytes > 2 * _FUSED_BLOCK_BYTES
-             and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
+             and a_arr.dtype == _F32 and a_arr.size > 0 and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
     if fused:
         # same values as the general path: deterministic rounding, independent rows
         qb, _ = prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)

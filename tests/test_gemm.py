@@ -202,3 +202,22 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     if "out_fmt" in kw:
         want = quantize(want, "e5m2")
     assert np.array_equal(y, want, equal_nan=True)
+
+
+def test_quantized_operand_buffer_is_reused_not_returned():
+    """``fp32_blas`` with float32 ``a`` quantizes it into a per-thread buffer that is reused;
+    ``a`` of one block is exactly one sgemm of the quantized operands (same bits for any
+    values), and no result aliases the buffer (a later call leaves it unchanged)."""
+    gemm = importlib.import_module("fp8emu.gemm")
+    rng = np.random.default_rng(12)
+    results = []
+    for m, k, n in [(50, 40, 7), (9, 300, 33), (50, 40, 7)]:
+        a = rng.standard_normal((m, k), dtype=np.float32) * 100
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        y = matmul(a, b, a_fmt="e5m2", b_fmt="e5m2")
+        want = np.matmul(quantize(a, "e5m2"), quantize(b, "e5m2"))
+        assert np.array_equal(y.view(np.int32), want.view(np.int32))
+        assert not np.shares_memory(y, gemm._fused_buffer.a)
+        results.append((y, y.copy()))
+    for y, copy in results:
+        assert np.array_equal(y, copy)

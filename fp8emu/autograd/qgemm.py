@@ -73,7 +73,9 @@ class GemmProducts(Protocol):
     """The three products of one layer type on already-quantized float operands.
 
     ``*_fmt`` are the formats announced to the accumulator (None: plain float32), as
-    :func:`fp8emu.matmul` takes them.
+    :func:`fp8emu.matmul` takes them.  The operands already hold values of those formats, so
+    the products pass ``quantized=True`` (a second rounding would return them unchanged, at
+    the cost of a pass over each operand and a fresh array).
     """
 
     def forward(self, x: np.ndarray, w: np.ndarray, x_fmt: Format | None, w_fmt: Format | None,
@@ -118,15 +120,15 @@ class LinearProducts:
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
         """See :meth:`GemmProducts.forward`."""
-        return _gemm.matmul(x, w.T, a_fmt=x_fmt, b_fmt=w_fmt, accumulator=accumulator)
+        return _gemm.matmul(x, w.T, a_fmt=x_fmt, b_fmt=w_fmt, accumulator=accumulator, quantized=True)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
         """See :meth:`GemmProducts.grad_input`."""
-        return _gemm.matmul(gy, w, a_fmt=gy_fmt, b_fmt=w_fmt, accumulator=accumulator)
+        return _gemm.matmul(gy, w, a_fmt=gy_fmt, b_fmt=w_fmt, accumulator=accumulator, quantized=True)
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
         """See :meth:`GemmProducts.grad_weight`."""
-        return _gemm.matmul(gy.T, x, a_fmt=gy_fmt, b_fmt=x_fmt, accumulator=accumulator)
+        return _gemm.matmul(gy.T, x, a_fmt=gy_fmt, b_fmt=x_fmt, accumulator=accumulator, quantized=True)
 
 
 #: The products of a fully connected layer.
@@ -154,17 +156,18 @@ class ConvProducts:
 
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
         """See :meth:`GemmProducts.forward`."""
-        return _conv.conv2d(x, w, accumulator=accumulator, x_fmt=x_fmt, w_fmt=w_fmt, **self.geometry)
+        return _conv.conv2d(x, w, accumulator=accumulator, x_fmt=x_fmt, w_fmt=w_fmt, quantized=True,
+                            **self.geometry)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
         """See :meth:`GemmProducts.grad_input`."""
         return _conv.conv2d_grad_input(gy, w, x_shape, accumulator=accumulator, gy_fmt=gy_fmt, w_fmt=w_fmt,
-                                       **self.geometry)
+                                       quantized=True, **self.geometry)
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
         """See :meth:`GemmProducts.grad_weight`."""
         return _conv.conv2d_grad_weight(x, gy, w_shape, accumulator=accumulator, x_fmt=x_fmt, gy_fmt=gy_fmt,
-                                        **self.geometry)
+                                        quantized=True, **self.geometry)
 
 
 def _scaled(y: Any, factor: float) -> Any:
