@@ -46,7 +46,7 @@ def test_cuda_step_check_passes_on_equal_devices_and_fails_on_one_differing_erro
     monkeypatch.setattr(check, "layer_alone", one_bit_off)
     assert check.main(args) == 1
     out = capsys.readouterr().out
-    assert "errors        1 layers differ" in out and out.endswith("FAILED\n")
+    assert "errors        1 layers differ (1 of " in out and out.endswith("FAILED\n")
 
 
 def test_gpu_probe_on_the_cpu(tmp_path, capsys):
