@@ -25,7 +25,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config as _numba_config
 
-from . import _cuda_kernels, _kernels
+from . import _cuda_kernels, _cuda_launch, _kernels
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import INPUT_LAYOUTS, kernel_arguments
@@ -156,10 +156,13 @@ def _check_out(out, shape: tuple, dtype: np.dtype, argname: str = "out"):
 
 def _launch(kernel, n: int, cuda_stream, *args) -> None:
     blocks, threads = launch_config(n, _cuda_kernels.ILP)
-    if cuda_stream is None:
-        kernel[blocks, threads](*args)
+    if simulated():
+        if cuda_stream is None:
+            kernel[blocks, threads](*args)
+        else:
+            kernel[blocks, threads, cuda_stream](*args)
     else:
-        kernel[blocks, threads, cuda_stream](*args)
+        _cuda_launch.launch(kernel, blocks, threads, cuda_stream, args)
 
 
 def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, values: bool):

@@ -43,7 +43,8 @@ from ..format import RoundMode
 from ..loss_scale import LossScaler
 from ..optim import master_stream
 from ..recipes import Recipe, get_recipe
-from . import _arrays  # noqa: F401  (registers torch.Tensor's array operations)
+from ..formats import get_format
+from ._arrays import TORCH_OPS   # (importing it registers torch.Tensor's array operations)
 from .functional import quantize
 
 __all__ = ["apply_recipe", "TorchRecipe", "MasterWeights", "TorchLossScaler", "TorchProducts", "gemm_layers",
@@ -273,7 +274,8 @@ class MasterWeights:
 
     def __init__(self, optimizer: torch.optim.Optimizer, fmt: Any, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
                  seed: int = 0) -> None:
-        self.optimizer, self.fmt, self.rounding, self.seed = optimizer, fmt, RoundMode.parse(rounding), int(seed)
+        self.optimizer, self.rounding, self.seed = optimizer, RoundMode.parse(rounding), int(seed)
+        self.fmt = None if fmt is None else get_format(fmt)
         self.steps = 0
         if fmt is not None:
             with torch.no_grad():
@@ -317,9 +319,10 @@ class MasterWeights:
             return
         stochastic = self.rounding is RoundMode.STOCHASTIC
         for i, p in enumerate(self.params):
-            if p.grad is not None:
-                p.copy_(quantize(p, self.fmt, rounding=self.rounding, seed=self.seed if stochastic else None,
-                                 stream=master_stream(self.steps, i)))
+            if p.grad is not None:   # in place, through the rules' array operations (no operator dispatch)
+                TORCH_OPS.quantize(p.data, self.fmt, out=p.data, rounding=self.rounding,
+                                   seed=self.seed if stochastic else None, sr_bits=None, saturate=False,
+                                   stream=master_stream(self.steps, i))
 
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's state and the step count (the write-back streams depend on it).

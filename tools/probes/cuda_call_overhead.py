@@ -3,7 +3,7 @@ import torch, numpy as np
 from numba import cuda
 import fp8emu.cuda as fc
 from fp8emu.torch._cuda import quantize_into
-from fp8emu.format import get_format
+from fp8emu import get_format
 x = torch.randn(4096, device="cuda"); out = torch.empty_like(x)
 f = get_format("e5m2")
 def t(label, fn, n=500):
