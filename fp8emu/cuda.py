@@ -98,7 +98,7 @@ def _device_lut(fmt: Format, dtype_name: str, device_id: int):
     """The value of every code of ``fmt`` as ``dtype_name`` bits (the CPU's :func:`fp8emu.decode`,
     NaN codes the positive quiet NaN), copied to device ``device_id`` once; raises ValueError
     when the dtype cannot hold ``fmt``'s values, or (the Format's own message) when ``fmt`` is
-    wider than 16 bits: the device kernels read a table."""
+    wider than 16 bits (those formats have no table: their kernels build each value from its code)."""
     fmt.values()   # raises for formats without a value table, before any 2**bits allocation
     table = _host_decode(np.arange(fmt.num_codes, dtype=np.int64), fmt, dtype=_dtype_of(dtype_name))
     return cuda.to_device(np.ascontiguousarray(table.view(INPUT_LAYOUTS[dtype_name].uint)))
@@ -176,8 +176,10 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     keys = args.keys
     src = _flat(arr).view(info.uint)
     stochastic = RoundMode.parse(rounding) is RoundMode.STOCHASTIC
+    wide = values and fmt.bits > 16                # no table: values built from the codes
     if values:
-        lut = _lut_on_device(fmt, name)           # raises when the dtype cannot hold fmt
+        # the table raises when the dtype cannot hold fmt; kernel_arguments checked a wide format
+        lut = args.value_params if wide else _lut_on_device(fmt, name)
         out_dtype = np.dtype(arr.dtype)
     else:
         lut = _placeholder(_device_id())          # encode reads no table
@@ -197,7 +199,8 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
             lim = np.uint32(args.deep_limit - 1)     # 0 < |x| bits <= lim: deep
     else:
         p32 = _P32_UNUSED
-    kernel = _cuda_kernels.KERNELS[(args.kernel, stochastic, values)]
+    kernel = (_cuda_kernels.WIDE_KERNELS[(args.kernel, stochastic)] if wide
+              else _cuda_kernels.KERNELS[(args.kernel, stochastic, values)])
     _launch(kernel, n, cuda_stream, src, dst, lut, p32, args.params, keys.base, keys.key0, lim)
     return target
 
@@ -293,7 +296,9 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     cdt = np.dtype(arr.dtype)
     if cdt.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {cdt}")
-    lut = _lut_on_device(fmt, dt.name)
+    wide = fmt.bits > 16                           # no table: values built from the codes
+    # the table-free parameters, or the table; both raise when dt cannot hold fmt's values
+    lut = kernel_arguments(fmt, dt, values=True).value_params if wide else _lut_on_device(fmt, dt.name)
     udt = np.dtype(INPUT_LAYOUTS[dt.name].uint)
     store = udt if dt.name == "bfloat16" else dt
     target = (cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream) if out is None
@@ -306,10 +311,11 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     bad = cuda.to_device(np.zeros(1, np.int32)) if check else _placeholder(_device_id())
     blocks, threads = launch_config(n)
     args = (_flat(arr), _flat(target).view(udt), lut, np.int64(fmt.num_codes), bad)
+    kernel = _cuda_kernels.decode_wide_kernel if wide else _cuda_kernels.decode_kernel
     if cuda_stream is None:
-        _cuda_kernels.decode_kernel[blocks, threads](*args)
+        kernel[blocks, threads](*args)
     else:
-        _cuda_kernels.decode_kernel[blocks, threads, cuda_stream](*args)
+        kernel[blocks, threads, cuda_stream](*args)
     if check:
         if int(bad.copy_to_host(stream=0 if cuda_stream is None else cuda_stream)[0]):
             raise ValueError(f"codes contains values out of range for {fmt.name} (0..{fmt.num_codes - 1})")

@@ -11,7 +11,7 @@ import importlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("numba_cuda", reason="numba-cuda not installed (pip install fp8emu[cuda])")
 
@@ -20,7 +20,7 @@ from numba import cuda  # noqa: E402
 import fp8emu  # noqa: E402
 from fp8emu import _cuda_kernels, _random, spec  # noqa: E402
 from fp8emu import cuda as fc  # noqa: E402
-from fp8emu.format import RoundMode  # noqa: E402
+from fp8emu.format import Format, RoundMode, Specials  # noqa: E402
 from fp8emu.formats import ALL_FORMATS, e4m3fn, e5m2, e8m0fnu  # noqa: E402
 
 from strategies import FLOAT_DTYPES, any_format, float_bits, floats_of, round_modes  # noqa: E402
@@ -261,7 +261,11 @@ def test_any_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr_bits
     """Random formats (any width, bias, specials, subnormals on/off) and any input bit patterns:
     the GPU path the wrapper picks gives the CPU's codes and values."""
     xs = data.draw(st.lists(st.one_of(float_bits(dtype), floats_of(fmt, dtype)), min_size=1, max_size=40))
-    x = np.array(xs, dtype=dtype)
+    _gpu_equals_cpu(np.array(xs, dtype=dtype), fmt, mode, saturate, sr_bits, seed, stream)
+
+
+def _gpu_equals_cpu(x, fmt, mode, saturate, sr_bits, seed, stream):
+    """encode and quantize of ``x`` on the GPU give the CPU's codes and values (or the CPU refuses quantize)."""
     kw = dict(rounding=mode, saturate=saturate, seed=seed, stream=stream,
               sr_bits=sr_bits if mode is RoundMode.STOCHASTIC else None)
     assert np.array_equal(fc.encode(_gpu(x), fmt, **kw).copy_to_host(), fp8emu.encode(x, fmt, **kw))
@@ -294,3 +298,110 @@ def test_zero_exponent_format_into_float16_equals_cpu():
     x = np.linspace(0, 2, 301, dtype=np.float16)
     want = fp8emu.quantize(x, fmt)
     assert np.array_equal(_bits(fc.quantize(_gpu(x), fmt).copy_to_host()), _bits(want))
+
+
+# ---- formats wider than 16 bits: no table, the kernels build each value from its code ---------------
+def _wide_inputs(fmt, dtype, rng, n=120):
+    """Values within a few ulps of ``fmt``'s midpoints (random binades, both signs), ``fmt``'s largest
+    values and beyond, tiny values (exact SR's deep path) and specials, as ``dtype``."""
+    m = fmt.man_bits
+    e = rng.integers(fmt.emin - m - 2, fmt.emax + 2, n)
+    k = rng.integers(1 << m, 1 << (m + 1), n)
+    with np.errstate(over="ignore", under="ignore"):
+        mid = np.ldexp((2 * k + 1).astype(np.float64), e - m - 1).astype(dtype)
+        edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, fmt.max, -fmt.max, fmt.max * 1.5, 1e-40, -3e-39, 1e-300,
+                         2.0**-149, 65504.0, 3e38], np.float64).astype(dtype)
+    bits = _host_view(mid).view(np.dtype(f"u{np.dtype(dtype).itemsize}"))
+    off = rng.integers(-3, 4, n).astype(np.int64)
+    nudged = (bits.astype(np.int64) + off).astype(bits.dtype).view(dtype)
+    x = np.concatenate([edge, np.where(np.isfinite(nudged.astype(np.float64)), nudged, mid)])
+    return (x * rng.choice(np.array([-1, 1], dtype), x.size)).astype(dtype)
+
+
+_WIDE = [*fp8emu.formats.WIDE_FORMATS, Format(5, 17), Format(8, 16, bias=128, specials="fn"),
+         Format(5, 13, specials="fn"), Format(6, 20, specials="extended", signed=False),
+         Format(4, 14, subnormals=False, specials="fnuz"), Format(8, 10, bias=128, specials="none")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, BF16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("fmt", _WIDE, ids=str)
+def test_wide_formats_quantize_equals_cpu_every_mode(fmt, dtype):
+    """quantize into a format wider than 16 bits (no value table): the CPU's values, every mode and
+    saturation, or both refuse a dtype that cannot hold the format's values."""
+    assert fmt.bits > 16
+    x = _wide_inputs(fmt, dtype, np.random.default_rng(fmt.bits * 7 + fmt.man_bits))
+    xd = _gpu(x)
+    x_dtype = "bfloat16" if np.dtype(dtype) == BF16 else None
+    for mode in MODES:
+        for sat in (False, True):
+            kw = _kw(mode)
+            try:
+                want = fp8emu.quantize(x, fmt, saturate=sat, **kw)
+            except ValueError:
+                with pytest.raises(ValueError, match="cannot hold"):
+                    fc.quantize(xd, fmt, saturate=sat, x_dtype=x_dtype, **kw)
+                continue
+            got = fc.quantize(xd, fmt, saturate=sat, x_dtype=x_dtype, **kw).copy_to_host()
+            assert np.array_equal(_bits(got), _bits(want)), (fmt, dtype, mode, sat)
+
+
+def test_wide_quantize_exact_sr_deep_elements_and_in_place():
+    """e5m17 from float32 with exact SR (the float32 path): elements below 2^-72 drop more than 64
+    bits, take _round_bits and then the table-free value; in place (out=x) too."""
+    x = np.array([1e-40, -2e-45, 3e-30, 0.7, -1e-38, 1.5e-44, 2.5] * 5, np.float32)
+    fmt = Format(5, 17)
+    assert Q.kernel_arguments(fmt, np.float32, rounding="stochastic", seed=0).kernel == "f32"
+    assert Q._deep_limit(fmt) > 0 and fp8emu._kernels._count_f32_deep(x.view(np.uint32), Q._deep_limit(fmt)) == 25
+    for seed in range(3):
+        kw = dict(rounding="stochastic", seed=seed, stream=seed + 5)
+        want = fp8emu.quantize(x, fmt, **kw)
+        xd = _gpu(x)
+        assert fc.quantize(xd, fmt, out=xd, **kw) is xd
+        assert np.array_equal(_bits(xd.copy_to_host()), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fmt", _WIDE, ids=str)
+def test_wide_decode_equals_cpu(fmt, dtype):
+    rng = np.random.default_rng(fmt.bits)
+    codes = np.concatenate([np.arange(64), fmt.num_codes - 1 - np.arange(64), rng.integers(0, fmt.num_codes, 300),
+                            [fmt.max_code, fmt.max_code | fmt.sign_mask, fmt.sign_mask]]).astype(fmt.code_dtype)
+    try:
+        want = fp8emu.decode(codes, fmt, dtype=dtype)
+    except ValueError:
+        with pytest.raises(ValueError, match="cannot hold"):
+            fc.decode(cuda.to_device(codes), fmt, dtype=dtype)
+        return
+    got = fc.decode(cuda.to_device(codes), fmt, dtype=dtype).copy_to_host()
+    assert np.array_equal(_bits(got), _bits(want))
+    bad = codes.astype(np.int64)
+    bad[7] = fmt.num_codes
+    with pytest.raises(ValueError, match="out of range"):
+        fc.decode(cuda.to_device(bad), fmt, dtype=dtype)
+
+
+@st.composite
+def _wide_formats(draw):
+    """A random valid Format of 17 to 32 bits (exponent width, bias, specials, subnormals, sign)."""
+    while True:
+        w = draw(st.integers(1, 11))
+        signed = draw(st.booleans())
+        m = draw(st.integers(17, 32)) - w - int(signed)
+        default_bias = (1 << (w - 1)) - 1
+        try:
+            fmt = Format(w, m, bias=draw(st.integers(default_bias - 3, default_bias + 3)),
+                         subnormals=draw(st.booleans()), specials=draw(st.sampled_from(list(Specials))), signed=signed)
+        except ValueError:
+            continue
+        if fmt.bits > 16:
+            return fmt
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.large_base_example])
+@given(_wide_formats(), st.sampled_from([np.float32, np.float64]), st.data(), round_modes, st.booleans(),
+       st.sampled_from([None, 1, 9, 32]), st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**64 - 1))
+def test_any_wide_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr_bits, seed, stream):
+    """Random formats wider than 16 bits and any input bit patterns: the CPU's codes and values."""
+    xs = data.draw(st.lists(float_bits(dtype), min_size=1, max_size=30))
+    x = np.concatenate([np.array(xs, dtype=dtype), _wide_inputs(fmt, dtype, np.random.default_rng(seed % 1000), 10)])
+    _gpu_equals_cpu(x, fmt, mode, saturate, sr_bits, seed, stream)
