@@ -66,8 +66,8 @@ def _model():
 
 
 def _two_steps(recipe, observe):
-    """Two forward/backward passes (SR streams and delayed-scaling history advance): every rounded array the
-    observers saw (if ``observe``), and the gradients' bits."""
+    """Two training steps (SR streams and delayed-scaling history advance): every rounded array the
+    observers saw (if ``observe``), the gradients and the parameters after each master write-back."""
     seen = []
 
     def observer(layer, tclass, x, q, spec):
@@ -75,7 +75,8 @@ def _two_steps(recipe, observe):
         seen.append((layer.name, tclass, np.array(x, copy=True), np.array(q, copy=True), layer.last_scale))
 
     model = _model()
-    ft.apply_recipe(model, recipe, exempt=[], seed=7)
+    rec = ft.apply_recipe(model, recipe, exempt=[], seed=7)
+    opt = rec.make_optimizer(lr=0.125)       # FP16 master weights: the stochastic write-back
     g = torch.Generator().manual_seed(2)
     if observe:
         add_observer(observer)
@@ -86,7 +87,9 @@ def _two_steps(recipe, observe):
             loss = (model(x) * torch.randn(2, 5, generator=g) * 1e-4).sum()   # small errors: SR matters
             loss.backward()
             grads += [p.grad.clone() for p in model.parameters()]
-            model.zero_grad()
+            opt.step()
+            grads += [p.detach().clone() for p in model.parameters()]
+            opt.zero_grad()
     finally:
         remove_observer(observer)
     return seen, grads
@@ -103,7 +106,7 @@ def test_cuda_branch_gives_the_cpu_branchs_bits(request, recipe, observe):
     calls = request.getfixturevalue("simulated_gpu")
     seen_gpu, grads_gpu = _two_steps(recipe, observe)
     assert calls, "the CUDA branch was not taken"
-    assert len(grads_cpu) == len(grads_gpu) == 8
+    assert len(grads_cpu) == len(grads_gpu) == 16
     for a, b in zip(grads_cpu, grads_gpu):
         assert np.array_equal(_bits(a), _bits(b))
     assert len(seen_cpu) == len(seen_gpu) == (22 if observe else 0)   # conv1 has no input gradient

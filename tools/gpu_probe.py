@@ -36,7 +36,7 @@ import fp8emu  # noqa: E402,F401  (before torch: its thread-pool defaults)
 import torch  # noqa: E402
 
 from fp8emu.recipes import get_recipe  # noqa: E402
-from fp8emu.torch import _arrays, recipe as torch_recipe  # noqa: E402
+from fp8emu.torch import _arrays  # noqa: E402
 from fp8emu.torch.train import BACKEND  # noqa: E402
 from fp8emu.train import build  # noqa: E402
 
@@ -49,8 +49,8 @@ def _sync(device: torch.device) -> None:
 
 
 class _Bracketed:
-    """While active, every fp8emu array operation on tensors and every master write-back rounding
-    runs between two device syncs; ``seconds`` sums the time inside them."""
+    """While active, every fp8emu array operation on tensors (the quantized layers' and the master
+    write-back's roundings) runs between two device syncs; ``seconds`` sums the time inside them."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.seconds, self.calls = device, 0.0, 0
@@ -71,14 +71,11 @@ class _Bracketed:
         ops = _arrays.TORCH_OPS
         for name in _TIMED_OPS:        # instance attributes shadow the class's methods
             setattr(ops, name, self._wrap(getattr(ops, name)))
-        self._master_quantize = torch_recipe.quantize
-        torch_recipe.quantize = self._wrap(self._master_quantize)
         return self
 
     def __exit__(self, *exc) -> None:
         for name in _TIMED_OPS:
             vars(_arrays.TORCH_OPS).pop(name, None)
-        torch_recipe.quantize = self._master_quantize
 
 
 def probe(recipe: str, width: int, args: argparse.Namespace) -> dict:
