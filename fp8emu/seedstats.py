@@ -35,8 +35,10 @@ from .report import STAT_CLASSES, STAT_KINDS, Run, stat_value
 
 __all__ = ["RunGroup", "Welch", "group_runs", "mean_sd", "welch_t_test", "seed_sections", "plot_seed_stats"]
 
-# Configuration entries that say where or how a run was executed, not what it computed.
-NOT_GROUPING = ("seed", "out", "data", "threads", "eval_batch_size", "stats_every", "progress")
+# Configuration entries that say where or how a run was executed, not what it computed.  The data
+# fingerprint names the files, not the experiment (``dataset`` and the limits do), and runs written
+# before fingerprints existed have none: it must not split their group.
+NOT_GROUPING = ("seed", "out", "data", "data_fingerprint", "threads", "eval_batch_size", "stats_every", "progress")
 REFERENCE = "fp32"
 
 

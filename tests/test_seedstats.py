@@ -90,6 +90,18 @@ def test_grouping_ignores_seed_out_and_threads_but_not_width(tmp_path, seed_runs
         group_runs(runs[:3] + [load_run(fake_seed_run(tmp_path / "copy", "fp32", 1))])
 
 
+def test_grouping_ignores_the_data_fingerprint(tmp_path, seed_runs):
+    # runs written before fingerprints existed have none; they must still meet the newer runs' groups
+    for path in seed_runs[3:]:
+        cfg = json.load(open(os.path.join(path, "config.json")))
+        json.dump(dict(cfg, data_fingerprint="60000+10000x1x28x28:48b5bf7186a7e78c"),
+                  open(os.path.join(path, "config.json"), "w"))
+    groups = group_runs([load_run(p) for p in seed_runs])
+    assert [(g.label, g.seeds) for g in groups] == [("fp32", [0, 1, 2]), ("paper-e5m2", [0, 1, 2])]
+    text = open(write_report(seed_runs, tmp_path / "out")).read()
+    assert "| paper-e5m2 | 0, 1, 2 | 2 | 93.00 ± 1.00 | 92.00, 93.00, 94.00 | +2.00 | +2.45 (4.0) | 0.07 |" in text
+
+
 def test_report_with_seeds_by_hand(tmp_path, seed_runs):
     text = open(write_report(seed_runs, tmp_path / "out")).read()
     assert "seeds=0,1,2" in text and "width=8" in text
