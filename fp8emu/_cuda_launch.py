@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["launch"]
@@ -31,6 +32,21 @@ _enabled = os.environ.get("FP8EMU_CUDA_LAUNCH", "fast") != "numba"
 _compiled: dict[tuple, tuple] = {}      # signature key -> (cuda.core kernel, Numba argument types)
 _tuple_args: dict[tuple, list] = {}      # (Numba tuple type, values) -> ctypes values
 _configs: dict[tuple, Any] = {}          # (blocks, threads) -> LaunchConfig
+
+
+@lru_cache(maxsize=None)
+def _core():
+    """cuda.core's launch and numba-cuda's stream conversion (imported once, not per launch)."""
+    from cuda.core import launch as core_launch
+    from numba.cuda.cudadrv.driver import _to_core_stream
+    return core_launch, _to_core_stream
+
+
+def _launch_config(blocks: int, threads: int):
+    from cuda.core import LaunchConfig
+    from numba.cuda._compat import CUDA_CORE_GE_1_0
+    coop = {"is_cooperative": False} if CUDA_CORE_GE_1_0 else {"cooperative_launch": False}
+    return LaunchConfig(grid=blocks, block=threads, shmem_size=0, **coop)
 
 
 def _ptr(arr) -> int:
@@ -113,14 +129,11 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
                           stacklevel=3)
         return
     try:
-        from cuda.core import LaunchConfig, launch as core_launch
-        from numba.cuda._compat import CUDA_CORE_GE_1_0
-        from numba.cuda.cudadrv.driver import _to_core_stream
+        core_launch, to_core_stream = _core()
         cukernel, argtypes = entry
         config = _configs.get((blocks, threads))
         if config is None:
-            coop = {"is_cooperative": False} if CUDA_CORE_GE_1_0 else {"cooperative_launch": False}
-            config = _configs[(blocks, threads)] = LaunchConfig(grid=blocks, block=threads, shmem_size=0, **coop)
+            config = _configs[(blocks, threads)] = _launch_config(blocks, threads)
         kargs = _kernel_args(argtypes, args)
     except Exception as exc:     # nothing was launched yet: fall back for good
         _enabled = False
@@ -128,4 +141,4 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
                       stacklevel=3)
         _numba_launch(kernel, blocks, threads, stream, args)
         return
-    core_launch(_to_core_stream(stream if stream is not None else 0), config, cukernel, *kargs)
+    core_launch(to_core_stream(stream if stream is not None else 0), config, cukernel, *kargs)
