@@ -16,6 +16,14 @@ that signature reuse its compiled kernel and argument types and convert only the
 change (pointers, sizes, the random-number keys); the parameter tuples' ctypes lists are cached
 per tuple.  Any failure of this path (another numba-cuda version) falls back to Numba's launch
 for the rest of the process; ``FP8EMU_CUDA_LAUNCH=numba`` selects Numba's launch from the start.
+
+A :class:`Plan` goes one step further for callers that hold raw device pointers (the PyTorch
+bridge): once a call has been launched through the path above, the plan keeps that call's
+compiled kernel and every converted argument that does not change between calls (the table,
+the parameter tuples, the deep-element limit), and later calls pass only the two pointers, the
+length and the random-number keys, on a stream given by its handle: no device arrays, no
+typing, no stream wrapper of Numba's.  A plan is bound by comparing its argument list with the
+list built above for the same call, so a plan launches exactly what the cached launch would.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import warnings
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["launch"]
+__all__ = ["launch", "Plan", "enabled"]
 
 _enabled = os.environ.get("FP8EMU_CUDA_LAUNCH", "fast") != "numba"
 _compiled: dict[tuple, tuple] = {}      # signature key -> (cuda.core kernel, Numba argument types)
@@ -40,6 +48,32 @@ def _core():
     from cuda.core import launch as core_launch
     from numba.cuda.cudadrv.driver import _to_core_stream
     return core_launch, _to_core_stream
+
+
+def enabled() -> bool:
+    """Whether fp8emu launches kernels itself (False: ``FP8EMU_CUDA_LAUNCH=numba``, or after a failure)."""
+    return _enabled
+
+
+def _disable(exc: Exception, what: str = "fast kernel launch", stacklevel: int = 4) -> None:
+    """Use Numba's launch for the rest of the process, saying why (the one warning of this module)."""
+    global _enabled
+    _enabled = False
+    warnings.warn(f"fp8emu.cuda: {what} unavailable ({exc!r}); using Numba's", RuntimeWarning, stacklevel=stacklevel)
+
+
+def _config(blocks: int, threads: int):
+    config = _configs.get((blocks, threads))
+    if config is None:
+        config = _configs[(blocks, threads)] = _launch_config(blocks, threads)
+    return config
+
+
+@lru_cache(maxsize=64)
+def _core_stream(handle: int):
+    """cuda.core's (non-owning) wrapper of a stream handle (0: the legacy default stream)."""
+    from cuda.core import Stream
+    return Stream.from_handle(int(handle))
 
 
 def _launch_config(blocks: int, threads: int):
@@ -113,7 +147,6 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
         stream: a Numba stream, or None for the default stream.
         args: the kernel's arguments.
     """
-    global _enabled
     if not _enabled:
         _numba_launch(kernel, blocks, threads, stream, args)
         return
@@ -124,21 +157,82 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
         try:
             _compiled[key] = _overload(kernel, args)
         except Exception as exc:     # another numba-cuda: keep Numba's launch
-            _enabled = False
-            warnings.warn(f"fp8emu.cuda: fast kernel launch unavailable ({exc!r}); using Numba's", RuntimeWarning,
-                          stacklevel=3)
+            _disable(exc)
         return
     try:
         core_launch, to_core_stream = _core()
         cukernel, argtypes = entry
-        config = _configs.get((blocks, threads))
-        if config is None:
-            config = _configs[(blocks, threads)] = _launch_config(blocks, threads)
+        config = _config(blocks, threads)
         kargs = _kernel_args(argtypes, args)
     except Exception as exc:     # nothing was launched yet: fall back for good
-        _enabled = False
-        warnings.warn(f"fp8emu.cuda: fast kernel launch unavailable ({exc!r}); using Numba's", RuntimeWarning,
-                      stacklevel=3)
+        _disable(exc)
         _numba_launch(kernel, blocks, threads, stream, args)
         return
     core_launch(to_core_stream(stream if stream is not None else 0), config, cukernel, *kargs)
+
+
+def _array_args(ptr: int, n: int, itemsize: int) -> list:
+    """numba-cuda's arguments of a 1-D C-contiguous array (see :func:`_kernel_args`)."""
+    return [0, 0, n, itemsize, ptr, n, itemsize]
+
+
+class Plan:
+    """One kernel call with everything fixed but ``(src, out)``'s pointers and length and the SR keys.
+
+    The kernel's arguments are ``(src, out, *middle, key_base, key0, last)`` (fp8emu's rounding
+    kernels: ``middle`` = table, float32 parameters, parameters; ``last`` = the deep limit).
+    :meth:`bind` takes the compiled kernel and converted arguments from a call that went through
+    :func:`launch`; :meth:`launch` then starts the same kernel from raw pointers.
+    """
+
+    __slots__ = ("cukernel", "middle", "last", "key_types", "src_item", "out_item")
+
+    def __init__(self) -> None:
+        self.cukernel = None       # None until bound
+
+    def bind(self, kernel, args: tuple) -> None:
+        """Fix everything but the pointers, length and keys from ``args``, a call that :func:`launch`
+        has just launched in the current context; checks that the plan rebuilds its argument list.
+
+        Raises:
+            RuntimeError: the plan's argument list differs from :func:`launch`'s for ``args``.
+        """
+        cukernel, argtypes = _overload(kernel, args)
+        src, out, *middle, kb, k0, last = args
+        self.middle = _kernel_args(argtypes[2:-3], middle)
+        self.key_types = tuple(getattr(ctypes, f"c_{t}") for t in argtypes[-3:-1])
+        self.last = _kernel_args(argtypes[-1:], [last])
+        self.src_item, self.out_item = int(src.dtype.itemsize), int(out.dtype.itemsize)
+        mine = self.arguments(_ptr(src), _ptr(out), int(src.shape[0]), int(kb), int(k0))
+        ref = _kernel_args(argtypes, args)
+        if _comparable(mine) != _comparable(ref):
+            raise RuntimeError(f"the pointer launch's arguments {mine} differ from the cached launch's {ref}")
+        self.cukernel = cukernel
+
+    def arguments(self, src_ptr: int, out_ptr: int, n: int, key_base: int, key0: int) -> list:
+        """The kernel's argument list for one call (what numba-cuda would build)."""
+        kb_t, k0_t = self.key_types
+        return [*_array_args(src_ptr, n, self.src_item), *_array_args(out_ptr, n, self.out_item), *self.middle,
+                kb_t(key_base), k0_t(key0), *self.last]
+
+    def launch(self, blocks: int, threads: int, stream_handle: int, src_ptr: int, out_ptr: int, n: int,
+               key_base: int, key0: int) -> bool:
+        """Launch on the stream ``stream_handle`` (an int) in the current context.
+
+        Returns:
+            True if launched; False (after disabling fp8emu's launch, with a warning) on a failure,
+            when nothing was launched and the caller should take Numba's path.
+        """
+        try:
+            core_launch = _core()[0]
+            core_launch(_core_stream(stream_handle), _config(blocks, threads), self.cukernel,
+                        *self.arguments(src_ptr, out_ptr, n, key_base, key0))
+        except Exception as exc:     # another numba-cuda / cuda.core: Numba's launch from now on
+            _disable(exc, "pointer kernel launch")
+            return False
+        return True
+
+
+def _comparable(kargs: list) -> list:
+    """An argument list as (type, value) pairs (ctypes values compare by identity)."""
+    return [(type(a), a.value if isinstance(a, ctypes._SimpleCData) else a) for a in kargs]

@@ -26,6 +26,7 @@ from numba import cuda
 from numba.core import config as _numba_config
 
 from . import _cuda_kernels, _cuda_launch, _kernels
+from ._random import GAMMA, key_base, mix64_py, new_seed
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import INPUT_LAYOUTS, kernel_arguments
@@ -165,25 +166,27 @@ def _launch(kernel, n: int, cuda_stream, *args) -> None:
         _cuda_launch.launch(kernel, blocks, threads, cuda_stream, args)
 
 
-def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, values: bool):
-    """Shared body of :func:`encode` (``values=False``) and :func:`quantize` (``values=True``)."""
+def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda_stream, values: bool,
+           plan_device: int | None = None):
+    """Shared body of :func:`encode` (``values=False``) and :func:`quantize` (``values=True``).
+
+    With ``plan_device`` (the device of the current context) the launch also binds the
+    pointer-launch plan of these arguments (:func:`_round_ptr`), once.
+    """
     fn = "quantize" if values else "encode"
     arr = _device_array(x, "x", fn)
     name, info = _input_kind(arr, x_dtype)
     args = kernel_arguments(fmt, _dtype_of(name), rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits,
                             stream=stream, values=values)
-    fmt = get_format(fmt)
-    keys = args.keys
+    fmt0, fmt = fmt, get_format(fmt)
     src = _flat(arr).view(info.uint)
     stochastic = RoundMode.parse(rounding) is RoundMode.STOCHASTIC
-    wide = values and fmt.bits > 16                # no table: values built from the codes
     if values:
-        # the table raises when the dtype cannot hold fmt; kernel_arguments checked a wide format
-        lut = args.value_params if wide else _lut_on_device(fmt, name)
         out_dtype = np.dtype(arr.dtype)
     else:
-        lut = _placeholder(_device_id())          # encode reads no table
         out_dtype = np.dtype(fmt.code_dtype)
+    # the table (or its parameters) first: it raises when the dtype cannot hold fmt
+    kernel, lut, p32, lim = _kernel_and_constants(fmt, name, args, stochastic, sr_bits, values)
     if out is None:
         target = cuda.device_array(arr.shape, out_dtype, stream=0 if cuda_stream is None else cuda_stream)
     else:
@@ -192,6 +195,22 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     n = src.shape[0]
     if n == 0:
         return target
+    launch_args = (src, dst, lut, p32, args.params, args.keys.base, args.keys.key0, lim)
+    _launch(kernel, n, cuda_stream, *launch_args)
+    if plan_device is not None:
+        _bind_plan((fmt0, name, values, rounding, saturate, sr_bits, plan_device), kernel, launch_args, args)
+    return target
+
+
+def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bits, values: bool) -> tuple:
+    """``(kernel, lut, p32, lim)``: the kernel of a call and its arguments that depend on
+    neither the arrays nor the random-number keys (``args``: its :class:`KernelArguments`)."""
+    wide = values and fmt.bits > 16                # no table: values built from the codes
+    if values:
+        # the table raises when the dtype cannot hold fmt; kernel_arguments checked a wide format
+        lut = args.value_params if wide else _lut_on_device(fmt, name)
+    else:
+        lut = _placeholder(_device_id())          # encode reads no table
     p32 = args.params_f32
     lim = np.uint32(0)
     if args.kernel == "f32":
@@ -201,8 +220,85 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
         p32 = _P32_UNUSED
     kernel = (_cuda_kernels.WIDE_KERNELS[(args.kernel, stochastic)] if wide
               else _cuda_kernels.KERNELS[(args.kernel, stochastic, values)])
-    _launch(kernel, n, cuda_stream, src, dst, lut, p32, args.params, keys.base, keys.key0, lim)
-    return target
+    return kernel, lut, p32, lim
+
+
+# ----------------------------------------------------------------------------------------------
+# Launch from raw pointers (the PyTorch bridge): a plan per call signature, bound by the first call
+
+#: (fmt, dtype name, values, rounding, saturate, its type, sr_bits, its type, device)
+#: -> (Plan, stochastic, the keys of a deterministic call).  Formats are frozen data: equal
+#: formats round alike, so they share a plan.
+_PLANS: dict[tuple, tuple] = {}
+_MAX_PLANS = 4096      # a process that makes formats on the fly must not grow without bound
+
+
+def _plans_enabled() -> bool:
+    """Whether :func:`_round_ptr` may launch (a real GPU, and fp8emu's own launch not switched off)."""
+    return not simulated() and _cuda_launch.enabled()
+
+
+def _plan_key(fmt, name: str, values: bool, rounding, saturate, sr_bits, device: int) -> tuple:
+    # the types too: True == 1 would otherwise find the plan of sr_bits=1 (which the checks refuse)
+    return (fmt, name, values, rounding, saturate, type(saturate), sr_bits, type(sr_bits), device)
+
+
+def _bind_plan(call: tuple, kernel, launch_args: tuple, args) -> None:
+    """Bind the plan of ``call`` = (fmt, name, values, rounding, saturate, sr_bits, device) from the
+    launch just made with ``launch_args`` (in that device's context), unless bound already or off."""
+    key = _plan_key(*call)
+    if key in _PLANS or not _cuda_launch.enabled():
+        return
+    plan = _cuda_launch.Plan()
+    try:
+        plan.bind(kernel, launch_args)
+    except Exception as exc:      # another numba-cuda: the cached launch still works
+        _cuda_launch._disable(exc, "pointer kernel launch")
+        return
+    stochastic = RoundMode.parse(call[3]) is RoundMode.STOCHASTIC
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (plan, stochastic, (int(args.keys.base), int(args.keys.key0)))
+
+
+@lru_cache(maxsize=4096)
+def _sr_keys(seed: int, stream: int) -> tuple[int, int]:
+    """The stochastic-rounding keys of ``(seed, stream)`` (as :func:`fp8emu.quantize.kernel_arguments`)."""
+    base = key_base(seed, stream)
+    return base, mix64_py(base + GAMMA)
+
+
+def _is_int(v) -> bool:
+    return (type(v) is int) or isinstance(v, np.integer)
+
+
+def _round_ptr(src_ptr: int, dst_ptr: int, n: int, name: str, fmt, values: bool, stream_handle: int, device: int, *,
+               rounding=RoundMode.NEAREST_EVEN, saturate=False, seed=None, sr_bits=None, stream=0) -> bool:
+    """:func:`encode`/:func:`quantize` of ``n`` elements of C-contiguous device memory at ``src_ptr``
+    (``name``'s bits) into ``dst_ptr``, on the stream ``stream_handle`` of ``device``, whose context
+    must be current; through the plan that an earlier call with the same arguments bound.
+
+    Returns:
+        True if launched; False when there is no plan yet (or pointer launches are off, or an
+        argument is not of a type that the plan was checked for): the caller then takes
+        :func:`_round` with ``plan_device``, which raises the precise errors and binds the plan.
+    """
+    try:
+        entry = _PLANS.get(_plan_key(fmt, name, values, rounding, saturate, sr_bits, device))
+    except TypeError:            # an unhashable argument: _round says what is wrong with it
+        return False
+    if entry is None or not _cuda_launch.enabled():
+        return False
+    plan, stochastic, keys = entry
+    # what kernel_arguments accepts (bool is an int to Python, not to it); anything else: _round's message
+    if not _is_int(stream) or type(stream) is bool or not (seed is None or _is_int(seed)) or type(seed) is bool:
+        return False
+    if stochastic:
+        keys = _sr_keys.__wrapped__(new_seed(), int(stream)) if seed is None else _sr_keys(int(seed), int(stream))
+    if n == 0:
+        return True
+    blocks, threads = launch_config(n, _cuda_kernels.ILP)
+    return plan.launch(blocks, threads, stream_handle, src_ptr, dst_ptr, n, *keys)
 
 
 def encode(x: Any, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,

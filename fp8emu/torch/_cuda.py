@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from ..format import Format
+from ..format import Format, RoundMode
 from ._ops import OPS, code_dtype, format_from_key
 
 __all__ = ["register", "quantize_into"]
@@ -23,7 +23,9 @@ __all__ = ["register", "quantize_into"]
 _AS_INT = {torch.bfloat16: torch.int16}
 
 
+@functools.lru_cache(maxsize=None)
 def _numba():
+    """``(numba.cuda, fp8emu.cuda)``, imported at the first CUDA call (once: the import statement costs per call)."""
     try:
         from numba import cuda
         from .. import cuda as fc
@@ -52,14 +54,41 @@ def _launch(t: torch.Tensor, fn) -> None:
         fn(cuda, fc, _numba_stream(torch.cuda.current_stream(t.device).cuda_stream))
 
 
+#: The kernels' names of the tensors' dtypes.
+_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.float64: "float64", torch.bfloat16: "bfloat16"}
+
+
+def _round(src: torch.Tensor, dst: torch.Tensor, fmt: Format, values: bool, rounding=RoundMode.NEAREST_EVEN,
+           saturate=False, seed=None, sr_bits=None, stream=0) -> None:
+    """``fp8emu.cuda`` encode (``values=False``) or quantize of contiguous ``src`` into contiguous ``dst``.
+
+    The fast path: when the tensor's device is the current one, launch from the tensors'
+    pointers on PyTorch's current stream through the plan of these arguments (no Numba device
+    arrays, no context switch); the first call of a plan, a call on another device, bad
+    arguments and ``FP8EMU_CUDA_LAUNCH=numba`` take Numba views (which also binds the plan).
+    """
+    cuda, fc = _numba()
+    name = _NAMES.get(src.dtype)
+    dev = src.device.index
+    plan_device = None
+    # the plan was checked for dst of src's shape and (values) dtype: anything else takes _check_out
+    if (name is not None and fc._plans_enabled() and dst.shape == src.shape and (dst.dtype == src.dtype or not values)
+            and dev == torch.cuda.current_device()):
+        if fc._round_ptr(src.data_ptr(), dst.data_ptr(), src.numel(), name, fmt, values,
+                         torch.cuda.current_stream(dev).cuda_stream, dev, rounding=rounding, saturate=saturate,
+                         seed=seed, sr_bits=sr_bits, stream=stream):
+            return
+        plan_device = dev
+    x_dtype = "bfloat16" if src.dtype == torch.bfloat16 else None
+    _launch(src, lambda cuda, fc, s: fc._round(_view(src, cuda), fmt, rounding, saturate, seed, sr_bits, stream,
+                                               _view(dst, cuda), x_dtype, s, values, plan_device=plan_device))
+
+
 def _encode_cuda(x, fmt, rounding, saturate, seed, sr_bits, stream):
     f = format_from_key(fmt)
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=code_dtype(f), device=x.device)
-    x_dtype = "bfloat16" if x.dtype == torch.bfloat16 else None
-    _launch(x, lambda cuda, fc, s: fc.encode(_view(x, cuda), f, rounding=rounding, saturate=saturate, seed=seed,
-                                             sr_bits=sr_bits or None, stream=stream, out=_view(out, cuda),
-                                             x_dtype=x_dtype, cuda_stream=s))
+    _round(x, out, f, False, rounding=rounding, saturate=saturate, seed=seed, sr_bits=sr_bits or None, stream=stream)
     return out
 
 
@@ -91,9 +120,7 @@ def quantize_into(x: torch.Tensor, fmt: Format, out: torch.Tensor | None = None,
     src = x.contiguous()
     dst = out if out is not None and out.is_contiguous() else torch.empty_like(src,
                                                                                 memory_format=torch.contiguous_format)
-    x_dtype = "bfloat16" if src.dtype == torch.bfloat16 else None
-    _launch(src, lambda cuda, fc, s: fc.quantize(_view(src, cuda), fmt, out=_view(dst, cuda), x_dtype=x_dtype,
-                                                 cuda_stream=s, **kw))
+    _round(src, dst, fmt, True, **kw)
     if out is not None and dst is not out:
         return out.copy_(dst)
     return dst

@@ -44,8 +44,10 @@ def format_key(fmt: Format) -> str:
 
 
 @lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def format_from_key(key: str) -> Format:
-    """The Format of :func:`format_key`'s string."""
+    """The Format of :func:`format_key`'s string (one object per key: Formats are frozen, and the GPU's
+    launch plans are looked up by format on every call)."""
     name, fields = key.rsplit("|", 1)
     e, m, bias, sub, specials, signed, has_zero, tie_rule = fields.split(",")
     return Format(int(e), int(m), bias=int(bias), subnormals=bool(int(sub)), specials=Specials(specials),
