@@ -29,7 +29,7 @@ from .timing import header
 ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}}
 #: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
-KERNELS = {"_quantize_f32": "K._F32_DET[True, 0]", "_quantize_f32_sr": "K._F32_SR[True, True]"}
+KERNELS = {"_quantize_f32": "K._F32_VAL[0, True, True]", "_quantize_f32_sr": "K._F32_SR[True, True]"}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -78,8 +78,9 @@ def _functions(asm: str) -> dict[str, list[str]]:
 
 def loops(asm: str) -> list[dict]:
     """The loops (backward jumps) of the parfor body function in ``asm``, innermost first per label."""
-    body = [lines for name, lines in _functions(asm).items()
-            if "numba_parfor_gufunc" in name and not name.startswith("__gufunc__")]
+    funcs = {name: lines for name, lines in _functions(asm).items() if "numba_parfor_gufunc" in name}
+    # the parfor body; LLVM sometimes inlines it into its __gufunc__ wrapper
+    body = [lines for name, lines in funcs.items() if not name.startswith("__gufunc__")] or list(funcs.values())
     res = []
     for lines in body:
         labels = {m.group(1): n for n, ln in enumerate(lines) if (m := re.match(r"^(\.L\w+):", ln))}

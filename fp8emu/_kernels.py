@@ -464,13 +464,103 @@ def _round_f32_k(b, i, p, key0, stochastic, mode, hi32):
     return code, r
 
 
+@njit(cache=True)
+def _value_f32_consts(p, mode):
+    """The loop constants of :func:`_value_f32` from the float32 tuple ``p`` (computed once
+    per call, outside the loop: LLVM then cannot turn the per-element comparisons with them
+    into selects on flags, which it packed through 16-bit lanes on AVX2)."""
+    (m, emin, _, _, _, signed, neg_zero, _, _, q_bits, _, _, _, _, _, _,
+     v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max) = p
+    # q/2's bits: one binade below q; in float32's subnormal range half of q's pattern (0 when
+    # q = 2^-149: then only 0 is below q)
+    half = q_bits - 0x800000 if q_bits > 0x800000 else q_bits >> 1
+    # |x| < q rounds to q when a > thr: nearest_even |x| > q/2, nearest_away |x| >= q/2 (and
+    # nonzero), toward_zero never (up and down compare the signed bits instead)
+    thr = half if mode == 0 else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
+    negu_lim = 0 if signed == 0 else 0x7FFFFFFF       # unsigned formats: negative nonzero -> v_negu
+    zero_lim = -1 if neg_zero else 0                  # r > zero_lim keeps the sign
+    return (_I32(150 - m + emin), _I32(23 - m), _I32(q_bits), _I32(thr), _I32(negu_lim), _I32(zero_lim),
+            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan)
+
+
+@njit(cache=True, inline="always")
+def _value_f32(b, c, mode, lean, nz):
+    """The float32 bits of the rounded value of float32 pattern ``b``, deterministic modes only.
+
+    The quantize loops' own routine (``c``: :func:`_value_f32_consts`): :func:`_round_f32_k`'s
+    value without its code, in fewer vector instructions.  Same results by a different
+    derivation (tests hold it equal to the generic kernel's codes through the table)::
+
+        |x| >= q (the smallest subnormal of the target, bits q_bits):
+            sh = dropped bits <= 23, all inside the fraction field; adding the increment to
+            ``a`` itself carries into the exponent field exactly when the significand
+            carries, so  r = (a + inc) & ~(2^sh - 1)  ("add and mask").
+        |x| <  q: the result is 0 or q; q when |x| is above the mode's threshold
+            (nearest_even: > q/2, nearest_away: >= q/2, up/down: nonzero of that sign).
+
+    ``sh = max(150 - m + emin - max(E, 1), 23 - m)``.  The kept bit ``L`` (nearest_even) is
+    bit ``sh`` of the significand: of ``a | 2^23`` (sh = 23 only for m = 0 in the normal
+    range, where it is the implicit bit).  Valid where :func:`_round_f32_k` is and also where q is a float32
+    subnormal (``emin - m >= -149``; float32's subnormals are spaced like its binade E = 1,
+    so add-and-mask holds there too), e.g. bfloat16-like formats.  The specials, overflow and
+    unsigned formats' negative inputs as in :func:`_round_f32_k`, by comparisons of the
+    input's bits as signed int32; ``lean`` (a constant: signed format, +-Inf inputs give the
+    overflow values) and ``nz`` (a constant: the format has -0) drop three of those selects.
+    """
+    (c1, c2, q_bits, thr, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan) = c
+    bi = _I32(b)
+    a = _I32(bi & _I32(0x7FFFFFFF))
+    sh = _I32(max(_I32(c1 - max(_I32(a >> _I32(23)), _I32(1))), c2) & _I32(31))
+    notones = _I32(_I32(-1) << sh)
+    ones = _I32(~notones)
+    neg = bi < _I32(0)
+    bx = _I32(bi ^ _I32(-2147483648))          # > 0 exactly for negative nonzero inputs
+    if mode == 0:           # nearest_even: half - 1, plus L
+        inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a | _I32(0x800000)) >> sh) & _I32(1)))
+        up_tiny = a > thr
+    elif mode == 1:         # nearest_away: half
+        inc = _I32(_I32(ones >> _I32(1)) + _I32(1))
+        up_tiny = a > thr
+    elif mode == 2:         # toward_zero
+        inc = _I32(0)
+        up_tiny = a > thr
+    elif mode == 3:         # up: all ones for +
+        inc = _I32(ones & _I32(_I32(bi >> _I32(31)) ^ _I32(-1)))
+        up_tiny = bi > _I32(0)
+    else:                   # down: all ones for -
+        inc = _I32(ones & _I32(bi >> _I32(31)))
+        up_tiny = bx > _I32(0)
+    r = _I32(_I32(a + inc) & notones) if a >= q_bits else (q_bits if up_tiny else _I32(0))
+    ovf = r > v_max
+    if nz:
+        r = _I32(r | _I32(bi & _I32(-2147483648)))
+    else:
+        r = _I32(r | _I32(bi & _I32(-2147483648))) if r > zero_lim else r
+    r = (v_novf if neg else v_povf) if ovf else r      # +-Inf inputs land here too (r = Inf)
+    inf = _I32(0x7F800000)
+    if not lean:
+        r = v_negu if bx > negu_lim else r
+        r = (v_ninf if neg else v_pinf) if a == inf else r
+    r = v_nan if a > inf else r
+    return r
+
+
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
 # inside the body made it fall back to 256-bit or scalar code (measured, 2-4x slower).  One
 # compiled loop per (output, mode): a runtime switch on the mode inside the loop kept more
 # constants live (AVX2 has 16 vector registers) and cost branches in every iteration.
-def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool):
-    """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case."""
+def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False):
+    """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
+    (deterministic values: ``_value_f32(bits[i], ..., mode, lean, nz)``)."""
     which = 1 if values else 0
+
+    if values and not stochastic:
+        @njit(cache=True, parallel=True)
+        def value_kernel(bits, out, p, key0):
+            c = _value_f32_consts(p, mode)
+            for i in prange(bits.shape[0]):
+                out[i] = _value_f32(bits[i], c, mode, lean, nz)
+        return value_kernel
 
     @njit(cache=True, parallel=True)
     def kernel(bits, out, p, key0):
@@ -480,7 +570,10 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool):
 
 
 #: (values, mode code 0-4) -> deterministic kernel; (values, hi32) -> stochastic kernel.
-_F32_DET = {(v, mode): _f32_kernel(v, False, mode, False) for v in (False, True) for mode in range(5)}
+_F32_DET = {(False, mode): _f32_kernel(False, False, mode, False) for mode in range(5)}
+#: (mode code 0-4, lean, nz) -> deterministic value kernel (see :func:`_value_f32`).
+_F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
+            for mode in range(5) for lean in (False, True) for nz in (False, True)}
 _F32_SR = {(v, h): _f32_kernel(v, True, 5, h) for v in (False, True) for h in (False, True)}
 
 
@@ -496,9 +589,16 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False):
     _F32_SR[False, bool(hi32)](bits, out, p, key0)
 
 
+def _value_variant(p):
+    """``_F32_VAL``'s key for the float32 tuple ``p``: (mode, lean, nz) of :func:`_value_f32`."""
+    lean = bool(p[5]) and p[17] == p[19] and p[18] == p[20]      # signed; +-Inf -> the overflow values
+    return int(p[7]), lean, bool(p[6])
+
+
 def _quantize_f32(bits, out, p, key0):
-    """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes."""
-    _F32_DET[True, int(p[7])](bits, out, p, key0)
+    """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes
+    (also valid where only :func:`_value_f32` is: q a float32 subnormal)."""
+    _F32_VAL[_value_variant(p)](bits, out, p, key0)
 
 
 def _quantize_f32_sr(bits, out, p, key0, hi32=False):

@@ -215,11 +215,14 @@ def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_
 
 @lru_cache(maxsize=None)
 def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
-                with_values: bool) -> tuple[np.int32, ...] | None:
+                with_values: bool, value_kernel: bool = False) -> tuple[np.int32, ...] | None:
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
     (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32,
-    ``man_bits = 23``, where no bit would be dropped, or a mode only the generic kernel has)."""
-    if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and fmt.emin - fmt.man_bits >= -126
+    ``man_bits = 23``, where no bit would be dropped, or a mode only the generic kernel has).
+    ``value_kernel``: for ``_kernels._quantize_f32`` (deterministic values) only, which is also
+    valid where the smallest subnormal is a float32 subnormal (bfloat16-like formats)."""
+    q_exp = fmt.emin - fmt.man_bits
+    if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and q_exp >= (-149 if value_kernel else -126)
             and fmt.man_bits <= 22 and _mode_code(fmt, mode) <= 5):
         return None
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
@@ -231,7 +234,7 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
         values = (0,) * 7
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
-        sr_bits, (emin - m + 127) << 23, *codes, *values))
+        sr_bits, (q_exp + 127) << 23 if q_exp >= -126 else 1 << (q_exp + 149), *codes, *values))
 
 
 def _fast_ok(fmt: Format, mode: RoundMode, in_bias: int) -> bool:
@@ -261,7 +264,7 @@ def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, s
     """
     stochastic = mode is RoundMode.STOCHASTIC
     if f32 is not None and info.width == 32 and info.man_bits == 23:
-        p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None)
+        p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None, lut is not None and not stochastic)
         if p32 is not None:
             if not stochastic:
                 f32[0](bits, target, p32, keys.key0)
