@@ -479,8 +479,10 @@ def _value_f32_consts(p, mode):
     thr = half if mode == 0 else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
     negu_lim = 0 if signed == 0 else 0x7FFFFFFF       # unsigned formats: negative nonzero -> v_negu
     zero_lim = -1 if neg_zero else 0                  # r > zero_lim keeps the sign
+    # r-bit stochastic rounding compares the top r bits: shift 32 - r, mask 2^r - 1
+    dr = (32 - p[8]) & 31
     return (_I32(150 - m + emin), _I32(23 - m), _I32(q_bits), _I32(thr), _I32(negu_lim), _I32(zero_lim),
-            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan)
+            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, np.uint32(dr), np.uint32(0xFFFFFFFF >> dr))
 
 
 @njit(cache=True, inline="always")
@@ -507,13 +509,12 @@ def _value_f32(b, c, mode, lean, nz):
     input's bits as signed int32; ``lean`` (a constant: signed format, +-Inf inputs give the
     overflow values) and ``nz`` (a constant: the format has -0) drop three of those selects.
     """
-    (c1, c2, q_bits, thr, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan) = c
+    (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _, _) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
     sh = _I32(max(_I32(c1 - max(_I32(a >> _I32(23)), _I32(1))), c2) & _I32(31))
     notones = _I32(_I32(-1) << sh)
     ones = _I32(~notones)
-    neg = bi < _I32(0)
     bx = _I32(bi ^ _I32(-2147483648))          # > 0 exactly for negative nonzero inputs
     if mode == 0:           # nearest_even: half - 1, plus L
         inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a | _I32(0x800000)) >> sh) & _I32(1)))
@@ -531,6 +532,52 @@ def _value_f32(b, c, mode, lean, nz):
         inc = _I32(ones & _I32(bi >> _I32(31)))
         up_tiny = bx > _I32(0)
     r = _I32(_I32(a + inc) & notones) if a >= q_bits else (q_bits if up_tiny else _I32(0))
+    return _value_specials(r, bi, c, lean, nz)
+
+
+@njit(cache=True, inline="always")
+def _value_f32_sr(b, i, c, key0, lean, nz, rbits):
+    """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half.
+
+    Valid where the ``hi32`` comparison of :func:`_round_f32_k` is (r-bit SR, ``rbits``; exact
+    SR of arrays without nonzero elements with more than 32 dropped bits), with the same
+    random word.  The dropped bits' high half ``ch``: ``|x| >= q``: ``a``'s low ``sh`` bits
+    moved to the top; ``|x| < q``: the significand shifted by ``32 - sh`` (``sh <= 32``) or
+    right (r-bit SR only).  The value: ``a`` with the dropped bits cleared plus one quantum
+    when the word is below ``ch`` (``q`` or 0 below ``q``), then the specials.
+    """
+    (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, dr, rmask) = c
+    bi = _I32(b)
+    a = _I32(bi & _I32(0x7FFFFFFF))
+    e1 = max(_I32(a >> _I32(23)), _I32(1))
+    sh_true = _I32(max(_I32(c1 - e1), c2))
+    notones = _I32(_I32(-1) << _I32(sh_true & _I32(31)))
+    t = np.uint32(_I32(_I32(32) - sh_true) & _I32(31))
+    big = a >= q_bits
+    sig = _I32(_I32(a + _I32(0x800000)) - _I32(e1 << _I32(23)))      # the 24-bit significand
+    ch = np.uint32(np.uint32(_I32(a & _I32(~notones)) if big else sig) << t)
+    if rbits:
+        # r-bit SR takes any depth: beyond 32 dropped bits the significand moves right
+        ch = ch if sh_true <= _I32(32) else np.uint32(np.uint32(sig) >> np.uint32(
+            min(_I32(sh_true - _I32(32)), _I32(31))))
+    wh = mix64_hi(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
+    if rbits:
+        away = (wh >> dr) > np.uint32(~(ch >> dr) & rmask)
+    else:
+        away = wh < ch
+    up = _I32(-_I32(away))
+    r = _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
+    return _value_specials(r, bi, c, lean, nz)
+
+
+@njit(cache=True, inline="always")
+def _value_specials(r, bi, c, lean, nz):
+    """The sign, overflow, unsigned formats' negative inputs and the specials of the rounded
+    magnitude's bits ``r`` of input ``bi`` (int32 bits), for :func:`_value_f32` and
+    :func:`_value_f32_sr`."""
+    (_, _, _, _, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, _, _) = c
+    a = _I32(bi & _I32(0x7FFFFFFF))
+    neg = bi < _I32(0)
     ovf = r > v_max
     if nz:
         r = _I32(r | _I32(bi & _I32(-2147483648)))
@@ -539,7 +586,7 @@ def _value_f32(b, c, mode, lean, nz):
     r = (v_novf if neg else v_povf) if ovf else r      # +-Inf inputs land here too (r = Inf)
     inf = _I32(0x7F800000)
     if not lean:
-        r = v_negu if bx > negu_lim else r
+        r = v_negu if _I32(bi ^ _I32(-2147483648)) > negu_lim else r
         r = (v_ninf if neg else v_pinf) if a == inf else r
     r = v_nan if a > inf else r
     return r
@@ -549,9 +596,11 @@ def _value_f32(b, c, mode, lean, nz):
 # inside the body made it fall back to 256-bit or scalar code (measured, 2-4x slower).  One
 # compiled loop per (output, mode): a runtime switch on the mode inside the loop kept more
 # constants live (AVX2 has 16 vector registers) and cost branches in every iteration.
-def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False):
+def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
+                rbits: bool = False):
     """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
-    (deterministic values: ``_value_f32(bits[i], ..., mode, lean, nz)``)."""
+    (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or with ``hi32``
+    ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits)``)."""
     which = 1 if values else 0
 
     if values and not stochastic:
@@ -561,6 +610,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             for i in prange(bits.shape[0]):
                 out[i] = _value_f32(bits[i], c, mode, lean, nz)
         return value_kernel
+
+    if values and hi32:
+        @njit(cache=True, parallel=True)
+        def value_sr_kernel(bits, out, p, key0):
+            c = _value_f32_consts(p, 5)
+            for i in prange(bits.shape[0]):
+                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, rbits)
+        return value_sr_kernel
 
     @njit(cache=True, parallel=True)
     def kernel(bits, out, p, key0):
@@ -575,6 +632,9 @@ _F32_DET = {(False, mode): _f32_kernel(False, False, mode, False) for mode in ra
 _F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
             for mode in range(5) for lean in (False, True) for nz in (False, True)}
 _F32_SR = {(v, h): _f32_kernel(v, True, 5, h) for v in (False, True) for h in (False, True)}
+#: (r-bit, lean, nz) -> stochastic value kernel deciding by the word's high half (:func:`_value_f32_sr`).
+_F32_VAL_SR = {(rb, lean, nz): _f32_kernel(True, True, 5, True, lean, nz, rb)
+               for rb in (False, True) for lean in (False, True) for nz in (False, True)}
 
 
 def _encode_f32(bits, out, p, key0):
@@ -603,7 +663,11 @@ def _quantize_f32(bits, out, p, key0):
 
 def _quantize_f32_sr(bits, out, p, key0, hi32=False):
     """:func:`_quantize_f32`, stochastic rounding; ``hi32`` as for :func:`_encode_f32_sr`."""
-    _F32_SR[True, bool(hi32)](bits, out, p, key0)
+    if hi32:
+        _, lean, nz = _value_variant(p)
+        _F32_VAL_SR[bool(p[8]), lean, nz](bits, out, p, key0)
+    else:
+        _F32_SR[True, False](bits, out, p, key0)
 
 
 @njit(cache=True, parallel=True)
