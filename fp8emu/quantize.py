@@ -251,8 +251,13 @@ def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
     return e_lim << 23 if e_lim >= 2 else 0
 
 
-def _run(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
-         f32=None) -> None:
+def _run(*args, **kwargs) -> None:
+    """:func:`_run_kernels` on one thread for small arrays (``_kernels.SERIAL_BELOW``)."""
+    _kernels.one_thread_below(args[3].size, _run_kernels, *args, **kwargs)
+
+
+def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
+                 f32=None) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
 
     ``f32`` = (deterministic, stochastic) float32 kernels, used for float32 inputs when

@@ -261,3 +261,28 @@ def test_numba_and_numpy_words_agree():
     q = fp8emu.encode(x, e5m2, rounding="stochastic", seed=77, stream=5)
     w = _random.words(77, 5, np.arange(4096))
     assert np.array_equal(q == 0x3D, w < np.uint64(1 << 62))
+
+
+def test_small_calls_run_on_one_thread_and_restore_the_count():
+    """Below ``SERIAL_BELOW`` elements the call runs on one thread (the same bits), and the
+    caller's thread count is restored, also after an error in the call."""
+    import numba
+    import fp8emu
+    x = np.random.default_rng(1).standard_normal(_kernels.SERIAL_BELOW + 5).astype(np.float32) * 100
+    seen = []
+    prev = numba.get_num_threads()
+    want = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in (100, x.size)]
+    orig = _kernels.one_thread_below
+
+    def spy(n, fn, *args, **kwargs):
+        return orig(n, lambda *a, **k: (seen.append(numba.get_num_threads()), fn(*a, **k))[1], *args, **kwargs)
+    _kernels.one_thread_below = spy
+    try:
+        got = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in (100, x.size)]
+        with pytest.raises(RuntimeError):
+            orig(10, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    finally:
+        _kernels.one_thread_below = orig
+    assert numba.get_num_threads() == prev
+    assert all(np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want))
+    assert seen == [1, prev]
