@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         base = _import_base(args.base.resolve(), pathlib.Path(tmp))
         x = (np.random.default_rng(0).standard_normal(args.n) * 100).astype(np.float32)
         out = np.empty_like(x)
-        codes = np.empty(args.n, np.uint8)
         cases = [("np.copyto", lambda: np.copyto(out, x))]
         for name in args.formats:
+            codes = np.empty(args.n, fp8emu.get_format(name).code_dtype)
             for tag, lib in (("base", base), ("new", fp8emu)):
                 cases += [(f"{name} quantize RNE {tag}", lambda lib=lib, name=name: lib.quantize(x, name, out=out)),
-                          (f"{name} encode RNE {tag}", lambda lib=lib, name=name: lib.encode(x, name, out=codes)),
+                          (f"{name} encode RNE {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(x, name, out=codes)),
                           (f"{name} quantize SR {tag}", lambda lib=lib, name=name: lib.quantize(
                               x, name, rounding="stochastic", seed=1, out=out))]
             for rounding in ("nearest_even", "stochastic"):

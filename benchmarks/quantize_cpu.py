@@ -1,9 +1,11 @@
 """Quantize throughput on one thread in CPU time: ratios that survive a shared, oversubscribed host.
 
-    python -m benchmarks.quantize_cpu [--n 4194304] [--repeat 15] [--formats e5m2 e4m3fn e3m2fn]
+    python -m benchmarks.quantize_cpu [--n 4194304] [--repeat 15] [--formats e5m2 e4m3fn ...]
 
 Times ``np.copyto``, ``x.copy()`` and ``fp8emu.quantize`` (RNE with and without ``out=``,
-exact stochastic) by ``time.thread_time()`` medians on 1 Numba thread.  CPU time leaves out
+exact stochastic) by ``time.thread_time()`` medians on 1 Numba thread, for formats of every
+kind by default: fn, fnuz, with Inf, the MX element formats (no Inf/NaN) and bfloat16 (whose
+smallest subnormal is a float32 subnormal).  CPU time leaves out
 the time the thread waits for a core, which dominates wall-clock medians when other jobs share
 the cores (short calls such as ``np.copyto`` often fit in one time slice, long ones do not); it
 still includes cache and frequency effects of the neighbours.  ``benchmarks/quantize.py`` is the
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1 << 22)
     ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--formats", nargs="+", default=["e5m2", "e4m3fn", "e3m2fn"])
+    ap.add_argument("--formats", nargs="+",
+                    default=["e5m2", "e4m3fn", "e4m3fnuz", "e5m2fnuz", "e3m2fn", "e2m3fn", "e2m1fn", "bfloat16"])
     args = ap.parse_args(argv)
     print(header())
     numba.set_num_threads(1)

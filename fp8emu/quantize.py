@@ -219,8 +219,10 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
     (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32,
     ``man_bits = 23``, where no bit would be dropped, or a mode only the generic kernel has).
-    ``value_kernel``: for ``_kernels._quantize_f32`` (deterministic values) only, which is also
-    valid where the smallest subnormal is a float32 subnormal (bfloat16-like formats)."""
+    ``value_kernel``: for the value kernels only (``_kernels._quantize_f32``, and
+    ``_kernels._quantize_f32_sr`` with the word's high half), which are also valid where the
+    smallest subnormal is a float32 subnormal (bfloat16-like formats; no float32 input drops
+    more than 32 bits there, so ``_deep_limit(fmt, 32)`` is 0 and SR takes the high half)."""
     q_exp = fmt.emin - fmt.man_bits
     if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and q_exp >= (-149 if value_kernel else -126)
             and fmt.man_bits <= 22 and _mode_code(fmt, mode) <= 5):
@@ -269,7 +271,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     """
     stochastic = mode is RoundMode.STOCHASTIC
     if f32 is not None and info.width == 32 and info.man_bits == 23:
-        p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None, lut is not None and not stochastic)
+        # quantize: the value kernels are valid for more formats (q a float32 subnormal: then
+        # no element drops more than 32 bits, so SR takes the high-half kernel below)
+        p32 = _params_f32(fmt, mode, saturate, sr_bits, lut is not None, lut is not None)
         if p32 is not None:
             if not stochastic:
                 f32[0](bits, target, p32, keys.key0)
