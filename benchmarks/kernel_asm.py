@@ -29,7 +29,7 @@ from .timing import header
 ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}}
 #: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
-KERNELS = {"_quantize_f32": "K._F32_VAL[0, True, True]", "_quantize_f32_sr": "K._F32_VAL_SR[False, True, True]"}
+KERNELS = {"_quantize_f32": "K._F32_VAL[0, True, True]", "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True]'}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")

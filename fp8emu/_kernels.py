@@ -537,15 +537,18 @@ def _value_f32(b, c, mode, lean, nz):
 
 
 @njit(cache=True, inline="always")
-def _value_f32_sr(b, i, c, key0, lean, nz, rbits):
-    """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half.
+def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
+    """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half
+    (or, with ``w64``, by the whole word).
 
     Valid where the ``hi32`` comparison of :func:`_round_f32_k` is (r-bit SR, ``rbits``; exact
     SR of arrays without nonzero elements with more than 32 dropped bits), with the same
-    random word.  The dropped bits' high half ``ch``: ``|x| >= q``: ``a``'s low ``sh`` bits
-    moved to the top; ``|x| < q``: the significand shifted by ``32 - sh`` (``sh <= 32``) or
-    right (r-bit SR only).  The value: ``a`` with the dropped bits cleared plus one quantum
-    when the word is below ``ch`` (``q`` or 0 below ``q``), then the specials.
+    random word; with ``w64`` (exact SR) where its 64-bit comparison is (no nonzero element
+    with more than 64 dropped bits).  The dropped bits' high half ``ch``: ``|x| >= q``: ``a``'s
+    low ``sh`` bits moved to the top; ``|x| < q``: the significand shifted by ``32 - sh``
+    (``sh <= 32``) or right (r-bit SR only); likewise on 64 bits for ``w64``.  The value:
+    ``a`` with the dropped bits cleared plus one quantum when the word is below ``ch`` (``q``
+    or 0 below ``q``), then the specials.
     """
     (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, dr, rmask) = c
     bi = _I32(b)
@@ -556,6 +559,13 @@ def _value_f32_sr(b, i, c, key0, lean, nz, rbits):
     t = np.uint32(_I32(_I32(32) - sh_true) & _I32(31))
     big = a >= q_bits
     sig = _I32(_I32(a + _I32(0x800000)) - _I32(e1 << _I32(23)))      # the 24-bit significand
+    if w64:
+        t64 = np.uint64(_I32(_I32(64) - sh_true) & _I32(63))
+        c64 = np.uint64(np.uint64(_I32(a & _I32(~notones)) if big else sig) << t64)
+        away = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA)) < c64
+        up = _I32(-_I32(away))
+        r = _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
+        return _value_specials(r, bi, c, lean, nz)
     ch = np.uint32(np.uint32(_I32(a & _I32(~notones)) if big else sig) << t)
     if rbits:
         # r-bit SR takes any depth: beyond 32 dropped bits the significand moves right
@@ -612,12 +622,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 out[i] = _value_f32(bits[i], c, mode, lean, nz)
         return value_kernel
 
-    if values and hi32:
+    if values:
+        w64 = not hi32
+
         @njit(cache=True, parallel=True)
         def value_sr_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 5)
             for i in prange(bits.shape[0]):
-                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, rbits)
+                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, rbits, w64)
         return value_sr_kernel
 
     @njit(cache=True, parallel=True)
@@ -632,10 +644,11 @@ _F32_DET = {(False, mode): _f32_kernel(False, False, mode, False) for mode in ra
 #: (mode code 0-4, lean, nz) -> deterministic value kernel (see :func:`_value_f32`).
 _F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
             for mode in range(5) for lean in (False, True) for nz in (False, True)}
-_F32_SR = {(v, h): _f32_kernel(v, True, 5, h) for v in (False, True) for h in (False, True)}
-#: (r-bit, lean, nz) -> stochastic value kernel deciding by the word's high half (:func:`_value_f32_sr`).
-_F32_VAL_SR = {(rb, lean, nz): _f32_kernel(True, True, 5, True, lean, nz, rb)
-               for rb in (False, True) for lean in (False, True) for nz in (False, True)}
+_F32_SR = {(False, h): _f32_kernel(False, True, 5, h) for h in (False, True)}
+#: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
+#: the word's high half), "rbits" (r-bit SR), "w64" (exact, the whole word).
+_F32_VAL_SR = {(kind, lean, nz): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits")
+               for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)}
 
 
 def _encode_f32(bits, out, p, key0):
@@ -664,11 +677,9 @@ def _quantize_f32(bits, out, p, key0):
 
 def _quantize_f32_sr(bits, out, p, key0, hi32=False):
     """:func:`_quantize_f32`, stochastic rounding; ``hi32`` as for :func:`_encode_f32_sr`."""
-    if hi32:
-        _, lean, nz = _value_variant(p)
-        _F32_VAL_SR[bool(p[8]), lean, nz](bits, out, p, key0)
-    else:
-        _F32_SR[True, False](bits, out, p, key0)
+    _, lean, nz = _value_variant(p)
+    kind = "rbits" if p[8] else "hi32" if hi32 else "w64"      # r-bit SR is always valid on the high half
+    _F32_VAL_SR[kind, lean, nz](bits, out, p, key0)
 
 
 #: Calls on fewer elements than this run on one thread: the parallel loop's fork and join cost
