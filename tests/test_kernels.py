@@ -5,7 +5,7 @@ import importlib
 
 import numpy as np
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
 from fp8emu import _kernels, _random, spec
 from fp8emu.format import RoundMode
@@ -295,3 +295,41 @@ def test_small_calls_run_on_one_thread_and_restore_the_count():
     assert numba.get_num_threads() == prev
     assert all(np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want))
     assert seen == [1, prev]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.large_base_example])
+@given(any_format(), round_modes, st.booleans(), st.sampled_from([0, 3]))
+def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
+    """The float32 value kernels (quantize) of presets and random formats (any width, bias,
+    specials, sign, tie rule; m = 0 included) give the value of the generic kernel's code,
+    where they are valid."""
+    sr = mode is RoundMode.STOCHASTIC
+    r = sr_bits if sr else 0
+    p32 = Q._params_f32(fmt, mode, saturate, r, True, True)
+    try:
+        lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+    except ValueError:              # float32 cannot hold the format: quantize refuses it
+        return
+    if p32 is None:
+        return
+    event(f"value kernel, {'m = 0' if fmt.man_bits == 0 else 'SR' if sr else 'deterministic'}")
+    u = np.arange(1 << 12, dtype=np.uint32) << np.uint32(20)
+    bits = np.concatenate([u, u + np.uint32(1), u - np.uint32(1), u + np.uint32(0x80000),
+                           np.random.default_rng(3).integers(0, 2**32, 1 << 12, dtype=np.uint64).astype(np.uint32)])
+    deep32, deep64 = Q._deep_limit(fmt, 32), Q._deep_limit(fmt)
+    a = bits & np.uint32(0x7FFFFFFF)
+    if sr and not r:
+        bits = bits[(a == 0) | (a >= deep64)]
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, saturate, r)
+    kb = np.uint64(_random.key_base(5, 2))
+    k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
+    want = np.empty(bits.shape, fmt.code_dtype)
+    _kernels._encode_generic(bits, want, prm, kb, k0)
+    values = np.empty(bits.shape, np.uint32)
+    if sr:
+        a = bits & np.uint32(0x7FFFFFFF)
+        hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
+        _kernels._quantize_f32_sr(bits, values, p32, k0, hi32)
+    else:
+        _kernels._quantize_f32(bits, values, p32, k0)
+    assert np.array_equal(values, lut[want])
