@@ -71,6 +71,26 @@ def test_fast_kernel_equals_generic_kernel_on_all_16bit_patterns(fmt, dtype, mod
         assert np.array_equal(a, b)
 
 
+def _generic_codes(bits, fmt, mode, sat, r):
+    """The generic kernel's codes of float32 ``bits`` and the SR key ``k0`` it used."""
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, sat, r)
+    kb = np.uint64(_random.key_base(3, 9))
+    k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
+    want = np.empty(bits.shape, fmt.code_dtype)
+    _kernels._encode_generic(bits, want, prm, kb, k0)
+    return want, k0
+
+
+def _quantize_values(bits, p32, k0, sr, hi32):
+    """The float32 value kernels' output bits (quantize's kernels, as ``_run`` calls them)."""
+    values = np.empty(bits.shape, np.uint32)
+    if sr:
+        _kernels._quantize_f32_sr(bits, values, p32, k0, hi32)
+    else:
+        _kernels._quantize_f32(bits, values, p32, k0)
+    return values
+
+
 def _f32_test_bits():
     """Every upper-half float32 pattern, the patterns next to them, and 2^18 random ones."""
     u = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
@@ -103,35 +123,20 @@ def test_float32_kernels_equal_generic_kernel(fmt, mode):
                     continue
                 pytest.skip("float32 kernels not valid for this format")
             assert Q._deep_limit(fmt, 32) == 0
-            prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, sat, r)
-            kb = np.uint64(_random.key_base(3, 9))
-            k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
-            want = np.empty(bits.shape, fmt.code_dtype)
-            _kernels._encode_generic(bits, want, prm, kb, k0)
-            values = np.empty(bits.shape, np.uint32)
-            if sr:
-                _kernels._quantize_f32_sr(bits, values, p32v, k0, True)
-            else:
-                _kernels._quantize_f32(bits, values, p32v, k0)
-            assert np.array_equal(values, lut[want]), (sat, r)
+            want, k0 = _generic_codes(bits, fmt, mode, sat, r)
+            assert np.array_equal(_quantize_values(bits, p32v, k0, sr, True), lut[want]), (sat, r)
             continue
         b = bits
         if sr and r == 0:
             a = b & np.uint32(0x7FFFFFFF)
             b = b[(a == 0) | (a >= Q._deep_limit(fmt, 32 if hi32 else 64))]
-        prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, sat, r)
-        kb = np.uint64(_random.key_base(3, 9))
-        k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
-        want = np.empty(b.shape, fmt.code_dtype)
-        _kernels._encode_generic(b, want, prm, kb, k0)
+        want, k0 = _generic_codes(b, fmt, mode, sat, r)
         codes = np.empty(b.shape, fmt.code_dtype)
-        values = np.empty(b.shape, np.uint32)
         if sr:
             _kernels._encode_f32_sr(b, codes, p32, k0, hi32)
-            _kernels._quantize_f32_sr(b, values, p32, k0, hi32)
         else:
             _kernels._encode_f32(b, codes, p32, k0)
-            _kernels._quantize_f32(b, values, p32, k0)
+        values = _quantize_values(b, p32, k0, sr, hi32)
         assert np.array_equal(codes, want), (sat, r, hi32)
         assert np.array_equal(values, lut[want]), (sat, r, hi32)
 
@@ -320,16 +325,7 @@ def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     a = bits & np.uint32(0x7FFFFFFF)
     if sr and not r:
         bits = bits[(a == 0) | (a >= deep64)]
-    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, saturate, r)
-    kb = np.uint64(_random.key_base(5, 2))
-    k0 = np.uint64(_random.mix64_py(int(kb) + _random.GAMMA))
-    want = np.empty(bits.shape, fmt.code_dtype)
-    _kernels._encode_generic(bits, want, prm, kb, k0)
-    values = np.empty(bits.shape, np.uint32)
-    if sr:
-        a = bits & np.uint32(0x7FFFFFFF)
-        hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
-        _kernels._quantize_f32_sr(bits, values, p32, k0, hi32)
-    else:
-        _kernels._quantize_f32(bits, values, p32, k0)
-    assert np.array_equal(values, lut[want])
+    want, k0 = _generic_codes(bits, fmt, mode, saturate, r)
+    a = bits & np.uint32(0x7FFFFFFF)
+    hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
+    assert np.array_equal(_quantize_values(bits, p32, k0, sr, hi32), lut[want])
