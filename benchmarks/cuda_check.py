@@ -22,6 +22,11 @@ Checks (each writes its numbers into the JSON as soon as it ends, so a cut-off r
   against ``torch.Tensor.copy_`` of the same bytes and PyTorch's native
   ``.to(torch.float8_e4m3fn).to(torch.float32)``, all in this run; CUDA events around
   ``reps`` back-to-back calls (launch overhead overlaps the previous kernel), median of 5.
+* ``variants``: the same quantize (RNE, exact SR, ``sr_bits=8``) for each kernel variant of
+  :data:`VARIANTS` (launch geometry, elements per thread, per-mode float32 kernels, loop index
+  type), next to the copy and PyTorch's round trip, each variant's bits checked against the
+  default kernel's and the default's against the CPU; prints a table (H200: about a minute).
+  Not in the default ``--only`` list: ``python -m benchmarks.cuda_check --only variants``.
 """
 
 from __future__ import annotations
@@ -326,6 +331,96 @@ def bench(res, log2n: int, reps: int) -> None:
                       "device": torch.cuda.get_device_name()})
 
 
+#: The kernel variants that ``variants`` times: name -> ``fp8emu.cuda._Tuning`` fields.  "previous"
+#: is the kernel before the float32 path was specialised per mode and the loop indices made
+#: unsigned; "default" is what fp8emu launches.
+VARIANTS = {
+    "previous (signed index, mode read per element)": dict(specialize=0, unsigned=0),
+    "default": {},
+    "mode read per element": dict(specialize=0),
+    "signed index": dict(unsigned=0),
+    "ilp 1": dict(ilp=1), "ilp 2": dict(ilp=2), "ilp 8": dict(ilp=8),
+    "ilp 2, no block cap": dict(ilp=2, blocks_per_sm=0), "ilp 4, no block cap": dict(blocks_per_sm=0),
+    "ilp 8, no block cap": dict(ilp=8, blocks_per_sm=0),
+    "128 threads x 16 blocks/SM": dict(threads=128, blocks_per_sm=16),
+    "256 x 4": dict(blocks_per_sm=4), "256 x 16": dict(blocks_per_sm=16), "256 x 32": dict(blocks_per_sm=32),
+    "512 x 4": dict(threads=512, blocks_per_sm=4), "512 x 8": dict(threads=512, blocks_per_sm=8),
+    "1024 x 2": dict(threads=1024, blocks_per_sm=2),
+}
+
+
+def variants(res, log2n: int, reps: int, names=None, timed: bool = True) -> None:
+    """Each kernel variant (launch geometry, loop, per-mode kernels) on quantize float32 -> e4m3fn ->
+    float32 of ``2**log2n`` elements: nearest-even, exact SR and ``sr_bits=8``, timed as ``bench``
+    does, next to the device copy and PyTorch's round trip; every variant's output must equal
+    the default kernel's on up to 2^22 inputs of every kind (and the default's the CPU's).
+    ``timed=False`` (the simulator): the bit checks only, on ``2**log2n`` inputs."""
+    import fp8emu
+    import fp8emu.cuda as fc
+    from fp8emu.formats import e4m3fn
+
+    n = 1 << log2n
+    modes = {"nearest_even": dict(), "stochastic": dict(rounding="stochastic", seed=1, stream=3),
+             "stochastic sr_bits=8": dict(rounding="stochastic", seed=1, stream=3, sr_bits=8)}
+    copy_ms = torch_ms = None
+    if timed:
+        import torch
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        x = torch.randn(n, device="cuda", generator=gen) * 100        # bench's input
+        y = torch.empty_like(x)
+        xv, yv = cuda.as_cuda_array(x), cuda.as_cuda_array(y)
+        copy_ms = _time_cuda(lambda: y.copy_(x), reps) * 1e3
+        torch_ms = _time_cuda(lambda: x.to(torch.float8_e4m3fn).to(torch.float32), reps) * 1e3
+        _log(f"variants: copy {copy_ms:.4f} ms, torch round trip {torch_ms:.4f} ms ({copy_ms / torch_ms:.3f}x copy)")
+    # the bit check's input: random patterns, format values, ties, and values below 2^-50 (exact SR's
+    # _round_bits fallback in the float32 kernels)
+    rng = np.random.default_rng(5)
+    cx = _random_f32(min(n, 1 << 22), e4m3fn, rng)
+    cx[: cx.size // 16] *= np.float32(2.0 ** -60)
+    cxv, cyv = cuda.to_device(cx), cuda.device_array(cx.size, np.float32)
+    ref = {}
+    with fc._tuned():
+        for mode, kw in modes.items():
+            ref[mode] = fc.quantize(cxv, "e4m3fn", **kw).copy_to_host()
+            if not np.array_equal(ref[mode].view(np.uint32), fp8emu.quantize(cx, "e4m3fn", **kw).view(np.uint32)):
+                raise AssertionError(f"variants: the default kernel differs from the CPU ({mode})")
+    rows = []
+    for name, fields in VARIANTS.items():
+        if names and name not in names:
+            continue
+        row = {"variant": name}
+        t0 = time.perf_counter()
+        with fc._tuned(**fields) as tuning:
+            row["tuning"] = tuning._asdict()
+            for mode, kw in modes.items():
+                got = fc.quantize(cxv, "e4m3fn", out=cyv, **kw).copy_to_host()     # compiles; checked
+                row[f"{mode} equal"] = bool(np.array_equal(got.view(np.uint32), ref[mode].view(np.uint32)))
+                if timed:
+                    ms = _time_cuda(lambda: fc.quantize(xv, "e4m3fn", out=yv, **kw), reps) * 1e3
+                    row[f"{mode} ms"] = round(ms, 4)
+                    row[f"{mode} x copy"] = round(copy_ms / ms, 3)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        _log(f"variant {name}: " + ", ".join(f"{m} {row.get(m + ' x copy', '-')}x"
+                                               f"{'' if row[m + ' equal'] else ' DIFFERS'}" for m in modes))
+    failed = [r["variant"] for r in rows if not all(r[m + " equal"] for m in modes)]
+    table = ""
+    if timed:
+        lines = [f"| variant | {' | '.join(f'{m} ms (x copy)' for m in modes)} | same bits |",
+                 "|---|" + "---:|" * len(modes) + "---|",
+                 f"| device copy (torch copy_) | {copy_ms:.4f} (1.000) |" + " |" * (len(modes) - 1) + " |",
+                 f"| torch .to(float8_e4m3fn).to(float32) | {torch_ms:.4f} ({copy_ms / torch_ms:.3f}) |"
+                 + " |" * (len(modes) - 1) + " |"]
+        for r in rows:
+            cells = " | ".join(f"{r[m + ' ms']:.4f} ({r[m + ' x copy']:.3f})" for m in modes)
+            lines.append(f"| {r['variant']} | {cells} | {all(r[m + ' equal'] for m in modes)} |")
+        table = "\n".join(lines)
+        print(table, flush=True)
+    _log(f"variants: {len(rows)} checked against the default kernel, {len(failed)} differ: {failed}")
+    res.put("variants", {"elements": n, "check_elements": int(cx.size), "reps": reps, "copy_ms": copy_ms,
+                         "torch_round_trip_ms": torch_ms, "rows": rows, "table": table, "failed": failed})
+
+
 def _spawn_preset_workers(args):
     import subprocess
     from fp8emu.formats import ALL_FORMATS
@@ -375,6 +470,8 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="tiny sizes (a smoke test, e.g. on the CUDA simulator)")
     ap.add_argument("--only", default="sweep,sr,presets,torch,bench", help="comma-separated checks to run")
     ap.add_argument("--formats", default="", help="presets check: only these formats (comma-separated)")
+    ap.add_argument("--variants", default="", help="variants check: only these variants ('|'-separated names of "
+                                                   "VARIANTS)")
     ap.add_argument("--workers", type=int, default=0,
                     help="run the presets check in this many subprocesses (formats split between them) while "
                          "this process runs the sweep and SR checks: kernel compilation is per process and "
@@ -421,9 +518,12 @@ def main(argv=None) -> int:
         check_torch(res, 1 << (10 if args.small else 20))
     if "bench" in only and not fc.simulated():
         bench(res, 28, 20)
+    if "variants" in only:
+        variants(res, 10 if args.small else 28, 20, set(filter(None, args.variants.split("|"))),
+                 timed=not fc.simulated())
     res.put("seconds", round(time.perf_counter() - t0, 1))
     failed = [r for r in res.get("sr", []) if r["mismatched_bytes"]] + res.get("presets", {}).get("failed", [])
-    failed += res.get("torch", {}).get("failed", [])
+    failed += res.get("torch", {}).get("failed", []) + res.get("variants", {}).get("failed", [])
     if "sweep" in res and not args.small:
         failed += [k for k, v in res["sweep"].items() if not v["match"]]
     _log(f"done in {res['seconds']} s; failures: {failed}")

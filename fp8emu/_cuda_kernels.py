@@ -19,16 +19,21 @@ Only :mod:`fp8emu.cuda` imports this module (it needs numba-cuda).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import cuda
 
-from ._kernels import _round_bits, _round_f32, _round_fast, _value_bits
+from ._kernels import _round_bits, _round_f32, _round_f32_k, _round_fast, _value_bits
 
-__all__ = ["ILP", "KERNELS", "WIDE_KERNELS", "decode_kernel", "decode_wide_kernel"]
+__all__ = ["ILP", "KERNELS", "WIDE_KERNELS", "kernel", "decode_kernel", "decode_wide_kernel"]
 
 #: Elements per thread and loop step: a thread issues this many independent loads before it
 #: computes, which keeps more bytes in flight than one load at a time (memory-bound kernels).
 ILP = 4
+#: The rounding modes' codes in the float32 kernels' parameters (``_kernels.PARAMS_F32``'s
+#: ``mode``): 0-4 the deterministic modes, 5 stochastic.
+_SR_MODE = 5
 
 
 def _make_value(wide: bool):
@@ -47,14 +52,24 @@ def _make_value(wide: bool):
     return value
 
 
-def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False):
+def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False, mode: int | None = None,
+               hi32: bool = False):
     """The per-element device function of one kernel (``path``, mode class, output kind).
 
-    ``stochastic``, ``values`` and ``wide`` are closure constants: Numba folds the branches on
-    them, so deterministic kernels carry no random-number code (as on the CPU).
+    ``stochastic``, ``values``, ``wide``, ``mode`` and ``hi32`` are closure constants: Numba
+    folds the branches on them, so deterministic kernels carry no random-number code (as on the
+    CPU).  On the ``"f32"`` path, ``mode`` (the rounding mode's code, as the CPU's float32
+    kernels have it) compiles one kernel per mode: ``_kernels._round_f32_k`` with a literal
+    mode, the CPU's own routine, instead of ``_round_f32`` reading the mode from the parameters
+    for every element; ``hi32`` (``sr_bits`` given: valid whatever the element, see
+    ``_round_f32_k``) compares the random word's high half, as the CPU does.  ``mode=None``:
+    the runtime switch (the kernel before this specialisation, kept for the benchmark).
     """
     value = _make_value(wide)
     if path == "f32":
+        m = _SR_MODE if stochastic or mode is None else int(mode)
+        runtime_mode = mode is None
+
         @cuda.jit(device=True, inline="always")
         def elem(b, i, lut, p32, prm, key_base, key0, lim):
             # An exact-SR element with more than 64 dropped bits may need a second random
@@ -63,7 +78,10 @@ def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False):
             if stochastic and (a != np.uint32(0)) and (a <= lim):
                 c = _round_bits(b, i, prm, key_base, key0)
                 return value(c, lut) if values else c
-            c32, v32 = _round_f32(b, i, p32, key0, stochastic)
+            if runtime_mode:
+                c32, v32 = _round_f32(b, i, p32, key0, stochastic)
+            else:
+                c32, v32 = _round_f32_k(b, i, p32, key0, stochastic, m, hi32)
             return np.int64(v32) if values else np.int64(c32)
     elif path == "fast":
         @cuda.jit(device=True, inline="always")
@@ -80,45 +98,80 @@ def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False):
     return elem
 
 
-def _make_kernel(elem):
-    """Grid-stride kernel ``out[i] = elem(src[i], i, ...)`` with :data:`ILP` loads per step."""
+def _loop_source(ilp: int, unsigned: bool = True) -> str:
+    """The source of the grid-stride loop with ``ilp`` elements per thread and step.
 
-    @cuda.jit
-    def kernel(src, out, lut, p32, prm, key_base, key0, lim):
-        n = src.shape[0]
-        bd = cuda.blockDim.x
-        start = cuda.blockIdx.x * bd * ILP + cuda.threadIdx.x
-        step = cuda.gridDim.x * bd * ILP
-        for base in range(start, n, step):
-            if base + (ILP - 1) * bd < n:
-                # all loads first: out may be src (in place), so the compiler could not
-                # move a later load above an earlier store by itself
-                b0 = src[base]
-                b1 = src[base + bd]
-                b2 = src[base + 2 * bd]
-                b3 = src[base + 3 * bd]
-                out[base] = elem(b0, base, lut, p32, prm, key_base, key0, lim)
-                out[base + bd] = elem(b1, base + bd, lut, p32, prm, key_base, key0, lim)
-                out[base + 2 * bd] = elem(b2, base + 2 * bd, lut, p32, prm, key_base, key0, lim)
-                out[base + 3 * bd] = elem(b3, base + 3 * bd, lut, p32, prm, key_base, key0, lim)
-            else:
-                for k in range(ILP):
-                    j = base + k * bd
-                    if j < n:
-                        out[j] = elem(src[j], j, lut, p32, prm, key_base, key0, lim)
+    Thread ``t`` of block ``g`` handles ``base + k * blockDim`` for ``k < ilp``, ``base = (g *
+    blockDim) * ilp + t`` plus multiples of the grid's span: for each ``k`` a warp reads 32
+    consecutive elements (coalesced).  Indices are unsigned: Numba adds a negative-index
+    wrap-around (three 64-bit operations) to every access with a signed index.  The element
+    index handed to ``elem`` is the same number as an int64 (the random words' counter).
+    ``unsigned=False``: signed indices (the loop before this change, kept for the benchmark).
+    """
+    u = "np.uint64" if unsigned else "np.int64"
+    lines = ["def kernel(src, out, lut, p32, prm, key_base, key0, lim):",
+             f"    n = {u}(src.shape[0])",
+             f"    bd = {u}(cuda.blockDim.x)",
+             f"    base = {u}(cuda.blockIdx.x) * bd * {u}({ilp}) + {u}(cuda.threadIdx.x)",
+             f"    step = {u}(cuda.gridDim.x) * bd * {u}({ilp})",
+             "    while base < n:",
+             f"        if base + {u}({ilp - 1}) * bd < n:",
+             # all loads first: out may be src (in place), so the compiler could not move a
+             # later load above an earlier store by itself
+             *[f"            b{k} = src[base + {u}({k}) * bd]" for k in range(ilp)],
+             *[f"            out[base + {u}({k}) * bd] = elem(b{k}, np.int64(base + {u}({k}) * bd), lut, p32, prm, "
+               "key_base, key0, lim)" for k in range(ilp)],
+             "        else:",
+             f"            for k in range({ilp}):",
+             f"                j = base + {u}(k) * bd",
+             "                if j < n:",
+             "                    out[j] = elem(src[j], np.int64(j), lut, p32, prm, key_base, key0, lim)",
+             "        base += step"]
+    return "\n".join(lines) + "\n"
 
-    return kernel
+
+def _make_kernel(elem, ilp: int = ILP, unsigned: bool = True):
+    """Grid-stride kernel ``out[i] = elem(src[i], i, ...)`` with ``ilp`` loads per step (the loop's
+    source is generated: ``ilp`` named loads, then ``ilp`` stores)."""
+    scope = {"cuda": cuda, "np": np, "elem": elem}
+    exec(compile(_loop_source(ilp, unsigned), f"<fp8emu._cuda_kernels loop, ilp={ilp}>", "exec"), scope)
+    return cuda.jit(scope["kernel"])
 
 
-#: (path, stochastic, values) -> kernel; path "f32" (float32 inputs, int32 lanes), "fast"
-#: (branch-free, formats with subnormals and emin >= the input's), "generic" (any format).
-KERNELS = {(path, sr, values): _make_kernel(_make_elem(path, sr, values))
+@lru_cache(maxsize=None)
+def kernel(path: str, stochastic: bool, values: bool, *, wide: bool = False, mode: int | None = None,
+           hi32: bool = False, ilp: int = ILP, unsigned: bool = True):
+    """The rounding kernel of one case (compiled at its first launch; built once per process).
+
+    Args:
+        path: ``"f32"``, ``"fast"`` or ``"generic"`` (``KernelArguments.kernel``).
+        stochastic: stochastic rounding.
+        values: quantize (values) rather than encode (codes).
+        wide: a format wider than 16 bits (values built from the codes; quantize only).
+        mode: the ``"f32"`` path's mode code (0-4; ignored when ``stochastic``), or None for
+            the kernel that reads it from the parameters per element.
+        hi32: the ``"f32"`` stochastic kernel compares the random word's high half (only with
+            ``sr_bits``).
+        ilp: elements per thread and loop step.
+        unsigned: unsigned loop indices (False: signed, with Numba's wrap-around per access).
+
+    Returns:
+        The numba-cuda kernel (argument list ``(src, out, lut, p32, prm, key_base, key0, lim)``).
+    """
+    if path != "f32":
+        mode, hi32 = None, False      # the other paths read the mode from their parameters
+    return _make_kernel(_make_elem(path, stochastic, values, wide, mode, hi32), ilp, unsigned)
+
+
+#: (path, stochastic, values) -> kernel with the mode read per element (what the kernels were
+#: before the float32 path was specialised per mode; the benchmark's reference and the tests').
+KERNELS = {(path, sr, values): kernel(path, sr, values)
            for path in ("f32", "fast", "generic") for sr in (False, True) for values in (False, True)}
 
 #: (path, stochastic) -> the quantize kernel of formats wider than 16 bits (its ``lut`` argument is
 #: the ``_kernels.DECODE_PARAMS`` tuple: the values are built from the codes, as the CPU's
 #: ``_quantize_wide`` does; ``_round_fast`` is valid for them, as the CPU's encode shows).
-WIDE_KERNELS = {(path, sr): _make_kernel(_make_elem(path, sr, True, wide=True))
+WIDE_KERNELS = {(path, sr): kernel(path, sr, True, wide=True)
                 for path in ("f32", "fast", "generic") for sr in (False, True)}
 
 

@@ -34,7 +34,7 @@ import warnings
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["launch", "Plan", "enabled"]
+__all__ = ["launch", "Plan", "enabled", "disable"]
 
 _enabled = os.environ.get("FP8EMU_CUDA_LAUNCH", "fast") != "numba"
 _compiled: dict[tuple, tuple] = {}      # signature key -> (cuda.core kernel, Numba argument types)
@@ -55,7 +55,7 @@ def enabled() -> bool:
     return _enabled
 
 
-def _disable(exc: Exception, what: str = "fast kernel launch", stacklevel: int = 4) -> None:
+def disable(exc: Exception, what: str = "fast kernel launch", stacklevel: int = 4) -> None:
     """Use Numba's launch for the rest of the process, saying why (the one warning of this module)."""
     global _enabled
     _enabled = False
@@ -157,7 +157,7 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
         try:
             _compiled[key] = _overload(kernel, args)
         except Exception as exc:     # another numba-cuda: keep Numba's launch
-            _disable(exc)
+            disable(exc)
         return
     try:
         core_launch, to_core_stream = _core()
@@ -165,7 +165,7 @@ def launch(kernel, blocks: int, threads: int, stream, args: tuple) -> None:
         config = _config(blocks, threads)
         kargs = _kernel_args(argtypes, args)
     except Exception as exc:     # nothing was launched yet: fall back for good
-        _disable(exc)
+        disable(exc)
         _numba_launch(kernel, blocks, threads, stream, args)
         return
     core_launch(to_core_stream(stream if stream is not None else 0), config, cukernel, *kargs)
@@ -228,7 +228,7 @@ class Plan:
             core_launch(_core_stream(stream_handle), _config(blocks, threads), self.cukernel,
                         *self.arguments(src_ptr, out_ptr, n, key_base, key0))
         except Exception as exc:     # another numba-cuda / cuda.core: Numba's launch from now on
-            _disable(exc, "pointer kernel launch")
+            disable(exc, "pointer kernel launch")
             return False
         return True
 

@@ -18,8 +18,10 @@ for tests of small arrays).
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -34,10 +36,68 @@ from .quantize import decode as _host_decode
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
 
-_THREADS = 256
-#: Blocks per multiprocessor at most (a grid-stride loop covers the rest): 8 x 256 threads
-#: fill an H100/H200 multiprocessor (2048 threads).
-_BLOCKS_PER_SM = 8
+
+
+class _Tuning(NamedTuple):
+    """Launch geometry and kernel variant of the rounding kernels (none changes a bit).
+
+    Attributes:
+        threads: threads per block.
+        blocks_per_sm: blocks per multiprocessor at most (a grid-stride loop covers the rest);
+            0: as many blocks as the array needs (one loop step per thread).
+        ilp: elements per thread and loop step.
+        specialize: the float32 path compiles one kernel per rounding mode (the CPU's
+            ``_round_f32_k`` with a literal mode); False: the mode is read per element.
+        unsigned: unsigned loop indices (False: signed, with Numba's negative-index wrap-around).
+    """
+
+    threads: int = 256
+    blocks_per_sm: int = 8       # 8 x 256 threads fill an H100/H200 multiprocessor (2048 threads)
+    ilp: int = _cuda_kernels.ILP
+    specialize: bool = True
+    unsigned: bool = True
+
+
+def _parse_tuning(text: str) -> _Tuning:
+    """``FP8EMU_CUDA_TUNING``'s ``"threads=512,blocks_per_sm=16,ilp=8,specialize=0"`` (any subset)."""
+    fields: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or key not in _Tuning._fields or not val.strip().isdigit():
+            raise ValueError(f"FP8EMU_CUDA_TUNING: bad item {item!r}; expected name=integer with names "
+                             f"{', '.join(_Tuning._fields)}")
+        fields[key] = int(val)
+    return _checked_tuning(_Tuning()._replace(**fields))
+
+
+def _checked_tuning(t: _Tuning) -> _Tuning:
+    if not (32 <= t.threads <= 1024 and t.threads % 32 == 0):
+        raise ValueError(f"threads={t.threads}: a multiple of 32 in 32..1024")
+    if not 0 <= t.blocks_per_sm <= 64:
+        raise ValueError(f"blocks_per_sm={t.blocks_per_sm}: 0 (no cap) .. 64")
+    if not 1 <= t.ilp <= 16:
+        raise ValueError(f"ilp={t.ilp}: 1..16")
+    return t._replace(specialize=bool(t.specialize), unsigned=bool(t.unsigned))
+
+
+_TUNING = _parse_tuning(os.environ.get("FP8EMU_CUDA_TUNING", ""))
+
+
+@contextmanager
+def _tuned(**fields):
+    """Benchmark-only: run the block with other launch geometry or kernel variant (``_Tuning``'s
+    fields); launch plans made meanwhile are dropped on both sides of it."""
+    global _TUNING
+    old = _TUNING
+    _TUNING = _checked_tuning(old._replace(**fields))
+    _PLANS.clear()
+    try:
+        yield _TUNING
+    finally:
+        _TUNING = old
+        _PLANS.clear()
+
+
 _P32_UNUSED = (np.int32(0),) * len(_kernels.PARAMS_F32)     # the float32 tuple of paths that do not read it
 
 
@@ -67,8 +127,11 @@ def launch_config(n: int, per_thread: int = 1) -> tuple[int, int]:
     """
     if simulated():
         return max(1, min(2, -(-n // (8 * per_thread)))), 8
-    blocks = -(-n // (_THREADS * per_thread))
-    return max(1, min(blocks, _sm_count() * _BLOCKS_PER_SM)), _THREADS
+    t = _TUNING
+    blocks = -(-n // (t.threads * per_thread))
+    if t.blocks_per_sm:
+        blocks = min(blocks, _sm_count() * t.blocks_per_sm)
+    return max(1, blocks), t.threads
 
 
 def _device_array(x, argname: str, fn: str):
@@ -156,7 +219,7 @@ def _check_out(out, shape: tuple, dtype: np.dtype, argname: str = "out"):
 
 
 def _launch(kernel, n: int, cuda_stream, *args) -> None:
-    blocks, threads = launch_config(n, _cuda_kernels.ILP)
+    blocks, threads = launch_config(n, _TUNING.ilp)
     if simulated():
         if cuda_stream is None:
             kernel[blocks, threads](*args)
@@ -213,13 +276,18 @@ def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bit
         lut = _placeholder(_device_id())          # encode reads no table
     p32 = args.params_f32
     lim = np.uint32(0)
+    t = _TUNING
+    mode, hi32 = None, False
     if args.kernel == "f32":
         if stochastic and sr_bits is None and args.deep_limit:
             lim = np.uint32(args.deep_limit - 1)     # 0 < |x| bits <= lim: deep
+        if t.specialize:
+            # the CPU's float32 kernels: one per mode; r-bit SR compares the word's high half
+            mode, hi32 = int(p32[7]), bool(stochastic and sr_bits)
     else:
         p32 = _P32_UNUSED
-    kernel = (_cuda_kernels.WIDE_KERNELS[(args.kernel, stochastic)] if wide
-              else _cuda_kernels.KERNELS[(args.kernel, stochastic, values)])
+    kernel = _cuda_kernels.kernel(args.kernel, stochastic, values, wide=wide, mode=mode, hi32=hi32, ilp=t.ilp,
+                                  unsigned=t.unsigned)
     return kernel, lut, p32, lim
 
 
@@ -253,7 +321,7 @@ def _bind_plan(call: tuple, kernel, launch_args: tuple, args) -> None:
     try:
         plan.bind(kernel, launch_args)
     except Exception as exc:      # another numba-cuda: the cached launch still works
-        _cuda_launch._disable(exc, "pointer kernel launch")
+        _cuda_launch.disable(exc, "pointer kernel launch")
         return
     stochastic = RoundMode.parse(call[3]) is RoundMode.STOCHASTIC
     if len(_PLANS) >= _MAX_PLANS:
@@ -297,7 +365,7 @@ def _round_ptr(src_ptr: int, dst_ptr: int, n: int, name: str, fmt, values: bool,
         keys = _sr_keys.__wrapped__(new_seed(), int(stream)) if seed is None else _sr_keys(int(seed), int(stream))
     if n == 0:
         return True
-    blocks, threads = launch_config(n, _cuda_kernels.ILP)
+    blocks, threads = launch_config(n, _TUNING.ilp)
     return plan.launch(blocks, threads, stream_handle, src_ptr, dst_ptr, n, *keys)
 
 

@@ -111,10 +111,11 @@ def test_exact_sr_deep_float32_elements_take_the_generic_routine():
         assert np.array_equal(fc.encode(_gpu(x), e4m3fn, **kw).copy_to_host(), fp8emu.encode(x, e4m3fn, **kw))
 
 
+@pytest.mark.parametrize("specialized", [False, True], ids=["mode read per element", "per-mode kernel"])
 @pytest.mark.parametrize("x,dtype,path", [(2.0**-30 * 1.2345, np.float64, "fast"),
                                           (1e-300, np.float64, "fast"),
                                           (2.0**-40 * 1.75, np.float32, "f32"), (1e-40, np.float32, "f32")])
-def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path):
+def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path, specialized):
     """Word 0 forced equal to the first 64 dropped bits (key_0 chosen by inverting mix64, as in
     test_kernels): the GPU thread must call _round_bits, which compares words 1, 2, ...;
     the result equals the exact spec for every element."""
@@ -139,9 +140,44 @@ def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path):
     lim = np.uint32(Q._deep_limit(fmt) - 1) if path == "f32" else np.uint32(0)
     bits = cuda.to_device(xs.view(info[3]))
     out = cuda.device_array(3, np.uint8)
-    fc._launch(_cuda_kernels.KERNELS[(path, True, False)], 3, None, bits, out, fc._placeholder(0), p32, prm,
-               np.uint64(kb), np.uint64(k0), lim)
+    kernel = (_cuda_kernels.kernel(path, True, False, mode=5) if specialized
+              else _cuda_kernels.KERNELS[(path, True, False)])
+    fc._launch(kernel, 3, None, bits, out, fc._placeholder(0), p32, prm, np.uint64(kb), np.uint64(k0), lim)
     assert out.copy_to_host().tolist() == want
+
+
+@pytest.mark.parametrize("tuning", [dict(specialize=0, unsigned=0), dict(specialize=0), dict(unsigned=0),
+                                    dict(ilp=1), dict(ilp=3), dict(ilp=8)], ids=str)
+def test_kernel_variants_equal_cpu(tuning):
+    """The benchmark's kernel variants (``benchmarks.cuda_check --only variants``): the loop's
+    elements per thread, signed indices, the mode read per element instead of one float32
+    kernel per mode; each gives the CPU's bits (the default is every other test's)."""
+    with fc._tuned(**tuning) as t:
+        assert all(getattr(t, k) == v for k, v in tuning.items())
+        for fmt, dtype in [(e4m3fn, np.float32), (e5m2, np.float32), (e8m0fnu, np.float32), (e5m2, np.float16)]:
+            x = _inputs(fmt, dtype, n=101 + 8 * t.ilp)
+            for mode in MODES:
+                for sr_bits in ([None, 5] if mode is RoundMode.STOCHASTIC else [None]):
+                    kw = _kw(mode, sr_bits)
+                    got = fc.encode(_gpu(x), fmt, **kw).copy_to_host()
+                    assert np.array_equal(got, fp8emu.encode(x, fmt, **kw)), (tuning, fmt, dtype, mode, sr_bits)
+                    if fmt is not e8m0fnu:
+                        got = fc.quantize(_gpu(x), fmt, **kw).copy_to_host()
+                        assert np.array_equal(_bits(got), _bits(fp8emu.quantize(x, fmt, **kw))), (tuning, fmt, mode)
+    assert fc._TUNING == fc._Tuning()
+
+
+def test_tuning_from_the_environment_is_checked():
+    assert fc._parse_tuning("") == fc._Tuning()
+    assert fc._parse_tuning(" threads=512, ilp=8 ,specialize=0") == fc._Tuning(threads=512, ilp=8, specialize=False)
+    for bad, msg in [("threads=100", "multiple of 32"), ("ilp=0", "1..16"), ("blocks_per_sm=99", "no cap"),
+                     ("threads", "name=integer"), ("warps=4", "name=integer"), ("ilp=-1", "name=integer")]:
+        with pytest.raises(ValueError, match=msg):
+            fc._parse_tuning(bad)
+    with pytest.raises(ValueError, match="1..16"):
+        with fc._tuned(ilp=17):
+            pass
+    assert fc._TUNING == fc._Tuning()
 
 
 def test_result_does_not_depend_on_the_grid(monkeypatch):

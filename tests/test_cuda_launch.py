@@ -122,7 +122,7 @@ for fmt, name, values, mode, saturate in itertools.product(
                                  seed=seed, sr_bits=sr_bits, stream=stream)
             (_, (blocks, threads, handle, sp, dp, nn, kb, k0)), = launched
             *_, ref2 = existing_call(f, name, values, mode, saturate, sr_bits, seed, stream, n, 1 << 30, 2 << 30)
-            assert (blocks, threads) == fc.launch_config(n, fc._cuda_kernels.ILP)
+            assert (blocks, threads) == fc.launch_config(n, fc._TUNING.ilp)
             got = plan.arguments(sp, dp, nn, kb, k0)
             assert L._comparable(got) == L._comparable(ref2), (fmt, name, values, mode, saturate, sr_bits, seed)
         # the scalar and tuple arguments as numba-cuda converts them itself
@@ -184,8 +184,9 @@ def bind(c):
 
 
 def ptr(c, **kw):
-    return fc._round_ptr(4096, 8192, 64, c["name"], c["fmt"], c["values"], 0, c["device"], rounding=c["rounding"],
-                         saturate=c["saturate"], sr_bits=c["sr_bits"], seed=kw.get("seed", 1), stream=kw.get("stream", 2))
+    return fc._round_ptr(4096, 8192, 64, c["name"], c["fmt"], c["values"], 0, c["device"],
+                         rounding=c["rounding"], saturate=c["saturate"], sr_bits=c["sr_bits"],
+                         seed=kw.get("seed", 1), stream=kw.get("stream", 2))
 
 
 bind(base)
@@ -207,7 +208,8 @@ assert ptr(dict(base, fmt=dataclasses.replace(e5m2))) and ptr(dict(base, fmt=dat
 assert not ptr(dict(base, fmt=dataclasses.replace(e5m2, bias=16)))
 assert not ptr(dict(base, saturate=0))
 assert not ptr(dict(base, sr_bits=True)) and not ptr(dict(base, rounding="stochastic", sr_bits=1))
-assert not ptr(base, seed=True) and not ptr(base, seed=1.5) and not ptr(base, stream="x") and not ptr(base, stream=False)
+assert not ptr(base, seed=True) and not ptr(base, seed=1.5)
+assert not ptr(base, stream="x") and not ptr(base, stream=False)
 assert ptr(base, seed=np.int64(3), stream=np.int32(-4)) and ptr(base, seed=None)
 # the keys: per (seed, stream), as kernel_arguments computes them
 from fp8emu.quantize import kernel_arguments

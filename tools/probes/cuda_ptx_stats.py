@@ -1,0 +1,82 @@
+"""Static PTX statistics of the float32 rounding kernels (no GPU needed): instructions, 64-bit
+integer operations, branches, global loads, local memory, for the default kernels and the
+variants of ``benchmarks.cuda_check --only variants``.
+
+    NUMBA_ENABLE_CUDASIM=0 python tools/probes/cuda_ptx_stats.py [--cc 9.0] [--dump DIR]
+
+Counts are of the whole kernel (the unrolled loop, its tail and the inlined exact-SR fallback),
+not of the instructions one element executes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+import types as pytypes
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0: H100/H200)")
+    ap.add_argument("--dump", default="", help="write each kernel's PTX into this directory")
+    args = ap.parse_args(argv)
+    try:
+        cc = tuple(int(v) for v in args.cc.split("."))
+        assert len(cc) == 2
+    except (ValueError, AssertionError):
+        ap.error(f"--cc {args.cc!r}: expected MAJOR.MINOR")
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        ap.error("run with NUMBA_ENABLE_CUDASIM=0 (the simulator compiles nothing)")
+    import numpy as np
+    from numba import cuda
+    from numba.cuda import types
+    import numba.cuda.dispatcher as dispatcher
+
+    from fp8emu import _cuda_kernels as K
+    from fp8emu.quantize import kernel_arguments
+
+    # Device functions ask the current device for its compute capability; without a GPU, say it.
+    dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+
+    def signature(kern, rounding, sr_bits):
+        a = kernel_arguments("e4m3fn", np.float32, rounding=rounding, seed=1, sr_bits=sr_bits, values=True)
+        arr = types.Array(types.uint32, 1, "C")
+        return (arr, arr, arr, kern.typeof_pyval(a.params_f32), kern.typeof_pyval(a.params), types.uint64,
+                types.uint64, types.uint32)
+
+    cases = {
+        "RNE, previous (signed index, mode per element)": (dict(unsigned=False), "nearest_even", None),
+        "RNE, mode per element": (dict(), "nearest_even", None),
+        "RNE, default (per-mode kernel)": (dict(mode=0), "nearest_even", None),
+        "RNE, default, ilp 8": (dict(mode=0, ilp=8), "nearest_even", None),
+        "SR exact, previous": (dict(unsigned=False), "stochastic", None),
+        "SR exact, default": (dict(mode=5), "stochastic", None),
+        "SR sr_bits=8, previous": (dict(unsigned=False), "stochastic", 8),
+        "SR sr_bits=8, default (high half)": (dict(mode=5, hi32=True), "stochastic", 8),
+    }
+    print(f"float32 -> e4m3fn quantize kernels, PTX for compute capability {cc[0]}.{cc[1]}")
+    print(f"{'kernel':<50} {'instr':>6} {'64-bit':>6} {'mul64':>6} {'branch':>6} {'ld.gl':>6} {'local':>6}")
+    for name, (kw, rounding, sr_bits) in cases.items():
+        kern = K.kernel("f32", rounding == "stochastic", True, **kw)
+        ptx, _ = cuda.compile_ptx(kern.py_func, signature(kern, rounding, sr_bits), cc=cc)
+        if args.dump:
+            os.makedirs(args.dump, exist_ok=True)
+            with open(os.path.join(args.dump, re.sub(r"\W+", "_", name) + ".ptx"), "w") as f:
+                f.write(ptx)
+        ops = re.findall(r"^\s+(?:@!?%p\d+\s+)?([a-z]+[a-z0-9.]*)", ptx, re.M)
+        wide = collections.Counter(o.split(".")[0] for o in ops if re.search(r"\.[sub]64", o))
+        n64 = sum(v for k, v in wide.items() if k not in ("ld", "st", "cvt", "mov"))
+        mul64 = len(re.findall(r"mul\.lo\.[su]64|mul\.wide", ptx))
+        branches = sum(1 for o in ops if o.startswith("bra"))
+        print(f"{name:<50} {len(ops):>6} {n64:>6} {mul64:>6} {branches:>6} {ptx.count('ld.global'):>6} "
+              f"{ptx.count('.local'):>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
