@@ -146,12 +146,12 @@ def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path, specialized):
     assert out.copy_to_host().tolist() == want
 
 
-@pytest.mark.parametrize("tuning", [dict(specialize=0, unsigned=0), dict(specialize=0), dict(unsigned=0),
+@pytest.mark.parametrize("tuning", [dict(specialize=1, unsigned=1), dict(specialize=1), dict(unsigned=1),
                                     dict(ilp=1), dict(ilp=3), dict(ilp=8)], ids=str)
 def test_kernel_variants_equal_cpu(tuning):
     """The benchmark's kernel variants (``benchmarks.cuda_check --only variants``): the loop's
-    elements per thread, signed indices, the mode read per element instead of one float32
-    kernel per mode; each gives the CPU's bits (the default is every other test's)."""
+    elements per thread, unsigned indices, one float32 kernel per mode instead of the mode read
+    per element; each gives the CPU's bits (the default is every other test's)."""
     with fc._tuned(**tuning) as t:
         assert all(getattr(t, k) == v for k, v in tuning.items())
         for fmt, dtype in [(e4m3fn, np.float32), (e5m2, np.float32), (e8m0fnu, np.float32), (e5m2, np.float16)]:
@@ -169,7 +169,7 @@ def test_kernel_variants_equal_cpu(tuning):
 
 def test_tuning_from_the_environment_is_checked():
     assert fc._parse_tuning("") == fc._Tuning()
-    assert fc._parse_tuning(" threads=512, ilp=8 ,specialize=0") == fc._Tuning(threads=512, ilp=8, specialize=False)
+    assert fc._parse_tuning(" threads=512, ilp=8 ,specialize=1") == fc._Tuning(threads=512, ilp=8, specialize=True)
     for bad, msg in [("threads=100", "multiple of 32"), ("ilp=0", "1..16"), ("blocks_per_sm=99", "no cap"),
                      ("threads", "name=integer"), ("warps=4", "name=integer"), ("ilp=-1", "name=integer")]:
         with pytest.raises(ValueError, match=msg):

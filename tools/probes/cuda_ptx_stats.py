@@ -50,14 +50,14 @@ def main(argv=None) -> int:
                 types.uint64, types.uint32)
 
     cases = {
-        "RNE, previous (signed index, mode per element)": (dict(unsigned=False), "nearest_even", None),
-        "RNE, mode per element": (dict(), "nearest_even", None),
-        "RNE, default (per-mode kernel)": (dict(mode=0), "nearest_even", None),
-        "RNE, default, ilp 8": (dict(mode=0, ilp=8), "nearest_even", None),
-        "SR exact, previous": (dict(unsigned=False), "stochastic", None),
-        "SR exact, default": (dict(mode=5), "stochastic", None),
-        "SR sr_bits=8, previous": (dict(unsigned=False), "stochastic", 8),
-        "SR sr_bits=8, default (high half)": (dict(mode=5, hi32=True), "stochastic", 8),
+        "RNE, default (signed index, mode per element)": (dict(unsigned=False), "nearest_even", None),
+        "RNE, unsigned index, mode per element": (dict(), "nearest_even", None),
+        "RNE, candidate (per-mode kernel, unsigned)": (dict(mode=0), "nearest_even", None),
+        "RNE, candidate, ilp 8": (dict(mode=0, ilp=8), "nearest_even", None),
+        "SR exact, default": (dict(unsigned=False), "stochastic", None),
+        "SR exact, candidate": (dict(mode=5), "stochastic", None),
+        "SR sr_bits=8, default": (dict(unsigned=False), "stochastic", 8),
+        "SR sr_bits=8, candidate (high half)": (dict(mode=5, hi32=True), "stochastic", 8),
     }
     print(f"float32 -> e4m3fn quantize kernels, PTX for compute capability {cc[0]}.{cc[1]}")
     print(f"{'kernel':<50} {'instr':>6} {'64-bit':>6} {'mul64':>6} {'branch':>6} {'ld.gl':>6} {'local':>6}")
