@@ -87,9 +87,16 @@ def _ptr(arr) -> int:
     return int(arr.__cuda_array_interface__["data"][0])
 
 
+def _current_device_id() -> int:
+    from numba import cuda
+    return int(cuda.get_current_device().id)
+
+
 def _signature_key(kernel, args) -> tuple:
-    """What decides the compiled overload: the arrays' dtypes and the scalars' and tuples' types."""
-    key = [id(kernel)]
+    """What decides the compiled overload: the arrays' dtypes and the scalars' and tuples' types,
+    and the current device (a compiled function belongs to one device's context: another GPU's
+    launch must not reuse it)."""
+    key = [id(kernel), _current_device_id()]
     for a in args:
         if hasattr(a, "__cuda_array_interface__"):
             key.append(("A", str(a.dtype), a.ndim))

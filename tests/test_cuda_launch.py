@@ -238,3 +238,30 @@ def test_pointer_launch_plans_build_the_existing_argument_list():
 
 def test_pointer_launch_plans_differ_in_every_field_that_changes_bits():
     _run(KEY_SCRIPT)
+
+
+DEVICE_SCRIPT = r'''
+import numpy as np
+from fp8emu import _cuda_launch as L
+
+class FakeDeviceArray:
+    def __init__(self, n, dtype):
+        self.shape, self.dtype, self.ndim = (n,), np.dtype(dtype), 1
+        self.__cuda_array_interface__ = {"data": (4096, False), "shape": (n,), "typestr": self.dtype.str}
+
+args = (FakeDeviceArray(8, np.uint32), (np.int32(1), np.int32(2)), np.uint64(3))
+keys = {}
+for dev in (0, 1):
+    L._current_device_id = lambda dev=dev: dev
+    keys[dev] = L._signature_key(object, args)
+assert keys[0] != keys[1], keys      # a kernel compiled in device 0's context is not launched on device 1
+L._current_device_id = lambda: 0
+assert L._signature_key(object, args) == keys[0]
+print("OK")
+'''
+
+
+def test_cached_launch_is_per_device():
+    """The cached launch keeps one compiled function per device: a function belongs to one
+    device's context, and reusing device 0's on another GPU would fail (or run the wrong code)."""
+    _run(DEVICE_SCRIPT)
