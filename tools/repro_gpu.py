@@ -96,6 +96,13 @@ def start_mps(pipe_dir: str) -> None:
           flush=True)
 
 
+def _default_sigint() -> None:
+    """In a run's process before it starts: SIGINT back to its default.  A driver started in the
+    background of a shell (``cmd &``, nohup) ignores SIGINT, and an ignored signal stays ignored
+    across exec: its runs would then miss the driver's request to checkpoint and stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def train_command(args: argparse.Namespace, width: int, recipe: str, seed: int, out: str) -> list[str]:
     cmd = [sys.executable, "-m", "fp8emu", "train", "--recipe", recipe, "--width", str(width), "--seed", str(seed),
            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
@@ -199,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.write(f"=== repro call at {time.strftime('%H:%M:%S')}\n")
                 gpu = {"CUDA_VISIBLE_DEVICES": str(started % args.gpus)} if args.gpus > 1 else {}
                 proc = subprocess.Popen(train_command(args, width, recipe, seed, path), stdout=log,
-                                        stderr=subprocess.STDOUT, env=env | gpu)
+                                        stderr=subprocess.STDOUT, env=env | gpu, preexec_fn=_default_sigint)
             running[proc] = (width, recipe, seed)
             started += 1
         for proc in [q for q in running if q.poll() is not None]:
