@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_hi", "mix64_py", "key_base", "stream_keys", "words", "new_seed"]
+__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_hi", "mix64_py", "key_base", "call_keys", "stream_keys", "words", "new_seed"]
 
 MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15          # 2^64 / golden ratio, odd: the SplitMix64 Weyl increment
@@ -69,6 +69,12 @@ def mix64_hi(z):
 def key_base(seed: int, stream: int = 0) -> int:
     """``mix64(mix64(seed) ^ mix64(stream + GAMMA))``: the call's base key (a Python int)."""
     return mix64_py(mix64_py(int(seed)) ^ mix64_py(int(stream) + GAMMA))
+
+
+def call_keys(base: int) -> tuple[int, int]:
+    """``(base, key_0)``: a call's base key and its first word's key ``mix64(base + GAMMA)`` (Python
+    ints), the two keys that the kernels take."""
+    return base, mix64_py(base + GAMMA)
 
 
 def stream_keys(seed: int, stream: int = 0, nwords: int = MAX_WORDS) -> np.ndarray:

@@ -28,14 +28,13 @@ from numba import cuda
 from numba.core import config as _numba_config
 
 from . import _cuda_kernels, _cuda_launch, _kernels
-from ._random import GAMMA, key_base, mix64_py, new_seed
+from ._random import call_keys, key_base, new_seed
 from .format import Format, RoundMode
 from .formats import get_format
 from .quantize import INPUT_LAYOUTS, kernel_arguments
 from .quantize import decode as _host_decode
 
 __all__ = ["encode", "decode", "quantize", "simulated", "launch_config"]
-
 
 
 class _Tuning(NamedTuple):
@@ -334,8 +333,7 @@ def _bind_plan(call: tuple, kernel, launch_args: tuple, args) -> None:
 @lru_cache(maxsize=4096)
 def _sr_keys(seed: int, stream: int) -> tuple[int, int]:
     """The stochastic-rounding keys of ``(seed, stream)`` (as :func:`fp8emu.quantize.kernel_arguments`)."""
-    base = key_base(seed, stream)
-    return base, mix64_py(base + GAMMA)
+    return call_keys(key_base(seed, stream))
 
 
 def _is_int(v) -> bool:

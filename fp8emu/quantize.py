@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
-from ._random import key_base, mix64_py, new_seed, GAMMA
+from ._random import call_keys, key_base, new_seed
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 
@@ -138,7 +138,7 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
     if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)):
         raise TypeError(f"stream must be an int, got {type(stream).__name__}")
     base = key_base(new_seed() if seed is None else int(seed), int(stream)) if mode is RoundMode.STOCHASTIC else 0
-    keys = SRKeys(np.uint64(base), np.uint64(mix64_py(base + GAMMA)))
+    keys = SRKeys(*map(np.uint64, call_keys(base)))
     return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
 
 

@@ -43,7 +43,6 @@ def format_key(fmt: Format) -> str:
             f"{int(fmt.signed)},{int(fmt.has_zero)},{fmt.tie_rule.value}")
 
 
-@lru_cache(maxsize=None)
 @lru_cache(maxsize=256)
 def format_from_key(key: str) -> Format:
     """The Format of :func:`format_key`'s string (one object per key: Formats are frozen, and the GPU's
