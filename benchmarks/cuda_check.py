@@ -346,7 +346,31 @@ VARIANTS = {
     "256 x 4": dict(blocks_per_sm=4), "256 x 16": dict(blocks_per_sm=16), "256 x 32": dict(blocks_per_sm=32),
     "512 x 4": dict(threads=512, blocks_per_sm=4), "512 x 8": dict(threads=512, blocks_per_sm=8),
     "1024 x 2": dict(threads=1024, blocks_per_sm=2),
+    "per-mode, unsigned, ilp 8": dict(specialize=1, unsigned=1, ilp=8),
+    "per-mode, unsigned, ilp 2": dict(specialize=1, unsigned=1, ilp=2),
+    "per-mode, unsigned, no block cap": dict(specialize=1, unsigned=1, blocks_per_sm=0),
+    "per-mode, unsigned, 256 x 16": dict(specialize=1, unsigned=1, blocks_per_sm=16),
+    "per-mode, unsigned, 512 x 4": dict(specialize=1, unsigned=1, threads=512, blocks_per_sm=4),
 }
+
+
+def _kernel_resources(fmt, kw: dict) -> dict:
+    """Registers and local memory per thread of the kernel that ``fc.quantize(x, fmt, **kw)``
+    of float32 launches under the current tuning (after its first call compiled it)."""
+    import fp8emu.cuda as fc
+    from fp8emu.format import RoundMode
+    from fp8emu.quantize import kernel_arguments
+    sr_bits = kw.get("sr_bits")
+    args = kernel_arguments(fmt, np.dtype(np.float32), rounding=kw.get("rounding", "nearest_even"), saturate=False,
+                            seed=kw.get("seed"), sr_bits=sr_bits, stream=kw.get("stream", 0), values=True)
+    stochastic = RoundMode.parse(kw.get("rounding", "nearest_even")) is RoundMode.STOCHASTIC
+    k = fc._kernel_and_constants(fmt, "float32", args, stochastic, sr_bits, True)[0]
+    try:
+        regs = list(k.get_regs_per_thread().values())
+        local = list(k.get_local_mem_per_thread().values())
+    except Exception as exc:                 # the simulator has no such figures
+        return {"resources": repr(exc)[:100]}
+    return {"regs": regs[0] if len(regs) == 1 else regs, "local_bytes": local[0] if len(local) == 1 else local}
 
 
 def variants(res, log2n: int, reps: int, names=None, timed: bool = True) -> None:
@@ -398,6 +422,8 @@ def variants(res, log2n: int, reps: int, names=None, timed: bool = True) -> None
                     got = fc.quantize(cxv, "e4m3fn", out=cyv, **kw).copy_to_host()     # compiles; checked
                     row[f"{mode} equal"] = bool(np.array_equal(got.view(np.uint32), ref[mode].view(np.uint32)))
                     if timed:
+                        row[f"{mode} kernel"] = _kernel_resources(e4m3fn, kw)
+                    if timed:
                         ms = _time_cuda(lambda: fc.quantize(xv, "e4m3fn", out=yv, **kw), reps) * 1e3
                         row[f"{mode} ms"] = round(ms, 4)
                         row[f"{mode} x copy"] = round(copy_ms / ms, 3)
@@ -407,7 +433,8 @@ def variants(res, log2n: int, reps: int, names=None, timed: bool = True) -> None
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         _log(f"variant {name}: " + ", ".join(f"{m} {row.get(m + ' x copy', '-')}x"
-                                               f"{'' if row[m + ' equal'] else ' DIFFERS'}" for m in modes))
+                                               f"{'' if row[m + ' equal'] else ' DIFFERS'} {row.get(m + ' kernel', '')}"
+                                               for m in modes))
     # a launch that failed (e.g. too many registers for the block size) is reported, not a difference
     errors = {r["variant"]: [m for m in modes if m + " error" in r] for r in rows
               if any(m + " error" in r for m in modes)}
