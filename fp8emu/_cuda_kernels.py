@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda
 
-from ._kernels import _round_bits, _round_f32, _round_f32_k, _round_fast, _value_bits
+from ._kernels import _round_bits, _round_f32, _round_f32_k, _round_fast, _value_bits, _value_f32, _value_f32_sr
 
-__all__ = ["ILP", "KERNELS", "WIDE_KERNELS", "kernel", "decode_kernel", "decode_wide_kernel"]
+__all__ = ["ILP", "KERNELS", "WIDE_KERNELS", "kernel", "value_kernel", "decode_kernel", "decode_wide_kernel"]
 
 #: Elements per thread and loop step: a thread issues this many independent loads before it
 #: computes, which keeps more bytes in flight than one load at a time (memory-bound kernels).
@@ -50,6 +50,34 @@ def _make_value(wide: bool):
         def value(c, lut):
             return np.int64(lut[c])
     return value
+
+
+def _make_value_elem(stochastic: bool, wide: bool, mode: int, lean: bool, nz: bool, rbits: bool):
+    """The per-element device function of a float32 ``quantize`` kernel: the CPU's value routines
+    (``_kernels._value_f32`` for a deterministic ``mode``, ``_value_f32_sr`` for stochastic
+    rounding by the random word's high half), which build the rounded value's bits from the
+    input's without its code.  Their constants (``_kernels._value_f32_consts``) travel in the
+    ``p32`` argument; ``lean``, ``nz`` and ``rbits`` (r-bit SR) are the CPU kernels' constants.
+
+    Exact SR of an element that drops more than 32 bits (``0 < |x| bits <= lim``) cannot be
+    decided by the word's high half; the CPU then runs the whole array through a 64-bit or
+    generic kernel, a GPU thread calls ``_round_bits`` for that element: the same value.
+    """
+    value = _make_value(wide)
+    if not stochastic:
+        @cuda.jit(device=True, inline="always")
+        def elem(b, i, lut, c, prm, key_base, key0, lim):
+            return np.int64(_value_f32(b, c, mode, lean, nz))
+        return elem
+
+    @cuda.jit(device=True, inline="always")
+    def elem(b, i, lut, c, prm, key_base, key0, lim):
+        if not rbits:
+            a = b & np.uint32(0x7FFFFFFF)
+            if (a != np.uint32(0)) and (a <= lim):
+                return value(_round_bits(b, i, prm, key_base, key0), lut)
+        return np.int64(_value_f32_sr(b, i, c, key0, lean, nz, rbits, False))
+    return elem
 
 
 def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False, mode: int | None = None,
@@ -98,7 +126,7 @@ def _make_elem(path: str, stochastic: bool, values: bool, wide: bool = False, mo
     return elem
 
 
-def _loop_source(ilp: int, unsigned: bool = True) -> str:
+def _loop_source(ilp: int, unsigned: bool = True, block: int = 0) -> str:
     """The source of the grid-stride loop with ``ilp`` elements per thread and step.
 
     Thread ``t`` of block ``g`` handles ``base + k * blockDim`` for ``k < ilp``, ``base = (g *
@@ -107,11 +135,14 @@ def _loop_source(ilp: int, unsigned: bool = True) -> str:
     wrap-around (three 64-bit operations) to every access with a signed index.  The element
     index handed to ``elem`` is the same number as an int64 (the random words' counter).
     ``unsigned=False``: signed indices (the loop before this change, kept for the benchmark).
+    ``block``: the block size as a constant (0: read ``blockDim``), so that the ``ilp`` loads
+    and stores of a step are one address plus constant offsets; the kernel must then be
+    launched with blocks of exactly ``block`` threads.
     """
     u = "np.uint64" if unsigned else "np.int64"
     lines = ["def kernel(src, out, lut, p32, prm, key_base, key0, lim):",
              f"    n = {u}(src.shape[0])",
-             f"    bd = {u}(cuda.blockDim.x)",
+             f"    bd = {u}({block})" if block else f"    bd = {u}(cuda.blockDim.x)",
              f"    base = {u}(cuda.blockIdx.x) * bd * {u}({ilp}) + {u}(cuda.threadIdx.x)",
              f"    step = {u}(cuda.gridDim.x) * bd * {u}({ilp})",
              "    while base < n:",
@@ -130,17 +161,38 @@ def _loop_source(ilp: int, unsigned: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _make_kernel(elem, ilp: int = ILP, unsigned: bool = True):
+def _make_kernel(elem, ilp: int = ILP, unsigned: bool = True, block: int = 0):
     """Grid-stride kernel ``out[i] = elem(src[i], i, ...)`` with ``ilp`` loads per step (the loop's
     source is generated: ``ilp`` named loads, then ``ilp`` stores)."""
     scope = {"cuda": cuda, "np": np, "elem": elem}
-    exec(compile(_loop_source(ilp, unsigned), f"<fp8emu._cuda_kernels loop, ilp={ilp}>", "exec"), scope)
+    exec(compile(_loop_source(ilp, unsigned, block), f"<fp8emu._cuda_kernels loop, ilp={ilp}>", "exec"), scope)
     return cuda.jit(scope["kernel"])
 
 
 @lru_cache(maxsize=None)
+def value_kernel(stochastic: bool, mode: int, *, wide: bool = False, lean: bool = False, nz: bool = False,
+                 rbits: bool = False, ilp: int = ILP, unsigned: bool = True, block: int = 0):
+    """The float32 ``quantize`` kernel of one case on the CPU's value routines (see
+    :func:`_make_value_elem`; compiled at its first launch, built once per process).
+
+    Args:
+        stochastic: stochastic rounding (``mode`` is then ignored).
+        mode: the deterministic mode's code (0-4).
+        wide: a format wider than 16 bits (the fallback's value built from its code).
+        lean, nz: ``_kernels._value_f32``'s constants (``_kernels._value_variant``).
+        rbits: r-bit stochastic rounding (``sr_bits`` given; no fallback needed).
+        ilp, unsigned, block: the loop's (see :func:`_loop_source`).
+
+    Returns:
+        The numba-cuda kernel (argument list ``(src, out, lut, consts, prm, key_base, key0, lim)``).
+    """
+    elem = _make_value_elem(stochastic, wide, 5 if stochastic else int(mode), lean, nz, rbits)
+    return _make_kernel(elem, ilp, unsigned, block)
+
+
+@lru_cache(maxsize=None)
 def kernel(path: str, stochastic: bool, values: bool, *, wide: bool = False, mode: int | None = None,
-           hi32: bool = False, ilp: int = ILP, unsigned: bool = True):
+           hi32: bool = False, ilp: int = ILP, unsigned: bool = True, block: int = 0):
     """The rounding kernel of one case (compiled at its first launch; built once per process).
 
     Args:
@@ -154,13 +206,14 @@ def kernel(path: str, stochastic: bool, values: bool, *, wide: bool = False, mod
             ``sr_bits``).
         ilp: elements per thread and loop step.
         unsigned: unsigned loop indices (False: signed, with Numba's wrap-around per access).
+        block: the block size as a constant of the loop (0: read at run time).
 
     Returns:
         The numba-cuda kernel (argument list ``(src, out, lut, p32, prm, key_base, key0, lim)``).
     """
     if path != "f32":
         mode, hi32 = None, False      # the other paths read the mode from their parameters
-    return _make_kernel(_make_elem(path, stochastic, values, wide, mode, hi32), ilp, unsigned)
+    return _make_kernel(_make_elem(path, stochastic, values, wide, mode, hi32), ilp, unsigned, block)
 
 
 #: (path, stochastic, values) -> kernel with the mode read per element (what the kernels were

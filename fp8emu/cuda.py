@@ -48,6 +48,11 @@ class _Tuning(NamedTuple):
         specialize: the float32 path compiles one kernel per rounding mode (the CPU's
             ``_round_f32_k`` with a literal mode); False: the mode is read per element.
         unsigned: unsigned loop indices (False: signed, with Numba's negative-index wrap-around).
+        value_kernels: with ``specialize``, float32 ``quantize`` runs on the CPU's value routines
+            (``_kernels._value_f32``/``_value_f32_sr``, as the CPU's float32 quantize does);
+            False: ``_round_f32_k``'s value.
+        fixed_block: the block size is a constant of the kernel (one address per loop step,
+            constant offsets), not read at run time.
     """
 
     threads: int = 256
@@ -57,6 +62,8 @@ class _Tuning(NamedTuple):
     # the per-mode, unsigned-index kernels have run there too (they have only run on the simulator).
     specialize: bool = False
     unsigned: bool = False
+    value_kernels: bool = False
+    fixed_block: bool = False
 
 
 def _parse_tuning(text: str) -> _Tuning:
@@ -78,7 +85,8 @@ def _checked_tuning(t: _Tuning) -> _Tuning:
         raise ValueError(f"blocks_per_sm={t.blocks_per_sm}: 0 (no cap) .. 64")
     if not 1 <= t.ilp <= 16:
         raise ValueError(f"ilp={t.ilp}: 1..16")
-    return t._replace(specialize=bool(t.specialize), unsigned=bool(t.unsigned))
+    return t._replace(specialize=bool(t.specialize), unsigned=bool(t.unsigned), value_kernels=bool(t.value_kernels),
+                      fixed_block=bool(t.fixed_block))
 
 
 _TUNING = _parse_tuning(os.environ.get("FP8EMU_CUDA_TUNING", ""))
@@ -275,9 +283,19 @@ def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bit
         lut = args.value_params if wide else _lut_on_device(fmt, name)
     else:
         lut = _placeholder(_device_id())          # encode reads no table
+    t = _TUNING
+    block = launch_config(1)[1] if t.fixed_block else 0
+    if values and t.specialize and t.value_kernels and args.params_f32_values is not None:
+        # float32 quantize: the CPU's value routines, their constants in the p32 slot
+        pv = args.params_f32_values
+        lean, nz = _kernels._value_variant(pv)[1:]
+        lim = np.uint32(args.deep_limit32 - 1 if stochastic and not sr_bits and args.deep_limit32 else 0)
+        kernel = _cuda_kernels.value_kernel(stochastic, int(pv[7]), wide=wide, lean=lean, nz=nz,
+                                            rbits=bool(stochastic and sr_bits), ilp=t.ilp, unsigned=t.unsigned,
+                                            block=block)
+        return kernel, lut, _value_constants(pv, 5 if stochastic else int(pv[7])), lim
     p32 = args.params_f32
     lim = np.uint32(0)
-    t = _TUNING
     mode, hi32 = None, False
     if args.kernel == "f32":
         if stochastic and sr_bits is None and args.deep_limit:
@@ -288,8 +306,16 @@ def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bit
     else:
         p32 = _P32_UNUSED
     kernel = _cuda_kernels.kernel(args.kernel, stochastic, values, wide=wide, mode=mode, hi32=hi32, ilp=t.ilp,
-                                  unsigned=t.unsigned)
+                                  unsigned=t.unsigned, block=block)
     return kernel, lut, p32, lim
+
+
+@lru_cache(maxsize=1024)
+def _value_constants(p: tuple, mode: int) -> tuple:
+    """``_kernels._value_f32_consts(p, mode)`` with the CPU loop's integer types (int32, the last
+    two uint32): Numba returns them to Python as ints, which a kernel would take as int64."""
+    c = _kernels._value_f32_consts(p, mode)
+    return tuple(np.int32(v) for v in c[:-2]) + tuple(np.uint32(v) for v in c[-2:])
 
 
 # ----------------------------------------------------------------------------------------------

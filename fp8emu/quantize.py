@@ -160,6 +160,11 @@ class KernelArguments(NamedTuple):
             ``"f32"``, else None.
         deep_limit: float32 magnitude patterns below this (and nonzero) drop more than 64 bits
             in the format (0: none do); the float32 stochastic kernels treat them apart.
+        params_f32_values: the float32 value kernels' tuple (``_kernels._value_f32``, as
+            :func:`quantize` of float32 uses them; valid for more formats than ``params_f32``),
+            or None (not float32, not ``values``, or not valid).
+        deep_limit32: as ``deep_limit`` for more than 32 dropped bits (exact stochastic
+            rounding by the random word's high half is valid for the other elements).
     """
 
     params: tuple[int, ...]
@@ -169,6 +174,8 @@ class KernelArguments(NamedTuple):
     kernel: str = "generic"
     params_f32: tuple[np.int32, ...] | None = None
     deep_limit: int = 0
+    params_f32_values: tuple[np.int32, ...] | None = None
+    deep_limit32: int = 0
 
 
 def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,
@@ -203,8 +210,9 @@ def kernel_arguments(fmt: Format | str, dtype: npt.DTypeLike, *, rounding: Round
         table, value_params = np.empty(0, dt), ()
     p32 = _params_f32(fmt, mode, saturate, r, bool(values)) if dt.name == "float32" else None
     kernel = "f32" if p32 is not None else "fast" if _fast_ok(fmt, mode, info.bias) else "generic"
+    p32v = _params_f32(fmt, mode, saturate, r, True, True) if values and dt.name == "float32" else None
     return KernelArguments(_params(info, fmt, mode, saturate, r), keys, table, value_params, kernel, p32,
-                           _deep_limit(fmt))
+                           _deep_limit(fmt), p32v, _deep_limit(fmt, 32))
 
 
 def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int) -> tuple[int, ...]:

@@ -147,7 +147,10 @@ def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path, specialized):
 
 
 @pytest.mark.parametrize("tuning", [dict(specialize=1, unsigned=1), dict(specialize=1), dict(unsigned=1),
-                                    dict(ilp=1), dict(ilp=3), dict(ilp=8)], ids=str)
+                                    dict(ilp=1), dict(ilp=3), dict(ilp=8),
+                                    dict(specialize=1, unsigned=1, value_kernels=1),
+                                    dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1),
+                                    dict(fixed_block=1, ilp=3)], ids=str)
 def test_kernel_variants_equal_cpu(tuning):
     """The benchmark's kernel variants (``benchmarks.cuda_check --only variants``): the loop's
     elements per thread, unsigned indices, one float32 kernel per mode instead of the mode read

@@ -220,10 +220,10 @@ print("OK")
 '''
 
 
-def _run(script):
+def _run(script, tuning=""):
     """Run ``script`` with the simulator off (it replaces numba.cuda); it prints OK at its end."""
     pytest.importorskip("numba_cuda")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", FP8EMU_CUDA_TUNING=tuning)
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if "ImportError" in res.stderr and "dispatcher" in res.stderr:
@@ -231,9 +231,13 @@ def _run(script):
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
 
 
-def test_pointer_launch_plans_build_the_existing_argument_list():
-    """fp8emu.cuda._round_ptr launches what _round's launch builds, for every kind of kernel and call."""
-    _run(PLAN_SCRIPT)
+@pytest.mark.parametrize("tuning", ["specialize=0,unsigned=0,value_kernels=0,fixed_block=0",
+                                    "specialize=1,unsigned=1,value_kernels=1,fixed_block=1"])
+def test_pointer_launch_plans_build_the_existing_argument_list(tuning):
+    """fp8emu.cuda._round_ptr launches what _round's launch builds, for every kind of kernel and call:
+    the kernels that read the mode per element, and the per-mode ones (float32 quantize on the
+    CPU's value routines, whose constants are a tuple of int32 and uint32)."""
+    _run(PLAN_SCRIPT, tuning)
 
 
 def test_pointer_launch_plans_differ_in_every_field_that_changes_bits():
