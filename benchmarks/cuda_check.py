@@ -332,26 +332,29 @@ def bench(res, log2n: int, reps: int) -> None:
 
 
 #: The kernel variants that ``variants`` times: name -> ``fp8emu.cuda._Tuning`` fields.  "default"
-#: is what fp8emu launches (signed loop indices, the mode read per element: the kernels verified on
-#: an H200); "per-mode kernels, unsigned index" is the candidate with about half the PTX instructions.
+#: is what fp8emu launches (the float32 quantize kernels on the CPU's value routines, one per
+#: mode, unsigned indices, the block size a constant, 16 blocks of 256 per multiprocessor); the
+#: others are the kernels before each of those steps and other launch geometries.
 VARIANTS = {
     "default": {},
-    "per-mode kernels, unsigned index": dict(specialize=1, unsigned=1),
-    "value kernels": dict(specialize=1, unsigned=1, value_kernels=1),
-    "value kernels, fixed block": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1),
-    "value kernels, fixed block, ilp 8": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1, ilp=8),
-    "value kernels, fixed block, ilp 2": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1, ilp=2),
+    "mode read per element, signed index (the first kernels)": dict(specialize=0, unsigned=0, value_kernels=0,
+                                                                    fixed_block=0, blocks_per_sm=8),
+    "per-mode kernels, unsigned index": dict(specialize=1, unsigned=1, value_kernels=0, fixed_block=0,
+                                             blocks_per_sm=8),
+    "value kernels": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=0, blocks_per_sm=8),
+    "value kernels, fixed block": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1, blocks_per_sm=8),
+    "value kernels, fixed block, ilp 8": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1, ilp=8,
+                                              blocks_per_sm=8),
+    "value kernels, fixed block, ilp 2": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1, ilp=2,
+                                              blocks_per_sm=8),
     "value kernels, fixed block, no block cap": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
                                                      blocks_per_sm=0),
     "value kernels, fixed block, 256 x 16": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
                                                  blocks_per_sm=16),
-    "value kernels, fixed block, 512 x 4": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
-                                                threads=512, blocks_per_sm=4),
-    "value kernels, fixed block, 128 x 16": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
-                                                 threads=128, blocks_per_sm=16),
-    # the launch geometry of the kernels before (their first H200 measurements: ilp 1 0.37x, ilp 2
-    # 0.44x, ilp 4 0.48x copy for nearest-even)
-    "ilp 8": dict(ilp=8), "256 x 16": dict(blocks_per_sm=16), "ilp 4, no block cap": dict(blocks_per_sm=0),
+    "value kernels, fixed block, 512 x 8": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
+                                                threads=512, blocks_per_sm=8),
+    "value kernels, fixed block, 128 x 32": dict(specialize=1, unsigned=1, value_kernels=1, fixed_block=1,
+                                                 threads=128, blocks_per_sm=32),
 }
 
 

@@ -55,15 +55,15 @@ class _Tuning(NamedTuple):
             constant offsets), not read at run time.
     """
 
+    # The fastest variant on an H200 (benchmarks.cuda_check --only variants, docs/cuda.md): 16
+    # blocks of 256 per multiprocessor (twice what stays resident: the next wave is queued).
     threads: int = 256
-    blocks_per_sm: int = 8       # 8 x 256 threads fill an H100/H200 multiprocessor (2048 threads)
+    blocks_per_sm: int = 16
     ilp: int = _cuda_kernels.ILP
-    # The kernels that ran on an H200 (all-2^32 hashes, every preset x mode) stay the default until
-    # the per-mode, unsigned-index kernels have run there too (they have only run on the simulator).
-    specialize: bool = False
-    unsigned: bool = False
-    value_kernels: bool = False
-    fixed_block: bool = False
+    specialize: bool = True
+    unsigned: bool = True
+    value_kernels: bool = True
+    fixed_block: bool = True
 
 
 def _parse_tuning(text: str) -> _Tuning:
