@@ -2,6 +2,7 @@
 
     python -m benchmarks.gemm                  # all shapes, every accumulator, conv passes
     python -m benchmarks.gemm --repeats 5 --shapes 0 3 --chunk-mb 8
+    python -m benchmarks.gemm --matmul-only --repeats 7   # np.matmul and fp32_blas+quantization only
 
 Prints, per shape M x K x N (the 3x3 convs of the four ResNet-18 stages lower to exactly these
 GEMMs), the median GFLOP/s of: plain ``np.matmul`` (float32), ``fp8emu.matmul`` with the default
@@ -65,7 +66,7 @@ def gflops(m: int, k: int, n: int, seconds: float) -> float:
     return 2.0 * m * k * n / seconds / 1e9
 
 
-def bench_shape(idx: int, repeats: int) -> None:
+def bench_shape(idx: int, repeats: int, accumulators: bool = True) -> None:
     m, k, n = SHAPES[idx]
     rng = np.random.default_rng(idx)
     a = rng.standard_normal((m, k), dtype=np.float32)
@@ -83,6 +84,8 @@ def bench_shape(idx: int, repeats: int) -> None:
         c_q = median_cpu_time(quantized_matmul, repeats)
         print(f"matmul fp32_blas + {fmt:6s} quantization {gflops(m, k, n, t_q):8.1f} GFLOP/s  "
               f"ratio vs np.matmul {t_np / t_q:.2f}, in cpu-s {c_np / c_q:.2f} (target >= 0.85)")
+    if not accumulators:
+        return
     qa = quantize(a, "e4m3fn", saturate=True)
     qb = quantize(b, "e4m3fn", saturate=True)
     for acc, budget, target in [(fp32_sequential, 2e9, 20), (fp32_pairwise, 1e9, None), (fp32_blocked(32), 2e9, None),
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="override the conv im2col chunk size (MiB; large = no chunking)")
     parser.add_argument("--skip-accumulators", action="store_true")
     parser.add_argument("--skip-bits", action="store_true", help="skip the fp32_blas reproducibility check")
+    parser.add_argument("--matmul-only", action="store_true",
+                        help="only np.matmul and fp32_blas with quantization (no other accumulators, conv, bits)")
     args = parser.parse_args(argv)
     if args.chunk_mb is not None:
         conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
@@ -152,10 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB | "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     for idx in args.shapes:
+        if args.matmul_only:
+            bench_shape(idx, args.repeats, accumulators=False)
+            continue
         if not args.skip_accumulators:
             bench_shape(idx, args.repeats)
         bench_conv(idx, args.repeats)
-    if not args.skip_bits:
+    if not args.skip_bits and not args.matmul_only:
         blas_bits()
 
 

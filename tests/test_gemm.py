@@ -185,7 +185,8 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     the result equals quantizing all of ``a`` first.  Operands chosen so every partial sum is
     exact in float32 (any summation order gives the same bits)."""
     gemm = importlib.import_module("fp8emu.gemm")
-    monkeypatch.setattr(gemm, "_FUSED_BLOCK_BYTES", 1 << 14)   # many blocks, a ragged last one
+    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 14)   # many blocks of uneven size
+    monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
     calls = []
     real = gemm._fused_blas_rows
     monkeypatch.setattr(gemm, "_fused_blas_rows", lambda *a: calls.append(1) or real(*a))
@@ -202,6 +203,27 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     if "out_fmt" in kw:
         want = quantize(want, "e5m2")
     assert np.array_equal(y, want, equal_nan=True)
+
+
+def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
+    """Row blocks: ~4 MiB of ``a`` (to stay in cache), at least 2048 rows (each sgemm call packs
+    B again), at most 64 MiB, and spread evenly (no short last block)."""
+    gemm = importlib.import_module("fp8emu.gemm")
+    rows = gemm._block_rows
+    assert rows(131072, 576) == 2048                   # 4 MiB is 1820 rows: the minimum wins
+    assert rows(131072, 64) == 16384                   # 4 MiB of short rows
+    assert rows(2048, 4608) == 2048 and rows(100, 4608) == 100       # one block, one sgemm
+    assert rows(4096, 1 << 16) == 256                  # 2048 rows would be 512 MiB: the 64 MiB cap
+    assert rows(2049, 576) == 1025 and rows(5000, 576) == 1667      # evened out, not 2048 + 1
+    for m in (1, 7, 2047, 2048, 2049, 10**5 + 3):
+        for k in (1, 3, 576, 4608, 1 << 20):
+            r = rows(m, k)
+            blocks = -(-m // r)
+            assert 1 <= r <= m and r * (blocks - 1) < m     # every block non-empty
+            assert r * 4 * k <= max(gemm._MAX_BLOCK_BYTES, 4 * k)
+            assert r * blocks - m < blocks                  # the last block is at most blocks - 1 rows short
+    monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
+    assert rows(131072, 576) == 1796                  # 73 blocks of about 4 MiB
 
 
 def test_quantized_operand_buffer_is_reused_not_returned():
