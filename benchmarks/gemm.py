@@ -5,10 +5,12 @@
     python -m benchmarks.gemm --matmul-only --repeats 7   # np.matmul and fp32_blas+quantization only
 
 Prints, per shape M x K x N (the 3x3 convs of the four ResNet-18 stages lower to exactly these
-GEMMs), the median GFLOP/s of: plain ``np.matmul`` (float32), ``fp8emu.matmul`` with the default
-``fp32_blas`` accumulator and e4m3fn (saturating) or e5m2 operand quantization included (ratio
-to np.matmul in wall time and in process CPU time, which other load on the machine disturbs
-less), the reproducible float32
+GEMMs), the median GFLOP/s of: plain ``np.matmul`` (float32, into ``out=``), ``fp8emu.matmul`` with
+the default ``fp32_blas`` accumulator and e4m3fn (saturating) or e5m2 operand quantization
+included (ratio to np.matmul in wall time and in process CPU time, which other load on the
+machine disturbs less; all of these timed in interleaved rounds; the target's ratio is a fresh
+fp8emu result against np.matmul into ``out=``, then both with fresh results, then both with
+``out=``), the reproducible float32
 accumulators, chunked float16 accumulation, then conv2d forward / grad_input / grad_weight
 against the matmul each one reduces to.  The slow accumulators run on a row slice (their cost
 is linear in M), which the line says.  Targets (issues #3, #19): fp32_blas+quantization >= 0.85x
@@ -62,6 +64,24 @@ def median_cpu_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def interleaved_medians(cases: dict, repeats: int) -> tuple[dict, dict]:
+    """Median wall and process CPU time of each case, timed in ``repeats`` rounds that call
+    every case once (after one warm-up call each), so slow changes of the machine's load hit
+    all cases alike."""
+    for fn in cases.values():
+        fn()
+    wall: dict = {name: [] for name in cases}
+    cpu: dict = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+    return ({name: float(np.median(v)) for name, v in wall.items()},
+            {name: float(np.median(v)) for name, v in cpu.items()})
+
+
 def gflops(m: int, k: int, n: int, seconds: float) -> float:
     return 2.0 * m * k * n / seconds / 1e9
 
@@ -73,17 +93,20 @@ def bench_shape(idx: int, repeats: int, accumulators: bool = True) -> None:
     b = rng.standard_normal((k, n), dtype=np.float32)
     out = np.empty((m, n), dtype=np.float32)
     print(f"\n== {m} x {k} x {n}  ({2 * m * k * n / 1e9:.1f} GFLOP)")
-    t_np = median_time(lambda: np.matmul(a, b, out=out), repeats)
-    c_np = median_cpu_time(lambda: np.matmul(a, b, out=out), repeats)
-    print(f"np.matmul float32                     {gflops(m, k, n, t_np):8.1f} GFLOP/s  (median {t_np * 1e3:.1f} ms; "
-          f"{gflops(m, k, n, c_np):.1f} GFLOP per cpu-s)")
+    cases = {"np": lambda: np.matmul(a, b, out=out), "np fresh": lambda: np.matmul(a, b)}
     for fmt, sat in (("e4m3fn", True), ("e5m2", False)):
-        def quantized_matmul():
-            return matmul(a, b, a_fmt=fmt, b_fmt=fmt, saturate=sat)
-        t_q = median_time(quantized_matmul, repeats)
-        c_q = median_cpu_time(quantized_matmul, repeats)
-        print(f"matmul fp32_blas + {fmt:6s} quantization {gflops(m, k, n, t_q):8.1f} GFLOP/s  "
-              f"ratio vs np.matmul {t_np / t_q:.2f}, in cpu-s {c_np / c_q:.2f} (target >= 0.85)")
+        cases[fmt] = lambda fmt=fmt, sat=sat: matmul(a, b, a_fmt=fmt, b_fmt=fmt, saturate=sat)
+        cases[fmt + " out"] = lambda fmt=fmt, sat=sat: matmul(a, b, a_fmt=fmt, b_fmt=fmt, saturate=sat, out=out)
+    wall, cpu = interleaved_medians(cases, repeats)
+    print(f"np.matmul float32                     {gflops(m, k, n, wall['np']):8.1f} GFLOP/s  (median "
+          f"{wall['np'] * 1e3:.1f} ms with out=, {wall['np fresh'] * 1e3:.1f} ms fresh; "
+          f"{gflops(m, k, n, cpu['np']):.1f} GFLOP per cpu-s)")
+    for fmt in ("e4m3fn", "e5m2"):
+        print(f"matmul fp32_blas + {fmt:6s} quantization {gflops(m, k, n, wall[fmt]):8.1f} GFLOP/s  "
+              f"ratio vs np.matmul {wall['np'] / wall[fmt]:.2f}, in cpu-s {cpu['np'] / cpu[fmt]:.2f} "
+              f"(target >= 0.85); both fresh {wall['np fresh'] / wall[fmt]:.2f}, in cpu-s "
+              f"{cpu['np fresh'] / cpu[fmt]:.2f}; both out= {wall['np'] / wall[fmt + ' out']:.2f}, "
+              f"in cpu-s {cpu['np'] / cpu[fmt + ' out']:.2f}")
     if not accumulators:
         return
     qa = quantize(a, "e4m3fn", saturate=True)

@@ -185,8 +185,10 @@ def _scratch(name: str, size: int) -> np.ndarray:
     return buf
 
 
-def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, saturate: bool) -> np.ndarray:
-    """``np.matmul(quantize(a), qb)`` for a 2-D float32 ``a``, a block of rows at a time.
+def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, saturate: bool,
+                     y: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(quantize(a), qb)`` for a 2-D float32 ``a``, a block of rows at a time, into
+    ``y`` (a C-contiguous float32 (M, N) array not overlapping the operands) or a new array.
 
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
     is deterministic; ``a`` of one block is one sgemm call, exactly that), without a fresh
@@ -196,13 +198,36 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
     m, k = a.shape
     rows = _block_rows(m, k)
     buf = _scratch("a", rows * k)
-    y = np.empty((m, qb.shape[1]), dtype=_F32)
+    if y is None:
+        y = np.empty((m, qb.shape[1]), dtype=_F32)
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
         block = buf[:(r1 - r0) * k].reshape(r1 - r0, k)
         quantize(a[r0:r1], fmt, rounding=rounding, saturate=saturate, out=block)
         np.matmul(block, qb, out=y[r0:r1])
     return y
+
+
+def _out_target(out: np.ndarray | None, shape: tuple[int, ...], a_vec: bool, b_vec: bool,
+                operands: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """Check ``out`` against the result's shape; return it as the (..., M, N) array the product
+    may be written into, or None when it cannot be (non-contiguous, byte-swapped, or sharing
+    memory with an operand: the product is then copied into it at the end)."""
+    if out is None:
+        return None
+    final = shape[:-2] + shape[-2:-1] * (not a_vec) + shape[-1:] * (not b_vec)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != final:
+        raise ValueError(f"out has shape {out.shape}; expected {final}")
+    if out.dtype.newbyteorder("=") != np.dtype(_F32):
+        raise TypeError(f"out has dtype {out.dtype}; expected float32 (any byte order)")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if (not out.flags.c_contiguous or not out.dtype.isnative
+            or any(np.may_share_memory(out, x) for x in operands)):
+        return None
+    return out.reshape(shape)
 
 
 def _output(y: np.ndarray, scale: np.ndarray | None, out_fmt, out_rounding, saturate: bool, seed,
@@ -222,7 +247,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
            accumulator: Accumulator | None = None, out_fmt: Format | str | None = None,
            out_rounding="nearest_even", a_scale: npt.ArrayLike | None = None,
            b_scale: npt.ArrayLike | None = None, seed: int | None = None,
-           stream: int = 0, quantized: bool = False) -> npt.NDArray[np.float32]:
+           stream: int = 0, quantized: bool = False, out: np.ndarray | None = None) -> npt.NDArray[np.float32]:
     """Matrix product of quantized operands, summed by ``accumulator``; batched like ``np.matmul``.
 
     Args:
@@ -247,14 +272,20 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         quantized: the float operands already hold values of ``a_fmt`` / ``b_fmt`` (e.g. the
             output of ``quantize``): skip the operand rounding pass.  Not checked; the formats
             still go to the accumulator.
+        out: optional float32 array of the result's shape (as ``np.matmul``'s ``out``): the
+            result is written there and ``out`` is returned, which saves allocating it (a
+            fresh 32 MiB result costs its page faults: about a tenth of the sgemm at
+            131072 x 576 x 64).  May overlap ``a`` or ``b`` (then a temporary is used).
 
     Returns:
-        float32 array of shape ``np.matmul(a, b).shape``.
+        float32 array of shape ``np.matmul(a, b).shape`` (``out`` when given).
 
     Raises:
         ValueError: mismatched shapes, scales of the wrong shape or not powers of two, an
-            accumulator that cannot represent the operands' products.
-        TypeError: wrong dtypes (complex, bool, signed ints, codes of the wrong width).
+            accumulator that cannot represent the operands' products, ``out`` of the wrong
+            shape or read-only.
+        TypeError: wrong dtypes (complex, bool, signed ints, codes of the wrong width), ``out``
+            not a float32 numpy array.
     """
     acc = resolve_accumulator(accumulator, a_fmt, b_fmt)
     a = _mx_operand(a, a_fmt, "a", -1)
@@ -276,25 +307,31 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         raise ValueError(f"matmul batch dimensions do not broadcast: a {np.shape(a)}, b {np.shape(b)}") from None
     sa = _check_scale(a_scale, "a_scale", a_arr.shape, -1)
     sb = _check_scale(b_scale, "b_scale", b_arr.shape, -2)
+    m, n = a_arr.shape[-2], b_arr.shape[-1]
+    # the result goes straight into ``out`` when nothing (scale, rounding) follows the product
+    target = _out_target(out, batch + (m, n), a_vec, b_vec, (a_arr, b_arr))
+    if sa is not None or sb is not None or out_fmt is not None:
+        target = None
     fused = (isinstance(acc, Fp32Blas) and not batch and a_fmt is not None and not quantized and sa is None
              and a_arr.dtype == _F32 and a_arr.size > 0 and RoundMode.parse(rounding) is not RoundMode.STOCHASTIC)
     if fused:
         # same values as the general path: deterministic rounding, independent rows
         qb, _ = prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
-        y = _fused_blas_rows(a_arr, qb, get_format(a_fmt), rounding, saturate)
+        y = _fused_blas_rows(a_arr, qb, get_format(a_fmt), rounding, saturate, target)
     else:
         qa, fa = prepare_operand(a_arr, a_fmt, "a", rounding, saturate, seed, stream, 0, sa, quantized)
         qb, fb = prepare_operand(b_arr, b_fmt, "b", rounding, saturate, seed, stream, 1, sb, quantized)
-        m, n = qa.shape[-2], qb.shape[-1]
         if not batch:
-            y = acc.run_2d(qa, qb, a_fmt=fa, b_fmt=fb, seed=seed, stream=stream + 3)
+            y = acc.run_2d(qa, qb, a_fmt=fa, b_fmt=fb, out=target, seed=seed, stream=stream + 3)
         else:
-            y = np.empty(batch + (m, n), dtype=_F32)
+            y = np.empty(batch + (m, n), dtype=_F32) if target is None else target
             qa_b = np.broadcast_to(qa, batch + qa.shape[-2:])
             qb_b = np.broadcast_to(qb, batch + qb.shape[-2:])
             for flat, idx in enumerate(np.ndindex(*batch)):
-                y[idx] = acc.run_2d(qa_b[idx], qb_b[idx], a_fmt=fa, b_fmt=fb, seed=seed, stream=stream + 3,
-                                    index0=flat * m * n)
+                part = acc.run_2d(qa_b[idx], qb_b[idx], a_fmt=fa, b_fmt=fb, out=y[idx], seed=seed,
+                                  stream=stream + 3, index0=flat * m * n)
+                if not np.may_share_memory(part, y):
+                    y[idx] = part
     scale = None
     if sa is not None or sb is not None:
         scale = (1.0 if sa is None else sa) * (1.0 if sb is None else sb)  # (..., M, 1) * (..., 1, N)
@@ -303,4 +340,8 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike, *, a_fmt: Format | str | None = N
         y = y[..., 0, :]
     if b_vec:
         y = y[..., 0]
-    return y
+    if out is None:
+        return y
+    if not np.may_share_memory(y, out):
+        np.copyto(out, y)
+    return out

@@ -243,3 +243,69 @@ def test_quantized_operand_buffer_is_reused_not_returned():
         results.append((y, y.copy()))
     for y, copy in results:
         assert np.array_equal(y, copy)
+
+
+@pytest.mark.parametrize("case", ["fused", "sequential", "batch", "a_vec", "b_vec", "both_vec", "scale",
+                                  "out_fmt", "codes"])
+def test_out_receives_the_same_bits_and_is_returned(case):
+    """``out=`` gives the bits of the call without it, on every path (fused quantize-then-sgemm,
+    another accumulator, batches, vectors, scales and output rounding that follow the product,
+    integer codes), and returns ``out`` itself."""
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal((40, 24), dtype=np.float32) * 8
+    b = rng.standard_normal((24, 9), dtype=np.float32)
+    kw = dict(a_fmt="e4m3fn", b_fmt="e5m2")
+    if case == "sequential":
+        kw["accumulator"] = fp32_sequential
+    elif case == "batch":
+        a = rng.standard_normal((3, 40, 24), dtype=np.float32)
+        b = rng.standard_normal((1, 24, 9), dtype=np.float32)
+    elif case in ("a_vec", "both_vec"):
+        a = a[0]
+        b = b[:, 0] if case == "both_vec" else b
+    elif case == "b_vec":
+        b = b[:, 0]
+    elif case == "scale":
+        kw.update(a_scale=np.full((40, 1), 0.5), b_scale=4.0)
+    elif case == "out_fmt":
+        kw.update(out_fmt="e5m2", out_rounding="toward_zero")
+    elif case == "codes":
+        a = encode(a, "e4m3fn")
+    want = matmul(a, b, **kw)
+    out = np.full(want.shape, np.nan, dtype=np.float32)
+    got = matmul(a, b, out=out, **kw)
+    assert got is out
+    assert np.array_equal(out.view(np.int32), want.view(np.int32))
+
+
+def test_out_overlapping_an_operand_or_not_contiguous():
+    """``out`` may be an operand (the product of the original values lands there, as with
+    ``np.matmul``), byte-swapped or strided (then filled by a copy)."""
+    rng = np.random.default_rng(22)
+    a = rng.standard_normal((16, 16), dtype=np.float32)
+    b = rng.standard_normal((16, 16), dtype=np.float32)
+    want = matmul(a, b, a_fmt="e5m2", b_fmt="e5m2")
+    a_copy = a.copy()
+    assert matmul(a_copy, b, a_fmt="e5m2", b_fmt="e5m2", out=a_copy) is a_copy
+    assert np.array_equal(a_copy, want)
+    for out in (np.empty((16, 16), dtype=">f4"), np.empty((16, 32), dtype=np.float32)[:, ::2],
+                np.empty((16, 16), dtype=np.float32, order="F")):
+        assert matmul(a, b, a_fmt="e5m2", b_fmt="e5m2", out=out) is out
+        assert np.array_equal(out, want)
+
+
+def test_out_of_the_wrong_kind_is_refused():
+    a = np.ones((4, 3), dtype=np.float32)
+    b = np.ones((3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"out has shape \(2, 4\); expected \(4, 2\)"):
+        matmul(a, b, a_fmt="e5m2", b_fmt="e5m2", out=np.empty((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"out has shape \(1, 2\); expected \(2,\)"):
+        matmul(a[0], b, out=np.empty((1, 2), np.float32))
+    with pytest.raises(TypeError, match="out has dtype float64; expected float32"):
+        matmul(a, b, out=np.empty((4, 2)))
+    with pytest.raises(TypeError, match="out must be a numpy array, got list"):
+        matmul(a, b, out=[[0.0] * 2] * 4)
+    ro = np.empty((4, 2), np.float32)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="out is read-only"):
+        matmul(a, b, out=ro)
