@@ -1,6 +1,6 @@
 """Static PTX statistics of the float32 rounding kernels (no GPU needed): instructions, 64-bit
 integer operations, branches, global loads, local memory, for the default kernels and the
-variants of ``benchmarks.cuda_check --only variants``.
+kernels before them (the steps of ``benchmarks.cuda_check --only variants``).
 
     NUMBA_ENABLE_CUDASIM=0 python tools/probes/cuda_ptx_stats.py [--cc 9.0] [--dump DIR]
 
@@ -37,33 +37,39 @@ def main(argv=None) -> int:
     from numba.cuda import types
     import numba.cuda.dispatcher as dispatcher
 
-    from fp8emu import _cuda_kernels as K
+    import fp8emu.cuda as fc
+    from fp8emu.formats import e4m3fn
     from fp8emu.quantize import kernel_arguments
 
     # Device functions ask the current device for its compute capability; without a GPU, say it.
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+    # the kernel choice without a GPU: no table upload, an H200's 132 multiprocessors
+    fc._lut_on_device = lambda fmt, name: None
+    fc._sm_count = lambda: 132
 
-    def signature(kern, rounding, sr_bits):
-        a = kernel_arguments("e4m3fn", np.float32, rounding=rounding, seed=1, sr_bits=sr_bits, values=True)
-        arr = types.Array(types.uint32, 1, "C")
-        return (arr, arr, arr, kern.typeof_pyval(a.params_f32), kern.typeof_pyval(a.params), types.uint64,
-                types.uint64, types.uint32)
-
+    first = dict(specialize=0, unsigned=0, value_kernels=0, fixed_block=0)
+    per_mode = dict(specialize=1, unsigned=1, value_kernels=0, fixed_block=0)
     cases = {
-        "RNE, default (signed index, mode per element)": (dict(unsigned=False), "nearest_even", None),
-        "RNE, unsigned index, mode per element": (dict(), "nearest_even", None),
-        "RNE, candidate (per-mode kernel, unsigned)": (dict(mode=0), "nearest_even", None),
-        "RNE, candidate, ilp 8": (dict(mode=0, ilp=8), "nearest_even", None),
-        "SR exact, default": (dict(unsigned=False), "stochastic", None),
-        "SR exact, candidate": (dict(mode=5), "stochastic", None),
-        "SR sr_bits=8, default": (dict(unsigned=False), "stochastic", 8),
-        "SR sr_bits=8, candidate (high half)": (dict(mode=5, hi32=True), "stochastic", 8),
+        "RNE, the first kernels (signed, mode per element)": (first, "nearest_even", None),
+        "RNE, per-mode _round_f32_k, unsigned": (per_mode, "nearest_even", None),
+        "RNE, default (value routine, constant block)": ({}, "nearest_even", None),
+        "SR exact, the first kernels": (first, "stochastic", None),
+        "SR exact, per-mode _round_f32_k": (per_mode, "stochastic", None),
+        "SR exact, default (value routine, high half)": ({}, "stochastic", None),
+        "SR sr_bits=8, the first kernels": (first, "stochastic", 8),
+        "SR sr_bits=8, default": ({}, "stochastic", 8),
     }
+    arr = types.Array(types.uint32, 1, "C")
     print(f"float32 -> e4m3fn quantize kernels, PTX for compute capability {cc[0]}.{cc[1]}")
     print(f"{'kernel':<50} {'instr':>6} {'64-bit':>6} {'mul64':>6} {'branch':>6} {'ld.gl':>6} {'local':>6}")
-    for name, (kw, rounding, sr_bits) in cases.items():
-        kern = K.kernel("f32", rounding == "stochastic", True, **kw)
-        ptx, _ = cuda.compile_ptx(kern.py_func, signature(kern, rounding, sr_bits), cc=cc)
+    for name, (tuning, rounding, sr_bits) in cases.items():
+        a = kernel_arguments(e4m3fn, np.float32, rounding=rounding, seed=1, sr_bits=sr_bits, values=True)
+        with fc._tuned(**tuning):
+            kern, _, p32, lim = fc._kernel_and_constants(e4m3fn, "float32", a, rounding == "stochastic", sr_bits,
+                                                         True)
+        sig = (arr, arr, arr, kern.typeof_pyval(p32), kern.typeof_pyval(a.params), types.uint64, types.uint64,
+               types.uint32)
+        ptx, _ = cuda.compile_ptx(kern.py_func, sig, cc=cc)
         if args.dump:
             os.makedirs(args.dump, exist_ok=True)
             with open(os.path.join(args.dump, re.sub(r"\W+", "_", name) + ".ptx"), "w") as f:
