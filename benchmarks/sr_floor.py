@@ -6,11 +6,13 @@
 Every element of a stochastic rounding call needs the high half of the SplitMix64 word
 ``mix64(key0 + (i + 1) * GAMMA)`` (``fp8emu._random``).  This times, on 1 Numba thread
 (``time.thread_time`` medians), a loop that computes only that word and stores it (no
-rounding at all), next to ``fp8emu.quantize`` with RNE and with exact SR, and prints the
-vector loop's instructions per element (``inspect_asm``).  If the hash alone costs more than
+rounding at all), next to ``fp8emu.quantize`` with RNE and with exact SR (into another array
+and in place), and prints the vector loop's instructions per element (``inspect_asm``).  If the hash alone costs more than
 ``RNE / 0.8``, SR >= 0.8x RNE is out of reach without other random bits.  A second hash loop
-carries the Weyl counter as a running sum (``z += GAMMA``, no ``(i + 1) * GAMMA`` multiply):
-the best a strength-reduced counter could give.
+carries the Weyl counter as a running sum (``z += GAMMA``, no ``(i + 1) * GAMMA`` multiply)
+within chunks indexed by unsigned integers, as the float32 SR kernel does (signed indices made
+LLVM fall back to 4-lane code).  A third line times ``_kernels._min_f32_mag``, the read pass
+that exact SR still makes first when the output overlaps the input.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import numpy as np
 from numba import njit, prange
 
 import fp8emu
+from fp8emu import _kernels
 from fp8emu._random import GAMMA, mix64
 
 from .kernel_asm import loops
 from .timing import header, measure, numba_target
 
-_CHUNK = 1024
+_CHUNK = 4096
 
 
 @njit(cache=True, parallel=True)
@@ -43,9 +46,9 @@ def hash_running(out, key0):
     """:func:`hash_only` with the counter carried as a running sum within chunks."""
     n = out.shape[0]
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        lo = c * _CHUNK
-        z = key0 + np.uint64(lo) * np.uint64(GAMMA)
-        for i in range(lo, min(n, lo + _CHUNK)):
+        lo = np.uint64(c * _CHUNK)
+        z = key0 + lo * np.uint64(GAMMA)
+        for i in range(lo, np.uint64(min(n, c * _CHUNK + _CHUNK))):
             z += np.uint64(GAMMA)
             out[i] = np.uint32(mix64(z) >> np.uint64(32))
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     n = args.n
     x = (np.random.default_rng(0).standard_normal(n) * 100).astype(np.float32)
     out = np.empty_like(x)
+    y = x.copy()            # rounded again and again in place: same work each time (branch-free)
     words = np.empty(n, np.uint32)
     key0 = np.uint64(0x243F6A8885A308D3)
     ref = np.empty(n, np.uint32)
@@ -85,8 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     t = {"np.copyto": cpu(lambda: np.copyto(out, x)),
          "quantize RNE": cpu(lambda: fp8emu.quantize(x, args.format, out=out)),
          "quantize exact SR": cpu(lambda: fp8emu.quantize(x, args.format, rounding="stochastic", seed=1, out=out)),
+         "quantize exact SR, in place": cpu(lambda: fp8emu.quantize(y, args.format, rounding="stochastic", seed=1,
+                                                                    out=y)),
          "hash only, (i+1)*GAMMA": cpu(lambda: hash_only(words, key0)),
-         "hash only, running counter": cpu(lambda: hash_running(words, key0))}
+         "hash only, running counter": cpu(lambda: hash_running(words, key0)),
+         "min read pass (in place)": cpu(lambda: _kernels._min_f32_mag(x.view(np.uint32)))}
     rne = t["quantize RNE"]
     print(f"n = {n}, {args.format}, 1 thread, thread_time medians of {args.repeat}")
     for k, v in t.items():

@@ -46,8 +46,9 @@ from numba import njit, prange
 
 from ._random import GAMMA, mix64, mix64_hi
 
-__all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits", "_round_fast",
-           "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
+__all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
+           "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
+           "_value_f32_sr_z",
            "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below"]
 
 #: RoundMode value -> the integer the kernels switch on.
@@ -540,7 +541,15 @@ def _value_f32(b, c, mode, lean, nz):
 @njit(cache=True, inline="always")
 def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
     """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half
-    (or, with ``w64``, by the whole word).
+    (or, with ``w64``, by the whole word): :func:`_value_f32_sr_z` of element ``i``'s
+    counter ``key0 + (i + 1) * GAMMA``."""
+    return _value_f32_sr_z(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), c, lean, nz, rbits, w64)
+
+
+@njit(cache=True, inline="always")
+def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
+    """:func:`_value_f32_sr` given the element's counter ``z`` (its random word is ``mix64(z)``):
+    the CPU kernels carry ``z`` as a running sum instead of multiplying the index by ``GAMMA``.
 
     Valid where the ``hi32`` comparison of :func:`_round_f32_k` is (r-bit SR, ``rbits``; exact
     SR of arrays without nonzero elements with more than 32 dropped bits), with the same
@@ -549,7 +558,8 @@ def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
     low ``sh`` bits moved to the top; ``|x| < q``: the significand shifted by ``32 - sh``
     (``sh <= 32``) or right (r-bit SR only); likewise on 64 bits for ``w64``.  The value:
     ``a`` with the dropped bits cleared plus one quantum when the word is below ``ch`` (``q``
-    or 0 below ``q``), then the specials.
+    or 0 below ``q``), then the specials.  For an element with at most 32 dropped bits the
+    64-bit comparison and the high halves' agree (the dropped bits' low half is 0).
     """
     (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, dr, rmask) = c
     bi = _I32(b)
@@ -563,7 +573,7 @@ def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
     if w64:
         t64 = np.uint64(_I32(_I32(64) - sh_true) & _I32(63))
         c64 = np.uint64(np.uint64(_I32(a & _I32(~notones)) if big else sig) << t64)
-        away = mix64(key0 + np.uint64(i + 1) * np.uint64(GAMMA)) < c64
+        away = mix64(z) < c64
         up = _I32(-_I32(away))
         r = _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
         return _value_specials(r, bi, c, lean, nz)
@@ -572,7 +582,7 @@ def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
         # r-bit SR takes any depth: beyond 32 dropped bits the significand moves right
         ch = ch if sh_true <= _I32(32) else np.uint32(np.uint32(sig) >> np.uint32(
             min(_I32(sh_true - _I32(32)), _I32(31))))
-    wh = mix64_hi(key0 + np.uint64(i + 1) * np.uint64(GAMMA))
+    wh = mix64_hi(z)
     if rbits:
         away = (wh >> dr) > np.uint32(~(ch >> dr) & rmask)
     else:
@@ -605,14 +615,27 @@ def _value_specials(r, bi, c, lean, nz):
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
-# inside the body made it fall back to 256-bit or scalar code (measured, 2-4x slower).  One
-# compiled loop per (output, mode): a runtime switch on the mode inside the loop kept more
-# constants live (AVX2 has 16 vector registers) and cost branches in every iteration.
+# with signed indices inside the body made it fall back to 256-bit or scalar code (measured,
+# 2-4x slower: Numba's negative-index wraparound code).  The exact/r-bit SR value kernel loops
+# over chunks with *unsigned* indices, which vectorise in full width: the Weyl counter then runs
+# as a sum (no 64-bit multiply per element) and the smallest magnitude as a reduction, at no
+# cost (benchmarks.sr_floor; docs/results/benchmarks.md).  One compiled loop per (output,
+# mode): a runtime switch on the mode inside the loop kept more constants live (AVX2 has 16
+# vector registers) and cost branches in every iteration.
+#: Elements per task of the float32 SR value kernel (2048-8192 measured alike).
+_SR_CHUNK = 4096
+
+
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
                 rbits: bool = False):
     """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
-    (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or with ``hi32``
-    ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits)``)."""
+    (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
+    ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
+
+    The stochastic value kernel with ``hi32`` takes ``thr32`` (uint32) after ``key0``: it
+    redoes on the whole word each chunk whose smallest ``|bits| - 1`` is below it (0: never;
+    see :func:`_quantize_f32_sr_checked`) and returns the smallest over the array (r-bit SR:
+    2^32 - 1, no check)."""
     which = 1 if values else 0
 
     if values and not stochastic:
@@ -623,14 +646,41 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 out[i] = _value_f32(bits[i], c, mode, lean, nz)
         return value_kernel
 
-    if values:
-        w64 = not hi32
-
+    if values and not hi32:
         @njit(cache=True, parallel=True)
-        def value_sr_kernel(bits, out, p, key0):
+        def value_w64_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 5)
             for i in prange(bits.shape[0]):
-                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, rbits, w64)
+                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, False, True)
+        return value_w64_kernel
+
+    if values:
+        @njit(cache=True, parallel=True)
+        def value_sr_kernel(bits, out, p, key0, thr32):
+            c = _value_f32_consts(p, 5)
+            n = bits.shape[0]
+            low = np.uint32(0xFFFFFFFF)
+            for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
+                # unsigned indices: no negative-index wraparound code, so LLVM vectorises
+                # the inner loops with 512-bit vectors and the counter as a running sum
+                lo = np.uint64(t * _SR_CHUNK)
+                hi = np.uint64(min(n, t * _SR_CHUNK + _SR_CHUNK))
+                z0 = key0 + lo * np.uint64(GAMMA)
+                z = z0
+                lt = np.uint32(0xFFFFFFFF)
+                for i in range(lo, hi):
+                    z += np.uint64(GAMMA)
+                    out[i] = _value_f32_sr_z(bits[i], z, c, lean, nz, rbits, False)
+                    if not rbits:
+                        lt = min(lt, np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+                if lt < thr32:
+                    # an element of this chunk drops more than 32 bits: redo it on the whole word
+                    z = z0
+                    for i in range(lo, hi):
+                        z += np.uint64(GAMMA)
+                        out[i] = _value_f32_sr_z(bits[i], z, c, lean, nz, False, True)
+                low = min(low, lt)
+            return low
         return value_sr_kernel
 
     @njit(cache=True, parallel=True)
@@ -647,7 +697,8 @@ _F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
             for mode in range(5) for lean in (False, True) for nz in (False, True)}
 _F32_SR = {(False, h): _f32_kernel(False, True, 5, h) for h in (False, True)}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
-#: the word's high half), "rbits" (r-bit SR), "w64" (exact, the whole word).
+#: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
+#: (exact, the whole word).
 _F32_VAL_SR = {(kind, lean, nz): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits")
                for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)}
 
@@ -679,8 +730,25 @@ def _quantize_f32(bits, out, p, key0):
 def _quantize_f32_sr(bits, out, p, key0, hi32=False):
     """:func:`_quantize_f32`, stochastic rounding; ``hi32`` as for :func:`_encode_f32_sr`."""
     _, lean, nz = _value_variant(p)
-    kind = "rbits" if p[8] else "hi32" if hi32 else "w64"      # r-bit SR is always valid on the high half
-    _F32_VAL_SR[kind, lean, nz](bits, out, p, key0)
+    if hi32 or p[8]:        # r-bit SR is always valid on the high half
+        _F32_VAL_SR["rbits" if p[8] else "hi32", lean, nz](bits, out, p, key0, np.uint32(0))
+    else:
+        _F32_VAL_SR["w64", lean, nz](bits, out, p, key0)
+
+
+def _quantize_f32_sr_checked(bits, out, p, key0, thr32):
+    """:func:`_quantize_f32` for exact stochastic rounding of any float32 array, in one pass
+    that also finds the smallest magnitude; ``out`` must not overlap ``bits``.
+
+    Decides by the random word's high half, and redoes on the whole word each chunk of
+    ``_SR_CHUNK`` elements with a nonzero magnitude pattern below ``thr32 + 1``
+    (``_deep_limit(fmt, 32)``: more than 32 dropped bits).  Returns the smallest
+    ``(bits & 0x7FFFFFFF) - 1`` mod 2^32 (zeros give 2^32 - 1): when it is below
+    ``_deep_limit(fmt) - 1`` an element dropped more than 64 bits and ``out`` is not valid
+    (the caller reruns the generic kernel, which draws further words).
+    """
+    _, lean, nz = _value_variant(p)
+    return int(_F32_VAL_SR["hi32", lean, nz](bits, out, p, key0, np.uint32(thr32)))
 
 
 #: Calls on fewer elements than this run on one thread: the parallel loop's fork and join cost
@@ -700,6 +768,17 @@ def one_thread_below(n: int, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         numba.set_num_threads(prev)
+
+
+@njit(cache=True, parallel=True)
+def _min_f32_mag(bits):
+    """The smallest ``(bits[i] & 0x7FFFFFFF) - 1`` mod 2^32 (zeros wrap to 2^32 - 1): one read
+    pass that tells whether a nonzero element is below :func:`_count_f32_deep`'s limits
+    (it is below ``limit - 1`` exactly when that count is nonzero)."""
+    low = np.uint32(0xFFFFFFFF)
+    for i in prange(bits.shape[0]):
+        low = min(low, np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+    return low
 
 
 @njit(cache=True, parallel=True)

@@ -266,16 +266,22 @@ def _run(*args, **kwargs) -> None:
     _kernels.one_thread_below(args[3].size, _run_kernels, *args, **kwargs)
 
 
+#: ``_run_kernels``' ``f32`` for quantize: also the exact-SR kernel that checks as it rounds.
+_F32_QUANTIZE = (_kernels._quantize_f32, _kernels._quantize_f32_sr, _kernels._quantize_f32_sr_checked)
+
+
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
                  f32=None) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
 
-    ``f32`` = (deterministic, stochastic) float32 kernels, used for float32 inputs when
-    :func:`_params_f32` allows; exact stochastic rounding takes them only when no element
-    can need a second random word (checked first: the output may overwrite the input), and
-    decides by the word's high half (32-bit lanes) when no element drops more than 32 bits.  The
-    other inputs (float16, bfloat16, float64) cannot be checked first, so exact stochastic
-    rounding in place reads a copy of the input.
+    ``f32`` = (deterministic, stochastic[, checked stochastic]) float32 kernels, used for
+    float32 inputs when :func:`_params_f32` allows; exact stochastic rounding takes them only
+    when no element can need a second random word, and decides by the word's high half
+    (32-bit lanes) where no element drops more than 32 bits.  With the checked kernel and an
+    output apart from the input, the check runs inside the rounding pass (the generic kernel
+    reruns when it fails); otherwise a read pass checks first (the output may overwrite the
+    input).  The other inputs (float16, bfloat16, float64) cannot be checked first, so exact
+    stochastic rounding in place reads a copy of the input.
     """
     stochastic = mode is RoundMode.STOCHASTIC
     if f32 is not None and info.width == 32 and info.man_bits == 23:
@@ -289,12 +295,21 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
             # the word's high half decides unless a nonzero element drops more than 32 bits
             # (exact SR only); the full word unless one drops more than 64 (the generic kernel)
             lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)
-            if sr_bits or lim32 == 0 or _kernels._count_f32_deep(bits, lim32) == 0:
+            if sr_bits or lim32 == 0:
                 f32[1](bits, target, p32, keys.key0, True)
                 return
-            if lim64 == 0 or _kernels._count_f32_deep(bits, lim64) == 0:
-                f32[1](bits, target, p32, keys.key0, False)
-                return
+            # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
+            if len(f32) > 2 and not np.shares_memory(bits, target):
+                # one pass: the kernel finds it while rounding and redoes its chunks with
+                # elements beyond 32 bits on the whole word; beyond 64 the generic kernel reruns
+                if f32[2](bits, target, p32, keys.key0, lim32 - 1) >= lim64 - 1:
+                    return
+            else:
+                # the output may overwrite the input: decide first (one read pass)
+                low = int(_kernels._min_f32_mag(bits))
+                if lim64 == 0 or low >= lim64 - 1:
+                    f32[1](bits, target, p32, keys.key0, low >= lim32 - 1)
+                    return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
     if fast is not None and _fast_ok(fmt, mode, info.bias):
@@ -536,10 +551,10 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
         target = np.empty(bits.shape, udt)
     if wide:
         _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
-             f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
+             f32=_F32_QUANTIZE)
     else:
         _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut,
-             info, fmt, mode, saturate, r, keys, f32=(_kernels._quantize_f32, _kernels._quantize_f32_sr))
+             info, fmt, mode, saturate, r, keys, f32=_F32_QUANTIZE)
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)

@@ -158,38 +158,75 @@ def test_deep_limit_is_where_more_than_64_or_32_bits_drop(fmt):
         assert np.array_equal((a != 0) & (a < limit), deep)
 
 
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
+def test_checked_sr_kernel_redoes_the_deep_chunks(fmt):
+    """The exact-SR value kernel that checks as it rounds (``_quantize_f32_sr_checked``) gives the
+    generic kernel's values on every upper-half pattern (+-1) and random patterns without the
+    elements that drop more than 64 bits: the chunks holding elements beyond 32 bits are redone on
+    the whole word, the others decided by the high half.  It returns the smallest
+    ``|bits| - 1`` (mod 2^32), as ``_min_f32_mag`` does, and ``_min_f32_mag`` tells the deep
+    elements apart as ``_count_f32_deep`` does."""
+    p32 = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, True, True)
+    if p32 is None:
+        pytest.skip("float32 value kernels not valid for this format")
+    lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+    deep32, deep64 = Q._deep_limit(fmt, 32), Q._deep_limit(fmt)
+    bits = _f32_test_bits()
+    a = bits & np.uint32(0x7FFFFFFF)
+    b = bits[(a == 0) | (a >= deep64)]
+    want, k0 = _generic_codes(b, fmt, RoundMode.STOCHASTIC, False, 0)
+    out = np.empty_like(b)
+    low = _kernels._quantize_f32_sr_checked(b, out, p32, k0, max(deep32 - 1, 0))
+    assert np.array_equal(out, lut[want])
+    wrap = (b & np.uint32(0x7FFFFFFF)) - np.uint32(1)
+    assert low == int(wrap.min()) == _kernels._min_f32_mag(b)
+    if deep32:
+        # some chunks were redone, others not: both kinds are in this test
+        chunks = np.add.reduceat(wrap < np.uint32(deep32 - 1), np.arange(0, b.size, _kernels._SR_CHUNK))
+        assert 0 < np.count_nonzero(chunks) < chunks.size
+    for lim in (deep32, deep64):
+        if lim:
+            assert (int(_kernels._min_f32_mag(bits)) < lim - 1) == (_kernels._count_f32_deep(bits, lim) > 0)
+            assert (int(_kernels._min_f32_mag(b)) < lim - 1) == (_kernels._count_f32_deep(b, lim) > 0)
+    assert _kernels._min_f32_mag(np.zeros(5, np.uint32)) == 2**32 - 1
+    assert _kernels._min_f32_mag(np.zeros(0, np.uint32)) == 2**32 - 1
+
+
 @pytest.mark.parametrize("fmt", [e4m3fn, e5m2], ids=str)
 @pytest.mark.parametrize("tiny", [None, -20, -50])
 def test_exact_sr_picks_the_float32_kernel_by_the_smallest_element(fmt, tiny):
     """Exact SR of float32 arrays: the word's high half decides unless an element drops more
-    than 32 bits (then the 64-bit comparison, or the generic kernel beyond 64).  Element 17
-    is ``(1 + 2^-23) q 2^tiny`` (43 or 73 dropped bits, ``q`` the smallest subnormal) and its
-    word is forced to the dropped bits minus 1: equal high halves, so a kernel deciding by the
-    high half alone would round it down where the exact rule rounds it up.  In place too."""
+    than 32 bits (then the 64-bit comparison, or the generic kernel beyond 64).  Element j (in
+    the second chunk) is ``(1 + 2^-23) q 2^tiny`` (43 or 73 dropped bits, ``q`` the smallest
+    subnormal) and its word is forced to the dropped bits minus 1: equal high halves, so a
+    kernel deciding by the high half alone would round it down where the exact rule rounds it up.  In place too; with
+    the read pass first and with quantize's kernel that checks as it rounds."""
     rng = np.random.default_rng(5)
-    x = (rng.standard_normal(4000) * 10).astype(np.float32)
+    x = (rng.standard_normal(3 * _kernels._SR_CHUNK + 100) * 10).astype(np.float32)
+    j = _kernels._SR_CHUNK + 17         # the second chunk of the checking kernel
     if tiny is not None:
-        x[17] = np.float32(2.0 ** (fmt.emin - fmt.man_bits + tiny) * (1 + 2.0 ** -23))
-    sh = 23 - tiny if tiny is not None else 0      # dropped bits of element 17
-    sig = int(x[17:18].view(np.uint32)[0]) & 0x7FFFFF | (1 << 23)
+        x[j] = np.float32(2.0 ** (fmt.emin - fmt.man_bits + tiny) * (1 + 2.0 ** -23))
+    sh = 23 - tiny if tiny is not None else 0      # dropped bits of element j
+    sig = int(x[j:j + 1].view(np.uint32)[0]) & 0x7FFFFF | (1 << 23)
     c0 = (sig << (64 - sh)) & MASK if tiny == -20 else 1 << 63
     kb = _random.key_base(11, 2)
-    keys = Q.SRKeys(np.uint64(kb), np.uint64((_unmix64(c0 - 1) - 18 * _random.GAMMA) & MASK))
+    keys = Q.SRKeys(np.uint64(kb), np.uint64((_unmix64(c0 - 1) - (j + 1) * _random.GAMMA) & MASK))
     prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, RoundMode.STOCHASTIC, False, 0)
     want = np.empty(x.shape, fmt.code_dtype)
     _kernels._encode_generic(x.view(np.uint32), want, prm, *keys)
     lut = Q._lut(fmt, np.dtype(np.float32))
     want = lut.view(np.uint32)[want]
     info = Q.INPUT_LAYOUTS["float32"]
-    f32 = (_kernels._quantize_f32, _kernels._quantize_f32_sr)
-    for inplace in (False, True):
-        bits = x.view(np.uint32).copy()
-        out = bits if inplace else np.empty_like(bits)
-        Q._run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, out, lut,
-               info, fmt, RoundMode.STOCHASTIC, False, 0, keys, f32=f32)
-        assert np.array_equal(out, want), inplace
+    # the read pass first (encode's kernels; quantize's in place), or the check while rounding
+    for f32 in ((_kernels._quantize_f32, _kernels._quantize_f32_sr), Q._F32_QUANTIZE):
+        for inplace in (False, True):
+            bits = x.view(np.uint32).copy()
+            out = bits if inplace else np.empty_like(bits)
+            Q._run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, out, lut,
+                   info, fmt, RoundMode.STOCHASTIC, False, 0, keys, f32=f32)
+            assert np.array_equal(out, want), (len(f32), inplace)
     if tiny == -20:
-        assert want[17] == lut.view(np.uint32)[1]      # rounded up to q: the low halves decided
+        assert want[j] == lut.view(np.uint32)[1]      # rounded up to q: the low halves decided
 
 
 def _unxorshift(z, s):
