@@ -81,3 +81,36 @@ def test_all_float32_inputs_quantize_equals_decoded_encode(name, rounding, satur
         fp8emu.quantize(x, fmt, rounding=rounding, saturate=saturate, out=values)
         bad += int(np.count_nonzero(values.view(np.uint32) != lut[codes]))
     assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["e5m2", "e3m2fn"])
+def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
+    """Exact stochastic quantize of all 2^32 float32 inputs (the float32 kernel: the word's high
+    half, chunks with elements beyond 32 dropped bits redone on the whole word, the generic
+    kernel after elements beyond 64) equals the generic kernel's values with the same keys
+    (an independent algorithm: branches, no float32 path).  Each 2^24-input call has its own
+    seed; every 16th call runs in place too (the read pass first)."""
+    import importlib
+    Q = importlib.import_module("fp8emu.quantize")
+    from fp8emu import _kernels
+    fmt = fp8emu.get_format(name)
+    lut = Q._lut(fmt, np.dtype(np.float32))
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, fp8emu.RoundMode.STOCHASTIC, False, 0)
+    u = np.arange(CHUNK, dtype=np.uint32)
+    values = np.empty(CHUNK, np.float32)
+    want = np.empty(CHUNK, np.uint32)          # the table holds the values' bits
+    bad = 0
+    for chunk in range(1 << 32 >> 24):
+        if chunk:
+            u += np.uint32(CHUNK)
+        x = u.view(np.float32)
+        keys = Q._resolve(fmt, "stochastic", False, chunk, None, 0)[3]
+        _kernels._quantize_generic(u, want, lut, prm, *keys)
+        fp8emu.quantize(x, fmt, rounding="stochastic", seed=chunk, out=values)
+        bad += int(np.count_nonzero(values.view(np.uint32) != want))
+        if chunk % 16 == 0:
+            y = x.copy()
+            fp8emu.quantize(y, fmt, rounding="stochastic", seed=chunk, out=y)
+            bad += int(np.count_nonzero(y.view(np.uint32) != want))
+    assert bad == 0
