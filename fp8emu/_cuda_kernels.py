@@ -26,7 +26,7 @@ from numba import cuda
 
 from ._kernels import _round_bits, _round_f32, _round_f32_k, _round_fast, _value_bits, _value_f32, _value_f32_sr
 
-__all__ = ["ILP", "KERNELS", "WIDE_KERNELS", "kernel", "value_kernel", "decode_kernel", "decode_wide_kernel"]
+__all__ = ["ILP", "kernel", "value_kernel", "decode_kernel", "decode_wide_kernel"]
 
 #: Elements per thread and loop step: a thread issues this many independent loads before it
 #: computes, which keeps more bytes in flight than one load at a time (memory-bound kernels).
@@ -214,18 +214,6 @@ def kernel(path: str, stochastic: bool, values: bool, *, wide: bool = False, mod
     if path != "f32":
         mode, hi32 = None, False      # the other paths read the mode from their parameters
     return _make_kernel(_make_elem(path, stochastic, values, wide, mode, hi32), ilp, unsigned, block)
-
-
-#: (path, stochastic, values) -> kernel with the mode read per element (what the kernels were
-#: before the float32 path was specialised per mode; the benchmark's reference and the tests').
-KERNELS = {(path, sr, values): kernel(path, sr, values)
-           for path in ("f32", "fast", "generic") for sr in (False, True) for values in (False, True)}
-
-#: (path, stochastic) -> the quantize kernel of formats wider than 16 bits (its ``lut`` argument is
-#: the ``_kernels.DECODE_PARAMS`` tuple: the values are built from the codes, as the CPU's
-#: ``_quantize_wide`` does; ``_round_fast`` is valid for them, as the CPU's encode shows).
-WIDE_KERNELS = {(path, sr): kernel(path, sr, True, wide=True)
-                for path in ("f32", "fast", "generic") for sr in (False, True)}
 
 
 def _make_decode(value):

@@ -48,7 +48,6 @@ from ._random import GAMMA, mix64, mix64_hi
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
-           "_value_f32_sr_z",
            "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below"]
 
 #: RoundMode value -> the integer the kernels switch on.

@@ -141,7 +141,7 @@ def test_exact_sr_tie_falls_back_to_more_words(x, dtype, path, specialized):
     bits = cuda.to_device(xs.view(info[3]))
     out = cuda.device_array(3, np.uint8)
     kernel = (_cuda_kernels.kernel(path, True, False, mode=5) if specialized
-              else _cuda_kernels.KERNELS[(path, True, False)])
+              else _cuda_kernels.kernel(path, True, False))
     fc._launch(kernel, 3, None, bits, out, fc._placeholder(0), p32, prm, np.uint64(kb), np.uint64(k0), lim)
     assert out.copy_to_host().tolist() == want
 

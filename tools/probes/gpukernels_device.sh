@@ -2,28 +2,13 @@
 # One call on the GPU machine (H200) for issue 15's kernel speed, from the repository root:
 #   1. the kernel variants (benchmarks.cuda_check --only variants: 1 GiB float32 -> e4m3fn -> float32,
 #      nearest-even, exact SR, sr_bits=8, against the device copy and PyTorch's round trip; bits
-#      checked against the CPU), while tests/test_cuda.py runs on the GPU in 3 processes;
+#      checked against the CPU), while tests/test_cuda.py runs on the GPU in 4 processes;
 #   2. the fastest variant whose bits equal the CPU's (by the sum of its three rates) as the
 #      tuning of a whole benchmarks.cuda_check run: all 2^32 float32 -> e4m3fn/e5m2 hashes, 2^26
 #      SR against the CPU, every preset x mode on 2^24 inputs, the PyTorch operators, the benchmark.
 # Limits keep the call under 9.5 minutes.  Results (JSON + logs) in one archive under $OUT.
-set -uo pipefail
-if [ -d .whl ] && [ ! -d /tmp/site/numpy ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
-export NUMBA_ENABLE_CUDASIM=0
-out=${OUT:-/tmp/gpukernels}
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-t00=$SECONDS
-step() {  # name, seconds, command...
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1
-  local rc=$?
-  echo "=== $name: rc=$rc in $((SECONDS - t0)) s (limit $limit s, ended at $((SECONDS - t00)) s) ===" | tee -a "$out/steps.txt"
-}
+name=gpukernels
+source "$(dirname "$0")/_device_common.sh"
 # the not-wide tests (the wide ones passed on the H200 in the previous call), dealt round-robin to 4 processes
 python3 -m pytest -q -p no:cacheprovider --collect-only tests/test_cuda.py -k "not wide" 2>/dev/null \
   | grep '::' > "$out/test_ids.txt"
@@ -45,5 +30,4 @@ echo "best variant: $best" | tee -a "$out/steps.txt"
 FP8EMU_CUDA_TUNING="$best" step cuda_check $((555 - (SECONDS - t00))) \
   python3 -m benchmarks.cuda_check --workers 6 --out "$out/cuda_check.json"
 wait
-for f in "$out"/*.log; do echo "--- $f"; tail -n 12 "$f"; done
-(cd "$out" && tar czf gpukernels.tgz --exclude gpukernels.tgz -- * && find . -type f ! -name gpukernels.tgz -delete)
+pack 12

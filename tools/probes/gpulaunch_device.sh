@@ -7,25 +7,10 @@
 #      PyTorch's cast, with each kernel's registers.
 # 1 and 2 compile (CPU-bound, cold Numba cache: 20-30 s per CPU kernel on first call) in parallel with
 # 3 then 4 (GPU timings by CUDA events; 3's host timings share the CPU with the compiles, say so).
-# The whole call stays under 9.5 minutes.  NumPy for numba-cuda: the wheel in .whl/ (as
-# tools/repro_gpu.sh), installed once into /tmp/site.  Results (JSON + logs) under $OUT.
-set -uo pipefail
-if [ -d .whl ] && [ ! -d /tmp/site/numpy ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
-export NUMBA_ENABLE_CUDASIM=0
-out=${OUT:-/tmp/gpulaunch}
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-t00=$SECONDS
-step() {  # name, seconds, command...
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1
-  local rc=$?
-  echo "=== $name: rc=$rc in $((SECONDS - t0)) s (limit $limit s, ended at $((SECONDS - t00)) s) ===" | tee -a "$out/steps.txt"
-}
+# The whole call stays under 9.5 minutes.  Set-up and `step`: _device_common.sh.  Results (JSON +
+# logs) in one archive under $OUT.
+name=gpulaunch
+source "$(dirname "$0")/_device_common.sh"
 step fast_launch_check 500 python3 tools/probes/cuda_fast_launch_check.py --workers 4 --out "$out/fast_launch_check.json" &
 for part in "wide and float32" "wide and float64" "wide and (float16 or bfloat16)" "not wide"; do
   tag=$(echo "$part" | tr -c 'a-z0-9' '_')
@@ -34,6 +19,4 @@ done
 ( step call_overhead 150 python3 tools/probes/cuda_call_overhead.py --profile --out "$out/call_overhead.json"
   step variants 330 python3 -m benchmarks.cuda_check --only variants --out "$out/variants.json" ) &
 wait
-for f in "$out"/*.log; do echo "--- $f"; tail -n 25 "$f"; done
-# at most 8 files come back from the device tool: one archive
-(cd "$out" && tar czf gpulaunch.tgz --exclude gpulaunch.tgz -- * && find . -type f ! -name gpulaunch.tgz -delete)
+pack 25
