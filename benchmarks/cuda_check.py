@@ -467,6 +467,8 @@ def _spawn_preset_workers(args):
     from fp8emu.formats import ALL_FORMATS
     # heaviest first, dealt round-robin: the 16-bit formats and e8m0fnu compile the most kernels
     names = [f.name for f in ALL_FORMATS]
+    wanted = set(filter(None, args.formats.split(",")))
+    names = [n for n in names if n in wanted] if wanted else names
     groups = [names[k::args.workers] for k in range(args.workers)]
     base = args.out or "cuda_check.json"
     procs = []
