@@ -11,7 +11,8 @@ echo "$(wc -l < "$out/ids.txt") tests collected" | tee -a "$out/steps.txt"
 shards=8
 for k in $(seq 0 $((shards - 1))); do
   awk -v k=$k -v n=$shards 'NR % n == k' "$out/ids.txt" > "$out/ids$k.txt"
-  NUMBA_NUM_THREADS=2 step shard$k 540 python3 -m pytest -p no:cacheprovider -rfE -v $(cat "$out/ids$k.txt") &
+  mapfile -t ids < "$out/ids$k.txt"      # ids hold spaces ("mode read per element")
+  NUMBA_NUM_THREADS=2 step shard$k 540 python3 -m pytest -p no:cacheprovider -rfE -v "${ids[@]}" &
 done
 wait
 grep -h -E ' (PASSED|FAILED|ERROR|SKIPPED)' "$out"/shard*.log | sed -E 's/.* (PASSED|FAILED|ERROR|SKIPPED).*/\1/' | sort | uniq -c | tee -a "$out/steps.txt"
