@@ -5,7 +5,8 @@
 
 Each ISA compiles in its own process (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` are read at
 import; a fresh ``NUMBA_CACHE_DIR`` so that ``inspect_asm`` sees a compilation, not a cache
-hit).  For ``_quantize_f32`` (RNE) and ``_quantize_f32_sr`` (exact stochastic, the random word's
+hit).  For ``_quantize_f32`` (RNE by one float32 addition, ``_quantize_f32_rne``; the integer
+value kernel of every deterministic mode, ``_quantize_f32_int``) and ``_quantize_f32_sr`` (exact stochastic, the random word's
 high half deciding: the kernel an array without tiny elements gets) it lists every loop of
 the parfor body (a backward jump): instructions, widest register, elements per iteration (the
 induction step), and the instructions that tell the lane width: 64-bit shifts/multiplies
@@ -29,7 +30,8 @@ from .timing import header
 ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}}
 #: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
-KERNELS = {"_quantize_f32": "K._F32_VAL[0, True, True]", "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True]'}
+KERNELS = {"_quantize_f32_rne": "K._F32_VAL_FADD[True, True]", "_quantize_f32_int": "K._F32_VAL[0, True, True]",
+           "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True]'}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -43,6 +45,11 @@ from benchmarks.timing import numba_target
 x = np.ones(64, np.float32)
 fp8emu.quantize(x, "e5m2", out=np.empty_like(x))
 fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, out=np.empty_like(x))
+# the integer value kernel of nearest_even (quantize takes it where the addition is not valid)
+from fp8emu.quantize import _params_f32
+from fp8emu.format import RoundMode
+p = _params_f32(fp8emu.get_format("e5m2"), RoundMode.NEAREST_EVEN, False, 0, True, True)
+K._F32_VAL[0, True, True](x.view(np.uint32), np.empty(64, np.uint32), p, np.uint64(0))
 kernels = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 print(json.dumps({"target": numba_target(),
                   **{n: next(iter(eval(e).inspect_asm().values())) for n, e in kernels.items()}}))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
+import fp8emu
 from fp8emu import _kernels, _random, spec
 from fp8emu.format import RoundMode
 from fp8emu.formats import ALL_FORMATS, e4m3fn, e5m2, e8m0fnu
@@ -139,6 +140,63 @@ def test_float32_kernels_equal_generic_kernel(fmt, mode):
         values = _quantize_values(b, p32, k0, sr, hi32)
         assert np.array_equal(codes, want), (sat, r, hi32)
         assert np.array_equal(values, lut[want]), (sat, r, hi32)
+
+
+# Formats on both sides of the float32-addition kernel's limits: the overflow binade's magic
+# number finite (emax <= 103 + m) and q >= 2^-125; then unsigned, no-specials and extended ones.
+_FADD_EDGES = {"e7m2b21": True, "e7m2b20": False, "e5m2b124": True, "e5m2b125": False, "e4m3b119fnuz": True,
+               "e3m2b-5fnnone": True, "e4m3u": True, "e6m9b40ext": True, "bfloat16": False, "e8m13": False}
+
+
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + list(_FADD_EDGES), ids=str)
+def test_nearest_even_by_float_addition_equals_integer_kernel(fmt):
+    """The nearest-even value kernel by one float32 addition (``_value_f32_rne``) gives the
+    integer value kernel's bits on every upper-half pattern (+-1) and random patterns, saturating
+    or not; ``_fadd_ok`` admits it exactly inside its limits (all 2^32 patterns: the slow
+    test_all_float32_inputs_nearest_even_by_addition)."""
+    fmt = fp8emu.get_format(fmt)
+    bits = _f32_test_bits()
+    for sat in (False, True):
+        p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
+        if p is None:
+            continue
+        ok = _kernels._fadd_ok(p)
+        if fmt.name in _FADD_EDGES:
+            assert ok == _FADD_EDGES[fmt.name], fmt
+        if not ok:
+            continue
+        _, lean, nz = _kernels._value_variant(p)
+        want = np.empty_like(bits)
+        got = np.empty_like(bits)
+        _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
+        _kernels._F32_VAL_FADD[lean, nz](bits, got, p, np.uint64(0))
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["e4m3fnuz", "e2m3fn", "e7m2b21", "e5m2b124", "e3m2b-5fnnone", "e4m3u"])
+def test_all_float32_inputs_nearest_even_by_addition(name):
+    """All 2^32 float32 patterns, saturating and not: the float32-addition kernel equals the
+    integer value kernel (e5m2, e4m3fn, e3m2fn, e2m1fn: test_all_float32_inputs_quantize_equals_decoded_encode
+    and the H200 hashes, through ``quantize``)."""
+    fmt = fp8emu.get_format(name)
+    step = 1 << 26
+    u = np.arange(step, dtype=np.uint32)
+    want = np.empty_like(u)
+    got = np.empty_like(u)
+    for sat in (False, True):
+        p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
+        assert p is not None and _kernels._fadd_ok(p)
+        _, lean, nz = _kernels._value_variant(p)
+        u[:] = np.arange(step, dtype=np.uint32)
+        for chunk in range(1 << 32 >> 26):
+            if chunk:
+                u += np.uint32(step)
+            _kernels._F32_VAL[0, lean, nz](u, want, p, np.uint64(0))
+            _kernels._F32_VAL_FADD[lean, nz](u, got, p, np.uint64(0))
+            bad = np.flatnonzero(got != want)
+            assert bad.size == 0, f"{fmt} sat={sat}: {u[bad[0]]:#010x}"
 
 
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
