@@ -94,6 +94,24 @@ def summary(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The line from which a summary file's hand-recorded sections run (before/after tables, one
+#: per host kind): a new run replaces the generated part above it and keeps them.
+HAND_MARKER = "<!-- HAND-RECORDED sections below: run_all.py keeps them when it rewrites this file. -->"
+
+
+def write_summary(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's hand-recorded sections (from
+    :data:`HAND_MARKER` on)."""
+    if path.exists():
+        old = path.read_text()
+        at = old.find(HAND_MARKER)
+        if at >= 0:
+            text = text.rstrip("\n") + "\n\n" + old[at:]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
@@ -122,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ({found[name].relative_to(ROOT)})", flush=True)
         results[name] = r = run_one(found[name], args.timeout, extra.get(name))
         print(r["output"].rstrip(), f"\n-- {name}: {r['status']} in {r['seconds']:.0f} s", flush=True)
-    pathlib.Path(args.out).write_text(summary(results))
+    write_summary(pathlib.Path(args.out), summary(results))
     print(f"summary written to {args.out}")
     return 0 if all(r["status"] == 0 for r in results.values()) else 1
 

@@ -66,15 +66,25 @@ def platform_info() -> str:
 
 
 def cpu_model() -> str:
-    """The CPU model string (``model name`` of /proc/cpuinfo on Linux, else ``platform.processor()``)."""
+    """The CPU model string (``model name`` of /proc/cpuinfo on Linux, else ``platform.processor()``),
+    with the x86 family and model numbers where /proc/cpuinfo has them: virtual machines often
+    report a bare "AMD EPYC", and family 25 model 1 (Zen 3) and model 17 (Zen 4) differ."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break                                   # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = next((fields[k] for k in ("model name", "hardware", "cpu model") if fields.get(k)), "")
+    if not name:
+        return platform.processor() or platform.machine() or "unknown"
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    return name
 
 
 def _isa_summary(features: str) -> str:

@@ -69,7 +69,10 @@ def test_cpu_model_is_the_cpuinfo_model_name():
     if os.path.exists("/proc/cpuinfo"):
         names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.lower().startswith("model name")]
         if names:
-            assert model == names[0]
+            assert model.startswith(names[0])
+            fam = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.lower().startswith("cpu family")]
+            if fam:                               # x86: "(family F model M)" follows the name
+                assert f"(family {fam[0]} model " in model and model.endswith(")")
 
 
 def test_header_has_the_three_hardware_lines():
@@ -121,3 +124,18 @@ def test_kernel_asm_finds_the_parfor_body_loops():
     assert [(lp["label"], lp["width"], lp["step"], lp["instructions"], lp["spills"]) for lp in found] == [
         (".LBB4_3", "ymm", 8, 8, 1), (".LBB4_5", "scalar (GPR)", 1, 4, 0)]
     assert found[0]["ops"] == {"vpsllvq": 1, "vpmuludq": 1}
+
+
+def test_run_all_keeps_the_hand_recorded_sections(tmp_path):
+    """A new summary replaces the generated part and keeps what follows the marker, atomically."""
+    from benchmarks import run_all
+    path = tmp_path / "benchmarks.md"
+    path.write_text(f"# Benchmark results\nold run\n\n{run_all.HAND_MARKER}\n## before/after by hand\nkept\n")
+    run_all.write_summary(path, "# Benchmark results\nnew run\n")
+    text = path.read_text()
+    assert "old run" not in text and text.startswith("# Benchmark results\nnew run\n")
+    assert text.endswith(f"{run_all.HAND_MARKER}\n## before/after by hand\nkept\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["benchmarks.md"]       # no temporary left
+    fresh = tmp_path / "fresh.md"
+    run_all.write_summary(fresh, "# only generated\n")
+    assert fresh.read_text() == "# only generated\n"
