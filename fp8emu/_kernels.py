@@ -590,6 +590,34 @@ def _value_f32_rne(b, c, cf, lean, nz):
     return _value_specials(r, bi, c, lean, nz)
 
 
+def _flat_ok(p) -> bool:
+    """Whether :func:`_value_f32_rne_flat` is valid for the float32 tuple ``p``: nearest_even
+    into a format with float32's smallest normal binade (``emin = -126``: bfloat16, tf32, e8m13)."""
+    return int(p[7]) == 0 and int(p[1]) == -126
+
+
+@njit(cache=True, inline="always")
+def _value_f32_rne_flat(b, c, lean, nz):
+    """:func:`_value_f32` for nearest_even where the target's ``emin`` is float32's (-126)
+    (where :func:`_flat_ok`): every float32 input, subnormal or normal, drops the same
+    ``sh = 23 - m`` bits (float32's subnormals are spaced like its binade E = 1, and so are the
+    target's), so add and mask needs no per-element shift count and no branch below ``q``::
+
+        a   = | 0 | E (8) | kept (m) | L... dropped (sh) |
+        r   = (a + 2^(sh-1) - 1 + L) & ~(2^sh - 1)         L = bit sh of a
+
+    A carry moves into the exponent field (or to Inf, then the overflow value) by itself.
+    """
+    (_, c2, _, _, _, _, _, _, _, _, _, _, _, _, _) = c
+    sh = _I32(c2 & _I32(31))           # in range for LLVM: 32-bit shifts, not 64-bit ones
+    bi = _I32(b)
+    a = _I32(bi & _I32(0x7FFFFFFF))
+    notones = _I32(_I32(-1) << sh)
+    inc = _I32(_I32(_I32(~notones) >> _I32(1)) + _I32(_I32(a >> sh) & _I32(1)))
+    r = _I32(_I32(a + inc) & notones)
+    return _value_specials(r, bi, c, lean, nz)
+
+
 @njit(cache=True, inline="always")
 def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
     """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half
@@ -679,7 +707,7 @@ _SR_CHUNK = 4096
 
 
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
-                rbits: bool = False, fadd: bool = False):
+                rbits: bool = False, fadd: bool = False, flat: bool = False):
     """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
     (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
     ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
@@ -689,6 +717,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     see :func:`_quantize_f32_sr_checked`) and returns the smallest over the array (r-bit SR:
     2^32 - 1, no check)."""
     which = 1 if values else 0
+
+    if values and flat:
+        @njit(cache=True, parallel=True)
+        def value_flat_kernel(bits, out, p, key0):
+            c = _value_f32_consts(p, 0)
+            for i in prange(bits.shape[0]):
+                out[i] = _value_f32_rne_flat(bits[i], c, lean, nz)
+        return value_flat_kernel
 
     if values and fadd:
         @njit(cache=True, parallel=True)
@@ -759,6 +795,9 @@ _F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
 #: (lean, nz) -> nearest_even value kernel by one float32 addition (:func:`_value_f32_rne`).
 _F32_VAL_FADD = {(lean, nz): _f32_kernel(True, False, 0, False, lean, nz, fadd=True)
                  for lean in (False, True) for nz in (False, True)}
+#: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
+_F32_VAL_FLAT = {(lean, nz): _f32_kernel(True, False, 0, False, lean, nz, flat=True)
+                 for lean in (False, True) for nz in (False, True)}
 _F32_SR = {(False, h): _f32_kernel(False, True, 5, h) for h in (False, True)}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
@@ -789,10 +828,13 @@ def _quantize_f32(bits, out, p, key0):
     """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes
     (also valid where only :func:`_value_f32` is: q a float32 subnormal).  Nearest-even takes
     the float32-addition kernel where it is valid (:func:`_fadd_ok`): 19 instructions per
-    8 elements on AVX2 against 40 with spills (benchmarks/kernel_asm.py)."""
+    8 elements on AVX2 against 40 with spills (benchmarks/kernel_asm.py); formats with
+    float32's ``emin`` (bfloat16) the one-shift-count kernel (:func:`_value_f32_rne_flat`)."""
     mode, lean, nz = _value_variant(p)
     if mode == 0 and _fadd_ok(p):
         _F32_VAL_FADD[lean, nz](bits, out, p, key0)
+    elif mode == 0 and _flat_ok(p):
+        _F32_VAL_FLAT[lean, nz](bits, out, p, key0)
     else:
         _F32_VAL[mode, lean, nz](bits, out, p, key0)
 

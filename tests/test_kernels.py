@@ -174,6 +174,28 @@ def test_nearest_even_by_float_addition_equals_integer_kernel(fmt):
         assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
 
 
+@pytest.mark.parametrize("fmt", ["bfloat16", "tf32", "e8m13", "e8m1", "e8m4u", "e8m5", "e5m2b127", "e6m3b127fn",
+                                 "e4m3b127fnuz", "e3m2b127fnnone", "e5m2b127u", "e6m3b95"], ids=str)
+def test_nearest_even_with_one_shift_count_equals_integer_kernel(fmt):
+    """Formats with float32's ``emin`` (-126): the one-shift-count nearest-even kernel
+    (``_value_f32_rne_flat``) gives the integer value kernel's bits, saturating or not
+    (bfloat16 on all 2^32 inputs: test_all_float32_inputs_quantize_equals_decoded_encode)."""
+    fmt = fp8emu.get_format(fmt)
+    bits = _f32_test_bits()
+    for sat in (False, True):
+        p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
+        assert p is not None and _kernels._flat_ok(p) == (fmt.emin == -126), fmt
+        if fmt.emin != -126:
+            continue
+        _, lean, nz = _kernels._value_variant(p)
+        want = np.empty_like(bits)
+        got = np.empty_like(bits)
+        _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
+        _kernels._F32_VAL_FLAT[lean, nz](bits, got, p, np.uint64(0))
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["e4m3fnuz", "e2m3fn", "e7m2b21", "e5m2b124", "e3m2b-5fnnone", "e4m3u"])
 def test_all_float32_inputs_nearest_even_by_addition(name):
