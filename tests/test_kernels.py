@@ -148,6 +148,20 @@ _FADD_EDGES = {"e7m2b21": True, "e7m2b20": False, "e5m2b124": True, "e5m2b125": 
                "e3m2b-5fnnone": True, "e4m3u": True, "e6m9b40ext": True, "bfloat16": False, "e8m13": False}
 
 
+def _nearest_even_kernel_equals_integer_kernel(fmt, table, sat):
+    """``table[lean, nz]`` (a nearest-even value kernel) gives the integer value kernel's bits on
+    :func:`_f32_test_bits`."""
+    bits = _f32_test_bits()
+    p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
+    _, lean, nz = _kernels._value_variant(p)
+    want = np.empty_like(bits)
+    got = np.empty_like(bits)
+    _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
+    table[lean, nz](bits, got, p, np.uint64(0))
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
+
+
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + list(_FADD_EDGES), ids=str)
 def test_nearest_even_by_float_addition_equals_integer_kernel(fmt):
     """The nearest-even value kernel by one float32 addition (``_value_f32_rne``) gives the
@@ -155,23 +169,13 @@ def test_nearest_even_by_float_addition_equals_integer_kernel(fmt):
     or not; ``_fadd_ok`` admits it exactly inside its limits (all 2^32 patterns: the slow
     test_all_float32_inputs_nearest_even_by_addition)."""
     fmt = fp8emu.get_format(fmt)
-    bits = _f32_test_bits()
     for sat in (False, True):
         p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
-        if p is None:
-            continue
-        ok = _kernels._fadd_ok(p)
+        ok = p is not None and _kernels._fadd_ok(p)
         if fmt.name in _FADD_EDGES:
             assert ok == _FADD_EDGES[fmt.name], fmt
-        if not ok:
-            continue
-        _, lean, nz = _kernels._value_variant(p)
-        want = np.empty_like(bits)
-        got = np.empty_like(bits)
-        _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
-        _kernels._F32_VAL_FADD[lean, nz](bits, got, p, np.uint64(0))
-        bad = np.flatnonzero(got != want)
-        assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
+        if ok:
+            _nearest_even_kernel_equals_integer_kernel(fmt, _kernels._F32_VAL_FADD, sat)
 
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "tf32", "e8m13", "e8m1", "e8m4u", "e8m5", "e5m2b127", "e6m3b127fn",
@@ -181,19 +185,11 @@ def test_nearest_even_with_one_shift_count_equals_integer_kernel(fmt):
     (``_value_f32_rne_flat``) gives the integer value kernel's bits, saturating or not
     (bfloat16 on all 2^32 inputs: test_all_float32_inputs_quantize_equals_decoded_encode)."""
     fmt = fp8emu.get_format(fmt)
-    bits = _f32_test_bits()
     for sat in (False, True):
         p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
         assert p is not None and _kernels._flat_ok(p) == (fmt.emin == -126), fmt
-        if fmt.emin != -126:
-            continue
-        _, lean, nz = _kernels._value_variant(p)
-        want = np.empty_like(bits)
-        got = np.empty_like(bits)
-        _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
-        _kernels._F32_VAL_FLAT[lean, nz](bits, got, p, np.uint64(0))
-        bad = np.flatnonzero(got != want)
-        assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
+        if fmt.emin == -126:
+            _nearest_even_kernel_equals_integer_kernel(fmt, _kernels._F32_VAL_FLAT, sat)
 
 
 @pytest.mark.slow
