@@ -566,7 +566,7 @@ def _value_f32_rne(b, c, cf, lean, nz):
     target's subnormals share its smallest normal binade) the target's quantum is
     ``2^(E - 127 - m)``.  The magic number ``s = 2^(E - 127 - m + 23)`` puts ``|x| + s`` in a
     float32 binade whose spacing is exactly that quantum, so the IEEE addition (round to
-    nearest, ties to even: the default rounding of every CPU float unit, which no fastmath
+    nearest, ties to even: the default rounding of every CPU float unit, which no relaxed-math
     flag may loosen) rounds ``|x|`` to the target's grid in one step; ``(|x| + s) - s`` is
     exact.  Ties go to even quanta, as ``s`` is an even number of them (2^23)::
 
