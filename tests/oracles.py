@@ -14,7 +14,7 @@ import numpy as np
 
 from fp8emu.format import Format, RoundMode, Specials, TieRule
 
-__all__ = ["round_by_value_set", "ML_DTYPES_NAMES", "ml_dtype"]
+__all__ = ["round_by_value_set", "ML_DTYPES_NAMES", "ml_dtype", "ml_dtypes_double_rounds_float64"]
 
 ML_DTYPES_NAMES = {
     "e5m2": "float8_e5m2", "e4m3fn": "float8_e4m3fn", "e4m3fnuz": "float8_e4m3fnuz",
@@ -34,6 +34,16 @@ def ml_dtype(fmt: Format):
 
 
 @lru_cache(maxsize=None)
+def ml_dtypes_double_rounds_float64() -> bool:
+    """Whether the installed ml_dtypes narrows float64 to float32 before rounding to FP8 (its
+    releases up to 0.6 did: PR #401; 0.7.0 rounds float64 once).  Probe: -431.99999999999994
+    is -416 in e4m3fn, but its float32 neighbour -432 is a tie that goes to -448."""
+    import ml_dtypes
+    got = np.array([-431.99999999999994]).astype(ml_dtypes.float8_e4m3fn).astype(np.float64)[0]
+    assert got in (-416.0, -448.0), got
+    return bool(got == -448.0)
+
+
 def _table(fmt: Format):
     """Sorted non-negative magnitudes, their codes and significand parity, plus the virtual
     value above max (what max rounds up to with an unbounded exponent)."""
