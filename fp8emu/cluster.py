@@ -12,11 +12,16 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["connect", "limit_threads"]
+__all__ = ["connect", "limit_threads", "blas_threads"]
 
 
 def limit_threads(threads: int | None) -> None:
-    """Cap Numba's (and, when threadpoolctl is installed, BLAS's) threads at ``threads``; None: leave them.
+    """Cap Numba's and BLAS's threads at ``threads``; None: leave them.
+
+    BLAS through threadpoolctl when it is installed, else through the ``openblas_set_num_threads``
+    of the OpenBLAS NumPy loaded (:func:`blas_threads`).  The cap matters for bits, not only
+    speed: on OpenBLAS's Haswell kernel (AVX2 hosts) the split of ``np.matmul`` over threads
+    changes the rounding of some sums, so runs compare bit for bit only at equal BLAS threads.
 
     Args:
         threads: the thread count (None: no change).
@@ -29,7 +34,54 @@ def limit_threads(threads: int | None) -> None:
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
     except ImportError:
-        pass
+        blas_threads(threads)
+
+
+def _openblas_calls(name: str) -> Any:
+    """The OpenBLAS function ``name`` (e.g. ``openblas_set_num_threads``) of the OpenBLAS that
+    NumPy loaded, found in /proc/self/maps (Linux); None elsewhere.  NumPy's wheels ship
+    scipy-openblas, whose symbols carry a ``scipy_`` prefix and, in the ILP64 build, a ``64_``
+    suffix: all four spellings are tried."""
+    import ctypes
+
+    import numpy  # noqa: F401  (loads its BLAS)
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in (name, name + "64_", "scipy_" + name, "scipy_" + name + "64_"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                return fn
+    return None
+
+
+def blas_threads(threads: int | None = None) -> int | None:
+    """OpenBLAS's thread count, set to ``threads`` first when given.
+
+    Args:
+        threads: the new thread count (None: only read it).
+
+    Returns:
+        The count after the call; None when NumPy's BLAS is not an OpenBLAS found in this
+        process (then nothing is set).
+    """
+    get = _openblas_calls("openblas_get_num_threads")
+    if get is None:
+        return None
+    if threads is not None:
+        setter = _openblas_calls("openblas_set_num_threads")
+        if setter is not None:
+            import ctypes
+            setter.argtypes = [ctypes.c_int]
+            setter(int(threads))
+    return int(get())
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ task, which resumes from the checkpoint and ends bit-identical; a restarted swee
 finished cells.
 """
 
+import contextlib
 import os
 
 import pytest
@@ -42,19 +43,29 @@ def client(dask_client):
     return dask_client
 
 
+@contextlib.contextmanager
+def one_thread():
+    """One Numba and one BLAS thread, as the workers have, for training in this process (on
+    OpenBLAS's Haswell kernel the BLAS thread split changes the fp32 runs' bits)."""
+    import numba
+    from fp8emu.cluster import blas_threads, limit_threads
+    previous, previous_blas = numba.get_num_threads(), blas_threads()
+    limit_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+        blas_threads(previous_blas)
+
+
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory, data):
     """The grid's runs trained one after another in this process (the reference)."""
-    import numba
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with one_thread():
         out = tmp_path_factory.mktemp("sequential")
         cells = expand_grid(base_config(data), RECIPES, SEEDS, {}, str(out))
         for c in cells:
             train_mod.train(c.config, progress=False)
-    finally:
-        numba.set_num_threads(previous)
     return cells
 
 
@@ -101,7 +112,7 @@ def test_restart_skips_finished_cells(tmp_path, data, client, sequential):
     first = run_cells(client, cells[:1], str(tmp_path), progress=False, log=lambda _: None)
     assert first.started_at == {cells[0].name: 0}
     # A client that died during the sweep: one cell finished, one checkpointed after epoch 1.
-    with pytest.raises(_Stop):
+    with pytest.raises(_Stop), one_thread():
         train_mod.train(cells[1].config, progress=False, on_epoch=_stop_after_first)
     stamp = os.stat(os.path.join(cells[0].config["out"], "checkpoint.npz")).st_mtime_ns
     messages = []
@@ -184,3 +195,23 @@ def test_cli_sweep_refuses(tmp_path, data, capsys, bad, message):
         status = exc.code
     assert status in (1, 2)
     assert message in capsys.readouterr().err
+
+
+def test_limit_threads_caps_blas_without_threadpoolctl(monkeypatch):
+    """limit_threads caps NumPy's OpenBLAS even when threadpoolctl is missing (then by OpenBLAS's
+    own setter), since the BLAS thread split changes fp32 bits on some kernels."""
+    import sys
+    from fp8emu.cluster import blas_threads, limit_threads
+    before = blas_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS found in this process")
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)      # import fails
+    import numba
+    numba_before = numba.get_num_threads()
+    try:
+        limit_threads(1)
+        assert blas_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        blas_threads(before)
+        numba.set_num_threads(numba_before)
+    assert blas_threads() == before
