@@ -20,36 +20,92 @@ def _close(name, ours, theirs, rtol=2e-4):
     assert err <= rtol * scale, f"{name}: max |ours - torch| = {err:.3g}, max |torch| = {scale:.3g}"
 
 
+class _ReluWithMasks(torch.nn.Module):
+    """A ReLU whose branch decisions are given: call ``k`` multiplies by ``masks[k]``."""
+
+    def __init__(self, masks, inputs):
+        super().__init__()
+        self.masks, self.inputs = masks, inputs
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return x * torch.from_numpy(self.masks[len(self.inputs) - 1]).to(x.dtype)
+
+
+def _record_relu_masks(monkeypatch):
+    """Record, in call order, which elements each ReLU of our engine passes (its output > 0:
+    the fused batch-norm + ReLU, ``add_relu`` and ``relu``)."""
+    masks = []
+
+    def recording(fn, is_relu=lambda kwargs: True):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if is_relu(kwargs):
+                masks.append(np.asarray(out.data > 0))
+            return out
+        return wrapped
+
+    monkeypatch.setattr(ops, "batch_norm2d", recording(ops.batch_norm2d, lambda kw: kw.get("relu", False)))
+    monkeypatch.setattr(ops, "add_relu", recording(ops.add_relu))
+    monkeypatch.setattr(ops, "relu", recording(ops.relu))
+    return masks
+
+
 @pytest.mark.parametrize("cifar_stem,hw", [(True, 16), (False, 32)])
-def test_resnet18_fp32_matches_pytorch(cifar_stem, hw):
+def test_resnet18_fp32_matches_pytorch(cifar_stem, hw, monkeypatch):
+    """Our fp32 ResNet-18 against PyTorch's in float64, with our ReLU branch decisions.
+
+    The gradient is discontinuous where a ReLU's input is 0, and a few of the ~10^5
+    pre-activations lie within float32 error of 0 (|v| ~ 1e-7..1e-6 of their layer's largest
+    for any input tried): there the sign, and with it a whole upstream gradient element, follows
+    the summation order.  PyTorch's own float32 (oneDNN) flips one such element against its
+    float64 on an AMD Zen 5 host and its gradients then differ by up to 9 % (layer4.1 in the
+    CIFAR stem case), with every other element in agreement.  So the oracle is PyTorch in
+    float64 taking our masks, and a second check holds our masks to its own: they may differ
+    only where its pre-activation is within 1e-5 of the layer's largest magnitude."""
     torch.manual_seed(0)
-    ref = torch_resnet18(num_classes=10, width=16, cifar_stem=cifar_stem).double().float()
+    ref = torch_resnet18(num_classes=10, width=16, cifar_stem=cifar_stem).double()
     ref.train()
     nn.manual_seed(1)
     ours = nn.resnet18(num_classes=10, width=16, cifar_stem=cifar_stem)
     get_recipe("fp32").apply(ours)
-    ours.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    ours.load_state_dict({k: v.float().numpy() for k, v in ref.state_dict().items()})
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 3, hw, hw)).astype(np.float32)
     y = rng.integers(0, 10, 6)
 
-    out_t = ref(torch.from_numpy(x))
-    loss_t = torch.nn.functional.cross_entropy(out_t, torch.from_numpy(y), label_smoothing=0.1)
-    loss_t.backward()
+    masks = _record_relu_masks(monkeypatch)
     out = ours(Tensor(x))
     loss = ops.cross_entropy(out, y, label_smoothing=0.1)
     loss.backward()
+    monkeypatch.undo()
 
-    _close("logits", out.data, out_t, rtol=1e-4)
+    inputs = []
+    forced = _ReluWithMasks(masks, inputs)
+    for module in ref.modules():
+        if hasattr(module, "relu"):
+            module.relu = forced
+    out_t = ref(torch.from_numpy(x).double())
+    assert len(inputs) == len(masks), "our ReLUs and PyTorch's are not called alike"
+    for k, (mask, v) in enumerate(zip(masks, inputs)):
+        v = v.numpy()
+        assert mask.shape == v.shape
+        disagree = mask != (v > 0)
+        near_zero = np.abs(v) <= 1e-5 * np.max(np.abs(v))
+        assert not np.any(disagree & ~near_zero), f"ReLU call {k}: our mask differs away from 0"
+    loss_t = torch.nn.functional.cross_entropy(out_t, torch.from_numpy(y), label_smoothing=0.1)
+    loss_t.backward()
+
+    _close("logits", out.data, out_t, rtol=1e-5)
     assert abs(loss.item() - loss_t.item()) <= 1e-5 * abs(loss_t.item())
     grads_t = dict(ref.named_parameters())
     names = [n for n, _ in ours.named_parameters()]
     assert names == list(grads_t)
     for name, p in ours.named_parameters():
-        _close(f"grad {name}", p.grad, grads_t[name].grad, rtol=1e-3)
+        _close(f"grad {name}", p.grad, grads_t[name].grad, rtol=1e-4)
     buffers_t = dict(ref.named_buffers())
     for name, b in ours.named_buffers():
-        _close(f"buffer {name}", np.asarray(b, dtype=np.float64), buffers_t[name].double(), rtol=1e-5)
+        _close(f"buffer {name}", np.asarray(b, dtype=np.float64), buffers_t[name], rtol=1e-5)
 
 
 def test_sgd_and_adamw_steps_match_pytorch():
