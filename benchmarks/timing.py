@@ -162,7 +162,11 @@ def blas_info() -> str:
     except Exception:  # older NumPy: no mode='dicts'; the header must never stop a benchmark
         lib = "unknown BLAS"
     core = _openblas_corename()
-    return f"{lib}, kernel {core}" if core else f"{lib}, kernel unknown"
+    # A kernel forced by the environment is not the one OpenBLAS would pick for this CPU (some
+    # hosts set OPENBLAS_CORETYPE=Haswell on AVX-512 CPUs): say so, or the header misleads.
+    forced = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k))
+    text = f"{lib}, kernel {core}" if core else f"{lib}, kernel unknown"
+    return f"{text} (set by the environment: {forced})" if forced else text
 
 
 def header() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -58,9 +59,27 @@ def test_blas_info_names_numpys_blas_and_its_runtime_kernel():
     core = timing._openblas_corename()
     if "openblas" in blas["name"].lower() and sys.platform.startswith("linux"):
         assert core, "NumPy links OpenBLAS but openblas_get_corename was not found"
-        assert info.endswith(f", kernel {core}")
+        assert f", kernel {core}" in info
     else:
-        assert info.endswith(", kernel unknown") or core
+        assert ", kernel unknown" in info or core
+
+
+def _blas_info_in_a_fresh_process(**env_vars):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", "from benchmarks.timing import blas_info; print(blas_info())"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_blas_info_says_when_the_environment_forces_openblas_kernel():
+    """A forced kernel (some hosts set OPENBLAS_CORETYPE=Haswell on AVX-512 CPUs) is named as such."""
+    if "openblas" not in timing.blas_info().lower() or not sys.platform.startswith("linux") \
+            or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("OpenBLAS kernel names are checked on x86-64 Linux only")
+    free = _blas_info_in_a_fresh_process()
+    assert "set by the environment" not in free
+    forced = _blas_info_in_a_fresh_process(OPENBLAS_CORETYPE="Haswell")
+    assert forced.endswith(", kernel Haswell (set by the environment: OPENBLAS_CORETYPE=Haswell)")
 
 
 def test_cpu_model_is_the_cpuinfo_model_name():
