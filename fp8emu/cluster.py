@@ -8,6 +8,7 @@ Training sweeps (:mod:`fp8emu.sweep`) and the exhaustive conversion hashes
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -37,11 +38,13 @@ def limit_threads(threads: int | None) -> None:
         blas_threads(threads)
 
 
+@functools.lru_cache(maxsize=None)
 def _openblas_calls(name: str) -> Any:
     """The OpenBLAS function ``name`` (e.g. ``openblas_set_num_threads``) of the OpenBLAS that
     NumPy loaded, found in /proc/self/maps (Linux); None elsewhere.  NumPy's wheels ship
     scipy-openblas, whose symbols carry a ``scipy_`` prefix and, in the ILP64 build, a ``64_``
-    suffix: all four spellings are tried."""
+    suffix: all four spellings are tried.  Cached: the lookup (reading the maps, loading the
+    library) took about 2 ms a call, the OpenBLAS calls themselves microseconds."""
     import ctypes
 
     import numpy  # noqa: F401  (loads its BLAS)
