@@ -1,17 +1,18 @@
 """Dask distributed for fp8emu's sweeps: connect to a scheduler, or start a local one.
 
 Training sweeps (:mod:`fp8emu.sweep`) and the exhaustive conversion hashes
-(:mod:`fp8emu.verify.vectors`) share this module, which imports nothing else from fp8emu.
+(:mod:`fp8emu.verify.vectors`) share this module, which imports nothing else from fp8emu (but its OpenBLAS helper).
 ``dask[distributed]`` comes with the ``train`` extra; it is imported only when a cluster is used.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 from typing import Any
+
+from ._blas import blas_threads
 
 __all__ = ["connect", "limit_threads", "blas_threads"]
 
@@ -36,55 +37,6 @@ def limit_threads(threads: int | None) -> None:
         threadpool_limits(threads)
     except ImportError:
         blas_threads(threads)
-
-
-@functools.lru_cache(maxsize=None)
-def _openblas_calls(name: str) -> Any:
-    """The OpenBLAS function ``name`` (e.g. ``openblas_set_num_threads``) of the OpenBLAS that
-    NumPy loaded, found in /proc/self/maps (Linux); None elsewhere.  NumPy's wheels ship
-    scipy-openblas, whose symbols carry a ``scipy_`` prefix and, in the ILP64 build, a ``64_``
-    suffix: all four spellings are tried.  Cached: the lookup (reading the maps, loading the
-    library) took about 2 ms a call, the OpenBLAS calls themselves microseconds."""
-    import ctypes
-
-    import numpy  # noqa: F401  (loads its BLAS)
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in (name, name + "64_", "scipy_" + name, "scipy_" + name + "64_"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                return fn
-    return None
-
-
-def blas_threads(threads: int | None = None) -> int | None:
-    """OpenBLAS's thread count, set to ``threads`` first when given.
-
-    Args:
-        threads: the new thread count (None: only read it).
-
-    Returns:
-        The count after the call; None when NumPy's BLAS is not an OpenBLAS found in this
-        process (then nothing is set).
-    """
-    get = _openblas_calls("openblas_get_num_threads")
-    if get is None:
-        return None
-    if threads is not None:
-        setter = _openblas_calls("openblas_set_num_threads")
-        if setter is not None:
-            import ctypes
-            setter.argtypes = [ctypes.c_int]
-            setter(int(threads))
-    return int(get())
 
 
 @contextlib.contextmanager

@@ -185,6 +185,32 @@ def _scratch(name: str, size: int) -> np.ndarray:
     return buf
 
 
+#: The two-worker pipeline of :func:`_fused_blas_rows` (None: not started yet).  Rounding a
+#: block streams its rows from memory while sgemm waits; sgemm of a cached block is arithmetic.
+#: With every core on each stage in turn the two costs add up; with one worker per core, each
+#: rounding and multiplying its own blocks on one thread, one core's memory stream overlaps the
+#: other's arithmetic (``tools/probes/gemm_pipeline.py``; docs/results/benchmarks.md, issue 19).
+_pipeline_pool: Any = None
+#: One pipeline at a time: it sets OpenBLAS's process-wide thread count to 1 and back.
+_pipeline_lock = threading.Lock()
+_PIPELINE_WORKERS = 2
+
+
+def _pipeline_ready(blocks: int) -> bool:
+    """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: at least two
+    blocks, at least two Numba threads and two OpenBLAS threads to replace (a cap of one thread,
+    e.g. :func:`fp8emu.cluster.limit_threads`, keeps the serial loop), and NumPy's BLAS an
+    OpenBLAS whose thread count can be set (elsewhere the serial loop)."""
+    if blocks < 2:
+        return False
+    import numba
+    if numba.get_num_threads() < _PIPELINE_WORKERS:
+        return False
+    from ._blas import blas_threads
+    threads = blas_threads()
+    return threads is not None and threads >= _PIPELINE_WORKERS
+
+
 def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, saturate: bool,
                      y: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(quantize(a), qb)`` for a 2-D float32 ``a``, a block of rows at a time, into
@@ -192,20 +218,71 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
 
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
     is deterministic; ``a`` of one block is one sgemm call, exactly that), without a fresh
-    ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).
+    ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).  With two
+    or more blocks and two threads, two workers take the blocks in turn, each rounding on one
+    Numba thread and multiplying with OpenBLAS set to one thread for the call
+    (:func:`_pipeline_ready`).  A block's product on one thread does not depend on which worker
+    takes it, so the bits equal the serial loop's at one BLAS thread; OpenBLAS's thread split can
+    round some sums differently on its Haswell kernel (docs/accumulators.md).
     """
-    from .quantize import quantize  # layer 2
     m, k = a.shape
     rows = _block_rows(m, k)
-    buf = _scratch("a", rows * k)
     if y is None:
         y = np.empty((m, qb.shape[1]), dtype=_F32)
-    for r0 in range(0, m, rows):
-        r1 = min(m, r0 + rows)
-        block = buf[:(r1 - r0) * k].reshape(r1 - r0, k)
-        quantize(a[r0:r1], fmt, rounding=rounding, saturate=saturate, out=block)
-        np.matmul(block, qb, out=y[r0:r1])
+    starts = list(range(0, m, rows))
+    with _pipeline_lock:
+        if _pipeline_ready(len(starts)):
+            _run_pipeline(a, qb, fmt, rounding, saturate, y, rows, starts)
+            return y
+    buf = _scratch("a", rows * k)
+    for r0 in starts:
+        _round_and_multiply(a, qb, fmt, rounding, saturate, y, r0, min(m, r0 + rows), buf)
     return y
+
+
+def _round_and_multiply(a, qb, fmt, rounding, saturate, y, r0: int, r1: int, buf: np.ndarray) -> None:
+    """One block: rows ``r0:r1`` of ``a`` rounded into ``buf``, times ``qb``, into ``y[r0:r1]``."""
+    from .quantize import quantize  # layer 2
+    block = buf[:(r1 - r0) * a.shape[1]].reshape(r1 - r0, a.shape[1])
+    quantize(a[r0:r1], fmt, rounding=rounding, saturate=saturate, out=block)
+    np.matmul(block, qb, out=y[r0:r1])
+
+
+def _run_pipeline(a, qb, fmt, rounding, saturate, y, rows: int, starts: list[int]) -> None:
+    """The blocks at ``starts`` on :data:`_PIPELINE_WORKERS` threads, each taking the next block
+    when it is free (one Numba thread each: Numba's count is per calling thread), with
+    OpenBLAS at one thread until every block is done; its count is restored even on error."""
+    global _pipeline_pool
+    import numba
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._blas import blas_threads
+    if _pipeline_pool is None:
+        _pipeline_pool = ThreadPoolExecutor(_PIPELINE_WORKERS, thread_name_prefix="fp8emu-gemm")
+    m = a.shape[0]
+    queue = iter(starts)
+    take = threading.Lock()
+
+    def worker() -> None:
+        numba.set_num_threads(1)
+        buf = _scratch("a", rows * a.shape[1])
+        while True:
+            with take:
+                r0 = next(queue, None)
+            if r0 is None:
+                return
+            _round_and_multiply(a, qb, fmt, rounding, saturate, y, r0, min(m, r0 + rows), buf)
+
+    from concurrent.futures import wait
+    before = blas_threads()
+    blas_threads(1)
+    try:
+        futures = [_pipeline_pool.submit(worker) for _ in range(_PIPELINE_WORKERS)]
+        wait(futures)                    # both done before OpenBLAS's count goes back, even on error
+        for f in futures:
+            f.result()
+    finally:
+        blas_threads(before)
 
 
 def _out_target(out: np.ndarray | None, shape: tuple[int, ...], a_vec: bool, b_vec: bool,

@@ -205,6 +205,69 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     assert np.array_equal(y, want, equal_nan=True)
 
 
+def _pipeline_possible():
+    import numba
+
+    from fp8emu._blas import blas_threads
+    threads = blas_threads()
+    if threads is None or numba.get_num_threads() < 2 or threads < 2:
+        pytest.skip("the two-worker pipeline needs NumPy's OpenBLAS and two threads of each")
+
+
+def test_fused_blocks_pipeline_bits_equal_the_serial_loop_on_one_blas_thread(monkeypatch):
+    """Many row blocks on two threads run on the two-worker pipeline (each block rounded and
+    multiplied on one thread); its product has the bits of the serial loop at one OpenBLAS
+    thread, for random operands whose sums round (not only exact ones), and OpenBLAS's thread
+    count is back afterwards."""
+    _pipeline_possible()
+    from fp8emu._blas import blas_threads
+    gemm = importlib.import_module("fp8emu.gemm")
+    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
+    ran = []
+    real = gemm._run_pipeline
+    monkeypatch.setattr(gemm, "_run_pipeline", lambda *a: ran.append(1) or real(*a))
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((3000, 257), dtype=np.float32)
+    b = rng.standard_normal((257, 40), dtype=np.float32)
+    before = blas_threads()
+    y = matmul(a, b, a_fmt="e5m2", b_fmt="e4m3fn")
+    assert ran, "the pipeline was not taken"
+    assert blas_threads() == before
+    blas_threads(1)
+    try:
+        serial = matmul(a, b, a_fmt="e5m2", b_fmt="e4m3fn")
+    finally:
+        blas_threads(before)
+    assert len(ran) == 1, "one BLAS thread must keep the serial loop"
+    assert np.array_equal(y, serial)
+    want = np.matmul(quantize(a, "e5m2"), quantize(b, "e4m3fn"))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkeypatch):
+    _pipeline_possible()
+    from fp8emu._blas import blas_threads
+    gemm = importlib.import_module("fp8emu.gemm")
+    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
+    real = gemm._round_and_multiply
+    seen = []
+
+    def failing(*args):
+        seen.append(args[6])
+        if args[6] > 0 and len(seen) == 3:
+            raise RuntimeError("planted failure in a block")
+        return real(*args)
+
+    monkeypatch.setattr(gemm, "_round_and_multiply", failing)
+    before = blas_threads()
+    a = np.ones((2000, 100), np.float32)
+    with pytest.raises(RuntimeError, match="planted failure"):
+        matmul(a, np.ones((100, 8), np.float32), a_fmt="e5m2", b_fmt="e5m2")
+    assert blas_threads() == before
+
+
 def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
     """Row blocks: ~4 MiB of ``a`` (to stay in cache), at least 2048 rows (each sgemm call packs
     B again), at most 64 MiB, and spread evenly (no short last block)."""
