@@ -26,12 +26,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-import numpy as np
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-import fp8emu  # noqa: E402
+# fp8emu first: it sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads OpenBLAS.  With NumPy first
+# OpenBLAS's workers spin for about 2^28 cycles after each call and take the cores the pipeline's
+# single-threaded calls need (measured: 0.39-0.71x np.matmul instead of 0.82-1.03x).
+import fp8emu  # noqa: E402  (isort: skip)
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
 from benchmarks.gemm import SHAPES  # noqa: E402
 from benchmarks.timing import header  # noqa: E402
 from fp8emu.cluster import blas_threads  # noqa: E402
