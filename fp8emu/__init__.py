@@ -13,12 +13,16 @@ OpenBLAS reads its setting when it loads, so it has no effect when NumPy came fi
 """
 
 import os as _os
+import sys as _sys
 
 #: The thread settings this import added to ``os.environ`` (those you had set are not here).
 THREAD_ENV_DEFAULTS = {name: value for name, value in (
     ("OMP_WAIT_POLICY", "PASSIVE"),          # Numba's OpenMP workers sleep when idle
     ("OPENBLAS_THREAD_TIMEOUT", "4"),        # OpenBLAS workers spin 2^4 cycles, not 2^28
 ) if name not in _os.environ}
+# NumPy loads OpenBLAS when it is imported: had it come first, our timeout came too late (its
+# workers spin after each call, which the GEMM pipeline cannot afford; fp8emu.gemm asks this).
+_OPENBLAS_SPIN_SET = "numpy" not in _sys.modules or "OPENBLAS_THREAD_TIMEOUT" not in THREAD_ENV_DEFAULTS
 _os.environ.update(THREAD_ENV_DEFAULTS)
 
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule

@@ -199,10 +199,16 @@ _PIPELINE_WORKERS = 2
 def _pipeline_ready(blocks: int) -> bool:
     """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: at least two
     blocks, at least two Numba threads and two OpenBLAS threads to replace (a cap of one thread,
-    e.g. :func:`fp8emu.cluster.limit_threads`, keeps the serial loop), and NumPy's BLAS an
-    OpenBLAS whose thread count can be set (elsewhere the serial loop)."""
+    e.g. :func:`fp8emu.cluster.limit_threads`, keeps the serial loop), NumPy's BLAS an OpenBLAS
+    whose thread count can be set, and OpenBLAS loaded after fp8emu set its spin timeout (or
+    with a timeout of your own).  With NumPy imported first OpenBLAS's idle workers spin for
+    2^28 cycles after each two-thread call and take the cores the workers need (measured 2x
+    slower than the serial loop: docs/results/benchmarks.md, issue 19)."""
     if blocks < 2:
         return False
+    import fp8emu
+    if not fp8emu._OPENBLAS_SPIN_SET:
+        return False                     # NumPy came first: OpenBLAS's workers spin after each call
     import numba
     if numba.get_num_threads() < _PIPELINE_WORKERS:
         return False

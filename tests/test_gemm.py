@@ -1,6 +1,10 @@
 """fp8emu.matmul: quantization, codes, batching, scales, output rounding, stochastic streams, bad input."""
 
 import importlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,8 +209,14 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     assert np.array_equal(y, want, equal_nan=True)
 
 
-def _pipeline_possible():
+def _pipeline_possible(monkeypatch=None):
+    """Skip unless the pipeline can run here; with ``monkeypatch``, let it run in this process
+    even though pytest imported NumPy before fp8emu (these tests check bits, not speed)."""
     import numba
+
+    import fp8emu
+    if monkeypatch is not None:
+        monkeypatch.setattr(fp8emu, "_OPENBLAS_SPIN_SET", True)
 
     from fp8emu._blas import blas_threads
     threads = blas_threads()
@@ -219,7 +229,7 @@ def test_fused_blocks_pipeline_bits_equal_the_serial_loop_on_one_blas_thread(mon
     multiplied on one thread); its product has the bits of the serial loop at one OpenBLAS
     thread, for random operands whose sums round (not only exact ones), and OpenBLAS's thread
     count is back afterwards."""
-    _pipeline_possible()
+    _pipeline_possible(monkeypatch)
     from fp8emu._blas import blas_threads
     gemm = importlib.import_module("fp8emu.gemm")
     monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
@@ -245,8 +255,23 @@ def test_fused_blocks_pipeline_bits_equal_the_serial_loop_on_one_blas_thread(mon
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
 
 
-def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkeypatch):
+def test_fused_blocks_pipeline_only_when_fp8emu_set_openblas_spin_timeout():
+    """NumPy imported before fp8emu: OpenBLAS loaded without fp8emu's short spin timeout, so the
+    pipeline (which needs idle OpenBLAS workers to sleep) is not used; fp8emu first: it is
+    (given two threads), and so with a timeout set by the user before NumPy."""
     _pipeline_possible()
+    probe = "import fp8emu.gemm as g; print(g._pipeline_ready(4))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    def run(code, **extra):
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout.strip()
+    assert run("import numpy, " + probe.replace("import ", "", 1)) == "False"
+    assert run(probe) == "True"
+    assert run("import numpy, " + probe.replace("import ", "", 1), OPENBLAS_THREAD_TIMEOUT="4") == "True"
+
+
+def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkeypatch):
+    _pipeline_possible(monkeypatch)
     from fp8emu._blas import blas_threads
     gemm = importlib.import_module("fp8emu.gemm")
     monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
