@@ -1,21 +1,18 @@
-"""Probe (issue #19): would a two-worker pipeline lift ``fp8emu.matmul`` at the small-N shapes?
+"""Probe (issue #19): ``fp8emu.matmul``'s two-worker pipeline against its serial row-block loop.
 
     python tools/probes/gemm_pipeline.py --shape 0          # 131072 x 576 x 64
     env -u OPENBLAS_CORETYPE python tools/probes/gemm_pipeline.py --shape 1
 
-``fp8emu.matmul`` (``fp32_blas``) rounds a block of ``a``'s rows with every core, then hands the
-block to sgemm on every core: the rounding streams ``a`` from memory while sgemm waits, so the
-two costs add up.  The design probed here gives each of two Python threads its own row blocks:
-it rounds a block (one Numba thread) and multiplies it (single-threaded sgemm) while the other
-worker does the same, so one core's memory stream overlaps the other's arithmetic.  sgemm must
-then run on one thread per call, and OpenBLAS's thread count is process-wide: the probe times
-the pipeline with OpenBLAS set to one thread for the call and back afterwards (what a library
-function would have to do) and with OpenBLAS left at one thread throughout.
+``fp8emu.matmul`` (``fp32_blas``, a float32 ``a`` rounded deterministically) rounds ``a`` a block
+of rows at a time into a reused buffer and multiplies each block at once.  The serial loop runs
+each stage on every core in turn, so the rounding's stream of ``a`` from memory adds to sgemm's
+arithmetic; the pipeline gives each of two worker threads its own blocks, each rounding on one
+Numba thread and multiplying with OpenBLAS at one thread, so the two overlap
+(:func:`fp8emu.gemm._run_pipeline`).  The serial loop is what ``fp8emu.matmul`` runs when the
+pipeline is off (``fp8emu._OPENBLAS_SPIN_SET`` false, as after ``import numpy`` before fp8emu).
 
-Each round times ``np.matmul(a, b, out=)`` (OpenBLAS's threads as set at start),
-``fp8emu.matmul(..., out=)`` and both pipelines once; medians over the rounds.  The pipeline's
-product is compared with ``fp8emu.matmul``'s bit for bit (OpenBLAS's Haswell kernel rounds some
-sums differently when the row split changes, as its thread split does).
+Each round times every case once (``np.matmul`` and both loops, into ``out=`` and into a fresh
+array); medians over the rounds; the two loops' products are compared bit for bit.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import argparse
 import pathlib
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
@@ -43,47 +39,37 @@ from fp8emu.cluster import blas_threads  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, default=0, choices=range(len(SHAPES)), help="index into benchmarks.gemm.SHAPES")
-    parser.add_argument("--rows", type=int, default=1024, help="rows per block of each worker (default 1024)")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     m, k, n = SHAPES[args.shape]
-    rows = args.rows
     print(header())
-    print(f"# {m} x {k} x {n}, e5m2, {args.rounds} rounds, blocks of {rows} rows per worker, 2 workers")
+    print(f"# {m} x {k} x {n}, e5m2, {args.rounds} rounds; OpenBLAS threads {blas_threads()}, Numba threads "
+          f"{numba.get_num_threads()}; fp8emu imported before NumPy: {fp8emu._OPENBLAS_SPIN_SET}")
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    qb = fp8emu.quantize(b, "e5m2")
-    y_np, y_ref, y_pipe = (np.empty((m, n), np.float32) for _ in range(3))
-    bufs = [np.empty(rows * k, np.float32) for _ in range(2)]
-    pool = ThreadPoolExecutor(2)
-    start_threads = blas_threads()
+    y_np, y_serial, y_pipe = (np.empty((m, n), np.float32) for _ in range(3))
+    spin_set = fp8emu._OPENBLAS_SPIN_SET
 
-    def worker(t: int) -> None:
-        numba.set_num_threads(1)               # per calling thread in Numba
-        for r0 in range(t * rows, m, 2 * rows):
-            r1 = min(r0 + rows, m)
-            blk = bufs[t][:(r1 - r0) * k].reshape(r1 - r0, k)
-            fp8emu.quantize(a[r0:r1], "e5m2", out=blk)
-            np.matmul(blk, qb, out=y_pipe[r0:r1])
-
-    def pipeline_switching() -> None:
-        blas_threads(1)
-        try:
-            list(pool.map(worker, range(2)))
-        finally:
-            blas_threads(start_threads)
-
-    def pipeline_fixed() -> None:
-        list(pool.map(worker, range(2)))
+    def fp8(pipeline: bool, out):
+        def run():
+            fp8emu._OPENBLAS_SPIN_SET = pipeline and spin_set
+            try:
+                return fp8emu.matmul(a, b, a_fmt="e5m2", b_fmt="e5m2", out=out)
+            finally:
+                fp8emu._OPENBLAS_SPIN_SET = spin_set
+        return run
 
     cases = {
         "np.matmul out=": lambda: np.matmul(a, b, out=y_np),
-        "fp8emu.matmul out=": lambda: fp8emu.matmul(a, b, a_fmt="e5m2", b_fmt="e5m2", out=y_ref),
-        "pipeline, OpenBLAS 1 thread per call": pipeline_switching,
+        "np.matmul fresh": lambda: np.matmul(a, b),
+        "fp8emu.matmul serial loop, out=": fp8(False, y_serial),
+        "fp8emu.matmul pipeline, out=": fp8(True, y_pipe),
+        "fp8emu.matmul serial loop, fresh": fp8(False, None),
+        "fp8emu.matmul pipeline, fresh": fp8(True, None),
     }
-    times: dict[str, list[float]] = {name: [] for name in [*cases, "pipeline, OpenBLAS at 1 thread throughout"]}
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for fn in cases.values():
         fn()                                   # compile, fault the buffers in
     for _ in range(args.rounds):
@@ -91,21 +77,13 @@ def main() -> None:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    same = np.array_equal(y_ref, y_pipe)
-    blas_threads(1)
-    pipeline_fixed()
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        pipeline_fixed()
-        times["pipeline, OpenBLAS at 1 thread throughout"].append(time.perf_counter() - t0)
-    blas_threads(start_threads)
-
-    base = float(np.median(times["np.matmul out="]))
+    base = {"out=": float(np.median(times["np.matmul out="])), "fresh": float(np.median(times["np.matmul fresh"]))}
     for name, ts in times.items():
         med = float(np.median(ts))
-        print(f"{name:44s} {med * 1e3:8.1f} ms (min {min(ts) * 1e3:6.1f})   np.matmul / this {base / med:5.2f}")
-    print("pipeline product equals fp8emu.matmul's bit for bit" if same
-          else f"pipeline product differs from fp8emu.matmul's in {np.count_nonzero(y_ref != y_pipe)} elements")
+        kind = "out=" if name.endswith("out=") else "fresh"
+        print(f"{name:36s} {med * 1e3:8.1f} ms (min {min(ts) * 1e3:6.1f})   np.matmul {kind} / this {base[kind] / med:5.2f}")
+    print("pipeline product equals the serial loop's bit for bit" if np.array_equal(y_serial, y_pipe)
+          else f"pipeline product differs from the serial loop's in {np.count_nonzero(y_serial != y_pipe)} elements")
 
 
 if __name__ == "__main__":
