@@ -17,6 +17,7 @@ layer's conversion of them first.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -190,21 +191,34 @@ def _scratch(name: str, size: int) -> np.ndarray:
 #: With every core on each stage in turn the two costs add up; with one worker per core, each
 #: rounding and multiplying its own blocks on one thread, one core's memory stream overlaps the
 #: other's arithmetic (``tools/probes/gemm_pipeline.py``; docs/results/benchmarks.md, issue 19).
+#: Opt-in (``FP8EMU_GEMM_PIPELINE=1``): it gained 2-23 % on an AMD Zen 5 and lost 15-30 % on an
+#: Intel Xeon, whose OpenBLAS ran two concurrent one-thread calls only 1.29x faster than one;
+#: and on OpenBLAS's Haswell kernel its bits are those of one BLAS thread, not of two.  A choice
+#: by timing would make the bits depend on the load, so it is the user's.
+PIPELINE_ENV = "FP8EMU_GEMM_PIPELINE"
 _pipeline_pool: Any = None
 #: One pipeline at a time: it sets OpenBLAS's process-wide thread count to 1 and back.
 _pipeline_lock = threading.Lock()
 _PIPELINE_WORKERS = 2
 
 
+def _pipeline_requested() -> bool:
+    """``FP8EMU_GEMM_PIPELINE``: ``1`` asks for the pipeline, ``0`` or unset for the serial loop."""
+    value = os.environ.get(PIPELINE_ENV, "0").strip()
+    if value not in ("0", "1", ""):
+        raise ValueError(f"{PIPELINE_ENV}={value!r}: expected 1 (two-worker GEMM pipeline) or 0 (serial loop)")
+    return value == "1"
+
+
 def _pipeline_ready(blocks: int) -> bool:
-    """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: at least two
-    blocks, at least two Numba threads and two OpenBLAS threads to replace (a cap of one thread,
+    """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: asked for
+    (:data:`PIPELINE_ENV` is ``1``), at least two blocks, at least two Numba threads and two OpenBLAS threads to replace (a cap of one thread,
     e.g. :func:`fp8emu.cluster.limit_threads`, keeps the serial loop), NumPy's BLAS an OpenBLAS
     whose thread count can be set, and OpenBLAS loaded after fp8emu set its spin timeout (or
     with a timeout of your own).  With NumPy imported first OpenBLAS's idle workers spin for
     2^28 cycles after each two-thread call and take the cores the workers need (measured 2x
     slower than the serial loop: docs/results/benchmarks.md, issue 19)."""
-    if blocks < 2:
+    if not _pipeline_requested() or blocks < 2:
         return False
     import fp8emu
     if not fp8emu._OPENBLAS_SPIN_SET:
@@ -224,8 +238,8 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
 
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
     is deterministic; ``a`` of one block is one sgemm call, exactly that), without a fresh
-    ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).  With two
-    or more blocks and two threads, two workers take the blocks in turn, each rounding on one
+    ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).  With
+    ``FP8EMU_GEMM_PIPELINE=1``, two or more blocks and two threads, two workers take the blocks in turn, each rounding on one
     Numba thread and multiplying with OpenBLAS set to one thread for the call
     (:func:`_pipeline_ready`).  A block's product on one thread does not depend on which worker
     takes it, so the bits equal the serial loop's at one BLAS thread; OpenBLAS's thread split can

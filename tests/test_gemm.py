@@ -217,6 +217,7 @@ def _pipeline_possible(monkeypatch=None):
     import fp8emu
     if monkeypatch is not None:
         monkeypatch.setattr(fp8emu, "_OPENBLAS_SPIN_SET", True)
+        monkeypatch.setenv("FP8EMU_GEMM_PIPELINE", "1")
 
     from fp8emu._blas import blas_threads
     threads = blas_threads()
@@ -262,12 +263,28 @@ def test_fused_blocks_pipeline_only_when_fp8emu_set_openblas_spin_timeout():
     _pipeline_possible()
     probe = "import fp8emu.gemm as g; print(g._pipeline_ready(4))"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env["FP8EMU_GEMM_PIPELINE"] = "1"
     def run(code, **extra):
         return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
                               check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout.strip()
     assert run("import numpy, " + probe.replace("import ", "", 1)) == "False"
     assert run(probe) == "True"
     assert run("import numpy, " + probe.replace("import ", "", 1), OPENBLAS_THREAD_TIMEOUT="4") == "True"
+
+
+def test_fused_blocks_pipeline_is_opt_in_and_its_switch_is_checked(monkeypatch):
+    """The serial loop unless FP8EMU_GEMM_PIPELINE=1 (the pipeline lost 15-30 % on a Xeon and
+    changes bits on OpenBLAS's Haswell kernel); any other value than 0/1 is an error."""
+    _pipeline_possible(monkeypatch)
+    gemm = importlib.import_module("fp8emu.gemm")
+    assert gemm._pipeline_ready(4)
+    monkeypatch.delenv("FP8EMU_GEMM_PIPELINE")
+    assert not gemm._pipeline_ready(4)
+    monkeypatch.setenv("FP8EMU_GEMM_PIPELINE", "0")
+    assert not gemm._pipeline_ready(4)
+    monkeypatch.setenv("FP8EMU_GEMM_PIPELINE", "yes")
+    with pytest.raises(ValueError, match="FP8EMU_GEMM_PIPELINE='yes': expected 1"):
+        matmul(np.ones((5000, 300), np.float32), np.ones((300, 4), np.float32), a_fmt="e5m2", b_fmt="e5m2")
 
 
 def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkeypatch):

@@ -8,8 +8,8 @@ of rows at a time into a reused buffer and multiplies each block at once.  The s
 each stage on every core in turn, so the rounding's stream of ``a`` from memory adds to sgemm's
 arithmetic; the pipeline gives each of two worker threads its own blocks, each rounding on one
 Numba thread and multiplying with OpenBLAS at one thread, so the two overlap
-(:func:`fp8emu.gemm._run_pipeline`).  The serial loop is what ``fp8emu.matmul`` runs when the
-pipeline is off (``fp8emu._OPENBLAS_SPIN_SET`` false, as after ``import numpy`` before fp8emu).
+(:func:`fp8emu.gemm._run_pipeline`).  The probe switches ``FP8EMU_GEMM_PIPELINE`` between 1 and
+0 (the default: the serial loop) around each call.
 
 Each round times every case once (``np.matmul`` and both loops, into ``out=`` and into a fresh
 array); medians over the rounds; the two loops' products are compared bit for bit.
@@ -18,6 +18,7 @@ array); medians over the rounds; the two loops' products are compared bit for bi
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import time
@@ -50,15 +51,14 @@ def main() -> None:
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
     y_np, y_serial, y_pipe = (np.empty((m, n), np.float32) for _ in range(3))
-    spin_set = fp8emu._OPENBLAS_SPIN_SET
 
     def fp8(pipeline: bool, out):
         def run():
-            fp8emu._OPENBLAS_SPIN_SET = pipeline and spin_set
+            os.environ["FP8EMU_GEMM_PIPELINE"] = "1" if pipeline else "0"
             try:
                 return fp8emu.matmul(a, b, a_fmt="e5m2", b_fmt="e5m2", out=out)
             finally:
-                fp8emu._OPENBLAS_SPIN_SET = spin_set
+                os.environ["FP8EMU_GEMM_PIPELINE"] = "0"
         return run
 
     cases = {
