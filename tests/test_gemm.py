@@ -263,7 +263,9 @@ def test_fused_blocks_pipeline_only_when_fp8emu_set_openblas_spin_timeout():
     _pipeline_possible()
     probe = "import fp8emu.gemm as g; print(g._pipeline_ready(4))"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    env["FP8EMU_GEMM_PIPELINE"] = "1"
+    # two threads of each, whatever this process's environment says: in CI's full run the child
+    # got one BLAS thread from it (an earlier test had left a thread cap in os.environ)
+    env.update(FP8EMU_GEMM_PIPELINE="1", NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
     def run(code, **extra):
         return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
                               check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout.strip()
