@@ -126,30 +126,17 @@ def numba_target() -> str:
 
 
 def _openblas_corename() -> str:
-    """OpenBLAS's runtime-selected kernel (``openblas_get_corename``) from the library NumPy loaded.
+    """OpenBLAS's runtime-selected kernel (``openblas_get_corename``) from the library NumPy loaded,
+    found as fp8emu finds its thread-count calls (:mod:`fp8emu._blas`: every scipy-openblas
+    spelling, through /proc/self/maps); '' when there is none (not OpenBLAS, not Linux)."""
+    from fp8emu._blas import _openblas_calls
 
-    NumPy's wheels ship scipy-openblas, whose symbols carry a ``scipy_`` prefix and, for the
-    ILP64 build, a ``64_`` suffix; all four spellings are tried.  '' when NumPy is not linked to
-    an OpenBLAS that is loaded and findable in /proc/self/maps (Linux only).
-    """
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
+    fn = _openblas_calls("openblas_get_corename")
+    if fn is None:
         return ""
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename",
-                    "scipy_openblas_get_corename64_"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                core = fn()
-                return core.decode(errors="replace") if core else ""
-    return ""
+    fn.restype = ctypes.c_char_p
+    core = fn()
+    return core.decode(errors="replace") if core else ""
 
 
 def blas_info() -> str:

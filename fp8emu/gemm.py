@@ -212,9 +212,9 @@ def _pipeline_requested() -> bool:
 
 def _pipeline_ready(blocks: int) -> bool:
     """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: asked for
-    (:data:`PIPELINE_ENV` is ``1``), at least two blocks, at least two Numba threads and two OpenBLAS threads to replace (a cap of one thread,
-    e.g. :func:`fp8emu.cluster.limit_threads`, keeps the serial loop), NumPy's BLAS an OpenBLAS
-    whose thread count can be set, and OpenBLAS loaded after fp8emu set its spin timeout (or
+    (:data:`PIPELINE_ENV` is ``1``), at least two blocks, at least two Numba threads and two
+    OpenBLAS threads to replace (a cap of one thread, e.g. :func:`fp8emu.cluster.limit_threads`,
+    keeps the serial loop), NumPy's BLAS an OpenBLAS whose thread count can be set, and OpenBLAS loaded after fp8emu set its spin timeout (or
     with a timeout of your own).  With NumPy imported first OpenBLAS's idle workers spin for
     2^28 cycles after each two-thread call and take the cores the workers need (measured 2x
     slower than the serial loop: docs/results/benchmarks.md, issue 19)."""
@@ -239,9 +239,9 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
     is deterministic; ``a`` of one block is one sgemm call, exactly that), without a fresh
     ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).  With
-    ``FP8EMU_GEMM_PIPELINE=1``, two or more blocks and two threads, two workers take the blocks in turn, each rounding on one
-    Numba thread and multiplying with OpenBLAS set to one thread for the call
-    (:func:`_pipeline_ready`).  A block's product on one thread does not depend on which worker
+    ``FP8EMU_GEMM_PIPELINE=1``, two or more blocks and two threads, two workers take the blocks
+    in turn, each rounding on one Numba thread and multiplying with OpenBLAS set to one thread
+    for the call (:func:`_pipeline_ready`).  A block's product on one thread does not depend on which worker
     takes it, so the bits equal the serial loop's at one BLAS thread; OpenBLAS's thread split can
     round some sums differently on its Haswell kernel (docs/accumulators.md).
     """
@@ -273,8 +273,9 @@ def _run_pipeline(a, qb, fmt, rounding, saturate, y, rows: int, starts: list[int
     when it is free (one Numba thread each: Numba's count is per calling thread), with
     OpenBLAS at one thread until every block is done; its count is restored even on error."""
     global _pipeline_pool
+    from concurrent.futures import ThreadPoolExecutor, wait
+
     import numba
-    from concurrent.futures import ThreadPoolExecutor
 
     from ._blas import blas_threads
     if _pipeline_pool is None:
@@ -293,7 +294,6 @@ def _run_pipeline(a, qb, fmt, rounding, saturate, y, rows: int, starts: list[int
                 return
             _round_and_multiply(a, qb, fmt, rounding, saturate, y, r0, min(m, r0 + rows), buf)
 
-    from concurrent.futures import wait
     before = blas_threads()
     blas_threads(1)
     try:

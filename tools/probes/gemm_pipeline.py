@@ -45,7 +45,7 @@ def main() -> None:
     m, k, n = SHAPES[args.shape]
     print(header())
     print(f"# {m} x {k} x {n}, e5m2, {args.rounds} rounds; OpenBLAS threads {blas_threads()}, Numba threads "
-          f"{numba.get_num_threads()}; fp8emu imported before NumPy: {fp8emu._OPENBLAS_SPIN_SET}")
+          f"{numba.get_num_threads()}; OpenBLAS's spin timeout set before it loaded: {fp8emu._OPENBLAS_SPIN_SET}")
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
