@@ -48,6 +48,7 @@ from numba import njit, prange
 
 from ._random import GAMMA, mix64, mix64_hi
 from ._bitcast import f32_from_bits, bits_from_f32
+from ._vector_width import prefer_512_bit_vectors
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
@@ -255,6 +256,7 @@ def _round_fast(b, i, prm, key0, stochastic):
 def _encode_generic(bits, out, prm, key_base, key0):
     """``out[i] = code of bits[i]`` for 1-d C-contiguous arrays (any format)."""
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
         out[i] = _round_bits(bits[i], i, prm, key_base, key0)
 
 
@@ -262,6 +264,7 @@ def _encode_generic(bits, out, prm, key_base, key0):
 def _quantize_generic(bits, out, lut, prm, key_base, key0):
     """``out[i] = lut[code of bits[i]]``: encode and decode fused (no code temporary)."""
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
         out[i] = lut[_round_bits(bits[i], i, prm, key_base, key0)]
 
 
@@ -269,6 +272,7 @@ def _quantize_generic(bits, out, lut, prm, key_base, key0):
 def _encode_fast(bits, out, prm, key0):
     """:func:`_encode_generic` with :func:`_round_fast`, deterministic modes."""
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
         out[i] = _round_fast(bits[i], i, prm, key0, False)[0]
     return 0
 
@@ -298,6 +302,7 @@ def _encode_fast_sr(bits, out, prm, key0):
     n = bits.shape[0]
     ties = 0
     for c in prange((n + _CHUNK - 1) // _CHUNK):
+        prefer_512_bit_vectors(bits, out)
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
         codes = np.empty(_CHUNK, np.int32)       # int32: LLVM then picks 512-bit vectors
@@ -312,6 +317,7 @@ def _encode_fast_sr(bits, out, prm, key0):
 def _quantize_fast(bits, out, lut, prm, key0):
     """:func:`_quantize_generic` with :func:`_round_fast`, deterministic modes."""
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
         out[i] = lut[_round_fast(bits[i], i, prm, key0, False)[0]]
     return 0
 
@@ -322,6 +328,7 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
     n = bits.shape[0]
     ties = 0
     for c in prange((n + _CHUNK - 1) // _CHUNK):
+        prefer_512_bit_vectors(bits, out)
         lo = c * _CHUNK
         hi = min(n, lo + _CHUNK)
         codes = np.empty(_CHUNK, np.int32)       # int32: LLVM then picks 512-bit vectors
@@ -723,6 +730,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_flat_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 0)
             for i in prange(bits.shape[0]):
+                prefer_512_bit_vectors(bits, out)
                 out[i] = _value_f32_rne_flat(bits[i], c, lean, nz)
         return value_flat_kernel
 
@@ -732,6 +740,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             c = _value_f32_consts(p, 0)
             cf = _value_f32_fadd_consts(p)
             for i in prange(bits.shape[0]):
+                prefer_512_bit_vectors(bits, out)
                 out[i] = _value_f32_rne(bits[i], c, cf, lean, nz)
         return value_fadd_kernel
 
@@ -740,6 +749,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, mode)
             for i in prange(bits.shape[0]):
+                prefer_512_bit_vectors(bits, out)
                 out[i] = _value_f32(bits[i], c, mode, lean, nz)
         return value_kernel
 
@@ -748,6 +758,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_w64_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 5)
             for i in prange(bits.shape[0]):
+                prefer_512_bit_vectors(bits, out)
                 out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, False, True)
         return value_w64_kernel
 
@@ -758,6 +769,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             n = bits.shape[0]
             low = np.uint32(0xFFFFFFFF)
             for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
+                prefer_512_bit_vectors(bits, out)
                 # unsigned indices: no negative-index wraparound code, so LLVM vectorises
                 # the inner loops with 512-bit vectors and the counter as a running sum
                 lo = np.uint64(t * _SR_CHUNK)
@@ -783,6 +795,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     @njit(cache=True, parallel=True)
     def kernel(bits, out, p, key0):
         for i in prange(bits.shape[0]):
+            prefer_512_bit_vectors(bits, out)
             out[i] = _round_f32_k(bits[i], i, p, key0, stochastic, mode, hi32)[which]
     return kernel
 
@@ -889,6 +902,7 @@ def _min_f32_mag(bits):
     (it is below ``limit - 1`` exactly when that count is nonzero)."""
     low = np.uint32(0xFFFFFFFF)
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, bits)
         low = min(low, np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
     return low
 
@@ -900,6 +914,7 @@ def _count_f32_deep(bits, limit):
     n = 0
     lim = np.uint32(limit - 1)
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, bits)
         n += np.int64(((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)) < lim)    # 0 wraps to 2^32 - 1
     return n
 
@@ -908,6 +923,7 @@ def _count_f32_deep(bits, limit):
 def _decode(codes, out, lut):
     """``out[i] = lut[codes[i]]`` (codes already validated by the wrapper)."""
     for i in prange(codes.shape[0]):
+        prefer_512_bit_vectors(codes, out)
         out[i] = lut[codes[i]]
 
 
@@ -966,6 +982,7 @@ def _value_bits(c, d):
 def _decode_wide(codes, out, d):
     """``out[i]`` = output float bits of ``codes[i]`` (codes already validated by the wrapper)."""
     for i in prange(codes.shape[0]):
+        prefer_512_bit_vectors(codes, out)
         out[i] = _value_bits(codes[i], d)
 
 
@@ -973,4 +990,5 @@ def _decode_wide(codes, out, d):
 def _quantize_wide(bits, out, d, prm, key_base, key0):
     """:func:`_quantize_generic` without a table: the value is built from the code."""
     for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
         out[i] = _value_bits(_round_bits(bits[i], i, prm, key_base, key0), d)
