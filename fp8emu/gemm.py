@@ -150,10 +150,49 @@ def _mx_operand(x: Any, fmt, name: str, contraction: int) -> Any:
 
 #: Row blocks of the buffered quantize-then-sgemm path.  Each block of ``a`` is rounded into a
 #: reused buffer and multiplied at once, so sgemm reads it back from cache when the block fits
-#: there: about 4 MiB (the cores' L2 plus part of L3).  A block far larger than the caches is
-#: written to memory by the rounding pass and read back by sgemm (measured on the 2-core Zen 4
-#: at 131072 x 576 x 64: 64 MiB blocks 94 ms, 4 MiB blocks 77 ms, np.matmul alone 68 ms).
-_CACHE_BLOCK_BYTES = 4 << 20
+#: there.  A block far larger than the last-level cache is written to memory by the rounding
+#: pass and read back by sgemm (measured on the 2-core Zen 4, L3 32 MiB, at 131072 x 576 x 64:
+#: 64 MiB blocks 94 ms, 4 MiB blocks 77 ms, np.matmul alone 68 ms); a small block pays, per
+#: block, the wake-up of two sleeping thread pools (Numba's, then OpenBLAS's: about 0.08 ms each
+#: in these virtual machines; quantize of 131072 float32 took 39 us on one thread, 116 us on
+#: two, on the Intel CI host).  So the block is 1/32 of the L3 that the OS reports, between 4 and
+#: 16 MiB: 4 MiB on the Zens (32 MiB L3 per CCD), 15 MiB on the Intel CI host (480 MiB L3), where
+#: 16 MiB blocks ran 0.84 -> 1.03, 0.81-0.85 -> 0.86-0.87 of np.matmul at the two first ResNet-18
+#: shapes (docs/results/benchmarks.md, issue 19).  Bits: see docs/accumulators.md.
+_MIN_CACHE_BLOCK_BYTES = 4 << 20
+_MAX_CACHE_BLOCK_BYTES = 16 << 20
+
+
+def _l3_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The size of CPU 0's level-3 cache as Linux reports it (sysfs), or None where it does not."""
+    try:
+        for index in sorted(os.listdir(cache_dir)):
+            path = os.path.join(cache_dir, index)
+            if not index.startswith("index"):
+                continue
+            with open(os.path.join(path, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(path, "type")) as f:
+                kind = f.read().strip()
+            if level != "3" or kind not in ("Unified", "Data"):
+                continue
+            with open(os.path.join(path, "size")) as f:
+                size = f.read().strip()             # "491520K", "32768K", "1M"
+            units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _cache_block_bytes(l3: int | None) -> int:
+    """Bytes of ``a`` per block for a last-level cache of ``l3`` bytes (None: unknown)."""
+    if not l3:
+        return _MIN_CACHE_BLOCK_BYTES
+    return min(_MAX_CACHE_BLOCK_BYTES, max(_MIN_CACHE_BLOCK_BYTES, l3 // 32))
+
+
+_CACHE_BLOCK_BYTES = _cache_block_bytes(_l3_bytes())
 #: ...but at least this many rows: every sgemm call packs B again, which a few rows of a long K
 #: do not amortise (2048 x 4608 x 512 in 4 MiB blocks of 227 rows: 16 % slower than one call).
 _MIN_BLOCK_ROWS = 2048
@@ -191,10 +230,12 @@ def _scratch(name: str, size: int) -> np.ndarray:
 #: With every core on each stage in turn the two costs add up; with one worker per core, each
 #: rounding and multiplying its own blocks on one thread, one core's memory stream overlaps the
 #: other's arithmetic (``tools/probes/gemm_pipeline.py``; docs/results/benchmarks.md, issue 19).
-#: Opt-in (``FP8EMU_GEMM_PIPELINE=1``): it gained 2-23 % on an AMD Zen 5 and lost 15-30 % on an
-#: Intel Xeon, whose OpenBLAS ran two concurrent one-thread calls only 1.29x faster than one;
-#: and on OpenBLAS's Haswell kernel its bits are those of one BLAS thread, not of two.  A choice
-#: by timing would make the bits depend on the load, so it is the user's.
+#: Opt-in (``FP8EMU_GEMM_PIPELINE=1``): it gained 2-23 % on an AMD Zen 5 and 2-20 % on the Intel
+#: CI host (e.g. 1.01 -> 1.06 of np.matmul at 131072 x 576 x 64, 0.85 -> 0.92 at 32768 x 1152 x
+#: 128), and lost 15-30 % on the GPU machine's Intel Xeon, whose OpenBLAS ran two concurrent
+#: one-thread calls only 1.29x faster than one; and on OpenBLAS's Haswell kernel its bits are
+#: those of one BLAS thread, not of two.  A choice by timing would make the bits depend on the
+#: load, so it is the user's.
 PIPELINE_ENV = "FP8EMU_GEMM_PIPELINE"
 _pipeline_pool: Any = None
 #: One pipeline at a time: it sets OpenBLAS's process-wide thread count to 1 and back.

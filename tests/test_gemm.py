@@ -313,9 +313,10 @@ def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkey
 
 
 def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
-    """Row blocks: ~4 MiB of ``a`` (to stay in cache), at least 2048 rows (each sgemm call packs
-    B again), at most 64 MiB, and spread evenly (no short last block)."""
+    """Row blocks: ~4 MiB of ``a`` (to stay in cache; the size of a 32 MiB L3), at least 2048 rows
+    (each sgemm call packs B again), at most 64 MiB, and spread evenly (no short last block)."""
     gemm = importlib.import_module("fp8emu.gemm")
+    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", gemm._cache_block_bytes(32 << 20))
     rows = gemm._block_rows
     assert rows(131072, 576) == 2048                   # 4 MiB is 1820 rows: the minimum wins
     assert rows(131072, 64) == 16384                   # 4 MiB of short rows
@@ -331,6 +332,38 @@ def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
             assert r * blocks - m < blocks                  # the last block is at most blocks - 1 rows short
     monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
     assert rows(131072, 576) == 1796                  # 73 blocks of about 4 MiB
+
+
+def test_block_bytes_follow_the_l3_size(tmp_path):
+    """1/32 of the L3 that Linux reports (sysfs), between 4 and 16 MiB; 4 MiB where it reports
+    none or something unreadable."""
+    gemm = importlib.import_module("fp8emu.gemm")
+    assert gemm._cache_block_bytes(None) == 4 << 20
+    assert gemm._cache_block_bytes(32 << 20) == 4 << 20          # AMD Zen 3-5: one CCD's L3
+    assert gemm._cache_block_bytes(300 << 20) == (300 << 20) // 32
+    assert gemm._cache_block_bytes(480 << 20) == 15 << 20        # the Intel CI host
+    assert gemm._cache_block_bytes(2 << 30) == 16 << 20
+    assert gemm._CACHE_BLOCK_BYTES == gemm._cache_block_bytes(gemm._l3_bytes())   # this host's
+
+    def index(name, level, kind, size):
+        d = tmp_path / "cache" / name
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    index("index0", 1, "Data", "48K")
+    index("index1", 1, "Instruction", "32K")
+    index("index2", 2, "Unified", "2048K")
+    index("index3", 3, "Unified", "491520K")
+    (tmp_path / "cache" / "uevent").write_text("")
+    assert gemm._l3_bytes(str(tmp_path / "cache")) == 491520 << 10
+    (tmp_path / "cache" / "index3" / "size").write_text("32M\n")
+    assert gemm._l3_bytes(str(tmp_path / "cache")) == 32 << 20
+    (tmp_path / "cache" / "index3" / "size").write_text("lots\n")
+    assert gemm._l3_bytes(str(tmp_path / "cache")) is None
+    (tmp_path / "cache" / "index3" / "level").write_text("2\n")         # no level-3 cache
+    assert gemm._l3_bytes(str(tmp_path / "cache")) is None
+    assert gemm._l3_bytes(str(tmp_path / "nowhere")) is None
 
 
 def test_quantized_operand_buffer_is_reused_not_returned():
