@@ -231,7 +231,7 @@ def _scratch(name: str, size: int) -> np.ndarray:
 #: rounding and multiplying its own blocks on one thread, one core's memory stream overlaps the
 #: other's arithmetic (``tools/probes/gemm_pipeline.py``; docs/results/benchmarks.md, issue 19).
 #: Opt-in (``FP8EMU_GEMM_PIPELINE=1``): it gained 2-23 % on an AMD Zen 5 and 2-20 % on the Intel
-#: CI host (e.g. 1.01 -> 1.06 of np.matmul at 131072 x 576 x 64, 0.85 -> 0.92 at 32768 x 1152 x
+#: CI host (1.01-1.02 -> 1.05-1.07 of np.matmul at 131072 x 576 x 64, 0.84-0.85 -> 0.90 at 32768 x 1152 x
 #: 128), and lost 15-30 % on the GPU machine's Intel Xeon, whose OpenBLAS ran two concurrent
 #: one-thread calls only 1.29x faster than one; and on OpenBLAS's Haswell kernel its bits are
 #: those of one BLAS thread, not of two.  A choice by timing would make the bits depend on the
