@@ -270,9 +270,40 @@ def _run(*args, **kwargs) -> None:
 _F32_QUANTIZE = (_kernels._quantize_f32, _kernels._quantize_f32_sr, _kernels._quantize_f32_sr_checked)
 
 
+#: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode: each of the 2^16 input
+#: patterns has one result, so a call on at least this many elements looks its results up in a
+#: table of all 2^16 (one gather per element) instead of rounding each element.  The table is
+#: built once per (operation, output dtype, format, mode, saturation, input layout) by the
+#: kernels themselves on every pattern, so it holds exactly their bits.
+_TABLE16_MIN = 1 << 16
+#: Built tables, at most :data:`_TABLE16_KEEP` (the oldest goes first): 64 KiB-256 KiB each.
+_TABLE16: dict = {}
+_TABLE16_KEEP = 64
+
+
+def _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys,
+             dtype: np.dtype) -> np.ndarray:
+    """The results of all 2^16 input patterns (:data:`_TABLE16_MIN`), built on first use."""
+    key = (table_key, np.dtype(dtype).str, fmt, mode, saturate, tuple(info))
+    table = _TABLE16.get(key)
+    if table is None:
+        patterns = np.arange(1 << 16, dtype=np.uint16)
+        table = np.empty(1 << 16, dtype)
+        _run_kernels(fast, fast_sr, generic, patterns, table, lut, info, fmt, mode, saturate, sr_bits, keys)
+        table.flags.writeable = False
+        if len(_TABLE16) >= _TABLE16_KEEP:
+            _TABLE16.pop(next(iter(_TABLE16)), None)
+        _TABLE16[key] = table
+    return table
+
+
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
-                 f32=None) -> None:
+                 f32=None, table_key=None) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
+
+    With ``table_key`` (the operation and its output, for :func:`_table16`), a 16-bit input of
+    at least :data:`_TABLE16_MIN` elements and a deterministic mode, the results are looked up
+    in the table of all 2^16 patterns.
 
     ``f32`` = (deterministic, stochastic[, checked stochastic]) float32 kernels, used for
     float32 inputs when :func:`_params_f32` allows; exact stochastic rounding takes them only
@@ -284,6 +315,11 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     stochastic rounding in place reads a copy of the input.
     """
     stochastic = mode is RoundMode.STOCHASTIC
+    if table_key is not None and info.width == 16 and not stochastic and bits.size >= _TABLE16_MIN:
+        table = _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys,
+                         target.dtype)
+        _kernels._decode(bits, target, table)
+        return
     if f32 is not None and info.width == 32 and info.man_bits == 23:
         # quantize: the value kernels are valid for more formats (q a float32 subnormal: then
         # no element drops more than 32 bits, so SR takes the high-half kernel below)
@@ -430,7 +466,7 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
     else:
         target = np.empty(bits.shape, fmt.code_dtype)
     _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
-         fmt, mode, saturate, r, keys, f32=(_kernels._encode_f32, _kernels._encode_f32_sr))
+         fmt, mode, saturate, r, keys, f32=(_kernels._encode_f32, _kernels._encode_f32_sr), table_key="encode")
     if out is None:
         return target.reshape(shape)
     if not np.shares_memory(target, out):
@@ -551,10 +587,10 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
         target = np.empty(bits.shape, udt)
     if wide:
         _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
-             f32=_F32_QUANTIZE)
+             f32=_F32_QUANTIZE, table_key="quantize")
     else:
         _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut,
-             info, fmt, mode, saturate, r, keys, f32=_F32_QUANTIZE)
+             info, fmt, mode, saturate, r, keys, f32=_F32_QUANTIZE, table_key="quantize")
     result = target.view(xdt)
     if out is None:
         return result.reshape(shape)

@@ -1,0 +1,81 @@
+"""The 2^16-pattern tables of 16-bit inputs (fp8emu.quantize._table16): the same bits as the
+kernels, only for deterministic modes and large enough calls, and a bounded cache."""
+
+from __future__ import annotations
+
+import importlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fp8emu
+
+Q = importlib.import_module("fp8emu.quantize")
+PATTERNS = np.arange(1 << 16, dtype=np.uint16)
+
+
+def _both(monkeypatch, fn, x, *args, **kwargs):
+    """``fn`` through the table, then straight through the kernels."""
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
+    via_table = fn(x, *args, **kwargs)
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 62)
+    direct = fn(x, *args, **kwargs)
+    return via_table, direct
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("fmt", ["e5m2", "e4m3fn", "e4m3fnuz", "e2m1fn", "e8m0fnu", "bfloat16", "float32"])
+@pytest.mark.parametrize("rounding", ["nearest_even", "toward_zero", "up", "down", "nearest_away"])
+@pytest.mark.parametrize("saturate", [False, True])
+def test_table_gives_the_kernels_bits_for_every_pattern(monkeypatch, dtype, fmt, rounding, saturate):
+    x = np.concatenate([PATTERNS, PATTERNS[::-1]]).view(dtype)      # every pattern, twice, in two orders
+    Q._TABLE16.clear()
+    codes, codes_ref = _both(monkeypatch, fp8emu.encode, x, fmt, rounding=rounding, saturate=saturate)
+    np.testing.assert_array_equal(codes, codes_ref)
+    assert len(Q._TABLE16) == 1                      # the table was used (and built once)
+    try:
+        values, values_ref = _both(monkeypatch, fp8emu.quantize, x, fmt, rounding=rounding, saturate=saturate)
+    except ValueError:                               # values the input dtype cannot hold
+        return
+    np.testing.assert_array_equal(values.view(np.uint16), values_ref.view(np.uint16))
+
+
+def test_out_and_in_place_through_the_table(monkeypatch):
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
+    x = (np.random.default_rng(1).standard_normal(1 << 17) * 50).astype(np.float16)
+    expected = fp8emu.quantize(x.copy(), "e4m3fn", saturate=True)
+    out = np.empty_like(x)
+    assert fp8emu.quantize(x, "e4m3fn", saturate=True, out=out) is out
+    np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
+    fp8emu.quantize(x, "e4m3fn", saturate=True, out=x)
+    np.testing.assert_array_equal(x.view(np.uint16), expected.view(np.uint16))
+    codes = np.empty((1 << 16, 2), np.uint8)
+    fp8emu.encode(x.reshape(-1, 2), "e5m2", out=codes)
+    np.testing.assert_array_equal(codes.ravel(), fp8emu.encode(x, "e5m2"))
+
+
+def test_table_only_for_deterministic_modes_and_large_calls(monkeypatch):
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
+    Q._TABLE16.clear()
+    x = np.random.default_rng(2).standard_normal(1 << 16).astype(np.float16)
+    fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=3)
+    fp8emu.encode(x, "e5m2", rounding="stochastic", seed=3, sr_bits=8)
+    fp8emu.quantize(x[:-1], "e5m2")                  # one element short
+    fp8emu.quantize(x.astype(np.float32), "e5m2")    # 32-bit input
+    assert not Q._TABLE16
+    fp8emu.quantize(x, "e5m2")
+    assert len(Q._TABLE16) == 1
+    table = next(iter(Q._TABLE16.values()))
+    assert table.size == 1 << 16 and not table.flags.writeable
+
+
+def test_tables_kept_are_bounded(monkeypatch):
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
+    monkeypatch.setattr(Q, "_TABLE16_KEEP", 3)
+    Q._TABLE16.clear()
+    x = np.random.default_rng(4).standard_normal(1 << 16).astype(np.float16)
+    for fmt in ("e5m2", "e4m3fn", "e3m2fn", "e2m3fn", "e2m1fn"):
+        fp8emu.encode(x, fmt)
+        assert len(Q._TABLE16) <= 3
+    assert {key[2].name for key in Q._TABLE16} == {"e3m2fn", "e2m3fn", "e2m1fn"}   # the newest stay
