@@ -18,7 +18,7 @@ has 16-bit elements.  X86's backend reads the attribute per function, so it over
 tuning for that function alone; other Numba code in the process keeps its own settings (unlike
 ``NUMBA_CPU_FEATURES``, which is global).  It emits no instruction and changes no result: the
 lanes compute the same operations whatever the vector width (integer arithmetic, and float32
-additions that are never reassociated: no ``fastmath``).  On CPUs without 512-bit vectors
+additions that are never reassociated: no fast-math flags).  On CPUs without 512-bit vectors
 (AVX2) the widest legal vector stays the limit, so the attribute changes nothing there.
 
 llvmlite checks function attributes against a fixed list of flag names, which has no key-value
