@@ -9,6 +9,7 @@ and ``docs/rounding.md``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from types import MappingProxyType
@@ -279,6 +280,7 @@ _TABLE16_MIN = 1 << 16
 #: Built tables, at most :data:`_TABLE16_KEEP` (the oldest goes first): 64 KiB-256 KiB each.
 _TABLE16: dict = {}
 _TABLE16_KEEP = 64
+_TABLE16_LOCK = threading.Lock()      # eviction walks the dict; other threads may insert
 
 
 def _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys,
@@ -291,9 +293,10 @@ def _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, 
         table = np.empty(1 << 16, dtype)
         _run_kernels(fast, fast_sr, generic, patterns, table, lut, info, fmt, mode, saturate, sr_bits, keys)
         table.flags.writeable = False
-        if len(_TABLE16) >= _TABLE16_KEEP:
-            _TABLE16.pop(next(iter(_TABLE16)), None)
-        _TABLE16[key] = table
+        with _TABLE16_LOCK:
+            while len(_TABLE16) >= _TABLE16_KEEP:
+                _TABLE16.pop(next(iter(_TABLE16)))
+            _TABLE16[key] = table
     return table
 
 

@@ -79,3 +79,20 @@ def test_tables_kept_are_bounded(monkeypatch):
         fp8emu.encode(x, fmt)
         assert len(Q._TABLE16) <= 3
     assert {key[2].name for key in Q._TABLE16} == {"e3m2fn", "e2m3fn", "e2m1fn"}   # the newest stay
+
+
+def test_tables_built_from_several_threads(monkeypatch):
+    """Threads building and evicting tables at once: no error, the bound holds, every result right."""
+    from concurrent.futures import ThreadPoolExecutor
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
+    monkeypatch.setattr(Q, "_TABLE16_KEEP", 2)
+    Q._TABLE16.clear()
+    x = np.random.default_rng(5).standard_normal(1 << 16).astype(np.float16)
+    jobs = [(fmt, rounding) for fmt in ("e5m2", "e4m3fn", "e3m2fn", "e2m3fn")
+            for rounding in ("nearest_even", "toward_zero")] * 3
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: fp8emu.encode(x, job[0], rounding=job[1]), jobs))
+    assert len(Q._TABLE16) <= 2
+    monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 62)
+    for (fmt, rounding), codes in zip(jobs, results):
+        np.testing.assert_array_equal(codes, fp8emu.encode(x, fmt, rounding=rounding))
