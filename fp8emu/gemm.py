@@ -163,23 +163,21 @@ _MIN_CACHE_BLOCK_BYTES = 4 << 20
 _MAX_CACHE_BLOCK_BYTES = 16 << 20
 
 
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
 def _l3_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
     """The size of CPU 0's level-3 cache as Linux reports it (sysfs), or None where it does not."""
+    def read(index: str, name: str) -> str:
+        with open(os.path.join(cache_dir, index, name)) as f:
+            return f.read().strip()
     try:
         for index in sorted(os.listdir(cache_dir)):
-            path = os.path.join(cache_dir, index)
-            if not index.startswith("index"):
+            if not index.startswith("index") or read(index, "level") != "3" \
+                    or read(index, "type") not in ("Unified", "Data"):
                 continue
-            with open(os.path.join(path, "level")) as f:
-                level = f.read().strip()
-            with open(os.path.join(path, "type")) as f:
-                kind = f.read().strip()
-            if level != "3" or kind not in ("Unified", "Data"):
-                continue
-            with open(os.path.join(path, "size")) as f:
-                size = f.read().strip()             # "491520K", "32768K", "1M"
-            units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+            size = read(index, "size")              # "491520K", "32768K", "1M"
+            return int(size[:-1]) * _SIZE_UNITS[size[-1]] if size[-1] in _SIZE_UNITS else int(size)
     except (OSError, ValueError):
         pass
     return None
