@@ -30,8 +30,8 @@ from .timing import header
 ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}}
 #: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
-KERNELS = {"_quantize_f32_rne": "K._F32_VAL_FADD[True, True]", "_quantize_f32_int": "K._F32_VAL[0, True, True]",
-           "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True]'}
+KERNELS = {"_quantize_f32_rne": "K._F32_VAL_FADD[True, True, K.SRC_F32]", "_quantize_f32_int": "K._F32_VAL[0, True, True, K.SRC_F32]",
+           "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True, K.SRC_F32]'}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -49,7 +49,7 @@ fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, out=np.empty_like(x))
 from fp8emu.quantize import _params_f32
 from fp8emu.format import RoundMode
 p = _params_f32(fp8emu.get_format("e5m2"), RoundMode.NEAREST_EVEN, False, 0, True, True)
-K._F32_VAL[0, True, True](x.view(np.uint32), np.empty(64, np.uint32), p, np.uint64(0))
+K._F32_VAL[0, True, True, K.SRC_F32](x.view(np.uint32), np.empty(64, np.uint32), p, np.uint64(0))
 kernels = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 print(json.dumps({"target": numba_target(),
                   **{n: next(iter(eval(e).inspect_asm().values())) for n, e in kernels.items()}}))

@@ -48,7 +48,8 @@ from numba import njit, prange
 
 from ._random import GAMMA, mix64, mix64_hi
 from ._bitcast import f32_from_bits, bits_from_f32
-from ._vector_width import prefer_512_bit_vectors
+from ._half import f16_bits_of_f32, f32_bits_of_f16
+from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_converting
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
@@ -347,6 +348,35 @@ PARAMS_F32 = ("m", "emin", "max_mag", "sign_mask", "fnuz", "signed", "neg_zero",
               "nan", "pos_inf", "neg_inf", "pos_ovf", "neg_ovf", "neg_unsigned",
               "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "v_max")
 _I32 = np.int32
+
+
+# ---- 16-bit inputs through the float32 kernels ------------------------------------------------
+#: The input of a float32 kernel: float32 bits, or float16 / bfloat16 bits converted in the
+#: loop (exactly: every 16-bit value is a float32 value, so the rounding and the random word
+#: of each element are the float32 kernel's; stochastic rounding of 16-bit arrays then runs in
+#: the same vector loops instead of the generic per-element ones).
+SRC_F32, SRC_F16, SRC_BF16 = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _load_f32_bits(x, src):
+    """Input element ``x`` (``src``: float32, float16 or bfloat16 bits) as float32 bits."""
+    if src == SRC_F16:
+        return f32_bits_of_f16(x)
+    if src == SRC_BF16:
+        return np.uint32(np.uint32(x) << np.uint32(16))
+    return np.uint32(x)
+
+
+@njit(cache=True, inline="always")
+def _store_f32_bits(out, i, r, src):
+    """``out[i]`` = the value with float32 bits ``r`` in ``src``'s format (which holds it)."""
+    if src == SRC_F16:
+        out[i] = f16_bits_of_f32(r)
+    elif src == SRC_BF16:
+        out[i] = np.uint16(np.uint32(r) >> np.uint32(16))
+    else:
+        out[i] = r
 
 
 @njit(cache=True, inline="always")
@@ -714,7 +744,7 @@ _SR_CHUNK = 4096
 
 
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
-                rbits: bool = False, fadd: bool = False, flat: bool = False):
+                rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
     """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
     (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
     ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
@@ -722,7 +752,10 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     The stochastic value kernel with ``hi32`` takes ``thr32`` (uint32) after ``key0``: it
     redoes on the whole word each chunk whose smallest ``|bits| - 1`` is below it (0: never;
     see :func:`_quantize_f32_sr_checked`) and returns the smallest over the array (r-bit SR:
-    2^32 - 1, no check)."""
+    2^32 - 1, no check).
+
+    ``src`` (stochastic kernels only): the input (and, for values, the output) holds float32,
+    float16 or bfloat16 bits, converted in the loop (:func:`_load_f32_bits`)."""
     which = 1 if values else 0
 
     if values and flat:
@@ -730,8 +763,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_flat_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 0)
             for i in prange(bits.shape[0]):
-                prefer_512_bit_vectors(bits, out)
-                out[i] = _value_f32_rne_flat(bits[i], c, lean, nz)
+                prefer_512_bit_vectors_converting(bits, out)
+                _store_f32_bits(out, i, _value_f32_rne_flat(_load_f32_bits(bits[i], src), c, lean, nz), src)
         return value_flat_kernel
 
     if values and fadd:
@@ -740,8 +773,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             c = _value_f32_consts(p, 0)
             cf = _value_f32_fadd_consts(p)
             for i in prange(bits.shape[0]):
-                prefer_512_bit_vectors(bits, out)
-                out[i] = _value_f32_rne(bits[i], c, cf, lean, nz)
+                prefer_512_bit_vectors_converting(bits, out)
+                _store_f32_bits(out, i, _value_f32_rne(_load_f32_bits(bits[i], src), c, cf, lean, nz), src)
         return value_fadd_kernel
 
     if values and not stochastic:
@@ -749,8 +782,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, mode)
             for i in prange(bits.shape[0]):
-                prefer_512_bit_vectors(bits, out)
-                out[i] = _value_f32(bits[i], c, mode, lean, nz)
+                prefer_512_bit_vectors_converting(bits, out)
+                _store_f32_bits(out, i, _value_f32(_load_f32_bits(bits[i], src), c, mode, lean, nz), src)
         return value_kernel
 
     if values and not hi32:
@@ -758,8 +791,9 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         def value_w64_kernel(bits, out, p, key0):
             c = _value_f32_consts(p, 5)
             for i in prange(bits.shape[0]):
-                prefer_512_bit_vectors(bits, out)
-                out[i] = _value_f32_sr(bits[i], i, c, key0, lean, nz, False, True)
+                prefer_512_bit_vectors_converting(bits, out)
+                r = _value_f32_sr(_load_f32_bits(bits[i], src), i, c, key0, lean, nz, False, True)
+                _store_f32_bits(out, i, r, src)
         return value_w64_kernel
 
     if values:
@@ -769,7 +803,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             n = bits.shape[0]
             low = np.uint32(0xFFFFFFFF)
             for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
-                prefer_512_bit_vectors(bits, out)
+                prefer_512_bit_vectors_converting(bits, out)
                 # unsigned indices: no negative-index wraparound code, so LLVM vectorises
                 # the inner loops with 512-bit vectors and the counter as a running sum
                 lo = np.uint64(t * _SR_CHUNK)
@@ -779,15 +813,17 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 lt = np.uint32(0xFFFFFFFF)
                 for i in range(lo, hi):
                     z += np.uint64(GAMMA)
-                    out[i] = _value_f32_sr_z(bits[i], z, c, lean, nz, rbits, False)
+                    b = _load_f32_bits(bits[i], src)
+                    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits, False), src)
                     if not rbits:
-                        lt = min(lt, np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+                        lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
                     # an element of this chunk drops more than 32 bits: redo it on the whole word
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        out[i] = _value_f32_sr_z(bits[i], z, c, lean, nz, False, True)
+                        r = _value_f32_sr_z(_load_f32_bits(bits[i], src), z, c, lean, nz, False, True)
+                        _store_f32_bits(out, i, r, src)
                 low = min(low, lt)
             return low
         return value_sr_kernel
@@ -795,40 +831,46 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     @njit(cache=True, parallel=True)
     def kernel(bits, out, p, key0):
         for i in prange(bits.shape[0]):
-            prefer_512_bit_vectors(bits, out)
-            out[i] = _round_f32_k(bits[i], i, p, key0, stochastic, mode, hi32)[which]
+            prefer_512_bit_vectors_converting(bits, out)
+            out[i] = _round_f32_k(_load_f32_bits(bits[i], src), i, p, key0, stochastic, mode, hi32)[which]
     return kernel
 
 
 #: (values, mode code 0-4) -> deterministic kernel; (values, hi32) -> stochastic kernel.
-_F32_DET = {(False, mode): _f32_kernel(False, False, mode, False) for mode in range(5)}
+_F32_DET = {(False, mode, src): _f32_kernel(False, False, mode, False, src=src) for mode in range(5)
+            for src in (SRC_F32, SRC_F16, SRC_BF16)}
 #: (mode code 0-4, lean, nz) -> deterministic value kernel (see :func:`_value_f32`).
-_F32_VAL = {(mode, lean, nz): _f32_kernel(True, False, mode, False, lean, nz)
-            for mode in range(5) for lean in (False, True) for nz in (False, True)}
+_F32_VAL = {(mode, lean, nz, src): _f32_kernel(True, False, mode, False, lean, nz, src=src)
+            for mode in range(5) for lean in (False, True) for nz in (False, True)
+            for src in (SRC_F32, SRC_F16, SRC_BF16)}
 #: (lean, nz) -> nearest_even value kernel by one float32 addition (:func:`_value_f32_rne`).
-_F32_VAL_FADD = {(lean, nz): _f32_kernel(True, False, 0, False, lean, nz, fadd=True)
-                 for lean in (False, True) for nz in (False, True)}
+_F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, fadd=True, src=src)
+                 for lean in (False, True) for nz in (False, True) for src in (SRC_F32, SRC_F16, SRC_BF16)}
 #: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
-_F32_VAL_FLAT = {(lean, nz): _f32_kernel(True, False, 0, False, lean, nz, flat=True)
-                 for lean in (False, True) for nz in (False, True)}
-_F32_SR = {(False, h): _f32_kernel(False, True, 5, h) for h in (False, True)}
+_F32_VAL_FLAT = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, flat=True, src=src)
+                 for lean in (False, True) for nz in (False, True) for src in (SRC_F32, SRC_F16, SRC_BF16)}
+_F32_SR = {(False, h, src): _f32_kernel(False, True, 5, h, src=src) for h in (False, True)
+           for src in (SRC_F32, SRC_F16, SRC_BF16)}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
 #: (exact, the whole word).
-_F32_VAL_SR = {(kind, lean, nz): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits")
-               for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)}
+_F32_VAL_SR = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits", src=src)
+               for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)
+               for src in (SRC_F32, SRC_F16, SRC_BF16)}
 
 
-def _encode_f32(bits, out, p, key0):
-    """``out[i]`` = code of float32 pattern ``bits[i]``, deterministic modes (``p``'s mode)."""
-    _F32_DET[False, int(p[7])](bits, out, p, key0)
+def _encode_f32(bits, out, p, key0, src=SRC_F32):
+    """``out[i]`` = code of float32 pattern ``bits[i]``, deterministic modes (``p``'s mode);
+    ``src`` as for :func:`_encode_f32_sr`."""
+    _F32_DET[False, int(p[7]), src](bits, out, p, key0)
 
 
-def _encode_f32_sr(bits, out, p, key0, hi32=False):
+def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     """:func:`_encode_f32`, stochastic rounding (one random word per element); ``hi32``: the
     word's high half decides (valid for r-bit SR, and for exact SR when no nonzero element
-    has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0)."""
-    _F32_SR[False, bool(hi32)](bits, out, p, key0)
+    has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0).
+    ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
+    _F32_SR[False, bool(hi32), src](bits, out, p, key0)
 
 
 def _value_variant(p):
@@ -837,7 +879,7 @@ def _value_variant(p):
     return int(p[7]), lean, bool(p[6])
 
 
-def _quantize_f32(bits, out, p, key0):
+def _quantize_f32(bits, out, p, key0, src=SRC_F32):
     """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes
     (also valid where only :func:`_value_f32` is: q a float32 subnormal).  Nearest-even takes
     the float32-addition kernel where it is valid (:func:`_fadd_ok`): 19 instructions per
@@ -845,23 +887,24 @@ def _quantize_f32(bits, out, p, key0):
     float32's ``emin`` (bfloat16) the one-shift-count kernel (:func:`_value_f32_rne_flat`)."""
     mode, lean, nz = _value_variant(p)
     if mode == 0 and _fadd_ok(p):
-        _F32_VAL_FADD[lean, nz](bits, out, p, key0)
+        _F32_VAL_FADD[lean, nz, src](bits, out, p, key0)
     elif mode == 0 and _flat_ok(p):
-        _F32_VAL_FLAT[lean, nz](bits, out, p, key0)
+        _F32_VAL_FLAT[lean, nz, src](bits, out, p, key0)
     else:
-        _F32_VAL[mode, lean, nz](bits, out, p, key0)
+        _F32_VAL[mode, lean, nz, src](bits, out, p, key0)
 
 
-def _quantize_f32_sr(bits, out, p, key0, hi32=False):
-    """:func:`_quantize_f32`, stochastic rounding; ``hi32`` as for :func:`_encode_f32_sr`."""
+def _quantize_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
+    """:func:`_quantize_f32`, stochastic rounding; ``hi32`` and ``src`` as for
+    :func:`_encode_f32_sr` (``out`` holds ``src``'s patterns too)."""
     _, lean, nz = _value_variant(p)
     if hi32 or p[8]:        # r-bit SR is always valid on the high half
-        _F32_VAL_SR["rbits" if p[8] else "hi32", lean, nz](bits, out, p, key0, np.uint32(0))
+        _F32_VAL_SR["rbits" if p[8] else "hi32", lean, nz, src](bits, out, p, key0, np.uint32(0))
     else:
-        _F32_VAL_SR["w64", lean, nz](bits, out, p, key0)
+        _F32_VAL_SR["w64", lean, nz, src](bits, out, p, key0)
 
 
-def _quantize_f32_sr_checked(bits, out, p, key0, thr32):
+def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
     """:func:`_quantize_f32` for exact stochastic rounding of any float32 array, in one pass
     that also finds the smallest magnitude; ``out`` must not overlap ``bits``.
 
@@ -870,10 +913,11 @@ def _quantize_f32_sr_checked(bits, out, p, key0, thr32):
     (``_deep_limit(fmt, 32)``: more than 32 dropped bits).  Returns the smallest
     ``(bits & 0x7FFFFFFF) - 1`` mod 2^32 (zeros give 2^32 - 1): when it is below
     ``_deep_limit(fmt) - 1`` an element dropped more than 64 bits and ``out`` is not valid
-    (the caller reruns the generic kernel, which draws further words).
+    (the caller reruns the generic kernel, which draws further words).  ``src`` as for
+    :func:`_quantize_f32_sr` (the magnitudes are those of the float32 bits).
     """
     _, lean, nz = _value_variant(p)
-    return int(_F32_VAL_SR["hi32", lean, nz](bits, out, p, key0, np.uint32(thr32)))
+    return int(_F32_VAL_SR["hi32", lean, nz, src](bits, out, p, key0, np.uint32(thr32)))
 
 
 #: Calls on fewer elements than this run on one thread: the parallel loop's fork and join cost
@@ -904,6 +948,19 @@ def _min_f32_mag(bits):
     for i in prange(bits.shape[0]):
         prefer_512_bit_vectors(bits, bits)
         low = min(low, np.uint32((bits[i] & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+    return low
+
+
+@njit(cache=True, parallel=True)
+def _min_mag16(bits):
+    """The smallest ``(bits[i] & 0x7FFF) - 1`` mod 2^16 of float16 or bfloat16 patterns (zeros
+    wrap to 2^16 - 1).  Both conversions to float32 keep the order of magnitudes, so the
+    float32 pattern of this plus one is the smallest nonzero magnitude that
+    :func:`_min_f32_mag` would find in the converted array."""
+    low = np.uint16(0xFFFF)
+    for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, bits)
+        low = min(low, np.uint16(np.uint16(bits[i] & np.uint16(0x7FFF)) - np.uint16(1)))
     return low
 
 

@@ -156,8 +156,8 @@ def _nearest_even_kernel_equals_integer_kernel(fmt, table, sat):
     _, lean, nz = _kernels._value_variant(p)
     want = np.empty_like(bits)
     got = np.empty_like(bits)
-    _kernels._F32_VAL[0, lean, nz](bits, want, p, np.uint64(0))
-    table[lean, nz](bits, got, p, np.uint64(0))
+    _kernels._F32_VAL[0, lean, nz, _kernels.SRC_F32](bits, want, p, np.uint64(0))
+    table[lean, nz, _kernels.SRC_F32](bits, got, p, np.uint64(0))
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, f"{fmt} sat={sat}: {bits[bad[0]]:#010x} -> {got[bad[0]]:#010x}, want {want[bad[0]]:#010x}"
 
@@ -211,8 +211,8 @@ def test_all_float32_inputs_nearest_even_by_addition(name):
         for chunk in range(1 << 32 >> 26):
             if chunk:
                 u += np.uint32(step)
-            _kernels._F32_VAL[0, lean, nz](u, want, p, np.uint64(0))
-            _kernels._F32_VAL_FADD[lean, nz](u, got, p, np.uint64(0))
+            _kernels._F32_VAL[0, lean, nz, _kernels.SRC_F32](u, want, p, np.uint64(0))
+            _kernels._F32_VAL_FADD[lean, nz, _kernels.SRC_F32](u, got, p, np.uint64(0))
             bad = np.flatnonzero(got != want)
             assert bad.size == 0, f"{fmt} sat={sat}: {u[bad[0]]:#010x}"
 

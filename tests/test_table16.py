@@ -1,5 +1,7 @@
 """The 2^16-pattern tables of 16-bit inputs (fp8emu.quantize._table16): the same bits as the
-kernels, only for deterministic modes and large enough calls, and a bounded cache."""
+kernels, only for deterministic modes, large enough calls and the cases that the float32
+kernels cannot take (no subnormals, float32's 23 fraction bits, encode below float32's normals,
+odd rounding), and a bounded cache."""
 
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ def _both(monkeypatch, fn, x, *args, **kwargs):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=["float16", "bfloat16"])
-@pytest.mark.parametrize("fmt", ["e5m2", "e4m3fn", "e4m3fnuz", "e2m1fn", "e8m0fnu", "bfloat16", "float32"])
-@pytest.mark.parametrize("rounding", ["nearest_even", "toward_zero", "up", "down", "nearest_away"])
+@pytest.mark.parametrize("fmt,rounding", [
+    *((f, r) for f in ("e8m0fnu", "bfloat16", "float32")
+      for r in ("nearest_even", "toward_zero", "up", "down", "nearest_away")),
+    ("binary8p1se", "nearest_even"),                  # ties to the even exponent: the generic kernel's mode
+    *((f, "odd") for f in ("e5m2", "e4m3fn", "e4m3fnuz", "e2m1fn"))])
 @pytest.mark.parametrize("saturate", [False, True])
 def test_table_gives_the_kernels_bits_for_every_pattern(monkeypatch, dtype, fmt, rounding, saturate):
     x = np.concatenate([PATTERNS, PATTERNS[::-1]]).view(dtype)      # every pattern, twice, in two orders
@@ -44,15 +49,17 @@ def test_table_gives_the_kernels_bits_for_every_pattern(monkeypatch, dtype, fmt,
 def test_out_and_in_place_through_the_table(monkeypatch):
     monkeypatch.setattr(Q, "_TABLE16_MIN", 1 << 16)
     x = (np.random.default_rng(1).standard_normal(1 << 17) * 50).astype(np.float16)
-    expected = fp8emu.quantize(x.copy(), "e4m3fn", saturate=True)
+    Q._TABLE16.clear()
+    expected = fp8emu.quantize(x.copy(), "e4m3fn", saturate=True, rounding="odd")
     out = np.empty_like(x)
-    assert fp8emu.quantize(x, "e4m3fn", saturate=True, out=out) is out
+    assert fp8emu.quantize(x, "e4m3fn", saturate=True, rounding="odd", out=out) is out
     np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
-    fp8emu.quantize(x, "e4m3fn", saturate=True, out=x)
+    fp8emu.quantize(x, "e4m3fn", saturate=True, rounding="odd", out=x)
     np.testing.assert_array_equal(x.view(np.uint16), expected.view(np.uint16))
     codes = np.empty((1 << 16, 2), np.uint8)
-    fp8emu.encode(x.reshape(-1, 2), "e5m2", out=codes)
-    np.testing.assert_array_equal(codes.ravel(), fp8emu.encode(x, "e5m2"))
+    fp8emu.encode(x.reshape(-1, 2), "e8m0fnu", out=codes)
+    np.testing.assert_array_equal(codes.ravel(), fp8emu.encode(x, "e8m0fnu"))
+    assert len(Q._TABLE16) == 2
 
 
 def test_table_only_for_deterministic_modes_and_large_calls(monkeypatch):
@@ -61,10 +68,11 @@ def test_table_only_for_deterministic_modes_and_large_calls(monkeypatch):
     x = np.random.default_rng(2).standard_normal(1 << 16).astype(np.float16)
     fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=3)
     fp8emu.encode(x, "e5m2", rounding="stochastic", seed=3, sr_bits=8)
-    fp8emu.quantize(x[:-1], "e5m2")                  # one element short
-    fp8emu.quantize(x.astype(np.float32), "e5m2")    # 32-bit input
+    fp8emu.quantize(x[:-1], "e5m2", rounding="odd")  # one element short
+    fp8emu.quantize(x.astype(np.float32), "e5m2", rounding="odd")    # 32-bit input
+    fp8emu.quantize(x, "e5m2")                       # the float32 kernels take it, converted
     assert not Q._TABLE16
-    fp8emu.quantize(x, "e5m2")
+    fp8emu.quantize(x, "e5m2", rounding="odd")
     assert len(Q._TABLE16) == 1
     table = next(iter(Q._TABLE16.values()))
     assert table.size == 1 << 16 and not table.flags.writeable
@@ -76,7 +84,7 @@ def test_tables_kept_are_bounded(monkeypatch):
     Q._TABLE16.clear()
     x = np.random.default_rng(4).standard_normal(1 << 16).astype(np.float16)
     for fmt in ("e5m2", "e4m3fn", "e3m2fn", "e2m3fn", "e2m1fn"):
-        fp8emu.encode(x, fmt)
+        fp8emu.encode(x, fmt, rounding="odd")
         assert len(Q._TABLE16) <= 3
     assert {key[2].name for key in Q._TABLE16} == {"e3m2fn", "e2m3fn", "e2m1fn"}   # the newest stay
 
@@ -88,8 +96,8 @@ def test_tables_built_from_several_threads(monkeypatch):
     monkeypatch.setattr(Q, "_TABLE16_KEEP", 2)
     Q._TABLE16.clear()
     x = np.random.default_rng(5).standard_normal(1 << 16).astype(np.float16)
-    jobs = [(fmt, rounding) for fmt in ("e5m2", "e4m3fn", "e3m2fn", "e2m3fn")
-            for rounding in ("nearest_even", "toward_zero")] * 3
+    jobs = [(fmt, "odd") for fmt in ("e5m2", "e4m3fn", "e3m2fn", "e2m3fn")] * 3 \
+        + [("e8m0fnu", rounding) for rounding in ("nearest_even", "toward_zero", "up", "down")] * 3
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda job: fp8emu.encode(x, job[0], rounding=job[1]), jobs))
     assert len(Q._TABLE16) <= 2

@@ -46,7 +46,13 @@ CHILD = r"""
 import json, numpy as np, numba
 from numba import njit, prange
 from fp8emu import _kernels as K
-from fp8emu._vector_width import prefer_512_bit_vectors
+from fp8emu._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_converting
+
+@njit(parallel=True)
+def converting(bits, out):
+    for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors_converting(bits, out)
+        out[i] = (bits[i] + (bits[i] >> 3)) & 0x7FFF
 
 @njit(parallel=True)
 def marked(bits, out):
@@ -65,9 +71,12 @@ def zmm(dispatcher, sig):
 
 u32 = numba.types.uint32[::1]
 u16 = numba.types.uint16[::1]
+p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
 print(json.dumps({
     "marked": zmm(marked, (u32, u32)), "plain": zmm(plain, (u32, u32)),
     "marked_u16": zmm(marked, (u16, u16)), "min_f32_mag": zmm(K._min_f32_mag, (u32,)),
+    "converting_u16": zmm(converting, (u16, u16)),
+    "f16_sr": zmm(K._F32_VAL_SR["hi32", True, True, K.SRC_F16], (u16, u16, p32, numba.types.uint64, numba.types.uint32)),
 }))
 """
 
@@ -86,11 +95,13 @@ def test_kernels_get_512_bit_code_on_a_cpu_tuned_for_256(tmp_path):
     assert got["marked"] > 0, got
     assert got["marked_u16"] == 0, got
     assert got["min_f32_mag"] > 0, got      # one of fp8emu's own kernels
+    assert got["converting_u16"] > 0, got   # the converting variant marks 16-bit loops too
+    assert got["f16_sr"] > 0, got           # float16 stochastic rounding, converted in the loop
 
 
 def test_every_parallel_loop_of_the_rounding_kernels_asks_for_it():
     """Each ``prange`` loop of fp8emu/_kernels.py starts with ``prefer_512_bit_vectors(a, b)``
-    on two of the kernel's arrays."""
+    (or its ``_converting`` variant) on two of the kernel's arrays."""
     tree = ast.parse((ROOT / "fp8emu" / "_kernels.py").read_text())
     loops = [node for node in ast.walk(tree) if isinstance(node, ast.For)
              and isinstance(node.iter, ast.Call) and getattr(node.iter.func, "id", "") == "prange"]
@@ -98,6 +109,7 @@ def test_every_parallel_loop_of_the_rounding_kernels_asks_for_it():
     for loop in loops:
         first = loop.body[0]
         call = first.value if isinstance(first, ast.Expr) else None
-        assert isinstance(call, ast.Call) and getattr(call.func, "id", "") == "prefer_512_bit_vectors", \
+        assert isinstance(call, ast.Call) and getattr(call.func, "id", "") in (
+            "prefer_512_bit_vectors", "prefer_512_bit_vectors_converting"), \
             f"prange loop at line {loop.lineno} does not start with prefer_512_bit_vectors"
         assert len(call.args) == 2 and all(isinstance(a, ast.Name) for a in call.args), loop.lineno
