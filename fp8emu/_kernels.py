@@ -393,7 +393,15 @@ def _round_f32(b, i, p, key0, stochastic):
 
 @njit(cache=True, inline="always")
 def _round_f32_k(b, i, p, key0, stochastic, mode, hi32):
-    """:func:`_round_f32` with the mode and the width of the SR comparison as arguments.
+    """:func:`_round_f32` with the mode and the width of the SR comparison as arguments:
+    :func:`_round_f32_kz` with element ``i``'s counter ``key0 + (i + 1) * GAMMA``."""
+    return _round_f32_kz(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), p, stochastic, mode, hi32)
+
+
+@njit(cache=True, inline="always")
+def _round_f32_kz(b, z, p, stochastic, mode, hi32):
+    """:func:`_round_f32_k` given the element's counter ``z`` (its random word is ``mix64(z)``;
+    the CPU kernels carry it as a running sum).
 
     No table lookup: the rounded value's float32 bits come straight from the input's bits.
     Valid where ``_round_fast`` is and, in addition, where the target's smallest subnormal
@@ -441,7 +449,6 @@ def _round_f32_k(b, i, p, key0, stochastic, mode, hi32):
     ones = _I32(_I32(_I32(1) << sh) - _I32(1))      # mask of the dropped bits
     kt = _I32(sig >> sh)                            # truncated magnitude in quanta
     if stochastic:
-        z = key0 + np.uint64(i + 1) * np.uint64(GAMMA)
         if hi32:
             # c's high half: the dropped bits shifted to bit 31 (sh <= 32) or sig shifted
             # right (sh > 32; 0 once sh >= 56)
@@ -731,15 +738,26 @@ def _value_specials(r, bi, c, lean, nz):
     return r
 
 
+@njit(cache=True, inline="always")
+def _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, whole_word, src):
+    """One element of the chunked SR kernels: ``out[i]`` = the value (``values``) or the code of
+    float32 bits ``b`` with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk
+    redone for its deep elements)."""
+    if values:
+        _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word), src)
+    else:
+        out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word)[0]
+
+
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
 # with signed indices inside the body made it fall back to 256-bit or scalar code (measured,
-# 2-4x slower: Numba's negative-index wraparound code).  The exact/r-bit SR value kernel loops
+# 2-4x slower: Numba's negative-index wraparound code).  The exact/r-bit SR kernels loop
 # over chunks with *unsigned* indices, which vectorise in full width: the Weyl counter then runs
 # as a sum (no 64-bit multiply per element) and the smallest magnitude as a reduction, at no
 # cost (benchmarks.sr_floor; docs/results/benchmarks.md).  One compiled loop per (output,
 # mode): a runtime switch on the mode inside the loop kept more constants live (AVX2 has 16
 # vector registers) and cost branches in every iteration.
-#: Elements per task of the float32 SR value kernel (2048-8192 measured alike).
+#: Elements per task of the float32 SR kernels (2048-8192 measured alike).
 _SR_CHUNK = 4096
 
 
@@ -749,13 +767,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
     ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
 
-    The stochastic value kernel with ``hi32`` takes ``thr32`` (uint32) after ``key0``: it
-    redoes on the whole word each chunk whose smallest ``|bits| - 1`` is below it (0: never;
-    see :func:`_quantize_f32_sr_checked`) and returns the smallest over the array (r-bit SR:
-    2^32 - 1, no check).
+    The stochastic kernels take ``thr32`` (uint32) after ``key0`` (``w64`` value kernels do
+    not) and run over chunks of ``_SR_CHUNK`` elements with the counter as a running sum.  With
+    ``hi32`` they redo on the whole word each chunk whose smallest ``|bits| - 1`` is below it
+    (0: never; see :func:`_quantize_f32_sr_checked`) and return the smallest over the array
+    (r-bit SR: 2^32 - 1, no check).
 
-    ``src`` (stochastic kernels only): the input (and, for values, the output) holds float32,
-    float16 or bfloat16 bits, converted in the loop (:func:`_load_f32_bits`)."""
+    ``src``: the input (and, for values, the output) holds float32, float16 or bfloat16 bits,
+    converted in the loop (:func:`_load_f32_bits`)."""
     which = 1 if values else 0
 
     if values and flat:
@@ -796,9 +815,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 _store_f32_bits(out, i, r, src)
         return value_w64_kernel
 
-    if values:
+    if stochastic:
+        # values with hi32 (exact SR on the word's high half, or r-bit SR), or codes: chunks
+        # with the counter as a running sum; the smallest magnitude is tracked where the high
+        # half may not be enough (exact SR)
+        track = (not rbits) if values else hi32
+
         @njit(cache=True, parallel=True)
-        def value_sr_kernel(bits, out, p, key0, thr32):
+        def sr_kernel(bits, out, p, key0, thr32):
             c = _value_f32_consts(p, 5)
             n = bits.shape[0]
             low = np.uint32(0xFFFFFFFF)
@@ -814,19 +838,19 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 for i in range(lo, hi):
                     z += np.uint64(GAMMA)
                     b = _load_f32_bits(bits[i], src)
-                    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits, False), src)
-                    if not rbits:
+                    _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, False, src)
+                    if track:
                         lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
                     # an element of this chunk drops more than 32 bits: redo it on the whole word
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        r = _value_f32_sr_z(_load_f32_bits(bits[i], src), z, c, lean, nz, False, True)
-                        _store_f32_bits(out, i, r, src)
+                        _sr_element(out, i, _load_f32_bits(bits[i], src), z, p, c, values, lean, nz, rbits, hi32,
+                                    True, src)
                 low = min(low, lt)
             return low
-        return value_sr_kernel
+        return sr_kernel
 
     @njit(cache=True, parallel=True)
     def kernel(bits, out, p, key0):
@@ -870,7 +894,14 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     word's high half decides (valid for r-bit SR, and for exact SR when no nonzero element
     has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0).
     ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
-    _F32_SR[False, bool(hi32), src](bits, out, p, key0)
+    _F32_SR[False, bool(hi32), src](bits, out, p, key0, np.uint32(0))
+
+
+def _encode_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
+    """:func:`_encode_f32_sr` for exact stochastic rounding of any array, in one pass that also
+    finds the smallest magnitude, as :func:`_quantize_f32_sr_checked` (same ``thr32``, same
+    return value)."""
+    return int(_F32_SR[False, True, src](bits, out, p, key0, np.uint32(thr32)))
 
 
 def _value_variant(p):

@@ -269,6 +269,8 @@ def _run(*args, **kwargs) -> None:
 
 #: ``_run_kernels``' ``f32`` for quantize: also the exact-SR kernel that checks as it rounds.
 _F32_QUANTIZE = (_kernels._quantize_f32, _kernels._quantize_f32_sr, _kernels._quantize_f32_sr_checked)
+#: ... and for encode.
+_F32_ENCODE = (_kernels._encode_f32, _kernels._encode_f32_sr, _kernels._encode_f32_sr_checked)
 
 
 #: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode where the float32 kernels
@@ -496,7 +498,7 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
     else:
         target = np.empty(bits.shape, fmt.code_dtype)
     _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
-         fmt, mode, saturate, r, keys, f32=(_kernels._encode_f32, _kernels._encode_f32_sr), table_key="encode")
+         fmt, mode, saturate, r, keys, f32=_F32_ENCODE, table_key="encode")
     if out is None:
         return target.reshape(shape)
     if not np.shares_memory(target, out):

@@ -237,7 +237,7 @@ def test_deep_limit_is_where_more_than_64_or_32_bits_drop(fmt):
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
 def test_checked_sr_kernel_redoes_the_deep_chunks(fmt):
     """The exact-SR value kernel that checks as it rounds (``_quantize_f32_sr_checked``) gives the
-    generic kernel's values on every upper-half pattern (+-1) and random patterns without the
+    generic kernel's values (and ``_encode_f32_sr_checked`` its codes) on every upper-half pattern (+-1) and random patterns without the
     elements that drop more than 64 bits: the chunks holding elements beyond 32 bits are redone on
     the whole word, the others decided by the high half.  It returns the smallest
     ``|bits| - 1`` (mod 2^32), as ``_min_f32_mag`` does, and ``_min_f32_mag`` tells the deep
@@ -256,6 +256,11 @@ def test_checked_sr_kernel_redoes_the_deep_chunks(fmt):
     assert np.array_equal(out, lut[want])
     wrap = (b & np.uint32(0x7FFFFFFF)) - np.uint32(1)
     assert low == int(wrap.min()) == _kernels._min_f32_mag(b)
+    p32e = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False)
+    if p32e is not None:            # the codes kernel that checks as it rounds, likewise
+        codes = np.empty(b.shape, fmt.code_dtype)
+        assert _kernels._encode_f32_sr_checked(b, codes, p32e, k0, max(deep32 - 1, 0)) == low
+        assert np.array_equal(codes, want)
     if deep32:
         # some chunks were redone, others not: both kinds are in this test
         chunks = np.add.reduceat(wrap < np.uint32(deep32 - 1), np.arange(0, b.size, _kernels._SR_CHUNK))
@@ -442,3 +447,35 @@ def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     a = bits & np.uint32(0x7FFFFFFF)
     hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
     assert np.array_equal(_quantize_values(bits, p32, k0, sr, hi32), lut[want])
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_high_half_ties_are_decided_on_the_whole_word(in_place):
+    """Exact SR of float32 elements that drop 33 bits into e4m3fn, placed where the random
+    word's high half equals the dropped bits' high half and its low half is below theirs
+    (2^31): the whole word says "away" (to the smallest subnormal), the high half alone would
+    not.  Random testing meets such a tie once in 2^32 elements; here every path of
+    ``quantize`` and ``encode`` (rounding while checking, or a read pass first when in place)
+    must decide them on all 64 bits."""
+    from fp8emu._random import words
+    fmt = fp8emu.get_format("e4m3fn")
+    seed, stream, n = 21, 4, 1 << 19
+    w = words(seed, stream, np.arange(n))
+    hi, lo = w >> np.uint64(32), w & np.uint64(0xFFFFFFFF)
+    # sh = 33 at biased exponent 108 (|x| in [2^-19, 2^-18), q = 2^-9): the dropped bits are the
+    # whole 24-bit significand, so their high half is sig >> 1 and their low half (sig & 1) << 31
+    ties = np.flatnonzero((hi >= 1 << 22) & (hi < 1 << 23) & (lo < 1 << 31))[:40]
+    assert ties.size >= 20
+    x = (np.random.default_rng(0).standard_normal(n) * 4).astype(np.float32)
+    sig = 2 * hi[ties] + 1
+    x.view(np.uint32)[ties] = ((np.uint64(108) << np.uint64(23)) | (sig & np.uint64(0x7FFFFF))).astype(np.uint32)
+    x[ties[::2]] *= -1
+    kw = dict(rounding="stochastic", seed=seed, stream=stream)
+    assert Q._deep_limit(fmt, 32) > (108 << 23) >= Q._deep_limit(fmt)
+    y = x.copy()
+    values = fp8emu.quantize(y, fmt, out=y if in_place else None, **kw)
+    np.testing.assert_array_equal(np.abs(values[ties]), np.float32(fmt.min_subnormal))
+    np.testing.assert_array_equal(np.sign(values[ties]), np.sign(x[ties]))
+    codes = fp8emu.encode(x, fmt, **kw)
+    np.testing.assert_array_equal(codes[ties], np.where(x[ties] < 0, 0x81, 0x01))
+    np.testing.assert_array_equal(fp8emu.decode(codes, fmt), values)
