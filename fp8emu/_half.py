@@ -109,6 +109,6 @@ def f16_bits_of_f32(typingctx, r):
     return sig, codegen
 
 
-#: Jitted integer versions, for tests and the slow paths.
+#: Jitted integer versions, for tests.
 f32_bits_of_f16_int_jit = njit(cache=True)(f32_bits_of_f16_int)
 f16_bits_of_f32_int_jit = njit(cache=True)(f16_bits_of_f32_int)

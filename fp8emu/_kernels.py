@@ -356,6 +356,7 @@ _I32 = np.int32
 #: of each element are the float32 kernel's; stochastic rounding of 16-bit arrays then runs in
 #: the same vector loops instead of the generic per-element ones).
 SRC_F32, SRC_F16, SRC_BF16 = 0, 1, 2
+_SOURCES = (SRC_F32, SRC_F16, SRC_BF16)
 
 
 @njit(cache=True, inline="always")
@@ -763,8 +764,8 @@ _SR_CHUNK = 4096
 
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
                 rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
-    """The parallel loop ``out[i] = _round_f32_k(bits[i], i, ...)[values]`` for one case
-    (values: ``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
+    """The parallel loop for one case: codes ``out[i] = _round_f32_k(bits[i], i, ...)[0]``, or
+    values (``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
     ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
 
     The stochastic kernels take ``thr32`` (uint32) after ``key0`` (``w64`` value kernels do
@@ -775,7 +776,6 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
 
     ``src``: the input (and, for values, the output) holds float32, float16 or bfloat16 bits,
     converted in the loop (:func:`_load_f32_bits`)."""
-    which = 1 if values else 0
 
     if values and flat:
         @njit(cache=True, parallel=True)
@@ -853,34 +853,33 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         return sr_kernel
 
     @njit(cache=True, parallel=True)
-    def kernel(bits, out, p, key0):
+    def code_kernel(bits, out, p, key0):
         for i in prange(bits.shape[0]):
             prefer_512_bit_vectors_converting(bits, out)
-            out[i] = _round_f32_k(_load_f32_bits(bits[i], src), i, p, key0, stochastic, mode, hi32)[which]
-    return kernel
+            out[i] = _round_f32_k(_load_f32_bits(bits[i], src), i, p, key0, False, mode, False)[0]
+    return code_kernel
 
 
-#: (values, mode code 0-4) -> deterministic kernel; (values, hi32) -> stochastic kernel.
+#: Every table below is keyed by the input's ``src`` last.
+#: (False, mode code 0-4, src) -> deterministic codes kernel; (False, hi32, src) -> stochastic one.
 _F32_DET = {(False, mode, src): _f32_kernel(False, False, mode, False, src=src) for mode in range(5)
-            for src in (SRC_F32, SRC_F16, SRC_BF16)}
-#: (mode code 0-4, lean, nz) -> deterministic value kernel (see :func:`_value_f32`).
+            for src in _SOURCES}
+#: (mode code 0-4, lean, nz, src) -> deterministic value kernel (see :func:`_value_f32`).
 _F32_VAL = {(mode, lean, nz, src): _f32_kernel(True, False, mode, False, lean, nz, src=src)
-            for mode in range(5) for lean in (False, True) for nz in (False, True)
-            for src in (SRC_F32, SRC_F16, SRC_BF16)}
+            for mode in range(5) for lean in (False, True) for nz in (False, True) for src in _SOURCES}
 #: (lean, nz) -> nearest_even value kernel by one float32 addition (:func:`_value_f32_rne`).
 _F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, fadd=True, src=src)
-                 for lean in (False, True) for nz in (False, True) for src in (SRC_F32, SRC_F16, SRC_BF16)}
+                 for lean in (False, True) for nz in (False, True) for src in _SOURCES}
 #: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
 _F32_VAL_FLAT = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, flat=True, src=src)
-                 for lean in (False, True) for nz in (False, True) for src in (SRC_F32, SRC_F16, SRC_BF16)}
-_F32_SR = {(False, h, src): _f32_kernel(False, True, 5, h, src=src) for h in (False, True)
-           for src in (SRC_F32, SRC_F16, SRC_BF16)}
+                 for lean in (False, True) for nz in (False, True) for src in _SOURCES}
+_F32_SR = {(False, h, src): _f32_kernel(False, True, 5, h, src=src) for h in (False, True) for src in _SOURCES}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
 #: (exact, the whole word).
 _F32_VAL_SR = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits", src=src)
                for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)
-               for src in (SRC_F32, SRC_F16, SRC_BF16)}
+               for src in _SOURCES}
 
 
 def _encode_f32(bits, out, p, key0, src=SRC_F32):

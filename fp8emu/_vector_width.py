@@ -10,8 +10,9 @@ slower on the Intel Xeons this project runs on (issue 19, ``docs/results/benchma
 float32 0.66-0.70x, ``quantize`` of float64 0.58-0.76x.  Kernels with a 16-bit array (float16
 and bfloat16 inputs, bfloat16 codes) measured 1-8 % slower in 512-bit code there, so they keep
 the CPU's preference, except loops that convert 16-bit elements to float32 bits and compute in
-32- and 64-bit lanes (stochastic rounding of float16 and bfloat16 arrays,
-:func:`prefer_512_bit_vectors_converting`): 0.63-0.71x the time with 512-bit code there.
+32- and 64-bit lanes (the float32 kernels on float16 and bfloat16 arrays,
+:func:`prefer_512_bit_vectors_converting`): float16 exact SR took 0.63-0.71x the time with
+512-bit code there.
 
 :func:`prefer_512_bit_vectors`, called in a kernel's loop body with the kernel's input and
 output arrays, sets the LLVM function attribute ``"prefer-vector-width"="512"`` on the function

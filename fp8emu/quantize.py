@@ -306,7 +306,7 @@ def _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, 
 
 
 #: Inputs the float32 kernels take, by (width, fraction bits): float32, and float16 and bfloat16
-#: converted in their loops (stochastic modes).
+#: converted in their loops.
 _F32_SOURCES = {(32, 23): _kernels.SRC_F32, (16, 10): _kernels.SRC_F16, (16, 7): _kernels.SRC_BF16}
 #: The float32 pattern of each source's smallest nonzero magnitude: float16's 2^-24, none
 #: below float32's subnormals for the others.
