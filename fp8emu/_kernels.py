@@ -637,8 +637,11 @@ def _value_f32_rne(b, c, cf, lean, nz):
 
 def _flat_ok(p) -> bool:
     """Whether :func:`_value_f32_rne_flat` is valid for the float32 tuple ``p``: nearest_even
-    into a format with float32's smallest normal binade (``emin = -126``: bfloat16, tf32, e8m13)."""
-    return int(p[7]) == 0 and int(p[1]) == -126
+    into a format with float32's smallest normal binade (``emin = -126``: bfloat16, tf32, e8m13)
+    and at least one mantissa bit.  With ``m = 0`` the bit at ``sh`` is the exponent field's
+    lowest, not ``k``'s (1 for every normal value), so ties would go to the even exponent where
+    ``TieRule.UP`` rounds them up (1.5 * 2^e -> 2^(e+1); the integer value kernel does)."""
+    return int(p[7]) == 0 and int(p[1]) == -126 and int(p[0]) >= 1
 
 
 @njit(cache=True, inline="always")

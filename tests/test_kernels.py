@@ -179,7 +179,8 @@ def test_nearest_even_by_float_addition_equals_integer_kernel(fmt):
 
 
 @pytest.mark.parametrize("fmt", ["bfloat16", "tf32", "e8m13", "e8m1", "e8m4u", "e8m5", "e5m2b127", "e6m3b127fn",
-                                 "e4m3b127fnuz", "e3m2b127fnnone", "e5m2b127u", "e6m3b95"], ids=str)
+                                 "e4m3b127fnuz", "e3m2b127fnnone", "e5m2b127u", "e6m3b95", "e8m0b127fnu",
+                                 "e8m0b127fn"], ids=str)
 def test_nearest_even_with_one_shift_count_equals_integer_kernel(fmt):
     """Formats with float32's ``emin`` (-126): the one-shift-count nearest-even kernel
     (``_value_f32_rne_flat``) gives the integer value kernel's bits, saturating or not
@@ -187,8 +188,8 @@ def test_nearest_even_with_one_shift_count_equals_integer_kernel(fmt):
     fmt = fp8emu.get_format(fmt)
     for sat in (False, True):
         p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
-        assert p is not None and _kernels._flat_ok(p) == (fmt.emin == -126), fmt
-        if fmt.emin == -126:
+        assert p is not None and _kernels._flat_ok(p) == (fmt.emin == -126 and fmt.man_bits >= 1), fmt
+        if _kernels._flat_ok(p):
             _nearest_even_kernel_equals_integer_kernel(fmt, _kernels._F32_VAL_FLAT, sat)
 
 
@@ -479,3 +480,16 @@ def test_high_half_ties_are_decided_on_the_whole_word(in_place):
     codes = fp8emu.encode(x, fmt, **kw)
     np.testing.assert_array_equal(codes[ties], np.where(x[ties] < 0, 0x81, 0x01))
     np.testing.assert_array_equal(fp8emu.decode(codes, fmt), values)
+
+
+@pytest.mark.parametrize("name", ["e8m0b127fnu", "e8m0b127fn"])
+def test_no_mantissa_ties_round_up_with_float32_emin(name):
+    """``man_bits = 0`` with float32's ``emin`` (hypothesis found it): a tie between two powers of
+    two, 1.5 * 2^e, rounds up under ``TieRule.UP``, and the one between 0 and 2^-126 to 0, as
+    the generic kernel's codes say (the one-shift-count kernel tied to the even exponent)."""
+    fmt = fp8emu.get_format(name)
+    e = np.arange(-126, 126)
+    x = np.concatenate([1.5 * 2.0 ** e, [2.0**-127, -(2.0**-127)]]).astype(np.float32)
+    got = fp8emu.quantize(x, fmt)
+    np.testing.assert_array_equal(got[:-2], (2.0 ** (e + 1)).astype(np.float32))
+    np.testing.assert_array_equal(got.view(np.uint32), fp8emu.decode(fp8emu.encode(x, fmt), fmt).view(np.uint32))
