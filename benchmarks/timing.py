@@ -140,7 +140,8 @@ def _openblas_corename() -> str:
 
 
 def blas_info() -> str:
-    """NumPy's BLAS: library name and version (``np.show_config``) and OpenBLAS's runtime kernel."""
+    """NumPy's BLAS: library name and version (``np.show_config``), how long OpenBLAS's idle workers
+    spin, and OpenBLAS's runtime kernel."""
     import numpy as np
 
     try:
@@ -152,7 +153,11 @@ def blas_info() -> str:
     # A kernel forced by the environment is not the one OpenBLAS would pick for this CPU (some
     # hosts set OPENBLAS_CORETYPE=Haswell on AVX-512 CPUs): say so, or the header misleads.
     forced = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k))
-    text = f"{lib}, kernel {core}" if core else f"{lib}, kernel unknown"
+    # idle workers spin 2^t cycles after each call (0: OpenBLAS's default, 28; it clamps to 4..30)
+    from fp8emu._blas import spin_timeout
+    t = spin_timeout()
+    spin = "" if t is None else f", idle workers spin 2^{min(max(t, 4), 30) if t else 28} cycles"
+    text = f"{lib}{spin}, kernel {core}" if core else f"{lib}{spin}, kernel unknown"
     return f"{text} (set by the environment: {forced})" if forced else text
 
 

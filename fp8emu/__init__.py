@@ -4,12 +4,14 @@ Layers (data flows one way): formats -> rounding kernels -> GEMM/conv reference 
 autograd -> nn / optim / loss scaling -> training CLI.  The verification toolkit sits
 beside training, on top of the numerics.
 
-Importing fp8emu before NumPy sets two thread-pool defaults (``os.environ.setdefault``: a
-value you set yourself wins).  fp8emu alternates Numba's OpenMP kernels with OpenBLAS GEMMs
+Importing fp8emu sets two thread-pool defaults (``os.environ.setdefault``: a value you set
+yourself wins).  fp8emu alternates Numba's OpenMP kernels with OpenBLAS GEMMs
 many times per training step; by default the idle pool of each spins for a while after its
 work and steals the CPU from the other.  On a 2-core machine that made a ResNet-18 step
 (width 8) 3x slower (881 ms -> 303 ms with both settings; ``benchmarks/train_cli.py``).
-OpenBLAS reads its setting when it loads, so it has no effect when NumPy came first.
+OpenBLAS reads its setting when it loads; when NumPy came first, the import has OpenBLAS
+read it again and restart its workers (``_blas.apply_spin_timeout``), unless other Python
+threads are running.
 """
 
 import os as _os
@@ -20,10 +22,14 @@ THREAD_ENV_DEFAULTS = {name: value for name, value in (
     ("OMP_WAIT_POLICY", "PASSIVE"),          # Numba's OpenMP workers sleep when idle
     ("OPENBLAS_THREAD_TIMEOUT", "4"),        # OpenBLAS workers spin 2^4 cycles, not 2^28
 ) if name not in _os.environ}
-# NumPy loads OpenBLAS when it is imported: had it come first, our timeout came too late (its
-# workers spin after each call, which the GEMM pipeline cannot afford; fp8emu.gemm asks this).
-_OPENBLAS_SPIN_SET = "numpy" not in _sys.modules or "OPENBLAS_THREAD_TIMEOUT" not in THREAD_ENV_DEFAULTS
 _os.environ.update(THREAD_ENV_DEFAULTS)
+# NumPy loads OpenBLAS when it is imported and OpenBLAS reads its timeout then: had NumPy come
+# first, our timeout came too late, so OpenBLAS is told again (its workers restart with it).
+# Whether its workers sleep after a call: the GEMM pipeline cannot afford spinning ones.
+_OPENBLAS_SPIN_SET = "numpy" not in _sys.modules or "OPENBLAS_THREAD_TIMEOUT" not in THREAD_ENV_DEFAULTS
+if not _OPENBLAS_SPIN_SET:
+    from ._blas import apply_spin_timeout as _apply_spin_timeout
+    _OPENBLAS_SPIN_SET = _apply_spin_timeout()
 
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format

@@ -1,15 +1,23 @@
-"""NumPy's OpenBLAS, reached through ctypes: its thread count (no threadpoolctl needed).
+"""NumPy's OpenBLAS, reached through ctypes: its thread count (no threadpoolctl needed) and its
+workers' spin timeout.
 
 Low in the layers: the GEMM reference runs sgemm single-threaded in its pipeline
-(:mod:`fp8emu.gemm`), and :mod:`fp8emu.cluster` caps the threads of sweep workers.
+(:mod:`fp8emu.gemm`), :mod:`fp8emu.cluster` caps the threads of sweep workers, and importing
+fp8emu after NumPy gives OpenBLAS the spin timeout it would have read at load
+(:func:`apply_spin_timeout`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from typing import Any
 
-__all__ = ["blas_threads"]
+__all__ = ["apply_spin_timeout", "blas_threads", "spin_timeout"]
+
+#: OpenBLAS's variable: its idle workers spin 2^value cycles before they sleep (default 28).
+TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT"
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,3 +67,53 @@ def blas_threads(threads: int | None = None) -> int | None:
             setter.argtypes = [ctypes.c_int]
             setter(int(threads))
     return int(get())
+
+
+def spin_timeout() -> int | None:
+    """The ``OPENBLAS_THREAD_TIMEOUT`` value NumPy's OpenBLAS holds (0: unset, OpenBLAS's 2^28
+    cycles); None when NumPy's BLAS is not an OpenBLAS found in this process."""
+    import ctypes
+
+    get = _openblas_calls("openblas_thread_timeout")
+    if get is None:
+        return None
+    get.restype = ctypes.c_int
+    return int(get())
+
+
+def apply_spin_timeout() -> bool:
+    """Give NumPy's already loaded OpenBLAS the spin timeout that ``os.environ`` now holds.
+
+    OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` once, when NumPy loads it, and hands it to its
+    worker threads when it starts them; a value set after ``import numpy`` was ignored, and
+    OpenBLAS's idle workers then spun for 2^28 cycles after every threaded call, taking the
+    cores from Numba's kernels in between (``fp8emu.matmul`` with e5m2 operands fell from
+    0.80-0.83x to 0.70-0.72x ``np.matmul`` at 32768 x 1152 x 128 on 2 cores, a ResNet-18 step
+    took 1.3x as long; ``tools/probes/import_order.py``).  Here
+    ``openblas_read_env`` reads the environment again and ``blas_thread_shutdown_`` stops the
+    workers (what OpenBLAS's own fork handler does); its next threaded call starts them again
+    with the new timeout.  Bits do not change: the same kernel and thread count run the same
+    partition.
+
+    Done only while this process runs a single Python thread: stopping the workers under
+    another thread's BLAS call is not safe.
+
+    Returns:
+        Whether OpenBLAS now holds the variable's value (False: no variable, not an OpenBLAS
+        with these calls, another Python thread running, or a value it did not take).
+    """
+    import ctypes
+
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value.isdigit() or threading.active_count() != 1:
+        return False
+    read_env = _openblas_calls("openblas_read_env")
+    shutdown = _openblas_calls("blas_thread_shutdown_")
+    if read_env is None or shutdown is None or spin_timeout() is None:
+        return False
+    read_env.restype = None
+    read_env()
+    if spin_timeout() != int(value):
+        return False
+    shutdown.restype = ctypes.c_int
+    return shutdown() == 0

@@ -257,9 +257,10 @@ def test_fused_blocks_pipeline_bits_equal_the_serial_loop_on_one_blas_thread(mon
 
 
 def test_fused_blocks_pipeline_only_when_fp8emu_set_openblas_spin_timeout():
-    """NumPy imported before fp8emu: OpenBLAS loaded without fp8emu's short spin timeout, so the
-    pipeline (which needs idle OpenBLAS workers to sleep) is not used; fp8emu first: it is
-    (given two threads), and so with a timeout set by the user before NumPy."""
+    """The pipeline needs idle OpenBLAS workers to sleep: fp8emu first (OpenBLAS loads with its
+    short spin timeout), NumPy first (the import has OpenBLAS re-read it and restart its
+    workers) and a timeout of the user's own all allow it (given two threads); NumPy first
+    while another Python thread runs (no restart then: the workers keep spinning) does not."""
     _pipeline_possible()
     probe = "import fp8emu.gemm as g; print(g._pipeline_ready(4))"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
@@ -269,7 +270,9 @@ def test_fused_blocks_pipeline_only_when_fp8emu_set_openblas_spin_timeout():
     def run(code, **extra):
         return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
                               check=True, cwd=pathlib.Path(__file__).resolve().parents[1]).stdout.strip()
-    assert run("import numpy, " + probe.replace("import ", "", 1)) == "False"
+    assert run("import numpy, " + probe.replace("import ", "", 1)) == "True"
+    other_thread = "import threading, numpy; e = threading.Event(); threading.Thread(target=e.wait).start(); "
+    assert run(other_thread + probe + "; e.set()") == "False"
     assert run(probe) == "True"
     assert run("import numpy, " + probe.replace("import ", "", 1), OPENBLAS_THREAD_TIMEOUT="4") == "True"
 

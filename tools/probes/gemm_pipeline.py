@@ -25,9 +25,9 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-# fp8emu first: it sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads OpenBLAS.  With NumPy first
-# OpenBLAS's workers spin for about 2^28 cycles after each call and take the cores the pipeline's
-# single-threaded calls need (measured: 0.39-0.71x np.matmul instead of 0.82-1.03x).
+# fp8emu first: it sets OPENBLAS_THREAD_TIMEOUT=4 before NumPy loads OpenBLAS (NumPy first, the
+# import restarts OpenBLAS's workers with it).  Spinning for 2^28 cycles after each call, they took
+# the cores the pipeline's single-threaded calls need (measured: 0.39-0.71x np.matmul instead of 0.82-1.03x).
 import fp8emu  # noqa: E402  (isort: skip)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
