@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         conv._CHUNK_BYTES = int(args.chunk_mb * (1 << 20))
     print(header())
     print(f"# conv chunk {conv._CHUNK_BYTES / (1 << 20):g} MiB | "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}")
     for idx in args.shapes:
         if args.matmul_only:
             bench_shape(idx, args.repeats, accumulators=False)

@@ -1,15 +1,15 @@
 """Milliseconds per training step of the torch backend, with and without fp8emu's thread-env defaults.
 
-Importing fp8emu sets ``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` (see
-``docs/design.md``).  PyTorch's intra-op pool is OpenMP too and reads ``OMP_WAIT_POLICY`` when
+Importing fp8emu sets ``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=10000`` and
+``OPENBLAS_THREAD_TIMEOUT=4`` (see ``docs/design.md``).  PyTorch's intra-op pool is OpenMP too and reads ``OMP_WAIT_POLICY`` when
 ``import torch`` loads it, so with ``--backend torch`` both settings also govern PyTorch.  Each
 configuration runs in its own process:
 
 * ``defaults``: ``import fp8emu`` first (the settings apply to NumPy's OpenBLAS, Numba's and
   PyTorch's OpenMP pools);
 * ``without``: ``OPENBLAS_THREAD_TIMEOUT=28`` (OpenBLAS's own default) in the environment, and
-  ``OMP_WAIT_POLICY`` removed again right after ``import fp8emu``, before PyTorch and Numba's
-  OpenMP load (their own default spin-then-sleep policy).
+  ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` removed again right after ``import fp8emu``, before
+  PyTorch and Numba's OpenMP load (their own default spin-then-sleep policy).
 
 ResNet-18 (CIFAR stem, 1 input channel) on random 28x28 batches, the step of ``fp8emu train``
 (``fp8emu.torch.train.train_step``); prints the median over the timed steps.
@@ -33,6 +33,7 @@ import os, sys, time, json
 import fp8emu
 if {without}:
     os.environ.pop("OMP_WAIT_POLICY", None)
+    os.environ.pop("GOMP_SPINCOUNT", None)
 import numpy as np, torch
 from types import SimpleNamespace
 from fp8emu.train import build
@@ -51,13 +52,13 @@ for i in range(cfg["steps"] + 1):
     BACKEND.train_step(parts, x, y)
     if i:
         times.append(time.perf_counter() - t)
-print(json.dumps(dict(times=times, env={{k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}},
+print(json.dumps(dict(times=times, env={{k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}},
                       torch_threads=torch.get_num_threads())))
 """
 
 
 def run(recipe: str, without: bool, args: argparse.Namespace) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
     if without:
         env["OPENBLAS_THREAD_TIMEOUT"] = "28"
     cfg = json.dumps({"recipe": recipe, "width": args.width, "batch": args.batch_size, "steps": args.steps})

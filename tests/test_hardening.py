@@ -173,21 +173,52 @@ def test_nvidia_model_with_k_zero_is_the_empty_sum(fast_accum):
 # ---- import side effects, documented where a library user sees them -------------------------------
 
 def test_import_sets_thread_defaults_only_when_unset_and_the_readme_says_so():
+    """Your own values win; the GNU OpenMP spin count comes only with fp8emu's own wait policy
+    (it overrides the spin a policy implies: with your ACTIVE it would cut it short)."""
     import os
     import pathlib
     import subprocess
     import sys
     code = "import os, fp8emu; print(os.environ['OMP_WAIT_POLICY'], sorted(fp8emu.THREAD_ENV_DEFAULTS))"
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    # (this process imported fp8emu: its defaults are in os.environ, which the children must not see)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
     root = pathlib.Path(__file__).resolve().parents[1]
     mine = subprocess.run([sys.executable, "-c", code], env=env | {"OMP_WAIT_POLICY": "ACTIVE"}, cwd=root,
                           capture_output=True, text=True, check=True).stdout
-    assert mine.strip() == "ACTIVE ['OPENBLAS_THREAD_TIMEOUT']"
+    assert mine.strip() == "ACTIVE ['OPENBLAS_THREAD_TIMEOUT']"     # no spin count under your own policy
+    code = "import os, fp8emu; print(os.environ.get('GOMP_SPINCOUNT'), sorted(fp8emu.THREAD_ENV_DEFAULTS))"
+    ours = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                          check=True).stdout
+    assert ours.strip() == "10000 ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT']"
+    spin = subprocess.run([sys.executable, "-c", code], env=env | {"GOMP_SPINCOUNT": "7"}, cwd=root,
+                          capture_output=True, text=True, check=True).stdout
+    assert spin.strip() == "7 ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT']"
     readme = (root / "README.md").read_text()
     section = readme[readme.index("### What importing fp8emu changes"):readme.index("## Layout")]
-    for needed in ("OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=4", "only those you have not set",
+    for needed in ("OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT=10000", "OPENBLAS_THREAD_TIMEOUT=4",
+                   "only those you have not set",
                    "Why:", "To opt out", "THREAD_ENV_DEFAULTS"):
         assert needed in section, needed
+
+
+def test_numbas_gnu_openmp_pool_reads_the_spin_count():
+    """The spin count reaches GNU OpenMP: it loads with Numba's first parallel kernel, after the
+    import (its environment display lists what it read)."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    code = ("import fp8emu, numba, numpy; fp8emu.quantize(numpy.ones(1 << 18, numpy.float32), 'e5m2'); "
+            "print(numba.threading_layer())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(OMP_DISPLAY_ENV="VERBOSE", NUMBA_NUM_THREADS="2")
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=pathlib.Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, check=True)
+    if run.stdout.strip() != "omp" or "OPENMP DISPLAY ENVIRONMENT" not in run.stderr \
+            or "GOMP_" not in run.stderr:
+        pytest.skip("Numba's threading layer here is not GNU OpenMP")
+    assert "GOMP_SPINCOUNT = '10000'" in run.stderr
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in run.stderr
 
 
 @pytest.mark.parametrize("kw, match", [(dict(margin=math.nan), "QuantSpec.margin must be an int"),
