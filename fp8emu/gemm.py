@@ -284,6 +284,8 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
     takes it, so the bits equal the serial loop's at one BLAS thread; OpenBLAS's thread split can
     round some sums differently on its Haswell kernel (docs/accumulators.md).
     """
+    from ._blas import warn_if_spinning
+    warn_if_spinning()
     m, k = a.shape
     rows = _block_rows(m, k)
     if y is None:

@@ -28,12 +28,18 @@ pytestmark = pytest.mark.skipif(
            "blas_thread_shutdown_) here")
 
 
-def _child(code: str, **env_vars) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+def _child_output(code: str, **env_vars) -> str:
+    # not the defaults this process's own import of fp8emu put in os.environ
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     # two OpenBLAS threads (one worker) whatever this process's environment says
     env.update(OPENBLAS_NUM_THREADS="2", **env_vars)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=True).stdout.split()
+                          check=True).stdout
+
+
+def _child(code: str, **env_vars) -> list[str]:
+    return _child_output(code, **env_vars).split()
 
 
 _TASKS = "sorted(os.listdir('/proc/self/task'))"
@@ -106,3 +112,38 @@ def test_apply_spin_timeout_refuses_a_value_that_is_not_a_count(monkeypatch):
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT")
     assert _blas.apply_spin_timeout() is False
     assert called == []
+
+
+_MATMULS = ("import warnings\n"
+            "a = numpy.ones((300, 200), numpy.float32)\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    fp8emu.matmul(a, a.T, a_fmt='e5m2', b_fmt='e5m2')\n"
+            "    fp8emu.matmul(a, a.T)\n"
+            "    fp8emu.conv2d(numpy.ones((2, 3, 8, 8), numpy.float32), numpy.ones((4, 3, 3, 3), numpy.float32))\n"
+            "print(len([w for w in seen if 'OPENBLAS_THREAD_TIMEOUT' in str(w.message)]))\n")
+
+
+def test_a_spinning_openblas_is_warned_about_once():
+    """NumPy first with another Python thread alive (a Jupyter kernel has several): no restart,
+    so the first BLAS product warns, once, and says what to do."""
+    out = _child("import threading, numpy\nstop = threading.Event()\n"
+                 "t = threading.Thread(target=stop.wait); t.start()\nimport fp8emu\nstop.set(); t.join()\n"
+                 + _MATMULS)
+    assert out == ["1"]
+    text = _child_output("import threading, numpy, warnings\nstop = threading.Event()\n"
+                         "t = threading.Thread(target=stop.wait); t.start()\nimport fp8emu\nstop.set(); t.join()\n"
+                         "with warnings.catch_warnings(record=True) as seen:\n"
+                         "    warnings.simplefilter('always')\n"
+                         "    fp8emu.matmul(numpy.ones((3, 2), numpy.float32), numpy.ones((2, 3), numpy.float32))\n"
+                         "print(seen[0].category.__name__, seen[0].message)")
+    assert text.startswith("RuntimeWarning ")
+    for needed in ("2^28 cycles", "Import fp8emu before NumPy", "OPENBLAS_THREAD_TIMEOUT=4", "Jupyter"):
+        assert needed in text, needed
+
+
+@pytest.mark.parametrize("order, env", [("import numpy, fp8emu\n", {}), ("import fp8emu, numpy\n", {}),
+                                        ("import numpy, fp8emu\n", {"OPENBLAS_THREAD_TIMEOUT": "28"})])
+def test_no_warning_when_the_timeout_reached_openblas_or_is_your_own(order, env):
+    """Restarted, set at load, or your own value (even OpenBLAS's default 28): no warning."""
+    assert _child(order + _MATMULS, **env) == ["0"]

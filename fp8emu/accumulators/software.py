@@ -40,6 +40,7 @@ import numba
 import numpy as np
 
 from .. import _kernels
+from .._blas import warn_if_spinning
 from ..format import Format, RoundMode
 from ..formats import get_format
 from ..quantize import kernel_arguments
@@ -113,6 +114,7 @@ class Fp32Blas(_Fp32Accumulator):
     reproducible = False
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
+        warn_if_spinning()
         return np.matmul(a, b, out=_out_buffer(a, b, out))
 
 
