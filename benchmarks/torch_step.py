@@ -1,6 +1,6 @@
 """Milliseconds per training step of the torch backend, with and without fp8emu's thread-env defaults.
 
-Importing fp8emu sets ``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=10000`` and
+Importing fp8emu sets ``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=5000`` and
 ``OPENBLAS_THREAD_TIMEOUT=4`` (see ``docs/design.md``).  PyTorch's intra-op pool is OpenMP too and reads ``OMP_WAIT_POLICY`` when
 ``import torch`` loads it, so with ``--backend torch`` both settings also govern PyTorch.  Each
 configuration runs in its own process:

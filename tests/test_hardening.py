@@ -189,13 +189,13 @@ def test_import_sets_thread_defaults_only_when_unset_and_the_readme_says_so():
     code = "import os, fp8emu; print(os.environ.get('GOMP_SPINCOUNT'), sorted(fp8emu.THREAD_ENV_DEFAULTS))"
     ours = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
                           check=True).stdout
-    assert ours.strip() == "10000 ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT']"
+    assert ours.strip() == "5000 ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT']"
     spin = subprocess.run([sys.executable, "-c", code], env=env | {"GOMP_SPINCOUNT": "7"}, cwd=root,
                           capture_output=True, text=True, check=True).stdout
     assert spin.strip() == "7 ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT']"
     readme = (root / "README.md").read_text()
     section = readme[readme.index("### What importing fp8emu changes"):readme.index("## Layout")]
-    for needed in ("OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT=10000", "OPENBLAS_THREAD_TIMEOUT=4",
+    for needed in ("OMP_WAIT_POLICY=PASSIVE", "GOMP_SPINCOUNT=5000", "OPENBLAS_THREAD_TIMEOUT=4",
                    "only those you have not set",
                    "Why:", "To opt out", "THREAD_ENV_DEFAULTS"):
         assert needed in section, needed
@@ -217,7 +217,7 @@ def test_numbas_gnu_openmp_pool_reads_the_spin_count():
     if run.stdout.strip() != "omp" or "OPENMP DISPLAY ENVIRONMENT" not in run.stderr \
             or "GOMP_" not in run.stderr:
         pytest.skip("Numba's threading layer here is not GNU OpenMP")
-    assert "GOMP_SPINCOUNT = '10000'" in run.stderr
+    assert "GOMP_SPINCOUNT = '5000'" in run.stderr
     assert "OMP_WAIT_POLICY = 'PASSIVE'" in run.stderr
 
 

@@ -1,15 +1,18 @@
 """GNU OpenMP's spin before sleep (``GOMP_SPINCOUNT``, which fp8emu's import sets): what it is worth.
 
-    python tools/probes/omp_spin.py [--rounds 3] [--spins 0 10000] [--no-train]
+    python tools/probes/omp_spin.py [--rounds 3] [--spins 0 5000] [--no-train]
+    python tools/probes/omp_spin.py --variants "OPENBLAS_THREAD_TIMEOUT=4" "OPENBLAS_THREAD_TIMEOUT=18"
 
 Each round starts one child process per spin count; each child imports fp8emu first (so
 ``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` as by default) with
 ``GOMP_SPINCOUNT`` set to that count (0: the pool sleeps at once, fp8emu's earlier default).
 A child times, on 2 Numba threads: a call of a tiny parallel kernel right after the previous one
-and after gaps of 50 us to 1.6 ms (the wake-up cost of the pool); ``fp8emu.quantize`` of 512 K
+and after gaps of 50 us to 1.6 ms (the wake-up cost of the pool); a 384^3 ``np.matmul`` right
+after another and after 0.4 ms (OpenBLAS's); ``fp8emu.quantize`` of 512 K
 float32 (e5m2, ``out=``) back to back; ``fp8emu.matmul`` with e5m2 operands against ``np.matmul``
 at 32768 x 1152 x 128; and a ResNet-18 training step (width 8, batch 128, fp32 and paper-e5m2).
-Medians; the rounds alternate the counts.
+Medians; the rounds alternate the counts.  ``--variants`` replaces the spin counts by sets of
+environment variables (``NAME=VALUE`` separated by spaces), e.g. OpenBLAS's spin timeout.
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ for gap in (0, 50, 200, 400, 1600):
             pass
         t = time.perf_counter(); touch(buf); ts.append(time.perf_counter() - t)
     res["wake"][gap] = med(ts) * 1e6
+# OpenBLAS's side: a small threaded product right after another and after a pause
+sa = np.ones((384, 384), np.float32); so = np.empty_like(sa); np.matmul(sa, sa, out=so)
+res["blas"] = {}
+for gap in (0, 400):
+    ts = []
+    for _ in range(15):
+        np.matmul(sa, sa, out=so)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < gap * 1e-6:
+            pass
+        t = time.perf_counter(); np.matmul(sa, sa, out=so); ts.append(time.perf_counter() - t)
+    res["blas"][gap] = med(ts) * 1e6
 x = np.random.default_rng(0).standard_normal(1 << 19).astype(np.float32); o = np.empty_like(x)
 fp8emu.quantize(x, "e5m2", out=o)
 ts = []
@@ -90,9 +105,12 @@ print(json.dumps(res))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--spins", nargs="+", default=["0", "10000"])
+    ap.add_argument("--spins", nargs="+", default=["0", "5000"])
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help="environment settings to compare instead of --spins, e.g. 'OPENBLAS_THREAD_TIMEOUT=18'")
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
+    variants = args.variants or [f"GOMP_SPINCOUNT={s}" for s in args.spins]
     root = Path(__file__).resolve().parents[2]
     # the caller's environment before fp8emu (imported for the header) adds its defaults
     base = dict(os.environ)
@@ -100,14 +118,16 @@ def main() -> None:
     from benchmarks.timing import header
     print(header())
     for r in range(args.rounds):
-        for spin in args.spins:
-            env = dict(base, GOMP_SPINCOUNT=spin)
+        for variant in variants:
+            env = dict(base, **dict(kv.split("=", 1) for kv in variant.split()))
             out = subprocess.run([sys.executable, "-c", CHILD, "0" if args.no_train else "1"], cwd=root, env=env,
                                  capture_output=True, text=True, check=True).stdout
             res = json.loads(out.strip().splitlines()[-1])
             wake = " ".join(f"{g}us:{v:.0f}" for g, v in res["wake"].items())
             steps = "".join(f", step {k[5:]} {v:.0f} ms" for k, v in res.items() if k.startswith("step_"))
-            print(f"round {r} GOMP_SPINCOUNT={spin:>6s}: tiny call after a gap of {wake} us; quantize 512K "
+            blas = " ".join(f"{g}us:{v:.0f}" for g, v in res["blas"].items())
+            print(f"round {r} {variant:>28s}: tiny call after a gap of {wake} us; 384^3 sgemm after {blas} us; "
+                  f"quantize 512K "
                   f"{res['quantize_512k']:.0f} us; matmul e5m2 / np.matmul {res['gemm_ratio']:.2f}{steps}")
 
 
