@@ -9,8 +9,8 @@ yourself wins).  fp8emu alternates Numba's OpenMP kernels with OpenBLAS GEMMs
 many times per training step; by default the idle pool of each spins for a while after its
 work and steals the CPU from the other.  On a 2-core machine that made a ResNet-18 step
 (width 8) 3x slower (881 ms -> 303 ms with both settings; ``benchmarks/train_cli.py``).  A
-sleeping OpenMP pool costs 45-80 us to wake in these virtual machines, so its workers first
-spin briefly (``GOMP_SPINCOUNT``), which back-to-back kernels catch.
+sleeping OpenMP pool cost 13-90 us to wake on the virtual machines measured, so its workers
+first spin briefly (``GOMP_SPINCOUNT``), which back-to-back kernels catch.
 OpenBLAS reads its setting when it loads; when NumPy came first, the import has OpenBLAS
 read it again and restart its workers (``_blas.apply_spin_timeout``), unless other Python
 threads are running.
