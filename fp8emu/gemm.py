@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._blas import blas_threads, warn_if_spinning
 from .accumulators import DEFAULT_ACCUMULATOR, Accumulator, Fp32Blas
 from .format import Format, RoundMode
 from .formats import get_format
@@ -253,19 +254,19 @@ def _pipeline_ready(blocks: int) -> bool:
     """Whether :func:`_fused_blas_rows` runs its blocks on the two-worker pipeline: asked for
     (:data:`PIPELINE_ENV` is ``1``), at least two blocks, at least two Numba threads and two
     OpenBLAS threads to replace (a cap of one thread, e.g. :func:`fp8emu.cluster.limit_threads`,
-    keeps the serial loop), NumPy's BLAS an OpenBLAS whose thread count can be set, and OpenBLAS loaded after fp8emu set its spin timeout (or
-    with a timeout of your own).  With NumPy imported first OpenBLAS's idle workers spin for
+    keeps the serial loop), NumPy's BLAS an OpenBLAS whose thread count can be set, and OpenBLAS
+    holding fp8emu's spin timeout (read at its load, or after the restart of the import when
+    NumPy came first) or a timeout of your own.  Without it OpenBLAS's idle workers spin for
     2^28 cycles after each two-thread call and take the cores the workers need (measured 2x
     slower than the serial loop: docs/results/benchmarks.md, issue 19)."""
     if not _pipeline_requested() or blocks < 2:
         return False
     import fp8emu
     if not fp8emu._OPENBLAS_SPIN_SET:
-        return False                     # NumPy came first: OpenBLAS's workers spin after each call
+        return False                     # OpenBLAS's workers spin after each call (restart skipped)
     import numba
     if numba.get_num_threads() < _PIPELINE_WORKERS:
         return False
-    from ._blas import blas_threads
     threads = blas_threads()
     return threads is not None and threads >= _PIPELINE_WORKERS
 
@@ -284,7 +285,6 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
     takes it, so the bits equal the serial loop's at one BLAS thread; OpenBLAS's thread split can
     round some sums differently on its Haswell kernel (docs/accumulators.md).
     """
-    from ._blas import warn_if_spinning
     warn_if_spinning()
     m, k = a.shape
     rows = _block_rows(m, k)
@@ -318,7 +318,6 @@ def _run_pipeline(a, qb, fmt, rounding, saturate, y, rows: int, starts: list[int
 
     import numba
 
-    from ._blas import blas_threads
     if _pipeline_pool is None:
         _pipeline_pool = ThreadPoolExecutor(_PIPELINE_WORKERS, thread_name_prefix="fp8emu-gemm")
     m = a.shape[0]

@@ -19,7 +19,6 @@ from numba import njit, prange
 from fp8emu._random import GAMMA, mix64, _M1, _M2
 numba.set_num_threads(1)
 C=4096
-L32 = np.uint64(0xFFFFFFFF)
 M1L, M1H = np.uint64(_M1 & 0xFFFFFFFF), np.uint64(_M1 >> 32)
 M2L, M2H = np.uint64(_M2 & 0xFFFFFFFF), np.uint64(_M2 >> 32)
 @njit(inline="always")
