@@ -49,6 +49,7 @@ from numba import njit, prange
 from ._random import GAMMA, mix64, mix64_hi
 from ._bitcast import f32_from_bits, bits_from_f32
 from ._half import f16_bits_of_f32, f32_bits_of_f16
+from ._prefetch import prefetch_lines
 from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_converting
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
@@ -253,6 +254,34 @@ def _round_fast(b, i, prm, key0, stochastic):
     return code, tie
 
 
+#: Software prefetch (:mod:`fp8emu._prefetch`; issue 19).  Loops that compute much per element
+#: ran far slower on arrays streamed from DRAM than on the same data in cache, although they
+#: use a small part of the memory bandwidth: the hardware prefetchers did not keep a slowly
+#: consumed stream ahead.  The codes kernels (``encode``), the float32 SR kernels and the
+#: float64 deterministic kernels run each chunk in blocks of ``_PREFETCH_BLOCK`` elements, each
+#: block first prefetching the input ``_PREFETCH_AHEAD`` elements ahead
+#: (:func:`_prefetched_block`); the float64 SR kernels prefetch the next chunk at the start of
+#: each (:func:`_sr_chunk_codes`: the blocks cost that loop its vector code).  Measured on the
+#: Intel CI host, 1 thread, interleaved A/B (``benchmarks/quantize_ab.py``), time after/before:
+#: float32 16 M ``encode`` 0.48-0.61 (1 M, in cache: 0.71-0.74), exact SR ``quantize`` 0.90-0.97,
+#: ``encode`` SR 0.72-0.88; float64 8 M ``quantize`` 0.59-0.65, ``encode`` 0.26-0.30, SR
+#: 0.67-0.82 (docs/results/benchmarks.md; on the GPU machine's Xeon smaller and mixed).  The
+#: float32 value kernels of the deterministic modes keep the hardware's prefetching: they
+#: stream as fast as ``np.copyto`` (a copy as large as the input) and prefetching slowed them
+#: by 2-15 % (blocks of 128-1024, distances of 512-4096 and whole chunks measured).
+_PREFETCH_BLOCK = 256
+_PREFETCH_AHEAD = 4096
+
+
+@njit(cache=True, inline="always")
+def _prefetched_block(bits, b0, hi):
+    """Prefetch the input lines ``_PREFETCH_AHEAD`` elements ahead of the block of
+    ``_PREFETCH_BLOCK`` elements that starts at ``b0``; returns the block's end in a chunk
+    ending at ``hi`` (unsigned, for the vectorised inner loop)."""
+    prefetch_lines(bits, b0 + _PREFETCH_AHEAD, b0 + _PREFETCH_AHEAD + _PREFETCH_BLOCK)
+    return np.uint64(min(b0 + _PREFETCH_BLOCK, hi))
+
+
 @njit(cache=True, parallel=True)
 def _encode_generic(bits, out, prm, key_base, key0):
     """``out[i] = code of bits[i]`` for 1-d C-contiguous arrays (any format)."""
@@ -271,10 +300,16 @@ def _quantize_generic(bits, out, lut, prm, key_base, key0):
 
 @njit(cache=True, parallel=True)
 def _encode_fast(bits, out, prm, key0):
-    """:func:`_encode_generic` with :func:`_round_fast`, deterministic modes."""
-    for i in prange(bits.shape[0]):
+    """:func:`_encode_generic` with :func:`_round_fast`, deterministic modes (over chunks,
+    prefetching: see :data:`_PREFETCH_BLOCK`)."""
+    n = bits.shape[0]
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
         prefer_512_bit_vectors(bits, out)
-        out[i] = _round_fast(bits[i], i, prm, key0, False)[0]
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for b0 in range(lo, hi, _PREFETCH_BLOCK):
+            for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
+                out[i] = _round_fast(bits[i], 0, prm, key0, False)[0]
     return 0
 
 
@@ -286,7 +321,9 @@ _CHUNK = 4096
 
 @njit(cache=True, inline="always")
 def _sr_chunk_codes(bits, lo, hi, codes, flags, prm, key0):
-    """Codes of ``bits[lo:hi]`` into ``codes[:hi-lo]``; returns how many exact-SR ties."""
+    """Codes of ``bits[lo:hi]`` into ``codes[:hi-lo]``; returns how many exact-SR ties.  First
+    prefetches the next chunk's input (``bits[hi:2 hi - lo]``; see :data:`_PREFETCH_BLOCK`)."""
+    prefetch_lines(bits, hi, hi + (hi - lo))
     for i in range(lo, hi):
         code, tie = _round_fast(bits[i], i, prm, key0, True)
         codes[i - lo] = code
@@ -316,10 +353,16 @@ def _encode_fast_sr(bits, out, prm, key0):
 
 @njit(cache=True, parallel=True)
 def _quantize_fast(bits, out, lut, prm, key0):
-    """:func:`_quantize_generic` with :func:`_round_fast`, deterministic modes."""
-    for i in prange(bits.shape[0]):
+    """:func:`_quantize_generic` with :func:`_round_fast`, deterministic modes (over chunks,
+    prefetching)."""
+    n = bits.shape[0]
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
         prefer_512_bit_vectors(bits, out)
-        out[i] = lut[_round_fast(bits[i], i, prm, key0, False)[0]]
+        lo = c * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for b0 in range(lo, hi, _PREFETCH_BLOCK):
+            for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
+                out[i] = lut[_round_fast(bits[i], 0, prm, key0, False)[0]]
     return 0
 
 
@@ -755,16 +798,14 @@ def _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, whole_word, s
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
 # with signed indices inside the body made it fall back to 256-bit or scalar code (measured,
-# 2-4x slower: Numba's negative-index wraparound code).  The exact/r-bit SR kernels loop
-# over chunks with *unsigned* indices, which vectorise in full width: the Weyl counter then runs
-# as a sum (no 64-bit multiply per element) and the smallest magnitude as a reduction, at no
-# cost (benchmarks.sr_floor; docs/results/benchmarks.md).  One compiled loop per (output,
-# mode): a runtime switch on the mode inside the loop kept more constants live (AVX2 has 16
-# vector registers) and cost branches in every iteration.
-#: Elements per task of the float32 SR kernels (2048-8192 measured alike).
+# 2-4x slower: Numba's negative-index wraparound code).  The exact/r-bit SR kernels and the
+# codes kernels loop over chunks with *unsigned* indices, which vectorise in full width: the
+# Weyl counter then runs as a sum (no 64-bit multiply per element) and the smallest magnitude
+# as a reduction, at no cost (benchmarks.sr_floor; docs/results/benchmarks.md).  One compiled
+# loop per (output, mode): a runtime switch on the mode inside the loop kept more constants
+# live (AVX2 has 16 vector registers) and cost branches in every iteration.
+#: Elements per task of the float32 SR and codes kernels (2048-8192 measured alike).
 _SR_CHUNK = 4096
-
-
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
                 rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
     """The parallel loop for one case: codes ``out[i] = _round_f32_k(bits[i], i, ...)[0]``, or
@@ -838,12 +879,13 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 z0 = key0 + lo * np.uint64(GAMMA)
                 z = z0
                 lt = np.uint32(0xFFFFFFFF)
-                for i in range(lo, hi):
-                    z += np.uint64(GAMMA)
-                    b = _load_f32_bits(bits[i], src)
-                    _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, False, src)
-                    if track:
-                        lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+                for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
+                    for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
+                        z += np.uint64(GAMMA)
+                        b = _load_f32_bits(bits[i], src)
+                        _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, False, src)
+                        if track:
+                            lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
                     # an element of this chunk drops more than 32 bits: redo it on the whole word
                     z = z0
@@ -857,9 +899,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
 
     @njit(cache=True, parallel=True)
     def code_kernel(bits, out, p, key0):
-        for i in prange(bits.shape[0]):
+        n = bits.shape[0]
+        for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
             prefer_512_bit_vectors_converting(bits, out)
-            out[i] = _round_f32_k(_load_f32_bits(bits[i], src), i, p, key0, False, mode, False)[0]
+            lo = t * _SR_CHUNK
+            hi = min(n, lo + _SR_CHUNK)
+            for b0 in range(lo, hi, _PREFETCH_BLOCK):
+                for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
+                    out[i] = _round_f32_kz(_load_f32_bits(bits[i], src), key0, p, False, mode, False)[0]
     return code_kernel
 
 

@@ -11,7 +11,7 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "fp8emu"
 # except the verification toolkit (6), which must not import the training stack (5's apps) and vice versa.
 LAYERS = {
     "format": 1, "formats": 1, "_checks": 1, "_blas": 1,
-    "spec": 2, "_random": 2, "_bitcast": 2, "_half": 2, "_vector_width": 2, "_kernels": 2, "quantize": 2, "_cuda_kernels": 2, "_cuda_launch": 2, "cuda": 2,
+    "spec": 2, "_random": 2, "_bitcast": 2, "_half": 2, "_vector_width": 2, "_prefetch": 2, "_kernels": 2, "quantize": 2, "_cuda_kernels": 2, "_cuda_launch": 2, "cuda": 2,
     "accumulators": 3, "gemm": 3, "conv": 3, "scaling": 3,
     "autograd": 4,
     "nn": 5, "optim": 5, "loss_scale": 5, "recipes": 5, "stats": 5,
