@@ -806,6 +806,8 @@ def _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, whole_word, s
 # live (AVX2 has 16 vector registers) and cost branches in every iteration.
 #: Elements per task of the float32 SR and codes kernels (2048-8192 measured alike).
 _SR_CHUNK = 4096
+
+
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
                 rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
     """The parallel loop for one case: codes ``out[i] = _round_f32_k(bits[i], i, ...)[0]``, or

@@ -51,7 +51,7 @@ def prefetch(typingctx, array, index):
 @njit(cache=True, inline="always")
 def prefetch_lines(array, lo, hi):
     """Prefetch the lines of ``array[lo:hi]`` (clipped to the array): one prefetch per cache
-    line.  A chunked kernel calls it with the next chunk's range before computing its own."""
+    line.  A kernel calls it with a range ahead of the one it computes."""
     step = max(CACHE_LINE // array.itemsize, 1)
     end = min(hi, array.shape[0])
     for j in range(lo, end, step):

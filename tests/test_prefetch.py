@@ -59,8 +59,7 @@ def test_prefetch_lines_clips_to_the_array():
 
 CHILD = r"""
 import json, numba
-from fp8emu import _kernels as K, _random
-from fp8emu.format import RoundMode
+from fp8emu import _kernels as K
 
 def prefetches(dispatcher, sig):
     dispatcher.compile(sig)                     # a fresh cache: compiled here, so the asm exists

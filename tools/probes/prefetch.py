@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 from benchmarks.timing import header  # noqa: E402
-from fp8emu._kernels import _SR_CHUNK, _prefetched_block  # noqa: E402
+from fp8emu._kernels import _PREFETCH_BLOCK, _SR_CHUNK, _prefetched_block  # noqa: E402
 from fp8emu._vector_width import prefer_512_bit_vectors_converting  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def kernels(rounds: int):
             prefer_512_bit_vectors_converting(x, o)
             lo = t * _SR_CHUNK
             hi = min(n, lo + _SR_CHUNK)
-            for b0 in range(lo, hi, 256):
+            for b0 in range(lo, hi, _PREFETCH_BLOCK):
                 for i in range(np.uint64(b0), _prefetched_block(x, b0, hi)):
                     v = x[i]
                     for _ in range(rounds):
