@@ -7,7 +7,8 @@ Each ISA compiles in its own process (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` 
 import; a fresh ``NUMBA_CACHE_DIR`` so that ``inspect_asm`` sees a compilation, not a cache
 hit).  For ``_quantize_f32`` (RNE by one float32 addition, ``_quantize_f32_rne``; the integer
 value kernel of every deterministic mode, ``_quantize_f32_int``) and ``_quantize_f32_sr`` (exact stochastic, the random word's
-high half deciding: the kernel an array without tiny elements gets) it lists every loop of
+high half deciding: the kernel an array without tiny elements gets; ``_quantize_f32_sr_rbits``,
+stochastic with ``sr_bits``) it lists every loop of
 the parfor body (a backward jump): instructions, widest register, elements per iteration (the
 induction step), and the instructions that tell the lane width: 64-bit shifts/multiplies
 (``vpsllvq``, ``vpmullq``; AVX2 has no 64-bit multiply, so ``vpmuludq`` sequences), 64-bit
@@ -31,7 +32,8 @@ ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES
 #: name -> the expression (in the child, ``K`` is ``fp8emu._kernels``) of the compiled loop: the
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
 KERNELS = {"_quantize_f32_rne": "K._F32_VAL_FADD[True, True, K.SRC_F32]", "_quantize_f32_int": "K._F32_VAL[0, True, True, K.SRC_F32]",
-           "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True, K.SRC_F32]'}
+           "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True, K.SRC_F32]',
+           "_quantize_f32_sr_rbits": 'K._F32_VAL_SR["rbits", True, True, K.SRC_F32]'}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -45,6 +47,7 @@ from benchmarks.timing import numba_target
 x = np.ones(64, np.float32)
 fp8emu.quantize(x, "e5m2", out=np.empty_like(x))
 fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, out=np.empty_like(x))
+fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, sr_bits=8, out=np.empty_like(x))
 # the integer value kernel of nearest_even (quantize takes it where the addition is not valid)
 from fp8emu.quantize import _params_f32
 from fp8emu.format import RoundMode
@@ -56,13 +59,14 @@ print(json.dumps({"target": numba_target(),
 """
 
 
-def compile_asm(isa: str) -> dict[str, str]:
-    """Assembly of :data:`KERNELS` compiled for ``isa`` (a key of :data:`ISAS`) in a child process."""
+def compile_asm(isa: str, kernels: dict[str, str] | None = None) -> dict[str, str]:
+    """Assembly of ``kernels`` (default :data:`KERNELS`) compiled for ``isa`` (a key of
+    :data:`ISAS`) in a child process."""
     import json
     with tempfile.TemporaryDirectory() as cache:
         env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
         env.update(ISAS[isa], NUMBA_CACHE_DIR=cache)
-        args = [x for kv in KERNELS.items() for x in kv]
+        args = [x for kv in (KERNELS if kernels is None else kernels).items() for x in kv]
         res = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if res.returncode:

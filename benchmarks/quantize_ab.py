@@ -4,7 +4,8 @@
 Run: ``python -m benchmarks.quantize_ab --base /path/to/other/checkout [--n 4194304] [--repeat 60]
 [--dtype float32] [--modes RNE SR]`` (``--dtype``: the input's, float16, bfloat16, float32 or float64;
 ``quantize`` writes that dtype, and its cases are left out where the format has values it cannot
-hold; ``--modes``: which roundings to time).
+hold; ``--modes``: which roundings to time: RNE, exact SR, and SR8, stochastic with
+``sr_bits=8``).
 
 The other checkout's package is copied to a temporary directory as ``fp8emu_base`` (it uses
 relative imports) so both import side by side.  Each repetition times every case once, base
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32", "float64"],
                     help="the input's dtype (default float32)")
     ap.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
-    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"], choices=["RNE", "SR"],
-                    help="the roundings to time: nearest_even (RNE), exact stochastic (SR)")
+    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"], choices=["RNE", "SR", "SR8"],
+                    help="the roundings to time: nearest_even (RNE), exact stochastic (SR), "
+                         "stochastic with sr_bits=8 (SR8)")
     args = ap.parse_args(argv)
     if args.dtype == "bfloat16":
         import ml_dtypes
@@ -90,15 +92,20 @@ def main(argv: list[str] | None = None) -> None:
                 if "SR" in args.modes:
                     cases += [(f"{name} encode SR {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
                         x, name, rounding="stochastic", seed=1, out=codes))]
-            for rounding in ("nearest_even", "stochastic"):
-                a = base.encode(x, name, rounding=rounding, seed=1)
-                b = fp8emu.encode(x, name, rounding=rounding, seed=1)
-                same = np.array_equal(a, b)
+                if fits and "SR8" in args.modes:
+                    cases += [(f"{name} quantize SR8 {tag}", lambda lib=lib, name=name: lib.quantize(
+                        x, name, rounding="stochastic", seed=1, sr_bits=8, out=out))]
+                if "SR8" in args.modes:
+                    cases += [(f"{name} encode SR8 {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
+                        x, name, rounding="stochastic", seed=1, sr_bits=8, out=codes))]
+            for rounding, sr_bits in (("nearest_even", None), ("stochastic", None), ("stochastic", 8)):
+                kw = dict(rounding=rounding, seed=1, sr_bits=sr_bits)
+                same = np.array_equal(base.encode(x, name, **kw), fp8emu.encode(x, name, **kw))
                 if fits:
-                    same &= np.array_equal(base.quantize(x, name, rounding=rounding, seed=1).view(bits_view),
-                                           fp8emu.quantize(x, name, rounding=rounding, seed=1).view(bits_view))
+                    same &= np.array_equal(base.quantize(x, name, **kw).view(bits_view),
+                                           fp8emu.quantize(x, name, **kw).view(bits_view))
                 if not same:
-                    raise SystemExit(f"{name} {rounding}: the two versions give different bits")
+                    raise SystemExit(f"{name} {rounding} sr_bits={sr_bits}: the two versions give different bits")
         for _, f in cases:
             f()                                   # compile and warm up
         times: dict[str, list[int]] = {k: [] for k, _ in cases}

@@ -502,8 +502,8 @@ def _round_f32_kz(b, z, p, stochastic, mode, hi32):
             wh = mix64_hi(z)
             if sr_bits > 0:
                 # hardware style: r random bits added to the top r dropped bits; carry = away
-                dr = np.uint32(_I32(_I32(32) - sr_bits) & _I32(31))
-                away = (wh >> dr) > np.uint32(~(ch >> dr) & (np.uint32(0xFFFFFFFF) >> dr))
+                top_r = np.uint32(np.uint32(0xFFFFFFFF) << np.uint32(_I32(_I32(32) - sr_bits) & _I32(31)))
+                away = np.uint32(wh & top_r) > np.uint32(np.uint32(~ch) & top_r)   # as _value_f32_sr_z
             else:
                 away = wh < ch
         else:
@@ -572,10 +572,10 @@ def _value_f32_consts(p, mode):
     thr = half if mode == 0 else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
     negu_lim = 0 if signed == 0 else 0x7FFFFFFF       # unsigned formats: negative nonzero -> v_negu
     zero_lim = -1 if neg_zero else 0                  # r > zero_lim keeps the sign
-    # r-bit stochastic rounding compares the top r bits: shift 32 - r, mask 2^r - 1
-    dr = (32 - p[8]) & 31
+    # r-bit stochastic rounding compares the top r bits of 32: their mask (0 for exact SR)
+    top_r = (0xFFFFFFFF << (32 - p[8])) & 0xFFFFFFFF if p[8] > 0 else 0
     return (_I32(150 - m + emin), _I32(23 - m), _I32(q_bits), _I32(thr), _I32(negu_lim), _I32(zero_lim),
-            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, np.uint32(dr), np.uint32(np.uint32(0xFFFFFFFF) >> np.uint32(dr)))
+            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, np.uint32(top_r))
 
 
 @njit(cache=True, inline="always")
@@ -602,7 +602,7 @@ def _value_f32(b, c, mode, lean, nz):
     input's bits as signed int32; ``lean`` (a constant: signed format, +-Inf inputs give the
     overflow values) and ``nz`` (a constant: the format has -0) drop three of those selects.
     """
-    (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _, _) = c
+    (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
     sh = _I32(max(_I32(c1 - max(_I32(a >> _I32(23)), _I32(1))), c2) & _I32(31))
@@ -699,7 +699,7 @@ def _value_f32_rne_flat(b, c, lean, nz):
 
     A carry moves into the exponent field (or to Inf, then the overflow value) by itself.
     """
-    (_, c2, _, _, _, _, _, _, _, _, _, _, _, _, _) = c
+    (_, c2, _, _, _, _, _, _, _, _, _, _, _, _) = c
     sh = _I32(c2 & _I32(31))           # in range for LLVM: 32-bit shifts, not 64-bit ones
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
@@ -732,7 +732,7 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
     or 0 below ``q``), then the specials.  For an element with at most 32 dropped bits the
     64-bit comparison and the high halves' agree (the dropped bits' low half is 0).
     """
-    (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, dr, rmask) = c
+    (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, top_r) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
     e1 = max(_I32(a >> _I32(23)), _I32(1))
@@ -755,7 +755,13 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
             min(_I32(sh_true - _I32(32)), _I32(31))))
     wh = mix64_hi(z)
     if rbits:
-        away = (wh >> dr) > np.uint32(~(ch >> dr) & rmask)
+        # r-bit SR rounds away when the top r bits of the word plus those of the dropped bits
+        # carry: w_r > ~c_r on r bits.  Kept in place instead of shifted down (no variable
+        # shift, which Numba types as 64-bit and LLVM then runs in 64-bit lanes):
+        #    wh & top_r = [  w_r  | 0 ... 0 ]     the same order as w_r vs ~c_r
+        #   ~ch & top_r = [ ~c_r  | 0 ... 0 ]
+        #                  r bits  32 - r bits
+        away = np.uint32(wh & top_r) > np.uint32(np.uint32(~ch) & top_r)
     else:
         away = wh < ch
     up = _I32(-_I32(away))
@@ -768,7 +774,7 @@ def _value_specials(r, bi, c, lean, nz):
     """The sign, overflow, unsigned formats' negative inputs and the specials of the rounded
     magnitude's bits ``r`` of input ``bi`` (int32 bits), for :func:`_value_f32` and
     :func:`_value_f32_sr`."""
-    (_, _, _, _, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, _, _) = c
+    (_, _, _, _, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, _) = c
     a = _I32(bi & _I32(0x7FFFFFFF))
     neg = bi < _I32(0)
     ovf = r > v_max

@@ -313,9 +313,9 @@ def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bit
 @lru_cache(maxsize=1024)
 def _value_constants(p: tuple, mode: int) -> tuple:
     """``_kernels._value_f32_consts(p, mode)`` with the CPU loop's integer types (int32, the last
-    two uint32): Numba returns them to Python as ints, which a kernel would take as int64."""
+    one uint32): Numba returns them to Python as ints, which a kernel would take as int64."""
     c = _kernels._value_f32_consts(p, mode)
-    return tuple(np.int32(v) for v in c[:-2]) + tuple(np.uint32(v) for v in c[-2:])
+    return tuple(np.int32(v) for v in c[:-1]) + (np.uint32(c[-1]),)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -113,3 +113,18 @@ def test_every_parallel_loop_of_the_rounding_kernels_asks_for_it():
             "prefer_512_bit_vectors", "prefer_512_bit_vectors_converting"), \
             f"prange loop at line {loop.lineno} does not start with prefer_512_bit_vectors"
         assert len(call.args) == 2 and all(isinstance(a, ast.Name) for a in call.args), loop.lineno
+
+
+@pytest.mark.parametrize("isa", ["host", "haswell"])
+def test_r_bit_stochastic_rounding_compares_in_32_bit_lanes(isa):
+    """The float32 value kernel of ``sr_bits`` SR keeps its comparison in 32-bit lanes: its
+    vector loops have no 64-bit variable shift, compare or widening (the random word's hash is
+    64-bit; what follows its high half is not).  The shifted form of the comparison compiled
+    to ``vpsrlvq``/``vpcmpgtq``/``vpmovzxdq`` and ran 10 % slower."""
+    from benchmarks.kernel_asm import compile_asm, loops
+    asm = compile_asm(isa, {"rbits": 'K._F32_VAL_SR["rbits", True, True, K.SRC_F32]'})["rbits"]
+    vector = [lp for lp in loops(asm) if lp["width"] in ("ymm", "zmm") and lp["step"] in (8, 16, 32, 64)]
+    assert vector, "no vector loop found"
+    for lp in vector:
+        wide = {op: n for op, n in lp["ops"].items() if op in ("vpsrlvq", "vpcmpgtq", "vpmovzxdq")}
+        assert not wide, (isa, lp["label"], wide)
