@@ -399,6 +399,9 @@ _I32 = np.int32
 #: of each element are the float32 kernel's; stochastic rounding of 16-bit arrays then runs in
 #: the same vector loops instead of the generic per-element ones).
 SRC_F32, SRC_F16, SRC_BF16 = 0, 1, 2
+#: :func:`_round_f32_kz`'s ``sr_kind``: stochastic rounding as the parameters' ``sr_bits`` says
+#: (the GPU kernels), exact, or r-bit.
+SR_BITS_FROM_P, SR_EXACT, SR_R_BITS = 0, 1, 2
 _SOURCES = (SRC_F32, SRC_F16, SRC_BF16)
 
 
@@ -439,13 +442,15 @@ def _round_f32(b, i, p, key0, stochastic):
 def _round_f32_k(b, i, p, key0, stochastic, mode, hi32):
     """:func:`_round_f32` with the mode and the width of the SR comparison as arguments:
     :func:`_round_f32_kz` with element ``i``'s counter ``key0 + (i + 1) * GAMMA``."""
-    return _round_f32_kz(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), p, stochastic, mode, hi32)
+    return _round_f32_kz(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), p, stochastic, mode, hi32, SR_BITS_FROM_P)
 
 
 @njit(cache=True, inline="always")
-def _round_f32_kz(b, z, p, stochastic, mode, hi32):
+def _round_f32_kz(b, z, p, stochastic, mode, hi32, sr_kind):
     """:func:`_round_f32_k` given the element's counter ``z`` (its random word is ``mix64(z)``;
-    the CPU kernels carry it as a running sum).
+    the CPU kernels carry it as a running sum) and ``sr_kind``: whether stochastic rounding is
+    r-bit (``SR_R_BITS``), exact (``SR_EXACT``) or as ``p``'s ``sr_bits`` says
+    (``SR_BITS_FROM_P``; a constant in the CPU kernels, so that their loops carry one form).
 
     No table lookup: the rounded value's float32 bits come straight from the input's bits.
     Valid where ``_round_fast`` is and, in addition, where the target's smallest subnormal
@@ -493,6 +498,7 @@ def _round_f32_kz(b, z, p, stochastic, mode, hi32):
     ones = _I32(_I32(_I32(1) << sh) - _I32(1))      # mask of the dropped bits
     kt = _I32(sig >> sh)                            # truncated magnitude in quanta
     if stochastic:
+        r_bits = sr_bits > 0 if sr_kind == SR_BITS_FROM_P else sr_kind == SR_R_BITS
         if hi32:
             # c's high half: the dropped bits shifted to bit 31 (sh <= 32) or sig shifted
             # right (sh > 32; 0 once sh >= 56)
@@ -500,7 +506,7 @@ def _round_f32_kz(b, z, p, stochastic, mode, hi32):
                   if sh_true <= _I32(32) else
                   np.uint32(np.uint32(sig) >> np.uint32(min(max(_I32(sh_true - _I32(32)), _I32(0)), _I32(31)))))
             wh = mix64_hi(z)
-            if sr_bits > 0:
+            if r_bits:
                 # hardware style: r random bits added to the top r dropped bits; carry = away
                 top_r = np.uint32(np.uint32(0xFFFFFFFF) << np.uint32(_I32(_I32(32) - sr_bits) & _I32(31)))
                 away = np.uint32(wh & top_r) > np.uint32(np.uint32(~ch) & top_r)   # as _value_f32_sr_z
@@ -511,7 +517,7 @@ def _round_f32_kz(b, z, p, stochastic, mode, hi32):
             ca = np.uint64(sig & ones) << np.uint64(max(_I32(64) - sh_true, _I32(0)))
             cb = np.uint64(sig) >> np.uint64(min(max(sh_true - _I32(64), _I32(0)), _I32(63)))
             c0 = ca if sh_true <= _I32(64) else cb
-            if sr_bits > 0:
+            if r_bits:
                 drop = np.uint64(64 - sr_bits)
                 away = (w >> drop) > (~(c0 >> drop) & ((np.uint64(1) << np.uint64(sr_bits)) - np.uint64(1)))
             else:
@@ -799,7 +805,7 @@ def _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, whole_word, s
     if values:
         _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word), src)
     else:
-        out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word)[0]
+        out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word, SR_R_BITS if rbits else SR_EXACT)[0]
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
@@ -871,7 +877,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         # values with hi32 (exact SR on the word's high half, or r-bit SR), or codes: chunks
         # with the counter as a running sum; the smallest magnitude is tracked where the high
         # half may not be enough (exact SR)
-        track = (not rbits) if values else hi32
+        track = (not rbits) and (values or hi32)
 
         @njit(cache=True, parallel=True)
         def sr_kernel(bits, out, p, key0, thr32):
@@ -914,7 +920,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             hi = min(n, lo + _SR_CHUNK)
             for b0 in range(lo, hi, _PREFETCH_BLOCK):
                 for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
-                    out[i] = _round_f32_kz(_load_f32_bits(bits[i], src), key0, p, False, mode, False)[0]
+                    out[i] = _round_f32_kz(_load_f32_bits(bits[i], src), key0, p, False, mode, False,
+                                           SR_EXACT)[0]
     return code_kernel
 
 
@@ -931,7 +938,9 @@ _F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, f
 #: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
 _F32_VAL_FLAT = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, flat=True, src=src)
                  for lean in (False, True) for nz in (False, True) for src in _SOURCES}
-_F32_SR = {(False, h, src): _f32_kernel(False, True, 5, h, src=src) for h in (False, True) for src in _SOURCES}
+#: (False, hi32, r-bit, src) -> stochastic codes kernel (r-bit SR only with hi32: always valid).
+_F32_SR = {(False, h, r, src): _f32_kernel(False, True, 5, h, rbits=r, src=src)
+           for h, r in ((False, False), (True, False), (True, True)) for src in _SOURCES}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
 #: (exact, the whole word).
@@ -951,14 +960,14 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     word's high half decides (valid for r-bit SR, and for exact SR when no nonzero element
     has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0).
     ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
-    _F32_SR[False, bool(hi32), src](bits, out, p, key0, np.uint32(0))
+    _F32_SR[False, bool(hi32) or bool(p[8]), bool(p[8]), src](bits, out, p, key0, np.uint32(0))
 
 
 def _encode_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
     """:func:`_encode_f32_sr` for exact stochastic rounding of any array, in one pass that also
     finds the smallest magnitude, as :func:`_quantize_f32_sr_checked` (same ``thr32``, same
     return value)."""
-    return int(_F32_SR[False, True, src](bits, out, p, key0, np.uint32(thr32)))
+    return int(_F32_SR[False, True, False, src](bits, out, p, key0, np.uint32(thr32)))
 
 
 def _value_variant(p):

@@ -71,7 +71,7 @@ p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
 key, thr = numba.types.uint64, numba.types.uint32
 print(json.dumps({
     "encode": prefetches(K._F32_DET[False, 0, K.SRC_F32], (u32, u8, p32, key)),
-    "encode_sr": prefetches(K._F32_SR[False, True, K.SRC_F32], (u32, u8, p32, key, thr)),
+    "encode_sr": prefetches(K._F32_SR[False, True, False, K.SRC_F32], (u32, u8, p32, key, thr)),
     "quantize_sr": prefetches(K._F32_VAL_SR["hi32", True, True, K.SRC_F32], (u32, u32, p32, key, thr)),
     "quantize_rne": prefetches(K._F32_VAL_FADD[True, True, K.SRC_F32], (u32, u32, p32, key)),
     "encode_f64": prefetches(K._encode_fast, (u64, u8, prm, key)),
