@@ -957,9 +957,9 @@ def _encode_f32(bits, out, p, key0, src=SRC_F32):
 
 def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     """:func:`_encode_f32`, stochastic rounding (one random word per element); ``hi32``: the
-    word's high half decides (valid for r-bit SR, and for exact SR when no nonzero element
-    has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit is 0).
-    ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
+    word's high half decides (valid for r-bit SR, which always takes it, and for exact SR when
+    no nonzero element has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit
+    is 0).  ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
     _F32_SR[False, bool(hi32) or bool(p[8]), bool(p[8]), src](bits, out, p, key0, np.uint32(0))
 
 
