@@ -938,9 +938,10 @@ _F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, f
 #: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
 _F32_VAL_FLAT = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, flat=True, src=src)
                  for lean in (False, True) for nz in (False, True) for src in _SOURCES}
-#: (False, hi32, r-bit, src) -> stochastic codes kernel (r-bit SR only with hi32: always valid).
-_F32_SR = {(False, h, r, src): _f32_kernel(False, True, 5, h, rbits=r, src=src)
-           for h, r in ((False, False), (True, False), (True, True)) for src in _SOURCES}
+#: (kind, src) -> stochastic codes kernel; kind as for ``_F32_VAL_SR`` (next), and every one
+#: takes ``thr32``.
+_F32_SR = {(kind, src): _f32_kernel(False, True, 5, kind != "w64", rbits=kind == "rbits", src=src)
+           for kind in ("hi32", "rbits", "w64") for src in _SOURCES}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
 #: (exact, the whole word).
@@ -960,14 +961,14 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     word's high half decides (valid for r-bit SR, which always takes it, and for exact SR when
     no nonzero element has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit
     is 0).  ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
-    _F32_SR[False, bool(hi32) or bool(p[8]), bool(p[8]), src](bits, out, p, key0, np.uint32(0))
+    _F32_SR["rbits" if p[8] else "hi32" if hi32 else "w64", src](bits, out, p, key0, np.uint32(0))
 
 
 def _encode_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
     """:func:`_encode_f32_sr` for exact stochastic rounding of any array, in one pass that also
     finds the smallest magnitude, as :func:`_quantize_f32_sr_checked` (same ``thr32``, same
     return value)."""
-    return int(_F32_SR[False, True, False, src](bits, out, p, key0, np.uint32(thr32)))
+    return int(_F32_SR["hi32", src](bits, out, p, key0, np.uint32(thr32)))
 
 
 def _value_variant(p):

@@ -71,7 +71,7 @@ p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
 key, thr = numba.types.uint64, numba.types.uint32
 print(json.dumps({
     "encode": prefetches(K._F32_DET[False, 0, K.SRC_F32], (u32, u8, p32, key)),
-    "encode_sr": prefetches(K._F32_SR[False, True, False, K.SRC_F32], (u32, u8, p32, key, thr)),
+    "encode_sr": prefetches(K._F32_SR["hi32", K.SRC_F32], (u32, u8, p32, key, thr)),
     "quantize_sr": prefetches(K._F32_VAL_SR["hi32", True, True, K.SRC_F32], (u32, u32, p32, key, thr)),
     "quantize_rne": prefetches(K._F32_VAL_FADD[True, True, K.SRC_F32], (u32, u32, p32, key)),
     "encode_f64": prefetches(K._encode_fast, (u64, u8, prm, key)),
@@ -83,9 +83,10 @@ print(json.dumps({
 @pytest.mark.skipif(not X86, reason="x86 instruction names")
 def test_codes_and_stochastic_kernels_prefetch(tmp_path):
     """The codes kernels (``encode``, deterministic and stochastic), the stochastic value
-    kernels and the float64 kernels carry the prefetch; the float32 deterministic value kernels do not (they stream as fast as
-    a copy without it, and it slowed them: ``fp8emu/_kernels.py``).  Compiled in a child with a
-    fresh cache (a cached kernel has no assembly to inspect)."""
+    kernels and the float64 kernels carry the prefetch; the float32 deterministic value
+    kernels do not (they stream as fast as a copy without it, and it slowed them:
+    ``fp8emu/_kernels.py``).  Compiled in a child with a fresh cache (a cached kernel has no
+    assembly to inspect)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
