@@ -54,7 +54,7 @@ from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_conver
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
-           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below"]
+           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below", "thread_count_functions"]
 
 #: RoundMode value -> the integer the kernels switch on.
 MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5,
@@ -950,10 +950,27 @@ _F32_VAL_SR = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", 
                for src in _SOURCES}
 
 
+def _encode_f32_kernel(p, src=SRC_F32):
+    """The compiled kernel that :func:`_encode_f32` runs for the float32 tuple ``p``."""
+    return _F32_DET[False, int(p[7]), src]
+
+
 def _encode_f32(bits, out, p, key0, src=SRC_F32):
     """``out[i]`` = code of float32 pattern ``bits[i]``, deterministic modes (``p``'s mode);
     ``src`` as for :func:`_encode_f32_sr`."""
-    _F32_DET[False, int(p[7]), src](bits, out, p, key0)
+    _encode_f32_kernel(p, src)(bits, out, p, key0)
+
+
+def _sr_kind(p, hi32: bool) -> str:
+    """The stochastic kernels' kind for the float32 tuple ``p``: ``"rbits"`` (r-bit SR, always
+    decided by the word's high half), ``"hi32"`` (exact, by the high half) or ``"w64"``."""
+    return "rbits" if p[8] else "hi32" if hi32 else "w64"
+
+
+def _encode_f32_sr_kernel(p, src=SRC_F32, hi32=False):
+    """The compiled kernel that :func:`_encode_f32_sr` runs; every kind takes
+    ``(bits, out, p, key0, thr32)``."""
+    return _F32_SR[_sr_kind(p, hi32), src]
 
 
 def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
@@ -961,7 +978,7 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     word's high half decides (valid for r-bit SR, which always takes it, and for exact SR when
     no nonzero element has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit
     is 0).  ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
-    _F32_SR["rbits" if p[8] else "hi32" if hi32 else "w64", src](bits, out, p, key0, np.uint32(0))
+    _encode_f32_sr_kernel(p, src, hi32)(bits, out, p, key0, np.uint32(0))
 
 
 def _encode_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
@@ -977,29 +994,43 @@ def _value_variant(p):
     return int(p[7]), lean, bool(p[6])
 
 
-def _quantize_f32(bits, out, p, key0, src=SRC_F32):
-    """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes
-    (also valid where only :func:`_value_f32` is: q a float32 subnormal).  Nearest-even takes
-    the float32-addition kernel where it is valid (:func:`_fadd_ok`): 19 instructions per
+def _quantize_f32_kernel(p, src=SRC_F32):
+    """The compiled kernel that :func:`_quantize_f32` runs for the float32 tuple ``p`` (callers
+    that round many arrays with one ``p`` look it up once): nearest-even takes the
+    float32-addition kernel where it is valid (:func:`_fadd_ok`): 19 instructions per
     8 elements on AVX2 against 40 with spills (benchmarks/kernel_asm.py); formats with
     float32's ``emin`` (bfloat16) the one-shift-count kernel (:func:`_value_f32_rne_flat`)."""
     mode, lean, nz = _value_variant(p)
     if mode == 0 and _fadd_ok(p):
-        _F32_VAL_FADD[lean, nz, src](bits, out, p, key0)
-    elif mode == 0 and _flat_ok(p):
-        _F32_VAL_FLAT[lean, nz, src](bits, out, p, key0)
-    else:
-        _F32_VAL[mode, lean, nz, src](bits, out, p, key0)
+        return _F32_VAL_FADD[lean, nz, src]
+    if mode == 0 and _flat_ok(p):
+        return _F32_VAL_FLAT[lean, nz, src]
+    return _F32_VAL[mode, lean, nz, src]
+
+
+def _quantize_f32(bits, out, p, key0, src=SRC_F32):
+    """``out[i]`` = float32 pattern of the rounded value of ``bits[i]``, deterministic modes
+    (also valid where only :func:`_value_f32` is: q a float32 subnormal), by the kernel of
+    :func:`_quantize_f32_kernel`."""
+    _quantize_f32_kernel(p, src)(bits, out, p, key0)
+
+
+def _quantize_f32_sr_kernel(p, src=SRC_F32, hi32=False):
+    """The compiled kernel that :func:`_quantize_f32_sr` runs: kinds ``"rbits"`` and ``"hi32"``
+    take ``(bits, out, p, key0, thr32)`` (and return the smallest magnitude, see
+    :func:`_quantize_f32_sr_checked`), ``"w64"`` takes ``(bits, out, p, key0)``."""
+    _, lean, nz = _value_variant(p)
+    return _F32_VAL_SR[_sr_kind(p, hi32), lean, nz, src]
 
 
 def _quantize_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     """:func:`_quantize_f32`, stochastic rounding; ``hi32`` and ``src`` as for
     :func:`_encode_f32_sr` (``out`` holds ``src``'s patterns too)."""
-    _, lean, nz = _value_variant(p)
-    if hi32 or p[8]:        # r-bit SR is always valid on the high half
-        _F32_VAL_SR["rbits" if p[8] else "hi32", lean, nz, src](bits, out, p, key0, np.uint32(0))
+    kernel = _quantize_f32_sr_kernel(p, src, hi32)
+    if _sr_kind(p, hi32) == "w64":
+        kernel(bits, out, p, key0)
     else:
-        _F32_VAL_SR["w64", lean, nz, src](bits, out, p, key0)
+        kernel(bits, out, p, key0, np.uint32(0))
 
 
 def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
@@ -1014,8 +1045,7 @@ def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
     (the caller reruns the generic kernel, which draws further words).  ``src`` as for
     :func:`_quantize_f32_sr` (the magnitudes are those of the float32 bits).
     """
-    _, lean, nz = _value_variant(p)
-    return int(_F32_VAL_SR["hi32", lean, nz, src](bits, out, p, key0, np.uint32(thr32)))
+    return int(_quantize_f32_sr_kernel(p, src, True)(bits, out, p, key0, np.uint32(thr32)))
 
 
 #: Calls on fewer elements than this run on one thread: the parallel loop's fork and join cost
@@ -1024,17 +1054,48 @@ def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
 SERIAL_BELOW = 1 << 17
 
 
+def _thread_count_functions():
+    """(get, set) for the calling thread's Numba thread count.
+
+    The threading layer's own functions, where this Numba exposes them once its threads are
+    launched: 0.1 and 0.26 us a call against 0.7 and 0.95 us for ``numba.get_num_threads`` and
+    ``numba.set_num_threads``, which take a lock and check the argument on every call (Intel CI
+    host).  Small calls switch the count twice each, so this is most of a 16-element
+    ``quantize``'s thread switch.  Both reach the same per-thread count."""
+    numba.get_num_threads()         # launches the threads (once), so the layer's functions are bound
+    from numba.np.ufunc import parallel
+    get, set_ = getattr(parallel, "_get_num_threads", None), getattr(parallel, "_set_num_threads", None)
+    if callable(get) and callable(set_) and get() == numba.get_num_threads():
+        return get, set_
+    return numba.get_num_threads, numba.set_num_threads
+
+
+_THREAD_COUNT = None
+
+
+def thread_count_functions():
+    """(get, set) of the calling thread's Numba thread count, the fastest this Numba has
+    (:func:`_thread_count_functions`, found on first use)."""
+    global _THREAD_COUNT
+    if _THREAD_COUNT is None:
+        _THREAD_COUNT = _thread_count_functions()
+    return _THREAD_COUNT
+
+
 def one_thread_below(n: int, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` on one Numba thread when ``n < SERIAL_BELOW``, else on the
     current count (restored afterwards)."""
-    prev = numba.get_num_threads()
-    if n >= SERIAL_BELOW or prev == 1:
+    if n >= SERIAL_BELOW:
         return fn(*args, **kwargs)
-    numba.set_num_threads(1)
+    get, set_ = thread_count_functions()
+    prev = get()
+    if prev == 1:
+        return fn(*args, **kwargs)
+    set_(1)
     try:
         return fn(*args, **kwargs)
     finally:
-        numba.set_num_threads(prev)
+        set_(prev)
 
 
 @njit(cache=True, parallel=True)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_hi", "mix64_py", "key_base", "call_keys", "stream_keys", "words", "new_seed"]
+__all__ = ["GAMMA", "MAX_WORDS", "mix64", "mix64_hi", "mix64_py", "key_base", "call_keys", "seeded_call_keys", "stream_keys", "words", "new_seed"]
 
 MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15          # 2^64 / golden ratio, odd: the SplitMix64 Weyl increment
@@ -75,6 +75,26 @@ def call_keys(base: int) -> tuple[int, int]:
     """``(base, key_0)``: a call's base key and its first word's key ``mix64(base + GAMMA)`` (Python
     ints), the two keys that the kernels take."""
     return base, mix64_py(base + GAMMA)
+
+
+@njit(cache=True)
+def _seeded_call_keys(seed, stream):
+    # seed, stream: int64 holding the 64 bits of the words (Python ints pass fastest as int64)
+    base = mix64(mix64(np.uint64(seed)) ^ mix64(np.uint64(stream) + np.uint64(GAMMA)))
+    return base, mix64(base + np.uint64(GAMMA))
+
+
+def _as_int64(v: int) -> int:
+    """The int64 with the bits of ``v mod 2^64``."""
+    v = int(v) & MASK64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def seeded_call_keys(seed: int, stream: int = 0) -> tuple[np.uint64, np.uint64]:
+    """``call_keys(key_base(seed, stream))`` as ``np.uint64``, by the jitted :func:`mix64`: about
+    1 us against 3 us for the four ``mix64_py`` on Python ints (every stochastic call takes it)."""
+    base, key0 = _seeded_call_keys(_as_int64(seed), _as_int64(stream))
+    return np.uint64(base), np.uint64(key0)
 
 
 def stream_keys(seed: int, stream: int = 0, nwords: int = MAX_WORDS) -> np.ndarray:

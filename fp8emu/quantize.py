@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
-from ._random import call_keys, key_base, new_seed
+from ._random import call_keys, new_seed, seeded_call_keys
 from .format import Format, NanPolicy, RoundMode, Specials, TieRule
 from .formats import get_format
 
@@ -70,17 +70,32 @@ def _input_info(dtype: np.dtype, argname: str = "x") -> InputLayout:
     return INPUT_LAYOUTS[name]
 
 
-def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, tuple]:
+#: Native-order input dtypes seen so far -> their layout (the dtype objects themselves: a dict
+#: lookup costs 0.06 us where ``np.dtype(...).name`` took 1 us a call).
+_LAYOUT_OF_NATIVE: dict = {}
+
+
+def _as_array(x, argname: str = "x") -> np.ndarray:
+    """``x`` as an ndarray; an array-like of integers or bools is refused (not converted)."""
+    if isinstance(x, np.ndarray):
+        return x
+    x = np.asarray(x)
+    if x.dtype.kind in "iub":
+        raise TypeError(f"{argname} must be a float array (float16, bfloat16, float32, float64), got {x.dtype}")
+    return x
+
+
+def _as_bits(x, argname: str = "x") -> tuple[np.ndarray, InputLayout]:
     """(1-d C-contiguous native-order unsigned view of ``x``, input info)."""
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-        if x.dtype.kind in "iub":
-            raise TypeError(f"{argname} must be a float array (float16, bfloat16, float32, float64), "
-                            f"got {x.dtype}")
-    info = _input_info(x.dtype, argname)
-    if not x.dtype.isnative:
-        x = x.astype(x.dtype.newbyteorder("="))
-    flat = np.ascontiguousarray(x).reshape(-1)
+    x = _as_array(x, argname)
+    info = _LAYOUT_OF_NATIVE.get(x.dtype)
+    if info is None:
+        info = _input_info(x.dtype, argname)
+        if x.dtype.isnative:
+            _LAYOUT_OF_NATIVE[x.dtype] = info
+        else:
+            x = x.astype(x.dtype.newbyteorder("="))
+    flat = (x if x.flags.c_contiguous else np.ascontiguousarray(x)).reshape(-1)
     return flat.view(info.uint), info
 
 
@@ -124,7 +139,8 @@ def _mode_code(fmt: Format, mode: RoundMode) -> int:
     return _kernels.MODE_CODES[mode.value]
 
 
-def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
+def _resolve_rounding(fmt, rounding, saturate, sr_bits) -> tuple[Format, RoundMode, bool, int]:
+    """(format, mode, saturate, sr_bits or 0) from a call's arguments, validated."""
     fmt = get_format(fmt)
     mode = RoundMode.parse(rounding)
     if not isinstance(saturate, (bool, np.bool_)):
@@ -134,13 +150,94 @@ def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
             raise ValueError(f"sr_bits={sr_bits!r} is invalid; allowed: None (exact probabilities) or an int 1..32")
         if mode is not RoundMode.STOCHASTIC:
             raise ValueError(f"sr_bits={sr_bits} needs rounding='stochastic', got rounding={mode.value!r}")
+    return fmt, mode, bool(saturate), (0 if sr_bits is None else int(sr_bits))
+
+
+#: The keys of a call in a deterministic mode (the kernels take them and do not use them).
+_NO_KEYS = SRKeys(*map(np.uint64, call_keys(0)))
+
+
+def _call_keys(mode: RoundMode, seed, stream) -> SRKeys:
+    """The call's stochastic-rounding keys (``seed`` and ``stream`` are checked in every mode)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int (or None), got {type(seed).__name__}")
     if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)):
         raise TypeError(f"stream must be an int, got {type(stream).__name__}")
-    base = key_base(new_seed() if seed is None else int(seed), int(stream)) if mode is RoundMode.STOCHASTIC else 0
-    keys = SRKeys(*map(np.uint64, call_keys(base)))
-    return fmt, mode, bool(saturate), keys, (0 if sr_bits is None else int(sr_bits))
+    if mode is not RoundMode.STOCHASTIC:
+        return _NO_KEYS
+    return SRKeys(*seeded_call_keys(new_seed() if seed is None else seed, stream))
+
+
+def _resolve(fmt, rounding, saturate, seed, sr_bits, stream):
+    fmt, mode, saturate, r = _resolve_rounding(fmt, rounding, saturate, sr_bits)
+    return fmt, mode, saturate, _call_keys(mode, seed, stream), r
+
+
+class _Plan(NamedTuple):
+    """What an :func:`encode` or :func:`quantize` call resolves before it reads the data: a
+    function of its arguments other than the data, ``seed`` and ``stream``, so it is cached
+    (:func:`_plan_of`)."""
+
+    fmt: Format
+    mode: RoundMode
+    saturate: bool
+    sr_bits: int
+    info: InputLayout
+    check_nans: bool            # nan_policy="raise" into a format without NaN: count NaN inputs first
+    out_dtype: np.dtype         # quantize: the input dtype in native order; encode: the code dtype
+    lut: object                 # quantize: the decode table, or the decode parameters of a wide format
+    direct: tuple | None        # (compiled kernel, float32 tuple): the one deterministic kernel that
+                                # _run_kernels would pick (it picks it whatever the size), or None
+
+
+def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
+    fmt, mode, saturate, r = _resolve_rounding(fmt, rounding, saturate, sr_bits)
+    info = _input_info(dtype)
+    try:
+        policy = NanPolicy(nan_policy)
+    except ValueError:
+        allowed = ", ".join(repr(p.value) for p in NanPolicy)
+        raise ValueError(f"nan_policy={nan_policy!r} is unknown; allowed: {allowed}") from None
+    check_nans = policy is NanPolicy.RAISE and not fmt.has_nan
+    values = op == "quantize"
+    if values:
+        out_dtype = dtype.newbyteorder("=")
+        # formats wider than 16 bits have no table: the kernel builds each value from its code
+        lut = _decode_params(fmt, out_dtype) if fmt.bits > 16 else _lut(fmt, out_dtype)
+    else:
+        out_dtype, lut = np.dtype(fmt.code_dtype), None
+    direct = None
+    src = _F32_SOURCES.get((info.width, info.man_bits))
+    if mode is not RoundMode.STOCHASTIC and src is not None:
+        p32 = _params_f32(fmt, mode, saturate, r, values, values)
+        if p32 is not None:
+            pick = _kernels._quantize_f32_kernel if values else _kernels._encode_f32_kernel
+            direct = (pick(p32, src), p32)
+    return _Plan(fmt, mode, saturate, r, info, check_nans, out_dtype, lut, direct)
+
+
+#: Plans by their arguments; at most :data:`_PLANS_KEEP` (then the dict starts again).
+_PLANS: dict = {}
+_PLANS_KEEP = 512
+
+
+def _plan_of(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
+    """:func:`_plan`, cached: a small call spent about 8 us resolving its arguments before.
+
+    The key holds the types of ``saturate`` and ``sr_bits`` beside their values: ``1 == True``
+    and ``8.0 == 8`` as dict keys, but the first of each is refused.  Arguments that are equal
+    as keys otherwise give the same plan (a format and its name, a mode and its value)."""
+    key = (op, fmt, rounding, type(saturate), saturate, type(sr_bits), sr_bits, dtype, nan_policy)
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:           # an unhashable argument: _plan says what is wrong with it
+        return _plan(op, fmt, rounding, saturate, sr_bits, dtype, nan_policy)
+    if plan is None:
+        plan = _plan(op, fmt, rounding, saturate, sr_bits, dtype, nan_policy)
+        if len(_PLANS) >= _PLANS_KEEP:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 class KernelArguments(NamedTuple):
@@ -267,10 +364,50 @@ def _run(*args, **kwargs) -> None:
     _kernels.one_thread_below(args[3].size, _run_kernels, *args, **kwargs)
 
 
-#: ``_run_kernels``' ``f32`` for quantize: also the exact-SR kernel that checks as it rounds.
-_F32_QUANTIZE = (_kernels._quantize_f32, _kernels._quantize_f32_sr, _kernels._quantize_f32_sr_checked)
-#: ... and for encode.
-_F32_ENCODE = (_kernels._encode_f32, _kernels._encode_f32_sr, _kernels._encode_f32_sr_checked)
+class _F32Route(NamedTuple):
+    """The float32 kernels' part of a call (:func:`_f32_route`): their tuple and the compiled
+    kernels that :func:`_run_kernels` may run, looked up once per arguments."""
+
+    src: int                # the input as the kernels read it (``_kernels.SRC_*``)
+    p32: tuple              # ``_kernels.PARAMS_F32``
+    deterministic: object   # (bits, out, p32, key0): a deterministic mode
+    sr_hi32: object         # (bits, out, p32, key0, thr32) -> smallest magnitude: r-bit SR, or exact SR
+                            # by the word's high half (redoing chunks with an element below thr32 + 1)
+    sr_w64: object          # (bits, out, p32, key0): exact SR by the whole word
+    hi32_always: bool       # r-bit SR, or no input of this dtype drops more than 32 bits: no check
+    lim32: int              # _deep_limit(fmt, 32)
+    lim64: int              # _deep_limit(fmt)
+
+
+_NO_CHECK = np.uint32(0)
+
+
+@lru_cache(maxsize=None)
+def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
+               info: InputLayout) -> _F32Route | None:
+    """The float32 kernels for ``info``'s inputs (float32, and float16 and bfloat16 converted
+    in their loops, exactly), or None where they cannot take the call (:func:`_params_f32`).
+    ``values``: quantize's value kernels (valid for more formats: q a float32 subnormal, where
+    no element drops more than 32 bits), else encode's codes kernels."""
+    src = _F32_SOURCES.get((info.width, info.man_bits))
+    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, values, values)
+    if p32 is None:
+        return None
+    lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)
+    hi32_always = bool(sr_bits) or lim32 == 0 or _SMALLEST_F32_BITS[src] >= lim32
+    det = sr_hi32 = sr_w64 = None
+    if mode is not RoundMode.STOCHASTIC:
+        det = (_kernels._quantize_f32_kernel if values else _kernels._encode_f32_kernel)(p32, src)
+    elif values:
+        sr_hi32 = _kernels._quantize_f32_sr_kernel(p32, src, True)
+        sr_w64 = _kernels._quantize_f32_sr_kernel(p32, src, False)
+    else:
+        sr_hi32 = _kernels._encode_f32_sr_kernel(p32, src, True)
+        codes_w64 = _kernels._encode_f32_sr_kernel(p32, src, False)
+
+        def sr_w64(bits, out, p, key0):
+            codes_w64(bits, out, p, key0, _NO_CHECK)
+    return _F32Route(src, p32, det, sr_hi32, sr_w64, hi32_always, lim32, lim64)
 
 
 #: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode where the float32 kernels
@@ -327,17 +464,17 @@ def _smallest_magnitude(bits: np.ndarray, src: int) -> int:
 
 
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
-                 f32=None, table_key=None) -> None:
+                 f32=False, table_key=None) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
 
-    ``f32`` = (deterministic, stochastic[, checked stochastic]) float32 kernels, used for
-    float32, float16 and bfloat16 inputs (the 16-bit ones converted to float32 bits in the
-    loop, exactly) when :func:`_params_f32` allows; exact stochastic rounding takes them only
-    when no element can need a second random word, and decides by the word's high half
-    (32-bit lanes) where no element drops more than 32 bits.  With the checked kernel and an
-    output apart from the input, the check runs inside the rounding pass (the generic kernel
-    reruns when it fails); otherwise a read pass checks first (the output may overwrite the
-    input).  float64 inputs cannot be checked first, so their exact stochastic rounding in
+    ``f32``: the float32 kernels (:func:`_f32_route`; quantize's value kernels when ``lut`` is
+    given, else encode's codes kernels) may take the call: float32, float16 and bfloat16 inputs
+    (the 16-bit ones converted to float32 bits in the loop, exactly) when :func:`_params_f32`
+    allows; exact stochastic rounding takes them only when no element can need a second random
+    word, and decides by the word's high half (32-bit lanes) where no element drops more than
+    32 bits.  With an output apart from the input, the check runs inside the rounding pass (the
+    generic kernel reruns when it fails); otherwise a read pass checks first (the output may
+    overwrite the input).  float64 inputs cannot be checked first, so their exact stochastic rounding in
     place reads a copy of the input.
 
     With ``table_key`` (the operation and its output, for :func:`_table16`), a 16-bit input
@@ -345,38 +482,38 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     deterministic mode, looks its results up in the table of all 2^16 patterns.
     """
     stochastic = mode is RoundMode.STOCHASTIC
-    # float16 and bfloat16 inputs take the float32 kernels too, converted in the loop
-    src = _F32_SOURCES.get((info.width, info.man_bits)) if f32 is not None else None
-    # quantize: the value kernels are valid for more formats (q a float32 subnormal: then no
-    # element drops more than 32 bits, so SR takes the high-half kernel below)
-    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, lut is not None, lut is not None)
-    if p32 is None and table_key is not None and info.width == 16 and not stochastic \
+    route = _f32_route(lut is not None, fmt, mode, saturate, sr_bits, info) if f32 else None
+    if route is None and table_key is not None and info.width == 16 and not stochastic \
             and bits.size >= _TABLE16_MIN:
         table = _table16(table_key, fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys,
                          target.dtype)
         _kernels._decode(bits, target, table)
         return
-    if p32 is not None:
+    if route is not None:
+        p32, key0 = route.p32, keys.key0
         if not stochastic:
-            f32[0](bits, target, p32, keys.key0, src=src)
+            route.deterministic(bits, target, p32, key0)
             return
         # the word's high half decides unless a nonzero element drops more than 32 bits
         # (exact SR only); the full word unless one drops more than 64 (the generic kernel)
-        lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)
-        if sr_bits or lim32 == 0 or _SMALLEST_F32_BITS[src] >= lim32:
-            f32[1](bits, target, p32, keys.key0, True, src=src)
+        if route.hi32_always:
+            route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
             return
+        lim32, lim64 = route.lim32, route.lim64
         # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
-        if len(f32) > 2 and not np.shares_memory(bits, target):
+        if not np.shares_memory(bits, target):
             # one pass: the kernel finds it while rounding and redoes its chunks with
             # elements beyond 32 bits on the whole word; beyond 64 the generic kernel reruns
-            if f32[2](bits, target, p32, keys.key0, lim32 - 1, src=src) >= lim64 - 1:
+            if route.sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1:
                 return
         else:
             # the output may overwrite the input: decide first (one read pass)
-            low = _smallest_magnitude(bits, src)
+            low = _smallest_magnitude(bits, route.src)
             if lim64 == 0 or low >= lim64 - 1:
-                f32[1](bits, target, p32, keys.key0, low >= lim32 - 1, src=src)
+                if low >= lim32 - 1:
+                    route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
+                else:
+                    route.sr_w64(bits, target, p32, key0)
                 return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
@@ -392,15 +529,8 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     generic(bits, target, *tables, prm, *keys)
 
 
-def _check_nan_policy(bits: np.ndarray, info: tuple, fmt: Format, nan_policy) -> None:
-    """Raise for ``NanPolicy.RAISE`` when a NaN input would vanish (``fmt`` has no NaN)."""
-    try:
-        policy = NanPolicy(nan_policy)
-    except ValueError:
-        allowed = ", ".join(repr(p.value) for p in NanPolicy)
-        raise ValueError(f"nan_policy={nan_policy!r} is unknown; allowed: {allowed}") from None
-    if policy is NanPolicy.ALLOW or fmt.has_nan:
-        return
+def _raise_on_nans(bits: np.ndarray, info: InputLayout, fmt: Format) -> None:
+    """Raise when ``bits`` holds a NaN (``nan_policy="raise"`` into a format without NaN)."""
     in_w, in_m = info[0], info[1]
     inf_bits = ((1 << (in_w - 1 - in_m)) - 1) << in_m
     mags = bits & bits.dtype.type((1 << (in_w - 1)) - 1)
@@ -408,6 +538,48 @@ def _check_nan_policy(bits: np.ndarray, info: tuple, fmt: Format, nan_policy) ->
     if count:
         raise ValueError(f"{count} NaN input(s) but {fmt.name} has no NaN (nan_policy='raise'; "
                          "with nan_policy='allow' a NaN becomes the sign-bit-only code)")
+
+
+def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out, nan_policy) -> np.ndarray:
+    """:func:`encode` (``op="encode"``) or :func:`quantize` (``op="quantize"``), arguments as theirs."""
+    arr = _as_array(x)
+    plan = _plan_of(op, fmt, rounding, saturate, sr_bits, arr.dtype, nan_policy)
+    keys = _call_keys(plan.mode, seed, stream)
+    bits, info = _as_bits(arr)
+    if plan.check_nans:
+        _raise_on_nans(bits, info, plan.fmt)
+    values = op == "quantize"
+    # quantize writes the input's bit patterns (its unsigned view), encode the codes
+    kernel_dtype = info.uint if values else plan.out_dtype
+    if out is not None:
+        _check_out(out, arr.shape, plan.out_dtype)
+    into_out = out is not None and _direct_target(out, arr)      # else a temporary, copied into out
+    if into_out:
+        target = out.reshape(-1)
+        target = target.view(kernel_dtype) if values else target
+    else:
+        target = np.empty(bits.shape, kernel_dtype)
+    if plan.direct is not None:
+        kernel, p32 = plan.direct
+        _kernels.one_thread_below(bits.size, kernel, bits, target, p32, keys.key0)
+    elif values:
+        fmt, mode, saturate, r, lut = plan.fmt, plan.mode, plan.saturate, plan.sr_bits, plan.lut
+        if fmt.bits > 16:       # no table: the kernel builds each value from its code
+            _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
+                 f32=True, table_key="quantize")
+        else:
+            _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target,
+                 lut, info, fmt, mode, saturate, r, keys, f32=True, table_key="quantize")
+    else:
+        _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
+             plan.fmt, plan.mode, plan.saturate, plan.sr_bits, keys, f32=True, table_key="encode")
+    if into_out:
+        return out
+    result = target.view(plan.out_dtype) if values else target
+    if out is None:
+        return result.reshape(arr.shape)
+    np.copyto(out, result.reshape(arr.shape))
+    return out
 
 
 @lru_cache(maxsize=None)
@@ -438,7 +610,7 @@ def _check_out(out, shape, dtype, argname="out") -> None:
         raise TypeError(f"{argname} must be a numpy array, got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"{argname} has shape {out.shape}; expected {tuple(shape)}")
-    if out.dtype.newbyteorder("=") != np.dtype(dtype).newbyteorder("="):  # any byte order is fine
+    if out.dtype != dtype and out.dtype.newbyteorder("=") != np.dtype(dtype).newbyteorder("="):  # any byte order
         raise TypeError(f"{argname} has dtype {out.dtype}; expected {np.dtype(dtype)} (any byte order)")
     if not out.flags.writeable:
         raise ValueError(f"{argname} is read-only")
@@ -488,22 +660,7 @@ def encode(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = R
         ValueError: unknown format or rounding mode, bad ``sr_bits``, ``out`` shape mismatch, or a
             NaN input into a format without NaN with ``nan_policy="raise"``.
     """
-    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    bits, info = _as_bits(x)
-    _check_nan_policy(bits, info, fmt, nan_policy)
-    shape = np.shape(x)
-    if out is not None:
-        _check_out(out, shape, fmt.code_dtype)
-        target = out.reshape(-1) if _direct_target(out, x) else np.empty(bits.shape, fmt.code_dtype)
-    else:
-        target = np.empty(bits.shape, fmt.code_dtype)
-    _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
-         fmt, mode, saturate, r, keys, f32=_F32_ENCODE, table_key="encode")
-    if out is None:
-        return target.reshape(shape)
-    if not np.shares_memory(target, out):
-        np.copyto(out, target.reshape(shape))
-    return out
+    return _round_into("encode", x, fmt, rounding, saturate, seed, sr_bits, stream, out, nan_policy)
 
 
 @lru_cache(maxsize=None)
@@ -558,7 +715,8 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
     c = np.asarray(codes)
     if c.dtype.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
-    if c.size:
+    # unsigned codes no wider than the format's cannot be out of range: skip the two reductions
+    if c.size and not (c.dtype.kind == "u" and c.dtype.itemsize * 8 <= fmt.bits):
         lo, hi = int(c.min()), int(c.max())
         if lo < 0 or hi >= fmt.num_codes:
             bad = lo if lo < 0 else hi
@@ -574,9 +732,10 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
     else:
         target = np.empty(flat.shape, dt)
     if wide:
-        _kernels._decode_wide(flat, target.view(INPUT_LAYOUTS[dt.name][3]), table)
+        _kernels.one_thread_below(flat.size, _kernels._decode_wide, flat, target.view(INPUT_LAYOUTS[dt.name][3]),
+                                  table)
     else:
-        _kernels._decode(flat, target.view(table.dtype), table)
+        _kernels.one_thread_below(flat.size, _kernels._decode, flat, target.view(table.dtype), table)
     if out is None:
         return target.reshape(c.shape)
     if not np.shares_memory(target, out):
@@ -604,28 +763,4 @@ def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str =
         ValueError: as :func:`encode`; also when ``fmt`` has values that ``x``'s dtype cannot
             hold exactly (e.g. ``bfloat16`` into a float16 array): use encode/decode then.
     """
-    fmt, mode, saturate, keys, r = _resolve(fmt, rounding, saturate, seed, sr_bits, stream)
-    bits, info = _as_bits(x)
-    _check_nan_policy(bits, info, fmt, nan_policy)
-    udt = info.uint
-    xdt = np.dtype(x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype).newbyteorder("=")
-    wide = fmt.bits > 16            # no table: the kernel builds each value from its code
-    lut = _decode_params(fmt, xdt) if wide else _lut(fmt, xdt)
-    shape = np.shape(x)
-    if out is not None:
-        _check_out(out, shape, xdt)
-        target = out.reshape(-1).view(udt) if _direct_target(out, x) else np.empty(bits.shape, udt)
-    else:
-        target = np.empty(bits.shape, udt)
-    if wide:
-        _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
-             f32=_F32_QUANTIZE, table_key="quantize")
-    else:
-        _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target, lut,
-             info, fmt, mode, saturate, r, keys, f32=_F32_QUANTIZE, table_key="quantize")
-    result = target.view(xdt)
-    if out is None:
-        return result.reshape(shape)
-    if not np.shares_memory(result, out):
-        np.copyto(out, result.reshape(shape))
-    return out
+    return _round_into("quantize", x, fmt, rounding, saturate, seed, sr_bits, stream, out, nan_policy)

@@ -281,8 +281,8 @@ def test_exact_sr_picks_the_float32_kernel_by_the_smallest_element(fmt, tiny):
     than 32 bits (then the 64-bit comparison, or the generic kernel beyond 64).  Element j (in
     the second chunk) is ``(1 + 2^-23) q 2^tiny`` (43 or 73 dropped bits, ``q`` the smallest
     subnormal) and its word is forced to the dropped bits minus 1: equal high halves, so a
-    kernel deciding by the high half alone would round it down where the exact rule rounds it up.  In place too; with
-    the read pass first and with quantize's kernel that checks as it rounds."""
+    kernel deciding by the high half alone would round it down where the exact rule rounds it up.  Out of place
+    the kernel checks as it rounds; in place a read pass decides first."""
     rng = np.random.default_rng(5)
     x = (rng.standard_normal(3 * _kernels._SR_CHUNK + 100) * 10).astype(np.float32)
     j = _kernels._SR_CHUNK + 17         # the second chunk of the checking kernel
@@ -299,14 +299,13 @@ def test_exact_sr_picks_the_float32_kernel_by_the_smallest_element(fmt, tiny):
     lut = Q._lut(fmt, np.dtype(np.float32))
     want = lut.view(np.uint32)[want]
     info = Q.INPUT_LAYOUTS["float32"]
-    # the read pass first (encode's kernels; quantize's in place), or the check while rounding
-    for f32 in ((_kernels._quantize_f32, _kernels._quantize_f32_sr), Q._F32_QUANTIZE):
-        for inplace in (False, True):
-            bits = x.view(np.uint32).copy()
-            out = bits if inplace else np.empty_like(bits)
-            Q._run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, out, lut,
-                   info, fmt, RoundMode.STOCHASTIC, False, 0, keys, f32=f32)
-            assert np.array_equal(out, want), (len(f32), inplace)
+    # in place the read pass first, else the check while rounding
+    for inplace in (False, True):
+        bits = x.view(np.uint32).copy()
+        out = bits if inplace else np.empty_like(bits)
+        Q._run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, out, lut,
+               info, fmt, RoundMode.STOCHASTIC, False, 0, keys, f32=True)
+        assert np.array_equal(out, want), inplace
     if tiny == -20:
         assert want[j] == lut.view(np.uint32)[1]      # rounded up to q: the low halves decided
 

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 
+from .._kernels import thread_count_functions
+
 __all__ = ["PARALLEL_MIN", "threads_for"]
 
 #: Arrays with fewer elements run their parallel kernels on one thread: waking a second
@@ -36,15 +38,19 @@ PARALLEL_MIN = 1 << 16
 @contextlib.contextmanager
 def threads_for(size: int) -> Iterator[None]:
     """Run the Numba kernels called inside on one thread when ``size`` < :data:`PARALLEL_MIN`."""
-    n = numba.get_num_threads()
-    if size >= PARALLEL_MIN or n == 1:
+    if size >= PARALLEL_MIN:
         yield
         return
-    numba.set_num_threads(1)
+    get, set_ = thread_count_functions()
+    n = get()
+    if n == 1:
+        yield
+        return
+    set_(1)
     try:
         yield
     finally:
-        numba.set_num_threads(n)
+        set_(n)
 
 
 # ---- batch norm ------------------------------------------------------------------------------------
