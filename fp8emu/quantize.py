@@ -186,8 +186,7 @@ class _Plan(NamedTuple):
     check_nans: bool            # nan_policy="raise" into a format without NaN: count NaN inputs first
     out_dtype: np.dtype         # quantize: the input dtype in native order; encode: the code dtype
     lut: object                 # quantize: the decode table, or the decode parameters of a wide format
-    direct: tuple | None        # (compiled kernel, float32 tuple): the one deterministic kernel that
-                                # _run_kernels would pick (it picks it whatever the size), or None
+    route: "_F32Route | None"   # the float32 kernels, where they take the call (_f32_route)
 
 
 def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
@@ -206,14 +205,8 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
         lut = _decode_params(fmt, out_dtype) if fmt.bits > 16 else _lut(fmt, out_dtype)
     else:
         out_dtype, lut = np.dtype(fmt.code_dtype), None
-    direct = None
-    src = _F32_SOURCES.get((info.width, info.man_bits))
-    if mode is not RoundMode.STOCHASTIC and src is not None:
-        p32 = _params_f32(fmt, mode, saturate, r, values, values)
-        if p32 is not None:
-            pick = _kernels._quantize_f32_kernel if values else _kernels._encode_f32_kernel
-            direct = (pick(p32, src), p32)
-    return _Plan(fmt, mode, saturate, r, info, check_nans, out_dtype, lut, direct)
+    return _Plan(fmt, mode, saturate, r, info, check_nans, out_dtype, lut,
+                 _f32_route(values, fmt, mode, saturate, r, info))
 
 
 #: Plans by their arguments; at most :data:`_PLANS_KEEP` (then the dict starts again).
@@ -463,6 +456,35 @@ def _smallest_magnitude(bits: np.ndarray, src: int) -> int:
     return int(np.array(mag, np.uint16).view(np.float16).astype(np.float32).view(np.uint32)) - 1
 
 
+def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> bool:
+    """Round by the float32 kernels of ``route``; False when an element dropped more than 64
+    bits in exact stochastic rounding, which the generic kernel must then redo (it draws further
+    words).  The word's high half decides unless a nonzero element drops more than 32 bits
+    (exact SR only); the full word unless one drops more than 64."""
+    p32, key0 = route.p32, keys.key0
+    if not stochastic:
+        route.deterministic(bits, target, p32, key0)
+        return True
+    if route.hi32_always:
+        route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
+        return True
+    lim32, lim64 = route.lim32, route.lim64
+    # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
+    if not np.shares_memory(bits, target):
+        # one pass: the kernel finds it while rounding and redoes its chunks with
+        # elements beyond 32 bits on the whole word
+        return route.sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1
+    # the output may overwrite the input: decide first (one read pass)
+    low = _smallest_magnitude(bits, route.src)
+    if lim64 != 0 and low < lim64 - 1:
+        return False
+    if low >= lim32 - 1:
+        route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
+    else:
+        route.sr_w64(bits, target, p32, key0)
+    return True
+
+
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
                  f32=False, table_key=None) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
@@ -489,32 +511,8 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
                          target.dtype)
         _kernels._decode(bits, target, table)
         return
-    if route is not None:
-        p32, key0 = route.p32, keys.key0
-        if not stochastic:
-            route.deterministic(bits, target, p32, key0)
-            return
-        # the word's high half decides unless a nonzero element drops more than 32 bits
-        # (exact SR only); the full word unless one drops more than 64 (the generic kernel)
-        if route.hi32_always:
-            route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
-            return
-        lim32, lim64 = route.lim32, route.lim64
-        # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
-        if not np.shares_memory(bits, target):
-            # one pass: the kernel finds it while rounding and redoes its chunks with
-            # elements beyond 32 bits on the whole word; beyond 64 the generic kernel reruns
-            if route.sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1:
-                return
-        else:
-            # the output may overwrite the input: decide first (one read pass)
-            low = _smallest_magnitude(bits, route.src)
-            if lim64 == 0 or low >= lim64 - 1:
-                if low >= lim32 - 1:
-                    route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
-                else:
-                    route.sr_w64(bits, target, p32, key0)
-                return
+    if route is not None and _run_f32(route, bits, target, stochastic, keys):
+        return
     prm = _params(info, fmt, mode, saturate, sr_bits)
     tables = () if lut is None else (lut,)
     if fast is not None and _fast_ok(fmt, mode, info.bias):
@@ -559,20 +557,22 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
         target = target.view(kernel_dtype) if values else target
     else:
         target = np.empty(bits.shape, kernel_dtype)
-    if plan.direct is not None:
-        kernel, p32 = plan.direct
-        _kernels.one_thread_below(bits.size, kernel, bits, target, p32, keys.key0)
-    elif values:
+    stochastic, route = plan.mode is RoundMode.STOCHASTIC, plan.route
+    if route is not None and not stochastic:    # _run_f32's first case without its frame (0.2 us)
+        _kernels.one_thread_below(bits.size, route.deterministic, bits, target, route.p32, keys.key0)
+    elif route is None or not _kernels.one_thread_below(bits.size, _run_f32, route, bits, target, True, keys):
+        # the per-element kernels: what the float32 kernels do not take (other inputs, formats
+        # or modes), and exact SR of a call with an element beyond 64 dropped bits
         fmt, mode, saturate, r, lut = plan.fmt, plan.mode, plan.saturate, plan.sr_bits, plan.lut
-        if fmt.bits > 16:       # no table: the kernel builds each value from its code
+        if not values:
+            _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None,
+                 info, fmt, mode, saturate, r, keys, table_key="encode")
+        elif fmt.bits > 16:     # no table: the kernel builds each value from its code
             _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
-                 f32=True, table_key="quantize")
+                 table_key="quantize")
         else:
             _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target,
-                 lut, info, fmt, mode, saturate, r, keys, f32=True, table_key="quantize")
-    else:
-        _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None, info,
-             plan.fmt, plan.mode, plan.saturate, plan.sr_bits, keys, f32=True, table_key="encode")
+                 lut, info, fmt, mode, saturate, r, keys, table_key="quantize")
     if into_out:
         return out
     result = target.view(plan.out_dtype) if values else target

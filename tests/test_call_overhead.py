@@ -79,7 +79,7 @@ FORMATS = ["e5m2", "e4m3fn", "e4m3fnuz", "e2m1fn", "e3m2fnnone", "bfloat16", "e8
 @pytest.mark.parametrize("name", FORMATS)
 @pytest.mark.parametrize("mode", ["nearest_even", "toward_zero", "up", "down", "nearest_away", "stochastic"])
 def test_the_cached_kernel_gives_the_routed_bits(dtype, name, mode):
-    """The plan's deterministic kernel (looked up once, called directly) against the routed call
+    """The plan's float32 kernels (looked up once per arguments) against the routed call
     (:func:`_run_kernels`) and against the generic kernel, for encode and quantize, out of place
     and in place."""
     if dtype == "bfloat16":
@@ -108,9 +108,33 @@ def test_the_cached_kernel_gives_the_routed_bits(dtype, name, mode):
     inplace = x.copy()
     assert fp8emu.quantize(inplace, fmt, out=inplace, **kw) is inplace
     assert np.array_equal(inplace.view(lut.dtype), want)
-    plan = Q._plan_of("quantize", fmt, mode, False, None, dt, "allow")
-    route = Q._f32_route(True, fmt, rm, False, 0, info)
-    assert (plan.direct is not None) == (route is not None and rm is not RoundMode.STOCHASTIC)
+    assert Q._plan_of("quantize", fmt, mode, False, None, dt, "allow").route is \
+        Q._f32_route(True, fmt, rm, False, 0, info)
+
+
+@pytest.mark.parametrize("fn", ["encode", "quantize"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_exact_sr_beyond_64_dropped_bits_falls_back_to_the_generic_kernel(fn, inplace):
+    """float32 subnormals drop up to 133 bits in e5m2: the float32 kernels give the call up and
+    the generic kernel, which draws further words, rounds it; the bits are the generic kernel's."""
+    fmt = get_format("e5m2")
+    x = np.random.default_rng(8).standard_normal(5000).astype(np.float32)
+    x[[7, 4000]] = np.array([1, 0x80000003], np.uint32).view(np.float32)    # +-2^-149, -3 * 2^-149
+    x[100:200] *= np.float32(2.0 ** -40)                                   # 41-64 dropped bits: the whole word
+    bits, info = Q._as_bits(x)
+    keys = Q._call_keys(RoundMode.STOCHASTIC, 9, 4)
+    codes = np.empty(bits.shape, fmt.code_dtype)
+    Q._run_kernels(None, None, _kernels._encode_generic, bits, codes, None, info, fmt, RoundMode.STOCHASTIC,
+                   False, 0, keys)
+    want = codes if fn == "encode" else Q._lut(fmt, np.dtype(np.float32))[codes].view(np.float32)
+    y = x.copy()
+    kw = dict(rounding="stochastic", seed=9, stream=4)
+    if fn == "encode":
+        got = fp8emu.encode(y, fmt, **kw)
+    else:
+        got = fp8emu.quantize(y, fmt, out=y if inplace else None, **kw)
+    assert np.array_equal(got.view(np.uint8 if fn == "encode" else np.uint32),
+                          want.view(np.uint8 if fn == "encode" else np.uint32))
 
 
 def test_plans_are_evicted_and_stay_correct(monkeypatch, cold_plans):
