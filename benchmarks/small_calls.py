@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 extra = f"  {m[0] / m[1]:5.2f}x" if len(m) == 2 else ""
                 # fp8emu's calls against ml_dtypes' call of the same operation, this checkout's time
                 peer = "ml_dtypes " + ("round trip" if name.startswith("quantize") else name.split()[0])
-                vs = f"  ({meds[peer][0] / m[-1]:6.2f}x {peer})" if name in cases_names and peer in meds else ""
+                vs = f"  ({meds[peer][0] / m[-1]:6.2f}x vs {peer})" if name in cases_names and peer in meds else ""
                 print(f"  {name:<28s} {cols}{extra}{vs}")
 
 
