@@ -182,7 +182,6 @@ class _Plan(NamedTuple):
     mode: RoundMode
     saturate: bool
     sr_bits: int
-    info: InputLayout
     check_nans: bool            # nan_policy="raise" into a format without NaN: count NaN inputs first
     out_dtype: np.dtype         # quantize: the input dtype in native order; encode: the code dtype
     lut: object                 # quantize: the decode table, or the decode parameters of a wide format
@@ -205,7 +204,7 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
         lut = _decode_params(fmt, out_dtype) if fmt.bits > 16 else _lut(fmt, out_dtype)
     else:
         out_dtype, lut = np.dtype(fmt.code_dtype), None
-    return _Plan(fmt, mode, saturate, r, info, check_nans, out_dtype, lut,
+    return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut,
                  _f32_route(values, fmt, mode, saturate, r, info))
 
 

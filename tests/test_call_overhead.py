@@ -183,7 +183,7 @@ def test_numpy_integer_seeds_and_streams_give_the_python_int_keys():
 
 
 def test_the_threading_layers_count_is_numbas_count():
-    get, set_ = _kernels._thread_count_functions()
+    get, set_ = _kernels.thread_count_functions()
     prev = numba.get_num_threads()
     assert get() == prev
     try:
