@@ -161,3 +161,25 @@ def test_run_all_keeps_the_hand_recorded_sections(tmp_path):
     fresh = tmp_path / "fresh.md"
     run_all.write_summary(fresh, "# only generated\n")
     assert fresh.read_text() == "# only generated\n"
+
+
+def test_run_all_skips_benchmarks_that_need_arguments(tmp_path, monkeypatch, capsys):
+    """A full run lists ``quantize_ab`` (it needs ``--base``) as skipped instead of failing on it;
+    asking for it alone without its arguments is a usage error naming them."""
+    from benchmarks import run_all
+    ran = []
+    monkeypatch.setattr(run_all, "discover", lambda: {"quantize_ab": ROOT / "benchmarks" / "quantize_ab.py",
+                                                      "sr_floor": ROOT / "benchmarks" / "sr_floor.py"})
+    monkeypatch.setattr(run_all, "run_one", lambda path, timeout, extra=None: ran.append((path.stem, extra)) or
+                        {"status": 0, "seconds": 1.0, "output": "x 2.0x vs y\n", "command": path.stem})
+    out = tmp_path / "summary.md"
+    assert run_all.main(["--out", str(out)]) == 0
+    assert ran == [("sr_floor", None)]
+    text = out.read_text()
+    assert "| `quantize_ab` | `python -m benchmarks.quantize_ab --base <root of another checkout>` | skipped" in text
+    ran.clear()
+    assert run_all.main(["--out", str(out), "--args", "quantize_ab=--base /x"]) == 0
+    assert ran == [("quantize_ab", ["--base", "/x"]), ("sr_floor", None)]
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "quantize_ab", "--out", str(out)])
+    assert "quantize_ab needs arguments: --args quantize_ab=\"--base" in capsys.readouterr().err
