@@ -50,12 +50,12 @@ def _threads() -> dict[str, tuple[int, int]]:
 
 def _with_block_rule(cache_bytes: int, min_rows: int, fn):
     """``fn()`` with the fused path's block rule changed for the call."""
-    saved = gemm._CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS
-    gemm._CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS = cache_bytes, min_rows
+    saved = gemm.CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS
+    gemm.CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS = cache_bytes, min_rows
     try:
         return fn()
     finally:
-        gemm._CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS = saved
+        gemm.CACHE_BLOCK_BYTES, gemm._MIN_BLOCK_ROWS = saved
 
 
 def stages(m: int, k: int, n: int) -> dict:

@@ -191,7 +191,8 @@ def _cache_block_bytes(l3: int | None) -> int:
     return min(_MAX_CACHE_BLOCK_BYTES, max(_MIN_CACHE_BLOCK_BYTES, l3 // 32))
 
 
-_CACHE_BLOCK_BYTES = _cache_block_bytes(_l3_bytes())
+#: Public (not in ``__all__``): the convs take their row chunks by it too (:mod:`fp8emu.conv`).
+CACHE_BLOCK_BYTES = _cache_block_bytes(_l3_bytes())
 #: ...but at least this many rows: every sgemm call packs B again, which a few rows of a long K
 #: do not amortise (2048 x 4608 x 512 in 4 MiB blocks of 227 rows: 16 % slower than one call).
 _MIN_BLOCK_ROWS = 2048
@@ -205,7 +206,7 @@ def _block_rows(m: int, k: int) -> int:
     above, then evened out over the blocks (no small ragged last block: sgemm's small-matrix
     kernels sum in another order, and a short call runs slowly)."""
     row_bytes = 4 * max(k, 1)
-    rows = max(_CACHE_BLOCK_BYTES // row_bytes, _MIN_BLOCK_ROWS)
+    rows = max(CACHE_BLOCK_BYTES // row_bytes, _MIN_BLOCK_ROWS)
     rows = max(1, min(rows, _MAX_BLOCK_BYTES // row_bytes, m))
     blocks = -(-m // rows)
     return -(-m // blocks)

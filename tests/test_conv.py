@@ -251,3 +251,27 @@ def test_stochastic_accumulator_plumbing():
     want = acc.matmul_2d(cols, w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), seed=21, stream=7)
     np.testing.assert_array_equal(got, want.reshape(2, 6, 5, 4).transpose(0, 3, 1, 2))
     assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=acc, seed=22, stream=4))
+
+
+def test_row_independent_convs_take_cache_sized_chunks(monkeypatch):
+    """The forward and grad_input run in image chunks of the GEMM path's cache block
+    (``_ROW_CHUNK_BYTES``), with the bits of one chunk; grad_weight, which sums its chunks'
+    partial products, keeps ``_CHUNK_BYTES`` (one reduction for every ResNet-18 CIFAR layer)."""
+    import fp8emu.conv as conv
+    from fp8emu.gemm import CACHE_BLOCK_BYTES
+    assert conv._ROW_CHUNK_BYTES == CACHE_BLOCK_BYTES <= conv._CHUNK_BYTES
+    x, w, gy, kw = _data(CASES[1], seed=5)
+    x, gy = np.concatenate([x, x[::-1], x]), np.concatenate([gy, gy[::-1], gy])
+    calls = (lambda: conv2d(x, w, accumulator=fp32_sequential, **kw),
+             lambda: conv2d_grad_input(gy, w, x.shape, accumulator=fp32_sequential, **kw),
+             lambda: conv2d_grad_weight(x, gy, w.shape, **kw))
+    whole = [f() for f in calls]
+    limits = []
+    real = conv._image_chunks
+    monkeypatch.setattr(conv, "_image_chunks", lambda geo, limit=None: limits.append(limit) or real(geo, limit))
+    monkeypatch.setattr(conv, "_ROW_CHUNK_BYTES", 1)          # one image per chunk
+    split = [f() for f in calls]
+    assert limits == [1] * (2 * kw["groups"]) + [None]         # once per group; grad_weight once
+    for a, b in zip(whole[:2], split[:2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole[2], split[2])          # grad_weight: the same single reduction

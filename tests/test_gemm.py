@@ -189,7 +189,7 @@ def test_large_operand_fused_blocks_equal_quantize_then_matmul(kw, monkeypatch):
     the result equals quantizing all of ``a`` first.  Operands chosen so every partial sum is
     exact in float32 (any summation order gives the same bits)."""
     gemm = importlib.import_module("fp8emu.gemm")
-    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 14)   # many blocks of uneven size
+    monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", 1 << 14)   # many blocks of uneven size
     monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
     calls = []
     real = gemm._fused_blas_rows
@@ -233,7 +233,7 @@ def test_fused_blocks_pipeline_bits_equal_the_serial_loop_on_one_blas_thread(mon
     _pipeline_possible(monkeypatch)
     from fp8emu._blas import blas_threads
     gemm = importlib.import_module("fp8emu.gemm")
-    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", 1 << 16)
     monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
     ran = []
     real = gemm._run_pipeline
@@ -296,7 +296,7 @@ def test_fused_blocks_pipeline_error_propagates_and_restores_blas_threads(monkey
     _pipeline_possible(monkeypatch)
     from fp8emu._blas import blas_threads
     gemm = importlib.import_module("fp8emu.gemm")
-    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", 1 << 16)
     monkeypatch.setattr(gemm, "_MIN_BLOCK_ROWS", 1)
     real = gemm._round_and_multiply
     seen = []
@@ -319,7 +319,7 @@ def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
     """Row blocks: ~4 MiB of ``a`` (to stay in cache; the size of a 32 MiB L3), at least 2048 rows
     (each sgemm call packs B again), at most 64 MiB, and spread evenly (no short last block)."""
     gemm = importlib.import_module("fp8emu.gemm")
-    monkeypatch.setattr(gemm, "_CACHE_BLOCK_BYTES", gemm._cache_block_bytes(32 << 20))
+    monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", gemm._cache_block_bytes(32 << 20))
     rows = gemm._block_rows
     assert rows(131072, 576) == 2048                   # 4 MiB is 1820 rows: the minimum wins
     assert rows(131072, 64) == 16384                   # 4 MiB of short rows
@@ -346,7 +346,7 @@ def test_block_bytes_follow_the_l3_size(tmp_path):
     assert gemm._cache_block_bytes(300 << 20) == (300 << 20) // 32
     assert gemm._cache_block_bytes(480 << 20) == 15 << 20        # the Intel CI host
     assert gemm._cache_block_bytes(2 << 30) == 16 << 20
-    assert gemm._CACHE_BLOCK_BYTES == gemm._cache_block_bytes(gemm._l3_bytes())   # this host's
+    assert gemm.CACHE_BLOCK_BYTES == gemm._cache_block_bytes(gemm._l3_bytes())   # this host's
 
     def index(name, level, kind, size):
         d = tmp_path / "cache" / name
