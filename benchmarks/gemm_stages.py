@@ -65,7 +65,7 @@ def stages(m: int, k: int, n: int) -> dict:
     out = np.empty((m, n), dtype=np.float32)
     qa = np.empty_like(a)
     qb = quantize(b, "e5m2")
-    rows = gemm._block_rows(m, k)
+    rows = gemm.block_rows(m, k)
     buf = np.empty((rows, k), dtype=np.float32)
 
     def round_blocks():
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     print(header())
     print(f"# {m} x {k} x {n}, e5m2, {args.rounds} rounds; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
           f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; block rows "
-          f"{gemm._block_rows(m, k)}")
+          f"{gemm.block_rows(m, k)}")
     cases = stages(m, k, n)
     for fn in cases.values():
         fn()

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from .accumulators import Accumulator, Fp32Blas
 from .format import Format
-from .gemm import CACHE_BLOCK_BYTES, prepare_operand, resolve_accumulator
+from .gemm import block_rows, prepare_operand, resolve_accumulator
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_output_shape", "im2col", "as_pair"]
 
@@ -266,32 +266,30 @@ def _nchw_to_rows(t, o0, mat):
 #: 128 (at most 302 MB) is one reduction.
 _CHUNK_BYTES = 512 << 20
 #: The forward and ``conv2d_grad_input`` (each output row its own dot product, so the chunks change
-#: no bit) take image chunks of the GEMM path's cache block instead (:mod:`fp8emu.gemm`: 1/32 of
-#: the L3, 4-16 MiB): each chunk's im2col matrix (or sgemm result) is read back from cache by the
-#: next step, where a whole-batch one went to memory and back (302 MB at the first ResNet-18 layer).
-#: Intel CI host, 15 MiB against 512 MiB, steady state (issue 19; docs/results/benchmarks.md):
-#: forward 106 -> 72 ms at (128, 64, 32, 32) * (64, 64, 3, 3), np.matmul of its GEMM 65 ms.
-#: Before the thread-pool settings of issue 19 (idle OpenBLAS workers spinning, Numba's pool
-#: waking slowly) smaller chunks had been slower.
-_ROW_CHUNK_BYTES = CACHE_BLOCK_BYTES
+#: no bit) take the GEMM path's row blocks instead (:func:`fp8emu.gemm.block_rows`: 1/32 of the L3,
+#: 4-16 MiB, at least 2048 rows, evened out), in whole images: each chunk's im2col matrix (or
+#: sgemm result) is read back from cache by the next step, where a whole-batch one went to memory
+#: and back (302 MB at the first ResNet-18 layer).  Intel CI host, steady state (issue 19;
+#: docs/results/benchmarks.md): forward 104 -> 72 ms at (128, 64, 32, 32) * (64, 64, 3, 3), whose
+#: GEMM np.matmul does in 65 ms.  Before the thread-pool settings of issue 19 (idle OpenBLAS workers
+#: spinning, Numba's pool waking slowly) smaller chunks had been slower.
 
 
-def _image_chunks(geo: _Geometry, limit: int | None = None) -> list[tuple[int, int, int, int]]:
-    """Whole-image chunks ``(n0, n1, row0, row1)`` of the GEMM rows, at most ``limit`` bytes
-    (default ``_CHUNK_BYTES``) of im2col each (but at least one image).
+def _image_chunks(geo: _Geometry, row_blocks: bool = False) -> list[tuple[int, int, int, int]]:
+    """Whole-image chunks ``(n0, n1, row0, row1)`` of the GEMM rows, at most ``_CHUNK_BYTES`` of
+    im2col each (but at least one image); with ``row_blocks``, at most the images of one of
+    :func:`~fp8emu.gemm.block_rows`' blocks (rounded up), evened out over the chunks.
 
     Output rows are independent dot products, so splitting them changes no result of a
     row-independent accumulator (every built-in one).
     """
     per_image = geo.oh * geo.ow
-    step = max(1, (_CHUNK_BYTES if limit is None else limit) // (4 * geo.k * per_image))
+    step = max(1, _CHUNK_BYTES // (4 * geo.k * per_image))
+    if row_blocks:
+        step = min(step, -(-block_rows(geo.m, geo.k) // per_image))
+        step = -(-geo.n // -(-geo.n // step))      # the same number of chunks, evened out
     return [(n0, min(n0 + step, geo.n), n0 * per_image, min(n0 + step, geo.n) * per_image)
             for n0 in range(0, geo.n, step)]
-
-
-def _row_chunk_bytes() -> int:
-    """The chunk bound of the row-independent convs: the cache block, never above ``_CHUNK_BYTES``."""
-    return min(_ROW_CHUNK_BYTES, _CHUNK_BYTES)
 
 
 def _weight_matrix(w: np.ndarray, g: int, og: int) -> np.ndarray:
@@ -351,7 +349,7 @@ def conv2d(x: npt.ArrayLike, w: npt.ArrayLike, *, stride=1, padding=0, dilation=
     out = np.empty(geo.out_shape, dtype=_F32)
     for g in range(geo.groups):
         wmat = _weight_matrix(w, g, geo.og)
-        for n0, n1, r0, r1 in _image_chunks(geo, _row_chunk_bytes()):
+        for n0, n1, r0, r1 in _image_chunks(geo, row_blocks=True):
             cols = _buffer("cols", (r1 - r0, geo.k))
             _im2col(x[n0:n1], geo, g, cols)
             y = acc.run_2d(cols, wmat, a_fmt=x_fmt, b_fmt=w_fmt, out=_buffer("rows", (r1 - r0, geo.og)), seed=seed,
@@ -387,7 +385,7 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
     dx = np.empty((geo.n, geo.c, geo.h, geo.w), dtype=_F32)
     for g in range(geo.groups):
         wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
-        for n0, n1, r0, r1 in _image_chunks(geo, _row_chunk_bytes()):
+        for n0, n1, r0, r1 in _image_chunks(geo, row_blocks=True):
             gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
             d = acc.run_2d(gmat, wt, a_fmt=gy_fmt, b_fmt=w_fmt, out=_buffer("cols", (r1 - r0, geo.k)), seed=seed,
                            stream=stream + 3, index0=(g * geo.m + r0) * geo.k)

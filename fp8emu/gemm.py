@@ -191,7 +191,6 @@ def _cache_block_bytes(l3: int | None) -> int:
     return min(_MAX_CACHE_BLOCK_BYTES, max(_MIN_CACHE_BLOCK_BYTES, l3 // 32))
 
 
-#: Public (not in ``__all__``): the convs take their row chunks by it too (:mod:`fp8emu.conv`).
 CACHE_BLOCK_BYTES = _cache_block_bytes(_l3_bytes())
 #: ...but at least this many rows: every sgemm call packs B again, which a few rows of a long K
 #: do not amortise (2048 x 4608 x 512 in 4 MiB blocks of 227 rows: 16 % slower than one call).
@@ -201,10 +200,11 @@ _MAX_BLOCK_BYTES = 64 << 20
 _fused_buffer = threading.local()
 
 
-def _block_rows(m: int, k: int) -> int:
+def block_rows(m: int, k: int) -> int:
     """Rows per block of the quantize-then-sgemm path for ``a`` of shape (m, k): the size rules
     above, then evened out over the blocks (no small ragged last block: sgemm's small-matrix
-    kernels sum in another order, and a short call runs slowly)."""
+    kernels sum in another order, and a short call runs slowly).  Public (not in ``__all__``):
+    the convs' row chunks follow it too (:mod:`fp8emu.conv`)."""
     row_bytes = 4 * max(k, 1)
     rows = max(CACHE_BLOCK_BYTES // row_bytes, _MIN_BLOCK_ROWS)
     rows = max(1, min(rows, _MAX_BLOCK_BYTES // row_bytes, m))
@@ -279,7 +279,7 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
 
     Same values as quantizing the whole of ``a`` first (rows are independent and the rounding
     is deterministic; ``a`` of one block is one sgemm call, exactly that), without a fresh
-    ``a``-sized array: the quantized rows go to a reused buffer (:func:`_block_rows`).  With
+    ``a``-sized array: the quantized rows go to a reused buffer (:func:`block_rows`).  With
     ``FP8EMU_GEMM_PIPELINE=1``, two or more blocks and two threads, two workers take the blocks
     in turn, each rounding on one Numba thread and multiplying with OpenBLAS set to one thread
     for the call (:func:`_pipeline_ready`).  A block's product on one thread does not depend on which worker
@@ -288,7 +288,7 @@ def _fused_blas_rows(a: np.ndarray, qb: np.ndarray, fmt: Format, rounding, satur
     """
     warn_if_spinning()
     m, k = a.shape
-    rows = _block_rows(m, k)
+    rows = block_rows(m, k)
     if y is None:
         y = np.empty((m, qb.shape[1]), dtype=_F32)
     starts = list(range(0, m, rows))

@@ -253,25 +253,42 @@ def test_stochastic_accumulator_plumbing():
     assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=acc, seed=22, stream=4))
 
 
-def test_row_independent_convs_take_cache_sized_chunks(monkeypatch):
-    """The forward and grad_input run in image chunks of the GEMM path's cache block
-    (``_ROW_CHUNK_BYTES``), with the bits of one chunk; grad_weight, which sums its chunks'
+def test_row_independent_convs_take_the_gemm_row_blocks(monkeypatch):
+    """The forward and grad_input run in image chunks of the GEMM path's row blocks
+    (``gemm.block_rows``), with the bits of one chunk; grad_weight, which sums its chunks'
     partial products, keeps ``_CHUNK_BYTES`` (one reduction for every ResNet-18 CIFAR layer)."""
     import fp8emu.conv as conv
-    from fp8emu.gemm import CACHE_BLOCK_BYTES
-    assert conv._ROW_CHUNK_BYTES == CACHE_BLOCK_BYTES <= conv._CHUNK_BYTES
     x, w, gy, kw = _data(CASES[1], seed=5)
     x, gy = np.concatenate([x, x[::-1], x]), np.concatenate([gy, gy[::-1], gy])
     calls = (lambda: conv2d(x, w, accumulator=fp32_sequential, **kw),
              lambda: conv2d_grad_input(gy, w, x.shape, accumulator=fp32_sequential, **kw),
              lambda: conv2d_grad_weight(x, gy, w.shape, **kw))
     whole = [f() for f in calls]
-    limits = []
+    seen = []
     real = conv._image_chunks
-    monkeypatch.setattr(conv, "_image_chunks", lambda geo, limit=None: limits.append(limit) or real(geo, limit))
-    monkeypatch.setattr(conv, "_ROW_CHUNK_BYTES", 1)          # one image per chunk
+    monkeypatch.setattr(conv, "_image_chunks", lambda geo, row_blocks=False: seen.append(row_blocks) or
+                        real(geo, row_blocks))
+    monkeypatch.setattr(conv, "block_rows", lambda m, k: 1)          # one image per chunk
     split = [f() for f in calls]
-    assert limits == [1] * (2 * kw["groups"]) + [None]         # once per group; grad_weight once
+    assert seen == [True] * (2 * kw["groups"]) + [False]              # once per group; grad_weight once
     for a, b in zip(whole[:2], split[:2]):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(whole[2], split[2])          # grad_weight: the same single reduction
+
+
+def test_conv_row_chunks_at_the_resnet18_shapes(monkeypatch):
+    """With a 15 MiB cache block (the Intel CI host's): the first layer in 19 even chunks of at
+    most 7 images (6554-row blocks), the last in one (at least 2048 rows per block); the whole
+    batch is covered in order."""
+    import fp8emu.conv as conv
+    import fp8emu.gemm as gemm
+    monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", 15 << 20)
+    for x_shape, w_shape, count, most in [((128, 64, 32, 32), (64, 64, 3, 3), 19, 7),
+                                          ((128, 512, 4, 4), (512, 512, 3, 3), 1, 128)]:
+        geo = conv._Geometry(x_shape, w_shape, 1, 1, 1, 1)
+        chunks = conv._image_chunks(geo, row_blocks=True)
+        sizes = [n1 - n0 for n0, n1, _, _ in chunks]
+        assert len(chunks) == count and max(sizes) == most and max(sizes) - min(sizes) <= most - 1
+        assert [c[0] for c in chunks[1:]] == [c[1] for c in chunks[:-1]] and chunks[-1][1] == 128
+        assert chunks[-1][3] == geo.m and all(r0 == n0 * geo.oh * geo.ow for n0, _, r0, _ in chunks)
+        assert conv._image_chunks(geo) == [(0, 128, 0, geo.m)]        # grad_weight: one call

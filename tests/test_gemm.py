@@ -320,7 +320,7 @@ def test_block_rows_cache_sized_long_enough_bounded_and_even(monkeypatch):
     (each sgemm call packs B again), at most 64 MiB, and spread evenly (no short last block)."""
     gemm = importlib.import_module("fp8emu.gemm")
     monkeypatch.setattr(gemm, "CACHE_BLOCK_BYTES", gemm._cache_block_bytes(32 << 20))
-    rows = gemm._block_rows
+    rows = gemm.block_rows
     assert rows(131072, 576) == 2048                   # 4 MiB is 1820 rows: the minimum wins
     assert rows(131072, 64) == 16384                   # 4 MiB of short rows
     assert rows(2048, 4608) == 2048 and rows(100, 4608) == 100       # one block, one sgemm
