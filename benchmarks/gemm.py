@@ -123,6 +123,12 @@ def bench_shape(idx: int, repeats: int, accumulators: bool = True) -> None:
               f"{gflops(rows, k, n, c):.1f} GFLOP per cpu-s")
 
 
+#: Warm-up calls before the conv timings: in these virtual machines the first 5-6 calls of a
+#: process at the first ResNet-18 shape ran up to 2x slower than the later ones (the same in every
+#: version; tools/probes/conv_chunks.py), and a training step runs the same shapes every time.
+CONV_WARMUP = 6
+
+
 def bench_conv(idx: int, repeats: int) -> None:
     x_shape, w_shape = CONVS[idx]
     m, k, n = SHAPES[idx]
@@ -134,12 +140,15 @@ def bench_conv(idx: int, repeats: int) -> None:
     b = rng.standard_normal((k, n), dtype=np.float32)
     out = np.empty((m, n), dtype=np.float32)
     t_mm = median_time(lambda: np.matmul(a, b, out=out), repeats)
-    t_f = median_time(lambda: conv2d(x, w, padding=1), repeats)
-    t_gi = median_time(lambda: conv2d_grad_input(gy, w, x.shape, padding=1), repeats)
-    t_gw = median_time(lambda: conv2d_grad_weight(x, gy, w.shape, padding=1), repeats)
+    def steady(fn):
+        return measure("", fn, 1, repeat=repeats, warmup=CONV_WARMUP).median_s
+    t_f = steady(lambda: conv2d(x, w, padding=1))
+    t_gi = steady(lambda: conv2d_grad_input(gy, w, x.shape, padding=1))
+    t_gw = steady(lambda: conv2d_grad_weight(x, gy, w.shape, padding=1))
     print(f"conv {x_shape} * {w_shape}: np.matmul {t_mm * 1e3:.1f} ms; forward {t_f * 1e3:.1f} ms "
           f"ratio vs matmul {t_mm / t_f:.2f} (target >= 0.7); grad_input {t_gi * 1e3:.1f} ms "
-          f"ratio {t_mm / t_gi:.2f}; grad_weight {t_gw * 1e3:.1f} ms ratio {t_mm / t_gw:.2f}")
+          f"ratio {t_mm / t_gi:.2f}; grad_weight {t_gw * 1e3:.1f} ms ratio {t_mm / t_gw:.2f} "
+          f"(after {CONV_WARMUP} warm-up calls)")
 
 
 _BITS_SCRIPT = """

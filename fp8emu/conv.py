@@ -260,6 +260,45 @@ def _nchw_to_rows(t, o0, mat):
     return mat
 
 
+@numba.njit(cache=True, parallel=True)
+def _weight_rows(w, o0, mat):
+    """mat[(i*KW + j)*Cg + c, o] = w[o0 + o, c, i, j]: the forward's weight matrix of one group.
+
+    NumPy's copy of ``w.transpose(2, 3, 1, 0)`` reads ``w`` with a stride of ``Cg*KH*KW`` floats in
+    its innermost loop, once per tap, and took 9.4 ms for 512 x 512 x 3 x 3 weights (Intel CI
+    host).  Here threads take input channels: for one ``c`` every ``o`` reads its ``KH*KW`` taps,
+    which share cache lines with the next ``c``'s, and writes ``KH*KW`` rows front to back.
+    """
+    _, cg, kh, kw = w.shape
+    og = mat.shape[1]
+    for c in numba.prange(cg):
+        for o in range(og):
+            taps = w[o0 + o, c]
+            for i in range(kh):
+                for j in range(kw):
+                    mat[(i * kw + j) * cg + c, o] = taps[i, j]
+    return mat
+
+
+@numba.njit(cache=True, parallel=True)
+def _rows_to_weight(mat, o0, dw):
+    """dw[o0 + o, c, i, j] = mat[(i*KW + j)*Cg + c, o]: a weight gradient of one group back to OIHW
+    (the adjoint layout of :func:`_weight_rows`).  Threads take blocks of 16 output channels
+    (one 64-byte line of a ``mat`` row), so each line read is used 16 times."""
+    _, cg, kh, kw = dw.shape
+    og = mat.shape[1]
+    for ob in numba.prange((og + 15) // 16):
+        o_lo = ob * 16
+        o_hi = min(og, o_lo + 16)
+        for i in range(kh):
+            for j in range(kw):
+                for c in range(cg):
+                    row = mat[(i * kw + j) * cg + c]
+                    for o in range(o_lo, o_hi):
+                        dw[o0 + o, c, i, j] = row[o]
+    return dw
+
+
 # ---- helpers -------------------------------------------------------------------------------------
 #: Largest im2col block (bytes): bounds the scratch memory.  ``conv2d_grad_weight`` sums its
 #: chunks' partial products, so it takes chunks this large: every ResNet-18 CIFAR layer at batch
@@ -270,7 +309,7 @@ _CHUNK_BYTES = 512 << 20
 #: 4-16 MiB, at least 2048 rows, evened out), in whole images: each chunk's im2col matrix (or
 #: sgemm result) is read back from cache by the next step, where a whole-batch one went to memory
 #: and back (302 MB at the first ResNet-18 layer).  Intel CI host, steady state (issue 19;
-#: docs/results/benchmarks.md): forward 104 -> 72 ms at (128, 64, 32, 32) * (64, 64, 3, 3), whose
+#: docs/results/benchmarks.md): forward 109 -> 72 ms at (128, 64, 32, 32) * (64, 64, 3, 3), whose
 #: GEMM np.matmul does in 65 ms.  Before the thread-pool settings of issue 19 (idle OpenBLAS workers
 #: spinning, Numba's pool waking slowly) smaller chunks had been slower.
 
@@ -293,9 +332,18 @@ def _image_chunks(geo: _Geometry, row_blocks: bool = False) -> list[tuple[int, i
 
 
 def _weight_matrix(w: np.ndarray, g: int, og: int) -> np.ndarray:
-    """(KH*KW*Cg, Og) matrix of group ``g``: rows in (kh, kw, c) order, matching ``cols``."""
+    """(KH*KW*Cg, Og) matrix of group ``g``: rows in (kh, kw, c) order, matching ``cols`` (a reused
+    buffer: the forward's ``b`` operand, used before the call returns)."""
+    _, cg, kh, kw = w.shape
+    return _weight_rows(np.ascontiguousarray(w), g * og, _buffer("wmat", (kh * kw * cg, og)))
+
+
+def _weight_matrix_t(w: np.ndarray, g: int, og: int) -> np.ndarray:
+    """The transpose of :func:`_weight_matrix`, (Og, KH*KW*Cg), for grad_input: each output channel's
+    weights in (kh, kw, c) order.  One NumPy copy whose inner loop stays inside one channel's
+    ``Cg*KH*KW`` floats (1 ms for 512 x 512 x 3 x 3; the transpose of the forward's matrix took 30)."""
     wg = w[g * og:(g + 1) * og]
-    return np.ascontiguousarray(wg.transpose(2, 3, 1, 0).reshape(-1, og))
+    return np.ascontiguousarray(wg.transpose(0, 2, 3, 1)).reshape(og, -1)
 
 
 def im2col(x: npt.ArrayLike, kernel_size, *, stride=1, padding=0, dilation=1) -> npt.NDArray[np.float32]:
@@ -384,7 +432,7 @@ def conv2d_grad_input(gy: npt.ArrayLike, w: npt.ArrayLike, x_shape: Sequence[int
         raise ValueError(f"gy has shape {gy.shape}; the forward output shape is {geo.out_shape}")
     dx = np.empty((geo.n, geo.c, geo.h, geo.w), dtype=_F32)
     for g in range(geo.groups):
-        wt = np.ascontiguousarray(_weight_matrix(w, g, geo.og).T)
+        wt = _weight_matrix_t(w, g, geo.og)
         for n0, n1, r0, r1 in _image_chunks(geo, row_blocks=True):
             gmat = _nchw_to_rows(gy[n0:n1], g * geo.og, _buffer("rows", (r1 - r0, geo.og)))
             d = acc.run_2d(gmat, wt, a_fmt=gy_fmt, b_fmt=w_fmt, out=_buffer("cols", (r1 - r0, geo.k)), seed=seed,
@@ -435,5 +483,5 @@ def conv2d_grad_weight(x: npt.ArrayLike, gy: npt.ArrayLike, w_shape: Sequence[in
                               index0=g * geo.k * geo.og)
             d = part if d is None else np.add(d, part, out=d)
         # d: (KH*KW*Cg, Og), rows (kh, kw, c)
-        dw[g * geo.og:(g + 1) * geo.og] = d.reshape(geo.kh, geo.kw, geo.cg, geo.og).transpose(3, 2, 0, 1)
+        _rows_to_weight(d, g * geo.og, dw)
     return dw

@@ -292,3 +292,23 @@ def test_conv_row_chunks_at_the_resnet18_shapes(monkeypatch):
         assert [c[0] for c in chunks[1:]] == [c[1] for c in chunks[:-1]] and chunks[-1][1] == 128
         assert chunks[-1][3] == geo.m and all(r0 == n0 * geo.oh * geo.ow for n0, _, r0, _ in chunks)
         assert conv._image_chunks(geo) == [(0, 128, 0, geo.m)]        # grad_weight: one call
+
+
+@pytest.mark.parametrize("o, cg, kh, kw, groups", [(12, 5, 2, 3, 3), (37, 3, 3, 3, 1), (40, 17, 1, 1, 2),
+                                                   (64, 64, 3, 3, 1)])
+def test_weight_layout_kernels_equal_numpy_transposes(o, cg, kh, kw, groups):
+    """The forward's weight matrix, grad_input's transposed one and grad_weight's way back equal
+    NumPy's transposes exactly (data movement only), for every group, ragged 16-channel blocks
+    and non-square kernels."""
+    import fp8emu.conv as conv
+    w = np.random.default_rng(o).standard_normal((o, cg, kh, kw), dtype=np.float32)
+    og = o // groups
+    for g in range(groups):
+        wg = w[g * og:(g + 1) * og]
+        twin = wg.transpose(2, 3, 1, 0).reshape(-1, og)
+        np.testing.assert_array_equal(conv._weight_matrix(w, g, og), twin)
+        np.testing.assert_array_equal(conv._weight_matrix_t(w, g, og), twin.T)
+        dw = np.full_like(w, np.nan)
+        conv._rows_to_weight(np.ascontiguousarray(twin), g * og, dw)
+        np.testing.assert_array_equal(dw[g * og:(g + 1) * og], wg)
+        assert np.isnan(np.delete(dw, np.s_[g * og:(g + 1) * og], axis=0)).all()   # other groups untouched
