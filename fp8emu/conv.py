@@ -151,12 +151,16 @@ def _pad_nhwc(x, c0, cg, ph, pw, xp):
                 if r < ph or r >= ph + h or q < pw or q >= pw + w:
                     for c in range(cg):
                         xp[n, r, q, c] = np.float32(0.0)
-        for c in range(cg):
-            src = x[n, c0 + c]
-            for r in range(h):
-                dst = xp[n, ph + r]
-                for q in range(w):
-                    dst[pw + q, c] = src[r, q]
+        # channels innermost: the writes run front to back and the reads take one float from each
+        # of cg channel planes, whose cache lines serve the next 15 columns too (4.6 against 9.7 ms
+        # with the channel loop outermost at (128, 64, 32, 32), Intel CI host)
+        src = x[n]
+        for r in range(h):
+            dst = xp[n, ph + r]
+            for q in range(w):
+                d = dst[pw + q]
+                for c in range(cg):
+                    d[c] = src[c0 + c, r, q]
     return xp
 
 
@@ -252,11 +256,14 @@ def _nchw_to_rows(t, o0, mat):
     og = mat.shape[1]
     p = oh * ow
     for n in numba.prange(n_img):
-        for o in range(og):
-            src = t[n, o0 + o]
-            for y in range(oh):
-                for xo in range(ow):
-                    mat[n * p + y * ow + xo, o] = src[y, xo]
+        # channels innermost, as in _pad_nhwc (4.2 against 9.3 ms at (128, 64, 32, 32)); the other
+        # direction (_rows_to_nchw, _crop_nchw) was no faster so ordered
+        src = t[n]
+        for y in range(oh):
+            for xo in range(ow):
+                row = mat[n * p + y * ow + xo]
+                for o in range(og):
+                    row[o] = src[o0 + o, y, xo]
     return mat
 
 
