@@ -312,3 +312,31 @@ def test_weight_layout_kernels_equal_numpy_transposes(o, cg, kh, kw, groups):
         conv._rows_to_weight(np.ascontiguousarray(twin), g * og, dw)
         np.testing.assert_array_equal(dw[g * og:(g + 1) * og], wg)
         assert np.isnan(np.delete(dw, np.s_[g * og:(g + 1) * og], axis=0)).all()   # other groups untouched
+
+
+@pytest.mark.parametrize("n, c, h, w, groups, ph, pw", [(3, 13, 7, 11, 1, 1, 2), (2, 16, 8, 8, 2, 1, 1),
+                                                        (1, 64, 32, 32, 4, 0, 0), (2, 9, 1, 17, 3, 2, 0),
+                                                        (2, 24, 9, 16, 1, 1, 1)])
+def test_activation_layout_kernels_equal_numpy_transposes(n, c, h, w, groups, ph, pw):
+    """The padded NHWC copy, its crop back to NCHW, and the GEMM rows to and from NCHW equal
+    NumPy's transposes exactly (data movement only), for every group, with 8 x 8 tiles and
+    ragged edges (channels and widths not multiples of 8), and leave other groups untouched."""
+    import fp8emu.conv as conv
+    x = np.random.default_rng(c * h + w).standard_normal((n, c, h, w), dtype=np.float32)
+    cg = c // groups
+    for g in range(groups):
+        xg = x[:, g * cg:(g + 1) * cg]
+        padded = np.pad(xg.transpose(0, 2, 3, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        xp = np.full(padded.shape, np.nan, dtype=np.float32)
+        np.testing.assert_array_equal(conv._pad_nhwc(x, g * cg, cg, ph, pw, xp), padded)
+        dx = np.full_like(x, np.nan)
+        conv._crop_nchw(np.ascontiguousarray(padded), g * cg, ph, pw, dx)
+        np.testing.assert_array_equal(dx[:, g * cg:(g + 1) * cg], xg)
+        assert np.isnan(np.delete(dx, np.s_[g * cg:(g + 1) * cg], axis=1)).all()
+        rows = xg.transpose(0, 2, 3, 1).reshape(-1, cg)
+        mat = np.full(rows.shape, np.nan, dtype=np.float32)
+        np.testing.assert_array_equal(conv._nchw_to_rows(x, g * cg, mat), rows)
+        out = np.full_like(x, np.nan)
+        conv._rows_to_nchw(np.ascontiguousarray(rows), g * cg, out)
+        np.testing.assert_array_equal(out[:, g * cg:(g + 1) * cg], xg)
+        assert np.isnan(np.delete(out, np.s_[g * cg:(g + 1) * cg], axis=1)).all()
