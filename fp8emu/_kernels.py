@@ -1134,6 +1134,43 @@ def _decode(codes, out, lut):
         out[i] = lut[codes[i]]
 
 
+
+@njit(cache=True, parallel=True)
+def _lookup_f32_sticky(bits, out, table):
+    """``out[i] = table[k]``: the result of float32 pattern ``bits[i]`` by its 17-bit class ``k``,
+    its top 16 bits and whether any of its low 16 bits is set (``quantize._f32_sticky_ok``
+    says when that class decides a deterministic rounding)::
+
+        bits[i] = | s | exponent (8) | fraction 22..16 (7) | fraction 15..0 (16) |
+        k       = | s | exponent (8) | fraction 22..16 (7) | fraction 15..0 != 0 |
+
+    ``k = ((b >> 15) & ~1) | sticky``; the table's 2^17 entries (128-512 KiB) stay in L2."""
+    for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
+        b = np.uint32(bits[i])
+        k = np.uint32(b >> np.uint32(15)) & np.uint32(0x1FFFE)
+        out[i] = table[k | np.uint32(np.uint32(b & np.uint32(0xFFFF)) != np.uint32(0))]
+
+
+@njit(cache=True, parallel=True)
+def _copy_f32_finite(bits, out, specials):
+    """``out[i] = bits[i]`` for a finite float32 pattern (rounding into a format that holds every
+    float32 value changes none), else ``specials[2 * nan + sign]``: +Inf, -Inf, +NaN, -NaN's
+    results (a NaN's payload does not matter)::
+
+        bits[i] = | sign | exponent (8) | fraction (23) |    finite: exponent != 0xFF
+    """
+    # four selects on constants, no table load in the loop: LLVM vectorises it branch-free
+    p_inf, n_inf, p_nan, n_nan = (np.uint32(specials[0]), np.uint32(specials[1]), np.uint32(specials[2]),
+                                  np.uint32(specials[3]))
+    for i in prange(bits.shape[0]):
+        prefer_512_bit_vectors(bits, out)
+        b = np.uint32(bits[i])
+        a = b & np.uint32(0x7FFFFFFF)
+        neg = b > np.uint32(0x7FFFFFFF)
+        special = (n_nan if neg else p_nan) if a > np.uint32(0x7F800000) else (n_inf if neg else p_inf)
+        out[i] = b if a < np.uint32(0x7F800000) else special
+
 # ---- formats wider than 16 bits: values computed from the code, no table -------------------------
 #: :func:`_value_bits`' parameter tuple ``d`` (all int64): the format's fields, its special codes
 #: (-1 where absent) and the output float layout (width, fraction bits, bias).

@@ -114,3 +114,32 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
             fp8emu.quantize(y, fmt, rounding="stochastic", seed=chunk, out=y)
             bad += int(np.count_nonzero(y.view(np.uint32) != want))
     assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,rounding", [("e8m0fnu", "nearest_even"), ("binary8p1se", "nearest_even"),
+                                           ("e5m2", "odd"), ("float32", "nearest_even")])
+def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, rounding):
+    """encode of all 2^32 float32 inputs where the float32 kernels cannot take them: through the
+    table of 2^17 input classes (``_kernels._lookup_f32_sticky``; ties to the even code for
+    binary8p1se, round-to-odd) or, into float32 itself, the copy with the specials of
+    ``_kernels._copy_f32_finite``, equal to the generic kernel's codes."""
+    import importlib
+    Q = importlib.import_module("fp8emu.quantize")
+    from fp8emu import _kernels
+    fmt = fp8emu.get_format(name)
+    mode = fp8emu.RoundMode(rounding)
+    assert Q._holds_float32(fmt) if name == "float32" else Q._f32_sticky_ok(fmt)
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, False, 0)
+    keys = Q._resolve(fmt, rounding, False, None, None, 0)[3]
+    u = np.arange(CHUNK, dtype=np.uint32)
+    codes = np.empty(CHUNK, fmt.code_dtype)
+    want = np.empty(CHUNK, fmt.code_dtype)
+    bad = 0
+    for chunk in range(1 << 32 >> 24):
+        if chunk:
+            u += np.uint32(CHUNK)
+        _kernels._encode_generic(u, want, prm, *keys)
+        fp8emu.encode(u.view(np.float32), fmt, rounding=rounding, out=codes)
+        bad += int(np.count_nonzero(codes != want))
+    assert bad == 0

@@ -1,4 +1,4 @@
-"""The 2^16-pattern tables of 16-bit inputs (fp8emu.quantize._table16): the same bits as the
+"""The 2^16-pattern tables of 16-bit inputs (fp8emu.quantize._kept_table): the same bits as the
 kernels, only for deterministic modes, large enough calls and the cases that the float32
 kernels cannot take (no subnormals, float32's 23 fraction bits, encode below float32's normals,
 odd rounding), and a bounded cache."""
