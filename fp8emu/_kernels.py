@@ -800,14 +800,20 @@ def _value_specials(r, bi, c, lean, nz):
 
 
 @njit(cache=True, inline="always")
-def _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, whole_word, src):
-    """One element of the chunked SR kernels: ``out[i]`` = the value (``values``) or the code of
-    float32 bits ``b`` with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk
-    redone for its deep elements)."""
-    if values:
-        _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word), src)
-    else:
-        out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word, SR_R_BITS if rbits else SR_EXACT)[0]
+def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src):
+    """One element of the chunked SR value kernels: ``out[i]`` = the value of float32 bits ``b``
+    with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk redone for its deep
+    elements)."""
+    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word), src)
+
+
+@njit(cache=True, inline="always")
+def _sr_code_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src):
+    """:func:`_sr_value_element` for the SR codes kernels: ``out[i]`` = the code.  Two functions,
+    picked by the kernel factory, instead of one with a ``values`` flag: Numba inlines a
+    function's whole IR before it prunes the branch not taken, and copying both routines' IR
+    took most of the SR kernels' compile time (the machine code is the same)."""
+    out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word, SR_R_BITS if rbits else SR_EXACT)[0]
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
@@ -880,6 +886,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         # with the counter as a running sum; the smallest magnitude is tracked where the high
         # half may not be enough (exact SR)
         track = (not rbits) and (values or hi32)
+        sr_element = _sr_value_element if values else _sr_code_element
 
         @njit(cache=True, parallel=True)
         def sr_kernel(bits, out, p, key0, thr32):
@@ -899,7 +906,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
                         z += np.uint64(GAMMA)
                         b = _load_f32_bits(bits[i], src)
-                        _sr_element(out, i, b, z, p, c, values, lean, nz, rbits, hi32, False, src)
+                        sr_element(out, i, b, z, p, c, lean, nz, rbits, hi32, False, src)
                         if track:
                             lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
@@ -907,7 +914,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        _sr_element(out, i, _load_f32_bits(bits[i], src), z, p, c, values, lean, nz, rbits, hi32,
+                        sr_element(out, i, _load_f32_bits(bits[i], src), z, p, c, lean, nz, rbits, hi32,
                                     True, src)
                 low = min(low, lt)
             return low

@@ -39,3 +39,20 @@ def dask_client():
     from fp8emu.cluster import connect
     with connect("local", workers=2, quiet=True) as client:
         yield client
+
+
+def pytest_addoption(parser, pluginmanager):
+    """Without pytest-xdist (not installed, or ``-p no:xdist``), accept and ignore the ``-n`` and
+    ``--dist`` that pyproject.toml's ``addopts`` pass, so the suite still runs, in one process."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist-fallback", "pytest-xdist is not active: the tests run in one process")
+    # lowercase short options are reserved to plugins, as pytest-xdist registers its own
+    group._addoption("-n", "--numprocesses", dest="numprocesses", default=None,
+                    help="ignored: pytest-xdist is not active")
+    group.addoption("--dist", dest="dist", default="no", help="ignored: pytest-xdist is not active")
+
+
+def pytest_report_header(config):
+    if not config.pluginmanager.has_plugin("xdist"):
+        return "pytest-xdist is not active: one process (-n and --dist ignored)"
