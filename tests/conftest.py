@@ -43,7 +43,8 @@ def dask_client():
 
 def pytest_addoption(parser, pluginmanager):
     """Without pytest-xdist (not installed, or ``-p no:xdist``), accept and ignore the ``-n`` and
-    ``--dist`` that pyproject.toml's ``addopts`` pass, so the suite still runs, in one process."""
+    ``--dist`` that pyproject.toml's ``addopts`` pass, so the suite still runs, in one process
+(for test paths under tests/, where pytest loads this file before it parses the options)."""
     if pluginmanager.has_plugin("xdist"):
         return
     group = parser.getgroup("xdist-fallback", "pytest-xdist is not active: the tests run in one process")

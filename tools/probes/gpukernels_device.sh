@@ -10,11 +10,11 @@
 name=gpukernels
 source "$(dirname "$0")/_device_common.sh"
 # the not-wide tests (the wide ones passed on the H200 in the previous call), dealt round-robin to 4 processes
-python3 -m pytest -q -p no:cacheprovider --collect-only tests/test_cuda.py -k "not wide" 2>/dev/null \
+python3 -m pytest -n 0 -q -p no:cacheprovider --collect-only tests/test_cuda.py -k "not wide" 2>/dev/null \
   | grep '::' > "$out/test_ids.txt"
 for k in 0 1 2 3; do
   mapfile -t ids < <(awk -v k=$k 'NR % 4 == k' "$out/test_ids.txt")
-  step "test_cuda_$k" 540 python3 -m pytest -q -p no:cacheprovider "${ids[@]}" &
+  step "test_cuda_$k" 540 python3 -m pytest -n 0 -q -p no:cacheprovider "${ids[@]}" &
 done
 step variants 300 python3 -m benchmarks.cuda_check --only variants --out "$out/variants.json"
 best=$(python3 - "$out/variants.json" <<'PY'

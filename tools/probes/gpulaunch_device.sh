@@ -14,7 +14,7 @@ source "$(dirname "$0")/_device_common.sh"
 step fast_launch_check 500 python3 tools/probes/cuda_fast_launch_check.py --workers 4 --out "$out/fast_launch_check.json" &
 for part in "wide and float32" "wide and float64" "wide and (float16 or bfloat16)" "not wide"; do
   tag=$(echo "$part" | tr -c 'a-z0-9' '_')
-  step "test_cuda_$tag" 500 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -k "$part" &
+  step "test_cuda_$tag" 500 python3 -m pytest -n 0 -q -p no:cacheprovider tests/test_cuda.py -k "$part" &
 done
 ( step call_overhead 150 python3 tools/probes/cuda_call_overhead.py --profile --out "$out/call_overhead.json"
   step variants 330 python3 -m benchmarks.cuda_check --only variants --out "$out/variants.json" ) &
