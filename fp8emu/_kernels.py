@@ -1143,20 +1143,22 @@ def _decode(codes, out, lut):
 
 
 @njit(cache=True, parallel=True)
-def _lookup_f32_sticky(bits, out, table):
-    """``out[i] = table[k]``: the result of float32 pattern ``bits[i]`` by its 17-bit class ``k``,
-    its top 16 bits and whether any of its low 16 bits is set (``quantize._f32_sticky_ok``
-    says when that class decides a deterministic rounding)::
+def _lookup_f32_sticky(bits, out, table, shift):
+    """``out[i] = table[c]``: the result of float32 pattern ``bits[i]`` by its class ``c``, its
+    top ``32 - shift`` bits and whether any of its low ``shift`` bits is set
+    (``quantize._f32_class_bits`` says how many top bits decide a deterministic rounding)::
 
-        bits[i] = | s | exponent (8) | fraction 22..16 (7) | fraction 15..0 (16) |
-        k       = | s | exponent (8) | fraction 22..16 (7) | fraction 15..0 != 0 |
+        bits[i] = | s | exponent (8) | fraction, top bits | fraction, low ``shift`` bits |
+        c       = | s | exponent (8) | fraction, top bits | any low bit set             |
 
-    ``k = ((b >> 15) & ~1) | sticky``; the table's 2^17 entries (128-512 KiB) stay in L2."""
+    ``c = (b >> shift) << 1 | sticky``; the table's ``2^(33 - shift)`` entries: 8 KiB for
+    e8m0fnu (``shift`` 21), 512 KiB at most (16 bits; L2)."""
+    low = np.uint32((np.uint32(1) << shift) - np.uint32(1))
     for i in prange(bits.shape[0]):
         prefer_512_bit_vectors(bits, out)
         b = np.uint32(bits[i])
-        k = np.uint32(b >> np.uint32(15)) & np.uint32(0x1FFFE)
-        out[i] = table[k | np.uint32(np.uint32(b & np.uint32(0xFFFF)) != np.uint32(0))]
+        c = np.uint32(np.uint32(b >> shift) << np.uint32(1))
+        out[i] = table[c | np.uint32(np.uint32(b & low) != np.uint32(0))]
 
 
 @njit(cache=True, parallel=True)

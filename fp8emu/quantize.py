@@ -421,7 +421,7 @@ _TABLE16_LOCK = threading.Lock()      # eviction walks the dict; other threads m
 #: float32 inputs rounded by a deterministic mode where the float32 kernels cannot take them
 #: (e8m0fnu, the binary8p1 formats, round-to-odd, ...), into a format where
 #: :func:`_f32_sticky_ok`: a call on at least this many elements looks its results up in a
-#: table of 2^17 input classes (one gather per element, ``_kernels._lookup_f32_sticky``)
+#: table of at most 2^17 input classes (one gather per element, ``_kernels._lookup_f32_sticky``)
 #: instead of running the per-element generic kernel (10-40x faster at 4 M elements).  The
 #: table is built once per (operation, output dtype, format, mode, saturation) by the kernels
 #: themselves on one input of each class (:func:`_kept_table`).
@@ -429,22 +429,27 @@ _TABLE_F32_MIN = 1 << 17
 
 
 @lru_cache(maxsize=None)
-def _f32_sticky_ok(fmt: Format) -> bool:
-    """Whether every deterministic rounding of a float32 input into ``fmt`` is decided by the
-    input's top 16 bits and by whether any of its low 16 bits is set.
+def _f32_class_bits(fmt: Format) -> int | None:
+    """The fewest top bits ``k`` (9-16) of a float32 input that, with whether any of its low
+    ``32 - k`` bits is set, decide every deterministic rounding of it into ``fmt``; None when
+    16 do not.
 
     A deterministic rounding is a step function of the input: its value changes only at the
     format's values and at the midpoints of neighbouring values (ties; the same for both
     signs), the overflow steps included (``max + ulp/2`` and ``max + ulp``; those beyond
-    float32's range lie above every finite input).  When each of those is a bfloat16 value (float32 pattern with the low 16 bits zero), no step lies strictly
-    between two neighbouring bfloat16 values; the float32 patterns ``t << 16 | l`` with
-    ``l >= 1`` all lie strictly inside one such gap (patterns are monotone in the magnitude),
-    so they share one result, and ``l = 0`` is the bfloat16 value itself.  NaN patterns give
-    the format's NaN outcome whatever their payload.  Checked on the format's own values
-    (formats of at most 16 bits), not on its fields.
+    float32's range lie above every finite input).  When each of those is a float32 pattern
+    with its low ``32 - k`` bits zero, no step lies strictly between two such neighbouring
+    patterns; the float32 patterns ``t << (32 - k) | l`` with ``l >= 1`` all lie strictly
+    inside one such gap (patterns are monotone in the magnitude), so they share one result, and
+    ``l = 0`` is the step pattern itself.  NaN patterns give the format's NaN outcome whatever
+    their payload.  Checked on the format's own values (formats of at most 16 bits), not on its
+    fields: e8m0fnu takes 11 bits (its midpoint 1.5 * 2^-127 is a float32 subnormal), a format
+    with ``m`` fraction bits and float32's range ``10 + m``.  The fewer the bits, the smaller
+    the table of ``2^(k + 1)`` classes (8 KiB for e8m0fnu against 512 KiB at 16 bits), which
+    its gathers then read from L1 instead of L2.
     """
     if fmt.bits > 16:
-        return False
+        return None
     with np.errstate(invalid="ignore"):
         values = decode(np.arange(fmt.num_codes, dtype=np.int64).astype(fmt.code_dtype), fmt, dtype=np.float64)
     mags = np.unique(np.abs(values[np.isfinite(values)]))
@@ -453,10 +458,22 @@ def _f32_sticky_ok(fmt: Format) -> bool:
     ulp = 2.0 ** (math.frexp(top)[1] - 1 - fmt.man_bits)
     steps = np.concatenate([mags, (mags[:-1] + mags[1:]) / 2, [top + ulp / 2, top + ulp]])
     # steps beyond float32's largest finite value: no finite input reaches them, and the
-    # class of the largest bfloat16 value's gap holds finite inputs only
+    # class of the largest pattern's gap holds finite inputs only
     steps = steps[steps <= float(np.finfo(np.float32).max)]
     as_f32 = steps.astype(np.float32)
-    return bool(np.all(as_f32.astype(np.float64) == steps) and np.all((as_f32.view(np.uint32) & 0xFFFF) == 0))
+    if not np.all(as_f32.astype(np.float64) == steps):
+        return None
+    patterns = as_f32.view(np.uint32)
+    for k in range(9, 17):
+        if np.all((patterns & np.uint32((1 << (32 - k)) - 1)) == 0):
+            return k
+    return None
+
+
+def _f32_sticky_ok(fmt: Format) -> bool:
+    """Whether a table of float32 input classes decides every deterministic rounding into
+    ``fmt`` (:func:`_f32_class_bits`: at most 16 top bits and a sticky bit)."""
+    return _f32_class_bits(fmt) is not None
 
 
 @lru_cache(maxsize=None)
@@ -493,11 +510,11 @@ def _all_patterns16() -> np.ndarray:
     return np.arange(1 << 16, dtype=np.uint16)
 
 
-def _class_patterns_f32() -> np.ndarray:
-    """One float32 pattern of each class of ``_kernels._lookup_f32_sticky``: class ``2 t + s``
-    (top 16 bits ``t``, a low bit set ``s``) as ``t << 16 | s``."""
-    tops = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
-    patterns = np.empty(1 << 17, np.uint32)
+def _class_patterns_f32(k: int = 16) -> np.ndarray:
+    """One float32 pattern of each class of ``_kernels._lookup_f32_sticky`` with ``k`` top
+    bits: class ``2 t + s`` (top ``k`` bits ``t``, a low bit set ``s``) as ``t << (32 - k) | s``."""
+    tops = np.arange(1 << k, dtype=np.uint32) << np.uint32(32 - k)
+    patterns = np.empty(2 << k, np.uint32)
     patterns[0::2] = tops
     patterns[1::2] = tops | np.uint32(1)
     return patterns
@@ -576,7 +593,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     that the float32 kernels cannot take, of at least :data:`_TABLE16_MIN` elements and in a
     deterministic mode, looks its results up in the table of all 2^16 patterns; a float32 input
     where the float32 kernels cannot take it, of at least :data:`_TABLE_F32_MIN` elements, in
-    the table of its 2^17 classes (``_kernels._lookup_f32_sticky``) where :func:`_f32_sticky_ok`;
+    the table of its classes (``_kernels._lookup_f32_sticky``, :func:`_f32_class_bits`) where :func:`_f32_sticky_ok`;
     into a format that holds every float32 value, a copy (``_kernels._copy_f32_finite``).
     """
     stochastic = mode is RoundMode.STOCHASTIC
@@ -594,8 +611,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         return
     if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and not stochastic \
             and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
-        table = _kept_table(("f32-sticky", *tag), _class_patterns_f32, target.dtype, kernel_args)
-        _kernels._lookup_f32_sticky(bits, target, table)
+        k = _f32_class_bits(fmt) or 16
+        table = _kept_table(("f32-sticky", *tag, k), lambda: _class_patterns_f32(k), target.dtype, kernel_args)
+        _kernels._lookup_f32_sticky(bits, target, table, np.uint32(32 - k))
         return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
         return

@@ -146,3 +146,33 @@ def test_which_formats_are_a_copy():
     assert Q._holds_float32(PRESETS["float32"])
     assert not any(Q._holds_float32(f) for name, f in PRESETS.items() if name != "float32")
     assert not Q._holds_float32(Format(8, 22)) and not Q._holds_float32(Format(8, 23, subnormals=False))
+
+
+def test_class_bits_of_the_presets():
+    """The fewest top bits that decide: sign, exponent and one more than the fraction bits
+    (the midpoints), one more where a midpoint is a float32 subnormal (e8m0fnu's 1.5 * 2^-127)."""
+    bits = {name: Q._f32_class_bits(PRESETS[name]) for name in
+            ("binary8p1se", "e8m0fnu", "e2m1fn", "e5m2", "e4m3fn", "binary8p7se", "bfloat16")}
+    assert bits == {"binary8p1se": 10, "e8m0fnu": 11, "e2m1fn": 11, "e5m2": 12, "e4m3fn": 13,
+                    "binary8p7se": 16, "bfloat16": None}
+
+
+@pytest.mark.parametrize("name,rounding,spare", [
+    ("e8m0fnu", "nearest_even", 0), ("binary8p1se", "nearest_even", 0),
+    ("binary8p1ue", "nearest_away", 0), ("binary8p1uf", "nearest_even", 0),
+    # round-to-odd steps only at the even values (an x in (1.00, 1.10) of e5m2 goes to 1.01),
+    # which have one significant bit fewer than the values, two fewer than the midpoints
+    ("e5m2", "odd", 2), ("e2m1fn", "odd", 2)], ids=str)
+def test_one_class_bit_fewer_would_differ(monkeypatch, name, rounding, spare):
+    """The table with :func:`_f32_class_bits`' width gives the per-element kernels' bits, and so
+    does each narrower width down to ``spare`` bits fewer; one more bit fewer does not (so for
+    the nearest modes the width is the fewest, and the test can fail)."""
+    fmt = PRESETS[name]
+    k = Q._f32_class_bits(fmt)
+    x = _classes(lows=(0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF))
+    for width, same in [*((k - d, True) for d in range(spare + 1)), (k - spare - 1, False)]:
+        monkeypatch.setattr(Q, "_f32_class_bits", lambda f, width=width: width)
+        Q._TABLE16.clear()
+        codes, codes_ref = _both(monkeypatch, fp8emu.encode, x, fmt, rounding=rounding)
+        assert _tables() == 1
+        assert np.array_equal(codes, codes_ref) == same, (width, same)
