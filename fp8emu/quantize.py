@@ -613,7 +613,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
             and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
         k = _f32_class_bits(fmt) or 16
         table = _kept_table(("f32-sticky", *tag, k), lambda: _class_patterns_f32(k), target.dtype, kernel_args)
-        _kernels._lookup_f32_sticky(bits, target, table, np.uint32(32 - k))
+        _kernels._lookup_f32_sticky(bits, target, table, 32 - k)
         return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
         return
