@@ -17,9 +17,11 @@ def test_probe_target():
 
 def _pytest(*args: str) -> subprocess.CompletedProcess:
     # a node inside tests/, so that tests/conftest.py is one of the conftests loaded first
+    # without the variables of the xdist worker this test may itself run on
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", *args,
                            "tests/test_pytest_setup.py::test_probe_target"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_without_xdist_the_addopts_are_ignored_and_one_process_runs():
