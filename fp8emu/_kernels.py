@@ -1180,6 +1180,97 @@ def _lookup_f32_sticky(bits, out, table, shift: int) -> None:
     _lookup_f32_sticky_kernel(int(shift))(bits, out, table)
 
 
+def _sr_class_kernel(shift: int, kind: str, src: int = SRC_F32):
+    """The compiled stochastic rounding of float32 patterns by their class (the classes of
+    :func:`_lookup_f32_sticky_kernel` for ``shift`` low bits), for formats the float32 kernels
+    do not take (``quantize._f32_class_bits`` says when a class fixes the interval)::
+
+        kernel(bits, out, lo, hi, shifts, key0, r) -> ties
+
+    Each class ``c`` lies in one interval ``[L, U)`` of the format's neighbouring magnitudes:
+    ``lo[c]`` and ``hi[c]`` are the results of rounding toward ``L`` and away to ``U`` (the
+    generic kernel's own, overflow and specials included; equal where nothing is dropped).  The
+    quantum ``U - L`` spans ``d`` low bits of the input's significand ``sig``::
+
+        bits[i] = | s | E (8) | T (23) |         sig = T | (E != 0) << 23   (24 bits)
+        |x| = L + (sig mod 2^d) * 2^(E' - 150),  E' = max(E, 1),  quantum 2^(d + E' - 150)
+
+    and the dropped fraction ``(sig mod 2^d) / 2^d``, left-aligned in a word of ``W`` bits
+    (``W`` = 32, or 64 for ``"w64"``), is ``F = ((sig << a) >> b) mod 2^W`` with the class's
+    two shift counts ``shifts[c] = a | b << 8``::
+
+        d <= W:  a = W - d, b = 0          sig's d low bits moved to the top, its kept bits
+                                           shifted out past bit W - 1
+        d >  W:  a = 0,     b = d - W      (at most W - 1: sig < 2^24 is gone by then)
+
+    (one pair of variable shifts, no compare and select per element).  The element rounds away
+    when its word ``w = mix64(key0 + (i + 1) * GAMMA)`` is below the fraction, as
+    ``_round_bits`` decides it (``r``-bit SR: the word's top ``r`` bits plus the fraction's top
+    ``r`` bits carry).  ``kind``:
+
+    * ``"hi32"``: exact SR where no class drops more than 32 bits; the 64-bit fraction's low
+      half is then zero, so ``w < frac`` is ``w >> 32 < F`` (32-bit lanes);
+    * ``"rbits"``: ``r``-bit SR (``r <= 32``) on the word's high half, any ``d``;
+    * ``"w64"``: exact SR on the whole word; returns how many elements drop more than 64 bits
+      (``b > 0``) and drew a word equal to their first 64 (probability 2^-64 each): the caller
+      then redoes the call on the generic kernel, which draws further words.
+
+    ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (converted to float32 bits in
+    the loop, exactly); ``out`` has the tables' dtype.  Made on first use, one kernel per
+    ``(shift, kind, src)``: the shift a constant (see :func:`_lookup_f32_sticky_kernel`)."""
+    return _make_sr_class(int(shift), kind, int(src))
+
+
+@lru_cache(maxsize=None)
+def _make_sr_class(shift: int, kind: str, src: int):
+    low = np.uint32((1 << shift) - 1)
+    sh = np.uint32(shift)
+    whole_word = kind == "w64"
+    rbits = kind == "rbits"
+
+    @njit(cache=True, parallel=True)
+    def sr_class(bits, out, lo_table, hi_table, shifts, key0, r):
+        n = bits.shape[0]
+        ties = 0
+        r_shift = np.uint32(32 - r) if rbits else np.uint32(0)      # r-bit SR: 1 <= r <= 32
+        r_mask = np.uint32(np.uint32(0xFFFFFFFF) >> r_shift)
+        for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
+            prefer_512_bit_vectors_converting(bits, out)
+            lo = np.uint64(t * _SR_CHUNK)
+            hi = np.uint64(min(n, t * _SR_CHUNK + _SR_CHUNK))
+            z = key0 + lo * np.uint64(GAMMA)
+            chunk_ties = 0
+            for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
+                for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
+                    z += np.uint64(GAMMA)
+                    b = _load_f32_bits(bits[i], src)
+                    c = np.uint32(np.uint32(b >> sh) << np.uint32(1)) | np.uint32(np.uint32(b & low) != np.uint32(0))
+                    ab = np.uint32(shifts[c])
+                    a = ab & np.uint32(0xFF)
+                    bb = ab >> np.uint32(8)
+                    sig = (b & np.uint32(0x7FFFFF)) | (np.uint32(0x800000) if (b & np.uint32(0x7F800000)) != 0
+                                                       else np.uint32(0))
+                    if whole_word:
+                        w = mix64(z)
+                        frac = (np.uint64(sig) << np.uint64(a)) >> np.uint64(bb)
+                        away = w < frac
+                        chunk_ties += np.int64((w == frac) & (bb != np.uint32(0)))
+                    else:
+                        wh = mix64_hi(z)
+                        f32 = np.uint32(np.uint32(sig << a) >> bb)
+                        if rbits:
+                            away = (wh >> r_shift) > (~(f32 >> r_shift) & r_mask)
+                        else:
+                            away = wh < f32
+                    # both loads, then a select: a load under the condition kept the loop scalar
+                    up = hi_table[c]
+                    down = lo_table[c]
+                    out[i] = up if away else down
+            ties += chunk_ties
+        return ties
+    return sr_class
+
+
 @njit(cache=True, parallel=True)
 def _copy_f32_finite(bits, out, specials):
     """``out[i] = bits[i]`` for a finite float32 pattern (rounding into a format that holds every

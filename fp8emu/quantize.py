@@ -485,24 +485,95 @@ def _holds_float32(fmt: Format) -> bool:
             and fmt.emin <= -126 and fmt.emin - fmt.man_bits <= -149 and fmt.max >= float(np.finfo(np.float32).max))
 
 
+def _kept(key: tuple, build):
+    """``build()``, made on first use and kept under ``key`` (the 16-bit tables, the float32
+    class tables, the float32 specials and the stochastic class tables; at most
+    :data:`_TABLE16_KEEP`, the oldest goes first)."""
+    kept = _TABLE16.get(key)
+    if kept is None:
+        kept = build()
+        with _TABLE16_LOCK:
+            while len(_TABLE16) >= _TABLE16_KEEP:
+                _TABLE16.pop(next(iter(_TABLE16)))
+            _TABLE16[key] = kept
+    return kept
+
+
 def _kept_table(key: tuple, patterns, dtype: np.dtype, kernel_args: tuple) -> np.ndarray:
     """The kernels' results (``kernel_args``: :func:`_run_kernels`' arguments but the arrays) on
     the input patterns that ``patterns()`` returns, built on first use and kept under ``key``
-    (the 16-bit tables, the float32 class tables and the float32 specials; at most
-    :data:`_TABLE16_KEEP`, the oldest goes first).  Built by the kernels themselves, so they
-    hold exactly their bits."""
-    table = _TABLE16.get(key)
-    if table is None:
+    (:func:`_kept`).  Built by the kernels themselves, so they hold exactly their bits."""
+    def build() -> np.ndarray:
         inputs = patterns()
         table = np.empty(inputs.size, dtype)
         fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys = kernel_args
         _run_kernels(fast, fast_sr, generic, inputs, table, lut, info, fmt, mode, saturate, sr_bits, keys)
         table.flags.writeable = False
-        with _TABLE16_LOCK:
-            while len(_TABLE16) >= _TABLE16_KEEP:
-                _TABLE16.pop(next(iter(_TABLE16)))
-            _TABLE16[key] = table
-    return table
+        return table
+    return _kept(key, build)
+
+
+class _SRClassTables(NamedTuple):
+    """Stochastic rounding by input class (``_kernels._sr_class_kernel``): per class of
+    :func:`_class_patterns_f32`, the result toward the interval's lower end and away from it,
+    and the two shift counts that left-align the input's dropped fraction in the kernel's word."""
+
+    lo: np.ndarray          # the output dtype
+    hi: np.ndarray
+    shifts: np.ndarray      # uint32: a | b << 8 (see _kernels._sr_class_kernel)
+    kind: str               # "hi32", "rbits" or "w64": the kernel that takes them
+
+
+def _sr_drop_bits(fmt: Format, patterns: np.ndarray) -> np.ndarray:
+    """How many low bits of each float32 pattern's 24-bit significand (``T | (E != 0) << 23``)
+    the quantum of its interval in ``fmt`` spans: ``q - (max(E, 1) - 150)`` for the quantum
+    ``2^q`` of the format at ``|x|`` (its binade ``e >= emin``: ``e - m``; below: ``emin - m``
+    with subnormals, ``emin`` without: the interval from zero to ``2^emin``)."""
+    biased = ((patterns >> np.uint32(23)) & np.uint32(0xFF)).astype(np.int64)
+    fraction = (patterns & np.uint32(0x7FFFFF)).astype(np.int64)
+    # the binade of |x|: from E, or from the fraction's top bit for a float32 subnormal
+    top = np.frexp(np.maximum(fraction, 1).astype(np.float64))[1] - 1
+    binade = np.where(biased > 0, biased - 127, top - 149)
+    below = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
+    quantum = np.where(binade >= fmt.emin, binade - fmt.man_bits, below)
+    return quantum + 150 - np.maximum(biased, 1)
+
+
+def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: np.dtype,
+                     lut: np.ndarray | None) -> _SRClassTables:
+    """The tables of ``_kernels._sr_class_kernel`` for ``k`` class bits (:func:`_f32_class_bits`),
+    codes (``lut`` None) or values (``lut[code]``) in ``dtype``.  The generic kernel rounds one
+    input of each class with stochastic rounding's own tuple (so its overflow and special
+    outcomes) but the mode set to toward zero (``lo``) and away from zero (``hi``: up for
+    positive inputs, down for negative ones); the class's input has a low bit set, so something
+    is dropped and away is away.  Within a class every input lies in one interval of the
+    format's neighbours (its ends are class boundaries) and has the same biased exponent, so
+    the two results and the dropped-bit count ``d`` (:func:`_sr_drop_bits`) are the class's.
+    The kernel: ``"rbits"`` for ``sr_bits``, else ``"hi32"`` where no class drops more than 32
+    bits and ``"w64"`` where one does."""
+    patterns = _class_patterns_f32(k)
+    prm = list(_params(INPUT_LAYOUTS["float32"], fmt, RoundMode.STOCHASTIC, saturate, sr_bits))
+    at = _kernels.PARAMS.index("mode")
+    toward, up, down = (_kernels.MODE_CODES[name] for name in ("toward_zero", "up", "down"))
+    half = patterns.size // 2                       # the sign is the class's top bit
+    codes = []
+    for modes in ((toward, toward), (up, down)):    # toward zero; away (positive, negative half)
+        out = np.empty(patterns.size, fmt.code_dtype)
+        for part, mode in zip((slice(0, half), slice(half, None)), modes):
+            prm[at] = mode
+            _kernels._encode_generic(patterns[part], out[part], tuple(prm), np.uint64(0), np.uint64(0))
+        codes.append(out)
+    # where nothing is dropped (lo == hi) any d does: 1
+    drop = np.where(codes[0] != codes[1], _sr_drop_bits(fmt, patterns), 1)
+    kind = "rbits" if sr_bits else ("hi32" if int(drop.max()) <= 32 else "w64")
+    width = 64 if kind == "w64" else 32
+    a = np.where(drop <= width, width - drop, 0)
+    b = np.where(drop <= width, 0, np.minimum(drop - width, width - 1))
+    shifts = (a | b << 8).astype(np.uint32)
+    lo, hi = (c.astype(dtype) if lut is None else lut[c].astype(dtype) for c in codes)
+    for table in (lo, hi, shifts):
+        table.flags.writeable = False
+    return _SRClassTables(lo, hi, shifts, kind)
 
 
 def _all_patterns16() -> np.ndarray:
@@ -615,6 +686,18 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         table = _kept_table(("f32-sticky", *tag, k), lambda: _class_patterns_f32(k), target.dtype, kernel_args)
         _kernels._lookup_f32_sticky(bits, target, table, 32 - k)
         return
+    src = _F32_SOURCES.get((info.width, info.man_bits))
+    if route is None and table_key is not None and stochastic and src is not None \
+            and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
+        k = _f32_class_bits(fmt)
+        # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
+        tables = _kept(("sr-classes", *tag, tuple(info), sr_bits, k),
+                       lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut))
+        if tables.kind == "w64" and np.shares_memory(bits, target):
+            bits = bits.copy()      # a tie redoes the call on the generic kernel, which reads it
+        kernel = _kernels._sr_class_kernel(32 - k, tables.kind, src)
+        if kernel(bits, target, tables.lo, tables.hi, tables.shifts, keys.key0, np.uint32(sr_bits)) == 0:
+            return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
         return
     prm = _params(info, fmt, mode, saturate, sr_bits)

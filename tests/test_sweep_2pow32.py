@@ -17,15 +17,21 @@ H200_SHA256 = {
 CHUNK = 1 << 24
 
 
-def _sweep(fmt, ml_dt=None):
-    h = hashlib.sha256()
+def _all_float32_patterns():
+    """``(chunk number, its 2^24 float32 patterns as uint32)`` for all 2^32 patterns in order,
+    chunk by chunk in one buffer (bounded memory)."""
     u = np.arange(CHUNK, dtype=np.uint32)
-    codes = np.empty(CHUNK, np.uint8)
-    step = np.uint32(CHUNK)
-    mismatches = 0
     for chunk in range(1 << 32 >> 24):
         if chunk:
-            u += step
+            u += np.uint32(CHUNK)
+        yield chunk, u
+
+
+def _sweep(fmt, ml_dt=None):
+    h = hashlib.sha256()
+    codes = np.empty(CHUNK, np.uint8)
+    mismatches = 0
+    for chunk, u in _all_float32_patterns():
         x = u.view(np.float32)
         fp8emu.encode(x, fmt, out=codes)
         codes[codes == fmt.nan_code] = 0x7F          # every NaN output as 0x7F
@@ -69,13 +75,10 @@ def test_all_float32_inputs_quantize_equals_decoded_encode(name, rounding, satur
     fmt = fp8emu.get_format(name)
     lut = fp8emu.decode(np.arange(fmt.num_codes), fmt, dtype=np.float32).view(np.uint32)
     lut = np.where(np.isnan(lut.view(np.float32)), np.uint32(0x7FC00000), lut)
-    u = np.arange(CHUNK, dtype=np.uint32)
     codes = np.empty(CHUNK, fmt.code_dtype)
     values = np.empty(CHUNK, np.float32)
     bad = 0
-    for chunk in range(1 << 32 >> 24):
-        if chunk:
-            u += np.uint32(CHUNK)
+    for chunk, u in _all_float32_patterns():
         x = u.view(np.float32)
         fp8emu.encode(x, fmt, rounding=rounding, saturate=saturate, out=codes)
         fp8emu.quantize(x, fmt, rounding=rounding, saturate=saturate, out=values)
@@ -97,13 +100,10 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
     fmt = fp8emu.get_format(name)
     lut = Q._lut(fmt, np.dtype(np.float32))
     prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, fp8emu.RoundMode.STOCHASTIC, False, 0)
-    u = np.arange(CHUNK, dtype=np.uint32)
     values = np.empty(CHUNK, np.float32)
     want = np.empty(CHUNK, np.uint32)          # the table holds the values' bits
     bad = 0
-    for chunk in range(1 << 32 >> 24):
-        if chunk:
-            u += np.uint32(CHUNK)
+    for chunk, u in _all_float32_patterns():
         x = u.view(np.float32)
         keys = Q._resolve(fmt, "stochastic", False, chunk, None, 0)[3]
         _kernels._quantize_generic(u, want, lut, prm, *keys)
@@ -132,14 +132,43 @@ def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, roundi
     assert Q._holds_float32(fmt) if name == "float32" else Q._f32_sticky_ok(fmt)
     prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, False, 0)
     keys = Q._resolve(fmt, rounding, False, None, None, 0)[3]
-    u = np.arange(CHUNK, dtype=np.uint32)
     codes = np.empty(CHUNK, fmt.code_dtype)
     want = np.empty(CHUNK, fmt.code_dtype)
     bad = 0
-    for chunk in range(1 << 32 >> 24):
-        if chunk:
-            u += np.uint32(CHUNK)
+    for chunk, u in _all_float32_patterns():
         _kernels._encode_generic(u, want, prm, *keys)
         fp8emu.encode(u.view(np.float32), fmt, rounding=rounding, out=codes)
         bad += int(np.count_nonzero(codes != want))
+    assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,sr_bits", [("e8m0fnu", None), ("binary8p1uf", 8), ("e4m3-nosub", None)])
+def test_all_float32_inputs_sr_by_class_equal_the_generic_kernel(name, sr_bits):
+    """Stochastic encode of all 2^32 float32 inputs where the float32 kernels cannot take them:
+    by input class (``_kernels._sr_class_kernel``: exact SR on the word's high half for e8m0fnu,
+    r-bit SR for binary8p1uf, the whole word for e4m3 without subnormals) equal to the generic
+    kernel's codes with the same keys.  Each 2^24-input call has its own seed; every 16th call
+    quantizes in place too (values: the codes' table values)."""
+    import importlib
+    Q = importlib.import_module("fp8emu.quantize")
+    from fp8emu import _kernels
+    fmt = fp8emu.Format(4, 3, subnormals=False) if name == "e4m3-nosub" else fp8emu.get_format(name)
+    layout = Q.INPUT_LAYOUTS["float32"]
+    assert Q._f32_sticky_ok(fmt)
+    assert Q._f32_route(False, fmt, fp8emu.RoundMode.STOCHASTIC, False, sr_bits or 0, layout) is None
+    prm = Q._params(layout, fmt, fp8emu.RoundMode.STOCHASTIC, False, sr_bits or 0)
+    lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+    codes = np.empty(CHUNK, fmt.code_dtype)
+    want = np.empty(CHUNK, fmt.code_dtype)
+    bad = 0
+    for chunk, u in _all_float32_patterns():
+        keys = Q._resolve(fmt, "stochastic", False, chunk, sr_bits, 0)[3]
+        _kernels._encode_generic(u, want, prm, *keys)
+        fp8emu.encode(u.view(np.float32), fmt, rounding="stochastic", seed=chunk, sr_bits=sr_bits, out=codes)
+        bad += int(np.count_nonzero(codes != want))
+        if chunk % 16 == 0:
+            y = u.copy().view(np.float32)
+            fp8emu.quantize(y, fmt, rounding="stochastic", seed=chunk, sr_bits=sr_bits, out=y)
+            bad += int(np.count_nonzero(y.view(np.uint32) != lut[want]))
     assert bad == 0

@@ -1,0 +1,233 @@
+"""Stochastic rounding by input class (``fp8emu.quantize._sr_class_tables`` and
+``fp8emu._kernels._sr_class_kernel``): float32, float16 and bfloat16 inputs into formats the
+float32 kernels do not take (e8m0fnu, binary8p1ue/uf, formats without subnormals), on calls of
+at least ``_TABLE_F32_MIN`` elements.  Checked against the per-element generic kernel on every
+class with several members, against the exact oracle (``fp8emu.spec.round_scalar`` with the
+element's words), and on forced ties beyond 64 dropped bits (the call is then redone)."""
+
+from __future__ import annotations
+
+import importlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fp8emu
+from fp8emu import Format, _random, spec
+from fp8emu.formats import get_format
+
+Q = importlib.import_module("fp8emu.quantize")
+K = importlib.import_module("fp8emu._kernels")
+MASK = (1 << 64) - 1
+
+NO_SUBNORMALS_E4M3 = Format(4, 3, subnormals=False)
+NO_SUBNORMALS_E5M2 = Format(5, 2, subnormals=False)
+#: (format, the kind its exact SR takes): the float32 kernels leave all of these to the generic one
+CASES = [("e8m0fnu", "hi32"), ("binary8p1ue", "hi32"), ("binary8p1uf", "hi32"),
+         (NO_SUBNORMALS_E4M3, "w64"), (NO_SUBNORMALS_E5M2, "w64")]
+DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+
+
+def _members(k: int, seed: int = 0) -> np.ndarray:
+    """Every class of ``k`` top bits: its base pattern, its base with the lowest bit set, the
+    top of its range and random members, at least two and 2^17 elements in all (float32 bits)."""
+    rng = np.random.default_rng(seed)
+    tops = np.arange(1 << k, dtype=np.uint32) << np.uint32(32 - k)
+    low = np.uint32((1 << (32 - k)) - 1)
+    rand = [rng.integers(0, 1 << 32, 1 << k, dtype=np.uint64).astype(np.uint32) & low
+            for _ in range(max(2, (1 << (17 - k)) - 3))]
+    return np.concatenate([tops, tops | np.uint32(1), tops | low, *(tops | r for r in rand)])
+
+
+def _inputs(fmt: Format, dtype: np.dtype, seed: int = 0) -> np.ndarray:
+    """At least 2^17 inputs of ``dtype`` covering every class of ``fmt``'s table (for 16-bit
+    dtypes: every pattern of the dtype, and random ones)."""
+    if dtype.itemsize == 4:
+        return _members(Q._f32_class_bits(fmt), seed).view(np.float32)
+    rng = np.random.default_rng(seed)
+    patterns = np.concatenate([np.arange(1 << 16), rng.integers(0, 1 << 16, 1 << 16)]).astype(np.uint16)
+    return patterns.view(dtype)
+
+
+@pytest.fixture
+def kinds(monkeypatch):
+    """The kinds of class kernel the calls ran (``_sr_class_kernel`` spied on)."""
+    seen = []
+    made = K._sr_class_kernel
+
+    def spy(shift, kind, src=K.SRC_F32):
+        kernel = made(shift, kind, src)
+
+        def run(*args):
+            ties = kernel(*args)
+            seen.append((kind, int(ties)))
+            return ties
+        return run
+    monkeypatch.setattr(K, "_sr_class_kernel", spy)
+    return seen
+
+
+def _generic(monkeypatch, fn, x, *args, **kwargs):
+    """``fn`` on the per-element kernels (no table for any size)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(Q, "_TABLE_F32_MIN", 1 << 62)
+        return fn(x, *args, **kwargs)
+
+
+def _quantizable(fmt, dtype) -> bool:
+    try:
+        Q._lut(get_format(fmt), dtype)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("fmt,exact_kind", CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("sr_bits", [None, 1, 7, 32])
+def test_classes_give_the_generic_kernels_bits(monkeypatch, kinds, fmt, exact_kind, dtype, sr_bits):
+    fmt = get_format(fmt)
+    x = _inputs(fmt, dtype)
+    Q._TABLE16.clear()
+    for saturate in (False, True):
+        kw = dict(rounding="stochastic", seed=11, stream=3, sr_bits=sr_bits, saturate=saturate)
+        codes = fp8emu.encode(x, fmt, **kw)
+        np.testing.assert_array_equal(codes, _generic(monkeypatch, fp8emu.encode, x, fmt, **kw))
+        if _quantizable(fmt, dtype):
+            values = fp8emu.quantize(x, fmt, **kw)
+            want = _generic(monkeypatch, fp8emu.quantize, x, fmt, **kw)
+            np.testing.assert_array_equal(values.view(np.uint8), want.view(np.uint8))
+            inplace = x.copy()
+            assert fp8emu.quantize(inplace, fmt, out=inplace, **kw) is inplace
+            np.testing.assert_array_equal(inplace.view(np.uint8), want.view(np.uint8))
+    want_kind = exact_kind if sr_bits is None else "rbits"
+    assert kinds and {kind for kind, _ in kinds} == {want_kind}
+
+
+@pytest.mark.parametrize("fmt", [f for f, _ in CASES], ids=str)
+def test_classes_match_the_exact_oracle(fmt):
+    """Elements spread over every binade, each against ``spec.round_scalar`` with its words."""
+    fmt = get_format(fmt)
+    rng = np.random.default_rng(5)
+    n = 1 << 17
+    bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    seed, stream = 21, 4
+    for sr_bits in (None, 4):
+        codes = fp8emu.encode(x, fmt, rounding="stochastic", seed=seed, stream=stream, sr_bits=sr_bits)
+        picks = rng.choice(n, 1500, replace=False)
+        words0 = _random.words(seed, stream, picks)
+        for i, w0 in zip(picks, words0):
+            words = (lambda j, i=i, w0=w0: int(w0) if j == 0 else int(_random.words(seed, stream, [i], j)[0]))
+            want = spec.round_scalar(x[i], fmt, "stochastic", sr_words=words, sr_bits=sr_bits)
+            assert int(codes[i]) == want, (hex(bits[i]), sr_bits)
+
+
+def _unmix64(z: int) -> int:
+    def unxorshift(v, s):
+        out = v
+        for _ in range(64 // s + 1):
+            out = v ^ (out >> s)
+        return out
+    z = unxorshift(z, 31)
+    z = (z * pow(_random._M2, -1, 1 << 64)) & MASK
+    z = unxorshift(z, 27)
+    z = (z * pow(_random._M1, -1, 1 << 64)) & MASK
+    return unxorshift(z, 30)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_tie_beyond_64_dropped_bits_redoes_the_call(kinds, inplace):
+    """Force element ``j``'s first word to equal its first 64 dropped bits while more follow
+    (invert mix64 to pick key_0): the class kernel reports the tie and the generic kernel,
+    which draws further words, gives every element (in place too: it reads a copy)."""
+    fmt = NO_SUBNORMALS_E4M3                        # below 2^-6 the interval is [0, 2^-6)
+    n, j = 1 << 17, 777
+    x = np.random.default_rng(8).standard_normal(n).astype(np.float32)
+    x[j] = np.float32(2.0**-70 * 1.2345)            # 64 + 40 dropped bits
+    f = spec.to_fraction(x[j]) / spec.Fraction(2) ** fmt.emin
+    c0 = int(f * (1 << 64))
+    assert f * (1 << 64) != c0                      # bits remain after the first 64
+    ctr = ((j + 1) * _random.GAMMA) & MASK
+    key0 = (_unmix64(c0) - ctr) & MASK
+    key_j = lambda jj: _random.mix64_py((base + (jj + 1) * _random.GAMMA) & MASK)  # noqa: E731
+
+    def words(i):
+        return lambda jj: _random.mix64_py(((key0 if jj == 0 else key_j(jj)) + (i + 1) * _random.GAMMA) & MASK)
+    # a base key whose further words round element j away: the tie's first word alone says
+    # toward zero, so redoing the call on the rounded values (not the inputs) would be seen
+    toward = spec.round_scalar(x[j], fmt, "toward_zero")
+    for base in range(0x5EED5EED5EED5EED, 0x5EED5EED5EED5EED + 64):
+        if spec.round_scalar(x[j], fmt, "stochastic", sr_words=words(j)) != toward:
+            break
+    else:
+        raise AssertionError("no base key rounds element j away")
+    keys = Q.SRKeys(np.uint64(base), np.uint64(key0))
+    bits = x.view(np.uint32).copy()
+    target = bits if inplace else np.empty(n, fmt.code_dtype)
+    if inplace:                                     # quantize in place: the values' lut
+        lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+        run = (K._quantize_fast, K._quantize_fast_sr, K._quantize_generic, lut, "quantize")
+    else:
+        run = (K._encode_fast, K._encode_fast_sr, K._encode_generic, None, "encode")
+    fast, fast_sr, generic, lut, key = run
+    Q._TABLE16.clear()
+    Q._run(fast, fast_sr, generic, bits, target, lut, Q.INPUT_LAYOUTS["float32"], fmt,
+           fp8emu.RoundMode.STOCHASTIC, False, 0, keys, table_key=key)
+    assert kinds == [("w64", 1)]
+    for i in (j, 0, j + 1, n - 1):
+        want = spec.round_scalar(x[i], fmt, "stochastic", sr_words=words(i))
+        got = target[i] if not inplace else int(np.flatnonzero(lut == target[i])[0])
+        assert got == want, i
+
+
+def test_small_calls_and_other_inputs_keep_the_generic_kernel(kinds):
+    x = np.linspace(-3, 3, (1 << 17) - 1, dtype=np.float32)
+    fp8emu.encode(x, "e8m0fnu", rounding="stochastic", seed=1)
+    fp8emu.encode(np.linspace(1, 3, 1 << 17), "e8m0fnu", rounding="stochastic", seed=1)     # float64
+    fp8emu.encode(np.linspace(-3, 3, 1 << 17, dtype=np.float32), "e5m2", rounding="stochastic", seed=1)
+    assert kinds == []
+    fp8emu.encode(np.linspace(-3, 3, 1 << 17, dtype=np.float32), "e8m0fnu", rounding="stochastic", seed=1)
+    assert kinds == [("hi32", 0)]
+
+
+def test_same_bits_on_one_thread_and_two():
+    import numba
+    x = _members(11).view(np.float32)
+    prev = numba.get_num_threads()
+    got = []
+    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        numba.set_num_threads(threads)
+        try:
+            got.append(fp8emu.quantize(x, "e8m0fnu", rounding="stochastic", seed=4))
+        finally:
+            numba.set_num_threads(prev)
+    np.testing.assert_array_equal(got[0].view(np.uint32), got[1].view(np.uint32))
+
+
+def test_drop_bits_of_a_few_classes():
+    """``_sr_drop_bits`` on hand-worked patterns: how many of the significand's low bits the
+    interval's quantum spans."""
+    e8m0 = get_format("e8m0fnu")
+    patterns = np.array([0x3F800000,    # 1.0: binade 0, quantum 2^0 -> the 23 fraction bits
+                         0x00400000,    # 2^-127 (float32 subnormal): quantum 2^-127 = 2^22 ulps
+                         0x7F000000],   # 2^127
+                        np.uint32)
+    assert Q._sr_drop_bits(e8m0, patterns).tolist() == [23, 22, 23]
+    # no subnormals: below 2^-6 the quantum is 2^-6; 2^-70 has E = 57: 2^-6 / 2^(57 - 150)
+    e4m3 = NO_SUBNORMALS_E4M3
+    x = np.array([2.0**-70, 1.5, 2.0**-6], np.float32).view(np.uint32)
+    assert Q._sr_drop_bits(e4m3, x).tolist() == [64 + 23, 20, 20]
+
+
+def test_float16_and_bfloat16_values_keep_their_own_tables():
+    """quantize writes float16 and bfloat16 values as one dtype (uint16): the tables of one
+    must not serve the other."""
+    fmt = NO_SUBNORMALS_E4M3
+    Q._TABLE16.clear()
+    for dtype in (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)):
+        x = np.linspace(-500, 500, 1 << 17).astype(dtype)
+        got = fp8emu.quantize(x, fmt, rounding="stochastic", seed=2)
+        want = fp8emu.quantize(x.astype(np.float32), fmt, rounding="stochastic", seed=2)
+        np.testing.assert_array_equal(got.astype(np.float32), want)
