@@ -1180,6 +1180,31 @@ def _lookup_f32_sticky(bits, out, table, shift: int) -> None:
     _lookup_f32_sticky_kernel(int(shift))(bits, out, table)
 
 
+@njit(cache=True, inline="always")
+def _sr_table_chunk(t, n, key0):
+    """Chunk ``t`` of the SR-by-table kernels: its elements ``[lo, hi)`` (unsigned: see
+    ``_SR_CHUNK``) and the Weyl counter before its first element."""
+    lo = np.uint64(t * _SR_CHUNK)
+    hi = np.uint64(min(n, t * _SR_CHUNK + _SR_CHUNK))
+    return lo, hi, key0 + lo * np.uint64(GAMMA)
+
+
+@njit(cache=True, inline="always")
+def _r_bits_shift(r, rbits):
+    """``(32 - r, 2^r - 1)`` for ``r``-bit SR (1 <= r <= 32), ``(0, 2^32 - 1)`` otherwise."""
+    r_shift = np.uint32(32 - r) if rbits else np.uint32(0)
+    return r_shift, np.uint32(np.uint32(0xFFFFFFFF) >> r_shift)
+
+
+@njit(cache=True, inline="always")
+def _away32(wh, f, r_shift, r_mask, rbits):
+    """Round away: the word's high half ``wh`` below the fraction's first 32 bits ``f`` (exact
+    SR where the fraction has no more bits), or with ``rbits`` the top ``r`` bits of both carry."""
+    if rbits:
+        return (wh >> r_shift) > (~(f >> r_shift) & r_mask)
+    return wh < f
+
+
 def _sr_class_kernel(shift: int, kind: str, src: int = SRC_F32):
     """The compiled stochastic rounding of float32 patterns by their class (the classes of
     :func:`_lookup_f32_sticky_kernel` for ``shift`` low bits), for formats the float32 kernels
@@ -1232,13 +1257,10 @@ def _make_sr_class(shift: int, kind: str, src: int):
     def sr_class(bits, out, lo_table, hi_table, shifts, key0, r):
         n = bits.shape[0]
         ties = 0
-        r_shift = np.uint32(32 - r) if rbits else np.uint32(0)      # r-bit SR: 1 <= r <= 32
-        r_mask = np.uint32(np.uint32(0xFFFFFFFF) >> r_shift)
+        r_shift, r_mask = _r_bits_shift(r, rbits)
         for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
             prefer_512_bit_vectors_converting(bits, out)
-            lo = np.uint64(t * _SR_CHUNK)
-            hi = np.uint64(min(n, t * _SR_CHUNK + _SR_CHUNK))
-            z = key0 + lo * np.uint64(GAMMA)
+            lo, hi, z = _sr_table_chunk(t, n, key0)
             chunk_ties = 0
             for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
                 for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
@@ -1257,11 +1279,7 @@ def _make_sr_class(shift: int, kind: str, src: int):
                         chunk_ties += np.int64((w == frac) & (bb != np.uint32(0)))
                     else:
                         wh = mix64_hi(z)
-                        f32 = np.uint32(np.uint32(sig << a) >> bb)
-                        if rbits:
-                            away = (wh >> r_shift) > (~(f32 >> r_shift) & r_mask)
-                        else:
-                            away = wh < f32
+                        away = _away32(wh, np.uint32(np.uint32(sig << a) >> bb), r_shift, r_mask, rbits)
                     # both loads, then a select: a load under the condition kept the loop scalar
                     up = hi_table[c]
                     down = lo_table[c]
@@ -1269,6 +1287,41 @@ def _make_sr_class(shift: int, kind: str, src: int):
             ties += chunk_ties
         return ties
     return sr_class
+
+
+def _sr_pattern16_kernel(rbits: bool):
+    """The compiled stochastic rounding of 16-bit inputs by their pattern, for formats the
+    float32 kernels do not take::
+
+        kernel(bits, out, lo, hi, frac, key0, r)
+
+    Per pattern ``c`` (all 2^16, ``quantize._sr_pattern16_tables``): ``lo[c]`` and ``hi[c]``,
+    the generic kernel's results toward zero and away from it, and ``frac[c]``, the dropped
+    fraction's first 32 bits (``floor(fraction * 2^32)``).  The element rounds away when the
+    high half of its word ``mix64(key0 + (i + 1) * GAMMA)`` is below ``frac[c]`` (exact where
+    every pattern's fraction has at most 32 bits: the word's low half cannot matter), or with
+    ``rbits``, when its top ``r`` bits and the fraction's carry (``_round_bits``).  Three loads
+    per element and the hash: no conversion of the input, no shifts."""
+    return _make_sr_pattern16(bool(rbits))
+
+
+@lru_cache(maxsize=None)
+def _make_sr_pattern16(rbits: bool):
+    @njit(cache=True, parallel=True)
+    def sr_pattern16(bits, out, lo_table, hi_table, frac, key0, r):
+        n = bits.shape[0]
+        r_shift, r_mask = _r_bits_shift(r, rbits)
+        for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
+            prefer_512_bit_vectors_converting(bits, out)
+            lo, hi, z = _sr_table_chunk(t, n, key0)
+            for i in range(lo, hi):
+                z += np.uint64(GAMMA)
+                c = bits[i]
+                away = _away32(mix64_hi(z), frac[c], r_shift, r_mask, rbits)
+                up = hi_table[c]            # both loads, then a select (see _make_sr_class)
+                down = lo_table[c]
+                out[i] = up if away else down
+    return sr_pattern16
 
 
 @njit(cache=True, parallel=True)

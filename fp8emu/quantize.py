@@ -485,6 +485,38 @@ def _holds_float32(fmt: Format) -> bool:
             and fmt.emin <= -126 and fmt.emin - fmt.man_bits <= -149 and fmt.max >= float(np.finfo(np.float32).max))
 
 
+@lru_cache(maxsize=None)
+def _codes_are_f32_top_bits(fmt: Format) -> bool:
+    """Whether the code of each value of ``fmt`` is the top ``fmt.bits`` bits of the value's
+    float32 pattern, and its NaN code float32's quiet NaN's (bfloat16, tf32, e8m13: float32's
+    sign and exponent fields, a shorter fraction, Inf, NaN and subnormals)::
+
+        float32 | s | E (8) | fraction: m bits | 23 - m zero bits |
+        code    | s | E (8) | fraction: m bits |
+
+    Then ``encode`` of a float32 input is ``quantize``'s value kernel and a shift (the codes
+    kernels do not take these formats: their smallest subnormal is a float32 subnormal).
+    Checked on the format's own decoding: every code of a format of at most 16 bits, else every
+    sign and exponent with seven fractions (both ends, the middle)."""
+    if not (fmt.signed and fmt.exp_bits == 8 and fmt.bias == 127 and fmt.man_bits < 23 and fmt.subnormals
+            and fmt.has_inf and fmt.has_nan and fmt.bits == 9 + fmt.man_bits):
+        return False
+    shift = np.uint32(23 - fmt.man_bits)
+    m = fmt.man_bits
+    if fmt.num_codes <= 1 << 16:
+        codes = np.arange(fmt.num_codes, dtype=np.uint32)
+    else:       # every sign and exponent with the fractions at both ends and around the middle
+        fractions = np.unique(np.array([0, 1, 2, (1 << (m - 1)) - 1, 1 << (m - 1), (1 << m) - 2, (1 << m) - 1],
+                                       dtype=np.uint32))
+        codes = ((np.arange(512, dtype=np.uint32)[:, None] << np.uint32(m)) | fractions).ravel()
+    exact = decode(codes, fmt, dtype=np.float64)
+    nan = np.isnan(exact)
+    as_f32 = decode(codes[~nan], fmt, dtype=np.float32)
+    return bool(np.array_equal(as_f32.astype(np.float64), exact[~nan])
+                and np.array_equal(as_f32.view(np.uint32), codes[~nan] << shift)
+                and (np.uint32(fmt.nan_code) << shift) == np.uint32(0x7FC00000))
+
+
 def _kept(key: tuple, build):
     """``build()``, made on first use and kept under ``key`` (the 16-bit tables, the float32
     class tables, the float32 specials and the stochastic class tables; at most
@@ -539,23 +571,15 @@ def _sr_drop_bits(fmt: Format, patterns: np.ndarray) -> np.ndarray:
     return quantum + 150 - np.maximum(biased, 1)
 
 
-def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: np.dtype,
-                     lut: np.ndarray | None) -> _SRClassTables:
-    """The tables of ``_kernels._sr_class_kernel`` for ``k`` class bits (:func:`_f32_class_bits`),
-    codes (``lut`` None) or values (``lut[code]``) in ``dtype``.  The generic kernel rounds one
-    input of each class with stochastic rounding's own tuple (so its overflow and special
-    outcomes) but the mode set to toward zero (``lo``) and away from zero (``hi``: up for
-    positive inputs, down for negative ones); the class's input has a low bit set, so something
-    is dropped and away is away.  Within a class every input lies in one interval of the
-    format's neighbours (its ends are class boundaries) and has the same biased exponent, so
-    the two results and the dropped-bit count ``d`` (:func:`_sr_drop_bits`) are the class's.
-    The kernel: ``"rbits"`` for ``sr_bits``, else ``"hi32"`` where no class drops more than 32
-    bits and ``"w64"`` where one does."""
-    patterns = _class_patterns_f32(k)
-    prm = list(_params(INPUT_LAYOUTS["float32"], fmt, RoundMode.STOCHASTIC, saturate, sr_bits))
+def _sr_ends(fmt: Format, saturate: bool, sr_bits: int, patterns: np.ndarray, info: InputLayout) -> tuple:
+    """The generic kernel's codes for ``patterns`` (``info``'s inputs, the positive ones first:
+    the sign is the top bit) rounded with stochastic rounding's own tuple (so its overflow and
+    special outcomes) but the mode set to toward zero, and to away from zero (up for positive
+    inputs, down for negative ones)."""
+    prm = list(_params(info, fmt, RoundMode.STOCHASTIC, saturate, sr_bits))
     at = _kernels.PARAMS.index("mode")
     toward, up, down = (_kernels.MODE_CODES[name] for name in ("toward_zero", "up", "down"))
-    half = patterns.size // 2                       # the sign is the class's top bit
+    half = patterns.size // 2
     codes = []
     for modes in ((toward, toward), (up, down)):    # toward zero; away (positive, negative half)
         out = np.empty(patterns.size, fmt.code_dtype)
@@ -563,6 +587,21 @@ def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: n
             prm[at] = mode
             _kernels._encode_generic(patterns[part], out[part], tuple(prm), np.uint64(0), np.uint64(0))
         codes.append(out)
+    return codes[0], codes[1]
+
+
+def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: np.dtype,
+                     lut: np.ndarray | None) -> _SRClassTables:
+    """The tables of ``_kernels._sr_class_kernel`` for ``k`` class bits (:func:`_f32_class_bits`),
+    codes (``lut`` None) or values (``lut[code]``) in ``dtype``: per class, the results toward
+    zero and away from it of one input of the class (:func:`_sr_ends`; the input has a low bit
+    set, so something is dropped and away is away).  Within a class every input lies in one
+    interval of the format's neighbours (its ends are class boundaries) and has the same biased
+    exponent, so the two results and the dropped-bit count ``d`` (:func:`_sr_drop_bits`) are the
+    class's.  The kernel: ``"rbits"`` for ``sr_bits``, else ``"hi32"`` where no class drops more
+    than 32 bits and ``"w64"`` where one does."""
+    patterns = _class_patterns_f32(k)
+    codes = _sr_ends(fmt, saturate, sr_bits, patterns, INPUT_LAYOUTS["float32"])
     # where nothing is dropped (lo == hi) any d does: 1
     drop = np.where(codes[0] != codes[1], _sr_drop_bits(fmt, patterns), 1)
     kind = "rbits" if sr_bits else ("hi32" if int(drop.max()) <= 32 else "w64")
@@ -574,6 +613,47 @@ def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: n
     for table in (lo, hi, shifts):
         table.flags.writeable = False
     return _SRClassTables(lo, hi, shifts, kind)
+
+
+class _SRPatternTables(NamedTuple):
+    """Stochastic rounding of 16-bit inputs by pattern (``_kernels._sr_pattern16_kernel``)."""
+
+    lo: np.ndarray          # the output dtype, per pattern
+    hi: np.ndarray
+    frac: np.ndarray        # uint32: floor(dropped fraction * 2^32)
+    kind: str               # "hi32", "rbits", or "w64": a fraction needs more than 32 bits (not taken)
+
+
+def _sr_pattern16_tables(fmt: Format, saturate: bool, sr_bits: int, info: InputLayout, dtype: np.dtype,
+                         lut: np.ndarray | None) -> _SRPatternTables:
+    """The tables of ``_kernels._sr_pattern16_kernel`` for float16 or bfloat16 inputs (``info``):
+    each pattern's results toward zero and away from it (:func:`_sr_ends`) and its dropped
+    fraction's first 32 bits, from its float32 pattern (exact)::
+
+        sig = T | (E != 0) << 23  (24 bits), d = _sr_drop_bits(...)
+        frac = ((sig << 32) >> min(d, 63)) mod 2^32     (64-bit arithmetic: sig * 2^(32 - d),
+                                                          the kept bits above bit 31 dropped)
+
+    exact when ``d <= 32`` or the low ``d - 32`` bits of ``sig`` are zero."""
+    patterns = _all_patterns16()
+    codes = _sr_ends(fmt, saturate, sr_bits, patterns, info)
+    if info.man_bits == 10:
+        f32 = patterns.view(np.float16).astype(np.float32).view(np.uint32)
+    else:
+        f32 = patterns.astype(np.uint32) << np.uint32(16)
+    dropped = codes[0] != codes[1]
+    d = np.where(dropped, _sr_drop_bits(fmt, f32), 1).astype(np.uint64)
+    biased = (f32 >> np.uint32(23)) & np.uint32(0xFF)
+    sig = ((f32 & np.uint32(0x7FFFFF)) | np.where(biased != 0, np.uint32(1 << 23), np.uint32(0))).astype(np.uint64)
+    frac = ((sig << np.uint64(32)) >> np.minimum(d, np.uint64(63))) & np.uint64(0xFFFFFFFF)
+    below = np.minimum(np.maximum(d, np.uint64(32)) - np.uint64(32), np.uint64(63))
+    exact = (d <= 32) | ((sig & ((np.uint64(1) << below) - np.uint64(1))) == 0)
+    kind = "rbits" if sr_bits else ("hi32" if bool(np.all(exact | ~dropped)) else "w64")
+    lo, hi = (c.astype(dtype) if lut is None else lut[c].astype(dtype) for c in codes)
+    frac = frac.astype(np.uint32)
+    for table in (lo, hi, frac):
+        table.flags.writeable = False
+    return _SRPatternTables(lo, hi, frac, kind)
 
 
 def _all_patterns16() -> np.ndarray:
@@ -676,6 +756,16 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         table = _kept_table((*tag, tuple(info)), _all_patterns16, target.dtype, kernel_args)
         _kernels._decode(bits, target, table)
         return
+    if route is None and table_key == "encode" and (info.width, info.man_bits) == (32, 23) \
+            and _codes_are_f32_top_bits(fmt):
+        values = _f32_route(True, fmt, mode, saturate, sr_bits, info)
+        if values is not None:
+            # the value kernel's float32 bits, then their top bits: into the codes themselves
+            # where they are 32-bit (the kernel takes an output over its input), else a scratch
+            scratch = target if target.dtype.itemsize == 4 else np.empty(bits.size, np.uint32)
+            if _run_f32(values, bits, scratch, stochastic, keys):
+                np.right_shift(scratch, np.uint32(23 - fmt.man_bits), out=target, casting="unsafe")
+                return
     if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and _holds_float32(fmt):
         specials = _kept_table(("f32-specials", *tag, sr_bits), _special_patterns_f32, target.dtype, kernel_args)
         _kernels._copy_f32_finite(bits, target, specials)
@@ -687,6 +777,15 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         _kernels._lookup_f32_sticky(bits, target, table, 32 - k)
         return
     src = _F32_SOURCES.get((info.width, info.man_bits))
+    if route is None and table_key is not None and stochastic and info.width == 16 and src is not None \
+            and bits.size >= _TABLE16_MIN:
+        # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
+        tables = _kept(("sr-patterns16", *tag, tuple(info), sr_bits),
+                       lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
+        if tables.kind != "w64":
+            _kernels._sr_pattern16_kernel(tables.kind == "rbits")(
+                bits, target, tables.lo, tables.hi, tables.frac, keys.key0, np.uint32(sr_bits))
+            return
     if route is None and table_key is not None and stochastic and src is not None \
             and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
         k = _f32_class_bits(fmt)

@@ -52,9 +52,10 @@ def _inputs(fmt: Format, dtype: np.dtype, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture
 def kinds(monkeypatch):
-    """The kinds of class kernel the calls ran (``_sr_class_kernel`` spied on)."""
+    """The kinds of class kernel the calls ran (``_sr_class_kernel`` spied on: ``(kind, ties)``;
+    ``_sr_pattern16_kernel``: ``("p16-hi32" or "p16-rbits", 0)``)."""
     seen = []
-    made = K._sr_class_kernel
+    made, made16 = K._sr_class_kernel, K._sr_pattern16_kernel
 
     def spy(shift, kind, src=K.SRC_F32):
         kernel = made(shift, kind, src)
@@ -64,7 +65,16 @@ def kinds(monkeypatch):
             seen.append((kind, int(ties)))
             return ties
         return run
+
+    def spy16(rbits):
+        kernel = made16(rbits)
+
+        def run(*args):
+            kernel(*args)
+            seen.append(("p16-rbits" if rbits else "p16-hi32", 0))
+        return run
     monkeypatch.setattr(K, "_sr_class_kernel", spy)
+    monkeypatch.setattr(K, "_sr_pattern16_kernel", spy16)
     return seen
 
 
@@ -72,7 +82,19 @@ def _generic(monkeypatch, fn, x, *args, **kwargs):
     """``fn`` on the per-element kernels (no table for any size)."""
     with monkeypatch.context() as patch:
         patch.setattr(Q, "_TABLE_F32_MIN", 1 << 62)
+        patch.setattr(Q, "_TABLE16_MIN", 1 << 62)
         return fn(x, *args, **kwargs)
+
+
+def _want_kind(fmt: Format, dtype: np.dtype, exact_kind: str, sr_bits) -> str:
+    """The kernel a call takes: 16-bit inputs by pattern unless a fraction needs more than 32
+    bits (bfloat16's subnormals into a format without subnormals: the classes' whole word)."""
+    if dtype.itemsize == 4:
+        return "rbits" if sr_bits else exact_kind
+    if sr_bits:
+        return "p16-rbits"
+    deep = dtype == np.dtype(ml_dtypes.bfloat16) and not fmt.subnormals and fmt.has_zero
+    return "w64" if deep else "p16-hi32"
 
 
 def _quantizable(fmt, dtype) -> bool:
@@ -101,8 +123,42 @@ def test_classes_give_the_generic_kernels_bits(monkeypatch, kinds, fmt, exact_ki
             inplace = x.copy()
             assert fp8emu.quantize(inplace, fmt, out=inplace, **kw) is inplace
             np.testing.assert_array_equal(inplace.view(np.uint8), want.view(np.uint8))
-    want_kind = exact_kind if sr_bits is None else "rbits"
-    assert kinds and {kind for kind, _ in kinds} == {want_kind}
+    assert kinds and {kind for kind, _ in kinds} == {_want_kind(fmt, dtype, exact_kind, sr_bits)}
+
+
+#: formats whose stochastic codes the float32 kernels do not make and whose rounding the
+#: classes do not decide (a format's p = 8 steps need more than 16 bits): 16-bit inputs by pattern
+WIDE = ["bfloat16", "tf32", "e8m13"]
+
+
+@pytest.mark.parametrize("fmt", WIDE)
+@pytest.mark.parametrize("dtype", DTYPES[1:], ids=str)
+@pytest.mark.parametrize("sr_bits", [None, 3, 32])
+def test_16_bit_inputs_by_pattern_give_the_generic_kernels_codes(monkeypatch, kinds, fmt, dtype, sr_bits):
+    x = _inputs(get_format(fmt), dtype, seed=2)
+    Q._TABLE16.clear()
+    for saturate in (False, True):
+        kw = dict(rounding="stochastic", seed=12, stream=1, sr_bits=sr_bits, saturate=saturate)
+        np.testing.assert_array_equal(fp8emu.encode(x, fmt, **kw), _generic(monkeypatch, fp8emu.encode, x, fmt, **kw))
+    assert {kind for kind, _ in kinds} == {"p16-rbits" if sr_bits else "p16-hi32"}
+
+
+@pytest.mark.parametrize("fmt", ["e8m0fnu", "bfloat16", NO_SUBNORMALS_E4M3], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES[1:], ids=str)
+def test_16_bit_inputs_by_pattern_match_the_exact_oracle(fmt, dtype):
+    """Every pattern of the dtype, 1500 of them against ``spec.round_scalar`` with their words."""
+    fmt = get_format(fmt)
+    rng = np.random.default_rng(6)
+    x = np.concatenate([np.arange(1 << 16), rng.integers(0, 1 << 16, 1 << 16)]).astype(np.uint16).view(dtype)
+    seed, stream = 23, 2
+    for sr_bits in (None, 5):
+        codes = fp8emu.encode(x, fmt, rounding="stochastic", seed=seed, stream=stream, sr_bits=sr_bits)
+        picks = rng.choice(x.size, 1500, replace=False)
+        words0 = _random.words(seed, stream, picks)
+        for i, w0 in zip(picks, words0):
+            words = (lambda j, i=i, w0=w0: int(w0) if j == 0 else int(_random.words(seed, stream, [i], j)[0]))
+            want = spec.round_scalar(x[i], fmt, "stochastic", sr_words=words, sr_bits=sr_bits)
+            assert int(codes[i]) == want, (hex(x.view(np.uint16)[i]), sr_bits)
 
 
 @pytest.mark.parametrize("fmt", [f for f, _ in CASES], ids=str)

@@ -172,3 +172,27 @@ def test_all_float32_inputs_sr_by_class_equal_the_generic_kernel(name, sr_bits):
             fp8emu.quantize(y, fmt, rounding="stochastic", seed=chunk, sr_bits=sr_bits, out=y)
             bad += int(np.count_nonzero(y.view(np.uint32) != lut[want]))
     assert bad == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,rounding", [("bfloat16", "nearest_even"), ("bfloat16", "stochastic"),
+                                           ("tf32", "toward_zero")])
+def test_all_float32_inputs_encode_by_value_and_shift_equal_the_generic_kernel(name, rounding):
+    """encode of all 2^32 float32 inputs into formats whose codes are the top bits of float32
+    patterns (``quantize._codes_are_f32_top_bits``: the value kernel, then a shift) equal to
+    the generic kernel's codes with the same keys; each 2^24-input call has its own seed."""
+    import importlib
+    Q = importlib.import_module("fp8emu.quantize")
+    from fp8emu import _kernels
+    fmt = fp8emu.get_format(name)
+    assert Q._codes_are_f32_top_bits(fmt)
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, fp8emu.RoundMode(rounding), False, 0)
+    codes = np.empty(CHUNK, fmt.code_dtype)
+    want = np.empty(CHUNK, fmt.code_dtype)
+    bad = 0
+    for chunk, u in _all_float32_patterns():
+        keys = Q._resolve(fmt, rounding, False, chunk, None, 0)[3]
+        _kernels._encode_generic(u, want, prm, *keys)
+        fp8emu.encode(u.view(np.float32), fmt, rounding=rounding, seed=chunk, out=codes)
+        bad += int(np.count_nonzero(codes != want))
+    assert bad == 0
