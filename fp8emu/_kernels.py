@@ -1142,42 +1142,55 @@ def _decode(codes, out, lut):
 
 
 
-def _lookup_f32_sticky_kernel(shift: int):
-    """The compiled lookup of float32 patterns by their class, for ``shift`` low bits:
-    ``kernel(bits, out, table)`` sets ``out[i] = table[c]``, ``c`` the class of ``bits[i]``,
-    its top ``32 - shift`` bits and whether any of its low ``shift`` bits is set
-    (``quantize._f32_class_bits`` says how many top bits decide a deterministic rounding)::
+def _lookup_sticky_kernel(shift: int, width: int = 32):
+    """The compiled lookup of float32 (``width`` 32) or float64 (64) patterns by their class,
+    for ``shift`` low bits: ``kernel(bits, out, table)`` sets ``out[i] = table[c]``, ``c`` the
+    class of ``bits[i]``, its top ``width - shift`` bits and whether any of its low ``shift``
+    bits is set (``quantize._class_bits`` says how many top bits decide a deterministic
+    rounding)::
 
-        bits[i] = | s | exponent (8) | fraction, top bits | fraction, low ``shift`` bits |
-        c       = | s | exponent (8) | fraction, top bits | any low bit set             |
+        bits[i] = | s | exponent (8 or 11) | fraction, top bits | fraction, low ``shift`` bits |
+        c       = | s | exponent (8 or 11) | fraction, top bits | any low bit set             |
 
-    ``c = (b >> shift) << 1 | sticky``; the table's ``2^(33 - shift)`` entries: 8-16 KiB of
-    float32 for e8m0fnu and binary8p1 (``shift`` 21-22), 512 KiB at most (``shift`` 16; L2).
+    ``c = (b >> shift) << 1 | sticky``; the table's ``2^(width + 1 - shift)`` entries: 8-16 KiB
+    of float32 for e8m0fnu and binary8p1 (``shift`` 21-22), 512 KiB at most (``shift`` 16; L2).
     One kernel per ``shift``, a constant in its loop: a shift by a variable made LLVM run the
-    loop in 64-bit lanes (``vpsrlvq``, ``vpgatherqd``) and took 1.7x the time for codes.
+    float32 loop in 64-bit lanes (``vpsrlvq``, ``vpgatherqd``) and took 1.7x the time for codes.
     Made on first use (each compiles once, then Numba's cache on disk keeps it)."""
-    return _make_lookup_f32_sticky(shift)
+    return _make_lookup_sticky(shift, width)
 
 
 @lru_cache(maxsize=None)
-def _make_lookup_f32_sticky(shift: int):
-    low = np.uint32((1 << shift) - 1)
-    sh = np.uint32(shift)
+def _make_lookup_sticky(shift: int, width: int):
+    if width == 32:
+        low = np.uint32((1 << shift) - 1)
+        sh = np.uint32(shift)
+
+        @njit(cache=True, parallel=True)
+        def lookup_f32_sticky(bits, out, table):
+            for i in prange(bits.shape[0]):
+                prefer_512_bit_vectors(bits, out)
+                b = np.uint32(bits[i])
+                c = np.uint32(np.uint32(b >> sh) << np.uint32(1))
+                out[i] = table[c | np.uint32(np.uint32(b & low) != np.uint32(0))]
+        return lookup_f32_sticky
+    low64 = np.uint64((1 << shift) - 1)
+    sh64 = np.uint64(shift)
 
     @njit(cache=True, parallel=True)
-    def lookup_f32_sticky(bits, out, table):
+    def lookup_f64_sticky(bits, out, table):
         for i in prange(bits.shape[0]):
             prefer_512_bit_vectors(bits, out)
-            b = np.uint32(bits[i])
-            c = np.uint32(np.uint32(b >> sh) << np.uint32(1))
-            out[i] = table[c | np.uint32(np.uint32(b & low) != np.uint32(0))]
-    return lookup_f32_sticky
+            b = np.uint64(bits[i])
+            c = np.uint64(np.uint64(b >> sh64) << np.uint64(1))
+            out[i] = table[c | np.uint64(np.uint64(b & low64) != np.uint64(0))]
+    return lookup_f64_sticky
 
 
-def _lookup_f32_sticky(bits, out, table, shift: int) -> None:
+def _lookup_sticky(bits, out, table, shift: int) -> None:
     """``out[i]`` = ``table`` at the class of ``bits[i]`` for ``shift`` low bits
-    (:func:`_lookup_f32_sticky_kernel`)."""
-    _lookup_f32_sticky_kernel(int(shift))(bits, out, table)
+    (:func:`_lookup_sticky_kernel`; float32 or float64 by ``bits``' width)."""
+    _lookup_sticky_kernel(int(shift), bits.dtype.itemsize * 8)(bits, out, table)
 
 
 @njit(cache=True, inline="always")
@@ -1205,10 +1218,10 @@ def _away32(wh, f, r_shift, r_mask, rbits):
     return wh < f
 
 
-def _sr_class_kernel(shift: int, kind: str, src: int = SRC_F32):
+def _sr_class_kernel(shift: int, kind: str, src: int = SRC_F32, width: int = 32):
     """The compiled stochastic rounding of float32 patterns by their class (the classes of
-    :func:`_lookup_f32_sticky_kernel` for ``shift`` low bits), for formats the float32 kernels
-    do not take (``quantize._f32_class_bits`` says when a class fixes the interval)::
+    :func:`_lookup_sticky_kernel` for ``shift`` low bits), for formats the float32 kernels
+    do not take (``quantize._class_bits`` says when a class fixes the interval)::
 
         kernel(bits, out, lo, hi, shifts, key0, r) -> ties
 
@@ -1241,8 +1254,14 @@ def _sr_class_kernel(shift: int, kind: str, src: int = SRC_F32):
       then redoes the call on the generic kernel, which draws further words.
 
     ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (converted to float32 bits in
-    the loop, exactly); ``out`` has the tables' dtype.  Made on first use, one kernel per
-    ``(shift, kind, src)``: the shift a constant (see :func:`_lookup_f32_sticky_kernel`)."""
+    the loop, exactly); ``out`` has the tables' dtype.  ``width`` 64: ``bits`` holds float64
+    patterns (``src`` unused), ``sig = T | (E != 0) << 52`` (53 bits) and the fraction is
+    always aligned in 64 bits (``a``, ``b`` for ``W`` = 64), the 32-bit kinds taking its top
+    half (a 53-bit ``sig`` is not gone after a right shift by 31).  Made on first use, one
+    kernel per ``(shift, kind, src, width)``: the shift a constant (see
+    :func:`_lookup_sticky_kernel`)."""
+    if width == 64:
+        return _make_sr_class64(int(shift), kind)
     return _make_sr_class(int(shift), kind, int(src))
 
 
@@ -1287,6 +1306,52 @@ def _make_sr_class(shift: int, kind: str, src: int):
             ties += chunk_ties
         return ties
     return sr_class
+
+
+@lru_cache(maxsize=None)
+def _make_sr_class64(shift: int, kind: str):
+    # float64's own loop, beside _make_sr_class's rather than one loop for both widths: the
+    # shared form (the parts of an element and the fraction's top half chosen per width, as
+    # inline helpers or by a branch on a constant) ran the float32 r-bit loop 6-20 % slower
+    # (encode into uint8, 4 M elements, Zen 3), so the float32 loop stays as it was measured
+    low = np.uint64((1 << shift) - 1)
+    sh = np.uint64(shift)
+    whole_word = kind == "w64"
+    rbits = kind == "rbits"
+
+    @njit(cache=True, parallel=True)
+    def sr_class64(bits, out, lo_table, hi_table, shifts, key0, r):
+        n = bits.shape[0]
+        ties = 0
+        r_shift, r_mask = _r_bits_shift(r, rbits)
+        for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
+            prefer_512_bit_vectors(bits, out)
+            lo, hi, z = _sr_table_chunk(t, n, key0)
+            chunk_ties = 0
+            for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
+                for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
+                    z += np.uint64(GAMMA)
+                    b = np.uint64(bits[i])
+                    c = np.uint64(np.uint64(b >> sh) << np.uint64(1)) | np.uint64(np.uint64(b & low) != np.uint64(0))
+                    ab = np.uint64(shifts[c])
+                    a = ab & np.uint64(0xFF)
+                    bb = ab >> np.uint64(8)
+                    sig = (b & np.uint64(0xFFFFFFFFFFFFF)) | (np.uint64(1 << 52) if (b & np.uint64(0x7FF0000000000000)) != 0
+                                                             else np.uint64(0))
+                    frac = (sig << a) >> bb
+                    if whole_word:
+                        w = mix64(z)
+                        away = w < frac
+                        chunk_ties += np.int64((w == frac) & (bb != np.uint64(0)))
+                    else:
+                        away = _away32(mix64_hi(z), np.uint32(frac >> np.uint64(32)), r_shift, r_mask, rbits)
+                    # both loads, then a select (see _make_sr_class)
+                    up = hi_table[c]
+                    down = lo_table[c]
+                    out[i] = up if away else down
+            ties += chunk_ties
+        return ties
+    return sr_class64
 
 
 def _sr_pattern16_kernel(rbits: bool):

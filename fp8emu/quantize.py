@@ -405,51 +405,77 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
 
 #: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode where the float32 kernels
 #: cannot take them (no subnormals, modes of the generic kernel only, ...): each of the 2^16
-#: input patterns has one result, so a call on at least this many elements looks its results up
-#: in a table of all 2^16 (one gather per element) instead of rounding each element.  Where the
-#: float32 kernels can, converting in their loop is faster still (e5m2 quantize of 4 M float16
-#: 0.95 ms against the table's 2.46 ms, Intel CI host, 1 thread).  The table is
-#: built once per (operation, output dtype, format, mode, saturation, input layout) by the
-#: kernels themselves on every pattern, so it holds exactly their bits.
-_TABLE16_MIN = 1 << 16
-#: Built tables, at most :data:`_TABLE16_KEEP` (the oldest goes first): 64 KiB-256 KiB each.
+#: input patterns has one result, so a call looks its results up in a table of all 2^16 (one
+#: gather per element) instead of rounding each element.  Where the float32 kernels can,
+#: converting in their loop is faster still (e5m2 quantize of 4 M float16 0.95 ms against the
+#: table's 2.46 ms, Intel CI host, 1 thread).  The table is built once per (operation, output
+#: dtype, format, mode, saturation, input layout) by the kernels themselves on every pattern,
+#: so it holds exactly their bits; a call builds it when it has at least 2^16 elements, and one
+#: on fewer uses it once it is kept (:func:`_table_worth`).  Never below this many elements
+#: (tests set it to 2^62 to run the per-element kernels):
+_TABLE16_MIN = 1 << 10
+#: Built tables, at most :data:`_TABLE16_KEEP` of them and :data:`_TABLE_BYTES_KEEP` bytes in
+#: all (the oldest go first): 8 KiB-2.5 MiB each (float64 stochastic classes of e4m3fn the largest).
 _TABLE16: dict = {}
 _TABLE16_KEEP = 64
+_TABLE_BYTES_KEEP = 64 << 20
 _TABLE16_LOCK = threading.Lock()      # eviction walks the dict; other threads may insert
 
 
-#: float32 inputs rounded by a deterministic mode where the float32 kernels cannot take them
-#: (e8m0fnu, the binary8p1 formats, round-to-odd, ...), into a format where
-#: :func:`_f32_sticky_ok`: a call on at least this many elements looks its results up in a
-#: table of at most 2^17 input classes (one gather per element, ``_kernels._lookup_f32_sticky``)
-#: instead of running the per-element generic kernel (10-40x faster at 4 M elements).  The
-#: table is built once per (operation, output dtype, format, mode, saturation) by the kernels
-#: themselves on one input of each class (:func:`_kept_table`).
-_TABLE_F32_MIN = 1 << 17
+#: float32 and float64 inputs rounded by a deterministic mode where no arithmetic kernel takes
+#: them (float32: e8m0fnu, the binary8p1 formats, round-to-odd, ...; float64: formats without
+#: subnormals, code-parity ties, round-to-odd), into a format where :func:`_class_bits` is not
+#: None: the call looks its results up in a table of at most 2^17 input classes (one gather
+#: per element, ``_kernels._lookup_sticky``) instead of running the per-element generic kernel
+#: (10-40x faster at 4 M float32 elements).  The table is built once per (operation, output
+#: dtype, format, mode, saturation, input width) by the kernels themselves on one input of each
+#: class (:func:`_kept_table`), so a call builds it only when it has at least as many elements
+#: as the table has classes (building costs about what rounding that many elements one by one
+#: does); a call on fewer uses a table that is kept already.  Never below this many elements
+#: (tests set it to 2^62 to run the per-element kernels):
+_TABLE_F32_MIN = 1 << 10
+
+
+def _table_worth(n: int, entries: int, key: tuple, floor: int) -> bool:
+    """Whether a call on ``n`` elements looks its results up in the table of ``entries``
+    entries kept (or to be kept) under ``key``: at least ``floor`` elements, and the table
+    kept already or ``n >= entries`` (so building it at most doubles the call's time)."""
+    return n >= floor and (n >= entries or key in _TABLE16)
+
+
+#: The input layouts whose classes :func:`_class_bits` can decide, by width: float32, float64.
+_CLASS_DTYPES = {32: np.float32, 64: np.float64}
+
+
+def _class_width(info: InputLayout) -> int | None:
+    """32 or 64 for float32 or float64 inputs (the layouts of the class tables), else None."""
+    return info.width if (info.width, info.man_bits) in ((32, 23), (64, 52)) else None
 
 
 @lru_cache(maxsize=None)
-def _f32_class_bits(fmt: Format) -> int | None:
-    """The fewest top bits ``k`` (9-16) of a float32 input that, with whether any of its low
-    ``32 - k`` bits is set, decide every deterministic rounding of it into ``fmt``; None when
-    16 do not.
+def _class_bits(fmt: Format, width: int = 32) -> int | None:
+    """The fewest top bits ``k`` (sign and exponent, 9 or 12, up to 16) of a float32 (``width``
+    32) or float64 (64) input that, with whether any of its low ``width - k`` bits is set,
+    decide every deterministic rounding of it into ``fmt``; None when 16 do not.
 
     A deterministic rounding is a step function of the input: its value changes only at the
     format's values and at the midpoints of neighbouring values (ties; the same for both
     signs), the overflow steps included (``max + ulp/2`` and ``max + ulp``; those beyond
-    float32's range lie above every finite input).  When each of those is a float32 pattern
-    with its low ``32 - k`` bits zero, no step lies strictly between two such neighbouring
-    patterns; the float32 patterns ``t << (32 - k) | l`` with ``l >= 1`` all lie strictly
-    inside one such gap (patterns are monotone in the magnitude), so they share one result, and
-    ``l = 0`` is the step pattern itself.  NaN patterns give the format's NaN outcome whatever
-    their payload.  Checked on the format's own values (formats of at most 16 bits), not on its
-    fields: e8m0fnu takes 11 bits (its midpoint 1.5 * 2^-127 is a float32 subnormal), a format
-    with ``m`` fraction bits and float32's range ``10 + m``.  The fewer the bits, the smaller
-    the table of ``2^(k + 1)`` classes (8 KiB for e8m0fnu against 512 KiB at 16 bits), which
-    its gathers then read from L1 instead of L2.
+    the input's range lie above every finite input).  When each of those is an input pattern
+    with its low ``width - k`` bits zero, no step lies strictly between two such neighbouring
+    patterns; the patterns ``t << (width - k) | l`` with ``l >= 1`` all lie strictly inside one
+    such gap (patterns are monotone in the magnitude), so they share one result, and ``l = 0``
+    is the step pattern itself.  NaN patterns give the format's NaN outcome whatever their
+    payload.  Checked on the format's own values (formats of at most 16 bits), not on its
+    fields: for float32 e8m0fnu takes 11 bits (its midpoint 1.5 * 2^-127 is a float32
+    subnormal), a format with ``m`` fraction bits and float32's range ``10 + m``; for float64
+    ``13 + m``.  The fewer the bits, the smaller the table of ``2^(k + 1)`` classes (8 KiB for
+    e8m0fnu and float32 against 512 KiB at 16 bits), which its gathers then read from L1
+    instead of L2.
     """
     if fmt.bits > 16:
         return None
+    dtype = _CLASS_DTYPES[width]
     with np.errstate(invalid="ignore"):
         values = decode(np.arange(fmt.num_codes, dtype=np.int64).astype(fmt.code_dtype), fmt, dtype=np.float64)
     mags = np.unique(np.abs(values[np.isfinite(values)]))
@@ -457,23 +483,28 @@ def _f32_class_bits(fmt: Format) -> int | None:
     top = float(mags[-1])
     ulp = 2.0 ** (math.frexp(top)[1] - 1 - fmt.man_bits)
     steps = np.concatenate([mags, (mags[:-1] + mags[1:]) / 2, [top + ulp / 2, top + ulp]])
-    # steps beyond float32's largest finite value: no finite input reaches them, and the
+    # steps beyond the input's largest finite value: no finite input reaches them, and the
     # class of the largest pattern's gap holds finite inputs only
-    steps = steps[steps <= float(np.finfo(np.float32).max)]
-    as_f32 = steps.astype(np.float32)
-    if not np.all(as_f32.astype(np.float64) == steps):
+    steps = steps[steps <= float(np.finfo(dtype).max)]
+    as_input = steps.astype(dtype)
+    if not np.all(as_input.astype(np.float64) == steps):
         return None
-    patterns = as_f32.view(np.uint32)
-    for k in range(9, 17):
-        if np.all((patterns & np.uint32((1 << (32 - k)) - 1)) == 0):
+    patterns = as_input.view(np.uint32 if width == 32 else np.uint64).astype(np.uint64)
+    for k in range(9 if width == 32 else 12, 17):
+        if np.all((patterns & np.uint64((1 << (width - k)) - 1)) == 0):
             return k
     return None
 
 
+def _f32_class_bits(fmt: Format) -> int | None:
+    """:func:`_class_bits` for float32 inputs."""
+    return _class_bits(fmt, 32)
+
+
 def _f32_sticky_ok(fmt: Format) -> bool:
     """Whether a table of float32 input classes decides every deterministic rounding into
-    ``fmt`` (:func:`_f32_class_bits`: at most 16 top bits and a sticky bit)."""
-    return _f32_class_bits(fmt) is not None
+    ``fmt`` (:func:`_class_bits`: at most 16 top bits and a sticky bit)."""
+    return _class_bits(fmt, 32) is not None
 
 
 @lru_cache(maxsize=None)
@@ -520,15 +551,24 @@ def _codes_are_f32_top_bits(fmt: Format) -> bool:
 def _kept(key: tuple, build):
     """``build()``, made on first use and kept under ``key`` (the 16-bit tables, the float32
     class tables, the float32 specials and the stochastic class tables; at most
-    :data:`_TABLE16_KEEP`, the oldest goes first)."""
+    :data:`_TABLE16_KEEP` and :data:`_TABLE_BYTES_KEEP` bytes, the oldest go first)."""
     kept = _TABLE16.get(key)
     if kept is None:
         kept = build()
+        size = _table_bytes(kept)
         with _TABLE16_LOCK:
-            while len(_TABLE16) >= _TABLE16_KEEP:
+            while _TABLE16 and (len(_TABLE16) >= _TABLE16_KEEP
+                                or sum(map(_table_bytes, _TABLE16.values())) + size > _TABLE_BYTES_KEEP):
                 _TABLE16.pop(next(iter(_TABLE16)))
             _TABLE16[key] = kept
     return kept
+
+
+def _table_bytes(kept) -> int:
+    """The bytes of a kept table: an array, or a named tuple of arrays and tags."""
+    if isinstance(kept, np.ndarray):
+        return kept.nbytes
+    return sum(part.nbytes for part in kept if isinstance(part, np.ndarray))
 
 
 def _kept_table(key: tuple, patterns, dtype: np.dtype, kernel_args: tuple) -> np.ndarray:
@@ -547,7 +587,7 @@ def _kept_table(key: tuple, patterns, dtype: np.dtype, kernel_args: tuple) -> np
 
 class _SRClassTables(NamedTuple):
     """Stochastic rounding by input class (``_kernels._sr_class_kernel``): per class of
-    :func:`_class_patterns_f32`, the result toward the interval's lower end and away from it,
+    :func:`_class_patterns`, the result toward the interval's lower end and away from it,
     and the two shift counts that left-align the input's dropped fraction in the kernel's word."""
 
     lo: np.ndarray          # the output dtype
@@ -556,19 +596,22 @@ class _SRClassTables(NamedTuple):
     kind: str               # "hi32", "rbits" or "w64": the kernel that takes them
 
 
-def _sr_drop_bits(fmt: Format, patterns: np.ndarray) -> np.ndarray:
-    """How many low bits of each float32 pattern's 24-bit significand (``T | (E != 0) << 23``)
-    the quantum of its interval in ``fmt`` spans: ``q - (max(E, 1) - 150)`` for the quantum
-    ``2^q`` of the format at ``|x|`` (its binade ``e >= emin``: ``e - m``; below: ``emin - m``
-    with subnormals, ``emin`` without: the interval from zero to ``2^emin``)."""
-    biased = ((patterns >> np.uint32(23)) & np.uint32(0xFF)).astype(np.int64)
-    fraction = (patterns & np.uint32(0x7FFFFF)).astype(np.int64)
-    # the binade of |x|: from E, or from the fraction's top bit for a float32 subnormal
+def _sr_drop_bits(fmt: Format, patterns: np.ndarray, info: InputLayout = INPUT_LAYOUTS["float32"]) -> np.ndarray:
+    """How many low bits of each input pattern's significand (``T | (E != 0) << M``, float32's
+    24 bits, float64's 53 by ``info``) the quantum of its interval in ``fmt`` spans:
+    ``q - (max(E, 1) - B - M)`` for the quantum ``2^q`` of the format at ``|x|`` (its binade
+    ``e >= emin``: ``e - m``; below: ``emin - m`` with subnormals, ``emin`` without: the
+    interval from zero to ``2^emin``), ``B`` and ``M`` the input's bias and fraction bits."""
+    width, man, bias = info.width, info.man_bits, info.bias
+    uint = np.uint32 if width == 32 else np.uint64
+    biased = ((patterns >> uint(man)) & uint((1 << (width - 1 - man)) - 1)).astype(np.int64)
+    fraction = (patterns & uint((1 << man) - 1)).astype(np.int64)
+    # the binade of |x|: from E, or from the fraction's top bit for a subnormal input
     top = np.frexp(np.maximum(fraction, 1).astype(np.float64))[1] - 1
-    binade = np.where(biased > 0, biased - 127, top - 149)
+    binade = np.where(biased > 0, biased - bias, top - (bias - 1 + man))
     below = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
     quantum = np.where(binade >= fmt.emin, binade - fmt.man_bits, below)
-    return quantum + 150 - np.maximum(biased, 1)
+    return quantum + bias + man - np.maximum(biased, 1)
 
 
 def _sr_ends(fmt: Format, saturate: bool, sr_bits: int, patterns: np.ndarray, info: InputLayout) -> tuple:
@@ -591,23 +634,26 @@ def _sr_ends(fmt: Format, saturate: bool, sr_bits: int, patterns: np.ndarray, in
 
 
 def _sr_class_tables(fmt: Format, saturate: bool, sr_bits: int, k: int, dtype: np.dtype,
-                     lut: np.ndarray | None) -> _SRClassTables:
-    """The tables of ``_kernels._sr_class_kernel`` for ``k`` class bits (:func:`_f32_class_bits`),
-    codes (``lut`` None) or values (``lut[code]``) in ``dtype``: per class, the results toward
+                     lut: np.ndarray | None, width: int = 32) -> _SRClassTables:
+    """The tables of ``_kernels._sr_class_kernel`` for ``k`` class bits (:func:`_class_bits`) of
+    float32 (``width`` 32) or float64 (64) inputs, codes (``lut`` None) or values (``lut[code]``) in ``dtype``: per class, the results toward
     zero and away from it of one input of the class (:func:`_sr_ends`; the input has a low bit
     set, so something is dropped and away is away).  Within a class every input lies in one
     interval of the format's neighbours (its ends are class boundaries) and has the same biased
     exponent, so the two results and the dropped-bit count ``d`` (:func:`_sr_drop_bits`) are the
     class's.  The kernel: ``"rbits"`` for ``sr_bits``, else ``"hi32"`` where no class drops more
     than 32 bits and ``"w64"`` where one does."""
-    patterns = _class_patterns_f32(k)
-    codes = _sr_ends(fmt, saturate, sr_bits, patterns, INPUT_LAYOUTS["float32"])
+    info = INPUT_LAYOUTS["float32" if width == 32 else "float64"]
+    patterns = _class_patterns(k, width)
+    codes = _sr_ends(fmt, saturate, sr_bits, patterns, info)
     # where nothing is dropped (lo == hi) any d does: 1
-    drop = np.where(codes[0] != codes[1], _sr_drop_bits(fmt, patterns), 1)
+    drop = np.where(codes[0] != codes[1], _sr_drop_bits(fmt, patterns, info), 1)
     kind = "rbits" if sr_bits else ("hi32" if int(drop.max()) <= 32 else "w64")
-    width = 64 if kind == "w64" else 32
-    a = np.where(drop <= width, width - drop, 0)
-    b = np.where(drop <= width, 0, np.minimum(drop - width, width - 1))
+    # the word the fraction is aligned in: float64's kernel always aligns it in 64 bits (its
+    # 53-bit significand outlives a 31-bit right shift) and takes the top half for 32-bit kinds
+    word = 64 if kind == "w64" or width == 64 else 32
+    a = np.where(drop <= word, word - drop, 0)
+    b = np.where(drop <= word, 0, np.minimum(drop - word, word - 1))
     shifts = (a | b << 8).astype(np.uint32)
     lo, hi = (c.astype(dtype) if lut is None else lut[c].astype(dtype) for c in codes)
     for table in (lo, hi, shifts):
@@ -661,14 +707,21 @@ def _all_patterns16() -> np.ndarray:
     return np.arange(1 << 16, dtype=np.uint16)
 
 
-def _class_patterns_f32(k: int = 16) -> np.ndarray:
-    """One float32 pattern of each class of ``_kernels._lookup_f32_sticky`` with ``k`` top
-    bits: class ``2 t + s`` (top ``k`` bits ``t``, a low bit set ``s``) as ``t << (32 - k) | s``."""
-    tops = np.arange(1 << k, dtype=np.uint32) << np.uint32(32 - k)
-    patterns = np.empty(2 << k, np.uint32)
+def _class_patterns(k: int = 16, width: int = 32) -> np.ndarray:
+    """One input pattern (float32 or float64: ``width``) of each class of
+    ``_kernels._lookup_sticky`` with ``k`` top bits: class ``2 t + s`` (top ``k`` bits ``t``, a
+    low bit set ``s``) as ``t << (width - k) | s``."""
+    uint = np.uint32 if width == 32 else np.uint64
+    tops = np.arange(1 << k, dtype=uint) << uint(width - k)
+    patterns = np.empty(2 << k, uint)
     patterns[0::2] = tops
-    patterns[1::2] = tops | np.uint32(1)
+    patterns[1::2] = tops | uint(1)
     return patterns
+
+
+def _class_patterns_f32(k: int = 16) -> np.ndarray:
+    """:func:`_class_patterns` of float32 inputs."""
+    return _class_patterns(k, 32)
 
 
 def _special_patterns_f32() -> np.ndarray:
@@ -741,19 +794,21 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     place reads a copy of the input.
 
     With ``table_key`` (the operation and its output, for :func:`_kept_table`), a 16-bit input
-    that the float32 kernels cannot take, of at least :data:`_TABLE16_MIN` elements and in a
-    deterministic mode, looks its results up in the table of all 2^16 patterns; a float32 input
-    where the float32 kernels cannot take it, of at least :data:`_TABLE_F32_MIN` elements, in
-    the table of its classes (``_kernels._lookup_f32_sticky``, :func:`_f32_class_bits`) where :func:`_f32_sticky_ok`;
-    into a format that holds every float32 value, a copy (``_kernels._copy_f32_finite``).
+    that the float32 kernels cannot take, in a deterministic mode, looks its results up in the
+    table of all 2^16 patterns; a float32 input where the float32 kernels cannot take it, or a
+    float64 one where neither can the per-element fast kernel, in the table of its classes
+    (``_kernels._lookup_sticky``, :func:`_class_bits`); stochastic rounding of 16-bit and
+    float32 inputs by pattern or by class (their tables and the random word); into a format that
+    holds every float32 value, a copy (``_kernels._copy_f32_finite``).  Each table is used
+    when :func:`_table_worth` (large enough calls, or the table kept already).
     """
     stochastic = mode is RoundMode.STOCHASTIC
     route = _f32_route(lut is not None, fmt, mode, saturate, sr_bits, info) if f32 else None
     kernel_args = (fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys)
     tag = (table_key, target.dtype.str, fmt, mode, saturate)      # the tables' key
     if route is None and table_key is not None and info.width == 16 and not stochastic \
-            and bits.size >= _TABLE16_MIN:
-        table = _kept_table((*tag, tuple(info)), _all_patterns16, target.dtype, kernel_args)
+            and _table_worth(bits.size, 1 << 16, key := (*tag, tuple(info)), _TABLE16_MIN):
+        table = _kept_table(key, _all_patterns16, target.dtype, kernel_args)
         _kernels._decode(bits, target, table)
         return
     if route is None and table_key == "encode" and (info.width, info.man_bits) == (32, 23) \
@@ -770,31 +825,37 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         specials = _kept_table(("f32-specials", *tag, sr_bits), _special_patterns_f32, target.dtype, kernel_args)
         _kernels._copy_f32_finite(bits, target, specials)
         return
-    if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and not stochastic \
-            and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
-        k = _f32_class_bits(fmt) or 16
-        table = _kept_table(("f32-sticky", *tag, k), lambda: _class_patterns_f32(k), target.dtype, kernel_args)
-        _kernels._lookup_f32_sticky(bits, target, table, 32 - k)
+    width = _class_width(info)
+    if route is None and table_key is not None and not stochastic and width is not None \
+            and (k := _class_bits(fmt, width)) is not None \
+            and _table_worth(bits.size, 2 << k, key := ("sticky", *tag, width, k), _TABLE_F32_MIN):
+        # float64: also where the per-element fast kernel takes the call (e5m2 RNE of 4 M
+        # elements 24.6 -> 8.7 ms, Zen 3, 1 thread: a gather from a table of 2^16 classes at most
+        # is faster than the 64-bit integer rounding)
+        table = _kept_table(key, lambda: _class_patterns(k, width), target.dtype, kernel_args)
+        _kernels._lookup_sticky(bits, target, table, width - k)
         return
     src = _F32_SOURCES.get((info.width, info.man_bits))
     if route is None and table_key is not None and stochastic and info.width == 16 and src is not None \
-            and bits.size >= _TABLE16_MIN:
+            and _table_worth(bits.size, 1 << 16, key := ("sr-patterns16", *tag, tuple(info), sr_bits),
+                             _TABLE16_MIN):
         # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
-        tables = _kept(("sr-patterns16", *tag, tuple(info), sr_bits),
-                       lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
+        tables = _kept(key, lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
         if tables.kind != "w64":
             _kernels._sr_pattern16_kernel(tables.kind == "rbits")(
                 bits, target, tables.lo, tables.hi, tables.frac, keys.key0, np.uint32(sr_bits))
             return
-    if route is None and table_key is not None and stochastic and src is not None \
-            and bits.size >= _TABLE_F32_MIN and _f32_sticky_ok(fmt):
-        k = _f32_class_bits(fmt)
+    # float32 (16-bit ones converted in the loop; by class where not by pattern) or float64
+    sr_width = 32 if src is not None else (64 if width == 64 else None)
+    if route is None and table_key is not None and stochastic and sr_width is not None \
+            and (k := _class_bits(fmt, sr_width)) is not None \
+            and _table_worth(bits.size, 2 << k, key := ("sr-classes", *tag, tuple(info), sr_bits, k),
+                             _TABLE_F32_MIN):
         # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
-        tables = _kept(("sr-classes", *tag, tuple(info), sr_bits, k),
-                       lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut))
+        tables = _kept(key, lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut, sr_width))
         if tables.kind == "w64" and np.shares_memory(bits, target):
             bits = bits.copy()      # a tie redoes the call on the generic kernel, which reads it
-        kernel = _kernels._sr_class_kernel(32 - k, tables.kind, src)
+        kernel = _kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width)
         if kernel(bits, target, tables.lo, tables.hi, tables.shifts, keys.key0, np.uint32(sr_bits)) == 0:
             return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):

@@ -1,7 +1,8 @@
 """Stochastic rounding by input class (``fp8emu.quantize._sr_class_tables`` and
 ``fp8emu._kernels._sr_class_kernel``): float32, float16 and bfloat16 inputs into formats the
-float32 kernels do not take (e8m0fnu, binary8p1ue/uf, formats without subnormals), on calls of
-at least ``_TABLE_F32_MIN`` elements.  Checked against the per-element generic kernel on every
+float32 kernels do not take (e8m0fnu, binary8p1ue/uf, formats without subnormals), and float64
+inputs into every format whose classes decide (``_class_bits(fmt, 64)``: e5m2 and e4m3fn too),
+on calls with at least as many elements as the table has classes (or once it is kept).  Checked against the per-element generic kernel on every
 class with several members, against the exact oracle (``fp8emu.spec.round_scalar`` with the
 element's words), and on forced ties beyond 64 dropped bits (the call is then redone)."""
 
@@ -26,7 +27,7 @@ NO_SUBNORMALS_E5M2 = Format(5, 2, subnormals=False)
 #: (format, the kind its exact SR takes): the float32 kernels leave all of these to the generic one
 CASES = [("e8m0fnu", "hi32"), ("binary8p1ue", "hi32"), ("binary8p1uf", "hi32"),
          (NO_SUBNORMALS_E4M3, "w64"), (NO_SUBNORMALS_E5M2, "w64")]
-DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float64)]
 
 
 def _members(k: int, seed: int = 0) -> np.ndarray:
@@ -40,11 +41,22 @@ def _members(k: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([tops, tops | np.uint32(1), tops | low, *(tops | r for r in rand)])
 
 
+def _members64(k: int, seed: int = 0) -> np.ndarray:
+    """:func:`_members` of float64 patterns: every class, at least five members each."""
+    rng = np.random.default_rng(seed)
+    tops = np.arange(1 << k, dtype=np.uint64) << np.uint64(64 - k)
+    low = np.uint64((1 << (64 - k)) - 1)
+    rand = [rng.integers(0, 1 << 63, 1 << k, dtype=np.uint64) & low for _ in range(max(2, (1 << (17 - k)) - 3))]
+    return np.concatenate([tops, tops | np.uint64(1), tops | low, *(tops | r for r in rand)]).view(np.float64)
+
+
 def _inputs(fmt: Format, dtype: np.dtype, seed: int = 0) -> np.ndarray:
     """At least 2^17 inputs of ``dtype`` covering every class of ``fmt``'s table (for 16-bit
     dtypes: every pattern of the dtype, and random ones)."""
+    if dtype.itemsize == 8:
+        return _members64(Q._class_bits(fmt, 64), seed)
     if dtype.itemsize == 4:
-        return _members(Q._f32_class_bits(fmt), seed).view(np.float32)
+        return _members(Q._class_bits(fmt, 32), seed).view(np.float32)
     rng = np.random.default_rng(seed)
     patterns = np.concatenate([np.arange(1 << 16), rng.integers(0, 1 << 16, 1 << 16)]).astype(np.uint16)
     return patterns.view(dtype)
@@ -52,17 +64,18 @@ def _inputs(fmt: Format, dtype: np.dtype, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture
 def kinds(monkeypatch):
-    """The kinds of class kernel the calls ran (``_sr_class_kernel`` spied on: ``(kind, ties)``;
-    ``_sr_pattern16_kernel``: ``("p16-hi32" or "p16-rbits", 0)``)."""
+    """The kinds of class kernel the calls ran (``_sr_class_kernel`` spied on: ``(kind, ties)``,
+    the kind prefixed ``"f64-"`` for float64 inputs; ``_sr_pattern16_kernel``: ``("p16-hi32" or
+    "p16-rbits", 0)``)."""
     seen = []
     made, made16 = K._sr_class_kernel, K._sr_pattern16_kernel
 
-    def spy(shift, kind, src=K.SRC_F32):
-        kernel = made(shift, kind, src)
+    def spy(shift, kind, src=K.SRC_F32, width=32):
+        kernel = made(shift, kind, src, width)
 
         def run(*args):
             ties = kernel(*args)
-            seen.append((kind, int(ties)))
+            seen.append((kind if width == 32 else "f64-" + kind, int(ties)))
             return ties
         return run
 
@@ -88,7 +101,10 @@ def _generic(monkeypatch, fn, x, *args, **kwargs):
 
 def _want_kind(fmt: Format, dtype: np.dtype, exact_kind: str, sr_bits) -> str:
     """The kernel a call takes: 16-bit inputs by pattern unless a fraction needs more than 32
-    bits (bfloat16's subnormals into a format without subnormals: the classes' whole word)."""
+    bits (bfloat16's subnormals into a format without subnormals: the classes' whole word).
+    float64: the whole word (every class that rounds drops more than 32 bits)."""
+    if dtype.itemsize == 8:
+        return "f64-rbits" if sr_bits else "f64-w64"
     if dtype.itemsize == 4:
         return "rbits" if sr_bits else exact_kind
     if sr_bits:
@@ -132,7 +148,7 @@ WIDE = ["bfloat16", "tf32", "e8m13"]
 
 
 @pytest.mark.parametrize("fmt", WIDE)
-@pytest.mark.parametrize("dtype", DTYPES[1:], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES[1:3], ids=str)
 @pytest.mark.parametrize("sr_bits", [None, 3, 32])
 def test_16_bit_inputs_by_pattern_give_the_generic_kernels_codes(monkeypatch, kinds, fmt, dtype, sr_bits):
     x = _inputs(get_format(fmt), dtype, seed=2)
@@ -144,7 +160,7 @@ def test_16_bit_inputs_by_pattern_give_the_generic_kernels_codes(monkeypatch, ki
 
 
 @pytest.mark.parametrize("fmt", ["e8m0fnu", "bfloat16", NO_SUBNORMALS_E4M3], ids=str)
-@pytest.mark.parametrize("dtype", DTYPES[1:], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES[1:3], ids=str)
 def test_16_bit_inputs_by_pattern_match_the_exact_oracle(fmt, dtype):
     """Every pattern of the dtype, 1500 of them against ``spec.round_scalar`` with their words."""
     fmt = get_format(fmt)
@@ -161,14 +177,22 @@ def test_16_bit_inputs_by_pattern_match_the_exact_oracle(fmt, dtype):
             assert int(codes[i]) == want, (hex(x.view(np.uint16)[i]), sr_bits)
 
 
-@pytest.mark.parametrize("fmt", [f for f, _ in CASES], ids=str)
-def test_classes_match_the_exact_oracle(fmt):
-    """Elements spread over every binade, each against ``spec.round_scalar`` with its words."""
+@pytest.mark.parametrize("fmt,dtype", [*((f, np.float32) for f, _ in CASES),
+                                       *((f, np.float64) for f in [f for f, _ in CASES] + ["e5m2", "e4m3fn"])],
+                         ids=str)
+def test_classes_match_the_exact_oracle(kinds, fmt, dtype):
+    """Elements spread over every binade (float64: random patterns, which are mostly far out of
+    range, and half of them scaled normals), each against ``spec.round_scalar`` with its words."""
     fmt = get_format(fmt)
     rng = np.random.default_rng(5)
     n = 1 << 17
-    bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
-    x = bits.view(np.float32)
+    if dtype is np.float32:
+        bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    else:
+        bits = rng.integers(0, 1 << 64, n, dtype=np.uint64)
+        scaled = rng.standard_normal(n // 2) * np.exp2(rng.integers(-160, 160, n // 2))
+        bits[: n // 2] = scaled.view(np.uint64)
+    x = bits.view(dtype)
     seed, stream = 21, 4
     for sr_bits in (None, 4):
         codes = fp8emu.encode(x, fmt, rounding="stochastic", seed=seed, stream=stream, sr_bits=sr_bits)
@@ -178,6 +202,8 @@ def test_classes_match_the_exact_oracle(fmt):
             words = (lambda j, i=i, w0=w0: int(w0) if j == 0 else int(_random.words(seed, stream, [i], j)[0]))
             want = spec.round_scalar(x[i], fmt, "stochastic", sr_words=words, sr_bits=sr_bits)
             assert int(codes[i]) == want, (hex(bits[i]), sr_bits)
+    exact_kind = dict((get_format(f).name, kind) for f, kind in CASES).get(fmt.name)
+    assert {kind for kind, _ in kinds} == ({exact_kind, "rbits"} if dtype is np.float32 else {"f64-w64", "f64-rbits"})
 
 
 def _unmix64(z: int) -> int:
@@ -194,14 +220,15 @@ def _unmix64(z: int) -> int:
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_a_tie_beyond_64_dropped_bits_redoes_the_call(kinds, inplace):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_a_tie_beyond_64_dropped_bits_redoes_the_call(kinds, inplace, dtype):
     """Force element ``j``'s first word to equal its first 64 dropped bits while more follow
     (invert mix64 to pick key_0): the class kernel reports the tie and the generic kernel,
     which draws further words, gives every element (in place too: it reads a copy)."""
     fmt = NO_SUBNORMALS_E4M3                        # below 2^-6 the interval is [0, 2^-6)
     n, j = 1 << 17, 777
-    x = np.random.default_rng(8).standard_normal(n).astype(np.float32)
-    x[j] = np.float32(2.0**-70 * 1.2345)            # 64 + 40 dropped bits
+    x = np.random.default_rng(8).standard_normal(n).astype(dtype)
+    x[j] = dtype(2.0**-70 * 1.2345)                 # more than 64 dropped bits
     f = spec.to_fraction(x[j]) / spec.Fraction(2) ** fmt.emin
     c0 = int(f * (1 << 64))
     assert f * (1 << 64) != c0                      # bits remain after the first 64
@@ -220,32 +247,47 @@ def test_a_tie_beyond_64_dropped_bits_redoes_the_call(kinds, inplace):
     else:
         raise AssertionError("no base key rounds element j away")
     keys = Q.SRKeys(np.uint64(base), np.uint64(key0))
-    bits = x.view(np.uint32).copy()
+    uint = np.uint32 if dtype is np.float32 else np.uint64
+    bits = x.view(uint).copy()
     target = bits if inplace else np.empty(n, fmt.code_dtype)
     if inplace:                                     # quantize in place: the values' lut
-        lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
+        lut = Q._lut(fmt, np.dtype(dtype)).view(uint)
         run = (K._quantize_fast, K._quantize_fast_sr, K._quantize_generic, lut, "quantize")
     else:
         run = (K._encode_fast, K._encode_fast_sr, K._encode_generic, None, "encode")
     fast, fast_sr, generic, lut, key = run
     Q._TABLE16.clear()
-    Q._run(fast, fast_sr, generic, bits, target, lut, Q.INPUT_LAYOUTS["float32"], fmt,
+    Q._run(fast, fast_sr, generic, bits, target, lut, Q.INPUT_LAYOUTS[np.dtype(dtype).name], fmt,
            fp8emu.RoundMode.STOCHASTIC, False, 0, keys, table_key=key)
-    assert kinds == [("w64", 1)]
+    assert kinds == [("w64" if dtype is np.float32 else "f64-w64", 1)]
     for i in (j, 0, j + 1, n - 1):
         want = spec.round_scalar(x[i], fmt, "stochastic", sr_words=words(i))
         got = target[i] if not inplace else int(np.flatnonzero(lut == target[i])[0])
         assert got == want, i
 
 
-def test_small_calls_and_other_inputs_keep_the_generic_kernel(kinds):
-    x = np.linspace(-3, 3, (1 << 17) - 1, dtype=np.float32)
-    fp8emu.encode(x, "e8m0fnu", rounding="stochastic", seed=1)
-    fp8emu.encode(np.linspace(1, 3, 1 << 17), "e8m0fnu", rounding="stochastic", seed=1)     # float64
-    fp8emu.encode(np.linspace(-3, 3, 1 << 17, dtype=np.float32), "e5m2", rounding="stochastic", seed=1)
+def test_small_calls_keep_the_generic_kernel_until_the_table_is_kept(kinds):
+    """e8m0fnu's float32 classes: 2^12 (float64: 2^14).  Fewer elements do not build the tables,
+    as many do; then fewer use them, down to ``_TABLE_F32_MIN`` (1024)."""
+    assert Q._TABLE_F32_MIN == 1 << 10
+    Q._TABLE16.clear()
+    kw = dict(rounding="stochastic", seed=1)
+    x = np.linspace(-3, 3, 1 << 14, dtype=np.float32)
+    fp8emu.encode(x[: (1 << 12) - 1], "e8m0fnu", **kw)
+    fp8emu.encode(x.astype(np.float64)[: (1 << 14) - 1], "e8m0fnu", **kw)
+    fp8emu.encode(x, "e5m2", **kw)                  # the float32 kernels
     assert kinds == []
-    fp8emu.encode(np.linspace(-3, 3, 1 << 17, dtype=np.float32), "e8m0fnu", rounding="stochastic", seed=1)
-    assert kinds == [("hi32", 0)]
+    fp8emu.encode(x[: 1 << 12], "e8m0fnu", **kw)
+    fp8emu.encode(x.astype(np.float64), "e8m0fnu", **kw)
+    assert kinds == [("hi32", 0), ("f64-w64", 0)]
+    small = fp8emu.encode(x[:1024], "e8m0fnu", **kw), fp8emu.encode(x.astype(np.float64)[:1024], "e8m0fnu", **kw)
+    fp8emu.encode(x[:1023], "e8m0fnu", **kw)
+    assert kinds[2:] == [("hi32", 0), ("f64-w64", 0)]
+    Q._TABLE16.clear()
+    want = (fp8emu.encode(x[:1024], "e8m0fnu", **kw), fp8emu.encode(x.astype(np.float64)[:1024], "e8m0fnu", **kw))
+    assert len(kinds) == 4
+    np.testing.assert_array_equal(small[0], want[0])
+    np.testing.assert_array_equal(small[1], want[1])
 
 
 def test_same_bits_on_one_thread_and_two():
@@ -275,6 +317,11 @@ def test_drop_bits_of_a_few_classes():
     e4m3 = NO_SUBNORMALS_E4M3
     x = np.array([2.0**-70, 1.5, 2.0**-6], np.float32).view(np.uint32)
     assert Q._sr_drop_bits(e4m3, x).tolist() == [64 + 23, 20, 20]
+    # float64: 52 fraction bits; its smallest subnormal 2^-1074 is one ulp of 2^-1022's binade
+    f64 = Q.INPUT_LAYOUTS["float64"]
+    x = np.array([1.0, 2.0**-127, 1.5, 5e-324, 2.0**-70], np.float64).view(np.uint64)
+    assert Q._sr_drop_bits(e8m0, x[:2], f64).tolist() == [52, 52]
+    assert Q._sr_drop_bits(e4m3, x[2:], f64).tolist() == [49, 1074 - 6, 64 + 52]
 
 
 def test_float16_and_bfloat16_values_keep_their_own_tables():

@@ -121,7 +121,7 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
                                            ("e5m2", "odd"), ("float32", "nearest_even")])
 def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, rounding):
     """encode of all 2^32 float32 inputs where the float32 kernels cannot take them: through the
-    table of 2^17 input classes (``_kernels._lookup_f32_sticky``; ties to the even code for
+    table of 2^17 input classes (``_kernels._lookup_sticky``; ties to the even code for
     binary8p1se, round-to-odd) or, into float32 itself, the copy with the specials of
     ``_kernels._copy_f32_finite``, equal to the generic kernel's codes."""
     import importlib

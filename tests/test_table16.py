@@ -69,12 +69,12 @@ def test_table_only_for_deterministic_modes_and_large_calls(monkeypatch):
     fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=3)
     fp8emu.encode(x, "e5m2", rounding="stochastic", seed=3, sr_bits=8)
     fp8emu.quantize(x[:-1], "e5m2", rounding="odd")  # one element short
-    fp8emu.quantize(x.astype(np.float32), "e5m2", rounding="odd")    # 32-bit input
+    fp8emu.quantize(x.astype(np.float32), "e5m2", rounding="odd")    # 32-bit input: its classes' table
     fp8emu.quantize(x, "e5m2")                       # the float32 kernels take it, converted
-    assert not Q._TABLE16
+    assert [key[0] for key in Q._TABLE16] == ["sticky"]
     fp8emu.quantize(x, "e5m2", rounding="odd")
-    assert len(Q._TABLE16) == 1
-    table = next(iter(Q._TABLE16.values()))
+    assert [key[0] for key in Q._TABLE16] == ["sticky", "quantize"]
+    table = Q._TABLE16[next(key for key in Q._TABLE16 if key[0] == "quantize")]
     assert table.size == 1 << 16 and not table.flags.writeable
 
 
@@ -87,6 +87,25 @@ def test_tables_kept_are_bounded(monkeypatch):
         fp8emu.encode(x, fmt, rounding="odd")
         assert len(Q._TABLE16) <= 3
     assert {key[2].name for key in Q._TABLE16} == {"e3m2fn", "e2m3fn", "e2m1fn"}   # the newest stay
+
+
+def test_tables_kept_are_bounded_in_bytes(monkeypatch):
+    """float64 stochastic class tables of e4m3fn are 2.5 MiB: under a 6 MiB budget two stay,
+    the newest, and results keep their bits."""
+    monkeypatch.setattr(Q, "_TABLE_BYTES_KEEP", 6 << 20)
+    Q._TABLE16.clear()
+    x = np.random.default_rng(6).standard_normal(1 << 17)
+    got = {}
+    for seed, fmt in enumerate(("e4m3fn", "e4m3fnuz", "e4m3fn_sat", "e4m3fn")):
+        name, saturate = fmt.removesuffix("_sat"), fmt.endswith("_sat")
+        got[fmt] = fp8emu.quantize(x, name, rounding="stochastic", seed=1, saturate=saturate)
+        assert sum(map(Q._table_bytes, Q._TABLE16.values())) <= 6 << 20
+    assert len(Q._TABLE16) == 2
+    # ("sr-classes", op, dtype, format, mode, saturate, ...): e4m3fn saturating, then e4m3fn
+    assert [(key[3].name, key[5]) for key in Q._TABLE16] == [("e4m3fn", True), ("e4m3fn", False)]
+    monkeypatch.setattr(Q, "_TABLE_F32_MIN", 1 << 62)
+    np.testing.assert_array_equal(got["e4m3fn"].view(np.uint64),
+                                  fp8emu.quantize(x, "e4m3fn", rounding="stochastic", seed=1).view(np.uint64))
 
 
 def test_tables_built_from_several_threads(monkeypatch):

@@ -1,4 +1,4 @@
-"""float32 inputs that the float32 kernels cannot take: the 2^17-class tables
+"""float32 inputs that the float32 kernels cannot take: the tables of at most 2^17 classes
 (fp8emu.quantize._kept_table, deterministic modes, formats where ``_f32_sticky_ok``) and the copy
 into formats that hold every float32 value (``_holds_float32``).  Both give the kernels' own
 bits: checked here on every top-16-bit pattern with several low halves, against the per-element
@@ -35,8 +35,9 @@ def _both(monkeypatch, fn, x, *args, **kwargs):
     return via_table, direct
 
 
-def _tables() -> int:
-    return sum(1 for key in Q._TABLE16 if key[0] == "f32-sticky")
+def _tables(width: int = 32) -> int:
+    """How many class tables of ``width``-bit inputs are kept (their keys end in width, k)."""
+    return sum(1 for key in Q._TABLE16 if key[0] == "sticky" and key[-2] == width)
 
 
 # the formats and modes the float32 kernels leave to the per-element kernels
@@ -88,7 +89,7 @@ def test_which_formats_take_the_table():
 def test_formats_refused_would_differ(monkeypatch, fmt):
     """The condition is needed: forced through the table, formats it refuses give other bits
     (nearest_even; the float32 kernels set aside)."""
-    monkeypatch.setattr(Q, "_f32_sticky_ok", lambda f: True)
+    monkeypatch.setattr(Q, "_class_bits", lambda f, width=32: 16)
     monkeypatch.setattr(Q, "_f32_route", lambda *a: None)
     monkeypatch.setattr(Q, "_PLANS", {})
     x = _classes(lows=(0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF))
@@ -97,14 +98,25 @@ def test_formats_refused_would_differ(monkeypatch, fmt):
     assert _tables() == 1 and np.count_nonzero(codes != codes_ref) > 0
 
 
-def test_small_calls_and_stochastic_rounding_skip_the_table(monkeypatch):
+def test_a_call_builds_the_table_from_as_many_elements_as_it_has_classes(monkeypatch):
+    """e8m0fnu's table has 2^12 classes: a call on fewer elements does not build it, one on
+    2^12 does; then calls on fewer use it, down to ``_TABLE_F32_MIN`` elements (1024)."""
+    looked_up = []
+    lookup = Q._kernels._lookup_sticky
+    monkeypatch.setattr(Q._kernels, "_lookup_sticky", lambda bits, *a: (looked_up.append(bits.size),
+                                                                         lookup(bits, *a)))
     Q._TABLE16.clear()
     x = _classes()
-    fp8emu.encode(x[: (1 << 17) - 1], "e8m0fnu")
-    fp8emu.encode(x, "e8m0fnu", rounding="stochastic", seed=1)
-    assert _tables() == 0
-    fp8emu.encode(x[: 1 << 17], "e8m0fnu")
-    assert _tables() == 1
+    assert Q._class_bits(fp8emu.get_format("e8m0fnu")) == 11 and Q._TABLE_F32_MIN == 1 << 10
+    small = fp8emu.encode(x[: (1 << 12) - 1], "e8m0fnu")
+    fp8emu.encode(x, "e8m0fnu", rounding="stochastic", seed=1)     # the classes of SR: other tables
+    assert _tables() == 0 and looked_up == []
+    fp8emu.encode(x[: 1 << 12], "e8m0fnu")
+    assert _tables() == 1 and looked_up == [1 << 12]
+    np.testing.assert_array_equal(fp8emu.encode(x[: (1 << 12) - 1], "e8m0fnu"), small)
+    fp8emu.encode(x[:1024], "e8m0fnu")
+    fp8emu.encode(x[:1023], "e8m0fnu")
+    assert looked_up == [1 << 12, (1 << 12) - 1, 1024]
 
 
 def test_out_and_in_place_through_the_table():
@@ -171,7 +183,7 @@ def test_one_class_bit_fewer_would_differ(monkeypatch, name, rounding, spare):
     k = Q._f32_class_bits(fmt)
     x = _classes(lows=(0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF))
     for width, same in [*((k - d, True) for d in range(spare + 1)), (k - spare - 1, False)]:
-        monkeypatch.setattr(Q, "_f32_class_bits", lambda f, width=width: width)
+        monkeypatch.setattr(Q, "_class_bits", lambda f, w=32, width=width: width)
         Q._TABLE16.clear()
         codes, codes_ref = _both(monkeypatch, fp8emu.encode, x, fmt, rounding=rounding)
         assert _tables() == 1
