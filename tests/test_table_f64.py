@@ -11,6 +11,8 @@ import importlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fp8emu
 from fp8emu import Format
@@ -107,3 +109,24 @@ def test_edges_in_place_and_out():
             Q._TABLE_F32_MIN = saved
         np.testing.assert_array_equal(inplace.view(np.uint64), want_values.view(np.uint64))
         np.testing.assert_array_equal(codes, want_codes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(width=64, allow_nan=True, allow_infinity=True), min_size=1, max_size=64),
+       st.sampled_from(["e8m0fnu", "e5m2", "e4m3fn", "binary8p1uf", "e2m1fn"]),
+       st.sampled_from([*DETERMINISTIC, "stochastic"]), st.booleans(), st.integers(0, 2**32))
+def test_kept_tables_serve_small_calls_with_the_kernels_bits(values, fmt, rounding, saturate, seed):
+    """Calls of 1024 elements (any float64 values, tiled) after a large call kept the tables:
+    the same bits as the per-element kernels.  Saturation and the seed drawn too."""
+    x = np.resize(np.array(values, np.float64), 1024)
+    kw = dict(rounding=rounding, saturate=saturate, seed=seed if rounding == "stochastic" else None)
+    k = Q._class_bits(fp8emu.get_format(fmt), 64)
+    fp8emu.encode(np.zeros(2 << k), fmt, **kw)                   # builds (or keeps) the table
+    codes = fp8emu.encode(x, fmt, **kw)
+    saved = Q._TABLE_F32_MIN
+    Q._TABLE_F32_MIN = 1 << 62
+    try:
+        want = fp8emu.encode(x, fmt, **kw)
+    finally:
+        Q._TABLE_F32_MIN = saved
+    np.testing.assert_array_equal(codes, want)
