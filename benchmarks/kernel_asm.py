@@ -8,7 +8,8 @@ import; a fresh ``NUMBA_CACHE_DIR`` so that ``inspect_asm`` sees a compilation, 
 hit).  For ``_quantize_f32`` (RNE by one float32 addition, ``_quantize_f32_rne``; the integer
 value kernel of every deterministic mode, ``_quantize_f32_int``) and ``_quantize_f32_sr`` (exact stochastic, the random word's
 high half deciding: the kernel an array without tiny elements gets; ``_quantize_f32_sr_rbits``,
-stochastic with ``sr_bits``) it lists every loop of
+stochastic with ``sr_bits``), and encode's codes kernels of the first two (``_encode_f32_rne``,
+``_encode_f32_sr``: the same rounding, then the code of the value), it lists every loop of
 the parfor body (a backward jump): instructions, widest register, elements per iteration (the
 induction step), and the instructions that tell the lane width: 64-bit shifts/multiplies
 (``vpsllvq``, ``vpmullq``; AVX2 has no 64-bit multiply, so ``vpmuludq`` sequences), 64-bit
@@ -33,7 +34,9 @@ ISAS = {"host": {}, "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES
 #: float32 quantize kernels for nearest_even and for exact SR deciding by the word's high half.
 KERNELS = {"_quantize_f32_rne": "K._F32_VAL_FADD[True, True, K.SRC_F32]", "_quantize_f32_int": "K._F32_VAL[0, True, True, K.SRC_F32]",
            "_quantize_f32_sr": 'K._F32_VAL_SR["hi32", True, True, K.SRC_F32]',
-           "_quantize_f32_sr_rbits": 'K._F32_VAL_SR["rbits", True, True, K.SRC_F32]'}
+           "_quantize_f32_sr_rbits": 'K._F32_VAL_SR["rbits", True, True, K.SRC_F32]',
+           "_encode_f32_rne": "K._F32_CODES[0, True, True, True, K.SRC_F32]",
+           "_encode_f32_sr": 'K._F32_CODES_SR["hi32", True, True, K.SRC_F32]'}
 KEYS = ("vpmullq", "vpmuludq", "imulq", "vpsllvq", "vpsrlvq", "vpsllvd", "vpsrlvd", "vpsllq", "vpslld",
         "vpcmpgtq", "vpcmpgtd", "vpmovzxdq", "vpmovqd", "vextracti128", "vextracti64x4", "vpgatherdd",
         "vpgatherqq")
@@ -48,6 +51,8 @@ x = np.ones(64, np.float32)
 fp8emu.quantize(x, "e5m2", out=np.empty_like(x))
 fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, out=np.empty_like(x))
 fp8emu.quantize(x, "e5m2", rounding="stochastic", seed=1, sr_bits=8, out=np.empty_like(x))
+fp8emu.encode(x, "e5m2")
+fp8emu.encode(x, "e5m2", rounding="stochastic", seed=1)
 # the integer value kernel of nearest_even (quantize takes it where the addition is not valid)
 from fp8emu.quantize import _params_f32
 from fp8emu.format import RoundMode

@@ -387,8 +387,9 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
 
 # ---- float32 inputs: 32-bit lanes, values without a table ------------------------------------------
 #: The float32 kernels' parameter tuple ``p`` (all int32): the target format, the codes of the
-#: special outcomes (as in :data:`PARAMS`) and, for ``quantize``, their float32 bit patterns and
-#: the largest finite value's (``v_max``; all these are 0 for ``encode``).
+#: special outcomes (as in :data:`PARAMS`) and their float32 bit patterns and the largest finite
+#: value's (``v_max``; ``encode``'s codes kernels read ``v_max``, the GPU kernels none of these:
+#: 0 there).
 PARAMS_F32 = ("m", "emin", "max_mag", "sign_mask", "fnuz", "signed", "neg_zero", "mode", "sr_bits", "q_bits",
               "nan", "pos_inf", "neg_inf", "pos_ovf", "neg_ovf", "neg_unsigned",
               "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "v_max")
@@ -610,6 +611,14 @@ def _value_f32(b, c, mode, lean, nz):
     input's bits as signed int32; ``lean`` (a constant: signed format, +-Inf inputs give the
     overflow values) and ``nz`` (a constant: the format has -0) drop three of those selects.
     """
+    return _value_specials(_value_f32_mag(b, c, mode), _I32(b), c, lean, nz)
+
+
+@njit(cache=True, inline="always")
+def _value_f32_mag(b, c, mode):
+    """:func:`_value_f32`'s rounded magnitude (float32 bits of a value of the format, or above
+    ``v_max`` where it overflows), before the sign and the specials: quantize finishes it with
+    :func:`_value_specials`, encode with :func:`_code_of_value`."""
     (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
@@ -632,8 +641,7 @@ def _value_f32(b, c, mode, lean, nz):
     else:                   # down: all ones for -
         inc = _I32(ones & _I32(bi >> _I32(31)))
         up_tiny = bx > _I32(0)
-    r = _I32(_I32(a + inc) & notones) if a >= q_bits else (q_bits if up_tiny else _I32(0))
-    return _value_specials(r, bi, c, lean, nz)
+    return _I32(_I32(a + inc) & notones) if a >= q_bits else (q_bits if up_tiny else _I32(0))
 
 
 def _fadd_ok(p) -> bool:
@@ -677,13 +685,18 @@ def _value_f32_rne(b, c, cf, lean, nz):
     Float32 subnormal inputs lie far below ``q / 2`` (``q >= 2^-125``) and round to 0 under
     any denormal handling.
     """
+    return _value_specials(_value_f32_rne_mag(b, cf), _I32(b), c, lean, nz)
+
+
+@njit(cache=True, inline="always")
+def _value_f32_rne_mag(b, cf):
+    """:func:`_value_f32_rne`'s rounded magnitude before the sign and the specials (as
+    :func:`_value_f32_mag`)."""
     e_min, e_ovf, e_shift = cf
-    bi = _I32(b)
-    a = _I32(bi & _I32(0x7FFFFFFF))
+    a = _I32(_I32(b) & _I32(0x7FFFFFFF))
     e = min(max(_I32(a & _I32(0x7F800000)), e_min), e_ovf)
     s = f32_from_bits(_I32(e + e_shift))
-    r = bits_from_f32((f32_from_bits(a) + s) - s)
-    return _value_specials(r, bi, c, lean, nz)
+    return bits_from_f32((f32_from_bits(a) + s) - s)
 
 
 def _flat_ok(p) -> bool:
@@ -740,6 +753,13 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
     or 0 below ``q``), then the specials.  For an element with at most 32 dropped bits the
     64-bit comparison and the high halves' agree (the dropped bits' low half is 0).
     """
+    return _value_specials(_value_f32_sr_mag(b, z, c, rbits, w64), _I32(b), c, lean, nz)
+
+
+@njit(cache=True, inline="always")
+def _value_f32_sr_mag(b, z, c, rbits, w64):
+    """:func:`_value_f32_sr_z`'s rounded magnitude before the sign and the specials (as
+    :func:`_value_f32_mag`)."""
     (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, top_r) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
@@ -754,8 +774,7 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
         c64 = np.uint64(np.uint64(_I32(a & _I32(~notones)) if big else sig) << t64)
         away = mix64(z) < c64
         up = _I32(-_I32(away))
-        r = _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
-        return _value_specials(r, bi, c, lean, nz)
+        return _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
     ch = np.uint32(np.uint32(_I32(a & _I32(~notones)) if big else sig) << t)
     if rbits:
         # r-bit SR takes any depth: beyond 32 dropped bits the significand moves right
@@ -773,8 +792,7 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
     else:
         away = wh < ch
     up = _I32(-_I32(away))
-    r = _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
-    return _value_specials(r, bi, c, lean, nz)
+    return _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
 
 
 @njit(cache=True, inline="always")
@@ -799,6 +817,66 @@ def _value_specials(r, bi, c, lean, nz):
     return r
 
 
+@njit(cache=True)
+def _code_f32_consts(p):
+    """The loop constants of :func:`_code_of_value` from the float32 tuple ``p`` (with its
+    values: ``quantize._params_f32(..., with_values=True)``), computed once per call."""
+    (m, emin, _, sign_mask, fnuz, signed, _, _, _, _,
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, _, _, _, _, _, _, v_max) = p
+    bmin = _I32((emin + 127) << 23)             # the smallest normal value's bits
+    return (bmin, f32_from_bits(bmin), _I32(23 - m), _I32(sign_mask), _I32(fnuz - 1),
+            _I32(0 if signed == 0 else 0x7FFFFFFF), _I32(v_max),
+            _I32(c_nan), _I32(c_pinf), _I32(c_ninf), _I32(c_povf), _I32(c_novf), _I32(c_negu))
+
+
+def _code_variant(p) -> tuple[bool, bool]:
+    """``(lean, signed_zero)`` of :func:`_code_of_value` for the float32 tuple ``p``: ``lean``,
+    a signed format whose +-Inf inputs get the overflow codes; ``signed_zero``, not fnuz (a
+    zero keeps its sign bit in the code)."""
+    return bool(p[5]) and p[11] == p[13] and p[12] == p[14], not bool(p[4])
+
+
+@njit(cache=True, inline="always")
+def _code_of_value(r, bi, k, lean, signed_zero):
+    """The code of input ``bi`` (int32 bits) whose rounded magnitude is ``r`` (the float32 bits
+    of a value of the format, or above ``v_max``: :func:`_value_f32_mag` and its siblings),
+    ``k``: :func:`_code_f32_consts`.  encode's float32 loops: the quantize kernels' rounding,
+    then the code of the value instead of :func:`_round_f32_kz`'s integer code path (79 vector
+    instructions per 8 elements on AVX2; the code of the value takes a dozen).
+
+    Valid where the smallest subnormal ``q`` is a normal float32 (the codes kernels'
+    condition), so every value of the format is a normal float32 or zero.  In the format's
+    IEEE layout the code of a normal value is its float32 pattern moved down by ``23 - m`` and
+    re-biased; a subnormal ``k * q`` becomes the smallest normal binade's pattern by one exact
+    float32 addition (``k < 2^m`` quanta of ``2^(emin - m)`` on top of ``2^emin``)::
+
+        r >= bmin:  | 0 | emin + 127 + j | fraction: m bits | 0 ... 0 |   code = j + 1, fraction
+        r <  bmin:  r + 2^emin = | 0 | emin + 127 | k (m bits) | 0 ... 0 |   code = 0, k
+        mag = (t - bmin) >> (23 - m),   t = r + 2^23  or  bits(r + 2^emin)
+
+    Then the sign (``sign_mask``, and none on a zero of an fnuz format), overflow (``r >
+    v_max``: values are monotone in codes), an unsigned format's negative inputs, +-Inf and
+    NaN, in :func:`_round_f32_kz`'s order and with its codes.  ``lean`` and ``signed_zero``
+    (:func:`_code_variant`) are constants that drop three selects and one."""
+    (bmin, emin_f, shc, sign_mask, zero_mask, negu_lim, v_max,
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu) = k
+    t = _I32(r + _I32(0x800000)) if r >= bmin else bits_from_f32(f32_from_bits(r) + emin_f)
+    mag = _I32(_I32(t - bmin) >> _I32(shc & _I32(31)))
+    csgn = _I32(sign_mask & _I32(bi >> _I32(31)))
+    if signed_zero:
+        code = _I32(mag | csgn)
+    else:
+        code = _I32(mag | csgn) if mag != _I32(0) else _I32(csgn & zero_mask)
+    neg = bi < _I32(0)
+    code = (c_novf if neg else c_povf) if r > v_max else code     # +-Inf land here too (r = Inf)
+    a = _I32(bi & _I32(0x7FFFFFFF))
+    inf = _I32(0x7F800000)
+    if not lean:
+        code = c_negu if _I32(bi ^ _I32(-2147483648)) > negu_lim else code
+        code = (c_ninf if neg else c_pinf) if a == inf else code
+    return c_nan if a > inf else code
+
+
 @njit(cache=True, inline="always")
 def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src):
     """One element of the chunked SR value kernels: ``out[i]`` = the value of float32 bits ``b``
@@ -808,12 +886,15 @@ def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src
 
 
 @njit(cache=True, inline="always")
-def _sr_code_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src):
-    """:func:`_sr_value_element` for the SR codes kernels: ``out[i]`` = the code.  Two functions,
-    picked by the kernel factory, instead of one with a ``values`` flag: Numba inlines a
-    function's whole IR before it prunes the branch not taken, and copying both routines' IR
-    took most of the SR kernels' compile time (the machine code is the same)."""
-    out[i] = _round_f32_kz(b, z, p, True, 5, hi32 and not whole_word, SR_R_BITS if rbits else SR_EXACT)[0]
+def _sr_code_element(out, i, b, z, k, c, lean, nz, rbits, hi32, whole_word, src):
+    """:func:`_sr_value_element` for the SR codes kernels: ``out[i]`` = the code of the value
+    (:func:`_code_of_value`, ``k`` its constants; ``lean`` and ``nz`` its ``lean`` and
+    ``signed_zero``), decided on the whole word unless ``hi32`` (and not ``whole_word``).  Two
+    functions, picked by the kernel factory, instead of one with a ``values`` flag: Numba
+    inlines a function's whole IR before it prunes the branch not taken, and copying both
+    routines' IR took most of the SR kernels' compile time (the machine code is the same)."""
+    w64 = whole_word or not hi32
+    out[i] = _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64), _I32(b), k, lean, nz)
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
@@ -830,9 +911,10 @@ _SR_CHUNK = 4096
 
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
                 rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
-    """The parallel loop for one case: codes ``out[i] = _round_f32_k(bits[i], i, ...)[0]``, or
-    values (``_value_f32(bits[i], ..., mode, lean, nz)``, or stochastic
-    ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``).
+    """The parallel loop for one case: values (``_value_f32(bits[i], ..., mode, lean, nz)``, or
+    stochastic ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``), or codes: the
+    same rounded magnitude then :func:`_code_of_value` (``lean`` and ``nz`` are its ``lean``
+    and ``signed_zero``), equal to ``_round_f32_k(bits[i], i, ...)[0]``.
 
     The stochastic kernels take ``thr32`` (uint32) after ``key0`` (``w64`` value kernels do
     not) and run over chunks of ``_SR_CHUNK`` elements with the counter as a running sum.  With
@@ -891,6 +973,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         @njit(cache=True, parallel=True)
         def sr_kernel(bits, out, p, key0, thr32):
             c = _value_f32_consts(p, 5)
+            k = p if values else _code_f32_consts(p)      # the element's own constants
             n = bits.shape[0]
             low = np.uint32(0xFFFFFFFF)
             for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
@@ -906,7 +989,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
                         z += np.uint64(GAMMA)
                         b = _load_f32_bits(bits[i], src)
-                        sr_element(out, i, b, z, p, c, lean, nz, rbits, hi32, False, src)
+                        sr_element(out, i, b, z, k, c, lean, nz, rbits, hi32, False, src)
                         if track:
                             lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
@@ -914,7 +997,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        sr_element(out, i, _load_f32_bits(bits[i], src), z, p, c, lean, nz, rbits, hi32,
+                        sr_element(out, i, _load_f32_bits(bits[i], src), z, k, c, lean, nz, rbits, hi32,
                                     True, src)
                 low = min(low, lt)
             return low
@@ -922,6 +1005,9 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
 
     @njit(cache=True, parallel=True)
     def code_kernel(bits, out, p, key0):
+        c = _value_f32_consts(p, mode)
+        cf = _value_f32_fadd_consts(p)
+        k = _code_f32_consts(p)
         n = bits.shape[0]
         for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
             prefer_512_bit_vectors_converting(bits, out)
@@ -929,15 +1015,18 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             hi = min(n, lo + _SR_CHUNK)
             for b0 in range(lo, hi, _PREFETCH_BLOCK):
                 for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
-                    out[i] = _round_f32_kz(_load_f32_bits(bits[i], src), key0, p, False, mode, False,
-                                           SR_EXACT)[0]
+                    b = _load_f32_bits(bits[i], src)
+                    r = _value_f32_rne_mag(b, cf) if fadd else _value_f32_mag(b, c, mode)
+                    out[i] = _code_of_value(r, _I32(b), k, lean, nz)
     return code_kernel
 
 
 #: Every table below is keyed by the input's ``src`` last.
-#: (False, mode code 0-4, src) -> deterministic codes kernel; (False, hi32, src) -> stochastic one.
-_F32_DET = {(False, mode, src): _f32_kernel(False, False, mode, False, src=src) for mode in range(5)
-            for src in _SOURCES}
+#: (mode code 0-4, lean, signed_zero, fadd) -> deterministic codes kernel (:func:`_code_of_value`
+#: of :func:`_value_f32_mag`, or of :func:`_value_f32_rne_mag` with ``fadd``: nearest_even only).
+_F32_CODES = {(mode, lean, sz, fadd, src): _f32_kernel(False, False, mode, False, lean, sz, fadd=fadd, src=src)
+              for mode in range(5) for lean in (False, True) for sz in (False, True)
+              for fadd in ((False, True) if mode == 0 else (False,)) for src in _SOURCES}
 #: (mode code 0-4, lean, nz, src) -> deterministic value kernel (see :func:`_value_f32`).
 _F32_VAL = {(mode, lean, nz, src): _f32_kernel(True, False, mode, False, lean, nz, src=src)
             for mode in range(5) for lean in (False, True) for nz in (False, True) for src in _SOURCES}
@@ -947,10 +1036,12 @@ _F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, f
 #: (lean, nz) -> nearest_even value kernel with one shift count (:func:`_value_f32_rne_flat`).
 _F32_VAL_FLAT = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, flat=True, src=src)
                  for lean in (False, True) for nz in (False, True) for src in _SOURCES}
-#: (kind, src) -> stochastic codes kernel; kind as for ``_F32_VAL_SR`` (next), and every one
-#: takes ``thr32``.
-_F32_SR = {(kind, src): _f32_kernel(False, True, 5, kind != "w64", rbits=kind == "rbits", src=src)
-           for kind in ("hi32", "rbits", "w64") for src in _SOURCES}
+#: (kind, lean, signed_zero, src) -> stochastic codes kernel; kind as for ``_F32_VAL_SR``
+#: (next), and every one takes ``thr32``.
+_F32_CODES_SR = {(kind, lean, sz, src): _f32_kernel(False, True, 5, kind != "w64", lean, sz, kind == "rbits",
+                                                    src=src)
+                 for kind in ("hi32", "rbits", "w64") for lean in (False, True) for sz in (False, True)
+                 for src in _SOURCES}
 #: (kind, lean, nz) -> stochastic value kernel (:func:`_value_f32_sr`); kind: "hi32" (exact,
 #: the word's high half; takes ``thr32``), "rbits" (r-bit SR; takes ``thr32``, 0), "w64"
 #: (exact, the whole word).
@@ -960,8 +1051,10 @@ _F32_VAL_SR = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", 
 
 
 def _encode_f32_kernel(p, src=SRC_F32):
-    """The compiled kernel that :func:`_encode_f32` runs for the float32 tuple ``p``."""
-    return _F32_DET[False, int(p[7]), src]
+    """The compiled kernel that :func:`_encode_f32` runs for the float32 tuple ``p`` (with its
+    values): nearest_even rounds by the float32 addition where it is valid (:func:`_fadd_ok`)."""
+    mode = int(p[7])
+    return _F32_CODES[(mode, *_code_variant(p), mode == 0 and _fadd_ok(p), src)]
 
 
 def _encode_f32(bits, out, p, key0, src=SRC_F32):
@@ -979,7 +1072,7 @@ def _sr_kind(p, hi32: bool) -> str:
 def _encode_f32_sr_kernel(p, src=SRC_F32, hi32=False):
     """The compiled kernel that :func:`_encode_f32_sr` runs; every kind takes
     ``(bits, out, p, key0, thr32)``."""
-    return _F32_SR[_sr_kind(p, hi32), src]
+    return _F32_CODES_SR[(_sr_kind(p, hi32), *_code_variant(p), src)]
 
 
 def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):

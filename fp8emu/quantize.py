@@ -329,9 +329,9 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
     codes = (nan, pinf, ninf, povf, novf, negu)
-    if with_values:     # quantize: the float32 patterns of the special outcomes and of the largest finite value
+    if with_values:     # the CPU kernels: float32 patterns of the special outcomes and the largest finite value
         values = tuple(int(np.array(fmt.decode_code(c), np.float32).view(np.uint32)) for c in (*codes, max_mag))
-    else:               # encode: codes only
+    else:               # the GPU kernels (codes only, by _kernels._round_f32)
         values = (0,) * 7
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
@@ -383,7 +383,7 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
     ``values``: quantize's value kernels (valid for more formats: q a float32 subnormal, where
     no element drops more than 32 bits), else encode's codes kernels."""
     src = _F32_SOURCES.get((info.width, info.man_bits))
-    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, values, values)
+    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, True, values)
     if p32 is None:
         return None
     lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)

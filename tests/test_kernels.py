@@ -99,7 +99,12 @@ def _f32_test_bits():
     return np.concatenate([u, u + np.uint32(1), u - np.uint32(1), rnd])
 
 
-@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
+# P3109's unsigned and sign/no-infinity variants: the codes kernels' selects for unsigned
+# formats' negative inputs and for +-Inf inputs that do not overflow to the overflow codes
+_P3109_VARIANTS = [fp8emu.get_format(n) for n in ("binary8p3ue", "binary8p3uf", "binary8p3se", "binary8p4sf")]
+
+
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + _P3109_VARIANTS, ids=str)
 @pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.value)
 def test_float32_kernels_equal_generic_kernel(fmt, mode):
     """The int32 float32 kernels give the generic kernel's codes, and the float32 values of
@@ -221,7 +226,7 @@ def test_all_float32_inputs_nearest_even_by_addition(name):
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
 def test_deep_limit_is_where_more_than_64_or_32_bits_drop(fmt):
     """``_count_f32_deep`` counts exactly the float32 inputs with more than 64 (32) dropped bits."""
-    if Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False) is None:
+    if Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, True) is None:
         pytest.skip("float32 kernels not valid for this format")
     u = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
     bits = np.concatenate([u, u + np.uint32(1), u - np.uint32(1)])
@@ -257,7 +262,7 @@ def test_checked_sr_kernel_redoes_the_deep_chunks(fmt):
     assert np.array_equal(out, lut[want])
     wrap = (b & np.uint32(0x7FFFFFFF)) - np.uint32(1)
     assert low == int(wrap.min()) == _kernels._min_f32_mag(b)
-    p32e = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, False)
+    p32e = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, True)
     if p32e is not None:            # the codes kernel that checks as it rounds, likewise
         codes = np.empty(b.shape, fmt.code_dtype)
         assert _kernels._encode_f32_sr_checked(b, codes, p32e, k0, max(deep32 - 1, 0)) == low
@@ -425,7 +430,7 @@ def test_small_calls_run_on_one_thread_and_restore_the_count():
 def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     """The float32 value kernels (quantize) of presets and random formats (any width, bias,
     specials, sign, tie rule; m = 0 included) give the value of the generic kernel's code,
-    where they are valid."""
+    and the codes kernels (encode) that code, where they are valid."""
     sr = mode is RoundMode.STOCHASTIC
     r = sr_bits if sr else 0
     p32 = Q._params_f32(fmt, mode, saturate, r, True, True)
@@ -447,6 +452,14 @@ def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     a = bits & np.uint32(0x7FFFFFFF)
     hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
     assert np.array_equal(_quantize_values(bits, p32, k0, sr, hi32), lut[want])
+    p32c = Q._params_f32(fmt, mode, saturate, r, True)
+    if p32c is not None:            # encode's codes kernels, where they are valid: the codes
+        codes = np.empty(bits.shape, fmt.code_dtype)
+        if sr:
+            _kernels._encode_f32_sr(bits, codes, p32c, k0, hi32)
+        else:
+            _kernels._encode_f32(bits, codes, p32c, k0)
+        assert np.array_equal(codes, want)
 
 
 @pytest.mark.parametrize("in_place", [False, True])

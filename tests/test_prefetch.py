@@ -70,8 +70,8 @@ prm = numba.types.UniTuple(numba.types.int64, len(K.PARAMS))
 p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
 key, thr = numba.types.uint64, numba.types.uint32
 print(json.dumps({
-    "encode": prefetches(K._F32_DET[False, 0, K.SRC_F32], (u32, u8, p32, key)),
-    "encode_sr": prefetches(K._F32_SR["hi32", K.SRC_F32], (u32, u8, p32, key, thr)),
+    "encode": prefetches(K._F32_CODES[0, True, True, True, K.SRC_F32], (u32, u8, p32, key)),
+    "encode_sr": prefetches(K._F32_CODES_SR["hi32", True, True, K.SRC_F32], (u32, u8, p32, key, thr)),
     "quantize_sr": prefetches(K._F32_VAL_SR["hi32", True, True, K.SRC_F32], (u32, u32, p32, key, thr)),
     "quantize_rne": prefetches(K._F32_VAL_FADD[True, True, K.SRC_F32], (u32, u32, p32, key)),
     "encode_f64": prefetches(K._encode_fast, (u64, u8, prm, key)),

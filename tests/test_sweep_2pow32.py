@@ -69,30 +69,39 @@ _VALUE_CASES = ([("e5m2", m, False) for m in ("nearest_even", "nearest_away", "t
 @pytest.mark.slow
 @pytest.mark.parametrize("name,rounding,saturate", _VALUE_CASES, ids=lambda v: str(v))
 def test_all_float32_inputs_quantize_equals_decoded_encode(name, rounding, saturate):
-    """quantize (the float32 value kernel: add-and-mask on the input's bits) equals the table
-    value of encode's code (the code kernel, or the generic one for bfloat16) on all 2^32 float32
-    inputs, for each deterministic mode; the code kernels are held to the spec elsewhere."""
+    """encode of all 2^32 float32 inputs (the codes kernel: the value kernels' rounding, then the
+    code of the value; the generic kernel for bfloat16) equals the generic kernel's codes (an
+    independent algorithm: integer code arithmetic, branches), and quantize (the float32 value
+    kernel) equals the table value of those codes, for each deterministic mode."""
+    import importlib
+    Q = importlib.import_module("fp8emu.quantize")
+    from fp8emu import _kernels
     fmt = fp8emu.get_format(name)
+    _, mode, _, keys, _ = Q._resolve(fmt, rounding, saturate, 0, None, 0)
+    prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, saturate, 0)
     lut = fp8emu.decode(np.arange(fmt.num_codes), fmt, dtype=np.float32).view(np.uint32)
     lut = np.where(np.isnan(lut.view(np.float32)), np.uint32(0x7FC00000), lut)
     codes = np.empty(CHUNK, fmt.code_dtype)
+    want = np.empty(CHUNK, fmt.code_dtype)
     values = np.empty(CHUNK, np.float32)
     bad = 0
     for chunk, u in _all_float32_patterns():
         x = u.view(np.float32)
+        _kernels._encode_generic(u, want, prm, *keys)
         fp8emu.encode(x, fmt, rounding=rounding, saturate=saturate, out=codes)
         fp8emu.quantize(x, fmt, rounding=rounding, saturate=saturate, out=values)
-        bad += int(np.count_nonzero(values.view(np.uint32) != lut[codes]))
+        bad += int(np.count_nonzero(codes != want))
+        bad += int(np.count_nonzero(values.view(np.uint32) != lut[want]))
     assert bad == 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["e5m2", "e3m2fn"])
 def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
-    """Exact stochastic quantize of all 2^32 float32 inputs (the float32 kernel: the word's high
-    half, chunks with elements beyond 32 dropped bits redone on the whole word, the generic
-    kernel after elements beyond 64) equals the generic kernel's values with the same keys
-    (an independent algorithm: branches, no float32 path).  Each 2^24-input call has its own
+    """Exact stochastic quantize (and encode) of all 2^32 float32 inputs (the float32 kernels:
+    the word's high half, chunks with elements beyond 32 dropped bits redone on the whole word,
+    the generic kernel after elements beyond 64) equals the generic kernel's values (and codes)
+    with the same keys (an independent algorithm: branches, no float32 path).  Each 2^24-input call has its own
     seed; every 16th call runs in place too (the read pass first)."""
     import importlib
     Q = importlib.import_module("fp8emu.quantize")
@@ -102,6 +111,7 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
     prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, fp8emu.RoundMode.STOCHASTIC, False, 0)
     values = np.empty(CHUNK, np.float32)
     want = np.empty(CHUNK, np.uint32)          # the table holds the values' bits
+    codes, want_codes = np.empty(CHUNK, fmt.code_dtype), np.empty(CHUNK, fmt.code_dtype)
     bad = 0
     for chunk, u in _all_float32_patterns():
         x = u.view(np.float32)
@@ -109,6 +119,9 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
         _kernels._quantize_generic(u, want, lut, prm, *keys)
         fp8emu.quantize(x, fmt, rounding="stochastic", seed=chunk, out=values)
         bad += int(np.count_nonzero(values.view(np.uint32) != want))
+        _kernels._encode_generic(u, want_codes, prm, *keys)        # encode's codes kernel likewise
+        fp8emu.encode(x, fmt, rounding="stochastic", seed=chunk, out=codes)
+        bad += int(np.count_nonzero(codes != want_codes))
         if chunk % 16 == 0:
             y = x.copy()
             fp8emu.quantize(y, fmt, rounding="stochastic", seed=chunk, out=y)

@@ -34,7 +34,7 @@ for arr in (x, x.astype(np.float16)):
     fp8emu.quantize(arr, "e4m3fn", rounding="stochastic", seed=1, sr_bits=8)
     fp8emu.encode(arr, "e5m2", rounding="stochastic", seed=1)
     fp8emu.encode(arr, "e4m3fn", rounding="stochastic", seed=1, sr_bits=8)
-for table in ("_F32_SR", "_F32_VAL_SR"):
+for table in ("_F32_CODES_SR", "_F32_VAL_SR"):
     for key, kern in getattr(K, table).items():
         for sig, asm in kern.inspect_asm().items():
             lines = []
