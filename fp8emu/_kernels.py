@@ -578,7 +578,7 @@ def _value_f32_consts(p, mode):
     half = q_bits - 0x800000 if q_bits > 0x800000 else q_bits >> 1
     # |x| < q rounds to q when a > thr: nearest_even |x| > q/2, nearest_away |x| >= q/2 (and
     # nonzero), toward_zero never (up and down compare the signed bits instead)
-    thr = half if mode == 0 else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
+    thr = half if mode == 0 or mode == MODE_NEAREST_EVEN_CODE else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
     negu_lim = 0 if signed == 0 else 0x7FFFFFFF       # unsigned formats: negative nonzero -> v_negu
     zero_lim = -1 if neg_zero else 0                  # r > zero_lim keeps the sign
     # r-bit stochastic rounding compares the top r bits of 32: their mask (0 for exact SR)
@@ -610,6 +610,9 @@ def _value_f32(b, c, mode, lean, nz):
     unsigned formats' negative inputs as in :func:`_round_f32_k`, by comparisons of the
     input's bits as signed int32; ``lean`` (a constant: signed format, +-Inf inputs give the
     overflow values) and ``nz`` (a constant: the format has -0) drop three of those selects.
+    Formats without subnormals take it with ``q = 2^emin`` (their only values below
+    ``2^emin`` are 0 and ``2^emin``), and ``m = 0`` formats whose nearest_even ties go to the
+    even code (``MODE_NEAREST_EVEN_CODE``) with ``L`` the parity of the truncated value's code.
     """
     return _value_specials(_value_f32_mag(b, c, mode), _I32(b), c, lean, nz)
 
@@ -628,6 +631,12 @@ def _value_f32_mag(b, c, mode):
     bx = _I32(bi ^ _I32(-2147483648))          # > 0 exactly for negative nonzero inputs
     if mode == 0:           # nearest_even: half - 1, plus L
         inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a | _I32(0x800000)) >> sh) & _I32(1)))
+        up_tiny = a > thr
+    elif mode == MODE_NEAREST_EVEN_CODE:
+        # m = 0, ties to the even code: at and above q = 2^emin (sh = 23) the truncated value
+        # 2^(E - 127) has code E - 126 - emin, odd when E's lowest bit differs from emin's
+        # (c1 = 150 + emin has emin's): half - 1, plus that bit
+        inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a >> sh) ^ c1) & _I32(1)))
         up_tiny = a > thr
     elif mode == 1:         # nearest_away: half
         inc = _I32(_I32(ones >> _I32(1)) + _I32(1))
@@ -648,9 +657,12 @@ def _fadd_ok(p) -> bool:
     """Whether :func:`_value_f32_rne` is valid for the float32 tuple ``p``: nearest_even, the
     smallest subnormal ``q`` at least 2^-125 (so no float32 subnormal is ever near a rounding
     boundary: the result does not depend on flush-to-zero or denormals-are-zero), and the
-    magic number of the overflow binade still a finite float32 (see :func:`_value_f32_fadd_consts`)."""
-    m, q_bits, v_max = int(p[0]), int(p[9]), int(p[22])
-    return int(p[7]) == 0 and q_bits >= (2 << 23) and (v_max >> 23) + 1 + 23 - m <= 254
+    magic number of the overflow binade still a finite float32 (see :func:`_value_f32_fadd_consts`),
+    and ``q = 2^(emin - m)``: a format without subnormals (``q = 2^emin``, m >= 1) rounds below
+    ``2^emin`` on a coarser grid than the addition's."""
+    m, emin, q_bits, v_max = int(p[0]), int(p[1]), int(p[9]), int(p[22])
+    return int(p[7]) == 0 and q_bits >= (2 << 23) and (v_max >> 23) + 1 + 23 - m <= 254 \
+        and q_bits == (emin - m + 127) << 23
 
 
 @njit(cache=True)
@@ -704,8 +716,11 @@ def _flat_ok(p) -> bool:
     into a format with float32's smallest normal binade (``emin = -126``: bfloat16, tf32, e8m13)
     and at least one mantissa bit.  With ``m = 0`` the bit at ``sh`` is the exponent field's
     lowest, not ``k``'s (1 for every normal value), so ties would go to the even exponent where
-    ``TieRule.UP`` rounds them up (1.5 * 2^e -> 2^(e+1); the integer value kernel does)."""
-    return int(p[7]) == 0 and int(p[1]) == -126 and int(p[0]) >= 1
+    ``TieRule.UP`` rounds them up (1.5 * 2^e -> 2^(e+1); the integer value kernel does).
+    And subnormals: ``q = 2^(-126 - m)`` (without them ``q = 2^-126`` and float32's subnormals
+    round to 0 or ``q``, not on the grid)."""
+    m = int(p[0])
+    return int(p[7]) == 0 and int(p[1]) == -126 and m >= 1 and int(p[9]) == 1 << (23 - m)
 
 
 @njit(cache=True, inline="always")
@@ -1021,15 +1036,18 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     return code_kernel
 
 
+#: The deterministic mode codes of the float32 kernels: 0-4 (``MODE_CODES``) and nearest_even
+#: by the code's parity (``MODE_NEAREST_EVEN_CODE``: m = 0, the CPU kernels only).
+_DET_MODES = (0, 1, 2, 3, 4, MODE_NEAREST_EVEN_CODE)
 #: Every table below is keyed by the input's ``src`` last.
-#: (mode code 0-4, lean, signed_zero, fadd) -> deterministic codes kernel (:func:`_code_of_value`
+#: (mode code in ``_DET_MODES``, lean, signed_zero, fadd) -> deterministic codes kernel (:func:`_code_of_value`
 #: of :func:`_value_f32_mag`, or of :func:`_value_f32_rne_mag` with ``fadd``: nearest_even only).
 _F32_CODES = {(mode, lean, sz, fadd, src): _f32_kernel(False, False, mode, False, lean, sz, fadd=fadd, src=src)
-              for mode in range(5) for lean in (False, True) for sz in (False, True)
+              for mode in _DET_MODES for lean in (False, True) for sz in (False, True)
               for fadd in ((False, True) if mode == 0 else (False,)) for src in _SOURCES}
-#: (mode code 0-4, lean, nz, src) -> deterministic value kernel (see :func:`_value_f32`).
+#: (mode code in ``_DET_MODES``, lean, nz, src) -> deterministic value kernel (see :func:`_value_f32`).
 _F32_VAL = {(mode, lean, nz, src): _f32_kernel(True, False, mode, False, lean, nz, src=src)
-            for mode in range(5) for lean in (False, True) for nz in (False, True) for src in _SOURCES}
+            for mode in _DET_MODES for lean in (False, True) for nz in (False, True) for src in _SOURCES}
 #: (lean, nz) -> nearest_even value kernel by one float32 addition (:func:`_value_f32_rne`).
 _F32_VAL_FADD = {(lean, nz, src): _f32_kernel(True, False, 0, False, lean, nz, fadd=True, src=src)
                  for lean in (False, True) for nz in (False, True) for src in _SOURCES}

@@ -313,18 +313,26 @@ def _params(info: InputLayout, fmt: Format, mode: RoundMode, saturate: bool, sr_
 
 
 @lru_cache(maxsize=None)
-def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int,
-                with_values: bool, value_kernel: bool = False) -> tuple[np.int32, ...] | None:
+def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int, with_values: bool,
+                value_kernel: bool = False, cpu_kernels: bool = False) -> tuple[np.int32, ...] | None:
     """The float32 kernels' tuple (``_kernels.PARAMS_F32``), or None where they are not valid
     (no subnormals or no zero, ``emin < -126``, the smallest subnormal not a normal float32,
     ``man_bits = 23``, where no bit would be dropped, or a mode only the generic kernel has).
     ``value_kernel``: for the value kernels only (``_kernels._quantize_f32``, and
     ``_kernels._quantize_f32_sr`` with the word's high half), which are also valid where the
     smallest subnormal is a float32 subnormal (bfloat16-like formats; no float32 input drops
-    more than 32 bits there, so ``_deep_limit(fmt, 32)`` is 0 and SR takes the high half)."""
-    q_exp = fmt.emin - fmt.man_bits
-    if not (fmt.subnormals and fmt.has_zero and fmt.emin >= -126 and q_exp >= (-149 if value_kernel else -126)
-            and fmt.man_bits <= 22 and _mode_code(fmt, mode) <= 5):
+    more than 32 bits there, so ``_deep_limit(fmt, 32)`` is 0 and SR takes the high half).
+    ``cpu_kernels``: for the CPU value and codes kernels, not the GPU's (``_kernels._round_f32``),
+    which in the deterministic modes also take formats without subnormals (with a zero: below
+    ``2^emin`` their only values are 0 and ``2^emin``, which is how those kernels round any
+    format below its smallest subnormal ``q``, so ``q`` is ``2^emin`` there; ``_kernels._fadd_ok``
+    and ``_flat_ok`` tell the two kinds apart by it) and nearest_even ties by the code's parity
+    (``man_bits == 0`` with ``TieRule.EVEN_EXPONENT``: ``_kernels.MODE_NEAREST_EVEN_CODE``)."""
+    q_exp = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
+    mode_code = _mode_code(fmt, mode)
+    if not ((fmt.subnormals or (cpu_kernels and mode is not RoundMode.STOCHASTIC)) and fmt.has_zero
+            and fmt.emin >= -126 and q_exp >= (-149 if value_kernel else -126) and fmt.man_bits <= 22
+            and (mode_code <= 5 or (cpu_kernels and mode_code == _kernels.MODE_NEAREST_EVEN_CODE))):
         return None
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
         _format_params(fmt, mode, saturate)
@@ -383,7 +391,7 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
     ``values``: quantize's value kernels (valid for more formats: q a float32 subnormal, where
     no element drops more than 32 bits), else encode's codes kernels."""
     src = _F32_SOURCES.get((info.width, info.man_bits))
-    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, True, values)
+    p32 = None if src is None else _params_f32(fmt, mode, saturate, sr_bits, True, values, cpu_kernels=True)
     if p32 is None:
         return None
     lim32, lim64 = _deep_limit(fmt, 32), _deep_limit(fmt)

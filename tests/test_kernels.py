@@ -102,9 +102,16 @@ def _f32_test_bits():
 # P3109's unsigned and sign/no-infinity variants: the codes kernels' selects for unsigned
 # formats' negative inputs and for +-Inf inputs that do not overflow to the overflow codes
 _P3109_VARIANTS = [fp8emu.get_format(n) for n in ("binary8p3ue", "binary8p3uf", "binary8p3se", "binary8p4sf")]
+# Without subnormals the deterministic modes' kernels take q = 2^emin; float32's emin (e8m7)
+# rules out the one-shift-count kernel, m >= 1 the float32 addition
+_NO_SUBNORMALS = [fp8emu.get_format(n) for n in ("e4m3_nosub", "e5m2_nosub", "e8m7_nosub", "e4m3fnuz_nosub",
+                                                 "e5m2u_nosub", "e2m1fn_nosub")]
+# m = 0 with ties to the even code (the CPU kernels' MODE_NEAREST_EVEN_CODE), emin odd and even
+_CODE_PARITY_TIES = [fp8emu.get_format(n) for n in ("binary8p1se", "binary5p1ue", "e4m0fnuz_evenexp")]
 
 
-@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + _P3109_VARIANTS, ids=str)
+@pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + _P3109_VARIANTS + _NO_SUBNORMALS
+                         + _CODE_PARITY_TIES, ids=str)
 @pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.value)
 def test_float32_kernels_equal_generic_kernel(fmt, mode):
     """The int32 float32 kernels give the generic kernel's codes, and the float32 values of
@@ -119,11 +126,11 @@ def test_float32_kernels_equal_generic_kernel(fmt, mode):
                          (True, 0, True), (False, 7, True), (False, 32, True), (False, 1, True)):
         if not sr and (r or hi32):
             continue
-        p32 = Q._params_f32(fmt, mode, sat, r, True)
+        p32 = Q._params_f32(fmt, mode, sat, r, True, cpu_kernels=True)
         if p32 is None:
             # the value kernels alone are valid for more formats (q a float32 subnormal, where
             # no element drops more than 32 bits: SR always takes the high half)
-            p32v = None if hi32 != sr else Q._params_f32(fmt, mode, sat, r, True, True)
+            p32v = None if hi32 != sr else Q._params_f32(fmt, mode, sat, r, True, True, cpu_kernels=True)
             if p32v is None:
                 if hi32 != sr:
                     continue
@@ -433,14 +440,15 @@ def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     and the codes kernels (encode) that code, where they are valid."""
     sr = mode is RoundMode.STOCHASTIC
     r = sr_bits if sr else 0
-    p32 = Q._params_f32(fmt, mode, saturate, r, True, True)
+    p32 = Q._params_f32(fmt, mode, saturate, r, True, True, cpu_kernels=True)
     try:
         lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
     except ValueError:              # float32 cannot hold the format: quantize refuses it
         return
     if p32 is None:
         return
-    event(f"value kernel, {'m = 0' if fmt.man_bits == 0 else 'SR' if sr else 'deterministic'}")
+    event(f"value kernel, {'m = 0' if fmt.man_bits == 0 else 'SR' if sr else 'deterministic'}"
+          f"{'' if fmt.subnormals else ', no subnormals'}")
     u = np.arange(1 << 12, dtype=np.uint32) << np.uint32(20)
     bits = np.concatenate([u, u + np.uint32(1), u - np.uint32(1), u + np.uint32(0x80000),
                            np.random.default_rng(3).integers(0, 2**32, 1 << 12, dtype=np.uint64).astype(np.uint32)])
@@ -452,7 +460,7 @@ def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
     a = bits & np.uint32(0x7FFFFFFF)
     hi32 = bool(r) or not np.any((a != 0) & (a < deep32))
     assert np.array_equal(_quantize_values(bits, p32, k0, sr, hi32), lut[want])
-    p32c = Q._params_f32(fmt, mode, saturate, r, True)
+    p32c = Q._params_f32(fmt, mode, saturate, r, True, cpu_kernels=True)
     if p32c is not None:            # encode's codes kernels, where they are valid: the codes
         codes = np.empty(bits.shape, fmt.code_dtype)
         if sr:

@@ -59,11 +59,14 @@ def test_all_float32_inputs_match_h200_and_ml_dtypes(fmt):
 
 
 # (format, rounding, saturate): the float32 value kernel's variants (lean / not, -0 or not,
-# q a float32 subnormal for bfloat16) and every deterministic mode on e5m2.
+# q a float32 subnormal for bfloat16, no subnormals, m = 0 with ties to the even code) and
+# every deterministic mode on e5m2.
 _VALUE_CASES = ([("e5m2", m, False) for m in ("nearest_even", "nearest_away", "toward_zero", "up", "down")]
                 + [("bfloat16", m, False) for m in ("nearest_even", "toward_zero", "up")]
                 + [("e4m3fn", "nearest_even", False), ("e4m3fn", "toward_zero", True), ("e4m3fnuz", "nearest_even", False),
-                   ("e2m1fn", "nearest_even", False), ("e3m2fn", "up", False), ("e5m2", "down", True)])
+                   ("e2m1fn", "nearest_even", False), ("e3m2fn", "up", False), ("e5m2", "down", True)]
+                + [("e4m3_nosub", "nearest_even", False), ("e5m2_nosub", "up", False), ("e8m7_nosub", "nearest_even", False),
+                   ("binary8p1se", "nearest_even", False)])
 
 
 @pytest.mark.slow
@@ -130,12 +133,12 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,rounding", [("e8m0fnu", "nearest_even"), ("binary8p1se", "nearest_even"),
+@pytest.mark.parametrize("name,rounding", [("e8m0fnu", "nearest_even"), ("binary8p1ue", "nearest_even"),
                                            ("e5m2", "odd"), ("float32", "nearest_even")])
 def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, rounding):
     """encode of all 2^32 float32 inputs where the float32 kernels cannot take them: through the
     table of 2^17 input classes (``_kernels._lookup_sticky``; ties to the even code for
-    binary8p1se, round-to-odd) or, into float32 itself, the copy with the specials of
+    binary8p1ue, round-to-odd) or, into float32 itself, the copy with the specials of
     ``_kernels._copy_f32_finite``, equal to the generic kernel's codes."""
     import importlib
     Q = importlib.import_module("fp8emu.quantize")
