@@ -67,7 +67,7 @@ def _make_value_elem(stochastic: bool, wide: bool, mode: int, lean: bool, nz: bo
     if not stochastic:
         @cuda.jit(device=True, inline="always")
         def elem(b, i, lut, c, prm, key_base, key0, lim):
-            return np.int64(_value_f32(b, c, mode, lean, nz))
+            return np.int64(_value_f32(b, c, mode, lean, nz, False))
         return elem
 
     @cuda.jit(device=True, inline="always")
@@ -76,7 +76,7 @@ def _make_value_elem(stochastic: bool, wide: bool, mode: int, lean: bool, nz: bo
             a = b & np.uint32(0x7FFFFFFF)
             if (a != np.uint32(0)) and (a <= lim):
                 return value(_round_bits(b, i, prm, key_base, key0), lut)
-        return np.int64(_value_f32_sr(b, i, c, key0, lean, nz, rbits, False))
+        return np.int64(_value_f32_sr(b, i, c, key0, lean, nz, rbits, False, False))
     return elem
 
 

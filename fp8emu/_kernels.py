@@ -389,10 +389,11 @@ def _quantize_fast_sr(bits, out, lut, prm, key0):
 #: The float32 kernels' parameter tuple ``p`` (all int32): the target format, the codes of the
 #: special outcomes (as in :data:`PARAMS`) and their float32 bit patterns and the largest finite
 #: value's (``v_max``; ``encode``'s codes kernels read ``v_max``, the GPU kernels none of these:
-#: 0 there).
+#: 0 there), and whether the format has a zero (0 only for e8m0fnu-like formats, which only
+#: the CPU kernels take).
 PARAMS_F32 = ("m", "emin", "max_mag", "sign_mask", "fnuz", "signed", "neg_zero", "mode", "sr_bits", "q_bits",
               "nan", "pos_inf", "neg_inf", "pos_ovf", "neg_ovf", "neg_unsigned",
-              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "v_max")
+              "v_nan", "v_pos_inf", "v_neg_inf", "v_pos_ovf", "v_neg_ovf", "v_neg_unsigned", "v_max", "has_zero")
 _I32 = np.int32
 
 
@@ -486,7 +487,7 @@ def _round_f32_kz(b, z, p, stochastic, mode, hi32, sr_kind):
     per 256-bit one).  No intermediate overflows int32 for a finite input.
     """
     (m, emin, max_mag, sign_mask, fnuz, signed, neg_zero, _, sr_bits, q_bits,
-     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max) = p
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max, _) = p
     s = _I32(b >> np.uint32(31))
     a = _I32(b & np.uint32(0x7FFFFFFF))
     E = _I32(a >> _I32(23))
@@ -572,23 +573,36 @@ def _value_f32_consts(p, mode):
     per call, outside the loop: LLVM then cannot turn the per-element comparisons with them
     into selects on flags, which it packed through 16-bit lanes on AVX2)."""
     (m, emin, _, _, _, signed, neg_zero, _, _, q_bits, _, _, _, _, _, _,
-     v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max) = p
+     v_nan, v_pinf, v_ninf, v_povf, v_novf, v_negu, v_max, has_zero) = p
     # q/2's bits: one binade below q; in float32's subnormal range half of q's pattern (0 when
     # q = 2^-149: then only 0 is below q)
     half = q_bits - 0x800000 if q_bits > 0x800000 else q_bits >> 1
     # |x| < q rounds to q when a > thr: nearest_even |x| > q/2, nearest_away |x| >= q/2 (and
     # nonzero), toward_zero never (up and down compare the signed bits instead)
     thr = half if mode == 0 or mode == MODE_NEAREST_EVEN_CODE else max(half - 1, 0) if mode == 1 else 0x7FFFFFFF
+    # up and down: the kernels with ``low`` compare the signed bits (bx for down) with thr, the
+    # others with 0
+    thr = 0 if mode == 3 or mode == 4 else thr
+    # a format without zero (emin = -127, unsigned, m = 0: e8m0fnu): every nonzero |x| < q
+    # rounds to q in every mode (down's comparison lets every positive input through with
+    # -2^31; negative ones become NaN anyway), and a zero is NaN: with ``low`` the NaN test
+    # compares ``a - zoff`` unsigned, which wraps for a = 0
+    zoff = 0
+    if has_zero == 0:
+        thr = -2147483648 if mode == 4 else 0
+        zoff = 1
     negu_lim = 0 if signed == 0 else 0x7FFFFFFF       # unsigned formats: negative nonzero -> v_negu
     zero_lim = -1 if neg_zero else 0                  # r > zero_lim keeps the sign
     # r-bit stochastic rounding compares the top r bits of 32: their mask (0 for exact SR)
     top_r = (0xFFFFFFFF << (32 - p[8])) & 0xFFFFFFFF if p[8] > 0 else 0
-    return (_I32(150 - m + emin), _I32(23 - m), _I32(q_bits), _I32(thr), _I32(negu_lim), _I32(zero_lim),
-            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, np.uint32(top_r))
+    # c1 = 150 - m + emin; the ``low`` kernels only read its parity (code-parity ties), which a
+    # format without zero flips: its codes start one lower
+    return (_I32(150 - m + emin + zoff), _I32(23 - m), _I32(q_bits), _I32(thr), _I32(negu_lim), _I32(zero_lim),
+            v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, _I32(zoff), np.uint32(top_r))
 
 
 @njit(cache=True, inline="always")
-def _value_f32(b, c, mode, lean, nz):
+def _value_f32(b, c, mode, lean, nz, low):
     """The float32 bits of the rounded value of float32 pattern ``b``, deterministic modes only.
 
     The quantize loops' own routine (``c``: :func:`_value_f32_consts`): :func:`_round_f32_k`'s
@@ -613,19 +627,32 @@ def _value_f32(b, c, mode, lean, nz):
     Formats without subnormals take it with ``q = 2^emin`` (their only values below
     ``2^emin`` are 0 and ``2^emin``), and ``m = 0`` formats whose nearest_even ties go to the
     even code (``MODE_NEAREST_EVEN_CODE``) with ``L`` the parity of the truncated value's code.
+
+    ``low`` (a constant): the format's smallest normal binade is ``[2^-127, 2^-126)``, float32's
+    subnormal range (``emin = -127``: e8m0fnu, binary8p1ue/uf).  Float32 encodes that binade
+    with ``E = 0`` and the spacing of ``E = 1``, so the shift count there is one less than
+    ``max(E, 1)`` gives (the target's quantum halves, float32's does not)::
+
+        sh = 23 - m - 1 + min(E, 1)          (emin = -127: 150 - m + emin = 23 - m)
+
+    and add-and-mask carries from ``E = 0`` into ``E = 1`` by itself.  With ``low`` an
+    e8m0fnu-like format without zero is valid too (:func:`_value_f32_consts`).
     """
-    return _value_specials(_value_f32_mag(b, c, mode), _I32(b), c, lean, nz)
+    return _value_specials(_value_f32_mag(b, c, mode, low), _I32(b), c, lean, nz, low)
 
 
 @njit(cache=True, inline="always")
-def _value_f32_mag(b, c, mode):
+def _value_f32_mag(b, c, mode, low):
     """:func:`_value_f32`'s rounded magnitude (float32 bits of a value of the format, or above
     ``v_max`` where it overflows), before the sign and the specials: quantize finishes it with
     :func:`_value_specials`, encode with :func:`_code_of_value`."""
-    (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _) = c
+    (c1, c2, q_bits, thr, _, _, _, _, _, _, _, _, _, _, _) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
-    sh = _I32(max(_I32(c1 - max(_I32(a >> _I32(23)), _I32(1))), c2) & _I32(31))
+    if low:
+        sh = _I32(_I32(_I32(c2 - _I32(1)) + min(_I32(a >> _I32(23)), _I32(1))) & _I32(31))
+    else:
+        sh = _I32(max(_I32(c1 - max(_I32(a >> _I32(23)), _I32(1))), c2) & _I32(31))
     notones = _I32(_I32(-1) << sh)
     ones = _I32(~notones)
     bx = _I32(bi ^ _I32(-2147483648))          # > 0 exactly for negative nonzero inputs
@@ -635,8 +662,9 @@ def _value_f32_mag(b, c, mode):
     elif mode == MODE_NEAREST_EVEN_CODE:
         # m = 0, ties to the even code: at and above q = 2^emin (sh = 23) the truncated value
         # 2^(E - 127) has code E - 126 - emin, odd when E's lowest bit differs from emin's
-        # (c1 = 150 + emin has emin's): half - 1, plus that bit
-        inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a >> sh) ^ c1) & _I32(1)))
+        # (c1 = 150 + emin has emin's): half - 1, plus that bit.  With ``low`` sh is 22 for
+        # E = 0 (the value 2^-127, code 1): E is a >> 23 there too
+        inc = _I32(_I32(ones >> _I32(1)) + _I32(_I32(_I32(a >> (_I32(23) if low else sh)) ^ c1) & _I32(1)))
         up_tiny = a > thr
     elif mode == 1:         # nearest_away: half
         inc = _I32(_I32(ones >> _I32(1)) + _I32(1))
@@ -646,10 +674,10 @@ def _value_f32_mag(b, c, mode):
         up_tiny = a > thr
     elif mode == 3:         # up: all ones for +
         inc = _I32(ones & _I32(_I32(bi >> _I32(31)) ^ _I32(-1)))
-        up_tiny = bi > _I32(0)
+        up_tiny = bi > (thr if low else _I32(0))
     else:                   # down: all ones for -
         inc = _I32(ones & _I32(bi >> _I32(31)))
-        up_tiny = bx > _I32(0)
+        up_tiny = bx > (thr if low else _I32(0))
     return _I32(_I32(a + inc) & notones) if a >= q_bits else (q_bits if up_tiny else _I32(0))
 
 
@@ -697,7 +725,7 @@ def _value_f32_rne(b, c, cf, lean, nz):
     Float32 subnormal inputs lie far below ``q / 2`` (``q >= 2^-125``) and round to 0 under
     any denormal handling.
     """
-    return _value_specials(_value_f32_rne_mag(b, cf), _I32(b), c, lean, nz)
+    return _value_specials(_value_f32_rne_mag(b, cf), _I32(b), c, lean, nz, False)
 
 
 @njit(cache=True, inline="always")
@@ -735,26 +763,26 @@ def _value_f32_rne_flat(b, c, lean, nz):
 
     A carry moves into the exponent field (or to Inf, then the overflow value) by itself.
     """
-    (_, c2, _, _, _, _, _, _, _, _, _, _, _, _) = c
+    (_, c2, _, _, _, _, _, _, _, _, _, _, _, _, _) = c
     sh = _I32(c2 & _I32(31))           # in range for LLVM: 32-bit shifts, not 64-bit ones
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
     notones = _I32(_I32(-1) << sh)
     inc = _I32(_I32(_I32(~notones) >> _I32(1)) + _I32(_I32(a >> sh) & _I32(1)))
     r = _I32(_I32(a + inc) & notones)
-    return _value_specials(r, bi, c, lean, nz)
+    return _value_specials(r, bi, c, lean, nz, False)
 
 
 @njit(cache=True, inline="always")
-def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64):
+def _value_f32_sr(b, i, c, key0, lean, nz, rbits, w64, low):
     """:func:`_value_f32` for stochastic rounding, deciding by the random word's high half
     (or, with ``w64``, by the whole word): :func:`_value_f32_sr_z` of element ``i``'s
     counter ``key0 + (i + 1) * GAMMA``."""
-    return _value_f32_sr_z(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), c, lean, nz, rbits, w64)
+    return _value_f32_sr_z(b, key0 + np.uint64(i + 1) * np.uint64(GAMMA), c, lean, nz, rbits, w64, low)
 
 
 @njit(cache=True, inline="always")
-def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
+def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64, low):
     """:func:`_value_f32_sr` given the element's counter ``z`` (its random word is ``mix64(z)``):
     the CPU kernels carry ``z`` as a running sum instead of multiplying the index by ``GAMMA``.
 
@@ -766,20 +794,24 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64):
     (``sh <= 32``) or right (r-bit SR only); likewise on 64 bits for ``w64``.  The value:
     ``a`` with the dropped bits cleared plus one quantum when the word is below ``ch`` (``q``
     or 0 below ``q``), then the specials.  For an element with at most 32 dropped bits the
-    64-bit comparison and the high halves' agree (the dropped bits' low half is 0).
+    64-bit comparison and the high halves' agree (the dropped bits' low half is 0).  ``low``:
+    as for :func:`_value_f32` (the shift count of ``E = 0``).
     """
-    return _value_specials(_value_f32_sr_mag(b, z, c, rbits, w64), _I32(b), c, lean, nz)
+    return _value_specials(_value_f32_sr_mag(b, z, c, rbits, w64, low), _I32(b), c, lean, nz, low)
 
 
 @njit(cache=True, inline="always")
-def _value_f32_sr_mag(b, z, c, rbits, w64):
+def _value_f32_sr_mag(b, z, c, rbits, w64, low):
     """:func:`_value_f32_sr_z`'s rounded magnitude before the sign and the specials (as
     :func:`_value_f32_mag`)."""
-    (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, top_r) = c
+    (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, _, top_r) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
     e1 = max(_I32(a >> _I32(23)), _I32(1))
-    sh_true = _I32(max(_I32(c1 - e1), c2))
+    if low:
+        sh_true = _I32(_I32(c2 - _I32(1)) + min(_I32(a >> _I32(23)), _I32(1)))
+    else:
+        sh_true = _I32(max(_I32(c1 - e1), c2))
     notones = _I32(_I32(-1) << _I32(sh_true & _I32(31)))
     t = np.uint32(_I32(_I32(32) - sh_true) & _I32(31))
     big = a >= q_bits
@@ -811,11 +843,11 @@ def _value_f32_sr_mag(b, z, c, rbits, w64):
 
 
 @njit(cache=True, inline="always")
-def _value_specials(r, bi, c, lean, nz):
+def _value_specials(r, bi, c, lean, nz, low):
     """The sign, overflow, unsigned formats' negative inputs and the specials of the rounded
     magnitude's bits ``r`` of input ``bi`` (int32 bits), for :func:`_value_f32` and
-    :func:`_value_f32_sr`."""
-    (_, _, _, _, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, _) = c
+    :func:`_value_f32_sr`; with ``low`` a zero input of a format without zero is NaN too."""
+    (_, _, _, _, negu_lim, zero_lim, v_max, v_povf, v_novf, v_negu, v_pinf, v_ninf, v_nan, zoff, _) = c
     a = _I32(bi & _I32(0x7FFFFFFF))
     neg = bi < _I32(0)
     ovf = r > v_max
@@ -828,7 +860,11 @@ def _value_specials(r, bi, c, lean, nz):
     if not lean:
         r = v_negu if _I32(bi ^ _I32(-2147483648)) > negu_lim else r
         r = (v_ninf if neg else v_pinf) if a == inf else r
-    r = v_nan if a > inf else r
+    if low:
+        # a > inf, or (zoff = 1) a = 0: a - 1 wraps to 2^32 - 1
+        r = v_nan if np.uint32(_I32(a - zoff)) > np.uint32(_I32(inf - zoff)) else r
+    else:
+        r = v_nan if a > inf else r
     return r
 
 
@@ -837,11 +873,18 @@ def _code_f32_consts(p):
     """The loop constants of :func:`_code_of_value` from the float32 tuple ``p`` (with its
     values: ``quantize._params_f32(..., with_values=True)``), computed once per call."""
     (m, emin, _, sign_mask, fnuz, signed, _, _, _, _,
-     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, _, _, _, _, _, _, v_max) = p
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, _, _, _, _, _, _, v_max, has_zero) = p
     bmin = _I32((emin + 127) << 23)             # the smallest normal value's bits
-    return (bmin, f32_from_bits(bmin), _I32(23 - m), _I32(sign_mask), _I32(fnuz - 1),
+    emin_f = f32_from_bits(bmin)
+    if emin == -127:
+        # ``low`` (see :func:`_code_of_value`): bmin is what t loses; without zero the exponent
+        # field 0 holds 2^-127's binade, one binade less
+        bmin = _I32(0 if has_zero else 1 << 23)
+        emin_f = np.float32(0)
+    return (bmin, emin_f, _I32(23 - m), _I32(sign_mask), _I32(fnuz - 1),
             _I32(0 if signed == 0 else 0x7FFFFFFF), _I32(v_max),
-            _I32(c_nan), _I32(c_pinf), _I32(c_ninf), _I32(c_povf), _I32(c_novf), _I32(c_negu))
+            _I32(c_nan), _I32(c_pinf), _I32(c_ninf), _I32(c_povf), _I32(c_novf), _I32(c_negu),
+            _I32(1 - has_zero))
 
 
 def _code_variant(p) -> tuple[bool, bool]:
@@ -852,7 +895,7 @@ def _code_variant(p) -> tuple[bool, bool]:
 
 
 @njit(cache=True, inline="always")
-def _code_of_value(r, bi, k, lean, signed_zero):
+def _code_of_value(r, bi, k, lean, signed_zero, low):
     """The code of input ``bi`` (int32 bits) whose rounded magnitude is ``r`` (the float32 bits
     of a value of the format, or above ``v_max``: :func:`_value_f32_mag` and its siblings),
     ``k``: :func:`_code_f32_consts`.  encode's float32 loops: the quantize kernels' rounding,
@@ -872,10 +915,24 @@ def _code_of_value(r, bi, k, lean, signed_zero):
     Then the sign (``sign_mask``, and none on a zero of an fnuz format), overflow (``r >
     v_max``: values are monotone in codes), an unsigned format's negative inputs, +-Inf and
     NaN, in :func:`_round_f32_kz`'s order and with its codes.  ``lean`` and ``signed_zero``
-    (:func:`_code_variant`) are constants that drop three selects and one."""
+    (:func:`_code_variant`) are constants that drop three selects and one.
+
+    ``low`` (a constant; ``emin = -127``, as for :func:`_value_f32`): the format's binade
+    ``[2^-127, 2^-126)`` and its subnormals are float32 subnormals, integers in units of
+    ``2^-149``, where a code step is ``2^(22 - m)`` units, half of the ``2^(23 - m)`` of the
+    normal float32 binades.  Doubling them lines them up with the IEEE layout, without any
+    float32 arithmetic (no flush-to-zero question)::
+
+        t = r + min(r, 2^23)         (r + 2^23 for r >= 2^-126, 2 r below)
+        mag = (t - bmin) >> (23 - m),   bmin = 0, or 2^23 (one binade) for a format without zero
+
+    A zero input of a format without zero is NaN (``zoff``, as in :func:`_value_specials`)."""
     (bmin, emin_f, shc, sign_mask, zero_mask, negu_lim, v_max,
-     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu) = k
-    t = _I32(r + _I32(0x800000)) if r >= bmin else bits_from_f32(f32_from_bits(r) + emin_f)
+     c_nan, c_pinf, c_ninf, c_povf, c_novf, c_negu, zoff) = k
+    if low:
+        t = _I32(r + min(r, _I32(0x800000)))
+    else:
+        t = _I32(r + _I32(0x800000)) if r >= bmin else bits_from_f32(f32_from_bits(r) + emin_f)
     mag = _I32(_I32(t - bmin) >> _I32(shc & _I32(31)))
     csgn = _I32(sign_mask & _I32(bi >> _I32(31)))
     if signed_zero:
@@ -889,19 +946,21 @@ def _code_of_value(r, bi, k, lean, signed_zero):
     if not lean:
         code = c_negu if _I32(bi ^ _I32(-2147483648)) > negu_lim else code
         code = (c_ninf if neg else c_pinf) if a == inf else code
+    if low:
+        return c_nan if np.uint32(_I32(a - zoff)) > np.uint32(_I32(inf - zoff)) else code
     return c_nan if a > inf else code
 
 
 @njit(cache=True, inline="always")
-def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src):
+def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src, low):
     """One element of the chunked SR value kernels: ``out[i]`` = the value of float32 bits ``b``
     with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk redone for its deep
     elements)."""
-    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word), src)
+    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word, low), src)
 
 
 @njit(cache=True, inline="always")
-def _sr_code_element(out, i, b, z, k, c, lean, nz, rbits, hi32, whole_word, src):
+def _sr_code_element(out, i, b, z, k, c, lean, nz, rbits, hi32, whole_word, src, low):
     """:func:`_sr_value_element` for the SR codes kernels: ``out[i]`` = the code of the value
     (:func:`_code_of_value`, ``k`` its constants; ``lean`` and ``nz`` its ``lean`` and
     ``signed_zero``), decided on the whole word unless ``hi32`` (and not ``whole_word``).  Two
@@ -909,7 +968,7 @@ def _sr_code_element(out, i, b, z, k, c, lean, nz, rbits, hi32, whole_word, src)
     inlines a function's whole IR before it prunes the branch not taken, and copying both
     routines' IR took most of the SR kernels' compile time (the machine code is the same)."""
     w64 = whole_word or not hi32
-    out[i] = _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64), _I32(b), k, lean, nz)
+    out[i] = _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64, low), _I32(b), k, lean, nz, low)
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
@@ -925,7 +984,7 @@ _SR_CHUNK = 4096
 
 
 def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: bool = False, nz: bool = False,
-                rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32):
+                rbits: bool = False, fadd: bool = False, flat: bool = False, src: int = SRC_F32, low: bool = False):
     """The parallel loop for one case: values (``_value_f32(bits[i], ..., mode, lean, nz)``, or
     stochastic ``_value_f32_sr(bits[i], i, ..., lean, nz, rbits, not hi32)``), or codes: the
     same rounded magnitude then :func:`_code_of_value` (``lean`` and ``nz`` are its ``lean``
@@ -938,7 +997,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     (r-bit SR: 2^32 - 1, no check).
 
     ``src``: the input (and, for values, the output) holds float32, float16 or bfloat16 bits,
-    converted in the loop (:func:`_load_f32_bits`)."""
+    converted in the loop (:func:`_load_f32_bits`).  ``low``: the format's ``emin`` is -127
+    (:func:`_value_f32`; not with ``fadd`` or ``flat``)."""
 
     if values and flat:
         @njit(cache=True, parallel=True)
@@ -965,7 +1025,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             c = _value_f32_consts(p, mode)
             for i in prange(bits.shape[0]):
                 prefer_512_bit_vectors_converting(bits, out)
-                _store_f32_bits(out, i, _value_f32(_load_f32_bits(bits[i], src), c, mode, lean, nz), src)
+                _store_f32_bits(out, i, _value_f32(_load_f32_bits(bits[i], src), c, mode, lean, nz, low), src)
         return value_kernel
 
     if values and not hi32:
@@ -974,7 +1034,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             c = _value_f32_consts(p, 5)
             for i in prange(bits.shape[0]):
                 prefer_512_bit_vectors_converting(bits, out)
-                r = _value_f32_sr(_load_f32_bits(bits[i], src), i, c, key0, lean, nz, False, True)
+                r = _value_f32_sr(_load_f32_bits(bits[i], src), i, c, key0, lean, nz, False, True, low)
                 _store_f32_bits(out, i, r, src)
         return value_w64_kernel
 
@@ -990,7 +1050,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             c = _value_f32_consts(p, 5)
             k = p if values else _code_f32_consts(p)      # the element's own constants
             n = bits.shape[0]
-            low = np.uint32(0xFFFFFFFF)
+            smallest = np.uint32(0xFFFFFFFF)
             for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
                 prefer_512_bit_vectors_converting(bits, out)
                 # unsigned indices: no negative-index wraparound code, so LLVM vectorises
@@ -1004,7 +1064,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
                         z += np.uint64(GAMMA)
                         b = _load_f32_bits(bits[i], src)
-                        sr_element(out, i, b, z, k, c, lean, nz, rbits, hi32, False, src)
+                        sr_element(out, i, b, z, k, c, lean, nz, rbits, hi32, False, src, low)
                         if track:
                             lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
@@ -1013,9 +1073,9 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
                         sr_element(out, i, _load_f32_bits(bits[i], src), z, k, c, lean, nz, rbits, hi32,
-                                    True, src)
-                low = min(low, lt)
-            return low
+                                    True, src, low)
+                smallest = min(smallest, lt)
+            return smallest
         return sr_kernel
 
     @njit(cache=True, parallel=True)
@@ -1031,8 +1091,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
             for b0 in range(lo, hi, _PREFETCH_BLOCK):
                 for i in range(np.uint64(b0), _prefetched_block(bits, b0, hi)):
                     b = _load_f32_bits(bits[i], src)
-                    r = _value_f32_rne_mag(b, cf) if fadd else _value_f32_mag(b, c, mode)
-                    out[i] = _code_of_value(r, _I32(b), k, lean, nz)
+                    r = _value_f32_rne_mag(b, cf) if fadd else _value_f32_mag(b, c, mode, low)
+                    out[i] = _code_of_value(r, _I32(b), k, lean, nz, low)
     return code_kernel
 
 
@@ -1066,12 +1126,33 @@ _F32_CODES_SR = {(kind, lean, sz, src): _f32_kernel(False, True, 5, kind != "w64
 _F32_VAL_SR = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits", src=src)
                for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)
                for src in _SOURCES}
+#: The four tables above for formats with ``emin = -127`` (``low``; see :func:`_value_f32`):
+#: same keys without ``fadd``.
+_F32_CODES_LOW = {(mode, lean, sz, src): _f32_kernel(False, False, mode, False, lean, sz, src=src, low=True)
+                  for mode in _DET_MODES for lean in (False, True) for sz in (False, True) for src in _SOURCES}
+_F32_VAL_LOW = {(mode, lean, nz, src): _f32_kernel(True, False, mode, False, lean, nz, src=src, low=True)
+                for mode in _DET_MODES for lean in (False, True) for nz in (False, True) for src in _SOURCES}
+_F32_CODES_SR_LOW = {(kind, lean, sz, src): _f32_kernel(False, True, 5, kind != "w64", lean, sz, kind == "rbits",
+                                                        src=src, low=True)
+                     for kind in ("hi32", "rbits", "w64") for lean in (False, True) for sz in (False, True)
+                     for src in _SOURCES}
+_F32_VAL_SR_LOW = {(kind, lean, nz, src): _f32_kernel(True, True, 5, kind != "w64", lean, nz, kind == "rbits",
+                                                      src=src, low=True)
+                   for kind in ("hi32", "rbits", "w64") for lean in (False, True) for nz in (False, True)
+                   for src in _SOURCES}
+
+
+def _low(p) -> bool:
+    """Whether the float32 tuple ``p``'s format has ``emin = -127`` (the ``low`` kernels)."""
+    return int(p[1]) == -127
 
 
 def _encode_f32_kernel(p, src=SRC_F32):
     """The compiled kernel that :func:`_encode_f32` runs for the float32 tuple ``p`` (with its
     values): nearest_even rounds by the float32 addition where it is valid (:func:`_fadd_ok`)."""
     mode = int(p[7])
+    if _low(p):
+        return _F32_CODES_LOW[(mode, *_code_variant(p), src)]
     return _F32_CODES[(mode, *_code_variant(p), mode == 0 and _fadd_ok(p), src)]
 
 
@@ -1090,7 +1171,7 @@ def _sr_kind(p, hi32: bool) -> str:
 def _encode_f32_sr_kernel(p, src=SRC_F32, hi32=False):
     """The compiled kernel that :func:`_encode_f32_sr` runs; every kind takes
     ``(bits, out, p, key0, thr32)``."""
-    return _F32_CODES_SR[(_sr_kind(p, hi32), *_code_variant(p), src)]
+    return (_F32_CODES_SR_LOW if _low(p) else _F32_CODES_SR)[(_sr_kind(p, hi32), *_code_variant(p), src)]
 
 
 def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
@@ -1121,6 +1202,8 @@ def _quantize_f32_kernel(p, src=SRC_F32):
     8 elements on AVX2 against 40 with spills (benchmarks/kernel_asm.py); formats with
     float32's ``emin`` (bfloat16) the one-shift-count kernel (:func:`_value_f32_rne_flat`)."""
     mode, lean, nz = _value_variant(p)
+    if _low(p):
+        return _F32_VAL_LOW[mode, lean, nz, src]
     if mode == 0 and _fadd_ok(p):
         return _F32_VAL_FADD[lean, nz, src]
     if mode == 0 and _flat_ok(p):
@@ -1140,7 +1223,7 @@ def _quantize_f32_sr_kernel(p, src=SRC_F32, hi32=False):
     take ``(bits, out, p, key0, thr32)`` (and return the smallest magnitude, see
     :func:`_quantize_f32_sr_checked`), ``"w64"`` takes ``(bits, out, p, key0)``."""
     _, lean, nz = _value_variant(p)
-    return _F32_VAL_SR[_sr_kind(p, hi32), lean, nz, src]
+    return (_F32_VAL_SR_LOW if _low(p) else _F32_VAL_SR)[_sr_kind(p, hi32), lean, nz, src]
 
 
 def _quantize_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):

@@ -327,11 +327,16 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int, with
     ``2^emin`` their only values are 0 and ``2^emin``, which is how those kernels round any
     format below its smallest subnormal ``q``, so ``q`` is ``2^emin`` there; ``_kernels._fadd_ok``
     and ``_flat_ok`` tell the two kinds apart by it) and nearest_even ties by the code's parity
-    (``man_bits == 0`` with ``TieRule.EVEN_EXPONENT``: ``_kernels.MODE_NEAREST_EVEN_CODE``)."""
+    (``man_bits == 0`` with ``TieRule.EVEN_EXPONENT``: ``_kernels.MODE_NEAREST_EVEN_CODE``), and
+    formats with ``emin = -127`` (``_kernels._value_f32``'s ``low``: e8m0fnu, binary8p1ue/uf),
+    the value and the codes kernels alike, where an unsigned ``man_bits = 0`` format may lack a
+    zero (e8m0fnu: a zero input is NaN, every other input below ``2^-127`` rounds to it)."""
     q_exp = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
     mode_code = _mode_code(fmt, mode)
-    if not ((fmt.subnormals or (cpu_kernels and mode is not RoundMode.STOCHASTIC)) and fmt.has_zero
-            and fmt.emin >= -126 and q_exp >= (-149 if value_kernel else -126) and fmt.man_bits <= 22
+    low = cpu_kernels and fmt.emin == -127
+    if not ((fmt.subnormals or (cpu_kernels and mode is not RoundMode.STOCHASTIC))
+            and (fmt.has_zero or (low and not fmt.signed and fmt.man_bits == 0))
+            and (fmt.emin >= -126 or low) and q_exp >= (-149 if value_kernel or low else -126) and fmt.man_bits <= 22
             and (mode_code <= 5 or (cpu_kernels and mode_code == _kernels.MODE_NEAREST_EVEN_CODE))):
         return None
     (m, emin, _, _, fnuz, signed, sign, max_mag, nan, pinf, ninf, _, _, negu, povf, novf) = \
@@ -343,7 +348,8 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int, with
         values = (0,) * 7
     return tuple(np.int32(v if v < 2**31 else v - 2**32) for v in (
         m, emin, max_mag, sign, fnuz, signed, int(fmt.has_negative_zero), _mode_code(fmt, mode),
-        sr_bits, (q_exp + 127) << 23 if q_exp >= -126 else 1 << (q_exp + 149), *codes, *values))
+        sr_bits, (q_exp + 127) << 23 if q_exp >= -126 else 1 << (q_exp + 149), *codes, *values,
+        int(fmt.has_zero)))
 
 
 def _fast_ok(fmt: Format, mode: RoundMode, in_bias: int) -> bool:

@@ -108,10 +108,17 @@ _NO_SUBNORMALS = [fp8emu.get_format(n) for n in ("e4m3_nosub", "e5m2_nosub", "e8
                                                  "e5m2u_nosub", "e2m1fn_nosub")]
 # m = 0 with ties to the even code (the CPU kernels' MODE_NEAREST_EVEN_CODE), emin odd and even
 _CODE_PARITY_TIES = [fp8emu.get_format(n) for n in ("binary8p1se", "binary5p1ue", "e4m0fnuz_evenexp")]
+# emin = -127 (the ``low`` kernels): the smallest normal binade is float32's subnormal range;
+# without zero (e8m0fnu, and its code-parity-ties twin), with subnormals, without, unsigned
+_EMIN_127 = [e8m0fnu, fp8emu.get_format("binary8p1ue"), fp8emu.get_format("binary8p1uf"),
+             fp8emu.Format(8, 0, bias=127, subnormals=False, specials="fn", signed=False, has_zero=False,
+                           tie_rule="even_exponent"),
+             fp8emu.Format(8, 3, bias=128), fp8emu.Format(8, 2, bias=128, subnormals=False),
+             fp8emu.Format(8, 4, bias=128, signed=False), fp8emu.Format(8, 1, bias=128, specials="fnuz")]
 
 
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals] + _P3109_VARIANTS + _NO_SUBNORMALS
-                         + _CODE_PARITY_TIES, ids=str)
+                         + _CODE_PARITY_TIES + _EMIN_127, ids=str)
 @pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.value)
 def test_float32_kernels_equal_generic_kernel(fmt, mode):
     """The int32 float32 kernels give the generic kernel's codes, and the float32 values of

@@ -59,14 +59,15 @@ def test_all_float32_inputs_match_h200_and_ml_dtypes(fmt):
 
 
 # (format, rounding, saturate): the float32 value kernel's variants (lean / not, -0 or not,
-# q a float32 subnormal for bfloat16, no subnormals, m = 0 with ties to the even code) and
-# every deterministic mode on e5m2.
+# q a float32 subnormal for bfloat16, no subnormals, m = 0 with ties to the even code, emin = -127
+# with and without zero) and every deterministic mode on e5m2.
 _VALUE_CASES = ([("e5m2", m, False) for m in ("nearest_even", "nearest_away", "toward_zero", "up", "down")]
                 + [("bfloat16", m, False) for m in ("nearest_even", "toward_zero", "up")]
                 + [("e4m3fn", "nearest_even", False), ("e4m3fn", "toward_zero", True), ("e4m3fnuz", "nearest_even", False),
                    ("e2m1fn", "nearest_even", False), ("e3m2fn", "up", False), ("e5m2", "down", True)]
                 + [("e4m3_nosub", "nearest_even", False), ("e5m2_nosub", "up", False), ("e8m7_nosub", "nearest_even", False),
-                   ("binary8p1se", "nearest_even", False)])
+                   ("binary8p1se", "nearest_even", False)]
+                + [("e8m0fnu", "nearest_even", False), ("e8m0fnu", "down", True), ("binary8p1ue", "nearest_even", False)])
 
 
 @pytest.mark.slow
@@ -99,7 +100,7 @@ def test_all_float32_inputs_quantize_equals_decoded_encode(name, rounding, satur
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["e5m2", "e3m2fn"])
+@pytest.mark.parametrize("name", ["e5m2", "e3m2fn", "binary8p1uf"])
 def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
     """Exact stochastic quantize (and encode) of all 2^32 float32 inputs (the float32 kernels:
     the word's high half, chunks with elements beyond 32 dropped bits redone on the whole word,
@@ -135,7 +136,7 @@ def test_all_float32_inputs_exact_sr_quantize_equals_generic_kernel(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,rounding", [("e8m0fnu", "nearest_even"), ("binary8p1ue", "nearest_even"),
                                            ("e5m2", "odd"), ("float32", "nearest_even")])
-def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, rounding):
+def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(monkeypatch, name, rounding):
     """encode of all 2^32 float32 inputs where the float32 kernels cannot take them: through the
     table of 2^17 input classes (``_kernels._lookup_sticky``; ties to the even code for
     binary8p1ue, round-to-odd) or, into float32 itself, the copy with the specials of
@@ -146,6 +147,8 @@ def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, roundi
     fmt = fp8emu.get_format(name)
     mode = fp8emu.RoundMode(rounding)
     assert Q._holds_float32(fmt) if name == "float32" else Q._f32_sticky_ok(fmt)
+    monkeypatch.setattr(Q, "_f32_route", lambda *a: None)     # e8m0fnu, binary8p1ue: the table, not the
+    monkeypatch.setattr(Q, "_PLANS", {})                      # float32 kernels that take them now
     prm = Q._params(Q.INPUT_LAYOUTS["float32"], fmt, mode, False, 0)
     keys = Q._resolve(fmt, rounding, False, None, None, 0)[3]
     codes = np.empty(CHUNK, fmt.code_dtype)
@@ -160,7 +163,7 @@ def test_all_float32_inputs_table_and_copy_equal_the_generic_kernel(name, roundi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,sr_bits", [("e8m0fnu", None), ("binary8p1uf", 8), ("e4m3-nosub", None)])
-def test_all_float32_inputs_sr_by_class_equal_the_generic_kernel(name, sr_bits):
+def test_all_float32_inputs_sr_by_class_equal_the_generic_kernel(monkeypatch, name, sr_bits):
     """Stochastic encode of all 2^32 float32 inputs where the float32 kernels cannot take them:
     by input class (``_kernels._sr_class_kernel``: exact SR on the word's high half for e8m0fnu,
     r-bit SR for binary8p1uf, the whole word for e4m3 without subnormals) equal to the generic
@@ -172,7 +175,9 @@ def test_all_float32_inputs_sr_by_class_equal_the_generic_kernel(name, sr_bits):
     fmt = fp8emu.Format(4, 3, subnormals=False) if name == "e4m3-nosub" else fp8emu.get_format(name)
     layout = Q.INPUT_LAYOUTS["float32"]
     assert Q._f32_sticky_ok(fmt)
-    assert Q._f32_route(False, fmt, fp8emu.RoundMode.STOCHASTIC, False, sr_bits or 0, layout) is None
+    assert (Q._f32_route(False, fmt, fp8emu.RoundMode.STOCHASTIC, False, sr_bits or 0, layout) is None) == (name != "binary8p1uf")
+    monkeypatch.setattr(Q, "_f32_route", lambda *a: None)     # binary8p1uf: the classes, not the float32 kernels
+    monkeypatch.setattr(Q, "_PLANS", {})
     prm = Q._params(layout, fmt, fp8emu.RoundMode.STOCHASTIC, False, sr_bits or 0)
     lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
     codes = np.empty(CHUNK, fmt.code_dtype)
