@@ -42,11 +42,14 @@ are monotone in the value.  Overflow is ``code > max_code`` *after* rounding.
 
 from __future__ import annotations
 
+import types
 from functools import lru_cache
 
 import numpy as np
 import numba
 from numba import njit, prange
+from numba.core.caching import FunctionCache
+from numba.core.registry import CPUDispatcher
 
 from ._random import GAMMA, mix64, mix64_hi
 from ._bitcast import f32_from_bits, bits_from_f32
@@ -56,7 +59,7 @@ from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_conver
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
-           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below", "thread_count_functions"]
+           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below", "serial_twin", "sized", "thread_count_functions"]
 
 #: RoundMode value -> the integer the kernels switch on.
 MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5,
@@ -1274,11 +1277,58 @@ def thread_count_functions():
     return numba.get_num_threads, numba.set_num_threads
 
 
+#: Parallel kernels and their serial twins (:func:`serial_twin`).
+_SERIAL_TWINS: dict = {}
+
+
+def serial_twin(kernel):
+    """The serial twin of a ``parallel=True`` Numba kernel: the same Python function compiled
+    without ``parallel`` (``prange`` is then ``range``), for calls below :data:`SERIAL_BELOW`.
+
+    A parallel kernel launches its loop through Numba's threading layer even on one thread:
+    about 5-6 us a call on a Zen 3, as long as its loop takes for some 10 K float32 elements,
+    and half of a 16-element ``quantize``.  The twin runs the same loop body in the caller's
+    thread.  Same bits: the body is the same code, integer operations and float32 additions
+    that are never reassociated (no fast-math flags), and each element's result depends on
+    nothing but its index (the stochastic kernels' counters are functions of the index), so
+    the order of the iterations does not matter; ``tests/test_kernels.py`` holds each twin that
+    the package uses to its parallel kernel.
+
+    The twin gets its own qualified name (``..._serial``), so Numba's on-disk cache keeps its
+    code apart from the parallel kernel's (the cache's key has the function's code and closure
+    but not the ``parallel`` flag).  Other objects than parallel Numba kernels are returned as
+    they are."""
+    twin = _SERIAL_TWINS.get(kernel)
+    if twin is not None:
+        return twin
+    options = getattr(kernel, "targetoptions", None)
+    if not (isinstance(kernel, CPUDispatcher) and options and options.get("parallel")):
+        return kernel
+    f = kernel.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"
+    g.__module__, g.__doc__ = f.__module__, f.__doc__
+    options = {k: v for k, v in options.items() if k not in ("parallel", "nopython")}
+    twin = njit(cache=isinstance(kernel._cache, FunctionCache), **options)(g)
+    _SERIAL_TWINS[kernel] = twin        # a race builds two equal twins; either is kept
+    return twin
+
+
+def sized(kernel, n: int):
+    """``kernel`` for a call on ``n`` elements: its serial twin below :data:`SERIAL_BELOW`."""
+    return kernel if n >= SERIAL_BELOW else serial_twin(kernel)
+
+
 def one_thread_below(n: int, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` on one Numba thread when ``n < SERIAL_BELOW``, else on the
-    current count (restored afterwards)."""
+    current count (restored afterwards).  A parallel Numba kernel runs as its serial twin
+    there (:func:`serial_twin`); anything else (Python code that calls kernels) with the
+    thread count set to one."""
     if n >= SERIAL_BELOW:
         return fn(*args, **kwargs)
+    twin = serial_twin(fn)
+    if twin is not fn:
+        return twin(*args, **kwargs)
     get, set_ = thread_count_functions()
     prev = get()
     if prev == 1:

@@ -749,8 +749,8 @@ def _smallest_magnitude(bits: np.ndarray, src: int) -> int:
     """The smallest ``(f32 bits & 0x7FFFFFFF) - 1`` mod 2^32 over the array as float32 bits
     (zeros wrap to 2^32 - 1), as ``_kernels._min_f32_mag`` of the converted array."""
     if src == _kernels.SRC_F32:
-        return int(_kernels._min_f32_mag(bits))
-    mag = (int(_kernels._min_mag16(bits)) + 1) & 0xFFFF      # the smallest nonzero magnitude, 0: none
+        return int(_kernels.sized(_kernels._min_f32_mag, bits.size)(bits))
+    mag = (int(_kernels.sized(_kernels._min_mag16, bits.size)(bits)) + 1) & 0xFFFF      # the smallest nonzero magnitude, 0: none
     if mag == 0:
         return 2**32 - 1
     if src == _kernels.SRC_BF16:
@@ -762,26 +762,30 @@ def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> 
     """Round by the float32 kernels of ``route``; False when an element dropped more than 64
     bits in exact stochastic rounding, which the generic kernel must then redo (it draws further
     words).  The word's high half decides unless a nonzero element drops more than 32 bits
-    (exact SR only); the full word unless one drops more than 64."""
+    (exact SR only); the full word unless one drops more than 64.  A deterministic call below
+    ``_kernels.SERIAL_BELOW`` elements runs the kernel's serial twin (``_kernels.sized``); the
+    stochastic kernels have none (their twins compile to scalar code, 8x slower per element
+    on a Zen 3), so small stochastic calls run here under ``_kernels.one_thread_below``."""
     p32, key0 = route.p32, keys.key0
     if not stochastic:
-        route.deterministic(bits, target, p32, key0)
+        _kernels.sized(route.deterministic, bits.size)(bits, target, p32, key0)
         return True
+    sr_hi32 = route.sr_hi32
     if route.hi32_always:
-        route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
+        sr_hi32(bits, target, p32, key0, _NO_CHECK)
         return True
     lim32, lim64 = route.lim32, route.lim64
     # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
     if not np.shares_memory(bits, target):
         # one pass: the kernel finds it while rounding and redoes its chunks with
         # elements beyond 32 bits on the whole word
-        return route.sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1
+        return sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1
     # the output may overwrite the input: decide first (one read pass)
     low = _smallest_magnitude(bits, route.src)
     if lim64 != 0 and low < lim64 - 1:
         return False
     if low >= lim32 - 1:
-        route.sr_hi32(bits, target, p32, key0, _NO_CHECK)
+        sr_hi32(bits, target, p32, key0, _NO_CHECK)
     else:
         route.sr_w64(bits, target, p32, key0)
     return True
@@ -914,7 +918,7 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
         target = np.empty(bits.shape, kernel_dtype)
     stochastic, route = plan.mode is RoundMode.STOCHASTIC, plan.route
     if route is not None and not stochastic:    # _run_f32's first case without its frame (0.2 us)
-        _kernels.one_thread_below(bits.size, route.deterministic, bits, target, route.p32, keys.key0)
+        _kernels.sized(route.deterministic, bits.size)(bits, target, route.p32, keys.key0)
     elif route is None or not _kernels.one_thread_below(bits.size, _run_f32, route, bits, target, True, keys):
         # the per-element kernels: what the float32 kernels do not take (other inputs, formats
         # or modes), and exact SR of a call with an element beyond 64 dropped bits

@@ -439,6 +439,72 @@ def test_small_calls_run_on_one_thread_and_restore_the_count():
     assert seen == [1, prev]
 
 
+# Deterministic float32 routes whose kernels small calls run as serial twins: each kind of
+# loop (the float32 addition, the flat one-shift-count loop, the integer loop per mode, emin =
+# -127, no subnormals, code-parity ties, the codes loops), float32 and 16-bit inputs
+_TWIN_CASES = [("quantize", np.float32, "e5m2", "nearest_even", False),
+               ("quantize", np.float32, "e5m2", "up", True),
+               ("quantize", np.float32, "e4m3fnuz", "toward_zero", False),
+               ("quantize", np.float32, "e8m0fnu", "down", False),
+               ("quantize", np.float32, "binary8p1se", "nearest_even", False),
+               ("quantize", np.float32, "e4m3_nosub", "nearest_even", False),
+               ("quantize", np.float32, "bfloat16", "nearest_even", False),
+               ("quantize", np.float16, "e4m3fn", "nearest_even", False),
+               ("quantize", "bfloat16", "binary8p1ue", "nearest_even", False),
+               ("quantize", "bfloat16", "e5m2", "down", True),
+               ("encode", np.float32, "e4m3fn", "nearest_even", False),
+               ("encode", np.float32, "e8m0fnu", "nearest_away", False),
+               ("encode", np.float32, "binary8p3ue", "nearest_even", False),
+               ("encode", np.float16, "e5m2", "up", True),
+               ("encode", "bfloat16", "e4m3_nosub", "nearest_even", False)]
+
+
+@pytest.mark.parametrize("op,dtype,name,mode,sat", _TWIN_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_serial_twin_equals_parallel_kernel(op, dtype, name, mode, sat):
+    """The serial twin of a float32 route's deterministic kernel (what calls below
+    ``SERIAL_BELOW`` elements run) gives the parallel kernel's bits: float32 inputs on every
+    upper-half pattern, the patterns next to them and random ones, 16-bit inputs on all 2^16."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    info = Q._input_info(np.dtype(dtype))
+    route = Q._f32_route(op == "quantize", fp8emu.get_format(name), RoundMode.parse(mode), sat, 0, info)
+    assert route is not None
+    kernel = route.deterministic
+    twin = _kernels.serial_twin(kernel)
+    assert twin is not kernel and twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial"
+    assert not twin.targetoptions.get("parallel") and kernel.targetoptions["parallel"]
+    assert _kernels.sized(kernel, _kernels.SERIAL_BELOW - 1) is twin and _kernels.sized(kernel, _kernels.SERIAL_BELOW) is kernel
+    bits = _f32_test_bits() if info.width == 32 else np.arange(1 << 16, dtype=np.uint16)
+    out_dtype = info.uint if op == "quantize" else fp8emu.get_format(name).code_dtype
+    want, got = np.empty(bits.size, out_dtype), np.empty(bits.size, out_dtype)
+    kernel(bits, want, route.p32, np.uint64(0))
+    twin(bits, got, route.p32, np.uint64(0))
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+
+
+def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
+    """A small deterministic call runs the twin (the same bits as a large call's parallel
+    kernel); decode's kernels and the read pass of in-place SR have twins too; what is not a
+    parallel Numba kernel (Python functions, the serial helpers) is its own twin."""
+    x = np.random.default_rng(5).standard_normal(_kernels.SERIAL_BELOW + 7).astype(np.float32) * 300
+    x[:64] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-45, 3e38] * 8
+    route = Q._f32_route(True, e4m3fn, RoundMode.NEAREST_EVEN, False, 0, Q._input_info(np.dtype(np.float32)))
+    _kernels._SERIAL_TWINS.pop(route.deterministic, None)
+    small = fp8emu.quantize(x[:1000], e4m3fn)
+    assert route.deterministic in _kernels._SERIAL_TWINS
+    assert np.array_equal(small.view(np.uint32), fp8emu.quantize(x, e4m3fn)[:1000].view(np.uint32))
+    codes = fp8emu.encode(x, e5m2)
+    for fmt, c in ((e5m2, codes), (fp8emu.get_format("e8m15"), fp8emu.encode(x, "e8m15"))):
+        big = fp8emu.decode(c, fmt, dtype=np.float32)
+        assert np.array_equal(fp8emu.decode(c[:999], fmt, dtype=np.float32).view(np.uint32), big[:999].view(np.uint32))
+    b = x.view(np.uint32)
+    for k, arr in ((_kernels._min_f32_mag, b), (_kernels._min_mag16, (x / 1e4).astype(np.float16).view(np.uint16))):
+        assert _kernels.serial_twin(k)(arr[:5000]) == k(arr[:5000])
+    assert _kernels.serial_twin(Q._run_f32) is Q._run_f32
+    assert _kernels.serial_twin(_kernels.serial_twin(_kernels._decode)) is not None
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.large_base_example])
 @given(any_format(), round_modes, st.booleans(), st.sampled_from([0, 3]))
 def test_float32_value_kernels_on_custom_formats(fmt, mode, saturate, sr_bits):
