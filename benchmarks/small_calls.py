@@ -46,7 +46,9 @@ def cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
         "quantize RNE": lambda: lib.quantize(x, "e5m2"),
         "quantize RNE out=": lambda: lib.quantize(x, "e5m2", out=out),
         "quantize exact SR": lambda: lib.quantize(x, "e5m2", rounding="stochastic", seed=1),
+        "quantize SR, 8 random bits": lambda: lib.quantize(x, "e5m2", rounding="stochastic", seed=1, sr_bits=8),
         "encode RNE": lambda: lib.encode(x, "e5m2"),
+        "encode exact SR": lambda: lib.encode(x, "e5m2", rounding="stochastic", seed=1),
         "decode": lambda: lib.decode(codes, "e5m2"),
     }
 

@@ -954,24 +954,34 @@ def _code_of_value(r, bi, k, lean, signed_zero, low):
     return c_nan if a > inf else code
 
 
+# The element functions return their result and the kernel stores it: an array passed through
+# two levels of inlined functions left reference-count calls in the loop body until after
+# LLVM's first vectorising pass, which kept the serial twins of these kernels scalar (8x slower
+# per element on a Zen 3); the parallel kernels' bodies carry no reference counts.
 @njit(cache=True, inline="always")
-def _sr_value_element(out, i, b, z, p, c, lean, nz, rbits, hi32, whole_word, src, low):
-    """One element of the chunked SR value kernels: ``out[i]`` = the value of float32 bits ``b``
-    with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk redone for its deep
-    elements)."""
-    _store_f32_bits(out, i, _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word, low), src)
+def _sr_value_element(b, z, p, c, lean, nz, rbits, hi32, whole_word, low):
+    """One element of the chunked SR value kernels: the value (float32 bits) of float32 bits
+    ``b`` with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk redone for its
+    deep elements)."""
+    return _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word, low)
 
 
 @njit(cache=True, inline="always")
-def _sr_code_element(out, i, b, z, k, c, lean, nz, rbits, hi32, whole_word, src, low):
-    """:func:`_sr_value_element` for the SR codes kernels: ``out[i]`` = the code of the value
+def _sr_code_element(b, z, k, c, lean, nz, rbits, hi32, whole_word, low):
+    """:func:`_sr_value_element` for the SR codes kernels: the code of the value
     (:func:`_code_of_value`, ``k`` its constants; ``lean`` and ``nz`` its ``lean`` and
     ``signed_zero``), decided on the whole word unless ``hi32`` (and not ``whole_word``).  Two
     functions, picked by the kernel factory, instead of one with a ``values`` flag: Numba
     inlines a function's whole IR before it prunes the branch not taken, and copying both
     routines' IR took most of the SR kernels' compile time (the machine code is the same)."""
     w64 = whole_word or not hi32
-    out[i] = _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64, low), _I32(b), k, lean, nz, low)
+    return _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64, low), _I32(b), k, lean, nz, low)
+
+
+@njit(cache=True, inline="always")
+def _store_code(out, i, r, src):
+    """``out[i]`` = code ``r`` (the codes kernels' twin of :func:`_store_f32_bits`)."""
+    out[i] = r
 
 
 # Flat prange loops: LLVM vectorises these with 512-bit vectors; a reduction or a chunk loop
@@ -1047,6 +1057,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         # half may not be enough (exact SR)
         track = (not rbits) and (values or hi32)
         sr_element = _sr_value_element if values else _sr_code_element
+        store = _store_f32_bits if values else _store_code
 
         @njit(cache=True, parallel=True)
         def sr_kernel(bits, out, p, key0, thr32):
@@ -1067,7 +1078,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
                         z += np.uint64(GAMMA)
                         b = _load_f32_bits(bits[i], src)
-                        sr_element(out, i, b, z, k, c, lean, nz, rbits, hi32, False, src, low)
+                        store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, False, low), src)
                         if track:
                             lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                 if lt < thr32:
@@ -1075,8 +1086,8 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        sr_element(out, i, _load_f32_bits(bits[i], src), z, k, c, lean, nz, rbits, hi32,
-                                    True, src, low)
+                        store(out, i, sr_element(_load_f32_bits(bits[i], src), z, k, c, lean, nz, rbits, hi32,
+                                                 True, low), src)
                 smallest = min(smallest, lt)
             return smallest
         return sr_kernel

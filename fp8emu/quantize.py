@@ -413,7 +413,7 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
         codes_w64 = _kernels._encode_f32_sr_kernel(p32, src, False)
 
         def sr_w64(bits, out, p, key0):
-            codes_w64(bits, out, p, key0, _NO_CHECK)
+            _kernels.sized(codes_w64, bits.size)(bits, out, p, key0, _NO_CHECK)
     return _F32Route(src, p32, det, sr_hi32, sr_w64, hi32_always, lim32, lim64)
 
 
@@ -762,15 +762,13 @@ def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> 
     """Round by the float32 kernels of ``route``; False when an element dropped more than 64
     bits in exact stochastic rounding, which the generic kernel must then redo (it draws further
     words).  The word's high half decides unless a nonzero element drops more than 32 bits
-    (exact SR only); the full word unless one drops more than 64.  A deterministic call below
-    ``_kernels.SERIAL_BELOW`` elements runs the kernel's serial twin (``_kernels.sized``); the
-    stochastic kernels have none (their twins compile to scalar code, 8x slower per element
-    on a Zen 3), so small stochastic calls run here under ``_kernels.one_thread_below``."""
-    p32, key0 = route.p32, keys.key0
+    (exact SR only); the full word unless one drops more than 64.  A call below
+    ``_kernels.SERIAL_BELOW`` elements runs the kernels' serial twins (``_kernels.sized``)."""
+    p32, key0, n = route.p32, keys.key0, bits.size
     if not stochastic:
-        _kernels.sized(route.deterministic, bits.size)(bits, target, p32, key0)
+        _kernels.sized(route.deterministic, n)(bits, target, p32, key0)
         return True
-    sr_hi32 = route.sr_hi32
+    sr_hi32 = _kernels.sized(route.sr_hi32, n)
     if route.hi32_always:
         sr_hi32(bits, target, p32, key0, _NO_CHECK)
         return True
@@ -787,7 +785,7 @@ def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> 
     if low >= lim32 - 1:
         sr_hi32(bits, target, p32, key0, _NO_CHECK)
     else:
-        route.sr_w64(bits, target, p32, key0)
+        _kernels.sized(route.sr_w64, n)(bits, target, p32, key0)
     return True
 
 
@@ -919,7 +917,7 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
     stochastic, route = plan.mode is RoundMode.STOCHASTIC, plan.route
     if route is not None and not stochastic:    # _run_f32's first case without its frame (0.2 us)
         _kernels.sized(route.deterministic, bits.size)(bits, target, route.p32, keys.key0)
-    elif route is None or not _kernels.one_thread_below(bits.size, _run_f32, route, bits, target, True, keys):
+    elif route is None or not _run_f32(route, bits, target, True, keys):
         # the per-element kernels: what the float32 kernels do not take (other inputs, formats
         # or modes), and exact SR of a call with an element beyond 64 dropped bits
         fmt, mode, saturate, r, lut = plan.fmt, plan.mode, plan.saturate, plan.sr_bits, plan.lut

@@ -415,11 +415,12 @@ def test_numba_and_numpy_words_agree():
 
 
 def test_small_calls_run_on_one_thread_and_restore_the_count():
-    """Below ``SERIAL_BELOW`` elements the call runs on one thread (the same bits), and the
-    caller's thread count is restored, also after an error in the call."""
+    """Below ``SERIAL_BELOW`` elements a call that the float32 kernels do not take (here float64
+    inputs: the per-element kernels) runs on one thread (the same bits), and the caller's
+    thread count is restored, also after an error in the call."""
     import numba
     import fp8emu
-    x = np.random.default_rng(1).standard_normal(_kernels.SERIAL_BELOW + 5).astype(np.float32) * 100
+    x = np.random.default_rng(1).standard_normal(_kernels.SERIAL_BELOW + 5) * 100
     seen = []
     prev = numba.get_num_threads()
     want = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in (100, x.size)]
@@ -435,7 +436,7 @@ def test_small_calls_run_on_one_thread_and_restore_the_count():
     finally:
         _kernels.one_thread_below = orig
     assert numba.get_num_threads() == prev
-    assert all(np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want))
+    assert all(np.array_equal(g.view(np.uint64), w.view(np.uint64)) for g, w in zip(got, want))
     assert seen == [1, prev]
 
 
@@ -483,9 +484,45 @@ def test_serial_twin_equals_parallel_kernel(op, dtype, name, mode, sat):
     assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
 
 
+_SR_TWIN_CASES = [("quantize", np.float32, "e5m2", 0), ("quantize", np.float32, "e4m3fnuz", 0),
+                  ("quantize", np.float32, "e5m2", 7), ("quantize", np.float32, "binary8p1ue", 0),
+                  ("quantize", np.float16, "e4m3fn", 0), ("quantize", "bfloat16", "e5m2", 3),
+                  ("encode", np.float32, "e4m3fn", 0), ("encode", np.float32, "e5m2", 5),
+                  ("encode", np.float16, "e5m2", 0), ("encode", "bfloat16", "binary8p3ue", 0)]
+
+
+@pytest.mark.parametrize("op,dtype,name,sr_bits", _SR_TWIN_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_serial_twin_of_stochastic_kernels_equals_parallel_kernel(op, dtype, name, sr_bits):
+    """The serial twins of a float32 route's stochastic kernels give the parallel kernels' bits
+    and return values: the high-half kernel without the check, with it (float32 inputs hold
+    elements below the limit, so chunks are redone on the whole word), and the whole-word
+    kernel; exact and r-bit SR, values and codes, float32 and 16-bit inputs."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    info = Q._input_info(np.dtype(dtype))
+    fmt = fp8emu.get_format(name)
+    route = Q._f32_route(op == "quantize", fmt, RoundMode.STOCHASTIC, False, sr_bits, info)
+    assert route is not None
+    bits = _f32_test_bits() if info.width == 32 else np.arange(1 << 16, dtype=np.uint16)
+    out_dtype = info.uint if op == "quantize" else fmt.code_dtype
+    key0 = np.uint64(0x243F6A8885A308D3)
+    runs = [(route.sr_hi32, (Q._NO_CHECK,)), (route.sr_hi32, (np.uint32(max(route.lim32, 1) - 1),))]
+    if not sr_bits:         # encode's whole-word kernel is the codes kernel without the check
+        runs.append((route.sr_w64, ()) if op == "quantize" else
+                    (_kernels._encode_f32_sr_kernel(route.p32, route.src, False), (Q._NO_CHECK,)))
+    for kernel, extra in runs:
+        twin = _kernels.serial_twin(kernel)
+        assert twin is not kernel and not twin.targetoptions.get("parallel")
+        want, got = np.empty(bits.size, out_dtype), np.empty(bits.size, out_dtype)
+        assert kernel(bits, want, route.p32, key0, *extra) == twin(bits, got, route.p32, key0, *extra)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+
+
 def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
-    """A small deterministic call runs the twin (the same bits as a large call's parallel
-    kernel); decode's kernels and the read pass of in-place SR have twins too; what is not a
+    """A small call runs the twins (the same bits as a large call's parallel kernels), in a
+    deterministic mode and in stochastic rounding; decode's kernels and the read pass of
+    in-place SR have twins too; what is not a
     parallel Numba kernel (Python functions, the serial helpers) is its own twin."""
     x = np.random.default_rng(5).standard_normal(_kernels.SERIAL_BELOW + 7).astype(np.float32) * 300
     x[:64] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-45, 3e38] * 8
@@ -494,6 +531,23 @@ def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
     small = fp8emu.quantize(x[:1000], e4m3fn)
     assert route.deterministic in _kernels._SERIAL_TWINS
     assert np.array_equal(small.view(np.uint32), fp8emu.quantize(x, e4m3fn)[:1000].view(np.uint32))
+    # stochastic rounding: the high-half kernel's twin, and in place the read pass's and the
+    # whole-word kernel's (x[:64] holds elements deeper than 32 dropped bits)
+    info = Q._input_info(np.dtype(np.float32))
+    sr_route = Q._f32_route(True, e5m2, RoundMode.STOCHASTIC, False, 0, info)
+    for k in (sr_route.sr_hi32, sr_route.sr_w64):
+        _kernels._SERIAL_TWINS.pop(k, None)
+    big = fp8emu.quantize(x, e5m2, rounding="stochastic", seed=3)
+    small = fp8emu.quantize(x[:1000], e5m2, rounding="stochastic", seed=3)
+    assert sr_route.sr_hi32 in _kernels._SERIAL_TWINS and sr_route.sr_w64 not in _kernels._SERIAL_TWINS
+    assert np.array_equal(small.view(np.uint32), big[:1000].view(np.uint32))
+    y = x.copy()
+    y[:64] = [1e-10, 3.0, -2.5e-9, 0.0] * 16       # 33 to 64 dropped bits: the whole word decides
+    big = fp8emu.quantize(y, e5m2, rounding="stochastic", seed=3)
+    inplace = y[:1000].copy()
+    fp8emu.quantize(inplace, e5m2, rounding="stochastic", seed=3, out=inplace)
+    assert sr_route.sr_w64 in _kernels._SERIAL_TWINS
+    assert np.array_equal(inplace.view(np.uint32), big[:1000].view(np.uint32))
     codes = fp8emu.encode(x, e5m2)
     for fmt, c in ((e5m2, codes), (fp8emu.get_format("e8m15"), fp8emu.encode(x, "e8m15"))):
         big = fp8emu.decode(c, fmt, dtype=np.float32)
