@@ -1,7 +1,7 @@
 """Per-call time of small encode/quantize/decode calls, where the fixed cost of a call is most of it.
 
     python -m benchmarks.small_calls [--sizes 16 1024 16384] [--calls 2000] [--repeat 15]
-                                     [--base /path/to/other/checkout]
+                                     [--base /path/to/other/checkout] [--routes float32|other]
 
 Times fp8emu (e5m2: quantize RNE fresh and with ``out=``, exact stochastic with a seed,
 encode, decode of uint8 codes) against ml_dtypes (``astype``: the round trip, encode and
@@ -12,6 +12,11 @@ microseconds per call, wall clock, on the current Numba thread count.  With ``--
 checkout's fp8emu (imported beside this one, as ``benchmarks.quantize_ab`` does) is timed in the
 same rounds, case by case back to back, and the ratio base / this is printed.  A training step
 of the paper's recipe makes about 180 such calls on ResNet-18 at width 8 (batch 32).
+
+``--routes other`` times instead calls that the float32 kernels do not take (float64 inputs,
+round-to-odd, stochastic rounding into a format without subnormals, 16-bit inputs by their
+tables, a copy into float32), against ``x.copy()`` only: below 2^16 elements they run the
+per-element kernels (a table is built by a call of at least its size, then kept).
 """
 
 from __future__ import annotations
@@ -53,6 +58,20 @@ def cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
     }
 
 
+def other_cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
+    """Calls of one version that the float32 kernels do not take (``--routes other``)."""
+    x64, x16 = x.astype(np.float64), x.astype(np.float16)
+    return {
+        "float64 quantize e5m2 RNE": lambda: lib.quantize(x64, "e5m2"),
+        "float64 quantize e5m2 exact SR": lambda: lib.quantize(x64, "e5m2", rounding="stochastic", seed=1),
+        "float32 quantize e4m3fn odd": lambda: lib.quantize(x, "e4m3fn", rounding="odd"),
+        "float16 quantize e4m3fn odd": lambda: lib.quantize(x16, "e4m3fn", rounding="odd"),
+        "float32 quantize e4m3_nosub SR": lambda: lib.quantize(x, "e4m3_nosub", rounding="stochastic", seed=1),
+        "float16 encode e4m3_nosub SR": lambda: lib.encode(x16, "e4m3_nosub", rounding="stochastic", seed=1),
+        "float32 quantize float32": lambda: lib.quantize(x, "float32"),
+    }
+
+
 def peers(x: np.ndarray) -> dict[str, Callable[[], object]]:
     found: dict[str, Callable[[], object]] = {"x.copy()": x.copy}
     try:
@@ -82,22 +101,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calls", type=int, default=2000, help="calls per round (timed together)")
     ap.add_argument("--repeat", type=int, default=15, help="rounds (the median is reported)")
     ap.add_argument("--base", type=pathlib.Path, help="root of another checkout to time beside this one")
+    ap.add_argument("--routes", choices=["float32", "other"], default="float32",
+                    help="float32: the float32 kernels' calls against peers; other: calls they do not take")
     args = ap.parse_args(argv)
+    make = cases if args.routes == "float32" else other_cases
     print(header())
     with tempfile.TemporaryDirectory() as tmp:
         base = _import_base(args.base, pathlib.Path(tmp)) if args.base else None
         for n in args.sizes:
             x = (np.random.default_rng(0).standard_normal(n) * 100).astype(np.float32)
-            timed = {name: [fn] for name, fn in cases(fp8emu, x).items()}
+            timed = {name: [fn] for name, fn in make(fp8emu, x).items()}
             cases_names = set(timed)
             if base is not None:
-                for name, fn in cases(base, x).items():
+                for name, fn in make(base, x).items():
                     timed[name].insert(0, fn)
                     a, b = timed[name][0](), timed[name][1]()
                     if not np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8)) \
                             and "SR" not in name:
                         raise SystemExit(f"{name}: base and this checkout differ")
-            for name, fn in peers(x).items():
+            for name, fn in (peers(x) if args.routes == "float32" else {"x.copy()": x.copy}).items():
                 timed[name] = [fn]
             rounds: dict[str, list[list[float]]] = {name: [[] for _ in fns] for name, fns in timed.items()}
             for fns in timed.values():                  # warm-up (compiles)
@@ -116,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 # fp8emu's calls against ml_dtypes' call of the same operation, this checkout's time
                 peer = "ml_dtypes " + ("round trip" if name.startswith("quantize") else name.split()[0])
                 vs = f"  ({meds[peer][0] / m[-1]:6.2f}x vs {peer})" if name in cases_names and peer in meds else ""
-                print(f"  {name:<28s} {cols}{extra}{vs}")
+                print(f"  {name:<30s} {cols}{extra}{vs}")
 
 
 if __name__ == "__main__":

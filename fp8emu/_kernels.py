@@ -1444,8 +1444,9 @@ def _make_lookup_sticky(shift: int, width: int):
 
 def _lookup_sticky(bits, out, table, shift: int) -> None:
     """``out[i]`` = ``table`` at the class of ``bits[i]`` for ``shift`` low bits
-    (:func:`_lookup_sticky_kernel`; float32 or float64 by ``bits``' width)."""
-    _lookup_sticky_kernel(int(shift), bits.dtype.itemsize * 8)(bits, out, table)
+    (:func:`_lookup_sticky_kernel`; float32 or float64 by ``bits``' width; the serial twin
+    below :data:`SERIAL_BELOW` elements)."""
+    sized(_lookup_sticky_kernel(int(shift), bits.dtype.itemsize * 8), bits.size)(bits, out, table)
 
 
 @njit(cache=True, inline="always")

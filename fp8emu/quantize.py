@@ -367,7 +367,8 @@ def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
 
 
 def _run(*args, **kwargs) -> None:
-    """:func:`_run_kernels` on one thread for small arrays (``_kernels.SERIAL_BELOW``)."""
+    """:func:`_run_kernels` on one thread for small arrays (``_kernels.SERIAL_BELOW``): it runs
+    the kernels' serial twins there, and the tables it builds on first use on one thread."""
     _kernels.one_thread_below(args[3].size, _run_kernels, *args, **kwargs)
 
 
@@ -593,7 +594,9 @@ def _kept_table(key: tuple, patterns, dtype: np.dtype, kernel_args: tuple) -> np
         inputs = patterns()
         table = np.empty(inputs.size, dtype)
         fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys = kernel_args
-        _run_kernels(fast, fast_sr, generic, inputs, table, lut, info, fmt, mode, saturate, sr_bits, keys)
+        # the parallel kernels (on the caller's thread count): a table of 2^16 patterns or
+        # fewer classes is below SERIAL_BELOW, yet built once for many calls
+        _run_kernels(fast, fast_sr, generic, inputs, table, lut, info, fmt, mode, saturate, sr_bits, keys, twins=False)
         table.flags.writeable = False
         return table
     return _kept(key, build)
@@ -790,7 +793,7 @@ def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> 
 
 
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
-                 f32=False, table_key=None) -> None:
+                 f32=False, table_key=None, twins=True) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
 
     ``f32``: the float32 kernels (:func:`_f32_route`; quantize's value kernels when ``lut`` is
@@ -810,16 +813,22 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     :func:`_class_bits`); stochastic rounding of 16-bit inputs by pattern, and of float32 and
     float64 ones by class (their tables and the random word); into a format that
     holds every float32 value, a copy (``_kernels._copy_f32_finite``).  Each table is used
-    when :func:`_table_worth` (large enough calls, or the table kept already).
+    when :func:`_table_worth` (large enough calls, or the table kept already).  Below
+    ``_kernels.SERIAL_BELOW`` elements each kernel runs as its serial twin (``_kernels.sized``)
+    unless ``twins`` is False (the tables' builds).
     """
     stochastic = mode is RoundMode.STOCHASTIC
     route = _f32_route(lut is not None, fmt, mode, saturate, sr_bits, info) if f32 else None
     kernel_args = (fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits, keys)
+    n = bits.size
+
+    def sized(kernel):          # a call below SERIAL_BELOW elements runs the serial twin
+        return _kernels.sized(kernel, n) if twins else kernel
     tag = (table_key, target.dtype.str, fmt, mode, saturate)      # the tables' key
     if route is None and table_key is not None and info.width == 16 and not stochastic \
             and _table_worth(bits.size, 1 << 16, key := (*tag, tuple(info)), _TABLE16_MIN):
         table = _kept_table(key, _all_patterns16, target.dtype, kernel_args)
-        _kernels._decode(bits, target, table)
+        sized(_kernels._decode)(bits, target, table)
         return
     if route is None and table_key == "encode" and (info.width, info.man_bits) == (32, 23) \
             and _codes_are_f32_top_bits(fmt):
@@ -833,7 +842,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
                 return
     if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and _holds_float32(fmt):
         specials = _kept_table(("f32-specials", *tag, sr_bits), _special_patterns_f32, target.dtype, kernel_args)
-        _kernels._copy_f32_finite(bits, target, specials)
+        sized(_kernels._copy_f32_finite)(bits, target, specials)
         return
     width = _class_width(info)
     if route is None and table_key is not None and not stochastic and width is not None \
@@ -852,7 +861,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
         tables = _kept(key, lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
         if tables.kind != "w64":
-            _kernels._sr_pattern16_kernel(tables.kind == "rbits")(
+            sized(_kernels._sr_pattern16_kernel(tables.kind == "rbits"))(
                 bits, target, tables.lo, tables.hi, tables.frac, keys.key0, np.uint32(sr_bits))
             return
     # float32 (16-bit ones converted in the loop; by class where not by pattern) or float64
@@ -865,7 +874,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         tables = _kept(key, lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut, sr_width))
         if tables.kind == "w64" and np.shares_memory(bits, target):
             bits = bits.copy()      # a tie redoes the call on the generic kernel, which reads it
-        kernel = _kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width)
+        kernel = sized(_kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width))
         if kernel(bits, target, tables.lo, tables.hi, tables.shifts, keys.key0, np.uint32(sr_bits)) == 0:
             return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
@@ -879,9 +888,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
                 # In place: after a tie the generic kernel re-reads every input, which the fast
                 # kernel has overwritten by then; keep the inputs (ties cannot be known earlier).
                 bits = bits.copy()
-        if fast(bits, target, *tables, prm, keys.key0) == 0:
+        if sized(fast)(bits, target, *tables, prm, keys.key0) == 0:
             return
-    generic(bits, target, *tables, prm, *keys)
+    sized(generic)(bits, target, *tables, prm, *keys)
 
 
 def _raise_on_nans(bits: np.ndarray, info: InputLayout, fmt: Format) -> None:

@@ -519,6 +519,51 @@ def test_serial_twin_of_stochastic_kernels_equals_parallel_kernel(op, dtype, nam
         assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
 
 
+# Calls that the float32 kernels do not take, and the kernel each runs: large (the parallel
+# kernel; the first keeps its table) and small, by the table kept or per element (the twin)
+_OTHER_ROUTES = [(np.float16, "e4m3fn", "odd", None, "quantize", "_decode", "_quantize_generic"),
+                 (np.float32, "e4m3fn", "odd", None, "quantize", "lookup_f32_sticky", "_quantize_generic"),
+                 (np.float64, "e5m2", "nearest_even", None, "encode", "lookup_f64_sticky", "_encode_fast"),
+                 (np.float64, "e4m3fn", "odd", None, "encode", "lookup_f64_sticky", "_encode_generic"),
+                 (np.float32, "e4m3_nosub", "stochastic", None, "quantize", "sr_class", "_quantize_generic"),
+                 (np.float16, "e4m3_nosub", "stochastic", None, "encode", "sr_pattern16", "_encode_generic"),
+                 (np.float64, "e5m2", "stochastic", None, "quantize", "sr_class64", "_quantize_fast_sr"),
+                 (np.float64, "e5m2", "stochastic", 6, "encode", "sr_class64", "_encode_fast_sr"),
+                 (np.float32, "float32", "nearest_even", None, "quantize", "_copy_f32_finite", "_copy_f32_finite"),
+                 (np.float64, "e8m15", "stochastic", 5, "quantize", "_quantize_wide", "_quantize_wide")]
+
+
+@pytest.mark.parametrize("dtype,name,mode,sr_bits,op,table_kernel,element_kernel", _OTHER_ROUTES,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, mode, sr_bits, op, table_kernel,
+                                                      element_kernel):
+    """Below ``SERIAL_BELOW`` elements the kernels of the other routes (tables of 2^16 patterns
+    or of input classes, stochastic rounding by class or pattern, the per-element kernels, the
+    copy into a format that holds float32) run as their serial twins, with the bits of a
+    large call's parallel kernels; a table's build runs the parallel kernels."""
+    x = (np.random.default_rng(4).standard_normal(_kernels.SERIAL_BELOW + 9) * 50).astype(dtype)
+    x[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30]
+    x[6] = np.finfo(dtype).smallest_subnormal
+    Q._TABLE16.clear()
+    ran = []
+    orig = _kernels.sized
+    monkeypatch.setattr(_kernels, "sized", lambda k, n: ran.append((k.py_func.__name__, n)) or orig(k, n))
+    fn = getattr(fp8emu, op)
+    kw = dict(rounding=mode, seed=9, sr_bits=sr_bits)
+    big = fn(x, name, **kw)
+    assert (table_kernel, x.size) in ran                  # the large call: its parallel kernel
+    assert all(n == x.size for _, n in ran if _ == table_kernel)
+    for n, kernel in ((1000, element_kernel), (3000, table_kernel)):
+        ran.clear()
+        small = fn(x[:n], name, **kw)
+        assert ran == [(kernel, n)]
+        got, want = small.view(f"u{small.itemsize}"), big[:n].view(f"u{big.itemsize}")
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{n} elements, {x[bad[0]]!r}: {got[bad[0]]:#x} != {want[bad[0]]:#x}"
+        twin = _kernels._SERIAL_TWINS[next(k for k in _kernels._SERIAL_TWINS if k.py_func.__name__ == kernel)]
+        assert not twin.targetoptions.get("parallel")
+
+
 def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
     """A small call runs the twins (the same bits as a large call's parallel kernels), in a
     deterministic mode and in stochastic rounding; decode's kernels and the read pass of
