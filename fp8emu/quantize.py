@@ -366,6 +366,12 @@ def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
     return e_lim << 23 if e_lim >= 2 else 0
 
 
+#: Calls below this many elements run the per-element kernels (``_round_fast``, the generic
+#: and wide ones) as serial twins; larger calls below ``SERIAL_BELOW`` run the parallel ones on
+#: one thread (``benchmarks.small_calls --routes other``, docs/results/benchmarks.md).
+_PER_ELEMENT_TWIN_BELOW = 1 << 9
+
+
 def _run(*args, **kwargs) -> None:
     """:func:`_run_kernels` on one thread for small arrays (``_kernels.SERIAL_BELOW``): it runs
     the kernels' serial twins there, and the tables it builds on first use on one thread."""
@@ -814,8 +820,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     float64 ones by class (their tables and the random word); into a format that
     holds every float32 value, a copy (``_kernels._copy_f32_finite``).  Each table is used
     when :func:`_table_worth` (large enough calls, or the table kept already).  Below
-    ``_kernels.SERIAL_BELOW`` elements each kernel runs as its serial twin (``_kernels.sized``)
-    unless ``twins`` is False (the tables' builds).
+    ``_kernels.SERIAL_BELOW`` elements each kernel runs as its serial twin (``_kernels.sized``),
+    the per-element ones below :data:`_PER_ELEMENT_TWIN_BELOW`, unless ``twins`` is False (the
+    tables' builds).
     """
     stochastic = mode is RoundMode.STOCHASTIC
     route = _f32_route(lut is not None, fmt, mode, saturate, sr_bits, info) if f32 else None
@@ -824,6 +831,11 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
 
     def sized(kernel):          # a call below SERIAL_BELOW elements runs the serial twin
         return _kernels.sized(kernel, n) if twins else kernel
+
+    def sized_per_element(kernel):
+        # the per-element kernels' twins run 6-50 % slower per element than the parallel
+        # kernels on one thread (Zen 3): worth it only where the launch (3-5 us) dominates
+        return sized(kernel) if n < _PER_ELEMENT_TWIN_BELOW else kernel
     tag = (table_key, target.dtype.str, fmt, mode, saturate)      # the tables' key
     if route is None and table_key is not None and info.width == 16 and not stochastic \
             and _table_worth(bits.size, 1 << 16, key := (*tag, tuple(info)), _TABLE16_MIN):
@@ -861,7 +873,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
         tables = _kept(key, lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
         if tables.kind != "w64":
-            sized(_kernels._sr_pattern16_kernel(tables.kind == "rbits"))(
+            _kernels._sr_pattern16_kernel(tables.kind == "rbits")(
                 bits, target, tables.lo, tables.hi, tables.frac, keys.key0, np.uint32(sr_bits))
             return
     # float32 (16-bit ones converted in the loop; by class where not by pattern) or float64
@@ -874,7 +886,8 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         tables = _kept(key, lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut, sr_width))
         if tables.kind == "w64" and np.shares_memory(bits, target):
             bits = bits.copy()      # a tie redoes the call on the generic kernel, which reads it
-        kernel = sized(_kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width))
+        # no twin: the class kernel's runs 25 % slower than it on one thread (16 K, Zen 3)
+        kernel = _kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width)
         if kernel(bits, target, tables.lo, tables.hi, tables.shifts, keys.key0, np.uint32(sr_bits)) == 0:
             return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
@@ -888,9 +901,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
                 # In place: after a tie the generic kernel re-reads every input, which the fast
                 # kernel has overwritten by then; keep the inputs (ties cannot be known earlier).
                 bits = bits.copy()
-        if sized(fast)(bits, target, *tables, prm, keys.key0) == 0:
+        if sized_per_element(fast)(bits, target, *tables, prm, keys.key0) == 0:
             return
-    sized(generic)(bits, target, *tables, prm, *keys)
+    sized_per_element(generic)(bits, target, *tables, prm, *keys)
 
 
 def _raise_on_nans(bits: np.ndarray, info: InputLayout, fmt: Format) -> None:

@@ -533,6 +533,11 @@ _OTHER_ROUTES = [(np.float16, "e4m3fn", "odd", None, "quantize", "_decode", "_qu
                  (np.float64, "e8m15", "stochastic", 5, "quantize", "_quantize_wide", "_quantize_wide")]
 
 
+_PER_ELEMENT_KERNELS = {"_quantize_fast", "_quantize_fast_sr", "_encode_fast", "_encode_fast_sr", "_quantize_generic",
+                        "_encode_generic", "_quantize_wide"}
+_NO_TWIN = {"sr_class", "sr_class64", "sr_pattern16"}       # slower than the parallel kernel on one thread
+
+
 @pytest.mark.parametrize("dtype,name,mode,sr_bits,op,table_kernel,element_kernel", _OTHER_ROUTES,
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, mode, sr_bits, op, table_kernel,
@@ -551,15 +556,20 @@ def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, 
     fn = getattr(fp8emu, op)
     kw = dict(rounding=mode, seed=9, sr_bits=sr_bits)
     big = fn(x, name, **kw)
-    assert (table_kernel, x.size) in ran                  # the large call: its parallel kernel
-    assert all(n == x.size for _, n in ran if _ == table_kernel)
-    for n, kernel in ((1000, element_kernel), (3000, table_kernel)):
+    per_element = Q._PER_ELEMENT_TWIN_BELOW
+    if table_kernel not in _PER_ELEMENT_KERNELS | _NO_TWIN:
+        assert (table_kernel, x.size) in ran              # the large call: its parallel kernel
+        assert all(n == x.size for _, n in ran if _ == table_kernel)
+    for n, kernel in ((per_element - 1, element_kernel), (per_element, element_kernel), (3000, table_kernel)):
         ran.clear()
         small = fn(x[:n], name, **kw)
-        assert ran == [(kernel, n)]
         got, want = small.view(f"u{small.itemsize}"), big[:n].view(f"u{big.itemsize}")
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{n} elements, {x[bad[0]]!r}: {got[bad[0]]:#x} != {want[bad[0]]:#x}"
+        if kernel in _NO_TWIN or (kernel in _PER_ELEMENT_KERNELS and n >= per_element):
+            assert ran == []            # the parallel kernel on one thread
+            continue
+        assert ran == [(kernel, n)]
         twin = _kernels._SERIAL_TWINS[next(k for k in _kernels._SERIAL_TWINS if k.py_func.__name__ == kernel)]
         assert not twin.targetoptions.get("parallel")
 
