@@ -48,7 +48,9 @@ from functools import lru_cache
 import numpy as np
 import numba
 from numba import njit, prange
+from numba.core import compiler as _nb_compiler
 from numba.core.caching import FunctionCache
+from numba.core.dispatcher import _FunctionCompiler
 from numba.core.registry import CPUDispatcher
 
 from ._random import GAMMA, mix64, mix64_hi
@@ -59,7 +61,7 @@ from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_conver
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
-           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "one_thread_below", "serial_twin", "sized", "thread_count_functions"]
+           "_value_f32_consts", "_value_variant", "SERIAL_BELOW", "noalias_twin", "one_thread_below", "serial_twin", "sized", "thread_count_functions"]
 
 #: RoundMode value -> the integer the kernels switch on.
 MODE_CODES = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "stochastic": 5,
@@ -1291,6 +1293,51 @@ def thread_count_functions():
 #: Parallel kernels and their serial twins (:func:`serial_twin`).
 _SERIAL_TWINS: dict = {}
 
+#: Parallel kernels whose serial twins compile with ``noalias`` arrays (:func:`noalias_twin`).
+_NOALIAS_TWINS: set = set()
+
+
+class _NoAliasCompiler(_FunctionCompiler):
+    """Numba's function compiler with its ``noalias`` flag set: every pointer argument of the
+    compiled function (an array's data among them) is ``noalias`` in LLVM, as Numba gives a
+    ``prange`` body whose arrays its alias analysis finds apart."""
+
+    def _customize_flags(self, flags):
+        flags.noalias = True
+        return flags
+
+
+class _NoAliasDispatcher(CPUDispatcher):
+    """An ``njit`` dispatcher that compiles with :class:`_NoAliasCompiler`.  Numba has no public
+    option for the flag; its dispatcher builds a ``_FunctionCompiler`` and lets a subclass of it
+    change the flags (``_customize_flags``), so this swaps the compiler right after the build.
+    ``tests/test_kernels.py`` checks the compiled code has the ``noalias`` arguments, so that a
+    Numba that changes this is noticed."""
+
+    def __init__(self, py_func, locals=None, targetoptions=None, pipeline_class=_nb_compiler.Compiler):
+        super().__init__(py_func, locals, targetoptions, pipeline_class)
+        c = self._compiler
+        self._compiler = _NoAliasCompiler(c.py_func, c.targetdescr, c.targetoptions, c.locals, c.pipeline_class)
+
+
+def noalias_twin(kernel):
+    """Mark ``kernel``'s serial twin (:func:`serial_twin`) to compile with ``noalias`` arrays;
+    returns ``kernel``.
+
+    For kernels that gather from tables at data-dependent indices and store into the output:
+    without ``noalias`` LLVM cannot prove a store leaves the tables and the input alone, and
+    keeps the twin's loop scalar ("loop not vectorized: cannot identify array bounds"), while
+    Numba compiles the parallel kernel's ``prange`` body with ``noalias`` (its alias analysis
+    finds none among the arrays), and that one vectorises.  The twin then makes the parallel
+    kernel's own assumption, which the callers keep: an output apart from the input or the
+    input itself (in place), where each element's load comes before its own store and no
+    other element's, so reordering loads and stores of different elements changes nothing;
+    tables that nothing writes."""
+    if kernel in _SERIAL_TWINS and kernel not in _NOALIAS_TWINS:
+        raise RuntimeError(f"{kernel.py_func.__qualname__}: its serial twin was built already")
+    _NOALIAS_TWINS.add(kernel)
+    return kernel
+
 
 def serial_twin(kernel):
     """The serial twin of a ``parallel=True`` Numba kernel: the same Python function compiled
@@ -1303,24 +1350,32 @@ def serial_twin(kernel):
     that are never reassociated (no fast-math flags), and each element's result depends on
     nothing but its index (the stochastic kernels' counters are functions of the index), so
     the order of the iterations does not matter; ``tests/test_kernels.py`` holds each twin that
-    the package uses to its parallel kernel.
+    the package uses to its parallel kernel.  Kernels marked by :func:`noalias_twin` get a twin
+    with ``noalias`` arrays.
 
-    The twin gets its own qualified name (``..._serial``), so Numba's on-disk cache keeps its
-    code apart from the parallel kernel's (the cache's key has the function's code and closure
-    but not the ``parallel`` flag).  Other objects than parallel Numba kernels are returned as
-    they are."""
+    The twin gets its own qualified name (``..._serial``, ``..._serial_noalias``), so Numba's
+    on-disk cache keeps its code apart from the parallel kernel's (the cache's key has the
+    function's code and closure but not the ``parallel`` or ``noalias`` flags).  Other objects
+    than parallel Numba kernels are returned as they are."""
     twin = _SERIAL_TWINS.get(kernel)
     if twin is not None:
         return twin
     options = getattr(kernel, "targetoptions", None)
     if not (isinstance(kernel, CPUDispatcher) and options and options.get("parallel")):
         return kernel
+    noalias = kernel in _NOALIAS_TWINS
+    suffix = "_serial_noalias" if noalias else "_serial"
     f = kernel.py_func
-    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
-    g.__qualname__ = f.__qualname__ + "_serial"
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
     g.__module__, g.__doc__ = f.__module__, f.__doc__
     options = {k: v for k, v in options.items() if k not in ("parallel", "nopython")}
-    twin = njit(cache=isinstance(kernel._cache, FunctionCache), **options)(g)
+    if noalias:
+        twin = _NoAliasDispatcher(g, targetoptions={**options, "nopython": True})
+        if isinstance(kernel._cache, FunctionCache):
+            twin.enable_caching()
+    else:
+        twin = njit(cache=isinstance(kernel._cache, FunctionCache), **options)(g)
     _SERIAL_TWINS[kernel] = twin        # a race builds two equal twins; either is kept
     return twin
 
@@ -1561,7 +1616,7 @@ def _make_sr_class(shift: int, kind: str, src: int):
                     out[i] = up if away else down
             ties += chunk_ties
         return ties
-    return sr_class
+    return noalias_twin(sr_class)
 
 
 @lru_cache(maxsize=None)
@@ -1607,7 +1662,7 @@ def _make_sr_class64(shift: int, kind: str):
                     out[i] = up if away else down
             ties += chunk_ties
         return ties
-    return sr_class64
+    return noalias_twin(sr_class64)
 
 
 def _sr_pattern16_kernel(rbits: bool):
@@ -1642,7 +1697,7 @@ def _make_sr_pattern16(rbits: bool):
                 up = hi_table[c]            # both loads, then a select (see _make_sr_class)
                 down = lo_table[c]
                 out[i] = up if away else down
-    return sr_pattern16
+    return noalias_twin(sr_pattern16)
 
 
 @njit(cache=True, parallel=True)

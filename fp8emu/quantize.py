@@ -873,7 +873,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         # keyed by the input layout too: quantize's float16 and bfloat16 values share a dtype
         tables = _kept(key, lambda: _sr_pattern16_tables(fmt, saturate, sr_bits, info, target.dtype, lut))
         if tables.kind != "w64":
-            _kernels._sr_pattern16_kernel(tables.kind == "rbits")(
+            sized(_kernels._sr_pattern16_kernel(tables.kind == "rbits"))(
                 bits, target, tables.lo, tables.hi, tables.frac, keys.key0, np.uint32(sr_bits))
             return
     # float32 (16-bit ones converted in the loop; by class where not by pattern) or float64
@@ -886,8 +886,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
         tables = _kept(key, lambda: _sr_class_tables(fmt, saturate, sr_bits, k, target.dtype, lut, sr_width))
         if tables.kind == "w64" and np.shares_memory(bits, target):
             bits = bits.copy()      # a tie redoes the call on the generic kernel, which reads it
-        # no twin: the class kernel's runs 25 % slower than it on one thread (16 K, Zen 3)
-        kernel = _kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width)
+        # the twins of the class and pattern kernels gather from their tables with noalias
+        # arrays (_kernels.noalias_twin): without, they stayed scalar and ran 25 % slower
+        kernel = sized(_kernels._sr_class_kernel(sr_width - k, tables.kind, src, sr_width))
         if kernel(bits, target, tables.lo, tables.hi, tables.shifts, keys.key0, np.uint32(sr_bits)) == 0:
             return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):

@@ -2,6 +2,7 @@
 path, and light statistical checks of the counter-based generator."""
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -519,6 +520,99 @@ def test_serial_twin_of_stochastic_kernels_equals_parallel_kernel(op, dtype, nam
         assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
 
 
+# Stochastic rounding by table (class or pattern): each kind of kernel ("hi32", "rbits",
+# "w64"), float32, float64 and 16-bit inputs, values and codes
+_SR_TABLE_CASES = [("quantize", np.float32, "e4m3_nosub", None), ("encode", np.float32, "e4m3_nosub", 5),
+                   ("quantize", np.float32, "e5m2_nosub", 3), ("encode", np.float32, "e8m3_nosub", None),
+                   ("quantize", np.float64, "e5m2", None), ("encode", np.float64, "e4m3fn", 6),
+                   ("quantize", np.float64, "e4m3_nosub", None), ("encode", np.float16, "e4m3_nosub", None),
+                   ("quantize", np.float16, "e5m2_nosub", 4), ("encode", "bfloat16", "e4m3_nosub", None),
+                   ("quantize", "bfloat16", "e2m1fn_nosub", 2)]
+
+
+def _table_kernel_call(op, dtype, name, sr_bits):
+    """The SR table kernel a large call runs, and its arguments (``_kernels.sized`` recorded)."""
+    x = (np.random.default_rng(11).standard_normal(_kernels.SERIAL_BELOW + 3) * 40).astype(dtype)
+    found = []
+    orig = _kernels.sized
+    _kernels.sized = lambda k, n: (lambda *a: found.append((k, a)) or orig(k, n)(*a))
+    try:
+        getattr(fp8emu, op)(x, name, rounding="stochastic", seed=5, sr_bits=sr_bits)
+    finally:
+        _kernels.sized = orig
+    hits = [(k, a) for k, a in found if k.py_func.__name__ in ("sr_class", "sr_class64", "sr_pattern16")]
+    assert hits, [k.py_func.__name__ for k, _ in found]
+    return hits[0]
+
+
+@pytest.mark.parametrize("op,dtype,name,sr_bits", _SR_TABLE_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_noalias_twins_of_sr_table_kernels_equal_parallel_kernels(op, dtype, name, sr_bits):
+    """The twins of stochastic rounding by class and by pattern, compiled with ``noalias``
+    arrays (``_kernels.noalias_twin``), give the parallel kernels' bits and tie counts on float32
+    inputs' every upper-half pattern, the patterns next to them and random ones (float64: those
+    widened, and random patterns), 16-bit inputs' all 2^16; out of place and in place."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    kernel, args = _table_kernel_call(op, dtype, name, sr_bits)
+    twin = _kernels.serial_twin(kernel)
+    assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
+    assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
+    width = args[0].dtype.itemsize * 8
+    if width == 16:
+        bits = np.arange(1 << 16, dtype=np.uint16)
+    elif width == 32:
+        bits = _f32_test_bits()
+    else:
+        f = _f32_test_bits().view(np.float32).astype(np.float64).view(np.uint64)
+        rnd = np.random.default_rng(8).integers(0, 2**64, 1 << 18, dtype=np.uint64)
+        bits = np.concatenate([f, f + np.uint64(1), f - np.uint64(1), rnd])
+    tables = args[2:]
+    want, got = np.empty(bits.size, args[1].dtype), np.empty(bits.size, args[1].dtype)
+    ties = kernel(bits, want, *tables)
+    assert twin(bits, got, *tables) == ties
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+    if args[1].dtype == bits.dtype:         # in place: the output over its own input
+        inplace = bits.copy()
+        assert twin(inplace, inplace, *tables) == ties
+        assert np.array_equal(inplace, want)
+
+
+def test_noalias_dispatcher_marks_the_arrays_noalias(tmp_path):
+    """``_kernels._NoAliasDispatcher`` compiles with ``noalias`` array pointers (Numba has no
+    public option for it, so a Numba that changes its internals must fail here), an ordinary
+    ``njit`` function without; ``noalias_twin`` refuses a kernel whose twin exists already."""
+    import sys
+    import numba
+    src = tmp_path / "noalias_probe.py"
+    src.write_text("def gather(x, table, out):\n"
+                   "    for i in range(x.shape[0]):\n"
+                   "        out[i] = table[x[i]]\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        gather = importlib.import_module("noalias_probe").gather
+    finally:
+        sys.path.remove(str(tmp_path))
+    x, table = np.arange(8, dtype=np.uint16), np.arange(1 << 16, dtype=np.float32)
+    for disp, marked in ((_kernels._NoAliasDispatcher(gather, targetoptions={"nopython": True}), True),
+                         (numba.njit(gather), False)):
+        out = np.empty(8, np.float32)
+        disp(x, table, out)
+        assert np.array_equal(out, table[:8])
+        define = next(line for line in disp.inspect_llvm(disp.signatures[0]).splitlines()
+                      if line.startswith("define") and "gather" in line and "cpython" not in line)
+        # each array's data pointer (arg.<name>.4); retptr and excinfo are noalias always
+        data = [re.search(rf"ptr ([^,%]*)%arg\.{a}\.4\b", define) for a in ("x", "table", "out")]
+        assert all(m is not None and ("noalias" in m.group(1)) == marked for m in data), define
+    kernel = _kernels._make_sr_pattern16(True)
+    _kernels.serial_twin(kernel)
+    assert _kernels.noalias_twin(kernel) is kernel           # marked already: nothing changes
+    _kernels.serial_twin(_kernels._decode)
+    with pytest.raises(RuntimeError, match="built already"):
+        _kernels.noalias_twin(_kernels._decode)
+    assert _kernels._decode not in _kernels._NOALIAS_TWINS
+
+
 # Calls that the float32 kernels do not take, and the kernel each runs: large (the parallel
 # kernel; the first keeps its table) and small, by the table kept or per element (the twin)
 _OTHER_ROUTES = [(np.float16, "e4m3fn", "odd", None, "quantize", "_decode", "_quantize_generic"),
@@ -535,7 +629,7 @@ _OTHER_ROUTES = [(np.float16, "e4m3fn", "odd", None, "quantize", "_decode", "_qu
 
 _PER_ELEMENT_KERNELS = {"_quantize_fast", "_quantize_fast_sr", "_encode_fast", "_encode_fast_sr", "_quantize_generic",
                         "_encode_generic", "_quantize_wide"}
-_NO_TWIN = {"sr_class", "sr_class64", "sr_pattern16"}       # slower than the parallel kernel on one thread
+_NO_TWIN: set = set()          # kernels whose parallel kernel small calls run on one thread
 
 
 @pytest.mark.parametrize("dtype,name,mode,sr_bits,op,table_kernel,element_kernel", _OTHER_ROUTES,
