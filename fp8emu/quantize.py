@@ -187,6 +187,9 @@ class _Plan(NamedTuple):
     out_dtype: np.dtype         # quantize: the input dtype in native order; encode: the code dtype
     lut: object                 # quantize: the decode table, or the decode parameters of a wide format
     route: "_F32Route | None"   # the float32 kernels, where they take the call (_f32_route)
+    # the per-element kernels and their arguments (_per_element_kernels), where a call below
+    # _SMALL_LANE_BELOW elements runs nothing else (_round_into's small-call lane); else None
+    per_element: "_PerElement | None"
 
 
 def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
@@ -205,8 +208,11 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
         lut = _decode_params(fmt, out_dtype) if fmt.bits > 16 else _lut(fmt, out_dtype)
     else:
         out_dtype, lut = np.dtype(fmt.code_dtype), None
-    return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut,
-                 _f32_route(values, fmt, mode, saturate, r, info))
+    route = _f32_route(values, fmt, mode, saturate, r, info)
+    per_element = None
+    if route is None and not _table_free_route(values, fmt, info):
+        per_element = _per_element_kernels(*_element_kernels(values, fmt), lut, info, fmt, mode, saturate, r)
+    return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut, route, per_element)
 
 
 #: Plans by their arguments; at most :data:`_PLANS_KEEP` (then the dict starts again).
@@ -372,6 +378,63 @@ def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
 _PER_ELEMENT_TWIN_BELOW = 1 << 9
 
 
+class _PerElement(NamedTuple):
+    """The per-element kernels of a call and their arguments (:func:`_per_element_kernels`)."""
+
+    fast: object                # _round_fast's kernel for the mode (SR: fast_sr), or None where not valid
+    generic: object
+    tables: tuple               # (lut,) for quantize's values, () for encode's codes
+    prm: tuple                  # _params
+    copy_in_place: bool         # exact SR: a tie reruns the generic kernel, which reads the input again
+
+
+def _element_kernels(values: bool, fmt: Format) -> tuple:
+    """(fast, fast_sr, generic): encode's codes kernels or quantize's value kernels (formats
+    wider than 16 bits: no fast kernel, the wide one builds each value from its code)."""
+    if not values:
+        return _kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic
+    if fmt.bits > 16:
+        return None, None, _kernels._quantize_wide
+    return _kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic
+
+
+def _per_element_kernels(fast, fast_sr, generic, lut, info: InputLayout, fmt: Format, mode: RoundMode,
+                         saturate: bool, sr_bits: int) -> _PerElement:
+    """What :func:`_run_per_element` runs: ``_round_fast``'s kernel where it is valid
+    (:func:`_fast_ok`; stochastic rounding: ``fast_sr``), else the generic one only."""
+    stochastic = mode is RoundMode.STOCHASTIC
+    if fast is None or not _fast_ok(fmt, mode, info.bias):
+        fast = None
+    elif stochastic:
+        fast = fast_sr
+    return _PerElement(fast, generic, () if lut is None else (lut,), _params(info, fmt, mode, saturate, sr_bits),
+                       stochastic and not sr_bits)
+
+
+def _run_per_element(kernels: _PerElement, bits, target, keys: SRKeys, sized) -> None:
+    """Round ``bits`` into ``target`` on the per-element kernels (``sized(kernel)``: the kernel
+    to call): the fast one, and the generic one where it is not valid or after an SR tie."""
+    fast, generic, tables, prm, copy_in_place = kernels
+    if fast is not None:
+        if copy_in_place and np.shares_memory(bits, target):
+            # In place: after a tie the generic kernel re-reads every input, which the fast
+            # kernel has overwritten by then; keep the inputs (ties cannot be known earlier).
+            bits = bits.copy()
+        if sized(fast)(bits, target, *tables, prm, keys.key0) == 0:
+            return
+    sized(generic)(bits, target, *tables, prm, *keys)
+
+
+def _table_free_route(values: bool, fmt: Format, info: InputLayout) -> bool:
+    """Whether a call that the float32 kernels do not take runs something other than the
+    per-element kernels at any size: float32 inputs into a format that holds every float32
+    value (a copy), or encode's codes that are the top bits of float32 patterns (the value
+    kernels' results shifted) where the value kernels take the call (:func:`_run_kernels`)."""
+    if (info.width, info.man_bits) != (32, 23):
+        return False
+    return _holds_float32(fmt) or (not values and _codes_are_f32_top_bits(fmt))
+
+
 def _run(*args, **kwargs) -> None:
     """:func:`_run_kernels` on one thread for small arrays (``_kernels.SERIAL_BELOW``): it runs
     the kernels' serial twins there, and the tables it builds on first use on one thread."""
@@ -455,6 +518,11 @@ _TABLE16_LOCK = threading.Lock()      # eviction walks the dict; other threads m
 #: does); a call on fewer uses a table that is kept already.  Never below this many elements
 #: (tests set it to 2^62 to run the per-element kernels):
 _TABLE_F32_MIN = 1 << 10
+
+#: Calls below this many elements that the float32 kernels do not take run the per-element
+#: kernels' twins straight from :func:`_round_into` (``_Plan.per_element``): no table is worth
+#: it below the tables' floors (:func:`_table_worth`).
+_SMALL_LANE_BELOW = min(_PER_ELEMENT_TWIN_BELOW, _TABLE16_MIN, _TABLE_F32_MIN)
 
 
 def _table_worth(n: int, entries: int, key: tuple, floor: int) -> bool:
@@ -893,18 +961,8 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
             return
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
         return
-    prm = _params(info, fmt, mode, saturate, sr_bits)
-    tables = () if lut is None else (lut,)
-    if fast is not None and _fast_ok(fmt, mode, info.bias):
-        if stochastic:
-            fast = fast_sr
-            if not sr_bits and np.shares_memory(bits, target):
-                # In place: after a tie the generic kernel re-reads every input, which the fast
-                # kernel has overwritten by then; keep the inputs (ties cannot be known earlier).
-                bits = bits.copy()
-        if sized_per_element(fast)(bits, target, *tables, prm, keys.key0) == 0:
-            return
-    sized_per_element(generic)(bits, target, *tables, prm, *keys)
+    _run_per_element(_per_element_kernels(fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits),
+                     bits, target, keys, sized_per_element)
 
 
 def _raise_on_nans(bits: np.ndarray, info: InputLayout, fmt: Format) -> None:
@@ -940,19 +998,15 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
     stochastic, route = plan.mode is RoundMode.STOCHASTIC, plan.route
     if route is not None and not stochastic:    # _run_f32's first case without its frame (0.2 us)
         _kernels.sized(route.deterministic, bits.size)(bits, target, route.p32, keys.key0)
+    elif route is None and plan.per_element is not None and (n := bits.size) < _SMALL_LANE_BELOW:
+        # a small call that no table takes, on the per-element kernels' serial twins, without
+        # _run_kernels' routing (about 10 us a call)
+        _run_per_element(plan.per_element, bits, target, keys, lambda kernel: _kernels.sized(kernel, n))
     elif route is None or not _run_f32(route, bits, target, True, keys):
         # the per-element kernels: what the float32 kernels do not take (other inputs, formats
         # or modes), and exact SR of a call with an element beyond 64 dropped bits
-        fmt, mode, saturate, r, lut = plan.fmt, plan.mode, plan.saturate, plan.sr_bits, plan.lut
-        if not values:
-            _run(_kernels._encode_fast, _kernels._encode_fast_sr, _kernels._encode_generic, bits, target, None,
-                 info, fmt, mode, saturate, r, keys, table_key="encode")
-        elif fmt.bits > 16:     # no table: the kernel builds each value from its code
-            _run(None, None, _kernels._quantize_wide, bits, target, lut, info, fmt, mode, saturate, r, keys,
-                 table_key="quantize")
-        else:
-            _run(_kernels._quantize_fast, _kernels._quantize_fast_sr, _kernels._quantize_generic, bits, target,
-                 lut, info, fmt, mode, saturate, r, keys, table_key="quantize")
+        _run(*_element_kernels(values, plan.fmt), bits, target, plan.lut if values else None, info, plan.fmt,
+             plan.mode, plan.saturate, plan.sr_bits, keys, table_key=op)
     if into_out:
         return out
     result = target.view(plan.out_dtype) if values else target

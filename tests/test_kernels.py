@@ -418,26 +418,29 @@ def test_numba_and_numpy_words_agree():
 def test_small_calls_run_on_one_thread_and_restore_the_count():
     """Below ``SERIAL_BELOW`` elements a call that the float32 kernels do not take (here float64
     inputs: the per-element kernels) runs on one thread (the same bits), and the caller's
-    thread count is restored, also after an error in the call."""
+    thread count is restored, also after an error in the call; below
+    ``_PER_ELEMENT_TWIN_BELOW`` it runs the twins without switching the count at all."""
     import numba
     import fp8emu
     x = np.random.default_rng(1).standard_normal(_kernels.SERIAL_BELOW + 5) * 100
     seen = []
     prev = numba.get_num_threads()
-    want = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in (100, x.size)]
+    sizes = (100, Q._PER_ELEMENT_TWIN_BELOW + 100, x.size)
+    want = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in sizes]
     orig = _kernels.one_thread_below
 
     def spy(n, fn, *args, **kwargs):
         return orig(n, lambda *a, **k: (seen.append(numba.get_num_threads()), fn(*a, **k))[1], *args, **kwargs)
     _kernels.one_thread_below = spy
     try:
-        got = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in (100, x.size)]
+        got = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in sizes]
         with pytest.raises(RuntimeError):
             orig(10, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
     finally:
         _kernels.one_thread_below = orig
     assert numba.get_num_threads() == prev
     assert all(np.array_equal(g.view(np.uint64), w.view(np.uint64)) for g, w in zip(got, want))
+    assert all(np.array_equal(g.view(np.uint64), got[-1][:g.size].view(np.uint64)) for g in got)
     assert seen == [1, prev]
 
 
