@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     kernels: dict = {}
     names: dict = {}
     for make, modes in ((cases, (True,)), (other_cases, (True, False))):
-        for name, fn in make(fp8emu, warm).items():
+        for fn in make(fp8emu, warm).values():
             fn()                                # builds and keeps the tables of the large call
         for tables in modes:
             for name, fn in make(fp8emu, x).items():

@@ -210,7 +210,7 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
         out_dtype, lut = np.dtype(fmt.code_dtype), None
     route = _f32_route(values, fmt, mode, saturate, r, info)
     per_element = None
-    if route is None and not _table_free_route(values, fmt, info):
+    if route is None and not _not_per_element_route(values, fmt, info):
         per_element = _per_element_kernels(*_element_kernels(values, fmt), lut, info, fmt, mode, saturate, r)
     return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut, route, per_element)
 
@@ -425,7 +425,7 @@ def _run_per_element(kernels: _PerElement, bits, target, keys: SRKeys, sized) ->
     sized(generic)(bits, target, *tables, prm, *keys)
 
 
-def _table_free_route(values: bool, fmt: Format, info: InputLayout) -> bool:
+def _not_per_element_route(values: bool, fmt: Format, info: InputLayout) -> bool:
     """Whether a call that the float32 kernels do not take runs something other than the
     per-element kernels at any size: float32 inputs into a format that holds every float32
     value (a copy), or encode's codes that are the top bits of float32 patterns (the value
