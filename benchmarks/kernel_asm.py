@@ -59,7 +59,7 @@ fp8emu.encode(x, "e5m2", rounding="stochastic", seed=1)
 from fp8emu.quantize import _params_f32
 from fp8emu.format import RoundMode
 p = _params_f32(fp8emu.get_format("e5m2"), RoundMode.NEAREST_EVEN, False, 0, True, True)
-K._F32_VAL[0, True, True, K.SRC_F32](x.view(np.uint32), np.empty(x.size, np.uint32), p, np.uint64(0))
+K._F32_VAL[0, True, True, K.SRC_F32](x.view(np.uint32), np.empty(x.size, np.uint32), K.p32_array(p), np.uint64(0))
 kernels = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 print(json.dumps({"target": numba_target(),
                   **{n: next(iter(eval(e).inspect_asm().values())) for n, e in kernels.items()}}))

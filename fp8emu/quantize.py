@@ -446,7 +446,7 @@ class _F32Route(NamedTuple):
     kernels that :func:`_run_kernels` may run, looked up once per arguments."""
 
     src: int                # the input as the kernels read it (``_kernels.SRC_*``)
-    p32: tuple              # ``_kernels.PARAMS_F32``
+    p32: np.ndarray         # ``_kernels.PARAMS_F32`` as the kernels take it (``_kernels.p32_array``)
     deterministic: object   # (bits, out, p32, key0): a deterministic mode
     sr_hi32: object         # (bits, out, p32, key0, thr32) -> smallest magnitude: r-bit SR, or exact SR
                             # by the word's high half (redoing chunks with an element below thr32 + 1)
@@ -484,7 +484,7 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
 
         def sr_w64(bits, out, p, key0):
             _kernels.sized(codes_w64, bits.size)(bits, out, p, key0, _NO_CHECK)
-    return _F32Route(src, p32, det, sr_hi32, sr_w64, hi32_always, lim32, lim64)
+    return _F32Route(src, _kernels.p32_array(p32), det, sr_hi32, sr_w64, hi32_always, lim32, lim64)
 
 
 #: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode where the float32 kernels

@@ -176,6 +176,7 @@ def _nearest_even_kernel_equals_integer_kernel(fmt, table, sat):
     _, lean, nz = _kernels._value_variant(p)
     want = np.empty_like(bits)
     got = np.empty_like(bits)
+    p = _kernels.p32_array(p)
     _kernels._F32_VAL[0, lean, nz, _kernels.SRC_F32](bits, want, p, np.uint64(0))
     table[lean, nz, _kernels.SRC_F32](bits, got, p, np.uint64(0))
     bad = np.flatnonzero(got != want)
@@ -228,6 +229,7 @@ def test_all_float32_inputs_nearest_even_by_addition(name):
         p = Q._params_f32(fmt, RoundMode.NEAREST_EVEN, sat, 0, True, True)
         assert p is not None and _kernels._fadd_ok(p)
         _, lean, nz = _kernels._value_variant(p)
+        p = _kernels.p32_array(p)
         u[:] = np.arange(step, dtype=np.uint32)
         for chunk in range(1 << 32 >> 26):
             if chunk:
@@ -523,6 +525,25 @@ def test_serial_twin_of_stochastic_kernels_equals_parallel_kernel(op, dtype, nam
         assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
 
 
+def test_float32_kernels_take_their_parameters_as_a_read_only_array():
+    """The float32 kernels take ``PARAMS_F32`` as a read-only int32 array (``p32_array``; a
+    tuple of 24 NumPy scalars cost Numba's dispatcher 1.5 us a call), which ``_p32_tuple``
+    turns back into the tuple; the routes hold it, and a wrong length is refused."""
+    info = Q._input_info(np.dtype(np.float32))
+    for mode in (RoundMode.NEAREST_EVEN, RoundMode.STOCHASTIC):
+        p = Q._params_f32(e5m2, mode, False, 0, True, True, cpu_kernels=True)
+        a = _kernels.p32_array(p)
+        assert a.dtype == np.int32 and a.shape == (24,) and not a.flags.writeable
+        assert _kernels.p32_array(a) is a
+        assert _kernels._p32_tuple(a) == tuple(p)
+        route = Q._f32_route(True, e5m2, mode, False, 0, info)
+        assert np.array_equal(route.p32, a) and not route.p32.flags.writeable
+    with pytest.raises(ValueError, match="24 entries"):
+        _kernels.p32_array(p[:-1])
+    with pytest.raises(ValueError, match="read-only"):
+        a[0] = 3
+
+
 # Stochastic rounding by table (class or pattern): each kind of kernel ("hi32", "rbits",
 # "w64"), float32, float64 and 16-bit inputs, values and codes
 _SR_TABLE_CASES = [("quantize", np.float32, "e4m3_nosub", None), ("encode", np.float32, "e4m3_nosub", 5),
@@ -579,6 +600,69 @@ def test_noalias_twins_of_sr_table_kernels_equal_parallel_kernels(op, dtype, nam
         inplace = bits.copy()
         assert twin(inplace, inplace, *tables) == ties
         assert np.array_equal(inplace, want)
+
+
+# Calls that run the per-element kernels (no table, no float32 kernel): _round_fast's kernels
+# (values and codes, deterministic, exact and r-bit SR), the generic ones (round-to-odd, SR
+# without subnormals) and the wide one (formats over 16 bits)
+_PER_ELEMENT_CASES = [("quantize", np.float64, "e5m2", "nearest_even", None),
+                      ("quantize", np.float64, "e4m3fn", "stochastic", None),
+                      ("quantize", np.float64, "e5m2", "stochastic", 6),
+                      ("encode", np.float64, "e4m3fn", "up", None),
+                      ("encode", np.float64, "e5m2", "stochastic", None),
+                      ("encode", np.float64, "e5m2", "stochastic", 3),
+                      ("quantize", np.float32, "e4m3fn", "odd", None),
+                      ("encode", np.float32, "e5m2", "odd", None),
+                      ("quantize", np.float16, "e4m3_nosub", "stochastic", None),
+                      ("encode", "bfloat16", "e4m3_nosub", "stochastic", 4),
+                      ("quantize", np.float64, "e8m15", "stochastic", None),
+                      ("quantize", np.float32, "e8m15", "odd", None)]
+
+
+def _per_element_test_bits(width: int) -> np.ndarray:
+    """Inputs of ``width`` bits: all 2^16 16-bit patterns, :func:`_f32_test_bits`, or for
+    float64 those widened, their neighbours and random patterns."""
+    if width == 16:
+        return np.arange(1 << 16, dtype=np.uint16)
+    if width == 32:
+        return _f32_test_bits()
+    f = _f32_test_bits().view(np.float32).astype(np.float64).view(np.uint64)
+    rnd = np.random.default_rng(8).integers(0, 2**64, 1 << 18, dtype=np.uint64)
+    return np.concatenate([f, f + np.uint64(1), f - np.uint64(1), rnd])
+
+
+@pytest.mark.parametrize("op,dtype,name,mode,sr_bits", _PER_ELEMENT_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_noalias_twins_of_per_element_kernels_equal_parallel_kernels(monkeypatch, op, dtype, name, mode, sr_bits):
+    """The per-element kernels' twins, compiled with ``noalias`` arrays, give the parallel
+    kernels' bits and tie counts, out of place and in place (the output over its own input):
+    the fast kernel and the generic one of each call that runs them."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    monkeypatch.setattr(Q, "_table_worth", lambda *a: False)
+    found = []
+    orig = Q._run_per_element
+    monkeypatch.setattr(Q, "_run_per_element", lambda k, b, t, keys, sized: found.append((k, t.dtype, keys))
+                        or orig(k, b, t, keys, sized))
+    getattr(fp8emu, op)(np.linspace(-3, 3, 2000).astype(dtype), name, rounding=mode, seed=5, sr_bits=sr_bits)
+    assert len(found) == 1
+    kernels, out_dtype, keys = found[0]
+    bits = _per_element_test_bits(np.dtype(dtype).itemsize * 8)
+    runs = [(kernels.generic, (*kernels.tables, kernels.prm, *keys))]
+    if kernels.fast is not None:
+        runs.append((kernels.fast, (*kernels.tables, kernels.prm, keys.key0)))
+    for kernel, args in runs:
+        twin = _kernels.serial_twin(kernel)
+        assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
+        assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
+        want, got = np.empty(bits.size, out_dtype), np.empty(bits.size, out_dtype)
+        ties = kernel(bits, want, *args)
+        assert twin(bits, got, *args) == ties
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{kernel.py_func.__name__} {bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+        if out_dtype == bits.dtype:
+            inplace = bits.copy()
+            assert twin(inplace, inplace, *args) == ties
+            assert np.array_equal(inplace, want)
 
 
 def test_noalias_dispatcher_marks_the_arrays_noalias(tmp_path):

@@ -67,7 +67,7 @@ def prefetches(dispatcher, sig):
 
 u32, u8, u64 = numba.types.uint32[::1], numba.types.uint8[::1], numba.types.uint64[::1]
 prm = numba.types.UniTuple(numba.types.int64, len(K.PARAMS))
-p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
+p32 = numba.types.Array(numba.types.int32, 1, "C", readonly=True)      # K.p32_array
 key, thr = numba.types.uint64, numba.types.uint32
 print(json.dumps({
     "encode": prefetches(K._F32_CODES[0, True, True, True, K.SRC_F32], (u32, u8, p32, key)),

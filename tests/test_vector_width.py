@@ -71,7 +71,7 @@ def zmm(dispatcher, sig):
 
 u32 = numba.types.uint32[::1]
 u16 = numba.types.uint16[::1]
-p32 = numba.types.UniTuple(numba.types.int32, len(K.PARAMS_F32))
+p32 = numba.types.Array(numba.types.int32, 1, "C", readonly=True)      # K.p32_array
 print(json.dumps({
     "marked": zmm(marked, (u32, u32)), "plain": zmm(plain, (u32, u32)),
     "marked_u16": zmm(marked, (u16, u16)), "min_f32_mag": zmm(K._min_f32_mag, (u32,)),
