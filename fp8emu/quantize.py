@@ -1162,7 +1162,9 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         flat = flat.astype(flat.dtype.newbyteorder("="))
     if out is not None:
         _check_out(out, c.shape, dt)
-        target = out.reshape(-1) if out.flags.c_contiguous and out.dtype.isnative else np.empty(flat.shape, dt)
+        # an out over the codes other than element for element (a wider dtype over the same
+        # bytes) would overwrite codes not read yet: a temporary then
+        target = out.reshape(-1) if _direct_target(out, c) else np.empty(flat.shape, dt)
     else:
         target = np.empty(flat.shape, dt)
     if wide:

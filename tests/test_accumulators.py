@@ -115,6 +115,26 @@ def test_empty_reduction_gives_zeros():
         assert out.shape == (3, 4) and not out.any() and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("acc", [fp32_blas, fp32_sequential, fp32_pairwise, fp32_blocked(4), lowp(float16, 4),
+                                 lowp(e5m2, 4, rounding="stochastic", seed=2)], ids=lambda a: a.name)
+def test_out_over_an_operand_gives_the_product(acc):
+    """``out`` may be an operand itself or share its memory (as with ``np.matmul``): the
+    kernels write rows of the result while still reading the operands, so they compute into a
+    temporary there and copy it into ``out``; ``out`` apart from both is written directly."""
+    rng = np.random.default_rng(6)
+    a = quantize(rng.standard_normal((24, 24)).astype(np.float32), e5m2)
+    b = quantize(rng.standard_normal((24, 24)).astype(np.float32), e5m2)
+    want = acc.matmul_2d(a, b, a_fmt=e5m2, b_fmt=e5m2)
+    for which in ("a", "b"):
+        x, y = a.copy(), b.copy()
+        out = x if which == "a" else y
+        assert acc.matmul_2d(x, y, a_fmt=e5m2, b_fmt=e5m2, out=out) is out
+        np.testing.assert_array_equal(out, want, err_msg=which)
+    apart = np.empty_like(want)
+    assert acc.matmul_2d(a, b, a_fmt=e5m2, b_fmt=e5m2, out=apart) is apart
+    np.testing.assert_array_equal(apart, want)
+
+
 # ---- products of 8-bit formats are exact in float32 -----------------------------------------------
 def _values32(fmt):
     codes = np.arange(fmt.num_codes, dtype=fmt.code_dtype)

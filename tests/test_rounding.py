@@ -78,6 +78,28 @@ def test_out_and_in_place():
     assert np.array_equal(w[1:], want[:-1])
 
 
+@pytest.mark.parametrize("n", [16, 1 << 17])          # the serial twin and the parallel kernel
+@pytest.mark.parametrize("fmt,dtype", [("e5m2", np.float16), ("e4m3fn", np.float32), ("e8m15", np.float64),
+                                       ("float16", np.float16), ("e8m15", np.float32)])
+def test_decode_into_an_out_over_its_own_codes(n, fmt, dtype):
+    """decode's ``out`` over the codes' bytes: a wider dtype from the same start (each value
+    would overwrite codes not read yet) goes through a temporary; the same itemsize element
+    for element (in place) is written directly.  Both equal decoding a copy."""
+    fmt = fp8emu.get_format(fmt)
+    codes = np.random.default_rng(3).integers(0, fmt.num_codes, n).astype(fmt.code_dtype)
+    want = fp8emu.decode(codes, fmt, dtype=dtype)
+    buf = np.zeros(n * np.dtype(dtype).itemsize, np.uint8)
+    shared = buf.view(fmt.code_dtype)[:n]
+    shared[:] = codes
+    out = buf.view(dtype)
+    assert fp8emu.decode(shared, fmt, dtype=dtype, out=out) is out
+    assert np.array_equal(out, want, equal_nan=True)
+    if np.dtype(fmt.code_dtype).itemsize == np.dtype(dtype).itemsize:
+        same = codes.copy()
+        fp8emu.decode(same, fmt, dtype=dtype, out=same.view(dtype))
+        assert np.array_equal(same.view(dtype), want, equal_nan=True)
+
+
 def test_errors_name_the_argument():
     x = np.ones(4, np.float32)
     with pytest.raises(TypeError, match="float16, bfloat16"):

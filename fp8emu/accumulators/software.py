@@ -98,12 +98,26 @@ def _as_lhs_float32(x: np.ndarray) -> np.ndarray:
 
 
 def _out_buffer(a: np.ndarray, b: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """The (M, N) float32 array to compute into: ``out`` once checked, or a new one; also a new
+    one where ``out`` shares memory with the operands as the kernels read them (they write
+    rows of the result while still reading both), which :func:`_written_back` copies into
+    ``out``, as ``np.matmul`` does with an overlapping ``out``."""
     shape = (a.shape[0], b.shape[1])
     if out is None:
         return np.empty(shape, dtype=_F32)
     if out.shape != shape or out.dtype != _F32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}, "
                          f"got {out.dtype} {out.shape}")
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return np.empty(shape, dtype=_F32)
+    return out
+
+
+def _written_back(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out`` holding ``result`` where :func:`_out_buffer` gave a temporary, else ``result``."""
+    if out is None or result is out:
+        return result
+    np.copyto(out, result)
     return out
 
 
@@ -115,7 +129,7 @@ class Fp32Blas(_Fp32Accumulator):
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
         warn_if_spinning()
-        return np.matmul(a, b, out=_out_buffer(a, b, out))
+        return _written_back(np.matmul(a, b, out=_out_buffer(a, b, out)), out)
 
 
 # ---- sequential --------------------------------------------------------------------------
@@ -172,8 +186,7 @@ class Fp32Sequential(_Fp32Accumulator):
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
         a, b = _as_lhs_float32(a), _as_c_float32(b)
-        out = _out_buffer(a, b, out)
-        return _matmul_sequential(a, b, out)
+        return _written_back(_matmul_sequential(a, b, _out_buffer(a, b, out)), out)
 
 
 # ---- blocked -----------------------------------------------------------------------------
@@ -237,8 +250,7 @@ class Fp32Blocked(_Fp32Accumulator):
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
         a, b = _as_lhs_float32(a), _as_c_float32(b)
-        out = _out_buffer(a, b, out)
-        return _matmul_blocked(a, b, int(self.block), out)
+        return _written_back(_matmul_blocked(a, b, int(self.block), _out_buffer(a, b, out)), out)
 
 
 # ---- pairwise ----------------------------------------------------------------------------
@@ -295,8 +307,7 @@ class Fp32Pairwise(_Fp32Accumulator):
 
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None):
         a, b = _as_lhs_float32(a), _as_c_float32(b)
-        out = _out_buffer(a, b, out)
-        return _matmul_pairwise(a, b, out)
+        return _written_back(_matmul_pairwise(a, b, _out_buffer(a, b, out)), out)
 
 
 fp32_blas = Fp32Blas()
@@ -512,7 +523,7 @@ class LowPrecisionAccumulator(Accumulator):
     def matmul_2d(self, a, b, *, a_fmt=None, b_fmt=None, out=None, seed=None, stream=None, index0=0):
         a = _as_lhs_float32(a)
         b = np.ascontiguousarray(b, dtype=np.float64)
-        out = _out_buffer(a, b, out)
+        target = _out_buffer(a, b, out)
         seed = self.seed if seed is None else seed
         stream = self.stream if stream is None else stream
         prm, key_base, key0, lut, dprm = _float64_rounding(self.fmt, self.rounding, self.saturate, seed, self.sr_bits,
@@ -524,8 +535,8 @@ class LowPrecisionAccumulator(Accumulator):
         bits = np.array([fmt.min_normal, fmt.max], dtype=np.float64).view(np.uint64)
         exact = self._needs_exact_sum(a_fmt, b_fmt)
         exact_chunk = self.rounding not in _NEAREST  # chunk sums add two format values (p bits each)
-        return _matmul_lowp(a, b, self.chunk, int(index0), exact, exact_chunk, add, tie_even, fmt.man_bits, bits[0], bits[1],
-                            prm, key_base, key0, lut, dprm, out)
+        return _written_back(_matmul_lowp(a, b, self.chunk, int(index0), exact, exact_chunk, add, tie_even, fmt.man_bits,
+                                          bits[0], bits[1], prm, key_base, key0, lut, dprm, target), out)
 
     def _needs_exact_sum(self, a_fmt: Format | None, b_fmt: Format | None) -> bool:
         """Whether ``round(fl64(q + p))`` could differ from ``round(q + p)`` (then sums are taken round-to-odd).
