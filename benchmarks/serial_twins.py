@@ -3,10 +3,9 @@
     python -m benchmarks.serial_twins [--sizes 512 4096 16384 65536] [--repeat 21]
 
 Below ``_kernels.SERIAL_BELOW`` elements a call runs its kernels' serial twins (the same loop
-without ``prange``, so without the 3-6 us launch through Numba's threading layer); the
-per-element kernels (``_round_fast``, the generic and wide ones) only below
-``quantize._PER_ELEMENT_TWIN_BELOW``.  Those limits hold only where a twin's loop is about as
-fast per element as its parallel kernel's on one thread; this prints both.
+without ``prange``, so without the 3-6 us launch through Numba's threading layer).  That limit
+holds only where a twin's loop is about as fast per element as its parallel kernel's on one
+thread; this prints both.
 
 The calls are those of ``benchmarks.small_calls`` (``cases`` and ``other_cases``, e5m2 and the
 routes the float32 kernels do not take).  Each is made once on 65539 elements with
@@ -44,7 +43,7 @@ CAPTURE = 65539         # odd: no table has this many entries, so the arrays to 
 @contextlib.contextmanager
 def recording(found: dict, tables: bool):
     """Record the kernels passed to ``_kernels.sized`` (and their first call's arguments)."""
-    orig_sized, orig_below, orig_worth = _kernels.sized, Q._PER_ELEMENT_TWIN_BELOW, Q._table_worth
+    orig_sized, orig_worth = _kernels.sized, Q._table_worth
 
     def sized(kernel, n):
         def run(*args):
@@ -52,13 +51,12 @@ def recording(found: dict, tables: bool):
             return kernel(*args)
         return run
     _kernels.sized = sized
-    Q._PER_ELEMENT_TWIN_BELOW = 1 << 62         # the per-element kernels go through sized too
     if not tables:
         Q._table_worth = lambda *a: False
     try:
         yield
     finally:
-        _kernels.sized, Q._PER_ELEMENT_TWIN_BELOW, Q._table_worth = orig_sized, orig_below, orig_worth
+        _kernels.sized, Q._table_worth = orig_sized, orig_worth
 
 
 def sliced(args: tuple, n: int) -> tuple:

@@ -372,12 +372,6 @@ def _deep_limit(fmt: Format, word_bits: int = 64) -> int:
     return e_lim << 23 if e_lim >= 2 else 0
 
 
-#: Calls below this many elements run the per-element kernels (``_round_fast``, the generic
-#: and wide ones) as serial twins; larger calls below ``SERIAL_BELOW`` run the parallel ones on
-#: one thread (``benchmarks.small_calls --routes other``, docs/results/benchmarks.md).
-_PER_ELEMENT_TWIN_BELOW = 1 << 9
-
-
 class _PerElement(NamedTuple):
     """The per-element kernels of a call and their arguments (:func:`_per_element_kernels`)."""
 
@@ -522,7 +516,7 @@ _TABLE_F32_MIN = 1 << 10
 #: Calls below this many elements that the float32 kernels do not take run the per-element
 #: kernels' twins straight from :func:`_round_into` (``_Plan.per_element``): no table is worth
 #: it below the tables' floors (:func:`_table_worth`).
-_SMALL_LANE_BELOW = min(_PER_ELEMENT_TWIN_BELOW, _TABLE16_MIN, _TABLE_F32_MIN)
+_SMALL_LANE_BELOW = min(_TABLE16_MIN, _TABLE_F32_MIN)
 
 
 def _table_worth(n: int, entries: int, key: tuple, floor: int) -> bool:
@@ -889,8 +883,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     holds every float32 value, a copy (``_kernels._copy_f32_finite``).  Each table is used
     when :func:`_table_worth` (large enough calls, or the table kept already).  Below
     ``_kernels.SERIAL_BELOW`` elements each kernel runs as its serial twin (``_kernels.sized``),
-    the per-element ones below :data:`_PER_ELEMENT_TWIN_BELOW`, unless ``twins`` is False (the
-    tables' builds).
+    unless ``twins`` is False (the tables' builds).
     """
     stochastic = mode is RoundMode.STOCHASTIC
     route = _f32_route(lut is not None, fmt, mode, saturate, sr_bits, info) if f32 else None
@@ -899,11 +892,6 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
 
     def sized(kernel):          # a call below SERIAL_BELOW elements runs the serial twin
         return _kernels.sized(kernel, n) if twins else kernel
-
-    def sized_per_element(kernel):
-        # the per-element kernels' twins run 6-50 % slower per element than the parallel
-        # kernels on one thread (Zen 3): worth it only where the launch (3-5 us) dominates
-        return sized(kernel) if n < _PER_ELEMENT_TWIN_BELOW else kernel
     tag = (table_key, target.dtype.str, fmt, mode, saturate)      # the tables' key
     if route is None and table_key is not None and info.width == 16 and not stochastic \
             and _table_worth(bits.size, 1 << 16, key := (*tag, tuple(info)), _TABLE16_MIN):
@@ -962,7 +950,7 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     if route is not None and _run_f32(route, bits, target, stochastic, keys):
         return
     _run_per_element(_per_element_kernels(fast, fast_sr, generic, lut, info, fmt, mode, saturate, sr_bits),
-                     bits, target, keys, sized_per_element)
+                     bits, target, keys, sized)
 
 
 def _raise_on_nans(bits: np.ndarray, info: InputLayout, fmt: Format) -> None:

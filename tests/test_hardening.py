@@ -35,8 +35,8 @@ def sr_tie_input(seed):
 
 @pytest.mark.parametrize("seed", [7, 11, 21, 28])
 def test_in_place_exact_sr_of_float64_at_a_tie(seed):
-    """Seeds 21 and 28 put the tie in a call below ``_PER_ELEMENT_TWIN_BELOW`` elements (the
-    small-call lane), 7 and 11 in larger ones."""
+    """Seeds 21 and 28 put the tie in a call below ``_SMALL_LANE_BELOW`` elements (the
+    small-call lane), 7 and 11 in larger ones (4954 and 7713 elements)."""
     x, i = sr_tie_input(seed)
     expect = quantize(x, e5m2, rounding="stochastic", seed=seed)
     assert expect[i] != quantize(x[i:i + 1], e5m2, rounding="toward_zero")[0]  # the second word decided "up"

@@ -421,13 +421,13 @@ def test_small_calls_run_on_one_thread_and_restore_the_count():
     """Below ``SERIAL_BELOW`` elements a call that the float32 kernels do not take (here float64
     inputs: the per-element kernels) runs on one thread (the same bits), and the caller's
     thread count is restored, also after an error in the call; below
-    ``_PER_ELEMENT_TWIN_BELOW`` it runs the twins without switching the count at all."""
+    ``_SMALL_LANE_BELOW`` it runs the twins without switching the count at all."""
     import numba
     import fp8emu
     x = np.random.default_rng(1).standard_normal(_kernels.SERIAL_BELOW + 5) * 100
     seen = []
     prev = numba.get_num_threads()
-    sizes = (100, Q._PER_ELEMENT_TWIN_BELOW + 100, x.size)
+    sizes = (100, Q._SMALL_LANE_BELOW + 100, x.size)
     want = [fp8emu.quantize(x[:n], "e5m2", rounding="stochastic", seed=3) for n in sizes]
     orig = _kernels.one_thread_below
 
@@ -714,11 +714,6 @@ _OTHER_ROUTES = [(np.float16, "e4m3fn", "odd", None, "quantize", "_decode", "_qu
                  (np.float64, "e8m15", "stochastic", 5, "quantize", "_quantize_wide", "_quantize_wide")]
 
 
-_PER_ELEMENT_KERNELS = {"_quantize_fast", "_quantize_fast_sr", "_encode_fast", "_encode_fast_sr", "_quantize_generic",
-                        "_encode_generic", "_quantize_wide"}
-_NO_TWIN: set = set()          # kernels whose parallel kernel small calls run on one thread
-
-
 @pytest.mark.parametrize("dtype,name,mode,sr_bits,op,table_kernel,element_kernel", _OTHER_ROUTES,
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, mode, sr_bits, op, table_kernel,
@@ -737,19 +732,16 @@ def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, 
     fn = getattr(fp8emu, op)
     kw = dict(rounding=mode, seed=9, sr_bits=sr_bits)
     big = fn(x, name, **kw)
-    per_element = Q._PER_ELEMENT_TWIN_BELOW
-    if table_kernel not in _PER_ELEMENT_KERNELS | _NO_TWIN:
-        assert (table_kernel, x.size) in ran              # the large call: its parallel kernel
-        assert all(n == x.size for _, n in ran if _ == table_kernel)
-    for n, kernel in ((per_element - 1, element_kernel), (per_element, element_kernel), (3000, table_kernel)):
+    assert (table_kernel, x.size) in ran              # the large call: its parallel kernel
+    assert all(n == x.size for _, n in ran if _ == table_kernel)
+    # below the tables' floor the small-call lane, above it the table kept by the large call
+    # (or, where the route has none, the per-element kernels through _run_kernels)
+    for n, kernel in ((Q._SMALL_LANE_BELOW - 1, element_kernel), (100, element_kernel), (3000, table_kernel)):
         ran.clear()
         small = fn(x[:n], name, **kw)
         got, want = small.view(f"u{small.itemsize}"), big[:n].view(f"u{big.itemsize}")
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{n} elements, {x[bad[0]]!r}: {got[bad[0]]:#x} != {want[bad[0]]:#x}"
-        if kernel in _NO_TWIN or (kernel in _PER_ELEMENT_KERNELS and n >= per_element):
-            assert ran == []            # the parallel kernel on one thread
-            continue
         assert ran == [(kernel, n)]
         twin = _kernels._SERIAL_TWINS[next(k for k in _kernels._SERIAL_TWINS if k.py_func.__name__ == kernel)]
         assert not twin.targetoptions.get("parallel")
