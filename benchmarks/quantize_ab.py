@@ -4,8 +4,8 @@
 Run: ``python -m benchmarks.quantize_ab --base /path/to/other/checkout [--n 4194304] [--repeat 60]
 [--dtype float32] [--modes RNE SR]`` (``--dtype``: the input's, float16, bfloat16, float32 or float64;
 ``quantize`` writes that dtype, and its cases are left out where the format has values it cannot
-hold; ``--modes``: which roundings to time: RNE, exact SR, and SR8, stochastic with
-``sr_bits=8``).
+hold; ``--modes``: what to time: RNE, exact SR, SR8 (stochastic with ``sr_bits=8``), odd
+(round to odd), and decode (the codes of the input, decoded into ``--dtype``)).
 
 The other checkout's package is copied to a temporary directory as ``fp8emu_base`` (it uses
 relative imports) so both import side by side.  Each repetition times every case once, base
@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32", "float64"],
                     help="the input's dtype (default float32)")
     ap.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
-    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"], choices=["RNE", "SR", "SR8"],
-                    help="the roundings to time: nearest_even (RNE), exact stochastic (SR), "
-                         "stochastic with sr_bits=8 (SR8)")
+    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"], choices=["RNE", "SR", "SR8", "odd", "decode"],
+                    help="what to time: nearest_even (RNE), exact stochastic (SR), stochastic with "
+                         "sr_bits=8 (SR8), round to odd (odd), decode of the input's codes into "
+                         "the input's dtype (decode)")
     args = ap.parse_args(argv)
     if args.dtype == "bfloat16":
         import ml_dtypes
@@ -80,7 +81,17 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as e:              # the format has values the input dtype cannot hold
                 print(f"# {name}: quantize cases left out ({e})")
                 fits = False
+            input_codes = fp8emu.encode(x, name)
             for tag, lib in (("base", base), ("new", fp8emu)):
+                if fits and "decode" in args.modes:
+                    cases += [(f"{name} decode {tag}", lambda lib=lib, name=name, c=input_codes: lib.decode(
+                        c, name, dtype=dtype, out=out))]
+                if fits and "odd" in args.modes:
+                    cases += [(f"{name} quantize odd {tag}", lambda lib=lib, name=name: lib.quantize(
+                        x, name, rounding="odd", out=out))]
+                if "odd" in args.modes:
+                    cases += [(f"{name} encode odd {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
+                        x, name, rounding="odd", out=codes))]
                 if fits and "RNE" in args.modes:
                     cases += [(f"{name} quantize RNE {tag}", lambda lib=lib, name=name: lib.quantize(x, name, out=out))]
                 if "RNE" in args.modes:
@@ -98,7 +109,10 @@ def main(argv: list[str] | None = None) -> None:
                 if "SR8" in args.modes:
                     cases += [(f"{name} encode SR8 {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
                         x, name, rounding="stochastic", seed=1, sr_bits=8, out=codes))]
-            for rounding, sr_bits in (("nearest_even", None), ("stochastic", None), ("stochastic", 8)):
+            if fits and not np.array_equal(base.decode(input_codes, name, dtype=dtype).view(bits_view),
+                                           fp8emu.decode(input_codes, name, dtype=dtype).view(bits_view)):
+                raise SystemExit(f"{name} decode: the two versions give different bits")
+            for rounding, sr_bits in (("nearest_even", None), ("stochastic", None), ("stochastic", 8), ("odd", None)):
                 kw = dict(rounding=rounding, seed=1, sr_bits=sr_bits)
                 same = np.array_equal(base.encode(x, name, **kw), fp8emu.encode(x, name, **kw))
                 if fits:

@@ -57,7 +57,7 @@ from ._random import GAMMA, mix64, mix64_hi
 from ._bitcast import f32_from_bits, bits_from_f32
 from ._half import f16_bits_of_f32, f32_bits_of_f16
 from ._prefetch import prefetch_lines
-from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_converting
+from ._vector_width import prefer_512_bit_vectors, prefer_512_bit_vectors_converting, keep_gathers_scalar
 
 __all__ = ["MODE_CODES", "MODE_NEAREST_EVEN_CODE", "PARAMS", "PARAMS_F32", "DECODE_PARAMS", "_round_bits",
            "_round_fast", "_round_f32", "_round_f32_k", "_decode", "_value_bits", "_value_f32", "_value_f32_sr",
@@ -1486,11 +1486,14 @@ def _count_f32_deep(bits, limit):
     return n
 
 
+@noalias_twin
 @njit(cache=True, parallel=True)
 def _decode(codes, out, lut):
-    """``out[i] = lut[codes[i]]`` (codes already validated by the wrapper)."""
+    """``out[i] = lut[codes[i]]`` (codes already validated by the wrapper; ``out`` apart from
+    ``codes`` or over them element for element: ``quantize._direct_target``)."""
     for i in prange(codes.shape[0]):
         prefer_512_bit_vectors(codes, out)
+        keep_gathers_scalar(codes, out)
         out[i] = lut[codes[i]]
 
 
@@ -1523,10 +1526,11 @@ def _make_lookup_sticky(shift: int, width: int):
         def lookup_f32_sticky(bits, out, table):
             for i in prange(bits.shape[0]):
                 prefer_512_bit_vectors(bits, out)
+                keep_gathers_scalar(bits, out)
                 b = np.uint32(bits[i])
                 c = np.uint32(np.uint32(b >> sh) << np.uint32(1))
                 out[i] = table[c | np.uint32(np.uint32(b & low) != np.uint32(0))]
-        return lookup_f32_sticky
+        return noalias_twin(lookup_f32_sticky)
     low64 = np.uint64((1 << shift) - 1)
     sh64 = np.uint64(shift)
 
@@ -1534,10 +1538,11 @@ def _make_lookup_sticky(shift: int, width: int):
     def lookup_f64_sticky(bits, out, table):
         for i in prange(bits.shape[0]):
             prefer_512_bit_vectors(bits, out)
+            keep_gathers_scalar(bits, out)
             b = np.uint64(bits[i])
             c = np.uint64(np.uint64(b >> sh64) << np.uint64(1))
             out[i] = table[c | np.uint64(np.uint64(b & low64) != np.uint64(0))]
-    return lookup_f64_sticky
+    return noalias_twin(lookup_f64_sticky)
 
 
 def _lookup_sticky(bits, out, table, shift: int) -> None:

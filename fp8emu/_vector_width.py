@@ -27,6 +27,23 @@ additions that are never reassociated: no fast-math flags).  On CPUs without 512
 llvmlite checks function attributes against a fixed list of flag names, which has no key-value
 string attributes; the attribute goes into the set directly.  Should a later llvmlite store
 attributes differently, the call does nothing and the kernel compiles as before.
+
+Table lookups are the other way round: :func:`keep_gathers_scalar` keeps the loop of a kernel
+that gathers from a table scalar where LLVM's vector gathers measured slower than one load per
+element (issue 19, ``docs/results/benchmarks.md``, 2026-12-07; same code, one loop or the other):
+
+* indices of 64 bits (the float64 class lookups, ``vgatherqpd``): 1.7x the time of scalar
+  loads at 16-64 K elements on the Intel CI host, about 2.1x on the GPU machine's Xeon;
+  on the Zen 3 the scalar twin ran 1.15x faster than the vector kernel once its launch cost
+  is taken out;
+* elements of 8 or 16 bits (decode into float16, bfloat16 or codes; the 16-bit pattern tables;
+  class lookups into codes): x86 has no gather of such elements, and LLVM emulates one with
+  ``vpinsrw``/``vpextr`` sequences, 1.5-2.1x the time of scalar loads on the Intel hosts; on the
+  Zen 3 the emulated form ran about 1.6x faster than the scalar loop (launch cost taken out),
+  so AMD CPUs keep it.
+
+32-bit elements by 8-, 16- or 32-bit indices (decode into float32, the float32 class lookup
+into values) keep their vector gathers: 0.57-0.82x the scalar time on the Intel CI host.
 """
 
 from __future__ import annotations
@@ -34,7 +51,8 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["prefer_512_bit_vectors", "prefer_512_bit_vectors_converting", "VECTOR_WIDTH_ATTRIBUTE"]
+__all__ = ["prefer_512_bit_vectors", "prefer_512_bit_vectors_converting", "keep_gathers_scalar",
+           "VECTOR_WIDTH_ATTRIBUTE"]
 
 #: The LLVM function attribute, as it appears in the function's IR.
 VECTOR_WIDTH_ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -82,3 +100,49 @@ def prefer_512_bit_vectors_converting(typingctx, source, target):
         _mark(builder.function)
         return context.get_dummy_value()
     return types.void(source, target), codegen
+
+
+#: LLVM's names of AMD CPUs start so (``znver3``, ``bdver2``...); the others are Intel's or generic.
+_AMD_CPU_PREFIXES = ("znver", "bdver", "btver", "amdfam", "barcelona", "athlon", "opteron", "k8")
+
+
+def _cpu_name() -> str:
+    """The CPU Numba compiles for: ``NUMBA_CPU_NAME`` if set, else the host's."""
+    from numba.core import config
+    from llvmlite import binding
+    name = config.CPU_NAME
+    return name if name and name != "host" else binding.get_host_cpu_name()
+
+
+def _scalar_gathers(index_bits: int, element_bits: int, cpu: str) -> bool:
+    """Whether a table lookup by ``index_bits``-bit indices of ``element_bits``-bit elements
+    stays scalar on ``cpu`` (the module docstring's measurements)."""
+    if index_bits == 64:
+        return True
+    return element_bits <= 16 and not cpu.startswith(_AMD_CPU_PREFIXES)
+
+
+def _bits(array_type) -> int:
+    return getattr(getattr(array_type, "dtype", None), "bitwidth", 0)
+
+
+@intrinsic
+def keep_gathers_scalar(typingctx, indices, target):
+    """Keep the calling loop scalar where :func:`_scalar_gathers` says so for the element widths
+    of ``indices`` (the array whose elements index the table) and ``target`` (the output, of
+    the table's element type) on the CPU compiled for; emits no code.  It sets LLVM's
+    ``noimplicitfloat`` attribute on the function being compiled (for a ``prange`` loop:
+    Numba's outlined loop function), which the loop and SLP vectorisers honour by leaving the
+    function's loops scalar; explicit float loads and stores (a float64 table's values) keep
+    their registers.  Numba's on-disk cache keys its code by the CPU's name and features, so a
+    cached kernel follows the CPU it was compiled for."""
+    if not (isinstance(indices, types.Array) and isinstance(target, types.Array)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        if _scalar_gathers(_bits(signature.args[0]), _bits(signature.args[1]), _cpu_name()):
+            attributes = getattr(builder.function, "attributes", None)
+            if isinstance(attributes, set):
+                set.add(attributes, "noimplicitfloat")
+        return context.get_dummy_value()
+    return types.void(indices, target), codegen

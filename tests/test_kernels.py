@@ -602,6 +602,63 @@ def test_noalias_twins_of_sr_table_kernels_equal_parallel_kernels(op, dtype, nam
         assert np.array_equal(inplace, want)
 
 
+# Deterministic lookups by table: the class lookups of float32 and float64 inputs (values and
+# codes) and the 16-bit pattern tables (_decode), which keep_gathers_scalar keeps scalar for
+# some element widths, and decode() itself
+_LOOKUP_CASES = [("quantize", np.float32, "e4m3fn", "odd"), ("encode", np.float32, "e5m2", "odd"),
+                 ("quantize", np.float64, "e5m2", "nearest_even"), ("encode", np.float64, "e4m3fn", "down"),
+                 ("quantize", np.float16, "e4m3fn", "odd"), ("encode", "bfloat16", "e5m2", "odd"),
+                 ("decode", np.float16, "e4m3fn", None), ("decode", np.float32, "e5m2", None),
+                 ("decode", np.float64, "e4m3fn", None)]
+
+
+@pytest.mark.parametrize("op,dtype,name,mode", _LOOKUP_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_noalias_twins_of_lookup_kernels_equal_parallel_kernels(op, dtype, name, mode):
+    """The twins of the table lookups (``lookup_f32_sticky``, ``lookup_f64_sticky``,
+    ``_decode``), compiled with ``noalias`` arrays, give the parallel kernels' bits on every
+    float32 upper-half pattern and its neighbours (float64: those widened, and random patterns),
+    all 2^16 16-bit patterns, or every code; out of place and in place."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    found = []
+    orig_sized, orig_below = _kernels.sized, _kernels.one_thread_below
+    _kernels.sized = lambda k, n: (lambda *a: found.append((k, a)) or orig_sized(k, n)(*a))
+    monkey = lambda n, k, *a, **kw: found.append((k, a)) or orig_below(n, k, *a, **kw)      # noqa: E731
+    try:
+        Q_below = Q._kernels.one_thread_below
+        Q._kernels.one_thread_below = monkey
+        x = (np.random.default_rng(11).standard_normal(_kernels.SERIAL_BELOW + 3) * 40).astype(dtype)
+        if op == "decode":
+            fp8emu.decode(fp8emu.encode(x, name), name, dtype=dtype)
+        else:
+            getattr(fp8emu, op)(x, name, rounding=mode)
+    finally:
+        _kernels.sized = orig_sized
+        Q._kernels.one_thread_below = Q_below
+    hits = [(k, a) for k, a in found        # the call's own lookup (not a table's build)
+            if getattr(getattr(k, "py_func", None), "__name__", "") in ("lookup_f32_sticky", "lookup_f64_sticky", "_decode")
+            and a[0].size == x.size]
+    assert hits, [getattr(k, "__name__", k) for k, _ in found]
+    kernel, args = hits[0]
+    twin = _kernels.serial_twin(kernel)
+    assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
+    assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
+    table = args[2]
+    if op == "decode":
+        bits = np.arange(table.size, dtype=args[0].dtype)
+    else:
+        bits = _per_element_test_bits(args[0].dtype.itemsize * 8)
+    want, got = np.empty(bits.size, args[1].dtype), np.empty(bits.size, args[1].dtype)
+    kernel(bits, want, table)
+    twin(bits, got, table)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+    if args[1].dtype == bits.dtype:         # in place: the output over its own input
+        inplace = bits.copy()
+        twin(inplace, inplace, table)
+        assert np.array_equal(inplace, want)
+
+
 # Calls that run the per-element kernels (no table, no float32 kernel): _round_fast's kernels
 # (values and codes, deterministic, exact and r-bit SR), the generic ones (round-to-odd, SR
 # without subnormals) and the wide one (formats over 16 bits)
@@ -694,10 +751,10 @@ def test_noalias_dispatcher_marks_the_arrays_noalias(tmp_path):
     kernel = _kernels._make_sr_pattern16(True)
     _kernels.serial_twin(kernel)
     assert _kernels.noalias_twin(kernel) is kernel           # marked already: nothing changes
-    _kernels.serial_twin(_kernels._decode)
+    _kernels.serial_twin(_kernels._copy_f32_finite)
     with pytest.raises(RuntimeError, match="built already"):
-        _kernels.noalias_twin(_kernels._decode)
-    assert _kernels._decode not in _kernels._NOALIAS_TWINS
+        _kernels.noalias_twin(_kernels._copy_f32_finite)
+    assert _kernels._copy_f32_finite not in _kernels._NOALIAS_TWINS
 
 
 # Calls that the float32 kernels do not take, and the kernel each runs: large (the parallel

@@ -81,16 +81,21 @@ print(json.dumps({
 """
 
 
+def _compiled_in_child(code: str, cpu: str, cache) -> dict:
+    """What ``code`` prints last (JSON), run in a child that compiles for an AVX-512 ``cpu``."""
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu,
+               NUMBA_CPU_FEATURES="+avx512f,+avx512bw,+avx512dq,+avx512vl,+avx512cd,+avx2,+fma,+bmi2",
+               NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def test_kernels_get_512_bit_code_on_a_cpu_tuned_for_256(tmp_path):
     """Skylake-SP, compiled (not run) in a child: LLVM's tuning there prefers 256-bit vectors, so
     only the marked loops get ``zmm`` code; a 16-bit array keeps the CPU's preference."""
-    env = dict(os.environ, NUMBA_CPU_NAME="skylake-avx512",
-               NUMBA_CPU_FEATURES="+avx512f,+avx512bw,+avx512dq,+avx512vl,+avx512cd,+avx2,+fma,+bmi2",
-               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    got = json.loads(res.stdout.strip().splitlines()[-1])
+    got = _compiled_in_child(CHILD, "skylake-avx512", tmp_path)
     assert got["plain"] == 0, got            # the tuning this module overrides is in force
     assert got["marked"] > 0, got
     assert got["marked_u16"] == 0, got
@@ -128,3 +133,52 @@ def test_r_bit_stochastic_rounding_compares_in_32_bit_lanes(isa):
     for lp in vector:
         wide = {op: n for op, n in lp["ops"].items() if op in ("vpsrlvq", "vpcmpgtq", "vpmovzxdq")}
         assert not wide, (isa, lp["label"], wide)
+
+
+@pytest.mark.parametrize("index_bits, element_bits, cpu, scalar", [
+    (64, 64, "znver3", True), (64, 8, "sapphirerapids", True), (64, 32, "rocketlake", True),
+    (8, 16, "rocketlake", True), (16, 8, "skylake-avx512", True), (32, 16, "x86-64-v4", True),
+    (8, 16, "znver3", False), (16, 16, "znver4", False), (8, 32, "rocketlake", False),
+    (32, 32, "skylake-avx512", False), (16, 64, "emeraldrapids", False), (32, 8, "znver5", False)])
+def test_gather_rule(index_bits, element_bits, cpu, scalar):
+    """Lookups by 64-bit indices stay scalar everywhere; of 8- or 16-bit elements on CPUs other
+    than AMD's; 32-bit elements and 64-bit ones by narrower indices keep vector gathers."""
+    assert vw._scalar_gathers(index_bits, element_bits, cpu) is scalar
+
+
+GATHER_CHILD = r"""
+import json, numba
+from fp8emu import _kernels as K
+u8, u16, u32, u64, f32, f64 = (numba.types.Array(getattr(numba.types, t), 1, "C")
+                               for t in ("uint8", "uint16", "uint32", "uint64", "float32", "float64"))
+
+def probe(dispatcher, sig):
+    dispatcher.compile(sig)                     # compiled, never run: the host may lack AVX-512
+    s = dispatcher.signatures[-1]
+    asm = dispatcher.inspect_asm(s)
+    return {"scalar": "noimplicitfloat" in dispatcher.inspect_llvm(s),
+            "vector_gather": asm.count("gather") + asm.count("vpinsr")}
+
+print(json.dumps({
+    "decode_u8_u16": probe(K._decode, (u8, u16, u16)), "decode_u8_f32": probe(K._decode, (u8, f32, f32)),
+    "decode_u16_u8": probe(K._decode, (u16, u8, u8)),
+    "f64_lookup": probe(K._lookup_sticky_kernel(49, 64), (u64, f64, f64)),
+    "f64_lookup_codes": probe(K._lookup_sticky_kernel(49, 64), (u64, u8, u8)),
+    "f32_lookup": probe(K._lookup_sticky_kernel(19, 32), (u32, u32, u32)),
+    "f32_lookup_codes": probe(K._lookup_sticky_kernel(19, 32), (u32, u8, u8)),
+}))
+"""
+
+
+@pytest.mark.parametrize("cpu", ["skylake-avx512", "znver4"])
+def test_lookup_kernels_keep_gathers_scalar_by_the_rule(cpu, tmp_path):
+    """The table lookups (``_decode``, the class lookups), compiled (not run) in a child for an
+    Intel and an AMD AVX-512 CPU: the loops the rule keeps scalar carry ``noimplicitfloat`` and
+    have no vector gather (nor its ``vpinsr`` emulation); the others keep theirs."""
+    got = _compiled_in_child(GATHER_CHILD, cpu, tmp_path)
+    narrow_scalar = not cpu.startswith("znver")
+    want = {"decode_u8_u16": narrow_scalar, "decode_u8_f32": False, "decode_u16_u8": narrow_scalar,
+            "f64_lookup": True, "f64_lookup_codes": True, "f32_lookup": False, "f32_lookup_codes": narrow_scalar}
+    for name, scalar in want.items():
+        assert got[name]["scalar"] is scalar, (name, got)
+        assert (got[name]["vector_gather"] == 0) is scalar, (name, got)
