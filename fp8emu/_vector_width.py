@@ -43,9 +43,14 @@ element (issue 19, ``docs/results/benchmarks.md``, 2026-12-07; same code, one lo
   cost taken out), so AMD CPUs keep it.
 
 32-bit elements (decode into float32, the float32 class lookup into values) keep their vector
-gathers: 0.57-0.91x the scalar time on the Intel hosts.  So do the float32 class lookups into
+gathers: 0.57-0.94x the scalar time on the Intel hosts at most sizes (one run on the GPU
+machine's Xeon read 1.67x for uint8 -> float32 at 4 M elements and 0.46x at 16 K).  So do the float32 class lookups into
 8-bit codes (32-bit indices): kept scalar, ``encode`` of float32 in round-to-odd took 0.79x the
 time on the Intel CI host but 1.33x on the GPU machine's Xeon.
+
+Numba's on-disk cache tells a kernel's code stale only when the kernel's own file changes: after
+editing this module, touch ``fp8emu/_kernels.py`` (or clear ``__pycache__``) before measuring, or
+the kernels cached from it keep the code of the previous rule.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def main() -> None:
                                  (np.uint8, np.uint8, 256), (np.uint16, np.uint16, 1 << 16),
                                  (np.uint16, np.uint8, 1 << 16), (np.uint16, np.float32, 1 << 16),
                                  (np.uint16, np.float64, 1 << 16), (np.uint32, np.float32, 1 << 14),
-                                 (np.uint32, np.uint16, 1 << 14)):
+                                 (np.uint32, np.uint16, 1 << 14), (np.uint32, np.uint8, 1 << 14)):
         lut = rng.integers(0, 200, size).astype(element)
         cases.append((f"decode {np.dtype(index).name} -> {np.dtype(element).name}, {size} entries",
                       rng.integers(0, size, n_max).astype(index), np.empty(n_max, element), lut,
