@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as e:              # the format has values the input dtype cannot hold
                 print(f"# {name}: quantize cases left out ({e})")
                 fits = False
-            input_codes = fp8emu.encode(x, name)
+            input_codes = fp8emu.encode(x, name) if "decode" in args.modes else None
             for tag, lib in (("base", base), ("new", fp8emu)):
                 if fits and "decode" in args.modes:
                     cases += [(f"{name} decode {tag}", lambda lib=lib, name=name, c=input_codes: lib.decode(
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                 if "SR8" in args.modes:
                     cases += [(f"{name} encode SR8 {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
                         x, name, rounding="stochastic", seed=1, sr_bits=8, out=codes))]
-            if fits and not np.array_equal(base.decode(input_codes, name, dtype=dtype).view(bits_view),
+            if fits and input_codes is not None and not np.array_equal(base.decode(input_codes, name, dtype=dtype).view(bits_view),
                                            fp8emu.decode(input_codes, name, dtype=dtype).view(bits_view)):
                 raise SystemExit(f"{name} decode: the two versions give different bits")
             for rounding, sr_bits in (("nearest_even", None), ("stochastic", None), ("stochastic", 8), ("odd", None)):

@@ -65,13 +65,14 @@ __all__ = ["prefer_512_bit_vectors", "prefer_512_bit_vectors_converting", "keep_
 VECTOR_WIDTH_ATTRIBUTE = '"prefer-vector-width"="512"'
 
 
-def _mark(function) -> bool:
-    """Add :data:`VECTOR_WIDTH_ATTRIBUTE` to an llvmlite ``ir.Function``; False where llvmlite's
-    attribute set is not the plain ``set`` subclass this relies on."""
+def _mark(function, attribute: str = VECTOR_WIDTH_ATTRIBUTE) -> bool:
+    """Add ``attribute`` (by default :data:`VECTOR_WIDTH_ATTRIBUTE`) to an llvmlite
+    ``ir.Function``; False where llvmlite's attribute set is not the plain ``set`` subclass this
+    relies on."""
     attributes = getattr(function, "attributes", None)
     if not isinstance(attributes, set):
         return False
-    set.add(attributes, VECTOR_WIDTH_ATTRIBUTE)      # past llvmlite's list of flag names
+    set.add(attributes, attribute)      # past llvmlite's list of flag names
     return True
 
 
@@ -148,8 +149,6 @@ def keep_gathers_scalar(typingctx, indices, target):
 
     def codegen(context, builder, signature, args):
         if _scalar_gathers(_bits(signature.args[0]), _bits(signature.args[1]), _cpu_name()):
-            attributes = getattr(builder.function, "attributes", None)
-            if isinstance(attributes, set):
-                set.add(attributes, "noimplicitfloat")
+            _mark(builder.function, "noimplicitfloat")
         return context.get_dummy_value()
     return types.void(indices, target), codegen

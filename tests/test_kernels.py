@@ -554,19 +554,40 @@ _SR_TABLE_CASES = [("quantize", np.float32, "e4m3_nosub", None), ("encode", np.f
                    ("quantize", "bfloat16", "e2m1fn_nosub", 2)]
 
 
-def _table_kernel_call(op, dtype, name, sr_bits):
-    """The SR table kernel a large call runs, and its arguments (``_kernels.sized`` recorded)."""
+def _large_call_kernel(call, dtype, names):
+    """The kernel named in ``names`` that ``call(x)`` runs on all of a large ``x`` of ``dtype``
+    (not a table's build), and its arguments (``_kernels.sized`` and ``one_thread_below``
+    recorded)."""
     x = (np.random.default_rng(11).standard_normal(_kernels.SERIAL_BELOW + 3) * 40).astype(dtype)
     found = []
-    orig = _kernels.sized
-    _kernels.sized = lambda k, n: (lambda *a: found.append((k, a)) or orig(k, n)(*a))
+    orig_sized, orig_below = _kernels.sized, _kernels.one_thread_below
+    _kernels.sized = lambda k, n: (lambda *a: found.append((k, a)) or orig_sized(k, n)(*a))
+    _kernels.one_thread_below = lambda n, k, *a, **kw: found.append((k, a)) or orig_below(n, k, *a, **kw)
     try:
-        getattr(fp8emu, op)(x, name, rounding="stochastic", seed=5, sr_bits=sr_bits)
+        call(x)
     finally:
-        _kernels.sized = orig
-    hits = [(k, a) for k, a in found if k.py_func.__name__ in ("sr_class", "sr_class64", "sr_pattern16")]
-    assert hits, [k.py_func.__name__ for k, _ in found]
+        _kernels.sized, _kernels.one_thread_below = orig_sized, orig_below
+    hits = [(k, a) for k, a in found
+            if getattr(getattr(k, "py_func", None), "__name__", "") in names and a[0].size == x.size]
+    assert hits, [getattr(k, "__name__", k) for k, _ in found]
     return hits[0]
+
+
+def _assert_noalias_twin_matches(kernel, bits, out_dtype, args, label: str = ""):
+    """``kernel``'s twin has ``noalias`` arrays and gives its bits (and tie count, where it
+    returns one) on ``bits``, out of place and, where the output has the input's dtype, in place."""
+    twin = _kernels.serial_twin(kernel)
+    assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
+    assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
+    want, got = np.empty(bits.size, out_dtype), np.empty(bits.size, out_dtype)
+    ties = kernel(bits, want, *args)
+    assert twin(bits, got, *args) == ties
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{label}{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
+    if out_dtype == bits.dtype:         # in place: the output over its own input
+        inplace = bits.copy()
+        assert twin(inplace, inplace, *args) == ties
+        assert np.array_equal(inplace, want)
 
 
 @pytest.mark.parametrize("op,dtype,name,sr_bits", _SR_TABLE_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
@@ -577,29 +598,11 @@ def test_noalias_twins_of_sr_table_kernels_equal_parallel_kernels(op, dtype, nam
     widened, and random patterns), 16-bit inputs' all 2^16; out of place and in place."""
     if dtype == "bfloat16":
         dtype = pytest.importorskip("ml_dtypes").bfloat16
-    kernel, args = _table_kernel_call(op, dtype, name, sr_bits)
-    twin = _kernels.serial_twin(kernel)
-    assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
-    assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
-    width = args[0].dtype.itemsize * 8
-    if width == 16:
-        bits = np.arange(1 << 16, dtype=np.uint16)
-    elif width == 32:
-        bits = _f32_test_bits()
-    else:
-        f = _f32_test_bits().view(np.float32).astype(np.float64).view(np.uint64)
-        rnd = np.random.default_rng(8).integers(0, 2**64, 1 << 18, dtype=np.uint64)
-        bits = np.concatenate([f, f + np.uint64(1), f - np.uint64(1), rnd])
-    tables = args[2:]
-    want, got = np.empty(bits.size, args[1].dtype), np.empty(bits.size, args[1].dtype)
-    ties = kernel(bits, want, *tables)
-    assert twin(bits, got, *tables) == ties
-    bad = np.flatnonzero(got != want)
-    assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
-    if args[1].dtype == bits.dtype:         # in place: the output over its own input
-        inplace = bits.copy()
-        assert twin(inplace, inplace, *tables) == ties
-        assert np.array_equal(inplace, want)
+    kernel, args = _large_call_kernel(
+        lambda x: getattr(fp8emu, op)(x, name, rounding="stochastic", seed=5, sr_bits=sr_bits),
+        dtype, ("sr_class", "sr_class64", "sr_pattern16"))
+    _assert_noalias_twin_matches(kernel, _per_element_test_bits(args[0].dtype.itemsize * 8), args[1].dtype,
+                                 args[2:])
 
 
 # Deterministic lookups by table: the class lookups of float32 and float64 inputs (values and
@@ -620,43 +623,17 @@ def test_noalias_twins_of_lookup_kernels_equal_parallel_kernels(op, dtype, name,
     all 2^16 16-bit patterns, or every code; out of place and in place."""
     if dtype == "bfloat16":
         dtype = pytest.importorskip("ml_dtypes").bfloat16
-    found = []
-    orig_sized, orig_below = _kernels.sized, _kernels.one_thread_below
-    _kernels.sized = lambda k, n: (lambda *a: found.append((k, a)) or orig_sized(k, n)(*a))
-    monkey = lambda n, k, *a, **kw: found.append((k, a)) or orig_below(n, k, *a, **kw)      # noqa: E731
-    try:
-        Q_below = Q._kernels.one_thread_below
-        Q._kernels.one_thread_below = monkey
-        x = (np.random.default_rng(11).standard_normal(_kernels.SERIAL_BELOW + 3) * 40).astype(dtype)
-        if op == "decode":
-            fp8emu.decode(fp8emu.encode(x, name), name, dtype=dtype)
-        else:
-            getattr(fp8emu, op)(x, name, rounding=mode)
-    finally:
-        _kernels.sized = orig_sized
-        Q._kernels.one_thread_below = Q_below
-    hits = [(k, a) for k, a in found        # the call's own lookup (not a table's build)
-            if getattr(getattr(k, "py_func", None), "__name__", "") in ("lookup_f32_sticky", "lookup_f64_sticky", "_decode")
-            and a[0].size == x.size]
-    assert hits, [getattr(k, "__name__", k) for k, _ in found]
-    kernel, args = hits[0]
-    twin = _kernels.serial_twin(kernel)
-    assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
-    assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
+    if op == "decode":
+        call = lambda x: fp8emu.decode(fp8emu.encode(x, name), name, dtype=dtype)      # noqa: E731
+    else:
+        call = lambda x: getattr(fp8emu, op)(x, name, rounding=mode)                    # noqa: E731
+    kernel, args = _large_call_kernel(call, dtype, ("lookup_f32_sticky", "lookup_f64_sticky", "_decode"))
     table = args[2]
     if op == "decode":
         bits = np.arange(table.size, dtype=args[0].dtype)
     else:
         bits = _per_element_test_bits(args[0].dtype.itemsize * 8)
-    want, got = np.empty(bits.size, args[1].dtype), np.empty(bits.size, args[1].dtype)
-    kernel(bits, want, table)
-    twin(bits, got, table)
-    bad = np.flatnonzero(got != want)
-    assert bad.size == 0, f"{bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
-    if args[1].dtype == bits.dtype:         # in place: the output over its own input
-        inplace = bits.copy()
-        twin(inplace, inplace, table)
-        assert np.array_equal(inplace, want)
+    _assert_noalias_twin_matches(kernel, bits, args[1].dtype, (table,))
 
 
 # Calls that run the per-element kernels (no table, no float32 kernel): _round_fast's kernels
@@ -708,18 +685,7 @@ def test_noalias_twins_of_per_element_kernels_equal_parallel_kernels(monkeypatch
     if kernels.fast is not None:
         runs.append((kernels.fast, (*kernels.tables, kernels.prm, keys.key0)))
     for kernel, args in runs:
-        twin = _kernels.serial_twin(kernel)
-        assert isinstance(twin, _kernels._NoAliasDispatcher) and not twin.targetoptions.get("parallel")
-        assert twin.py_func.__qualname__ == kernel.py_func.__qualname__ + "_serial_noalias"
-        want, got = np.empty(bits.size, out_dtype), np.empty(bits.size, out_dtype)
-        ties = kernel(bits, want, *args)
-        assert twin(bits, got, *args) == ties
-        bad = np.flatnonzero(got != want)
-        assert bad.size == 0, f"{kernel.py_func.__name__} {bits[bad[0]]:#x}: twin {got[bad[0]]:#x}, parallel {want[bad[0]]:#x}"
-        if out_dtype == bits.dtype:
-            inplace = bits.copy()
-            assert twin(inplace, inplace, *args) == ties
-            assert np.array_equal(inplace, want)
+        _assert_noalias_twin_matches(kernel, bits, out_dtype, args, label=f"{kernel.py_func.__name__} ")
 
 
 def test_noalias_dispatcher_marks_the_arrays_noalias(tmp_path):
