@@ -118,3 +118,25 @@ def test_round_mode_parse():
         RoundMode.parse("nearest")
     with pytest.raises(ValueError, match="allowed"):
         RoundMode.parse("sideways")
+
+
+def test_hash_survives_pickling_between_processes():
+    """A format caches its hash, and the cache travels with a pickle (Dask sweeps send formats
+    to other processes): the cached value must be what every process computes, whatever its
+    PYTHONHASHSEED (str hashes differ between processes; the enums must not hash by them)."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    fmts = [e4m3fn, e5m2, get_format("e8m0fnu"), Format(4, 3, specials="fnuz", bias=11), Format(3, 0, specials="fn",
+                                                                                           tie_rule="even_exponent")]
+    code = ("import pickle, sys; from fp8emu.formats import get_format; from fp8emu.format import Format; "
+            f"fmts = pickle.loads({pickle.dumps(fmts)!r}); [hash(f) for f in fmts]; "
+            "sys.stdout.buffer.write(pickle.dumps(fmts))")
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        sent = pickle.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                           check=True).stdout)
+        for f, g in zip(fmts, sent):
+            assert g == f and hash(g) == hash(f) and {f: 1}[g] == 1

@@ -262,6 +262,33 @@ def test_float32_format_is_identity_on_float32_and_rounds_float64():
         assert np.array_equal(fp8emu.quantize(y, float32), y.astype(np.float32).astype(np.float64))
 
 
+@pytest.mark.parametrize("n", [16, 1 << 17])       # the serial twin and the parallel kernel
+def test_float32_into_float32_is_a_copy_in_every_mode(n):
+    """float32 inputs into the float32 format take the copy of finite patterns
+    (``_kernels._copy_f32_finite``, from the call's plan): every mode and ``saturate`` against
+    what they must give -- finite patterns unchanged, +-Inf kept (+-max when saturating), every
+    NaN the quiet NaN -- for encode and quantize, fresh and in place."""
+    rng = np.random.default_rng(8)
+    bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    bits[:6] = [0x7F800000, 0xFF800000, 0x7FC00001, 0xFFFFFFFF, 0x80000000, 0x00000001]
+    x = bits.view(np.float32)
+    mag = bits & np.uint32(0x7FFFFFFF)
+    for sat in (False, True):
+        want = bits.copy()
+        want[mag > 0x7F800000] = 0x7FC00000
+        if sat:
+            want[mag == 0x7F800000] -= np.uint32(1)                 # +-Inf -> +-max
+        for mode in ("nearest_even", "toward_zero", "down", "up", "odd", "stochastic"):
+            for sr_bits in ((None, 8) if mode == "stochastic" else (None,)):
+                kw = dict(rounding=mode, saturate=sat, seed=3, sr_bits=sr_bits)
+                label = f"{mode} sr_bits={sr_bits} saturate={sat}"
+                assert np.array_equal(fp8emu.encode(x, float32, **kw), want), label
+                assert np.array_equal(fp8emu.quantize(x, float32, **kw).view(np.uint32), want), label
+                y = x.copy()
+                assert fp8emu.quantize(y, float32, out=y, **kw) is y
+                assert np.array_equal(y.view(np.uint32), want), label
+
+
 @pytest.mark.slow
 def test_tf32_every_float32_input():
     """All 2^32 float32 patterns into tf32, against a bit-mask oracle: tf32 has float32's exponent

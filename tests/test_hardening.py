@@ -2,12 +2,13 @@
 in-place stochastic rounding of float64, precise errors instead of tracebacks."""
 
 import math
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
-from fp8emu import Format, conv2d, encode, quantize
+from fp8emu import Format, conv2d, decode, encode, get_format, quantize
 from fp8emu._random import words
 from fp8emu.autograd import Tensor, ops
 from fp8emu.formats import e4m3fn, e5m2
@@ -55,6 +56,31 @@ def test_in_place_quantize_of_a_big_endian_array():
         assert y.dtype == np.dtype(dtype) and np.array_equal(y, expect)
     with pytest.raises(TypeError, match=r"out has dtype >f8; expected float32 \(any byte order\)"):
         quantize(np.zeros(3, np.float32), e4m3fn, out=np.zeros(3, ">f8"))
+
+
+@pytest.mark.parametrize("fmt", ["e4m3fn", "bfloat16", "e8m13", "float32"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decode_into_a_non_native_dtype(fmt, dtype):
+    """decode(dtype=...) and out= in the other byte order give the same values as the native
+    dtype, for table formats (8, 16 bits) and for those built code by code (> 16 bits)."""
+    swapped = np.dtype(dtype).newbyteorder(">" if sys.byteorder == "little" else "<")
+    fmt = get_format(fmt)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(3000) * 8).astype(np.float32)
+    x[:4] = [0.0, -0.0, np.inf, np.nan]
+    codes = encode(x, fmt).reshape(50, 60)
+    expect = decode(codes, fmt, dtype=dtype)
+    for n in (codes[:2, :3], codes):           # the small-call lane and a larger call
+        want = expect[:n.shape[0], :n.shape[1]]
+        got = decode(n, fmt, dtype=swapped)
+        assert got.dtype == swapped and got.shape == n.shape
+        assert np.array_equal(got, want, equal_nan=True)
+        for out_dtype in (swapped, np.dtype(dtype)):
+            out = np.empty(n.shape, out_dtype)
+            assert decode(n, fmt, dtype=swapped, out=out) is out
+            assert np.array_equal(out, want, equal_nan=True)
+        out = np.empty(n.shape, swapped)
+        assert decode(n, fmt, dtype=dtype, out=out) is out and np.array_equal(out, want, equal_nan=True)
 
 
 @pytest.mark.parametrize("fn", [quantize, encode])
