@@ -196,6 +196,9 @@ class _Plan(NamedTuple):
     # float32 inputs into a format that holds every float32 value: the results of +Inf, -Inf,
     # +NaN, -NaN for _kernels._copy_f32_finite (the table _run_kernels keeps for it); else None
     copy_specials: "np.ndarray | None"
+    # encode of float32 inputs into a format whose codes are float32's top bits: quantize's
+    # value kernels (:func:`_run_top_bits`); else None
+    top_bits: "_F32Route | None"
 
 
 def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
@@ -215,7 +218,7 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
     else:
         out_dtype, lut = np.dtype(fmt.code_dtype), None
     route = _f32_route(values, fmt, mode, saturate, r, info)
-    per_element = copy_specials = None
+    per_element = copy_specials = top_bits = None
     if route is None and not _not_per_element_route(values, fmt, info):
         per_element = _per_element_kernels(*_element_kernels(values, fmt), lut, info, fmt, mode, saturate, r)
     elif route is None and (info.width, info.man_bits) == (32, 23) and _holds_float32(fmt):
@@ -223,7 +226,9 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
         copy_specials = _kept_table(("f32-specials", op, kernel_dtype.str, fmt, mode, saturate, r),
                                     _special_patterns_f32, kernel_dtype,
                                     (*_element_kernels(values, fmt), lut, info, fmt, mode, saturate, r, _NO_KEYS))
-    return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut, route, per_element, copy_specials)
+    elif route is None and not values and (info.width, info.man_bits) == (32, 23) and _codes_are_f32_top_bits(fmt):
+        top_bits = _f32_route(True, fmt, mode, saturate, r, info)
+    return _Plan(fmt, mode, saturate, r, check_nans, out_dtype, lut, route, per_element, copy_specials, top_bits)
 
 
 #: Plans by their arguments; at most :data:`_PLANS_KEEP` (then the dict starts again).
@@ -871,6 +876,19 @@ def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> 
     return True
 
 
+def _run_top_bits(values: _F32Route, fmt: Format, bits, target, stochastic: bool, keys: SRKeys) -> bool:
+    """Encode float32 ``bits`` into a format whose codes are float32's top bits
+    (:func:`_codes_are_f32_top_bits`) by quantize's value kernels (``values``) and a shift; False
+    where :func:`_run_f32` is (the generic kernel must then redo the call)."""
+    # the value kernel's float32 bits, then their top bits: into the codes themselves where
+    # they are 32-bit (the kernel takes an output over its input), else a scratch
+    scratch = target if target.dtype.itemsize == 4 else np.empty(bits.size, np.uint32)
+    if not _run_f32(values, bits, scratch, stochastic, keys):
+        return False
+    np.right_shift(scratch, np.uint32(23 - fmt.man_bits), out=target, casting="unsafe")
+    return True
+
+
 def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, saturate, sr_bits, keys,
                  f32=False, table_key=None, twins=True) -> None:
     """Run the fastest kernel that is valid, else (or after an SR tie) the generic one.
@@ -912,13 +930,8 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     if route is None and table_key == "encode" and (info.width, info.man_bits) == (32, 23) \
             and _codes_are_f32_top_bits(fmt):
         values = _f32_route(True, fmt, mode, saturate, sr_bits, info)
-        if values is not None:
-            # the value kernel's float32 bits, then their top bits: into the codes themselves
-            # where they are 32-bit (the kernel takes an output over its input), else a scratch
-            scratch = target if target.dtype.itemsize == 4 else np.empty(bits.size, np.uint32)
-            if _run_f32(values, bits, scratch, stochastic, keys):
-                np.right_shift(scratch, np.uint32(23 - fmt.man_bits), out=target, casting="unsafe")
-                return
+        if values is not None and _run_top_bits(values, fmt, bits, target, stochastic, keys):
+            return
     if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and _holds_float32(fmt):
         specials = _kept_table(("f32-specials", *tag, sr_bits), _special_patterns_f32, target.dtype, kernel_args)
         sized(_kernels._copy_f32_finite)(bits, target, specials)
@@ -999,6 +1012,8 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
         _kernels.sized(route.deterministic, bits.size)(bits, target, route.p32, keys.key0)
     elif plan.copy_specials is not None:         # a copy but for Inf and NaN, at any size
         _kernels.sized(_kernels._copy_f32_finite, bits.size)(bits, target, plan.copy_specials)
+    elif plan.top_bits is not None and _run_top_bits(plan.top_bits, plan.fmt, bits, target, stochastic, keys):
+        pass
     elif route is None and plan.per_element is not None and (n := bits.size) < _SMALL_LANE_BELOW:
         # a small call that no table takes, on the per-element kernels' serial twins, without
         # _run_kernels' routing (about 10 us a call)
@@ -1198,7 +1213,7 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
     # unsigned codes no wider than the format's cannot be out of range: skip the two reductions
     if c.size and not (kind == "u" and c.dtype.itemsize * 8 <= plan.bits):
-        lo, hi = int(c.min()), int(c.max())
+        lo, hi = 0 if kind == "u" else int(c.min()), int(c.max())
         if lo < 0 or hi >= plan.fmt.num_codes:
             bad = lo if lo < 0 else hi
             raise ValueError(f"codes contains {bad}, out of range for {plan.fmt.name} (0..{plan.fmt.num_codes - 1})")
