@@ -15,7 +15,8 @@ of the paper's recipe makes about 180 such calls on ResNet-18 at width 8 (batch 
 
 ``--routes other`` times instead calls that the float32 kernels do not take (float64 inputs,
 round-to-odd, stochastic rounding into a format without subnormals, 16-bit inputs by their
-tables, a copy into float32), against ``x.copy()`` only: below 2^16 elements they run the
+tables, a copy into float32, encode into formats whose codes are float32's top bits, decode of a
+format wider than 16 bits), and a float32 quantize in place, against ``x.copy()`` only: below 2^16 elements they run the
 per-element kernels (a table is built by a call of at least its size, then kept).
 """
 
@@ -61,6 +62,7 @@ def cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
 def other_cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
     """Calls of one version that the float32 kernels do not take (``--routes other``)."""
     x64, x16 = x.astype(np.float64), x.astype(np.float16)
+    wide, y = lib.encode(x, "e8m13"), lib.quantize(x, "e5m2")    # y: its own rounding, each call
     return {
         "float64 quantize e5m2 RNE": lambda: lib.quantize(x64, "e5m2"),
         "float64 quantize e5m2 exact SR": lambda: lib.quantize(x64, "e5m2", rounding="stochastic", seed=1),
@@ -69,6 +71,10 @@ def other_cases(lib, x: np.ndarray) -> dict[str, Callable[[], object]]:
         "float32 quantize e4m3_nosub SR": lambda: lib.quantize(x, "e4m3_nosub", rounding="stochastic", seed=1),
         "float16 encode e4m3_nosub SR": lambda: lib.encode(x16, "e4m3_nosub", rounding="stochastic", seed=1),
         "float32 quantize float32": lambda: lib.quantize(x, "float32"),
+        "float32 encode bfloat16": lambda: lib.encode(x, "bfloat16"),
+        "float32 encode tf32": lambda: lib.encode(x, "tf32"),
+        "decode e8m13 (uint32 codes)": lambda: lib.decode(wide, "e8m13"),
+        "quantize in place": lambda: lib.quantize(y, "e5m2", out=y),
     }
 
 

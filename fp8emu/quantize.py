@@ -242,7 +242,10 @@ def _plan_of(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_pol
     The key holds the types of ``saturate`` and ``sr_bits`` beside their values: ``1 == True``
     and ``8.0 == 8`` as dict keys, but the first of each is refused.  Arguments that are equal
     as keys otherwise give the same plan (a format and its name, a mode and its value)."""
-    key = (op, fmt, rounding, type(saturate), saturate, type(sr_bits), sr_bits, dtype, nan_policy)
+    # the format's name as well: formats that differ only by name are equal, and a plan's
+    # messages name its format
+    key = (op, fmt, getattr(fmt, "name", None), rounding, type(saturate), saturate, type(sr_bits), sr_bits, dtype,
+           nan_policy)
     try:
         plan = _PLANS.get(key)
     except TypeError:           # an unhashable argument: _plan says what is wrong with it
@@ -1178,7 +1181,7 @@ _DECODE_PLANS: dict = {}
 def _decode_plan_of(fmt, dtype) -> _DecodePlan:
     """:func:`_decode_plan`, cached like :func:`_plan_of` (``np.dtype(...).name`` alone costs
     about 1.5 us, a third of a small call)."""
-    key = (fmt, dtype)
+    key = (fmt, getattr(fmt, "name", None), dtype)
     try:
         plan = _DECODE_PLANS.get(key)
     except TypeError:           # an unhashable argument: _decode_plan says what is wrong with it

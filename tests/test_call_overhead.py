@@ -205,3 +205,15 @@ def test_decode_checks_the_range_where_the_code_dtype_is_wider_than_the_format()
     codes = np.arange(256, dtype=np.uint8)          # every uint8 is a code of an 8-bit format
     assert np.array_equal(fp8emu.decode(codes, "e5m2", dtype=np.float64), get_format("e5m2").values(),
                           equal_nan=True)
+
+
+def test_cached_plans_keep_the_callers_format_name():
+    """Formats that differ only by name are equal (and hash alike), but each call's messages name
+    its own format: the plans are cached per name too."""
+    named = fp8emu.Format(2, 1, specials=get_format("e2m1fn").specials, name="my_fp4")
+    assert named == get_format("e2m1fn")
+    for fmt in (get_format("e2m1fn"), named):
+        with pytest.raises(ValueError, match=rf"out of range for {fmt.name} \(0..15\)"):
+            fp8emu.decode(np.array([99], np.uint8), fmt)
+        with pytest.raises(ValueError, match=rf"NaN input\(s\) but {fmt.name} has no NaN"):
+            fp8emu.encode(np.array([np.nan], np.float32), fmt, nan_policy="raise")
