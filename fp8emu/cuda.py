@@ -159,6 +159,10 @@ def _device_array(x, argname: str, fn: str):
     if not arr.is_c_contiguous():
         raise ValueError(f"{argname} is not C-contiguous; make a contiguous copy first (torch: .contiguous(), "
                          "CuPy: cupy.ascontiguousarray)")
+    if not np.dtype(arr.dtype).isnative:
+        # the kernels read and write native bit patterns: a swapped array would be read wrong
+        raise TypeError(f"{argname} has dtype {np.dtype(arr.dtype)}, not in native byte order; convert it on the "
+                        "host before copying it to the GPU (x.astype(x.dtype.newbyteorder('=')))")
     return arr
 
 
@@ -482,6 +486,9 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
         dt = None
     if dt is None or dt.name not in INPUT_LAYOUTS:
         raise TypeError(f"dtype={dtype!r} is not supported; allowed: float16, bfloat16 (ml_dtypes), float32, float64")
+    if not dt.isnative:
+        raise TypeError(f"dtype={dtype!r} is not in native byte order; device arrays hold native values "
+                        "(fp8emu.decode on the host takes either byte order)")
     arr = _device_array(codes, "codes", "decode")
     cdt = np.dtype(arr.dtype)
     if cdt.kind not in "iu":

@@ -220,6 +220,25 @@ def test_decode_rejects_codes_out_of_range():
         fc.decode(cuda.to_device(np.zeros(2, np.float32)), "e5m2")
 
 
+def test_non_native_byte_order_is_refused():
+    """The kernels read and write native patterns: a byte-swapped device array (input, codes or
+    ``out``) or a swapped ``dtype`` for decode is refused, not read as other values (it gave
+    zeros, or swapped values, before)."""
+    swapped = np.dtype(">f4") if np.little_endian else np.dtype("<f4")
+    x = np.array([1.0, 2.5, 3.3], np.float32)
+    for fn in (fc.quantize, fc.encode):
+        with pytest.raises(TypeError, match="not in native byte order"):
+            fn(cuda.to_device(x.astype(swapped)), e4m3fn)
+    with pytest.raises(TypeError, match="not in native byte order"):
+        fc.quantize(cuda.to_device(x), e4m3fn, out=cuda.to_device(np.zeros(3, swapped)))
+    codes = cuda.to_device(fp8emu.encode(x, e4m3fn))
+    with pytest.raises(TypeError, match="not in native byte order"):
+        fc.decode(codes, e4m3fn, dtype=swapped)
+    with pytest.raises(TypeError, match="not in native byte order"):
+        fc.decode(cuda.to_device(fp8emu.encode(x, e4m3fn).astype(">u2" if np.little_endian else "<u2")), e4m3fn)
+    assert np.array_equal(fc.decode(codes, e4m3fn).copy_to_host(), fp8emu.quantize(x, e4m3fn))
+
+
 def test_shapes_out_and_in_place():
     x = _inputs(e4m3fn, np.float32, n=60).reshape(3, 4, 5)
     want = fp8emu.quantize(x, e4m3fn)
