@@ -365,7 +365,9 @@ def _out_target(out: np.ndarray | None, shape: tuple[int, ...], a_vec: bool, b_v
     if (not out.flags.c_contiguous or not out.dtype.isnative
             or any(np.may_share_memory(out, x) for x in operands)):
         return None
-    return out.reshape(shape)
+    # a subclass (a masked array, a matrix) as a plain array over its memory: the kernels and
+    # np.matmul's out= take nothing else
+    return (out if type(out) is np.ndarray else np.asarray(out)).reshape(shape)
 
 
 def _output(y: np.ndarray, scale: np.ndarray | None, out_fmt, out_rounding, saturate: bool, seed,

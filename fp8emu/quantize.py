@@ -78,8 +78,10 @@ _LAYOUT_OF_NATIVE: dict = {}
 
 
 def _as_array(x, argname: str = "x") -> np.ndarray:
-    """``x`` as an ndarray; an array-like of integers or bools is refused (not converted)."""
-    if isinstance(x, np.ndarray):
+    """``x`` as an ndarray; an array-like of integers or bools is refused (not converted).
+    Subclasses (a masked array, a matrix, a memmap) are viewed as plain arrays: the kernels take
+    nothing else (a masked array's mask is not applied: every element is rounded)."""
+    if type(x) is np.ndarray:
         return x
     x = np.asarray(x)
     if x.dtype.kind in "iub":
@@ -1002,8 +1004,10 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
     values = op == "quantize"
     # quantize writes the input's bit patterns (its unsigned view), encode the codes
     kernel_dtype = bits.dtype if values else plan.out_dtype
+    user_out = out
     if out is not None:
         _check_out(out, arr.shape, plan.out_dtype)
+        out = _plain(out)
     into_out = out is not None and _direct_target(out, arr)      # else a temporary, copied into out
     if into_out:
         target = out.ravel()        # a view: out is C-contiguous
@@ -1027,12 +1031,12 @@ def _round_into(op: str, x, fmt, rounding, saturate, seed, sr_bits, stream, out,
         _run(*_element_kernels(values, plan.fmt), bits, target, plan.lut if values else None, info, plan.fmt,
              plan.mode, plan.saturate, plan.sr_bits, keys, table_key=op)
     if into_out:
-        return out
+        return user_out
     result = target.view(plan.out_dtype) if values else target
     if out is None:
         return result if arr.ndim == 1 else result.reshape(arr.shape)
     np.copyto(out, result.reshape(arr.shape))
-    return out
+    return user_out
 
 
 @lru_cache(maxsize=None)
@@ -1067,6 +1071,13 @@ def _check_out(out, shape, dtype, argname="out") -> None:
         raise TypeError(f"{argname} has dtype {out.dtype}; expected {np.dtype(dtype)} (any byte order)")
     if not out.flags.writeable:
         raise ValueError(f"{argname} is read-only")
+
+
+def _plain(out: np.ndarray) -> np.ndarray:
+    """``out`` as a plain ndarray over its memory: a subclass's ``ravel`` or ``reshape`` may not
+    flatten it (a matrix stays 2-d: a kernel then wrote past its end) and Numba refuses a
+    masked array (whose data is then written, its mask left as it is)."""
+    return out if type(out) is np.ndarray else np.asarray(out)
 
 
 def _direct_target(out: np.ndarray, x) -> bool:
@@ -1210,7 +1221,7 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         ValueError: a code out of range, or ``dtype`` cannot hold ``fmt``'s values exactly.
     """
     plan = _decode_plan_of(fmt, dtype)
-    c = codes if isinstance(codes, np.ndarray) else np.asarray(codes)
+    c = codes if type(codes) is np.ndarray else np.asarray(codes)     # subclasses as plain arrays
     kind = c.dtype.kind
     if kind != "u" and kind != "i":
         raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
@@ -1223,8 +1234,10 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
     flat = (c if c.flags.c_contiguous else np.ascontiguousarray(c)).reshape(-1)
     if not flat.dtype.isnative:
         flat = flat.astype(flat.dtype.newbyteorder("="))
+    user_out = out
     if out is not None:
         _check_out(out, c.shape, plan.dtype)
+        out = _plain(out)
         # the kernel writes native patterns; an out over the codes other than element for
         # element (a wider dtype over the same bytes) would overwrite codes not read yet: a
         # temporary then
@@ -1237,7 +1250,7 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
         return result.astype(plan.dtype) if plan.swap else result
     if not np.shares_memory(target, out):
         np.copyto(out, target.reshape(c.shape))
-    return out
+    return user_out
 
 
 def quantize(x: npt.ArrayLike, fmt: Format | str, *, rounding: RoundMode | str = RoundMode.NEAREST_EVEN,

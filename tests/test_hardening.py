@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fp8emu import Format, conv2d, decode, encode, get_format, quantize
+from fp8emu import Format, conv2d, decode, encode, get_format, matmul, quantize
 from fp8emu._random import words
 from fp8emu.autograd import Tensor, ops
 from fp8emu.formats import e4m3fn, e5m2
@@ -81,6 +81,32 @@ def test_decode_into_a_non_native_dtype(fmt, dtype):
             assert np.array_equal(out, want, equal_nan=True)
         out = np.empty(n.shape, swapped)
         assert decode(n, fmt, dtype=dtype, out=out) is out and np.array_equal(out, want, equal_nan=True)
+
+
+def test_array_subclasses_are_plain_arrays_in_and_out():
+    """Masked arrays and matrices as inputs, codes and ``out=`` give the plain arrays'
+    results (a masked array's data; its mask is left as it is).  Before, Numba refused a masked
+    array, and a matrix ``out`` stayed 2-d when flattened, so decode's kernel wrote past its end."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((4, 5)) * 10).astype(np.float32)
+    codes = encode(x, e4m3fn)
+    want_q, want_d = quantize(x, e4m3fn), decode(codes, e4m3fn)
+    masked = np.ma.array(x, mask=x > 5)
+    assert np.array_equal(quantize(masked, e4m3fn), want_q) and np.array_equal(encode(masked, e4m3fn), codes)
+    assert np.array_equal(decode(np.ma.array(codes, mask=codes > 9), e4m3fn), want_d)
+    assert np.array_equal(quantize(np.matrix(x), e4m3fn), want_q)
+    for make in (np.ma.zeros, lambda shape, dt: np.matrix(np.zeros(shape, dt))):
+        out = make(x.shape, np.float32)
+        assert quantize(x, e4m3fn, out=out) is out and np.array_equal(np.asarray(out), want_q)
+        out = make(x.shape, np.float32)
+        assert decode(codes, e4m3fn, out=out) is out and np.array_equal(np.asarray(out), want_d)
+        out = make(x.shape, np.uint8)
+        assert encode(x, e4m3fn, out=out) is out and np.array_equal(np.asarray(out), codes)
+        out = make((4, 4), np.float32)
+        assert matmul(x, x.T, a_fmt=e4m3fn, out=out) is out
+        assert np.array_equal(np.asarray(out), matmul(x, x.T, a_fmt=e4m3fn))
+    y = masked.copy()
+    assert quantize(y, e4m3fn, out=y) is y and np.array_equal(y.data, want_q) and np.array_equal(y.mask, x > 5)
 
 
 @pytest.mark.parametrize("fn", [quantize, encode])
