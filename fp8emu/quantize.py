@@ -196,10 +196,10 @@ class _Plan(NamedTuple):
     # _SMALL_LANE_BELOW elements runs nothing else (_round_into's small-call lane); else None
     per_element: "_PerElement | None"
     # float32 inputs into a format that holds every float32 value: the results of +Inf, -Inf,
-    # +NaN, -NaN for _kernels._copy_f32_finite (the table _run_kernels keeps for it); else None
+    # +NaN, -NaN for _kernels._copy_f32_finite (built by the kernels, kept); else None
     copy_specials: "np.ndarray | None"
     # encode of float32 inputs into a format whose codes are float32's top bits: quantize's
-    # value kernels (:func:`_run_top_bits`); else None
+    # value kernels (:func:`_run_top_bits`; where they fail, the rest of _run_kernels); else None
     top_bits: "_F32Route | None"
 
 
@@ -238,6 +238,22 @@ _PLANS: dict = {}
 _PLANS_KEEP = 512
 
 
+def _cached(plans: dict, key: tuple, make, *args):
+    """``make(*args)``, kept in ``plans`` under ``key`` (at most :data:`_PLANS_KEEP` entries,
+    then the dict starts again); an unhashable argument is not kept: ``make`` says what is wrong
+    with it."""
+    try:
+        plan = plans.get(key)
+    except TypeError:
+        return make(*args)
+    if plan is None:
+        plan = make(*args)
+        if len(plans) >= _PLANS_KEEP:
+            plans.clear()
+        plans[key] = plan
+    return plan
+
+
 def _plan_of(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy) -> _Plan:
     """:func:`_plan`, cached: a small call spent about 8 us resolving its arguments before.
 
@@ -248,16 +264,7 @@ def _plan_of(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_pol
     # messages name its format
     key = (op, fmt, getattr(fmt, "name", None), rounding, type(saturate), saturate, type(sr_bits), sr_bits, dtype,
            nan_policy)
-    try:
-        plan = _PLANS.get(key)
-    except TypeError:           # an unhashable argument: _plan says what is wrong with it
-        return _plan(op, fmt, rounding, saturate, sr_bits, dtype, nan_policy)
-    if plan is None:
-        plan = _plan(op, fmt, rounding, saturate, sr_bits, dtype, nan_policy)
-        if len(_PLANS) >= _PLANS_KEEP:
-            _PLANS.clear()
-        _PLANS[key] = plan
-    return plan
+    return _cached(_PLANS, key, _plan, op, fmt, rounding, saturate, sr_bits, dtype, nan_policy)
 
 
 class KernelArguments(NamedTuple):
@@ -444,7 +451,7 @@ def _not_per_element_route(values: bool, fmt: Format, info: InputLayout) -> bool
     """Whether a call that the float32 kernels do not take runs something other than the
     per-element kernels at any size: float32 inputs into a format that holds every float32
     value (a copy), or encode's codes that are the top bits of float32 patterns (the value
-    kernels' results shifted) where the value kernels take the call (:func:`_run_kernels`)."""
+    kernels' results shifted) where the value kernels take the call (the call's plan, :func:`_plan`)."""
     if (info.width, info.man_bits) != (32, 23):
         return False
     return _holds_float32(fmt) or (not values and _codes_are_f32_top_bits(fmt))
@@ -913,8 +920,9 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
     table of all 2^16 patterns; a float32 input where the float32 kernels cannot take it, or
     any float64 one, in the table of its classes (``_kernels._lookup_sticky``,
     :func:`_class_bits`); stochastic rounding of 16-bit inputs by pattern, and of float32 and
-    float64 ones by class (their tables and the random word); into a format that
-    holds every float32 value, a copy (``_kernels._copy_f32_finite``).  Each table is used
+    float64 ones by class (their tables and the random word).  (The copy into a format that
+    holds every float32 value and encode into one whose codes are float32's top bits come from
+    the call's plan: :func:`_round_into`.)  Each table is used
     when :func:`_table_worth` (large enough calls, or the table kept already).  Below
     ``_kernels.SERIAL_BELOW`` elements each kernel runs as its serial twin (``_kernels.sized``),
     unless ``twins`` is False (the tables' builds).
@@ -931,15 +939,6 @@ def _run_kernels(fast, fast_sr, generic, bits, target, lut, info, fmt, mode, sat
             and _table_worth(bits.size, 1 << 16, key := (*tag, tuple(info)), _TABLE16_MIN):
         table = _kept_table(key, _all_patterns16, target.dtype, kernel_args)
         sized(_kernels._decode)(bits, target, table)
-        return
-    if route is None and table_key == "encode" and (info.width, info.man_bits) == (32, 23) \
-            and _codes_are_f32_top_bits(fmt):
-        values = _f32_route(True, fmt, mode, saturate, sr_bits, info)
-        if values is not None and _run_top_bits(values, fmt, bits, target, stochastic, keys):
-            return
-    if route is None and table_key is not None and (info.width, info.man_bits) == (32, 23) and _holds_float32(fmt):
-        specials = _kept_table(("f32-specials", *tag, sr_bits), _special_patterns_f32, target.dtype, kernel_args)
-        sized(_kernels._copy_f32_finite)(bits, target, specials)
         return
     width = _class_width(info)
     if route is None and table_key is not None and not stochastic and width is not None \
@@ -1168,7 +1167,6 @@ class _DecodePlan(NamedTuple):
     dtype: np.dtype             # the result's dtype, as asked (any byte order)
     native: np.dtype            # the dtype the kernel writes: ``dtype`` in native byte order
     pattern: np.dtype           # the unsigned dtype of ``native``'s bit patterns
-    swap: bool                  # ``dtype`` is not native: the result is converted at the end
     bits: int                   # the format's width: unsigned codes no wider need no range check
     kernel: object              # _kernels._decode (a table) or _kernels._decode_wide (built per code)
     table: object               # the table of ``native`` patterns, or the wide kernel's parameters
@@ -1182,8 +1180,7 @@ def _decode_plan(fmt, dtype) -> _DecodePlan:
         kernel, table = _kernels._decode_wide, _decode_params(fmt, native)
     else:
         kernel, table = _kernels._decode, _lut(fmt, native)
-    return _DecodePlan(fmt, dt, native, np.dtype(INPUT_LAYOUTS[native.name].uint), not dt.isnative, fmt.bits,
-                       kernel, table)
+    return _DecodePlan(fmt, dt, native, np.dtype(INPUT_LAYOUTS[native.name].uint), fmt.bits, kernel, table)
 
 
 _DECODE_PLANS: dict = {}
@@ -1192,17 +1189,7 @@ _DECODE_PLANS: dict = {}
 def _decode_plan_of(fmt, dtype) -> _DecodePlan:
     """:func:`_decode_plan`, cached like :func:`_plan_of` (``np.dtype(...).name`` alone costs
     about 1.5 us, a third of a small call)."""
-    key = (fmt, getattr(fmt, "name", None), dtype)
-    try:
-        plan = _DECODE_PLANS.get(key)
-    except TypeError:           # an unhashable argument: _decode_plan says what is wrong with it
-        return _decode_plan(fmt, dtype)
-    if plan is None:
-        plan = _decode_plan(fmt, dtype)
-        if len(_DECODE_PLANS) >= _PLANS_KEEP:
-            _DECODE_PLANS.clear()
-        _DECODE_PLANS[key] = plan
-    return plan
+    return _cached(_DECODE_PLANS, (fmt, getattr(fmt, "name", None), dtype), _decode_plan, fmt, dtype)
 
 
 def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np.float32,
@@ -1247,7 +1234,7 @@ def decode(codes: npt.ArrayLike, fmt: Format | str, *, dtype: npt.DTypeLike = np
     _kernels.one_thread_below(flat.size, plan.kernel, flat, target.view(plan.pattern), plan.table)
     if out is None:
         result = target.reshape(c.shape)
-        return result.astype(plan.dtype) if plan.swap else result
+        return result if plan.dtype.isnative else result.astype(plan.dtype)     # swapped at the end
     if not np.shares_memory(target, out):
         np.copyto(out, target.reshape(c.shape))
     return user_out
