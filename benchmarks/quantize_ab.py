@@ -4,8 +4,10 @@
 Run: ``python -m benchmarks.quantize_ab --base /path/to/other/checkout [--n 4194304] [--repeat 60]
 [--dtype float32] [--modes RNE SR]`` (``--dtype``: the input's, float16, bfloat16, float32 or float64;
 ``quantize`` writes that dtype, and its cases are left out where the format has values it cannot
-hold; ``--modes``: what to time: RNE, exact SR, SR8 (stochastic with ``sr_bits=8``), odd
-(round to odd), and decode (the codes of the input, decoded into ``--dtype``)).
+hold; ``--modes``: what to time: RNE, exact SR, SR8 (stochastic with ``sr_bits=8``), SRin (exact
+SR in place), SRdeep (exact SR of an input with one element in 1000 scaled by 2^-100: more than
+64 dropped bits), odd (round to odd), and decode (the codes of the input, decoded into
+``--dtype``)).
 
 The other checkout's package is copied to a temporary directory as ``fp8emu_base`` (it uses
 relative imports) so both import side by side.  Each repetition times every case once, base
@@ -14,7 +16,8 @@ less disturbed by other processes on a shared machine than wall time, which ``--
 A slow case leaves a state behind that slows the next one: after 14 ms of the per-element SR
 kernels, a 2 ms ``encode`` of float16 took 3.6 ms (measured), so A/Bs whose SR cases differ that
 much time RNE alone (``--modes RNE``) as well.
-Both versions are first checked to give the same bits on the benchmark input.
+Both versions are first checked to give the same bits on the benchmark input (and, for SR,
+on the SRdeep input, in place too).
 """
 
 from __future__ import annotations
@@ -54,10 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32", "float64"],
                     help="the input's dtype (default float32)")
     ap.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
-    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"], choices=["RNE", "SR", "SR8", "odd", "decode"],
+    ap.add_argument("--modes", nargs="+", default=["RNE", "SR"],
+                    choices=["RNE", "SR", "SR8", "SRin", "SRdeep", "odd", "decode"],
                     help="what to time: nearest_even (RNE), exact stochastic (SR), stochastic with "
                          "sr_bits=8 (SR8), round to odd (odd), decode of the input's codes into "
-                         "the input's dtype (decode)")
+                         "the input's dtype (decode), exact SR in place (SRin: quantize(y, out=y)), exact "
+                         "SR of an input with one element in 1000 below 2^-100 (SRdeep)")
     args = ap.parse_args(argv)
     if args.dtype == "bfloat16":
         import ml_dtypes
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         base = _import_base(args.base.resolve(), pathlib.Path(tmp))
         x = (np.random.default_rng(0).standard_normal(args.n) * 100).astype(np.float32).astype(dtype)
         out = np.empty_like(x)
+        # SRdeep: elements that drop more than 64 bits into every preset format (float32 and
+        # float64 inputs; 16-bit ones have no such values)
+        deep = x.copy()
+        if dtype.itemsize >= 4:
+            deep[::1000] *= dtype.type(2.0**-100)
         cases = [("np.copyto", lambda: np.copyto(out, x))]
         for name in args.formats:
             codes = np.empty(args.n, fp8emu.get_format(name).code_dtype)
@@ -103,6 +113,13 @@ def main(argv: list[str] | None = None) -> None:
                 if "SR" in args.modes:
                     cases += [(f"{name} encode SR {tag}", lambda lib=lib, name=name, codes=codes: lib.encode(
                         x, name, rounding="stochastic", seed=1, out=codes))]
+                if fits and "SRin" in args.modes:
+                    y = x.copy()            # rounded in place again and again: the same work each time
+                    cases += [(f"{name} quantize SR in place {tag}", lambda lib=lib, name=name, y=y: lib.quantize(
+                        y, name, rounding="stochastic", seed=1, out=y))]
+                if fits and "SRdeep" in args.modes:
+                    cases += [(f"{name} quantize SR deep {tag}", lambda lib=lib, name=name: lib.quantize(
+                        deep, name, rounding="stochastic", seed=1, out=out))]
                 if fits and "SR8" in args.modes:
                     cases += [(f"{name} quantize SR8 {tag}", lambda lib=lib, name=name: lib.quantize(
                         x, name, rounding="stochastic", seed=1, sr_bits=8, out=out))]
@@ -118,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
                 if fits:
                     same &= np.array_equal(base.quantize(x, name, **kw).view(bits_view),
                                            fp8emu.quantize(x, name, **kw).view(bits_view))
+                if fits and rounding == "stochastic":       # in place, and elements beyond 64 dropped bits
+                    ya, yb = deep.copy(), deep.copy()
+                    base.quantize(ya, name, out=ya, **kw)
+                    fp8emu.quantize(yb, name, out=yb, **kw)
+                    same &= np.array_equal(ya.view(bits_view), yb.view(bits_view))
+                    same &= np.array_equal(base.quantize(deep, name, **kw).view(bits_view),
+                                           fp8emu.quantize(deep, name, **kw).view(bits_view))
                 if not same:
                     raise SystemExit(f"{name} {rounding} sr_bits={sr_bits}: the two versions give different bits")
         for _, f in cases:

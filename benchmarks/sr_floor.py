@@ -12,7 +12,8 @@ and in place), and prints the vector loop's instructions per element (``inspect_
 carries the Weyl counter as a running sum (``z += GAMMA``, no ``(i + 1) * GAMMA`` multiply)
 within chunks indexed by unsigned integers, as the float32 SR kernel does (signed indices made
 LLVM fall back to 4-lane code).  A third line times ``_kernels._min_f32_mag``, the read pass
-that exact SR still makes first when the output overlaps the input.
+that exact SR made first when the output overlapped the input (``quantize`` in place reads each
+chunk first instead since 2026-12-07; ``encode`` into 32-bit codes in place still makes it).
 """
 
 from __future__ import annotations

@@ -832,17 +832,48 @@ def _value_f32_sr_z(b, z, c, lean, nz, rbits, w64, low):
 
 
 @njit(cache=True, inline="always")
+def _f32_sr_dropped(a, c, low):
+    """``(e1, sh_true)`` of magnitude bits ``a`` for :func:`_value_f32_sr_mag`: the biased
+    exponent ``max(E, 1)`` and how many bits of the 24-bit significand drop (from ``c``'s
+    ``c1``, ``c2``; ``low``: as for :func:`_value_f32`)."""
+    c1, c2 = c[0], c[1]
+    e1 = max(_I32(a >> _I32(23)), _I32(1))
+    if low:
+        return e1, _I32(_I32(c2 - _I32(1)) + min(_I32(a >> _I32(23)), _I32(1)))
+    return e1, _I32(max(_I32(c1 - e1), c2))
+
+
+@njit(cache=True, inline="always")
+def _f32_sr_tie_beyond_64(b, z, c, low):
+    """1 when exact SR of float32 bits ``b`` with counter ``z`` is a tie that the first random
+    word cannot decide, else 0: more than 64 bits drop (below the smallest quantum only), bits
+    follow the first 64, and the word ``mix64(z)`` equals those 64, which
+    :func:`_value_f32_sr_mag` compared (``w64``; probability 2^-64).  Rounded toward zero then,
+    the element needs further words (the generic kernel draws them)::
+
+        fraction = sig / 2^sh_true = 0. [ first 64 bits = sig >> (sh_true - 64) ] [ sig's low bits ]
+
+    Branch-free, and an int rather than a bool: inlined into a parallel kernel's body, the
+    copies that ``and``/``or`` and a returned bool make are taken for array aliases by Numba's
+    parfor alias analysis, which then compiles the body without ``noalias`` arrays (in-place
+    calls then ran LLVM's scalar fallback, 9x slower)."""
+    a = _I32(_I32(b) & _I32(0x7FFFFFFF))
+    e1, sh_true = _f32_sr_dropped(a, c, low)
+    deep = (a < c[2]) & (sh_true > _I32(64))    # below the smallest quantum (q_bits), beyond 64 bits
+    sig = np.uint64(_I32(_I32(a + _I32(0x800000)) - _I32(e1 << _I32(23))))
+    rest = np.uint64(min(max(_I32(sh_true - _I32(64)), _I32(0)), _I32(63)))
+    more = np.uint64(sig & np.uint64(np.uint64(np.uint64(1) << rest) - np.uint64(1))) != np.uint64(0)
+    return np.int64(deep & more & (mix64(z) == np.uint64(sig >> rest)))
+
+
+@njit(cache=True, inline="always")
 def _value_f32_sr_mag(b, z, c, rbits, w64, low):
     """:func:`_value_f32_sr_z`'s rounded magnitude before the sign and the specials (as
     :func:`_value_f32_mag`)."""
     (c1, c2, q_bits, _, _, _, _, _, _, _, _, _, _, _, top_r) = c
     bi = _I32(b)
     a = _I32(bi & _I32(0x7FFFFFFF))
-    e1 = max(_I32(a >> _I32(23)), _I32(1))
-    if low:
-        sh_true = _I32(_I32(c2 - _I32(1)) + min(_I32(a >> _I32(23)), _I32(1)))
-    else:
-        sh_true = _I32(max(_I32(c1 - e1), c2))
+    e1, sh_true = _f32_sr_dropped(a, c, low)
     notones = _I32(_I32(-1) << _I32(sh_true & _I32(31)))
     t = np.uint32(_I32(_I32(32) - sh_true) & _I32(31))
     big = a >= q_bits
@@ -850,6 +881,11 @@ def _value_f32_sr_mag(b, z, c, rbits, w64, low):
     if w64:
         t64 = np.uint64(_I32(_I32(64) - sh_true) & _I32(63))
         c64 = np.uint64(np.uint64(_I32(a & _I32(~notones)) if big else sig) << t64)
+        # more than 64 dropped bits (only below the smallest quantum): the fraction's first 64
+        # bits are the significand shifted right; a word equal to them while more bits follow
+        # is a tie that the word alone cannot decide (_f32_sr_tie_beyond_64 finds it)
+        c64 = c64 if sh_true <= _I32(64) else np.uint64(np.uint64(sig) >> np.uint64(min(_I32(sh_true - _I32(64)),
+                                                                                          _I32(63))))
         away = mix64(z) < c64
         up = _I32(-_I32(away))
         return _I32(_I32(a & notones) - _I32(notones & up)) if big else _I32(q_bits & up)
@@ -1032,11 +1068,14 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
     same rounded magnitude then :func:`_code_of_value` (``lean`` and ``nz`` are its ``lean``
     and ``signed_zero``), equal to ``_round_f32_k(bits[i], i, ...)[0]``.
 
-    The stochastic kernels take ``thr32`` (uint32) after ``key0`` (``w64`` value kernels do
-    not) and run over chunks of ``_SR_CHUNK`` elements with the counter as a running sum.  With
-    ``hi32`` they redo on the whole word each chunk whose smallest ``|bits| - 1`` is below it
-    (0: never; see :func:`_quantize_f32_sr_checked`) and return the smallest over the array
-    (r-bit SR: 2^32 - 1, no check).
+    The stochastic kernels take ``thr32`` (uint32) and ``in_place`` after ``key0`` (``w64``
+    value kernels do not) and run over chunks of ``_SR_CHUNK`` elements with the counter as a
+    running sum.  With ``hi32`` they decide on the whole word each chunk whose smallest
+    ``|bits| - 1`` is below ``thr32`` (0: never; see :func:`_quantize_f32_sr_checked`): out of
+    place by redoing the chunk, in place (``out`` is ``bits``) by reading the chunk's
+    magnitudes first and rounding a deep chunk through a scratch, stored only without a tie.
+    They return how many ties an element beyond 64 dropped bits drew
+    (:func:`_f32_sr_tie_beyond_64`; r-bit SR: 0, no check).
 
     ``src``: the input (and, for values, the output) holds float32, float16 or bfloat16 bits,
     converted in the loop (:func:`_load_f32_bits`).  ``low``: the format's ``emin`` is -127
@@ -1093,12 +1132,12 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         store = _store_f32_bits if values else _store_code
 
         @njit(cache=True, parallel=True)
-        def sr_kernel(bits, out, p32, key0, thr32):
+        def sr_kernel(bits, out, p32, key0, thr32, in_place=False):
             p = _p32_tuple(p32)
             c = _value_f32_consts(p, 5)
             k = p if values else _code_f32_consts(p)      # the element's own constants
             n = bits.shape[0]
-            smallest = np.uint32(0xFFFFFFFF)
+            ties = 0
             for t in prange((n + _SR_CHUNK - 1) // _SR_CHUNK):
                 prefer_512_bit_vectors_converting(bits, out)
                 # unsigned indices: no negative-index wraparound code, so LLVM vectorises
@@ -1106,24 +1145,54 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                 lo = np.uint64(t * _SR_CHUNK)
                 hi = np.uint64(min(n, t * _SR_CHUNK + _SR_CHUNK))
                 z0 = key0 + lo * np.uint64(GAMMA)
-                z = z0
                 lt = np.uint32(0xFFFFFFFF)
-                for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
-                    for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
-                        z += np.uint64(GAMMA)
-                        b = _load_f32_bits(bits[i], src)
-                        store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, False, low), src)
-                        if track:
-                            lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
-                if lt < thr32:
-                    # an element of this chunk drops more than 32 bits: redo it on the whole word
+                # no "and" of run-time booleans in this body: Numba's parfor alias analysis
+                # takes the copies that "and" makes for array aliases, and then compiles the
+                # body without noalias arrays; LLVM's run-time overlap check then sent every
+                # in-place call to scalar code (9x slower)
+                if track:
+                    if in_place:
+                        # the output overwrites the input: the chunk's smallest magnitude first
+                        # (a read that leaves the chunk in L1 for the rounding pass)
+                        for i in range(lo, hi):
+                            lt = min(lt, np.uint32((_load_f32_bits(bits[i], src) & np.uint32(0x7FFFFFFF))
+                                                   - np.uint32(1)))
+                chunk_ties = 0
+                deep_in_place = in_place & (lt < thr32)
+                if deep_in_place:
+                    # an element of this chunk drops more than 32 bits: the whole word, into a
+                    # scratch first, so that a tie leaves the chunk's inputs for the caller's redo
+                    # (a new array, not a view of out, which would be an alias too)
+                    scratch = np.empty(np.int64(hi - lo), out.dtype)
                     z = z0
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
-                        store(out, i, sr_element(_load_f32_bits(bits[i], src), z, k, c, lean, nz, rbits, hi32,
-                                                 True, low), src)
-                smallest = min(smallest, lt)
-            return smallest
+                        b = _load_f32_bits(bits[i], src)
+                        store(scratch, i - lo, sr_element(b, z, k, c, lean, nz, rbits, hi32, True, low), src)
+                        chunk_ties += _f32_sr_tie_beyond_64(b, z, c, low)
+                    if chunk_ties == 0:
+                        for i in range(lo, hi):
+                            out[i] = scratch[i - lo]
+                else:
+                    z = z0
+                    for b0 in range(np.int64(lo), np.int64(hi), _PREFETCH_BLOCK):
+                        for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
+                            z += np.uint64(GAMMA)
+                            b = _load_f32_bits(bits[i], src)
+                            store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, False, low), src)
+                            if track:       # (in place: the same smallest again; costs nothing)
+                                lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
+                    if lt < thr32:
+                        # an element of this chunk drops more than 32 bits: redo it on the whole
+                        # word (the input is intact: out is elsewhere), counting the ties
+                        z = z0
+                        for i in range(lo, hi):
+                            z += np.uint64(GAMMA)
+                            b = _load_f32_bits(bits[i], src)
+                            store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, True, low), src)
+                            chunk_ties += _f32_sr_tie_beyond_64(b, z, c, low)
+                ties += chunk_ties
+            return ties
         return sr_kernel
 
     @njit(cache=True, parallel=True)
@@ -1228,14 +1297,14 @@ def _encode_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     word's high half decides (valid for r-bit SR, which always takes it, and for exact SR when
     no nonzero element has more than 32 dropped bits: ``_count_f32_deep`` with the 32-bit limit
     is 0).  ``src``: ``bits`` holds float32, float16 or bfloat16 patterns (``SRC_*``)."""
-    _encode_f32_sr_kernel(p, src, hi32)(bits, out, p32_array(p), key0, np.uint32(0))
+    _encode_f32_sr_kernel(p, src, hi32)(bits, out, p32_array(p), key0, np.uint32(0), False)
 
 
 def _encode_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
-    """:func:`_encode_f32_sr` for exact stochastic rounding of any array, in one pass that also
-    finds the smallest magnitude, as :func:`_quantize_f32_sr_checked` (same ``thr32``, same
-    return value)."""
-    return int(_encode_f32_sr_kernel(p, src, True)(bits, out, p32_array(p), key0, np.uint32(thr32)))
+    """:func:`_encode_f32_sr` for exact stochastic rounding of any array, in one pass that
+    decides deep chunks on the whole word, as :func:`_quantize_f32_sr_checked` (same ``thr32``,
+    same return value; out of place only)."""
+    return int(_encode_f32_sr_kernel(p, src, True)(bits, out, p32_array(p), key0, np.uint32(thr32), False))
 
 
 def _value_variant(p):
@@ -1269,7 +1338,7 @@ def _quantize_f32(bits, out, p, key0, src=SRC_F32):
 
 def _quantize_f32_sr_kernel(p, src=SRC_F32, hi32=False):
     """The compiled kernel that :func:`_quantize_f32_sr` runs: kinds ``"rbits"`` and ``"hi32"``
-    take ``(bits, out, p, key0, thr32)`` (and return the smallest magnitude, see
+    take ``(bits, out, p, key0, thr32, in_place)`` (and return the ties, see
     :func:`_quantize_f32_sr_checked`), ``"w64"`` takes ``(bits, out, p, key0)``."""
     _, lean, nz = _value_variant(p)
     return (_F32_VAL_SR_LOW if _low(p) else _F32_VAL_SR)[_sr_kind(p, hi32), lean, nz, src]
@@ -1282,22 +1351,22 @@ def _quantize_f32_sr(bits, out, p, key0, hi32=False, src=SRC_F32):
     if _sr_kind(p, hi32) == "w64":
         kernel(bits, out, p32_array(p), key0)
     else:
-        kernel(bits, out, p32_array(p), key0, np.uint32(0))
+        kernel(bits, out, p32_array(p), key0, np.uint32(0), False)
 
 
-def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32):
-    """:func:`_quantize_f32` for exact stochastic rounding of any float32 array, in one pass
-    that also finds the smallest magnitude; ``out`` must not overlap ``bits``.
+def _quantize_f32_sr_checked(bits, out, p, key0, thr32, src=SRC_F32, in_place=False):
+    """:func:`_quantize_f32` for exact stochastic rounding of any float32 array; ``out`` is
+    apart from ``bits``, or with ``in_place`` the same array.
 
-    Decides by the random word's high half, and redoes on the whole word each chunk of
-    ``_SR_CHUNK`` elements with a nonzero magnitude pattern below ``thr32 + 1``
-    (``_deep_limit(fmt, 32)``: more than 32 dropped bits).  Returns the smallest
-    ``(bits & 0x7FFFFFFF) - 1`` mod 2^32 (zeros give 2^32 - 1): when it is below
-    ``_deep_limit(fmt) - 1`` an element dropped more than 64 bits and ``out`` is not valid
-    (the caller reruns the generic kernel, which draws further words).  ``src`` as for
+    Decides by the random word's high half, and on the whole word each chunk of ``_SR_CHUNK``
+    elements with a nonzero magnitude pattern below ``thr32 + 1`` (``_deep_limit(fmt, 32)``:
+    more than 32 dropped bits).  Returns how many elements dropped more than 64 bits and drew a
+    first word equal to their first 64 with more following (:func:`_f32_sr_tie_beyond_64`):
+    when nonzero, ``out`` is not valid at them (the caller reruns the generic kernel, which
+    draws further words; in place their chunks keep their inputs).  ``src`` as for
     :func:`_quantize_f32_sr` (the magnitudes are those of the float32 bits).
     """
-    return int(_quantize_f32_sr_kernel(p, src, True)(bits, out, p32_array(p), key0, np.uint32(thr32)))
+    return int(_quantize_f32_sr_kernel(p, src, True)(bits, out, p32_array(p), key0, np.uint32(thr32), in_place))
 
 
 #: Calls on fewer elements than this run on one thread: the parallel loop's fork and join cost

@@ -470,12 +470,13 @@ class _F32Route(NamedTuple):
     src: int                # the input as the kernels read it (``_kernels.SRC_*``)
     p32: np.ndarray         # ``_kernels.PARAMS_F32`` as the kernels take it (``_kernels.p32_array``)
     deterministic: object   # (bits, out, p32, key0): a deterministic mode
-    sr_hi32: object         # (bits, out, p32, key0, thr32) -> smallest magnitude: r-bit SR, or exact SR
-                            # by the word's high half (redoing chunks with an element below thr32 + 1)
+    sr_hi32: object         # (bits, out, p32, key0, thr32, in_place) -> ties: r-bit SR, or exact SR by the
+                            # word's high half (chunks with an element below thr32 + 1 on the whole word)
     sr_w64: object          # (bits, out, p32, key0): exact SR by the whole word
     hi32_always: bool       # r-bit SR, or no input of this dtype drops more than 32 bits: no check
     lim32: int              # _deep_limit(fmt, 32)
     lim64: int              # _deep_limit(fmt)
+    values: bool            # quantize's value kernels (else encode's codes kernels)
 
 
 _NO_CHECK = np.uint32(0)
@@ -505,8 +506,8 @@ def _f32_route(values: bool, fmt: Format, mode: RoundMode, saturate: bool, sr_bi
         codes_w64 = _kernels._encode_f32_sr_kernel(p32, src, False)
 
         def sr_w64(bits, out, p, key0):
-            _kernels.sized(codes_w64, bits.size)(bits, out, p, key0, _NO_CHECK)
-    return _F32Route(src, _kernels.p32_array(p32), det, sr_hi32, sr_w64, hi32_always, lim32, lim64)
+            _kernels.sized(codes_w64, bits.size)(bits, out, p, key0, _NO_CHECK, False)
+    return _F32Route(src, _kernels.p32_array(p32), det, sr_hi32, sr_w64, hi32_always, lim32, lim64, values)
 
 
 #: 16-bit inputs (float16, bfloat16) rounded by a deterministic mode where the float32 kernels
@@ -858,31 +859,37 @@ def _smallest_magnitude(bits: np.ndarray, src: int) -> int:
 
 
 def _run_f32(route: _F32Route, bits, target, stochastic: bool, keys: SRKeys) -> bool:
-    """Round by the float32 kernels of ``route``; False when an element dropped more than 64
-    bits in exact stochastic rounding, which the generic kernel must then redo (it draws further
-    words).  The word's high half decides unless a nonzero element drops more than 32 bits
-    (exact SR only); the full word unless one drops more than 64.  A call below
-    ``_kernels.SERIAL_BELOW`` elements runs the kernels' serial twins (``_kernels.sized``)."""
+    """Round by the float32 kernels of ``route``; False when the generic kernel must redo the
+    call: in exact stochastic rounding an element that drops more than 64 bits drew a first
+    word equal to their first 64 while more follow (probability 2^-64 per such element; the
+    generic kernel draws further words).  The word's high half decides unless a nonzero element
+    drops more than 32 bits (exact SR only): its chunk of ``_kernels._SR_CHUNK`` elements is
+    then decided on the whole word.  A call below ``_kernels.SERIAL_BELOW`` elements runs the
+    kernels' serial twins (``_kernels.sized``).
+
+    Out of place the kernel finds such chunks while rounding and redoes them.  In place it reads
+    each chunk's magnitudes first and rounds a deep chunk through a scratch, so a tied chunk
+    keeps its inputs; the generic kernel's redo of the whole array then rounds those and leaves
+    the others' rounded values as they are (a value of the format drops no bits).  encode in
+    place (32-bit codes over float32 inputs: the codes are not such values) reads the whole
+    input first instead."""
     p32, key0, n = route.p32, keys.key0, bits.size
     if not stochastic:
         _kernels.sized(route.deterministic, n)(bits, target, p32, key0)
         return True
     sr_hi32 = _kernels.sized(route.sr_hi32, n)
     if route.hi32_always:
-        sr_hi32(bits, target, p32, key0, _NO_CHECK)
+        sr_hi32(bits, target, p32, key0, _NO_CHECK, False)
         return True
-    lim32, lim64 = route.lim32, route.lim64
-    # the smallest |bits| - 1 (mod 2^32) is below lim - 1 exactly when an element is deep
-    if not np.shares_memory(bits, target):
-        # one pass: the kernel finds it while rounding and redoes its chunks with
-        # elements beyond 32 bits on the whole word
-        return sr_hi32(bits, target, p32, key0, np.uint32(lim32 - 1)) >= lim64 - 1
-    # the output may overwrite the input: decide first (one read pass)
+    thr32 = np.uint32(route.lim32 - 1)
+    in_place = np.shares_memory(bits, target)       # then the same elements (_direct_target)
+    if not in_place or route.values:
+        return sr_hi32(bits, target, p32, key0, thr32, in_place) == 0
     low = _smallest_magnitude(bits, route.src)
-    if lim64 != 0 and low < lim64 - 1:
+    if route.lim64 != 0 and low < route.lim64 - 1:
         return False
-    if low >= lim32 - 1:
-        sr_hi32(bits, target, p32, key0, _NO_CHECK)
+    if low >= route.lim32 - 1:
+        sr_hi32(bits, target, p32, key0, _NO_CHECK, False)
     else:
         _kernels.sized(route.sr_w64, n)(bits, target, p32, key0)
     return True

@@ -258,31 +258,37 @@ def test_deep_limit_is_where_more_than_64_or_32_bits_drop(fmt):
 
 
 @pytest.mark.parametrize("fmt", [f for f in ALL_FORMATS if f.subnormals], ids=str)
-def test_checked_sr_kernel_redoes_the_deep_chunks(fmt):
+def test_checked_sr_kernel_decides_the_deep_chunks_on_the_whole_word(fmt):
     """The exact-SR value kernel that checks as it rounds (``_quantize_f32_sr_checked``) gives the
-    generic kernel's values (and ``_encode_f32_sr_checked`` its codes) on every upper-half pattern (+-1) and random patterns without the
-    elements that drop more than 64 bits: the chunks holding elements beyond 32 bits are redone on
-    the whole word, the others decided by the high half.  It returns the smallest
-    ``|bits| - 1`` (mod 2^32), as ``_min_f32_mag`` does, and ``_min_f32_mag`` tells the deep
-    elements apart as ``_count_f32_deep`` does."""
+    generic kernel's values (and ``_encode_f32_sr_checked`` its codes) on every upper-half
+    pattern (+-1) and random patterns, those that drop more than 64 bits included, out of place
+    and in place: the chunks holding elements beyond 32 bits are decided on the whole word
+    (redone, or in place read first and rounded through a scratch), the others by the high half.
+    No first word ties with an element beyond 64 bits here, so both return 0 ties.
+    ``_min_f32_mag`` (encode's read pass in place) tells the deep elements apart as
+    ``_count_f32_deep`` does."""
     p32 = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, True, True)
     if p32 is None:
         pytest.skip("float32 value kernels not valid for this format")
     lut = Q._lut(fmt, np.dtype(np.float32)).view(np.uint32)
     deep32, deep64 = Q._deep_limit(fmt, 32), Q._deep_limit(fmt)
-    bits = _f32_test_bits()
+    b = bits = _f32_test_bits()
     a = bits & np.uint32(0x7FFFFFFF)
-    b = bits[(a == 0) | (a >= deep64)]
+    if deep64:
+        assert np.count_nonzero((a != 0) & (a < deep64)) > 1000       # the deep elements are in
     want, k0 = _generic_codes(b, fmt, RoundMode.STOCHASTIC, False, 0)
+    thr = max(deep32 - 1, 0)
     out = np.empty_like(b)
-    low = _kernels._quantize_f32_sr_checked(b, out, p32, k0, max(deep32 - 1, 0))
+    assert _kernels._quantize_f32_sr_checked(b, out, p32, k0, thr) == 0
     assert np.array_equal(out, lut[want])
+    same = b.copy()
+    assert _kernels._quantize_f32_sr_checked(same, same, p32, k0, thr, in_place=True) == 0
+    assert np.array_equal(same, lut[want])
     wrap = (b & np.uint32(0x7FFFFFFF)) - np.uint32(1)
-    assert low == int(wrap.min()) == _kernels._min_f32_mag(b)
     p32e = Q._params_f32(fmt, RoundMode.STOCHASTIC, False, 0, True)
     if p32e is not None:            # the codes kernel that checks as it rounds, likewise
         codes = np.empty(b.shape, fmt.code_dtype)
-        assert _kernels._encode_f32_sr_checked(b, codes, p32e, k0, max(deep32 - 1, 0)) == low
+        assert _kernels._encode_f32_sr_checked(b, codes, p32e, k0, thr) == 0
         assert np.array_equal(codes, want)
     if deep32:
         # some chunks were redone, others not: both kinds are in this test
@@ -772,9 +778,10 @@ def test_small_calls_on_other_routes_run_serial_twins(monkeypatch, dtype, name, 
 
 def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
     """A small call runs the twins (the same bits as a large call's parallel kernels), in a
-    deterministic mode and in stochastic rounding; decode's kernels and the read pass of
-    in-place SR have twins too; what is not a
-    parallel Numba kernel (Python functions, the serial helpers) is its own twin."""
+    deterministic mode and in stochastic rounding (in place too, where the high-half kernel's
+    twin reads each chunk first and rounds a deep one on the whole word); decode's kernels and
+    the read pass of encode's in-place SR have twins too; what is not a parallel Numba kernel
+    (Python functions, the serial helpers) is its own twin."""
     x = np.random.default_rng(5).standard_normal(_kernels.SERIAL_BELOW + 7).astype(np.float32) * 300
     x[:64] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-45, 3e38] * 8
     route = Q._f32_route(True, e4m3fn, RoundMode.NEAREST_EVEN, False, 0, Q._input_info(np.dtype(np.float32)))
@@ -782,8 +789,8 @@ def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
     small = fp8emu.quantize(x[:1000], e4m3fn)
     assert route.deterministic in _kernels._SERIAL_TWINS
     assert np.array_equal(small.view(np.uint32), fp8emu.quantize(x, e4m3fn)[:1000].view(np.uint32))
-    # stochastic rounding: the high-half kernel's twin, and in place the read pass's and the
-    # whole-word kernel's (x[:64] holds elements deeper than 32 dropped bits)
+    # stochastic rounding: the high-half kernel's twin, out of place and in place (x[:64]
+    # holds elements deeper than 32 dropped bits: their chunk is decided on the whole word)
     info = Q._input_info(np.dtype(np.float32))
     sr_route = Q._f32_route(True, e5m2, RoundMode.STOCHASTIC, False, 0, info)
     for k in (sr_route.sr_hi32, sr_route.sr_w64):
@@ -797,7 +804,7 @@ def test_small_calls_run_the_serial_twins_and_other_kernels_stay():
     big = fp8emu.quantize(y, e5m2, rounding="stochastic", seed=3)
     inplace = y[:1000].copy()
     fp8emu.quantize(inplace, e5m2, rounding="stochastic", seed=3, out=inplace)
-    assert sr_route.sr_w64 in _kernels._SERIAL_TWINS
+    assert sr_route.sr_w64 not in _kernels._SERIAL_TWINS      # the high-half kernel's twin did it
     assert np.array_equal(inplace.view(np.uint32), big[:1000].view(np.uint32))
     codes = fp8emu.encode(x, e5m2)
     for fmt, c in ((e5m2, codes), (fp8emu.get_format("e8m15"), fp8emu.encode(x, "e8m15"))):
@@ -878,6 +885,75 @@ def test_high_half_ties_are_decided_on_the_whole_word(in_place):
     codes = fp8emu.encode(x, fmt, **kw)
     np.testing.assert_array_equal(codes[ties], np.where(x[ties] < 0, 0x81, 0x01))
     np.testing.assert_array_equal(fp8emu.decode(codes, fmt), values)
+
+
+@pytest.mark.parametrize("n", [5000, 1 << 17], ids=["serial", "parallel"])
+@pytest.mark.parametrize("in_place", [False, True], ids=["apart", "in_place"])
+def test_a_tie_beyond_64_dropped_bits_on_the_float32_kernels(monkeypatch, in_place, n):
+    """Exact SR into e5m2 of a float32 element that drops 77 bits, with its first word forced to
+    equal the first 64 of them while more follow (invert mix64 to pick key_0): the float32
+    kernels decide every other deep element on the whole word, report this tie, and the
+    generic kernel redoes the call: element ``j`` then rounds away, as its further words say,
+    and every element equals the generic kernel's.  In place the tied chunk kept its inputs
+    for the redo, and the other chunks' rounded values stayed as they were."""
+    fmt = e5m2
+    j = 3 * _kernels._SR_CHUNK // 2 if n > 5000 else 777
+    x = np.random.default_rng(8).standard_normal(n).astype(np.float32)
+    x[::97] *= np.float32(2.0**-60)                 # more deep elements, in every chunk
+    x[j] = np.float32(2.0**-70 * 1.2345)            # 77 dropped bits: |x| / 2^-16 = 0.0...
+    f = spec.to_fraction(x[j]) / spec.Fraction(2) ** (fmt.emin - fmt.man_bits)
+    c0 = int(f * (1 << 64))
+    assert f * (1 << 64) != c0                      # bits remain after the first 64
+    ctr = ((j + 1) * _random.GAMMA) & MASK
+    key0 = (_unmix64(c0) - ctr) & MASK
+    key_j = lambda jj: _random.mix64_py((base + (jj + 1) * _random.GAMMA) & MASK)  # noqa: E731
+    words = lambda jj: _random.mix64_py(((key0 if jj == 0 else key_j(jj)) + ctr) & MASK)  # noqa: E731
+    # a base key whose further words round element j away (its first word says toward zero)
+    for base in range(0x5EED5EED5EED5EED, 0x5EED5EED5EED5EED + 64):
+        if spec.round_scalar(x[j], fmt, "stochastic", sr_words=words) != spec.round_scalar(x[j], fmt, "toward_zero"):
+            break
+    else:
+        raise AssertionError("no base key rounds element j away")
+    keys = Q.SRKeys(np.uint64(base), np.uint64(key0))
+    want = np.empty(n, np.uint8)
+    _kernels._encode_generic(x.view(np.uint32), want, Q._params(Q.INPUT_LAYOUTS["float32"], fmt, RoundMode.STOCHASTIC,
+                                                                 False, 0), keys.base, keys.key0)
+    assert want[j] == spec.round_scalar(x[j], fmt, "stochastic", sr_words=words) != 0
+    route = Q._f32_route(True, fmt, RoundMode.STOCHASTIC, False, 0, Q.INPUT_LAYOUTS["float32"])
+    y = x.copy()
+    target = y.view(np.uint32) if in_place else np.empty(n, np.uint32)
+    assert not Q._run_f32(route, y.view(np.uint32), target, True, keys)     # the tie is reported
+    monkeypatch.setattr(Q, "_call_keys", lambda mode, seed, stream: keys)
+    y = x.copy()
+    got = fp8emu.quantize(y, fmt, rounding="stochastic", seed=1, out=y if in_place else None)
+    np.testing.assert_array_equal(got.view(np.uint32), fp8emu.decode(want, fmt).view(np.uint32))
+    if not in_place:
+        np.testing.assert_array_equal(fp8emu.encode(x, fmt, rounding="stochastic", seed=1), want)
+
+
+@pytest.mark.parametrize("values", [True, False], ids=["quantize", "encode"])
+def test_sr_kernels_bodies_keep_noalias_arrays(monkeypatch, values):
+    """Numba compiles a parallel loop's body with ``noalias`` arrays only where its parfor alias
+    analysis finds no alias in the body, and it takes the copies that ``and``/``or`` and an
+    inlined function's returned bool make for aliases.  Without ``noalias``, LLVM guards the
+    vector loop with a run-time overlap check, so an in-place call ran scalar code: exact SR in
+    place took 24.7 ms instead of 2.7 (4 M elements; a tie check written with ``and`` did
+    it).  Compile the float32 SR kernels afresh and record the analysis' verdict."""
+    from numba import njit
+    from numba.parfors import parfor_lowering
+    verdicts = []
+    create = parfor_lowering._create_gufunc_for_parfor_body
+
+    def spy(*args):
+        verdicts.append(args[7])                    # has_aliases
+        return create(*args)
+    monkeypatch.setattr(parfor_lowering, "_create_gufunc_for_parfor_body", spy)
+    route = Q._f32_route(values, e5m2, RoundMode.STOCHASTIC, False, 0, Q.INPUT_LAYOUTS["float32"])
+    bits = np.ones(64, np.uint32)
+    out = bits if values else np.empty(64, np.uint8)
+    njit(parallel=True)(route.sr_hi32.py_func)(bits, out, route.p32, np.uint64(1), np.uint32(route.lim32 - 1),
+                                               values)
+    assert verdicts == [False]
 
 
 @pytest.mark.parametrize("name", ["e8m0b127fnu", "e8m0b127fn"])
