@@ -214,7 +214,7 @@ def _plan(op: str, fmt, rounding, saturate, sr_bits, dtype: np.dtype, nan_policy
     check_nans = policy is NanPolicy.RAISE and not fmt.has_nan
     values = op == "quantize"
     if values:
-        out_dtype = dtype.newbyteorder("=")
+        out_dtype = _without_metadata(dtype).newbyteorder("=")
         # formats wider than 16 bits have no table: the kernel builds each value from its code
         lut = _decode_params(fmt, out_dtype) if fmt.bits > 16 else _lut(fmt, out_dtype)
     else:
@@ -1164,7 +1164,14 @@ def _float_dtype(dtype) -> np.dtype:
         dt = None
     if dt is None or dt.name not in INPUT_LAYOUTS:
         raise TypeError(f"dtype={dtype!r} is not supported; allowed: float16, bfloat16 (ml_dtypes), float32, float64")
-    return dt
+    return _without_metadata(dt)
+
+
+def _without_metadata(dt: np.dtype) -> np.dtype:
+    """``dt`` without its ``metadata``: NumPy compares and hashes dtypes without it, so the
+    cached plans would hand one call's metadata to every later call of an equal dtype; results
+    carry none."""
+    return dt if dt.metadata is None else np.dtype(dt.type).newbyteorder(dt.byteorder)
 
 
 class _DecodePlan(NamedTuple):

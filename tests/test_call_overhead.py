@@ -217,3 +217,19 @@ def test_cached_plans_keep_the_callers_format_name():
             fp8emu.decode(np.array([99], np.uint8), fmt)
         with pytest.raises(ValueError, match=rf"NaN input\(s\) but {fmt.name} has no NaN"):
             fp8emu.encode(np.array([np.nan], np.float32), fmt, nan_policy="raise")
+
+
+@pytest.mark.parametrize("metadata_first", [True, False], ids=["metadata_first", "plain_first"])
+def test_dtype_metadata_does_not_leak_through_cached_plans(metadata_first):
+    """NumPy compares and hashes dtypes without their ``metadata``, so one plan serves a dtype with
+    metadata and the plain one: the result dtype was the first caller's (a plain call's result
+    carried another call's metadata).  Results carry none, whatever ran before."""
+    meta = np.dtype(np.float32, metadata={"unit": "m"})
+    plain = np.dtype(np.float32)
+    Q._PLANS.clear()
+    Q._DECODE_PLANS.clear()
+    codes = np.array([60, 61], np.uint8)
+    for dt in ((meta, plain) if metadata_first else (plain, meta)):
+        for result in (fp8emu.quantize(np.ones(2, dt), "e5m2"), fp8emu.quantize(np.ones(2, dt), "e5m2", out=None),
+                       fp8emu.decode(codes, "e5m2", dtype=dt)):
+            assert result.dtype == plain and result.dtype.metadata is None
