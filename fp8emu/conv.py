@@ -16,7 +16,8 @@ All three passes call the same ``accumulator.matmul_2d`` (see :mod:`fp8emu.gemm`
 ``padding`` is symmetric (an int or an ``(ph, pw)`` pair), like ``torch.nn.functional.conv2d``.
 A stochastic accumulator numbers the output elements of each pass in its GEMM layout, group
 after group (forward: ``(g*M + row)*Og + o``; grad_input: ``(g*M + row)*K + col``; grad_weight:
-``g*K*Og + row*Og + o``), with the call's ``seed`` and ``stream + 3``, as :func:`fp8emu.matmul` does.
+``g*K*Og + row*Og + o``), with the call's ``seed`` and ``stream + 3`` (or, without a call ``seed``,
+its own seed and stream), as :func:`fp8emu.matmul` does.
 im2col goes through a zero-padded NHWC copy of the input, so each row of ``cols`` is
 ``KH*KW`` contiguous runs of ``Cg`` floats; col2im is its adjoint into the same padded
 layout.  The kernels are Numba loops that only move or add float32 values; their readable
@@ -363,9 +364,13 @@ def _image_chunks(geo: _Geometry, row_blocks: bool = False) -> list[tuple[int, i
     :func:`~fp8emu.gemm.block_rows`' blocks (rounded up), evened out over the chunks.
 
     Output rows are independent dot products, so splitting them changes no result of a
-    row-independent accumulator (every built-in one).
+    row-independent accumulator (every built-in one).  An empty batch is one empty chunk.
     """
     per_image = geo.oh * geo.ow
+    if geo.n == 0:
+        # one empty chunk, not none: grad_weight's reduction over no positions is then still one
+        # accumulator call, which gives its zero sums (and the block sizes below need rows)
+        return [(0, 0, 0, 0)]
     step = max(1, _CHUNK_BYTES // (4 * geo.k * per_image))
     if row_blocks:
         step = min(step, -(-block_rows(geo.m, geo.k) // per_image))

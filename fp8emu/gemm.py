@@ -28,7 +28,8 @@ from ._blas import blas_threads, warn_if_spinning
 from .accumulators import DEFAULT_ACCUMULATOR, Accumulator, Fp32Blas
 from .format import Format, RoundMode
 from .formats import get_format
-from .scaling import MXTensor, all_powers_of_two, mx_dequantize
+from .quantize import INPUT_LAYOUTS
+from .scaling import MXTensor, NVFP4Tensor, all_powers_of_two, mx_dequantize
 
 __all__ = ["matmul", "resolve_accumulator", "prepare_operand"]
 
@@ -108,10 +109,11 @@ def prepare_operand(x: Any, fmt: Format | str | None, name: str, rounding: Round
     ``quantized=True`` takes float values as already exact in ``fmt`` (skips the rounding pass).
     """
     arr = np.asarray(x)
+    is_float = arr.dtype.kind == "f" or arr.dtype.name in INPUT_LAYOUTS   # ml_dtypes' bfloat16: kind "V"
     if fmt is None:
-        if arr.dtype.kind != "f":
-            raise TypeError(f"{name} must be a float array (float16/32/64) when {name}_fmt is None, "
-                            f"got dtype {arr.dtype}; integer codes need their format")
+        if not is_float:
+            raise TypeError(f"{name} must be a float array (float16/bfloat16/float32/float64) when {name}_fmt "
+                            f"is None, got dtype {arr.dtype}; integer codes need their format")
         if scale is not None:
             arr = arr.astype(np.float64) / scale
         return np.ascontiguousarray(arr, dtype=_F32), None
@@ -121,7 +123,7 @@ def prepare_operand(x: Any, fmt: Format | str | None, name: str, rounding: Round
         if arr.dtype != fmt.code_dtype:
             raise TypeError(f"{name} holds {arr.dtype} codes but {fmt.name} codes are {fmt.code_dtype}")
         return np.ascontiguousarray(decode(arr, fmt, dtype=_F32)), fmt
-    if arr.dtype.kind != "f":
+    if not is_float:
         raise TypeError(f"{name} must be a float array or unsigned codes ({fmt.code_dtype}) of {fmt.name}, "
                         f"got dtype {arr.dtype}")
     if scale is not None:
@@ -134,6 +136,11 @@ def prepare_operand(x: Any, fmt: Format | str | None, name: str, rounding: Round
 
 def _mx_operand(x: Any, fmt, name: str, contraction: int) -> Any:
     """An :class:`MXTensor` operand as its float32 values (exact), after checking its blocks run along K."""
+    if isinstance(x, NVFP4Tensor):
+        raise TypeError(f"{name} is an NVFP4Tensor, which matmul does not take: its block scales (E4M3) and "
+                        f"tensor scale (float32) are not powers of two, so its values are not exact in float32 "
+                        f"in general; pass {name}=nvfp4_dequantize({name}) (float32 values, or dtype=np.float64, "
+                        f"which matmul rounds to float32) with {name}_fmt=None")
     if not isinstance(x, MXTensor):
         return x
     if fmt is not None:

@@ -53,10 +53,23 @@ __all__ = [
 
 
 # ---- power-of-two scales ----------------------------------------------------------------------------
+#: The exponents of the scales :func:`pow2_scale` returns: ``2^k`` and its reciprocal ``2^-k`` are
+#: both float64 numbers (quantizing divides by the scale, dequantizing multiplies by it).
+_SCALE_EXPONENTS = range(-1023, 1024)
+
+
 def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> float:
     """The smallest power of two ``s`` with ``amax / s <= fmt.max``, times ``2^margin``.
 
-    Exact: no logarithms.
+    Exact: the exponent comes from comparing the float64 significands of ``amax`` and
+    ``fmt.max`` (no logarithms, no rounded intermediate).  The result is clamped to
+    ``2^-1023 .. 2^1023``, the powers of two whose reciprocals are float64 numbers too
+    (quantizing divides by the scale, dequantizing multiplies by it).  Clamping up (an amax
+    far below ``fmt.max``, e.g. ``pow2_scale(5e-324, "e4m3fn")`` or
+    ``pow2_scale(1e-300, "float32")``, or a margin below -2000) only makes ``amax / s`` smaller;
+    clamping down (a margin lifting the scale past ``2^1023``, e.g.
+    ``pow2_scale(1e308, "e4m3fn", margin=10)``) leaves less headroom than asked for, and only
+    for formats whose max is below 2 can ``amax / s`` then exceed ``fmt.max``.
 
     Args:
         amax_value: the largest magnitude to represent (>= 0, finite).
@@ -64,7 +77,7 @@ def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> floa
         margin: extra power-of-two headroom (the result is multiplied by ``2^margin``).
 
     Returns:
-        The scale (1.0 for ``amax == 0``).
+        The scale (1.0 for ``amax == 0``), a power of two in ``2^-1023 .. 2^1023``.
 
     Raises:
         ValueError: a negative or non-finite amax (callers decide what a NaN/Inf amax means,
@@ -79,12 +92,13 @@ def pow2_scale(amax_value: float, fmt: Format | str, *, margin: int = 0) -> floa
         raise TypeError(f"margin must be an int, got {type(margin).__name__}")
     if a == 0.0:
         return 1.0
-    mant, e = math.frexp(a / fmt.max)           # guess; fixed up by exact comparisons
-    while math.ldexp(fmt.max, e - 1) >= a:
-        e -= 1
-    while math.ldexp(fmt.max, e) < a:
-        e += 1
-    return math.ldexp(1.0, e + int(margin))
+    # amax = ma * 2^ea and max = mm * 2^em with significands in [0.5, 1): amax / 2^e <= max holds
+    # for e >= ea - em when ma <= mm, else for e >= ea - em + 1
+    ma, ea = math.frexp(a)
+    mm, em = math.frexp(fmt.max)
+    e = ea - em + (ma > mm) + int(margin)
+    e = min(max(e, _SCALE_EXPONENTS.start), _SCALE_EXPONENTS.stop - 1)
+    return math.ldexp(1.0, e)
 
 
 def all_powers_of_two(values: npt.ArrayLike) -> bool:
@@ -104,10 +118,11 @@ def all_powers_of_two(values: npt.ArrayLike) -> bool:
 def amax(x: npt.ArrayLike, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
     """max |x| over all axes except ``axis`` (kept, with keepdims) -- or over everything for ``axis=None``.
 
-    NaN anywhere in a reduction gives NaN (np.max semantics); an empty array has amax 0.
+    NaN anywhere in a reduction gives NaN (np.max semantics); a reduction over no elements
+    gives 0 (an empty array, or empty channels: ``amax(np.zeros((4, 0)), axis=0)`` is four zeros).
 
     Args:
-        x: float array.
+        x: float array (NumPy's float dtypes, or ml_dtypes' bfloat16 as :func:`fp8emu.quantize` takes it).
         axis: the kept (channel) axis or axes; None reduces everything.
 
     Returns:
@@ -117,13 +132,14 @@ def amax(x: npt.ArrayLike, axis: int | tuple[int, ...] | None = None) -> np.ndar
         TypeError: ``x`` is not a float array.
     """
     arr = np.asarray(x)
-    if arr.dtype.kind != "f":
+    if arr.dtype.kind != "f" and arr.dtype.name not in INPUT_LAYOUTS:   # bfloat16's kind is "V"
         raise TypeError(f"x must be a float array, got dtype {arr.dtype}")
     if axis is None:
         return np.max(np.abs(arr)) if arr.size else np.float64(0.0)
     keep = tuple(ax % arr.ndim for ax in np.atleast_1d(axis))
     reduce = tuple(ax for ax in range(arr.ndim) if ax not in keep)
-    return np.max(np.abs(arr), axis=reduce, keepdims=True)
+    # initial=0: the maximum of no elements; it changes no other result (|x| >= 0, NaN still wins)
+    return np.max(np.abs(arr), axis=reduce, keepdims=True, initial=0.0)
 
 
 def amax_scale(x: npt.ArrayLike, fmt: Format | str, *, axis: int | tuple[int, ...] | None = None,
@@ -235,11 +251,13 @@ class DelayedScaling:
         """The recorded (finite) amaxes, oldest first."""
         return tuple(self._history)
 
-    def scale_for(self, amax_value: float) -> float:
+    def scale_for(self, amax_value: float, *, record: bool = True) -> float:
         """The dequantization scale of a tensor whose amax is ``amax_value``; then record it.
 
         Args:
             amax_value: max |x| of the tensor about to be quantized (NaN/Inf allowed).
+            record: append the amax to the history (False: use the history as it is, e.g. to
+                evaluate a model without the evaluation data changing later scales).
 
         Returns:
             A power of two ``s``; quantize ``x / s`` and dequantize with ``s``.
@@ -249,7 +267,8 @@ class DelayedScaling:
             ref = a
         else:
             ref = max(self._history) if self.amax_compute_algo == "max" else self._history[-1]
-        self.record(a)
+        if record:
+            self.record(a)
         return pow2_scale(ref, self.fmt, margin=self.margin) if math.isfinite(ref) else 1.0
 
     def record(self, amax_value: float) -> None:

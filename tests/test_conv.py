@@ -135,6 +135,19 @@ def test_bad_input(kwargs, err, match):
         conv2d(**kwargs)
 
 
+@pytest.mark.parametrize("acc", [fp32_blas, fp32_sequential])
+def test_empty_batch(acc):
+    """N = 0: empty forward output and input gradient, and a zero weight gradient (a sum over no
+    positions), as torch gives."""
+    w = np.ones((3, 2, 3, 3), np.float32)
+    x, gy = np.zeros((0, 2, 4, 4), np.float32), np.zeros((0, 3, 2, 2), np.float32)
+    assert conv2d(x, w, accumulator=acc).shape == (0, 3, 2, 2)
+    assert conv2d_grad_input(gy, w, x.shape, accumulator=acc).shape == (0, 2, 4, 4)
+    dw = conv2d_grad_weight(x, gy, w.shape, accumulator=acc)
+    np.testing.assert_array_equal(dw, np.zeros(w.shape, np.float32))
+    assert not np.signbit(dw).any()
+
+
 def test_backward_shape_mismatch():
     x, w, gy, kw = _data(CASES[0])
     with pytest.raises(ValueError, match="forward output shape"):
@@ -251,6 +264,23 @@ def test_stochastic_accumulator_plumbing():
     want = acc.matmul_2d(cols, w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), seed=21, stream=7)
     np.testing.assert_array_equal(got, want.reshape(2, 6, 5, 4).transpose(0, 3, 1, 2))
     assert not np.array_equal(got, conv2d(x, w, padding=1, accumulator=acc, seed=22, stream=4))
+
+
+def test_stochastic_accumulator_with_its_own_seed_numbers_elements_across_groups():
+    """Two groups with identical inputs and weights: the accumulator's own seed must still see the
+    second group's GEMM element indices (not restart at 0), in all three passes."""
+    from fp8emu.accumulators import lowp
+    x1, w1, gy1, _ = _data(CASES[0], seed=10)
+    x, w, gy = np.concatenate([x1, x1], axis=1), np.concatenate([w1, w1]), np.concatenate([gy1, gy1], axis=1)
+    kw = dict(padding=1, groups=2, accumulator=lowp("bfloat16", 4, "stochastic", seed=7))
+    og, cg = w1.shape[0], w1.shape[1]
+    y = conv2d(x, w, **kw)
+    dx = conv2d_grad_input(gy, w, x.shape, **kw)
+    dw = conv2d_grad_weight(x, gy, w.shape, **kw)
+    assert not np.array_equal(y[:, :og], y[:, og:])
+    assert not np.array_equal(dx[:, :cg], dx[:, cg:])
+    assert not np.array_equal(dw[:og], dw[og:])
+    np.testing.assert_array_equal(y, conv2d(x, w, **kw))             # still reproducible
 
 
 def test_row_independent_convs_take_the_gemm_row_blocks(monkeypatch):

@@ -123,6 +123,19 @@ def test_stochastic_accumulator_gets_the_call_stream_and_batch_offsets():
     np.testing.assert_array_equal(y[1], acc.matmul_2d(a1, b, seed=1, stream=8, index0=12))
 
 
+def test_stochastic_accumulator_with_its_own_seed_numbers_elements_over_the_batch():
+    """Without a call seed the accumulator's own seed and stream are used, but the element indices
+    still run over the whole batched result (docs/accumulators.md): the slices draw different bits."""
+    rng = np.random.default_rng(8)
+    a1 = quantize(rng.standard_normal((3, 40)).astype(np.float32), e5m2)
+    b = quantize(rng.standard_normal((40, 4)).astype(np.float32), e5m2)
+    acc = lowp(bfloat16, 8, "stochastic", seed=5, stream=2)
+    y = matmul(np.stack([a1, a1]), b, accumulator=acc)
+    assert not np.array_equal(y[0], y[1])
+    np.testing.assert_array_equal(y[0], acc.matmul_2d(a1, b))
+    np.testing.assert_array_equal(y[1], acc.matmul_2d(a1, b, index0=12))
+
+
 def test_nan_and_inf_propagate_as_ieee():
     a, b = _ab(seed=9)
     a[1, 3] = np.nan
@@ -159,6 +172,34 @@ def test_bad_input(call, err, match):
     a, b = _ab()
     with pytest.raises(err, match=match):
         call(a, b)
+
+
+def test_nvfp4_operand_is_refused_by_name():
+    """An NVFP4Tensor (not a scalar, as the old message said) is refused, saying what to pass instead."""
+    from fp8emu.scaling import nvfp4_dequantize, nvfp4_quantize
+    a, b = _ab()
+    t = nvfp4_quantize(a)
+    with pytest.raises(TypeError, match=r"a is an NVFP4Tensor.*nvfp4_dequantize\(a\).*a_fmt=None"):
+        matmul(t, b)
+    with pytest.raises(TypeError, match=r"b is an NVFP4Tensor"):
+        matmul(b.T, nvfp4_quantize(b, axis=0))
+    np.testing.assert_array_equal(matmul(nvfp4_dequantize(t), b, accumulator=fp32_sequential),
+                                  matmul(t.dequantize(), b, accumulator=fp32_sequential))
+
+
+@pytest.mark.parametrize("kw", [dict(a_fmt=e4m3fn, b_fmt=e5m2),
+                                dict(a_fmt=e5m2, b_fmt=e5m2, rounding="stochastic", seed=4, stream=2),
+                                dict()])
+def test_bfloat16_operands_are_taken_like_float16(kw):
+    """ml_dtypes' bfloat16 operands (as fp8emu.quantize takes them): the bits of the same values in float32."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a, b = _ab(seed=12)
+    ab = a.astype(ml_dtypes.bfloat16)
+    want = matmul(ab.astype(np.float32), b, accumulator=fp32_sequential, **kw)
+    np.testing.assert_array_equal(matmul(ab, b, accumulator=fp32_sequential, **kw), want)
+    bb = b.astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(matmul(a, bb, accumulator=fp32_sequential, **kw),
+                                  matmul(a, bb.astype(np.float32), accumulator=fp32_sequential, **kw))
 
 
 def test_blas_with_fp8_operands_close_to_exact():

@@ -294,6 +294,31 @@ def test_layer_delayed_scaling_follows_the_documented_rule():
     assert lq.state_dict()["amax"]["weights"] == [0.25, 0.125]
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("scaling", ["tensor", "delayed"])
+def test_narrow_float_tensors_scale_as_their_float32_values(dtype, scaling):
+    """Per-tensor and delayed scaling of a float16/bfloat16 array: the scale and the format values
+    of the float32 array of the same values (the power-of-two factor, 2^16 here, does not fit
+    float16; 0.001 * 2^-10 is below its subnormals), returned in the array's dtype; the GEMM
+    rules' rescale of a narrow array is the float32 one, rounded once."""
+    from fp8emu.autograd import LayerQuant
+    from fp8emu.autograd.arrays import NUMPY_OPS
+    np_dtype = np.dtype(pytest.importorskip("ml_dtypes").bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    for x32, fmt in [(np.array([0.5, -0.25, 0.0, 0.001, -3e-5], np.float32), e5m2),
+                     (np.array([40000.0, -1.0, 0.001, 6e-5], np.float32), e4m3fn)]:
+        x32 = x32.astype(np_dtype).astype(np.float32)
+        specs = {"errors": QuantSpec(fmt, "stochastic", scaling=scaling, saturate=True)}
+        q, inv = LayerQuant("l", 0, specs, seed=3).quantize(x32.astype(np_dtype), "errors", 1)
+        q32, inv32 = LayerQuant("l", 0, specs, seed=3).quantize(x32, "errors", 1)
+        assert q.dtype == np_dtype and inv == inv32
+        np.testing.assert_array_equal(q.astype(np.float32), q32)
+    y32 = np.array([3.0, -65504.0, 2.0**-14, 1.5 * 2.0**-14], np.float32)
+    for factor in (2.0**16, 2.0**-12, 2.0**-30):
+        y = NUMPY_OPS.scale_(y32.astype(np_dtype), factor)
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(y, (y32 * np.float32(factor)).astype(np_dtype))
+
+
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 def test_quantized_gemm_helper_gives_the_ops_bits(kind):
     """A caller outside the engine (a framework bridge) gets the ops' bits from the public helper."""
@@ -375,3 +400,26 @@ def test_mx_scale_rule_is_selectable_in_recipes():
         QuantSpec("e2m1fn", scaling="mx", tile_2d=True)
     with pytest.raises(ValueError, match="scale_rule"):
         QuantSpec("e4m3fn", scaling="mx", scale_rule="round")
+
+
+def test_a_forward_that_is_not_a_training_step_leaves_the_delayed_histories():
+    """Evaluation (a forward without gradients) scales by the delayed-scaling histories without
+    adding its amaxes to them: before, the test set's amaxes entered the training layers'
+    histories, so evaluating changed later training steps (and the evaluation batch size
+    changed the run).  A training forward still records them."""
+    from fp8emu.autograd import LINEAR_PRODUCTS, LayerQuant, no_grad, quantized_forward
+    spec = QuantSpec(e4m3fn, saturate=True, scaling="delayed")
+    lq = LayerQuant("fc", 0, {"activations": spec, "weights": spec, "outputs": spec})
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal((4, 16)).astype(np.float32)
+    y_train, _ = quantized_forward(lq, LINEAR_PRODUCTS, x, w, training=True)
+    before = lq.state_dict()
+    assert all(len(h) == 1 for h in before["amax"].values())
+    y_eval, _ = quantized_forward(lq, LINEAR_PRODUCTS, 1000 * x, w, training=False)
+    with no_grad():
+        quantized_forward(lq, LINEAR_PRODUCTS, 1000 * x, w)
+    assert lq.state_dict() == before
+    # the evaluation used the histories' scales: x's scale, so 1000 x saturates at e4m3fn's max
+    assert np.all(np.isfinite(y_eval))
+    quantized_forward(lq, LINEAR_PRODUCTS, x, w, training=True)
+    assert all(len(h) == 2 for h in lq.state_dict()["amax"].values())

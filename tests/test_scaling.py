@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fp8emu import matmul, quantize
 from fp8emu.accumulators import fp32_sequential
-from fp8emu.formats import FP8_FORMATS, e4m3fn, e5m2
+from fp8emu.formats import FP8_FORMATS, e4m3fn, e5m2, get_format
 from fp8emu.scaling import DelayedScaling, amax, amax_scale, pow2_scale, scaled_quantize
 
 ELEMENT_FP8 = [f for f in FP8_FORMATS if f.has_zero]
@@ -31,6 +31,23 @@ def test_pow2_scale_edges():
     for bad in (np.nan, np.inf, -1.0):
         with pytest.raises(ValueError, match="amax"):
             pow2_scale(bad, e4m3fn)
+
+
+@pytest.mark.parametrize("a, fmt, margin, want", [
+    (5e-324, "e4m3fn", 0, 2.0**-1023),      # float64's smallest subnormal: 2^-1082 would not be a float64
+    (1e-300, "float32", 0, 2.0**-1023),     # 2^-1124
+    (1.0, "e4m3fn", -2000, 2.0**-1023),
+    (1e308, "e4m3fn", 10, 2.0**1023),       # 2^1025 overflows float64
+    (1e308, "e4m3fn", 0, 2.0**1015),
+    (2.0**-1000, "e4m3fn", 0, 2.0**-1008),  # exact below float64's normal range of amax / max
+])
+def test_pow2_scale_is_clamped_to_powers_of_two_with_float64_reciprocals(a, fmt, margin, want):
+    s = pow2_scale(a, fmt, margin=margin)
+    assert s == want and math.frexp(s)[0] == 0.5 and math.isfinite(1.0 / s)
+    if margin >= 0:
+        assert a / s <= get_format(fmt).max
+    q = scaled_quantize(np.array([a]), fmt, s)           # a usable scale (scaled_quantize refused 0.0)
+    assert q.dtype == np.float32
 
 
 def test_amax_scale_per_tensor_and_per_channel_feed_matmul():
@@ -66,6 +83,32 @@ def test_amax_shapes_and_nan():
     assert np.isnan(amax(x))
     with pytest.raises(TypeError, match="float"):
         amax(np.arange(3))
+
+
+def test_amax_of_empty_reductions_is_zero():
+    """Channels with no elements have amax 0 (scale 1), shaped like the non-empty case."""
+    x = np.zeros((4, 0), np.float32)
+    np.testing.assert_array_equal(amax(x, axis=0), np.zeros((4, 1), np.float32))
+    np.testing.assert_array_equal(amax_scale(x, e4m3fn, axis=0), np.ones((4, 1)))
+    assert amax(x, axis=1).shape == amax_scale(x, e4m3fn, axis=1).shape == (1, 0)
+    assert amax(x) == 0 and amax_scale(x, e4m3fn) == 1.0
+    y = np.array([[-0.0, np.nan], [3.0, -1.0]], np.float32)          # NaN and signs as before
+    np.testing.assert_array_equal(amax(y, axis=0), [[np.nan], [3.0]])
+    np.testing.assert_array_equal(amax(y, axis=1), [[3.0, np.nan]])
+
+
+def test_amax_and_delayed_scaling_take_bfloat16():
+    """ml_dtypes' bfloat16 (NumPy kind "V") is a float array here, as everywhere else."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x32 = np.array([[1.0, -3.0], [0.5, 200.0]], np.float32)
+    xb = x32.astype(ml_dtypes.bfloat16)
+    assert float(amax(xb)) == 200.0
+    np.testing.assert_array_equal(amax(xb, axis=0).astype(np.float32), amax(x32, axis=0))
+    np.testing.assert_array_equal(amax_scale(xb, e4m3fn, axis=1), amax_scale(x32, e4m3fn, axis=1))
+    qb, sb = DelayedScaling(e4m3fn).quantize(xb)
+    q32, s32 = DelayedScaling(e4m3fn).quantize(x32)
+    assert sb == s32
+    np.testing.assert_array_equal(qb, q32)
 
 
 def test_delayed_scaling_uses_previous_amaxes():

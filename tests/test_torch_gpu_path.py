@@ -140,8 +140,16 @@ def test_cuda_branch_amax_and_scales_match_numpy(simulated_gpu):
         a = torch.tensor([1.5, -3.0, 2.0 ** -10, 7.0])
         with np.errstate(over="ignore", under="ignore"):
             want = a.numpy() * np.asarray(factor, dtype=np.float32)
-            assert np.array_equal(_bits(ops.scaled(a, factor)), _bits(want))
             assert np.array_equal(_bits(ops.scale_(a.clone(), factor)), _bits(want))
+            assert np.array_equal(_bits(ops.quantize_scaled(a, factor, e5m2)), _bits(fp8emu.quantize(want, e5m2)))
+    for dtype in (torch.float16, torch.bfloat16):       # rescaled in float32, as the CPU branch does
+        a = torch.tensor([1.5, -3.0, 2.0 ** -10, 6e-5]).to(dtype)
+        for factor in (2.0 ** 16, 2.0 ** -20, 0.5):
+            cpu = NUMPY_OPS.scale_(as_numpy(a.clone()), factor)
+            assert np.array_equal(_bits(as_numpy(ops.scale_(a.clone(), factor))), _bits(cpu))
+            cpu = NUMPY_OPS.quantize_scaled(as_numpy(a), factor, e5m2, rounding="stochastic", seed=3, stream=1)
+            got = ops.quantize_scaled(a, factor, e5m2, rounding="stochastic", seed=3, stream=1)
+            assert got.dtype == dtype and np.array_equal(_bits(as_numpy(got)), _bits(cpu))
 
 
 def test_registry_lookup_and_errors():

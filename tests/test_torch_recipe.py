@@ -250,3 +250,84 @@ def test_unscale_finds_inf_and_nan_anywhere_with_one_host_sync(monkeypatch):
         assert len(syncs) == 1
         for p, v in zip(params, values):
             assert torch.equal(p.grad.nan_to_num(), (torch.tensor(v) / 4.0).nan_to_num())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_and_bfloat16_models_give_the_float32_models_values(dtype):
+    """ocp-fp8 (delayed per-tensor scaling) on a float16/bfloat16 Linear: the scales and format values
+    of the float32 model holding the same values, float32 GEMMs, and the output and gradients
+    rounded once to the model's dtype (float16 cannot hold the scale 2^16, nor the scaled products)."""
+    torch.manual_seed(0)
+    ref = tnn.Linear(8, 4).to(dtype).float()
+    narrow = tnn.Linear(8, 4).to(dtype)
+    narrow.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
+    for m in (ref, narrow):
+        ft.apply_recipe(m, "ocp-fp8", exempt=[], seed=5)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(2):                                      # the second step uses the amax history
+        x = (torch.randn(3, 8, generator=g) * 0.1).to(dtype)
+        gy = (torch.randn(3, 4, generator=g) * 1e-3).to(dtype)
+        x32, xn = x.float().requires_grad_(), x.clone().requires_grad_()
+        y32, yn = ref(x32), narrow(xn)
+        y32.backward(gy.float())
+        yn.backward(gy)
+        assert yn.dtype == dtype and torch.equal(yn, y32.to(dtype))
+        assert torch.equal(xn.grad, x32.grad.to(dtype))
+        assert torch.equal(narrow.weight.grad, ref.weight.grad.to(dtype))
+        assert torch.isfinite(narrow.bias.grad).all()
+        for m in (ref, narrow):
+            m.zero_grad()
+
+
+def _identity_recipe():
+    """A recipe whose only rounding is float32 into float32: the quantized layer path, PyTorch's values."""
+    from fp8emu.autograd import QuantSpec
+    return get_recipe("fp32").replace(name="identity", activations=QuantSpec("float32"))
+
+
+def _same_as_plain_torch(layer, x):
+    """The layer under the identity recipe gives plain torch's output, input and weight gradients bit
+    for bit (the bias gradient, a sum in another order, within float32 rounding)."""
+    import copy
+    quantized = copy.deepcopy(layer)
+    assert ft.apply_recipe(quantized, _identity_recipe(), exempt=[]).layers[""] is not None
+    outs = []
+    for m in (layer, quantized):
+        xg = x.clone().requires_grad_()
+        y = m(xg)
+        y.backward(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape).sin())
+        outs.append((y.detach(), xg.grad, m.weight.grad, m.bias))
+    (y, gx, gw, b), (yq, gxq, gwq, bq) = outs
+    for a, q in ((y, yq), (gx, gxq), (gw, gwq)):
+        assert a.shape == q.shape and torch.equal(a, q)
+    if b is not None:
+        torch.testing.assert_close(bq.grad, b.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, dilation, padding", [
+    (3, 1, "same"), (3, 1, "valid"), (4, 1, "same"), ((4, 3), (1, 2), "same"), ((2, 5), (3, 1), "same"),
+    (3, 2, "valid")])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_padding_strings_match_torch(kernel, dilation, padding, groups):
+    """padding="same"/"valid" as PyTorch resolves them, the asymmetric "same" of even kernels included."""
+    torch.manual_seed(0)
+    conv = tnn.Conv2d(2 * groups, 3 * groups, kernel, padding=padding, dilation=dilation, groups=groups)
+    _same_as_plain_torch(conv, torch.randn(2, 2 * groups, 9, 8))
+    ft.apply_recipe(conv, "paper-e5m2", exempt=[])
+    x = torch.randn(2, 2 * groups, 9, 8, requires_grad=True)
+    conv(x).sum().backward()
+    assert x.grad.shape == x.shape and torch.isfinite(conv.weight.grad).all()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_unbatched_conv_input(bias):
+    """A (C, H, W) input, which torch's Conv2d takes as a batch of one, with or without bias."""
+    torch.manual_seed(0)
+    conv = tnn.Conv2d(2, 3, 3, bias=bias)
+    _same_as_plain_torch(conv, torch.randn(2, 5, 5))
+    ft.apply_recipe(conv, "paper-e5m2", exempt=[])
+    x = torch.randn(2, 5, 5)
+    y = conv(x)
+    assert y.shape == (3, 3, 3)
+    with torch.no_grad():
+        assert torch.equal(conv(x), conv(x[None])[0])

@@ -71,9 +71,11 @@ class Accumulator(abc.ABC):
                index0: int = 0) -> np.ndarray:
         """:meth:`matmul_2d` with the arguments this accumulator takes (its capabilities above).
 
-        ``out`` is used only when :attr:`accepts_out` (the result may then be ``out``); ``seed``,
-        ``stream`` and ``index0`` only when :attr:`accepts_rng` and ``seed`` is not None (a
-        stochastic accumulator otherwise uses its own seed and stream).
+        ``out`` is used only when :attr:`accepts_out` (the result may then be ``out``); ``index0``
+        whenever :attr:`accepts_rng`, ``seed`` and ``stream`` only when, in addition, ``seed`` is
+        not None (a stochastic accumulator otherwise uses its own seed and stream).  ``index0``
+        goes even then: the element indices run over the whole result with either seed, so
+        batch slices and conv groups draw different bits.
 
         Args:
             a, b: float32 operands (M, K) and (K, N), as for :meth:`matmul_2d`.
@@ -88,6 +90,8 @@ class Accumulator(abc.ABC):
         kw: dict[str, Any] = {}
         if out is not None and self.accepts_out:
             kw["out"] = out
-        if seed is not None and self.accepts_rng:
-            kw.update(seed=seed, stream=stream, index0=index0)
+        if self.accepts_rng:
+            kw["index0"] = index0
+            if seed is not None:
+                kw.update(seed=seed, stream=stream)
         return self.matmul_2d(a, b, a_fmt=a_fmt, b_fmt=b_fmt, **kw)

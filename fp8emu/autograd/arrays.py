@@ -12,9 +12,9 @@ on its device, with the same bits.
 
 An implementation must give the bits of :data:`NUMPY_OPS` for the same values: the rounding
 is fp8emu's (stochastic rounding by the C-order element index), :meth:`ArrayOps.amax`
-propagates NaN as ``np.max`` does, and :meth:`ArrayOps.scale_` multiplies by the factor
-rounded to the array's dtype (exact for the powers of two the rules pass, one rounding when
-the result under- or overflows).
+propagates NaN as ``np.max`` does, and the rescales (:meth:`ArrayOps.scale_`,
+:meth:`ArrayOps.quantize_scaled`) multiply in :func:`working_dtype` by the factor rounded to it
+(exact for the powers of two the rules pass, one rounding when the result under- or overflows).
 """
 
 from __future__ import annotations
@@ -27,7 +27,21 @@ from .. import scaling as _scaling
 from ..format import Format
 from ..quantize import quantize as _quantize
 
-__all__ = ["ArrayOps", "NUMPY_OPS", "array_ops", "register_array_ops"]
+__all__ = ["ArrayOps", "NUMPY_OPS", "array_ops", "register_array_ops", "working_dtype"]
+
+
+def working_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype that a rescale of a ``dtype`` array computes in: float32 for float16 and bfloat16, else ``dtype``.
+
+    The narrow dtypes cannot hold every power-of-two factor (2^16 overflows float16, 2^-25
+    underflows it), and a product in their subnormal range would be rounded once before its
+    rounding into a format; in float32 the product of their values and a power of two is exact.
+
+    Args:
+        dtype: the array's dtype.
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
 
 
 class ArrayOps:
@@ -76,24 +90,53 @@ class ArrayOps:
         return float(_scaling.amax(x))
 
     def scale_(self, x: Any, factor: float) -> Any:
-        """``x *= factor`` in place, the factor rounded to ``x``'s dtype; returns ``x``.
+        """``x *= factor`` in place; returns ``x``.
+
+        The product is taken in :func:`working_dtype` with the factor rounded to it, then
+        rounded once into ``x``'s dtype: a float16 or bfloat16 array gets the float32 array's
+        result (exact whenever that is representable in its dtype).
 
         Args:
             x: the array (modified).
             factor: a power of two (the rules' scales).
         """
-        if factor != 1.0:
-            x *= np.asarray(factor, dtype=x.dtype)
+        if factor == 1.0:
+            return x
+        work = working_dtype(x.dtype)
+        if work == x.dtype:
+            x *= np.asarray(factor, dtype=work)
+        else:
+            with np.errstate(over="ignore"):        # overflow to Inf is the rounding's result
+                x[...] = x.astype(work) * np.asarray(factor, dtype=work)
         return x
 
-    def scaled(self, x: Any, factor: float) -> Any:
-        """A new array ``x * factor``, the factor rounded to ``x``'s dtype.
+    def quantize_scaled(self, x: Any, factor: float, fmt: Format, **kw: Any) -> Any:
+        """A new array of ``x``'s dtype: ``x * factor`` rounded into ``fmt`` (per-tensor and delayed scaling).
+
+        The product is taken in :func:`working_dtype` with the factor rounded to it, and rounded
+        once into ``fmt`` from there: a float16 or bfloat16 array gets the values of the float32
+        array holding its values, which return to its dtype exactly.
 
         Args:
             x: the array.
-            factor: a power of two.
+            factor: a power of two (the quantization factor, ``1 / scale``).
+            fmt: the target format.
+            **kw: ``rounding``, ``saturate``, ``seed``, ``sr_bits``, ``stream`` as :func:`fp8emu.quantize`.
+
+        Returns:
+            The rounded values (format values) in ``x``'s dtype.
+
+        Raises:
+            ValueError: as :func:`fp8emu.quantize` of ``x``, e.g. when ``x``'s dtype cannot hold
+                every value of ``fmt``.
         """
-        return x * np.asarray(factor, dtype=x.dtype)
+        work = working_dtype(x.dtype)
+        if work != x.dtype:
+            _quantize(np.zeros(0, dtype=x.dtype), fmt)      # raises if x's dtype cannot hold fmt, as rounding x would
+        with np.errstate(over="ignore"):
+            scaled = x.astype(work, copy=False) * np.asarray(factor, dtype=work)
+        q = _quantize(scaled, fmt, out=scaled, **kw)
+        return q if work == x.dtype else q.astype(x.dtype)
 
     def to_host(self, x: Any) -> np.ndarray:
         """A NumPy array of ``x``'s values (a view where possible: callers must not write to it).

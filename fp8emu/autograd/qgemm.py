@@ -188,22 +188,25 @@ def quantized_forward(lq: LayerQuant, products: GemmProducts, x: np.ndarray, w: 
         bias: added to the scaled product before the output rounding, broadcast against it
             (for a convolution shape it ``(1, O, 1, 1)``); None for no bias.
         training: whether this forward starts a new training step (advances ``lq.step``, the
-            step of the stochastic-rounding streams); None asks the engine
+            step of the stochastic-rounding streams, and adds the forward tensors' amaxes to
+            the delayed-scaling histories; a forward that is not one, e.g. evaluation, uses
+            the histories without changing them); None asks the engine
             (:func:`fp8emu.autograd.is_grad_enabled`).
 
     Returns:
         ``(y, saved)``: the float32 output and what :func:`quantized_backward` needs.
     """
-    if is_grad_enabled() if training is None else training:
+    training = is_grad_enabled() if training is None else bool(training)
+    if training:
         lq.step += 1
     step = lq.step
-    xq, sx = lq.quantize(x, "activations", step)
-    wq, sw = lq.quantize(w, "weights", step)
+    xq, sx = lq.quantize(x, "activations", step, record_amax=training)
+    wq, sw = lq.quantize(w, "weights", step, record_amax=training)
     y = _scaled(products.forward(xq, wq, lq.fmt_for_gemm("activations"), lq.fmt_for_gemm("weights"),
                                  lq.accumulator), sx * sw)
     if bias is not None:
         y += bias
-    y = _scaled(*lq.quantize(y, "outputs", step, inplace=True))   # format values * their scale
+    y = _scaled(*lq.quantize(y, "outputs", step, inplace=True, record_amax=training))   # format values * their scale
     return y, SavedOperands(xq, wq, sx, sw, step)
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from .. import scaling as _scaling
 from .._checks import check_int
 from ..quantize import encode as _encode
-from .arrays import ArrayOps, array_ops
+from .arrays import NUMPY_OPS, ArrayOps, array_ops
 from ._kernels import threads_for
 from ..accumulators import Accumulator
 from ..format import Format, RoundMode
@@ -237,7 +237,8 @@ class LayerQuant:
         """
         return (int(step) << 24) | ((int(self.index) & 0xFFFFF) << 4) | _CLASS_ID[tclass]
 
-    def quantize(self, x: Any, tclass: str, step: int, inplace: bool = False) -> tuple[Any, float]:
+    def quantize(self, x: Any, tclass: str, step: int, inplace: bool = False, *,
+                 record_amax: bool = True) -> tuple[Any, float]:
         """Round ``x`` by the spec of ``tclass``; return ``(q, inv)`` with ``x ~ q * inv``.
 
         ``x`` is a NumPy array or any array type registered in :mod:`fp8emu.autograd.arrays`
@@ -253,6 +254,9 @@ class LayerQuant:
             tclass: its tensor class (one of :data:`TENSOR_CLASSES`).
             step: the training step (selects the stochastic-rounding stream).
             inplace: allow the rounding to overwrite ``x``.
+            record_amax: with delayed scaling, add ``x``'s amax to the class's history (False
+                for a forward pass that is not a training step: evaluation must not change
+                the scales of later training steps).
 
         Returns:
             ``(q, inv)``: the rounded tensor and its dequantization scale.
@@ -265,19 +269,19 @@ class LayerQuant:
                                   stream=self.stream(step, tclass))
         ops = array_ops(x)
         with threads_for(ops.size(x)):
-            q, inv = self._round(ops, x, s, tclass, kw, inplace)
+            q, inv = self._round(ops, x, s, tclass, kw, inplace, record_amax)
         if _observers:
             self.last_inv = inv  # the dequantization scale of this call, for observers
             if s.scaling not in _BLOCK_SCALINGS:  # block scalings set it in _round
                 self.last_scale = inv
             xh, qh = ops.to_host(x), ops.to_host(q)   # observers get NumPy arrays (copies from a GPU)
-            deq = qh if inv == 1.0 else qh * np.asarray(inv, dtype=qh.dtype)
+            deq = qh if inv == 1.0 else NUMPY_OPS.scale_(np.array(qh, copy=True), inv)   # as the GEMM rules rescale
             for fn in list(_observers):
                 fn(self, tclass, xh, deq, s)
         return q, inv
 
     def _round(self, ops: ArrayOps, x: Any, s: QuantSpec, tclass: str, kw: dict[str, Any],
-               inplace: bool) -> tuple[Any, float]:
+               inplace: bool, record_amax: bool = True) -> tuple[Any, float]:
         inv = 1.0
         if s.scaling in _BLOCK_SCALINGS:
             # block scaling runs on the host (NumPy) for every array type; the result returns to x's device
@@ -291,11 +295,10 @@ class LayerQuant:
         else:
             amax = ops.amax(x)
             if s.scaling == "delayed":
-                inv = self._delayed(tclass, s).scale_for(amax)
+                inv = self._delayed(tclass, s).scale_for(amax, record=record_amax)
             else:
                 inv = _scaling.pow2_scale(amax, s.fmt, margin=s.margin) if math.isfinite(amax) else 1.0
-            scaled = ops.scaled(x, 1.0 / inv)
-            q = ops.quantize(scaled, s.fmt, out=scaled, **kw)
+            q = ops.quantize_scaled(x, 1.0 / inv, s.fmt, **kw)
         return q, inv
 
     def _delayed(self, tclass: str, s: QuantSpec) -> _scaling.DelayedScaling:

@@ -10,7 +10,8 @@ the operands to the gradients, on the tensors' device.  Each operation has two b
   the rounding is :func:`fp8emu.cuda.quantize` (the CPU's rounding routines compiled for the
   GPU) on views of the tensors, the amax ``abs().amax()`` (NaN propagates, as in ``np.max``;
   the one value that comes to the host, and only under per-tensor/delayed scaling), the
-  rescale ``mul_`` by the factor rounded to the tensor's dtype (what NumPy multiplies by).
+  rescales in torch, in the working dtype of the NumPy operations (float32 for float16 and
+  bfloat16 tensors) by the factor rounded to it, as NumPy computes them.
 
 What still goes to the host from a GPU: MX and NVFP4 block scaling (rounded by NumPy, the result
 copied back) and the arrays handed to observers (statistics).
@@ -71,14 +72,23 @@ class TorchArrayOps(ArrayOps):
         if _on_cpu(x):
             NUMPY_OPS.scale_(as_numpy(x), factor)
         elif factor != 1.0:
-            x.mul_(_in_dtype(factor, x.dtype))
+            work = _working_dtype(x.dtype)
+            if work == x.dtype:
+                x.mul_(_in_dtype(factor, work))
+            else:
+                x.copy_(x.to(work).mul_(_in_dtype(factor, work)))
         return x
 
-    def scaled(self, x: torch.Tensor, factor: float) -> torch.Tensor:
-        """See :meth:`ArrayOps.scaled`."""
+    def quantize_scaled(self, x: torch.Tensor, factor: float, fmt: Format, **kw: Any) -> torch.Tensor:
+        """See :meth:`ArrayOps.quantize_scaled`."""
         if _on_cpu(x):
-            return _from_numpy(NUMPY_OPS.scaled(as_numpy(x), factor))
-        return x * _in_dtype(factor, x.dtype)
+            return _from_numpy(NUMPY_OPS.quantize_scaled(as_numpy(x), factor, fmt, **kw))
+        work = _working_dtype(x.dtype)
+        if work != x.dtype:      # raises what the CPU branch raises (an empty call)
+            NUMPY_OPS.quantize_scaled(as_numpy(torch.empty(0, dtype=x.dtype)), factor, fmt)
+        scaled = x.to(work) * _in_dtype(factor, work)
+        from ._cuda import quantize_into   # numba-cuda loads at the first CUDA rounding
+        return quantize_into(scaled, fmt, scaled, **kw).to(x.dtype)
 
     def to_host(self, x: torch.Tensor) -> np.ndarray:
         """See :meth:`ArrayOps.to_host` (a view of a CPU tensor, a copy of another device's)."""
@@ -88,6 +98,11 @@ class TorchArrayOps(ArrayOps):
         """See :meth:`ArrayOps.from_host`."""
         t = _from_numpy(a)
         return t if _on_cpu(like) else t.to(like.device)
+
+
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """:func:`~fp8emu.autograd.arrays.working_dtype` for a torch dtype: float32 for float16 and bfloat16."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def _in_dtype(factor: float, dtype: torch.dtype) -> float:

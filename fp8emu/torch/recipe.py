@@ -92,6 +92,36 @@ def execution_order(model: nn.Module, sample: Any) -> list[str]:
     return order + [n for n in names.values() if n not in order]
 
 
+def _in_gemm_dtype(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The operands in float32 (float64 if one is float64): the GEMMs are float32 whatever the
+    model's dtype.  PyTorch's float16/bfloat16 GEMMs would round their result to that dtype, which
+    the products of scaled format values overflow (one e5m2 x e4m3fn product reaches 2^24.6,
+    float16's max is 65504); format values convert exactly."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype) for t in tensors]
+
+
+def _conv2d_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
+    """A Conv2d's zero padding as ``(top, bottom, left, right)``, its string forms resolved as PyTorch does.
+
+    ``"valid"`` is no padding; ``"same"`` pads ``dilation * (kernel - 1)`` in total per spatial
+    dimension, the smaller half first (odd totals, e.g. an even kernel, pad one more at the
+    bottom/right).
+
+    Args:
+        module: the torch Conv2d.
+    """
+    if module.padding == "valid":
+        return (0, 0, 0, 0)
+    if module.padding == "same":
+        th, tw = (d * (k - 1) for d, k in zip(module.dilation, module.kernel_size))
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = module.padding
+    return (ph, ph, pw, pw)
+
+
 @dataclass(frozen=True)
 class TorchProducts:
     """The three products of a torch Conv2d/Linear, computed by PyTorch on the operands' device.
@@ -99,8 +129,12 @@ class TorchProducts:
     A :class:`fp8emu.autograd.qgemm.GemmProducts` for :func:`~fp8emu.autograd.qgemm.quantized_forward`
     and :func:`~fp8emu.autograd.qgemm.quantized_backward` (the rules: which tensor is rounded
     how, scales, SR steps), which keep torch tensors throughout (:mod:`fp8emu.autograd.arrays`);
-    only the float32 GEMMs are PyTorch's.  The formats and accumulator arguments are unused:
-    :func:`apply_recipe` refuses recipes whose accumulator is not PyTorch's float32.
+    only the float32 GEMMs are PyTorch's (float64 for float64 models; float16 and bfloat16
+    operands are multiplied in float32, and the products are float32).  The formats and
+    accumulator arguments are unused: :func:`apply_recipe` refuses recipes whose accumulator is
+    not PyTorch's float32.  A Conv2d's ``padding="same"``/``"valid"`` is resolved as PyTorch
+    does (:func:`_conv2d_padding`); where it is asymmetric (``"same"`` with an odd total) the
+    convolutions run on the explicitly padded input, and the input gradient is cropped back.
 
     Args:
         module: the torch Conv2d or Linear (its geometry).
@@ -108,26 +142,51 @@ class TorchProducts:
 
     module: nn.Module
 
+    def _symmetric_padding(self) -> tuple[int, int] | None:
+        """``(ph, pw)`` when the Conv2d pads each side of a dimension alike, else None."""
+        top, bottom, left, right = _conv2d_padding(self.module)
+        return (top, left) if (top, left) == (bottom, right) else None
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom, left, right = _conv2d_padding(self.module)
+        return F.pad(x, (left, right, top, bottom))
+
     def forward(self, x, w, x_fmt, w_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.forward` (here ``F.linear``/``F.conv2d``)."""
         m = self.module
+        x, w = _in_gemm_dtype(x, w)
         if isinstance(m, nn.Linear):
             return F.linear(x, w)
-        return F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups)
+        padding = self._symmetric_padding()
+        if padding is None:
+            x, padding = self._padded(x), (0, 0)
+        return F.conv2d(x, w, None, m.stride, padding, m.dilation, m.groups)
 
     def grad_input(self, gy, w, x_shape, gy_fmt, w_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_input` (here PyTorch's input gradient)."""
         m = self.module
+        gy, w = _in_gemm_dtype(gy, w)
         if isinstance(m, nn.Linear):
             return gy @ w
-        return torch.nn.grad.conv2d_input(x_shape, w, gy, m.stride, m.padding, m.dilation, m.groups)
+        padding = self._symmetric_padding()
+        if padding is not None:
+            return torch.nn.grad.conv2d_input(x_shape, w, gy, m.stride, padding, m.dilation, m.groups)
+        top, bottom, left, right = _conv2d_padding(m)
+        n, c, h, wd = x_shape
+        gx = torch.nn.grad.conv2d_input((n, c, h + top + bottom, wd + left + right), w, gy, m.stride, 0,
+                                        m.dilation, m.groups)
+        return gx[:, :, top:top + h, left:left + wd].contiguous()
 
     def grad_weight(self, x, gy, w_shape, x_fmt, gy_fmt, accumulator):
         """See :meth:`fp8emu.autograd.qgemm.GemmProducts.grad_weight` (here PyTorch's weight gradient)."""
         m = self.module
+        x, gy = _in_gemm_dtype(x, gy)
         if isinstance(m, nn.Linear):
             return gy.t() @ x
-        return torch.nn.grad.conv2d_weight(x, w_shape, gy, m.stride, m.padding, m.dilation, m.groups)
+        padding = self._symmetric_padding()
+        if padding is None:
+            x, padding = self._padded(x), (0, 0)
+        return torch.nn.grad.conv2d_weight(x, w_shape, gy, m.stride, padding, m.dilation, m.groups)
 
 
 class _QuantizedGemm(torch.autograd.Function):
@@ -140,12 +199,15 @@ class _QuantizedGemm(torch.autograd.Function):
             bias = b.detach().reshape((1, -1, 1, 1) if isinstance(products.module, nn.Conv2d) else (-1,))
         y, saved = quantized_forward(lq, products, x.detach().contiguous(), w.detach(), bias, training=training)
         ctx.products, ctx.lq, ctx.saved, ctx.has_bias = products, lq, saved, b is not None
-        return y
+        ctx.dtypes = (x.dtype, w.dtype)
+        return y.to(x.dtype)       # the float32 result (float16/bfloat16 models), rounded once, as PyTorch's GEMMs do
 
     @staticmethod
     def backward(ctx, g):
         gx, gw = quantized_backward(ctx.lq, ctx.products, ctx.saved, g.contiguous(),
                                     need_input=ctx.needs_input_grad[0], need_weight=ctx.needs_input_grad[1])
+        gx = None if gx is None else gx.to(ctx.dtypes[0])
+        gw = None if gw is None else gw.to(ctx.dtypes[1])
         gb = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(dim=(0, 2, 3)) if isinstance(ctx.products.module, nn.Conv2d) else g.sum(dim=0)
@@ -159,6 +221,8 @@ def _quantized_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
         raise ValueError(f"fp8emu.torch: Conv2d {module.fp8emu_quant.name!r} has padding_mode="
                          f"{module.padding_mode!r}; only 'zeros' is supported")
+    if isinstance(module, nn.Conv2d) and x.ndim == 3:      # unbatched (C, H, W), as torch's Conv2d takes it
+        return _quantized_forward(module, x.unsqueeze(0)).squeeze(0)
     products = TorchProducts(module)
     # the SR step counts forwards with gradients enabled, as in the NumPy engine
     return _QuantizedGemm.apply(x, module.weight, module.bias, products, module.fp8emu_quant, torch.is_grad_enabled())
