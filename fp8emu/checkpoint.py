@@ -207,7 +207,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile,
             UnicodeDecodeError, RecursionError, MemoryError, OverflowError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged or not an fp8emu checkpoint "
-                              f"({type(exc).__name__}: {_one_line(exc)}); delete it or start without --resume") from None
+                              f"({type(exc).__name__}: {_one_line(exc)}); start the run again with --overwrite "
+                              "(which replaces it), or choose another --out") from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -148,8 +148,10 @@ def _add_training_arguments(p: argparse.ArgumentParser, *, compare: bool, sweep:
     g.add_argument("--lr", type=_positive_float, help=f"peak learning rate of SGD (default {d['lr']})")
     g.add_argument("--momentum", type=_fraction, help=f"SGD momentum (default {d['momentum']})")
     g.add_argument("--weight-decay", type=_nonneg_float, help=f"L2 weight decay, >= 0 (default {d['weight_decay']})")
-    g.add_argument("--schedule", choices=("cosine", "step", "constant"), help=f"LR schedule (default {d['schedule']})")
-    g.add_argument("--warmup-epochs", type=_nonneg_int, help="epochs of linear LR warm-up (default 0)")
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"), help=f"LR schedule (default {d['schedule']}; "
+                   "step: /10 after each third of training)")
+    g.add_argument("--warmup-epochs", type=_nonneg_int, help="epochs of linear LR warm-up, fewer than --epochs; "
+                   "cosine schedule only (default 0)")
     g.add_argument("--label-smoothing", type=_fraction, help="cross-entropy label smoothing (default 0)")
     g.add_argument("--seed", type=_nonneg_int, help="seed of initialisation, data order, augmentation and "
                    "stochastic rounding (default 0)")
@@ -205,10 +207,22 @@ def _resolve(args: argparse.Namespace) -> dict:
     return merged
 
 
-def _config(args: argparse.Namespace, recipe: str, out: str) -> dict:
+def _config(args: argparse.Namespace, recipe: str, out: str, *, check_schedule: bool = True) -> dict:
+    """The run configuration of ``recipe`` into ``out``, validated as ``train`` needs it.
+
+    Args:
+        args: the parsed command line.
+        recipe: the recipe's name.
+        out: the run directory.
+        check_schedule: check the LR schedule options (a sweep checks each cell instead, whose
+            --vary values replace them).
+    """
     from .recipes import get_recipe
 
     opts = _resolve(args)
+    if not recipe.strip():  # `--recipe ''` must not fall back to the default recipe
+        raise argparse.ArgumentTypeError("--recipe: empty recipe name; name one of "
+                                         f"{', '.join(_recipe_names())}")
     try:
         get_recipe(recipe)
     except (KeyError, ValueError) as exc:
@@ -216,10 +230,25 @@ def _config(args: argparse.Namespace, recipe: str, out: str) -> dict:
     opts.pop("recipes")
     opts["recipe"] = recipe
     _check_backend(opts)
-    if opts["warmup_epochs"] >= opts["epochs"] and opts["warmup_epochs"]:
-        raise argparse.ArgumentTypeError(f"--warmup-epochs ({opts['warmup_epochs']}) must be < --epochs "
-                                         f"({opts['epochs']})")
+    if check_schedule:
+        _check_schedule(opts)
     return {**opts, "out": out}
+
+
+def _recipe_names() -> list[str]:
+    from .recipes import RECIPES
+    return list(RECIPES)
+
+
+def _check_schedule(opts: dict, where: str = "") -> None:
+    """The LR schedule rules of ``train``: warm-up only with the cosine schedule, and shorter than
+    the run.  ``where`` prefixes the message (a sweep cell's name)."""
+    warmup, epochs, schedule = opts["warmup_epochs"], opts["epochs"], opts["schedule"]
+    if warmup and schedule != "cosine":
+        raise argparse.ArgumentTypeError(f"{where}--warmup-epochs {warmup} needs --schedule cosine: the {schedule} "
+                                         "schedule has no warm-up (use --warmup-epochs 0 or --schedule cosine)")
+    if warmup and warmup >= epochs:
+        raise argparse.ArgumentTypeError(f"{where}--warmup-epochs ({warmup}) must be < --epochs ({epochs})")
 
 
 def _check_backend(opts: dict) -> None:
@@ -253,7 +282,7 @@ def _apply_threads(threads: int | None) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    config = _config(args, args.recipe or DEFAULTS["recipe"], args.out)
+    config = _config(args, DEFAULTS["recipe"] if args.recipe is None else args.recipe, args.out)
     _apply_threads(config["threads"])
     result = train(config, resume=args.resume, overwrite=args.overwrite,
                    progress=config.pop("progress", args.progress))
@@ -347,7 +376,7 @@ def _run_on_dask(cells: list, out: str, scheduler: str, workers: int | None, *, 
 # Options a sweep can vary (--vary KEY=V1,V2,...): their parsers.
 _SWEEP_AXES: dict = {
     "width": _positive_int, "epochs": _positive_int, "lr": _positive_float, "limit_train": _positive_int,
-    "limit_test": _positive_int, "batch_size": _positive_int, "momentum": _fraction, "weight_decay": float,
+    "limit_test": _positive_int, "batch_size": _positive_int, "momentum": _fraction, "weight_decay": _nonneg_float,
     "label_smoothing": _fraction, "warmup_epochs": _nonneg_int, "schedule": str, "model": str,
 }
 
@@ -385,8 +414,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if getattr(args, key, None) is not None:
             raise argparse.ArgumentTypeError(f"give --{key.replace('_', '-')} or --vary {key}=..., not both")
     for r in recipes:     # validates every recipe and the backend before anything starts
-        _config(args, r, args.out)
-    base = _config(args, recipes[0], args.out)
+        _config(args, r, args.out, check_schedule=False)
+    base = _config(args, recipes[0], args.out, check_schedule=False)
     for key, values in axes.items():
         for v in values:
             if key == "schedule" and v not in ("cosine", "step", "constant"):
@@ -397,6 +426,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         cells = expand_grid(base, recipes, seeds, axes, args.out)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    for cell in cells:  # every cell with the rules of `train`, before any of them trains
+        _check_schedule(cell.config, f"sweep cell '{cell.name}': " if axes else "")
     status = _run_on_dask(cells, args.out, args.scheduler, args.workers, progress=args.progress, prog="fp8emu sweep")
     if status:
         return status
@@ -418,6 +449,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         path = write_report(args.runs, out, title=args.title)
     except (FileNotFoundError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    except OSError as exc:  # an unwritable --out, a directory in the way of report.md, ...
+        raise argparse.ArgumentTypeError(f"cannot write the report into {out}: {exc.strerror or exc} "
+                                         f"({exc.filename or out}); choose another --out") from None
     print(f"fp8emu report: written to {path}")
     return 0
 

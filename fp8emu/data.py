@@ -176,9 +176,32 @@ def load_mnist_like(root: str | os.PathLike, name: str = "fashion-mnist") -> Dat
         if labels.size and labels.max() >= 10:
             raise DatasetError(f"{name}: a label in {root} is {labels.max()}, outside 0..9")
         splits.append((images[:, None], labels.astype(np.int64)))
+    _check_splits(name, splits[0][0], splits[1][0], [os.path.join(root, IDX_FILES[i]) for i in (0, 2)])
     spec = DATASETS[name]
     return Dataset(name, *splits[0], *splits[1], mean=spec["mean"], std=spec["std"],
                    flip=spec["flip"], pad=spec["pad"])
+
+
+def _check_splits(name: str, train: np.ndarray, test: np.ndarray, where: list[str]) -> None:
+    """Both splits hold images, of one shape: a run would otherwise train a whole epoch and then
+    fail (or silently evaluate a model on images of another size).
+
+    Args:
+        name: the data set's name, for the message.
+        train: the training images (N, C, H, W).
+        test: the test images.
+        where: the files (or directories) of the training and the test images.
+
+    Raises:
+        DatasetError: naming the file and what is wrong.
+    """
+    for images, path in ((train, where[0]), (test, where[1])):
+        if len(images) == 0 or 0 in images.shape[1:]:
+            raise DatasetError(f"{name}: {path} holds no images (shape {images.shape}); replace it with a complete copy")
+    if train.shape[1:] != test.shape[1:]:
+        raise DatasetError(f"{name}: the test images in {where[1]} are {'x'.join(map(str, test.shape[1:]))}, the "
+                           f"training images in {where[0]} {'x'.join(map(str, train.shape[1:]))}: the files do not "
+                           "belong together")
 
 
 # ------------------------------------------------------------------------------------ CIFAR-10
@@ -211,10 +234,27 @@ def _load_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
-    if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DatasetError(f"{path}: 'labels' must be N={data.shape[0]} integers in 0..9")
-    return data.reshape(-1, 3, 32, 32), labels
+    return data.reshape(-1, 3, 32, 32), _cifar_labels(labels, data.shape[0], path)
+
+
+def _cifar_labels(labels: object, n: int, path: str) -> np.ndarray:
+    """A batch's ``labels`` as int64, refused unless it is a list or array of ``n`` integers in 0..9
+    (no silent truncation of ``1.7`` to class 1, no traceback for NaN, strings or huge ints)."""
+    what = f"{path}: 'labels' must be N={n} integers in 0..9"
+    if not isinstance(labels, list | tuple | np.ndarray):
+        raise DatasetError(f"{what}, got a {type(labels).__name__}")
+    try:
+        arr = np.asarray(labels)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DatasetError(f"{what} ({exc})") from None
+    if arr.size and arr.dtype.kind not in "iu":  # floats, bools, strings, objects (ints beyond 64 bits)
+        first = arr.reshape(-1)[0]
+        raise DatasetError(f"{what}, got {arr.dtype} values such as "
+                           f"{first.item() if isinstance(first, np.generic) else first!r}")
+    if arr.shape != (n,) or (arr.size and (arr.min() < 0 or arr.max() > 9)):
+        raise DatasetError(f"{what}, got {arr.shape[0] if arr.ndim == 1 else 'shape ' + str(arr.shape)} labels "
+                           f"in {arr.min() if arr.size else '-'}..{arr.max() if arr.size else '-'}")
+    return arr.astype(np.int64)
 
 
 def load_cifar10(root: str | os.PathLike) -> Dataset:
@@ -236,6 +276,8 @@ def load_cifar10(root: str | os.PathLike) -> Dataset:
         test = _load_cifar_batch(os.path.join(root, CIFAR_TEST_BATCH))
     except DatasetError as exc:
         raise DatasetError(f"cifar10: {exc}; {hint}") from None
+    _check_splits("cifar10", train[0][0], test[0], [os.path.join(root, CIFAR_TRAIN_BATCHES[0]),
+                                                    os.path.join(root, CIFAR_TEST_BATCH)])
     spec = DATASETS["cifar10"]
     return Dataset("cifar10", np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]),
                    test[0], test[1], mean=spec["mean"], std=spec["std"], flip=spec["flip"], pad=spec["pad"])

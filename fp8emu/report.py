@@ -60,26 +60,55 @@ def load_run(path: str | os.PathLike) -> Run:
 
     Raises:
         FileNotFoundError: ``path`` has no ``metrics.jsonl``.
-        ValueError: a line other than the last is not valid JSON.
+        ValueError: ``config.json`` is not a JSON object, or a line other than the last is not
+            valid JSON or not an epoch record (a JSON object with the keys :data:`RECORD_KEYS`,
+            numbers); the message names the file and the line.
     """
     path = os.fspath(path)
     metrics = os.path.join(path, "metrics.jsonl")
     if not os.path.exists(metrics):
         raise FileNotFoundError(f"{path} holds no metrics.jsonl: is it a run directory written by fp8emu train?")
     config = {}
-    if os.path.exists(os.path.join(path, "config.json")):
-        with open(os.path.join(path, "config.json")) as f:
-            config = json.load(f)
+    config_path = os.path.join(path, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            try:
+                config = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{config_path}:{exc.lineno} is not valid JSON ({exc.msg})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path} holds a JSON {type(config).__name__}, not the object of settings "
+                             "fp8emu train writes")
     with open(metrics) as f:
-        lines = [line for line in f.read().split("\n") if line.strip()]
+        lines = [(i + 1, line) for i, line in enumerate(f.read().split("\n")) if line.strip()]
     epochs = []
-    for i, line in enumerate(lines):
+    for n, (line_no, line) in enumerate(lines):
         try:
-            epochs.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if i != len(lines) - 1:
-                raise ValueError(f"{metrics}:{i + 1} is not valid JSON") from None
+            if n != len(lines) - 1:
+                raise ValueError(f"{metrics}:{line_no} is not valid JSON") from None
+            continue
+        problem = _record_problem(record)
+        if problem:
+            raise ValueError(f"{metrics}:{line_no} is not an epoch record of fp8emu train: {problem}")
+        epochs.append(record)
     return Run(path, config, epochs)
+
+
+# What every epoch record holds (the report's table and plots read them).
+RECORD_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s")
+
+
+def _record_problem(record: object) -> str | None:
+    """Why ``record`` is not an epoch record (None: it is one)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, expected an object"
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    bad = [k for k in RECORD_KEYS if isinstance(record[k], bool) or not isinstance(record[k], int | float)]
+    return f"{', '.join(bad)} must be numbers" if bad else None
 
 
 def _setup(runs: list[Run]) -> str:
@@ -238,7 +267,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
         notes: free Markdown appended under "Notes".
 
     Raises:
-        ValueError: ``run_dirs`` is empty.
+        ValueError: ``run_dirs`` is empty, ``out`` is a file, or a run's files are malformed.
         FileNotFoundError: a run directory has no metrics.
     """
     if not run_dirs:
@@ -252,6 +281,8 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
         for run in group.runs:
             run.name = f"{group.label} seed {run.config.get('seed')}"
     out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{out} is a file, not a directory for report.md and the plots; choose another --out")
     os.makedirs(out, exist_ok=True)
     import matplotlib
     matplotlib.use("Agg")
@@ -270,8 +301,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *, t
         lines += ["Setup: " + ", ".join([f"{k}={cfg[k]}" for k in same] +
                                         ([f"seeds={','.join(map(str, seeds))}"] if seeds else [])) + ".", ""]
     lines += ["## Results", ""] + _table(runs) + [""]
-    recorded = [r for r in runs if r.epochs and "first_step_s" in r.epochs[0]]  # metrics that time it apart
-    first = ("leaving out the first step of each run, which compiles the kernels" if len(recorded) == len(runs) else
+    trained = [r for r in runs if r.epochs]  # a run without a finished epoch has no throughput to qualify
+    recorded = [r for r in trained if "first_step_s" in r.epochs[0]]  # metrics that time it apart
+    first = ("leaving out the first step of each run, which compiles the kernels" if len(recorded) == len(trained) else
              "the first step's kernel compilation included in metrics written before fp8emu timed it apart")
     lines += ["Accuracy is top-1 on the test split; images/s is the mean training throughput over epochs "
               f"(data loading included), {first}.", ""]

@@ -103,6 +103,16 @@ def expand_grid(base: dict, recipes: Sequence[str], seeds: Sequence[int], axes: 
     return cells
 
 
+def _after_failure(cell: Cell) -> str:
+    """What a failed cell left behind and how to go on (rerunning resumes only from a checkpoint,
+    and an error that is not the worker's death comes back unless its cause is fixed)."""
+    out = cell.config["out"]
+    if os.path.exists(os.path.join(out, "checkpoint.npz")):
+        return (f"its checkpoint in {out} is kept: fix the cause and run the sweep again to resume it (finished "
+                "cells are skipped)")
+    return f"it wrote no checkpoint in {out}: fix the cause and run the sweep again (finished cells are skipped)"
+
+
 def cell_progress(cell: Cell) -> int:
     """Epochs the cell has finished, as its ``metrics.jsonl`` says (0 when it has none).
 
@@ -277,8 +287,8 @@ def run_cells(client: Any, cells: Sequence[Cell], out: str, *, progress: bool = 
                     exc = fut.exception()
                     for other in pending:
                         other.cancel()
-                    raise RuntimeError(f"{cell.name} failed: {type(exc).__name__}: {exc}; its checkpoint in "
-                                       f"{cell.config['out']} is kept, run the sweep again to resume") from None
+                    raise RuntimeError(f"{cell.name} failed: {type(exc).__name__}: {exc}; "
+                                       f"{_after_failure(cell)}") from None
                 res = fut.result()
                 started_at[cell.name] = res["start_epoch"]
                 acc = "" if res["test_acc"] is None else f", test accuracy {res['test_acc']:.4f}"

@@ -22,7 +22,16 @@ that already holds a run is never overwritten by accident: ``train`` refuses it 
 ``resume`` or to ``overwrite``, and even then the earlier run's files stay untouched until the
 new run has written its first checkpoint (end of epoch 1 or Ctrl-C), so a crash or a kill
 before that loses nothing.  The checkpoint records a fingerprint of the data
-(:meth:`fp8emu.data.Dataset.fingerprint`), and resuming on different data is refused.
+(:meth:`fp8emu.data.Dataset.fingerprint`), and resuming on different data is refused, as is a
+checkpoint whose contents do not fit the run (missing or misshapen arrays, a data position past
+the epoch) or whose weights hold NaN/Inf.
+
+Divergence stops the run with :class:`TrainingDiverged`: a step whose forward loss is not finite
+(the loss is computed before loss scaling, so an overflow of the *scaled gradients* never makes it
+so: those steps are skipped by the loss scaler and training goes on), or weights, optimizer
+buffers or a test loss that are no longer finite at the end of an epoch.  Nothing is written
+then: the checkpoint keeps the last finished epoch, and metrics.jsonl only finite numbers (it is
+strict JSON; a non-finite number in a record would be written as ``null``).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import numpy as np
 from .checkpoint import CheckpointError, check_compatible, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .data import BatchLoader, Dataset, load_dataset
 
-__all__ = ["TrainResult", "RunError", "train", "evaluate", "build", "CONFIG_KEYS", "RUN_FILES"]
+__all__ = ["TrainResult", "RunError", "TrainingDiverged", "train", "evaluate", "build", "CONFIG_KEYS", "RUN_FILES"]
 
 # The configuration that must match for --resume (everything that changes the numbers).
 CONFIG_KEYS = ("model", "width", "recipe", "dataset", "limit_train", "limit_test", "augment", "epochs",
@@ -57,8 +66,14 @@ RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "config.json")
 
 
 class RunError(RuntimeError):
-    """A run cannot start: its directory is unusable or holds another run, or the configuration
-    does not fit the data.  The message is one line saying what to do."""
+    """A run cannot start or go on: its directory is unusable or holds another run, the
+    configuration does not fit the data, or training diverged.  The message is one line saying
+    what to do."""
+
+
+class TrainingDiverged(RunError):
+    """Training produced a non-finite loss or non-finite weights (see the module docstring);
+    the run's checkpoint, if any, still holds its last finished epoch."""
 
 
 @dataclass
@@ -122,9 +137,22 @@ def _write_json_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _json_safe(node: Any) -> Any:
+    """``node`` with every non-finite float replaced by None: ``json.dumps`` would write the bare
+    tokens ``NaN``/``Infinity``, which are not JSON."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    if isinstance(node, dict):
+        return {k: _json_safe(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_json_safe(v) for v in node]
+    return node
+
+
 def _write_metrics(out: str, history: list[dict]) -> None:
-    """Rewrite metrics.jsonl from the history (atomic: never a half-written file)."""
-    _write_json_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
+    """Rewrite metrics.jsonl from the history (atomic: never a half-written file; strict JSON)."""
+    _write_json_atomic(os.path.join(out, "metrics.jsonl"),
+                       "".join(json.dumps(_json_safe(r), allow_nan=False) + "\n" for r in history))
 
 
 def _new_epoch_sums() -> dict:
@@ -239,12 +267,12 @@ def _schedule(config: dict, optimizer: Any, total: int, steps_per_epoch: int) ->
     from .optim import CosineLR, StepLR
 
     kind, lr = config["schedule"], config["lr"]
+    if config["warmup_epochs"] and kind != "cosine":  # train() refuses this before writing anything
+        raise ValueError(f"warmup_epochs needs schedule='cosine', not {kind!r}")
     if kind == "cosine":
         return CosineLR(optimizer, total, warmup=config["warmup_epochs"] * steps_per_epoch).lr_at
     if kind == "step":  # /10 after each third of training
         return StepLR(optimizer, step_size=max(1, -(-total // 3))).lr_at
-    if config["warmup_epochs"]:
-        raise ValueError("warmup_epochs needs schedule='cosine'")
     return lambda step: lr
 
 
@@ -332,6 +360,104 @@ def _check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
     return {k: v for k, v in expected.items() if k != "data_fingerprint"}
 
 
+def _nonfinite_array(state: dict) -> str | None:
+    """The name of the first model or optimizer array of ``state`` holding NaN/Inf (None: all finite)."""
+    def walk(node: Any, where: str) -> str | None:
+        if isinstance(node, dict):
+            return next((w for k, v in node.items() if (w := walk(v, f"{where}/{k}"))), None)
+        if isinstance(node, list | tuple):
+            return next((w for i, v in enumerate(node) if (w := walk(v, f"{where}[{i}]"))), None)
+        if isinstance(node, np.ndarray | np.generic | float) and np.asarray(node).dtype.kind in "fc":
+            return None if np.isfinite(node).all() else where.lstrip("/")
+        return None
+    return walk({"model": state.get("model"), "optimizer": state.get("optimizer")}, "")
+
+
+def _structure_mismatch(saved: Any, fresh: Any, where: str) -> str | None:
+    """How ``saved`` differs from ``fresh`` in keys, array shapes and dtypes, or types (None: it fits)."""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return f"{where} is a {type(saved).__name__}, expected a dict"
+        missing, extra = sorted(set(fresh) - set(saved)), sorted(set(saved) - set(fresh))
+        if missing or extra:
+            return f"{where} lacks {missing[:3]} / has unknown {extra[:3]}" if missing and extra else \
+                f"{where} lacks {missing[:3]}" if missing else f"{where} has unknown keys {extra[:3]}"
+        return next((m for k in fresh if (m := _structure_mismatch(saved[k], fresh[k], f"{where}/{k}"))), None)
+    if isinstance(fresh, np.ndarray):
+        if not isinstance(saved, np.ndarray):
+            return f"{where} is a {type(saved).__name__}, expected an array"
+        if saved.shape != fresh.shape or saved.dtype != fresh.dtype:
+            return f"{where} is {saved.dtype}{list(saved.shape)}, this run's model has {fresh.dtype}{list(fresh.shape)}"
+        return None
+    if isinstance(fresh, int | float) and not isinstance(fresh, bool):
+        ok = isinstance(saved, int | float | np.integer | np.floating) and not isinstance(saved, bool)
+        return None if ok else f"{where} is {saved!r}, expected a number"
+    return None
+
+
+def _unresumable(path: str, what: str, why: str = "it is damaged or was not written by fp8emu train"
+                 ) -> CheckpointError:
+    return CheckpointError(f"{path} cannot be resumed: {what}; {why}. Start the run again with --overwrite "
+                           "(which replaces it) or choose another --out")
+
+
+def _check_checkpoint_entries(ckpt: Any, path: str) -> None:
+    """Refuse a checkpoint without the entries of a training state, or with entries of the wrong type
+    (before its configuration is compared).
+
+    Raises:
+        CheckpointError: one line naming the checkpoint, what is wrong, and what to do.
+    """
+    def bad(what: str) -> CheckpointError:
+        return _unresumable(path, what)
+
+    kinds = {"config": dict, "state": dict, "epoch": int, "batch": int, "step": int, "history": list, "sums": dict}
+    if not isinstance(ckpt, dict):
+        raise bad(f"it holds a {type(ckpt).__name__}, not a training state")
+    for key, kind in kinds.items():
+        if key not in ckpt:
+            raise bad(f"it has no {key!r} entry")
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            raise bad(f"its {key!r} entry is a {type(ckpt[key]).__name__}, expected a {kind.__name__}")
+
+
+def _check_checkpoint_state(ckpt: dict, path: str, config: dict, steps_per_epoch: int, fresh: dict) -> None:
+    """Refuse a checkpoint (of this run's configuration) whose contents cannot be this run's: the data
+    position, the model's arrays (against the freshly built model's ``fresh`` state), the loss
+    scaler's and the optimizer's keys, and finite weights.
+
+    Raises:
+        CheckpointError: one line naming the checkpoint, what is wrong, and what to do.
+    """
+    def bad(what: str, *why: str) -> CheckpointError:
+        return _unresumable(path, what, *why)
+
+    epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+    # batch == steps_per_epoch: interrupted between the epoch's last step and its evaluation
+    if not (0 <= epoch <= config["epochs"] and 0 <= batch <= steps_per_epoch and (epoch < config["epochs"] or not batch)
+            and step == epoch * steps_per_epoch + batch and len(ckpt["history"]) == epoch):
+        raise bad(f"its position (epoch {epoch}, batch {batch}, step {step}, {len(ckpt['history'])} finished epochs) "
+                  f"does not fit {config['epochs']} epochs of {steps_per_epoch} batches")
+    if not all(isinstance(r, dict) for r in ckpt["history"]):
+        raise bad("its history holds entries that are not epoch records")
+    state = ckpt["state"]
+    missing = [k for k in fresh if k not in state]
+    if missing:
+        raise bad(f"its state lacks {', '.join(map(repr, missing))}")
+    for part in ("model", "scaler", "optimizer"):
+        # the optimizer's per-parameter buffers appear with its first step: only its own keys are compared
+        template = fresh[part] if part != "optimizer" else {k: None for k in fresh[part]}
+        saved = state[part] if part != "optimizer" or not isinstance(state[part], dict) else \
+            {k: None for k in state[part]}
+        mismatch = _structure_mismatch(saved, template, part)
+        if mismatch:
+            raise bad(mismatch)
+    where = _nonfinite_array(state)
+    if where:
+        raise bad(f"{where} holds NaN or Inf", "the run that wrote it diverged (or the file was altered), and "
+                  "training on from it cannot recover")
+
+
 def train(config: dict, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train per ``config`` into ``config["out"]``; see the module docstring.
@@ -347,12 +473,17 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
 
     Raises:
         DatasetError: the data set is missing or corrupt.
-        CheckpointError: ``resume`` with a damaged checkpoint or one of a different
-            configuration or data set.
+        CheckpointError: ``resume`` with a damaged checkpoint, one of a different configuration
+            or data set, one whose contents do not fit the model, or one with non-finite weights.
         RunError: ``out`` is unusable, or holds an earlier run and neither ``resume`` nor
             ``overwrite`` was given, or the batch size exceeds the training images.
+        TrainingDiverged: (a RunError) a non-finite loss or weights; the checkpoint keeps the
+            last finished epoch.
     """
     out = config["out"]
+    if config["warmup_epochs"] and config["schedule"] != "cosine":
+        raise RunError(f"--warmup-epochs {config['warmup_epochs']} needs --schedule cosine: the {config['schedule']} "
+                       "schedule has no warm-up")
     ds = _load_data(config)  # data errors before anything is written
     _check_batch_size(config, ds)
     _prepare_run_dir(out)
@@ -372,6 +503,7 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     epoch, batch, step, history, sums = 0, 0, 0, [], _new_epoch_sums()
     if resuming:
         ckpt = load_checkpoint(ckpt_path)
+        _check_checkpoint_entries(ckpt, ckpt_path)
         written_by = ckpt["config"].get("backend") or "numpy"   # checkpoints before backends: the NumPy engine
         if written_by != saved_config["backend"]:
             raise CheckpointError(f"{ckpt_path} was written by the {written_by} backend and this run uses --backend "
@@ -379,7 +511,14 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
                                   f"with --backend {written_by} or start a new --out directory")
         check_compatible({**ckpt["config"], "backend": written_by},
                          _check_fingerprint(ckpt["config"], saved_config, ckpt_path), ckpt_path)
-        be.load_state(parts, ckpt["state"])
+        _check_checkpoint_state(ckpt, ckpt_path, config, len(loader), be.state(parts))
+        try:
+            be.load_state(parts, ckpt["state"])
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            text = f"no entry {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else " ".join(str(exc).split())
+            raise CheckpointError(f"{ckpt_path} cannot be resumed: its state does not fit this run ({text}); it is "
+                                  "damaged or was not written by fp8emu train. Start the run again with --overwrite "
+                                  "(which replaces it) or choose another --out") from None
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)
@@ -392,8 +531,19 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     for name in RUN_FILES[1:]:  # torn by a kill during _write_json_atomic
         remove_stale_temporaries(os.path.join(out, name))
 
+    def diverged(what: str) -> TrainingDiverged:
+        kept = (f"{ckpt_path} keeps the last finished epoch ({len(history)})" if history else
+                "no checkpoint of this run was written")
+        return TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}. {kept}; lower --lr "
+                                f"(now {config['lr']:g}) or choose another recipe, and start again with --overwrite "
+                                "(resuming would repeat the same steps)")
+
     def checkpoint(state: dict | None = None) -> None:
-        save_checkpoint(ckpt_path, {"config": saved_config, "state": state or be.state(parts), "epoch": epoch,
+        state = state or be.state(parts)
+        where = _nonfinite_array(state)
+        if where:  # never replace the last good checkpoint with a diverged state
+            raise diverged(f"{where} holds NaN or Inf")
+        save_checkpoint(ckpt_path, {"config": saved_config, "state": state, "epoch": epoch,
                                     "batch": batch, "step": step, "history": history, "sums": sums})
         # Only now may an earlier run's config and metrics go: this run has a checkpoint of its own.
         _write_json_atomic(os.path.join(out, "config.json"),
@@ -427,6 +577,10 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
                 collect = stats_every and (step % stats_every == 0 or batch == len(loader) - 1)
                 with (epoch_stats if collect else contextlib.nullcontext()):
                     loss, correct, skipped = be.train_step(parts, x, y, label_smoothing=config["label_smoothing"])
+                if not math.isfinite(loss):  # see the module docstring: this is not a loss-scale overflow
+                    if bar is not None:
+                        bar.close()
+                    raise diverged(f"the loss of batch {batch + 1} is {loss} (before loss scaling)")
                 if collect:
                     sums["stats"] = epoch_stats.state_dict()
                 t_end = time.perf_counter()
@@ -460,6 +614,8 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
                             mean=ds.mean, std=ds.std, interrupt=interrupt)
             if test is None:  # interrupted during evaluation: save the end of the epoch's training
                 return stop(before_eval)
+            if not all(math.isfinite(v) for v in test):
+                raise diverged(f"the test loss is {test[0]}")
             record = _epoch_record(epoch, step, sums, test, parts)
             history.append(record)
             epoch, batch, sums = epoch + 1, 0, _new_epoch_sums()

@@ -17,7 +17,7 @@ from fp8emu.formats import e2m1fn, e3m2fn, e3m4, e4m3fn, e5m2, float16
 from fp8emu.verify.check import check, check_files
 from fp8emu.verify.dot import generate_dot, read_dot, write_dot
 from fp8emu.verify.textio import FileFormatError, write_bytes
-from fp8emu.verify.vectors import generate, read_vectors, write_results, write_vectors
+from fp8emu.verify.vectors import exhaustive_chunks, generate, read_vectors, write_results, write_vectors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -240,7 +240,9 @@ def test_v1_dot_files_are_read(tmp_path):
     v1 += ["".join(f"{c:02X}" for c in ra) + " " + "".join(f"{c:02X}" for c in rb) + f" {int(y):08X}"
            for ra, rb, y in zip(vs.a, vs.b, vs.expected.view(np.uint32))]
     (tmp_path / "d1.txt").write_text("\n".join(v1) + "\n")
-    back = read_dot(tmp_path / "d1.txt")
+    with pytest.raises(FileFormatError, match="format v1 file .* has none.*--allow-no-end-line"):
+        read_dot(tmp_path / "d1.txt")  # v1 has no end line: a cut at a line boundary would go unnoticed
+    back = read_dot(tmp_path / "d1.txt", allow_no_end_line=True)
     assert np.array_equal(back.a, vs.a) and np.array_equal(back.b, vs.b)
     assert np.array_equal(back.expected.view(np.uint32), vs.expected.view(np.uint32))
 
@@ -351,7 +353,7 @@ def test_file_format_error_is_a_value_error_with_location():
 def test_wide_formats_use_wider_words(tmp_path):
     vs = generate(float16, "float32", level=1)
     text = write_vectors(vs, tmp_path / "h.txt").read_text().splitlines()
-    assert [len(w) for w in text[-1].split()] == [8, 4, 2]
+    assert [len(w) for w in text[-2].split()] == [8, 4, 2] and text[-1] == f"// end: {len(vs)} cases"
     assert check_files(tmp_path / "h.txt", tmp_path / "h.txt").ok
 
 
@@ -410,3 +412,100 @@ def test_out_in_a_missing_directory_is_a_one_line_error(tmp_path, capsys, argv):
     err = capsys.readouterr().err
     assert f"cannot write {target}: No such file or directory" in err and "Traceback" not in err
     assert not target.parent.exists()
+
+
+# ---- a cut-off file is refused, never checked as fewer cases ------------------------------------------
+def test_vectors_cut_mid_line_never_pass(tmp_path, capsys, l1):
+    """The reviewer's case: a vectors file cut inside a flags word ('01' -> '0', read as 00) checked
+    against results whose last (wrong) line matches the cut: that used to PASS 180 of 180."""
+    vs, v = l1
+    text = v.read_bytes()
+    body = [ln for ln in text.splitlines(keepends=True) if not ln.startswith(b"//")]
+    n_head = text.index(body[0])
+    cut_at = next(i for i in range(n_head + 180 * len(body[0]), len(text)) if text[i - 1:i + 1] == b" 0")
+    cut = text[:cut_at + 1]  # ... "xxxxxxxx yy 0": the flags word '01' lost its last digit
+    assert cut.endswith(b" 0") and text[cut_at + 1:cut_at + 2] == b"1"
+    (tmp_path / "cut.txt").write_bytes(cut)
+    rows = cut[n_head:].count(b"\n") + 1
+    results = b"".join(body[:rows - 1]) + cut[cut.rindex(b"\n") + 1:] + b"0\n"  # the device's wrong 00 flags
+    (tmp_path / "r.txt").write_bytes(results)
+    rc, err = _cli(capsys, "--vectors", tmp_path / "cut.txt", "--results", tmp_path / "r.txt")
+    assert rc == 2 and f"cut.txt:{5 + rows - 1}: the last line ends without a newline: the file is cut off" in err, err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t[:t.index(b"\n", len(t) // 2) + 1], "the header says cases=1548, but the file holds"),  # a line boundary
+    (lambda t: t.replace(b" cases=1548", b"")[:t.index(b"\n", len(t) // 2) - 10], "no end line"),
+    (lambda t: t.replace(b"// end: 1548 cases", b"// end: 1547 cases"), "end line 'end: 1547 cases' does not match"),
+    (lambda t: t.replace(b"\n3F800000 38 00\n", b"\n3F800000 38 0\n"), "flags '0' has 1 hex digits, but fp8emu writes 2"),
+    (lambda t: t.replace(b"\n3F800000 38 00\n", b"\n3F80000 38 00\n"), "input '3F80000' has 7 hex digits"),
+])
+def test_cut_or_edited_vectors_exit_2(tmp_path, capsys, l1, edit, message):
+    _, v = l1
+    (tmp_path / "bad.txt").write_bytes(edit(v.read_bytes()))
+    rc, err = _cli(capsys, "--vectors", tmp_path / "bad.txt", "--results", v)
+    assert rc == 2 and "bad.txt" in err and message in err, err
+
+
+def test_vectors_without_end_line_need_the_opt_out(tmp_path, capsys, l1):
+    vs, v = l1
+    old = v.read_bytes().replace(b" cases=1548", b"").replace(b"// end: 1548 cases\n", b"")  # an earlier fp8emu
+    (tmp_path / "old.txt").write_bytes(old)
+    rc, err = _cli(capsys, "--vectors", tmp_path / "old.txt", "--results", v)
+    assert rc == 2 and "no end line ('// end: N cases')" in err and "--allow-no-end-line" in err
+    rc, err = _cli(capsys, "--vectors", tmp_path / "old.txt", "--results", v, "--allow-no-end-line")
+    assert rc == 0 and f"PASS: {len(vs)} of {len(vs)}" in err
+    (tmp_path / "old_cut.txt").write_bytes(old[:-3])  # a cut mid-line is still caught
+    rc, err = _cli(capsys, "--vectors", tmp_path / "old_cut.txt", "--results", v, "--allow-no-end-line")
+    assert rc == 2 and "ends without a newline" in err
+
+
+def test_results_cut_mid_word_exit_2(tmp_path, capsys, l1):
+    vs, v = l1
+    codes = vs.expected.copy()
+    codes[-1] ^= 1  # a wrong last result, "7E" cut to "7" would be read as 07
+    r = write_results(tmp_path / "r.txt", vs.inputs, codes, "float32", e4m3fn, flags=vs.flags)
+    full = r.read_bytes()
+    (tmp_path / "cut.txt").write_bytes(full[:-2])  # "... 00\n" -> "... 0": flags 00 read as 0 would agree
+    rc, err = _cli(capsys, "--vectors", v, "--results", tmp_path / "cut.txt")
+    assert rc == 2 and "ends without a newline and its flags '0' has 1 of 2 hex digits" in err, err
+    (tmp_path / "whole.txt").write_bytes(full[:-1])  # complete words, no final newline: accepted
+    rc, err = _cli(capsys, "--vectors", v, "--results", tmp_path / "whole.txt")
+    assert rc == 1 and "1 mismatches" in err
+
+
+def test_dot_vectors_and_results_cut_exit_2(tmp_path, capsys, dot):
+    vs, path = dot
+    text = path.read_bytes()
+    assert text.endswith(f"// end: {len(vs)} cases\n".encode()) and f" cases={len(vs)}\n".encode() in text
+    (tmp_path / "cut.txt").write_bytes(text[:text.index(b"\n", len(text) // 2) + 1])
+    rc, err = _cli(capsys, "--vectors", tmp_path / "cut.txt", "--results", path)
+    assert rc == 2 and f"the header says cases={len(vs)}" in err
+    y = "".join(f"{int(w):08X}\n" for w in vs.expected.view(np.uint32))
+    (tmp_path / "r.txt").write_text(y[:-3])
+    rc, err = _cli(capsys, "--vectors", path, "--results", tmp_path / "r.txt")
+    assert rc == 2 and "the file looks cut off" in err
+
+
+def test_streamed_vectors_count_their_cases(tmp_path):
+    vs = generate(e5m2, "float32", inputs=np.zeros(0, np.uint32))
+    chunks = exhaustive_chunks("float32", chunk=1000, start=0x3F800000, stop=0x3F800000 + 2500)
+    path = write_vectors(vs, tmp_path / "s.txt", stream_chunks=chunks, stream_cases=2500)
+    text = path.read_text()
+    assert " cases=2500\n" in text and text.endswith("// end: 2500 cases\n") and len(read_vectors(path)) == 2500
+    with pytest.raises(ValueError, match="yielded 2500 inputs, stream_cases says 2000"):
+        write_vectors(vs, tmp_path / "t.txt", stream_chunks=exhaustive_chunks("float32", chunk=1000, start=0,
+                                                                             stop=2500), stream_cases=2000)
+    assert not (tmp_path / "t.txt").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["crosscheck", "--count", "-5"], "argument --count: -5 must be >= 0"),
+    (["crosscheck", "--seed", "-1"], "argument --seed: -1 must be >= 0"),
+    (["vectors", "--format", "e4m3fn", "--level", "2", "--seed", "-1", "--out", "-"], "argument --seed: -1 must be >= 0"),
+])
+def test_negative_counts_and_seeds_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err

@@ -47,6 +47,32 @@ def test_bad_arguments_exit_2(capsys, argv, expect):
     assert expect in err and "usage: fp8emu" in err
 
 
+@pytest.mark.parametrize("argv, expect", [
+    (["--recipe", ""], "--recipe: empty recipe name; name one of fp32, paper-e5m2"),  # not the default recipe
+    (["--recipe", " "], "--recipe: empty recipe name"),
+    (["--schedule", "step", "--warmup-epochs", "1", "--epochs", "3"],
+     "--warmup-epochs 1 needs --schedule cosine: the step schedule has no warm-up"),  # was ignored
+    (["--schedule", "constant", "--warmup-epochs", "1", "--epochs", "3"],
+     "--warmup-epochs 1 needs --schedule cosine: the constant schedule has no warm-up"),  # was a traceback
+    (["--warmup-epochs", "2", "--epochs", "2"], "--warmup-epochs (2) must be < --epochs (2)"),
+])
+def test_train_refuses_before_creating_out(capsys, tmp_path, argv, expect):
+    # no data: without the check a run would fail later (status 1), not train the full data set
+    status, _, err = run_main(capsys, "train", *argv, "--data", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert status == 2 and expect in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_api_refuses_warmup_without_cosine_before_writing(tmp_path):
+    from fp8emu.cli import DEFAULTS
+    from fp8emu.train import RunError, train
+    config = {**DEFAULTS, "schedule": "step", "warmup_epochs": 1, "epochs": 3, "data": str(tmp_path),
+              "out": str(tmp_path / "run")}
+    with pytest.raises(RunError, match="--warmup-epochs 1 needs --schedule cosine"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_report_of_a_non_run_exits_2(capsys, tmp_path):
     status, _, err = run_main(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
     assert status == 2 and "no metrics.jsonl" in err and "usage: fp8emu report" in err

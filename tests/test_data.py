@@ -279,3 +279,40 @@ def test_idx_header_whose_product_overflows_int64(tmp_path):
     path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims) + bytes(4))
     with pytest.raises(DatasetError, match="holds 20 bytes but its IDX header"):
         load_idx(path)
+
+
+@pytest.mark.parametrize("labels, expect", [
+    ([float("nan")] * 2, "got float64 values such as"),
+    ([1.7] * 2, "got float64 values such as 1.7"),  # used to become class 1 silently
+    ("ab", "got a str"),
+    ([2 ** 70] * 2, "got object values"),
+    ({1: 2}, "got a dict"),
+    ([True, False], "got bool values"),
+    ([[0, 1]], "got shape"),
+])
+def test_cifar_labels_that_are_not_integers(tmp_path, labels, expect):
+    root, _ = write_cifar(tmp_path)
+    with open(os.path.join(root, "data_batch_3"), "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}, f, protocol=2)
+    with pytest.raises(DatasetError, match=expect) as info:
+        load_dataset("cifar10", tmp_path)
+    assert "data_batch_3: 'labels' must be N=2 integers in 0..9" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_idx_test_images_of_another_shape_or_none(tmp_path):
+    write_mnist_like(tmp_path, n_train=4, n_test=2, size=8)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((2, 6, 6), np.uint8))))
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte are 1x6x6, the training images in .* 1x8x8"):
+        load_mnist_like(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((0, 8, 8), np.uint8))))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(0, np.uint8))))
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte holds no images \(shape \(0, 1, 8, 8\)\)"):
+        load_mnist_like(tmp_path)  # used to train an epoch, then divide by zero in evaluate
+
+
+def test_cifar_test_batch_without_images(tmp_path):
+    root, _ = write_cifar(tmp_path)
+    with open(os.path.join(root, "test_batch"), "wb") as f:
+        pickle.dump({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, f, protocol=4)
+    with pytest.raises(DatasetError, match="test_batch holds no images"):
+        load_dataset("cifar10", tmp_path)

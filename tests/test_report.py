@@ -117,3 +117,53 @@ def test_compile_time_on_its_own_line_and_new_stat_names(tmp_path):
     text = open(write_report([run], tmp_path / "out")).read()
     assert "\nFirst step (kernel compilation included): mxfp8 23.5 s.\n" in text
     assert "| mxfp8 | fc | 12.500% | 0.000% | 25.000% | 0.000% | 0.000% | 0.000% |" in text
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ('{"epoch": 1}\n{"epoch": 2}\n', r"metrics.jsonl:1 is not an epoch record of fp8emu train: it lacks train_loss"),
+    ('[1, 2]\n{"epoch": 2}\n', r"metrics.jsonl:1 is not an epoch record of fp8emu train: a JSON list"),
+    ('\n{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "test_loss": 1, "test_acc": "high", "images_per_s": 1}\n',
+     r"metrics.jsonl:2 is not an epoch record .*test_acc must be numbers"),
+])
+def test_malformed_metrics_lines_are_precise(tmp_path, capsys, metrics, message):
+    from fp8emu.cli import main
+    run = fake_run(tmp_path / "r", "fp32", [0.5])
+    (run / "metrics.jsonl").write_text(metrics)
+    with pytest.raises(ValueError, match=message):
+        load_run(run)
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(run), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err and "is not an epoch record" in err
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[1]", r"config.json holds a JSON list, not the object of settings"),
+    ("{", r"config.json:1 is not valid JSON"),
+])
+def test_malformed_config_json_names_the_file(tmp_path, config, message):
+    run = fake_run(tmp_path / "r", "fp32", [0.5])
+    (run / "config.json").write_text(config)
+    with pytest.raises(ValueError, match=message):
+        load_run(run)
+
+
+def test_report_out_that_is_a_file(tmp_path, capsys):
+    from fp8emu.cli import main
+    run = fake_run(tmp_path / "r", "fp32", [0.5])
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(run), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "is a file, not a directory" in err and "Traceback" not in err
+
+
+def test_a_run_without_epochs_does_not_claim_old_metrics(tmp_path):
+    pytest.importorskip("matplotlib")
+    done = fake_run(tmp_path / "done", "fp32", [0.5])
+    with open(done / "metrics.jsonl") as f:
+        rec = json.loads(f.read())
+    (done / "metrics.jsonl").write_text(json.dumps(rec | {"first_step_s": 2.0}) + "\n")
+    empty = fake_run(tmp_path / "empty", "paper-e5m2", [])
+    text = open(write_report([done, empty], tmp_path / "out")).read()
+    assert "leaving out the first step of each run" in text and "written before fp8emu timed it apart" not in text

@@ -182,6 +182,13 @@ def _cell(out):
     (["--vary", "width=8,8"], "distinct values"),
     (["--vary", "width=8", "--width", "8"], "give --width or --vary width"),
     (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+    # every cell is checked up front with train's rules (these used to fail in a worker, or wrongly)
+    (["--vary", "warmup-epochs=0,5", "--epochs", "2"], "cell 'fp32 seed 0 warmup_epochs=5': --warmup-epochs (5) "
+                                                       "must be < --epochs (2)"),
+    (["--vary", "weight-decay=-1"], "--vary weight_decay: expected a finite number >= 0, got -1"),
+    (["--vary", "weight-decay=nan"], "--vary weight_decay: expected a finite number >= 0, got nan"),
+    (["--vary", "schedule=cosine,step", "--warmup-epochs", "1", "--epochs", "2"],
+     "cell 'fp32 seed 0 schedule=step': --warmup-epochs 1 needs --schedule cosine"),
 ])
 def test_cli_sweep_refuses(tmp_path, data, capsys, bad, message):
     import dask
@@ -195,6 +202,32 @@ def test_cli_sweep_refuses(tmp_path, data, capsys, bad, message):
         status = exc.code
     assert status in (1, 2)
     assert message in capsys.readouterr().err
+    if "Dask" not in message:
+        assert not any(p.is_dir() for p in tmp_path.iterdir()), "refused before any cell trained"
+
+
+def test_cli_sweep_checks_warmup_against_each_cells_epochs(tmp_path, data, capsys):
+    """--warmup-epochs 1 with --vary epochs=2,3: valid in every cell (it was checked against the
+    default --epochs 1)."""
+    import fp8emu.cli as cli_mod
+    seen = []
+    real = cli_mod._run_on_dask
+    cli_mod._run_on_dask = lambda cells, *a, **kw: seen.extend(cells) or 3  # validation only: nothing trains
+    try:
+        status = cli_mod.main(["sweep", "--recipes", "fp32", "--data", str(data), "--warmup-epochs", "1",
+                               "--vary", "epochs=2,3", "--no-progress", "--out", str(tmp_path)])
+    finally:
+        cli_mod._run_on_dask = real
+    assert status == 3 and [c.config["epochs"] for c in seen] == [2, 3], capsys.readouterr().err
+
+
+def test_failed_cell_without_checkpoint_says_so(tmp_path, data, client):
+    """A cell that diverges in its first epoch has no checkpoint: the message must not promise one."""
+    cells = expand_grid({**base_config(data), "lr": 1e30}, ["fp32"], [0], {}, str(tmp_path / "sweep"))
+    with pytest.raises(RuntimeError) as info:
+        run_cells(client, cells, str(tmp_path / "sweep"), progress=False, log=lambda _: None)
+    assert "TrainingDiverged" in str(info.value) and "it wrote no checkpoint in" in str(info.value)
+    assert "is kept" not in str(info.value)
 
 
 def test_limit_threads_caps_blas_without_threadpoolctl(monkeypatch):

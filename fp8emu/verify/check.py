@@ -301,7 +301,7 @@ def _dispersion(idx: np.ndarray, went_up: np.ndarray, drawn: np.ndarray, p: np.n
 
 def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike, *, max_failures: int = 20,
                 z_max: float = 5.0, nan: str = "exact", allow_partial: bool = False,
-                min_draws: int = MIN_DRAWS) -> CheckReport | DotReport:
+                min_draws: int = MIN_DRAWS, allow_no_end_line: bool = False) -> CheckReport | DotReport:
     """Check a results file against a vectors file (either may be ``-``, stdin, but not both).
 
     The kind of each file is read from its content: conversion or dot-product vectors, text
@@ -317,12 +317,15 @@ def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike
         nan: ``"exact"`` (the NaN code must match) or ``"any"`` (any NaN code passes).
         allow_partial: accept results that cover only some cases.
         min_draws: fewest draws per stochastic case for a frequency test.
+        allow_no_end_line: accept text vectors without the end line ``// end: N cases`` (format v1,
+            or v2 from an fp8emu that did not write one); a vectors file cut exactly at a line
+            boundary then goes unnoticed.
 
     Returns:
         A :class:`CheckReport`, or a :class:`~fp8emu.verify.dot.DotReport` for dot products.
 
     Raises:
-        FileFormatError: (a ValueError) an unreadable or malformed file, with file and line.
+        FileFormatError: (a ValueError) an unreadable, malformed or cut-off file, with file and line.
         ValueError: both paths are ``-``, or a bad option.
     """
     if str(vectors_path) == "-" and str(results_path) == "-":
@@ -330,10 +333,10 @@ def check_files(vectors_path: str | os.PathLike, results_path: str | os.PathLike
     vdata, vname = read_bytes(vectors_path), display_name(vectors_path)
     rdata, rname = read_bytes(results_path), display_name(results_path)
     if is_dot_vectors(vdata):
-        dvs = dot_from_bytes(vdata, vname)
+        dvs = dot_from_bytes(vdata, vname, allow_no_end_line=allow_no_end_line)
         index, y = dot_results_from_bytes(rdata, dvs, rname)
         return check_dot(dvs, y, index=index, max_failures=max_failures, allow_partial=allow_partial)
-    vs = vectors_from_bytes(vdata, vname)
+    vs = vectors_from_bytes(vdata, vname, allow_no_end_line=allow_no_end_line)
     inputs, codes, flags = results_from_bytes(rdata, vs, rname)
     return check(vs, inputs, codes, flags, max_failures=max_failures, z_max=z_max, nan=nan,
                  allow_partial=allow_partial, min_draws=min_draws)

@@ -90,7 +90,9 @@ def _cmd_conversion_vectors(args: argparse.Namespace) -> int:
                 vs = generate(fmt, dt, rounding=args.rounding, saturate=args.saturate, tininess=args.tininess,
                               inputs=np.concatenate(list(chunks)))
                 vs.level, chunks = "exhaustive", None
-        where = display_name(write_vectors(vs, args.out, stream_chunks=chunks if streamed else None), writing=True)
+        where = display_name(write_vectors(vs, args.out, stream_chunks=chunks if streamed else None,
+                                           stream_cases=hi - lo if streamed and chunks is not None else None),
+                             writing=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     n = hi - lo if streamed else len(vs)
@@ -155,7 +157,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     try:
         report = check_files(args.vectors, args.results, max_failures=args.max_failures, z_max=args.z_max,
-                             nan=args.nan, allow_partial=args.allow_partial, min_draws=args.min_draws)
+                             nan=args.nan, allow_partial=args.allow_partial, min_draws=args.min_draws,
+                             allow_no_end_line=args.allow_no_end_line)
     except ValueError as exc:  # FileFormatError included: "file:line: message"
         print(f"fp8emu check: error: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +225,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="1: boundary cases; 2: level 1 + distinct seeded random inputs; exhaustive: every source "
                    "pattern")
     p.add_argument("--range", metavar="LO:HI", help="exhaustive level: only the bit patterns LO <= p < HI (hex)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the level-2 random fill")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the level-2 random fill (>= 0)")
     p.add_argument("--count", type=_non_negative_int, default=10000,
                    help="level-2 random cases (default 10000, none repeated)")
     p.add_argument("--tininess", default="after", choices=["after", "before"], help="underflow tininess rule")
@@ -264,12 +267,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "is accepted where a NaN is expected")
     p.add_argument("--allow-partial", action="store_true",
                    help="pass even when some cases have no result (coverage is still printed)")
+    p.add_argument("--allow-no-end-line", action="store_true",
+                   help="accept text vectors without the closing '// end: N cases' line (format v1 files, or v2 "
+                   "files from an fp8emu that did not write it); without it a vectors file cut at a line boundary "
+                   "passes unnoticed, so regenerate such files when you can")
     p.set_defaults(func=_cmd_check, _parser=p)
 
     p = subparsers.add_parser("crosscheck", help="report where ml_dtypes / PyTorch / gfloat disagree with fp8emu",
                               description="Run the same vectors through the installed peer libraries and write "
                               "a Markdown table of their disagreements with fp8emu, with the reason for each.")
-    p.add_argument("--count", type=int, default=20000, help="random cases per source (default 20000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random cases")
+    p.add_argument("--count", type=_non_negative_int, default=20000, help="random cases per source (default 20000)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random cases (>= 0)")
     p.add_argument("--out", metavar="FILE", help="write the Markdown report here (default: print it)")
     p.set_defaults(func=_cmd_crosscheck, _parser=p)

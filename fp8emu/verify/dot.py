@@ -5,9 +5,11 @@ Text format v2 (one case per line of fixed-width hex words, like the conversion 
     // fp8emu dot-product vectors v2
     // a_format=e4m3fn a_exp_bits=4 a_man_bits=3 a_bias=7 a_subnormals=1 a_specials=fn a_signed=1 a_has_zero=1
     // b_format=e5m2 b_exp_bits=5 b_man_bits=2 b_bias=15 b_subnormals=1 b_specials=ieee b_signed=1 b_has_zero=1
-    // accumulator=fp32_sequential k=4 level=2 seed=0
+    // accumulator=fp32_sequential k=4 level=2 seed=0 cases=2043
     // words: a[0..3] b[0..3] expected_float32
     38 38 38 38 3C 3C 3C 3C 40800000
+    ...
+    // end: 2043 cases
 
 The first K words are the codes of ``a``, the next K those of ``b`` (2 hex digits each for
 formats of at most 8 bits, 4 above), the last is the bit pattern of ``fp8emu.matmul`` on those
@@ -15,7 +17,8 @@ codes with that accumulator.  A case is one line, identified by its 0-based row 
 device's results file has one float32 word per line in the vectors' order, or ``index result``
 per line in any order, or the vectors' words with the device's result last (the case is found
 by its operands).  Format v1 (``#`` comments, the K codes of each operand concatenated into one
-word) is still read.
+word) is still read.  The header's ``cases=N`` and the end line ``// end: N cases`` make a cut-off
+file detectable, as for the conversion vectors (v1 files have no end line: ``allow_no_end_line``).
 
 Accumulators are named by a spec string: ``fp32_sequential``, ``fp32_pairwise``,
 ``fp32_blocked:<block>``, ``lowp:<format>:<chunk>`` (Wang et al.'s chunked accumulation),
@@ -35,8 +38,8 @@ import numpy as np
 
 from ..format import Format
 from ..formats import get_format
-from .textio import (Column, FileFormatError, Table, display_name, hex_lines, is_npz, load_npz, parse_table,
-                     read_bytes, write_bytes)
+from .textio import (Column, FileFormatError, Table, check_complete, check_last_line, display_name, end_line,
+                     hex_lines, is_npz, load_npz, parse_table, read_bytes, write_bytes)
 from .vectors import format_header, parse_format
 
 __all__ = ["DotVectorSet", "accumulator_from_spec", "generate_dot", "write_dot", "read_dot", "dot_from_bytes",
@@ -256,11 +259,12 @@ def write_dot(vs: DotVectorSet, path: str | os.PathLike) -> pathlib.Path:
         np.savez_compressed(buf, a=vs.a, b=vs.b, expected=vs.expected.view(np.uint32), meta=np.array(json.dumps(meta)))
         return write_bytes(path, [buf.getvalue()])
     head = (f"// {DOT_HEADER}\n// {_prefixed('a_', vs.a_fmt)}\n// {_prefixed('b_', vs.b_fmt)}\n"
-            f"// accumulator={vs.accumulator} k={vs.k} level={vs.level} seed={vs.seed}\n"
+            f"// accumulator={vs.accumulator} k={vs.k} level={vs.level} seed={vs.seed} cases={len(vs)}\n"
             f"// words: a[0..{vs.k - 1}] b[0..{vs.k - 1}] expected_float32\n")
     da, db = _code_digits(vs.a_fmt), _code_digits(vs.b_fmt)
     cols = [(vs.a[:, i], da) for i in range(vs.k)] + [(vs.b[:, i], db) for i in range(vs.k)]
-    return write_bytes(path, [head.encode(), hex_lines(cols + [(vs.expected.view(np.uint32), 8)])])
+    return write_bytes(path, [head.encode(), hex_lines(cols + [(vs.expected.view(np.uint32), 8)]),
+                              end_line(len(vs))])
 
 
 def is_dot_vectors(data: bytes) -> bool:
@@ -296,18 +300,23 @@ def _split_meta(table_header: list[str]) -> tuple[dict, dict, dict]:
     return fa, fb, rest
 
 
-def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
+def dot_from_bytes(data: bytes, name: str = "<vectors>", *, allow_no_end_line: bool = False) -> DotVectorSet:
     """Dot-product vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Text must be whole (see :func:`~fp8emu.verify.textio.check_complete`).
 
     Args:
         data: the file's content.
         name: the file's name for error messages.
+        allow_no_end_line: accept text without the end line (v1, or v2 from an fp8emu that did not
+            write one); a file cut exactly at a line boundary then goes unnoticed.
 
     Returns:
         The :class:`DotVectorSet`.
 
     Raises:
-        FileFormatError: not dot-product vectors, a malformed header or line, or no cases.
+        FileFormatError: not dot-product vectors, a malformed header or line, a cut-off file, or
+            no cases.
     """
     if is_npz(data):
         return _dot_from_npz(load_npz(data, name), name)
@@ -327,10 +336,12 @@ def dot_from_bytes(data: bytes, name: str = "<vectors>") -> DotVectorSet:
         raise FileFormatError(name, f"invalid header: {exc}", 4) from None
     vs = DotVectorSet(fa, fb, meta["accumulator"], np.zeros((0, k), fa.code_dtype), np.zeros((0, k), fb.code_dtype),
                       np.zeros(0, np.float32), meta.get("level", ""), int(meta.get("seed", 0)))
+    if len(table):
+        check_complete(table, allow_no_end_line, "v1" if table.header[0].endswith("v1") else "v2")
     if table.header[0].endswith("v1"):
         a, b, y = _v1_rows(table, vs)
     else:
-        cols = table.columns(dot_columns(vs))
+        cols = table.columns(dot_columns(vs), exact=True)
         a = np.stack(cols[:k], axis=1) if len(table) else np.zeros((0, k), np.uint64)
         b = np.stack(cols[k:2 * k], axis=1) if len(table) else np.zeros((0, k), np.uint64)
         y = cols[-1]
@@ -385,19 +396,20 @@ def _dot_from_npz(z: dict, name: str) -> DotVectorSet:
                         y.astype(np.uint32).view(np.float32), str(meta.get("level", "")), int(meta.get("seed", 0)))
 
 
-def read_dot(path: str | os.PathLike) -> DotVectorSet:
+def read_dot(path: str | os.PathLike, *, allow_no_end_line: bool = False) -> DotVectorSet:
     """Read dot-product vectors written by :func:`write_dot` (text v1/v2 or ``.npz``).
 
     Args:
         path: the file, or ``-`` for stdin.
+        allow_no_end_line: accept text without the end line (see :func:`dot_from_bytes`).
 
     Returns:
         The :class:`DotVectorSet`.
 
     Raises:
-        FileFormatError: (a ValueError) not dot-product vectors, or malformed lines.
+        FileFormatError: (a ValueError) not dot-product vectors, malformed lines, a cut-off file.
     """
-    return dot_from_bytes(read_bytes(path), display_name(path))
+    return dot_from_bytes(read_bytes(path), display_name(path), allow_no_end_line=allow_no_end_line)
 
 
 def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>"
@@ -441,6 +453,7 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
     result = Column("result", 32)
     if ncols is None or ncols == 1:
         (y,) = table.columns([result])
+        check_last_line(table, [result])
         if y.size > n:
             ln = table.lines[n] if table.rows is not None else table.first_line + n
             raise FileFormatError(name, f"more results than the {n} cases of the vectors (one per line, in order)",
@@ -448,12 +461,15 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
         return None, y.astype(np.uint32)
     if ncols == 2:
         index, y = table.columns([Column("index", 32), result])
+        check_last_line(table, [Column("index", 1), result])  # the index has no fixed width
         bad = np.flatnonzero(index >= n)
         if bad.size:
             ln = table.lines[bad[0]] if table.rows is not None else table.first_line + int(bad[0])
             raise FileFormatError(name, f"index {int(index[bad[0]]):X} is past the last case ({n - 1:X})", ln)
         return index.astype(np.int64), y.astype(np.uint32)
-    cols = table.columns(dot_columns(vs)[:-1] + [result])
+    layout = dot_columns(vs)[:-1] + [result]
+    cols = table.columns(layout)
+    check_last_line(table, layout)
     return _index_by_operands(vs, np.stack(cols[:-1], axis=1)), cols[-1].astype(np.uint32)
 
 

@@ -5,6 +5,10 @@ with comment lines that start with ``//`` (format v2: what Verilog's ``$readmemh
 ``#`` (format v1, still read).  The leading comment lines are the header; its ``key=value``
 tokens describe the file.  A trailing ``// note`` after the words of a line is a comment too.
 
+A file fp8emu writes ends with an end line, ``// end: N cases``, and ends every line with a newline,
+so a file cut off anywhere (mid-line, or exactly at a line boundary) is refused rather than read
+as fewer cases: see :func:`check_complete`.
+
 Every error in a file is a :class:`FileFormatError` that names the file and the line
 (``v.txt:7: ...``), so the command line can print one precise line instead of a traceback.
 ``-`` as a path means stdin (reading) or stdout (writing); what was read is recognised by its
@@ -24,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = ["FileFormatError", "Column", "Table", "read_bytes", "is_npz", "load_npz", "parse_table", "hex_lines",
-           "write_bytes", "display_name"]
+           "write_bytes", "display_name", "end_line", "check_complete", "check_last_line"]
 
 STDIO = "-"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive with members / an empty one
@@ -157,6 +161,18 @@ class Table:
     lines: list[int]  # 1-based line number of each row (slow path)
     fast: np.ndarray | None = None  # fixed-width rows as an (n, width) uint8 array (fast path)
     first_line: int = 0  # line number of the first fast row
+    footer: list[str] = dataclasses.field(default_factory=list)  # the trailing comment lines, without marker
+    unterminated: bool = False  # the last row's line has no newline (a cut-off file, or a sloppy writer)
+
+    def line_of(self, i: int) -> int:
+        """The 1-based line number of row ``i``."""
+        return self.first_line + i if self.fast is not None else self.lines[i]
+
+    def last_words(self) -> list[bytes]:
+        """The words of the last row (empty for an empty body)."""
+        if not len(self):
+            return []
+        return bytes(self.fast[-1, :-1]).split() if self.fast is not None else self.rows[-1]
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else int(self.fast.shape[0])
@@ -168,16 +184,20 @@ class Table:
         if not self.rows:
             return None
         n = len(self.rows[0])
-        for r, ln in zip(self.rows, self.lines):
+        for i, (r, ln) in enumerate(zip(self.rows, self.lines)):
             if len(r) != n:
-                raise FileFormatError(self.name, f"{len(r)} words, but the first row has {n}", ln)
+                cut = (": the last line ends without a newline, the file looks cut off"
+                       if self.unterminated and i == len(self.rows) - 1 else "")
+                raise FileFormatError(self.name, f"{len(r)} words, but the first row has {n}{cut}", ln)
         return n
 
-    def columns(self, layout: list[Column]) -> list[np.ndarray]:
+    def columns(self, layout: list[Column], exact: bool = False) -> list[np.ndarray]:
         """The body as uint64 arrays, one per column of ``layout`` (which must match the width).
 
         Args:
             layout: the expected words of a line.
+            exact: every word must have exactly its column's digits (what fp8emu writes: a shorter
+                word means a cut-off or edited file).
 
         Returns:
             One uint64 array per column, one element per row.
@@ -193,16 +213,16 @@ class Table:
             ln = self.first_line if self.fast is not None else self.lines[0]
             raise FileFormatError(self.name, f"{n} words per line, expected {len(layout)} "
                                   f"({' '.join(c.name for c in layout)})", ln)
-        return self._fast_columns(layout) if self.fast is not None else self._slow_columns(layout)
+        return self._fast_columns(layout, exact) if self.fast is not None else self._slow_columns(layout, exact)
 
-    def _slow_columns(self, layout: list[Column]) -> list[np.ndarray]:
+    def _slow_columns(self, layout: list[Column], exact: bool) -> list[np.ndarray]:
         out = [np.empty(len(self.rows), np.uint64) for _ in layout]
         for i, (row, ln) in enumerate(zip(self.rows, self.lines)):
             for j, (word, col) in enumerate(zip(row, layout)):
-                out[j][i] = _word(word, col, self.name, ln)
+                out[j][i] = _word(word, col, self.name, ln, exact)
         return out
 
-    def _fast_columns(self, layout: list[Column]) -> list[np.ndarray]:
+    def _fast_columns(self, layout: list[Column], exact: bool) -> list[np.ndarray]:
         buf = self.fast
         digits = _HEX_VALUE[buf[:, :-1]]
         bounds = [-1, *np.flatnonzero(buf[0, :-1] == ord(" ")).tolist(), buf.shape[1] - 1]
@@ -210,9 +230,9 @@ class Table:
         for (lo, hi), col in zip(zip(bounds, bounds[1:]), layout):
             part = digits[:, lo + 1:hi]
             bad = (part == 255).any(axis=1)
-            if part.shape[1] > col.digits or bad.any():  # let the slow path word the error
-                i = int(np.argmax(bad)) if bad.any() else 0
-                _word(bytes(buf[i, lo + 1:hi]), col, self.name, self.first_line + i)
+            if part.shape[1] > col.digits or (exact and part.shape[1] != col.digits) or bad.any():
+                i = int(np.argmax(bad)) if bad.any() else 0  # let the slow path word the error
+                _word(bytes(buf[i, lo + 1:hi]), col, self.name, self.first_line + i, exact)
             v = np.zeros(part.shape[0], dtype=np.uint64)
             for j in range(part.shape[1]):
                 v = (v << np.uint64(4)) | part[:, j].astype(np.uint64)
@@ -229,14 +249,18 @@ for _i, _c in enumerate(b"0123456789ABCDEF"):
     _HEX_VALUE[_c] = _HEX_VALUE[ord(chr(_c).lower())] = _i
 
 
-def _word(word: bytes, col: Column, name: str, line: int) -> int:
-    """One hex word, validated against its column (raises FileFormatError with the line)."""
+def _word(word: bytes, col: Column, name: str, line: int, exact: bool = False) -> int:
+    """One hex word, validated against its column (raises FileFormatError with the line); ``exact``:
+    it must have exactly the column's digits."""
     text = word.decode(errors="replace")
     if not word or (_HEX_VALUE[np.frombuffer(word, np.uint8)] == 255).any():
         raise FileFormatError(name, f"{col.name} {text!r} is not a hexadecimal word", line)
     if len(word) > col.digits:
         raise FileFormatError(name, f"{col.name} {text!r} has {len(word)} hex digits; {_a(col.bits)}-bit word has "
                               f"at most {col.digits}", line)
+    if exact and len(word) != col.digits:
+        raise FileFormatError(name, f"{col.name} {text!r} has {len(word)} hex digits, but fp8emu writes "
+                              f"{col.digits}: the file is cut off or edited; write it again", line)
     value = int(text, 16)
     if value >> col.bits:
         raise FileFormatError(name, f"{col.name} {text!r} is out of range for {_a(col.bits)}-bit word "
@@ -284,10 +308,11 @@ def parse_table(data: bytes, name: str) -> Table:
             if "=" in tok:
                 k, v = tok.split("=", 1)
                 meta[k] = v
-    body = data[pos:]
+    body, footer = _split_footer(data[pos:])
+    unterminated = bool(body) and not body.endswith(b"\n")
     fast = _fixed_width(body)
     if fast is not None:
-        return Table(name, header, meta, None, [], fast, line)
+        return Table(name, header, meta, None, [], fast, line, footer, unterminated)
     rows, lines = [], []
     for i, raw in enumerate(body.split(b"\n")):
         s = raw.split(b"//", 1)[0].strip()
@@ -295,7 +320,100 @@ def parse_table(data: bytes, name: str) -> Table:
             continue
         rows.append(s.split())
         lines.append(line + i)
-    return Table(name, header, meta, rows, lines)
+    return Table(name, header, meta, rows, lines, footer=footer, unterminated=unterminated)
+
+
+def _split_footer(body: bytes) -> tuple[bytes, list[str]]:
+    """The body without its trailing comment and blank lines, and those comments (without marker),
+    so that an end line leaves the rows fixed-width (the fast path)."""
+    end, footer = len(body), []
+    while end > 0:
+        start = body.rfind(b"\n", 0, end - 1) + 1  # the start of the last line left
+        s = body[start:end].strip()
+        if s and not _is_comment(s):
+            break
+        if s:
+            footer.insert(0, s.lstrip(b"/#").decode(errors="replace").strip())
+        end = start
+    return body[:end], footer
+
+
+# ---- completeness: the end line ----------------------------------------------------------------------
+_END_PREFIX = "end:"
+
+
+def end_line(cases: int, marker: str = "//") -> bytes:
+    """The line fp8emu writes last in a vectors file: ``// end: N cases``.
+
+    A file cut exactly at a line boundary loses it (or the count disagrees), which a reader can
+    tell from an intact file; the header's ``cases=N`` says the same up front.
+
+    Args:
+        cases: the number of case lines written.
+        marker: the comment marker.
+    """
+    return f"{marker} {_END_PREFIX} {cases} cases\n".encode()
+
+
+def check_complete(table: Table, allow_no_end_line: bool = False, version: str = "") -> None:
+    """Refuse a vectors file that is not whole: its last line has no newline, the header's
+    ``cases=N`` or the end line's count disagrees with the lines read, or the end line is missing.
+
+    Args:
+        table: the parsed file.
+        allow_no_end_line: accept a file without an end line (format v1, or v2 written before
+            fp8emu wrote one); a cut at a line boundary then goes unnoticed, a cut mid-line does not.
+        version: the file's format version (``v1`` files never have an end line: they are accepted
+            only with ``allow_no_end_line``, and the message says so).
+
+    Raises:
+        FileFormatError: naming the file, the line, what is wrong and what to do.
+    """
+    n, name = len(table), table.name
+    if table.unterminated:
+        raise FileFormatError(name, "the last line ends without a newline: the file is cut off (fp8emu ends every "
+                              "line with one); write it again", table.line_of(n - 1))
+    if "cases" in table.meta:
+        try:
+            declared = int(table.meta["cases"])
+        except ValueError:
+            raise FileFormatError(name, f"cases={table.meta['cases']!r} in the header is not a number") from None
+        if declared != n:
+            raise FileFormatError(name, f"the header says cases={declared}, but the file holds {n} case lines: it is "
+                                  "cut off or edited; write it again")
+    ends = [h for h in table.footer if h.startswith(_END_PREFIX)]
+    if ends:
+        words = ends[-1].split()
+        if len(words) != 3 or words[2] != "cases" or not words[1].isdigit() or int(words[1]) != n:
+            raise FileFormatError(name, f"the end line {ends[-1]!r} does not match the {n} case lines read: the file "
+                                  "is cut off or edited; write it again")
+    elif not allow_no_end_line:
+        why = ("a format v1 file (from an earlier fp8emu) has none" if version == "v1" else
+               "the file is cut off, or was written by an fp8emu that did not write one")
+        raise FileFormatError(name, f"no end line ('// {_END_PREFIX} N cases') after the {n} case lines: {why}. "
+                              "Write it again with `fp8emu vectors`, or accept it without this check "
+                              "(--allow-no-end-line; a file cut at a line boundary then passes unnoticed)")
+
+
+def check_last_line(table: Table, layout: list[Column]) -> None:
+    """Refuse a results file whose last line has no newline and a word shorter than its column:
+    a file cut off mid-word (``01`` cut to ``0`` reads as ``00``).  A complete last line without
+    a newline is accepted (harnesses write them); a lost whole line is caught by coverage.
+
+    Args:
+        table: the parsed results file.
+        layout: the words of a line.
+
+    Raises:
+        FileFormatError: the line, the short word and what to do.
+    """
+    if not table.unterminated:
+        return
+    for word, col in zip(table.last_words(), layout):
+        if len(word) < col.digits:
+            raise FileFormatError(table.name, f"the last line ends without a newline and its {col.name} "
+                                  f"{word.decode(errors='replace')!r} has {len(word)} of {col.digits} hex digits: the "
+                                  "file looks cut off; end every line with a newline", table.line_of(len(table) - 1))
 
 
 def _fixed_width(body: bytes) -> np.ndarray | None:

@@ -5,9 +5,11 @@ written by Verilog's ``$readmemh`` and a C ``fscanf`` loop)::
 
     // fp8emu test vectors v2
     // source=float32 format=e4m3fn exp_bits=4 man_bits=3 bias=7 subnormals=1 specials=fn signed=1 has_zero=1
-    // rounding=nearest_even saturate=0 tininess=after level=1 seed=0
+    // rounding=nearest_even saturate=0 tininess=after level=1 seed=0 cases=1548
     // words: input expected flags   (flags: 01 inexact, 02 underflow, 04 overflow, 10 invalid)
     3F880000 38 01
+    ...
+    // end: 1548 cases
 
 Each line holds fixed-width hex words separated by one space:
 
@@ -24,6 +26,11 @@ depends on the draw.  Lines starting with ``//`` are comments; the header's ``ke
 are read back by :func:`read_vectors`, which also reads format v1 (the same lines with ``#``
 comments).  ``.npz`` files hold the same columns as arrays plus the header as JSON.  A case is
 one input: level 2 never repeats one.
+
+The header's ``cases=N`` and the last line, ``// end: N cases``, make a cut-off file detectable:
+:func:`read_vectors` refuses a file whose end line is missing or disagrees with the lines read,
+whose last line has no newline, or whose words are shorter than fp8emu writes them
+(``allow_no_end_line`` accepts format v1 and earlier v2 files, which have no end line).
 """
 
 from __future__ import annotations
@@ -42,8 +49,8 @@ import numpy as np
 from ..format import Format, RoundMode, Specials
 from ..quantize import decode, encode
 from .flags import OVERFLOW, exception_flags
-from .textio import (Column, FileFormatError, Table, display_name, hex_lines, is_npz, load_npz, parse_table,
-                     read_bytes, write_bytes)
+from .textio import (Column, FileFormatError, Table, check_complete, check_last_line, display_name, end_line,
+                     hex_lines, is_npz, load_npz, parse_table, read_bytes, write_bytes)
 
 __all__ = ["VectorSet", "SOURCES", "source_dtype", "rounding_boundaries", "boundary_inputs", "generate",
            "exhaustive_chunks", "write_vectors", "read_vectors", "vectors_from_bytes", "vector_columns",
@@ -384,11 +391,13 @@ def _words(vs: VectorSet) -> str:
     return "input down up flags" if vs.expected_up is not None else "input expected flags"
 
 
-def _header(vs: VectorSet) -> str:
+def _header(vs: VectorSet, cases: int | None) -> str:
+    """The header; ``cases``: the number of case lines (None: unknown, left out)."""
+    count = "" if cases is None else f" cases={cases}"
     return (f"// {VECTORS_V2}\n"
             f"// source={vs.source} {format_header(vs.fmt)}\n"
             f"// rounding={vs.rounding.value} saturate={int(vs.saturate)} tininess={vs.tininess} "
-            f"level={vs.level or 'custom'} seed={vs.seed}\n"
+            f"level={vs.level or 'custom'} seed={vs.seed}{count}\n"
             f"// words: {_words(vs)}   {FLAGS_LEGEND}\n")
 
 
@@ -417,24 +426,28 @@ def _npz_bytes(arrays: dict) -> bytes:
 
 
 def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
-                  stream_chunks: Iterator[np.ndarray] | None = None) -> pathlib.Path:
+                  stream_chunks: Iterator[np.ndarray] | None = None, stream_cases: int | None = None) -> pathlib.Path:
     """Write vectors as text (format v2; any suffix but ``.npz``, ``-`` for stdout) or ``.npz``.
 
     The file is written atomically.  ``stream_chunks``: an iterator of input chunks (see
     :func:`exhaustive_chunks`) whose expected results are computed and appended chunk by chunk,
     for inputs too many to hold (text only); ``vs`` then supplies the settings and its own rows
-    come first.
+    come first.  Text ends with the line ``// end: N cases`` (and the header says ``cases=N``), so
+    that a reader can tell a cut-off file from a whole one.
 
     Args:
         vs: the vectors.
         path: the file (``.npz`` for NumPy's format, any other name for text), or ``-`` for stdout.
         stream_chunks: more inputs, chunk by chunk, whose results are computed while writing.
+        stream_cases: how many inputs ``stream_chunks`` yields, for the header's ``cases=N`` (None:
+            the header leaves it out, the end line still counts them).
 
     Returns:
         The path written (``Path("-")`` for stdout).
 
     Raises:
-        ValueError: streamed chunks into an ``.npz``.
+        ValueError: streamed chunks into an ``.npz``, or ``stream_chunks`` yielded another number of
+            inputs than ``stream_cases`` (no file is left under ``path``).
     """
     if str(path) != "-" and pathlib.Path(path).suffix == ".npz":
         if stream_chunks is not None:
@@ -447,11 +460,17 @@ def write_vectors(vs: VectorSet, path: str | os.PathLike, *,
         return write_bytes(path, [_npz_bytes(arrays)])
 
     def chunks():
-        yield _header(vs).encode()
+        declared = None if stream_chunks is not None and stream_cases is None else len(vs) + (stream_cases or 0)
+        yield _header(vs, declared).encode()
         yield _hex_lines(vs, vs.inputs, vs.expected, vs.flags, vs.expected_up)
+        written = len(vs)
         for chunk in stream_chunks or ():
             exp, fl, up = _expected(chunk, vs.dtype, vs.fmt, vs.rounding, vs.saturate, vs.tininess)
             yield _hex_lines(vs, chunk, exp, fl, up)
+            written += chunk.size
+        if declared is not None and written != declared:  # the header would lie: no file
+            raise ValueError(f"stream_chunks yielded {written - len(vs)} inputs, stream_cases says {stream_cases}")
+        yield end_line(written)
     return write_bytes(path, chunks())
 
 
@@ -549,19 +568,24 @@ def _settings(meta: dict, name: str, line: int) -> tuple[np.dtype, RoundMode, bo
     return dt, mode, saturate, tininess
 
 
-def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
+def vectors_from_bytes(data: bytes, name: str = "<vectors>", *, allow_no_end_line: bool = False) -> VectorSet:
     """Conversion vectors from the content of a file: text (v1 or v2) or ``.npz``.
+
+    Text must be whole (see :func:`~fp8emu.verify.textio.check_complete`): every word as wide as
+    fp8emu writes it, a newline after the last line, and the end line ``// end: N cases``.
 
     Args:
         data: the file's content.
         name: the file's name for error messages.
+        allow_no_end_line: accept text without the end line (format v1, or v2 from an fp8emu that
+            did not write one); a file cut exactly at a line boundary then goes unnoticed.
 
     Returns:
         The :class:`VectorSet`.
 
     Raises:
         FileFormatError: not conversion vectors, a malformed header or line (with its line
-            number), or no cases at all.
+            number), a cut-off file, or no cases at all.
     """
     if is_npz(data):
         return _vectors_from_npz(load_npz(data, name), name)
@@ -576,9 +600,10 @@ def vectors_from_bytes(data: bytes, name: str = "<vectors>") -> VectorSet:
     vs = VectorSet(dt.name, fmt, mode, saturate, tininess, np.zeros(0, _uint(dt)), np.zeros(0, fmt.code_dtype),
                    np.zeros(0, np.uint8), np.zeros(0, fmt.code_dtype) if mode is RoundMode.STOCHASTIC else None,
                    table.meta.get("level", ""), int(table.meta.get("seed", 0)))
-    cols = table.columns(vector_columns(vs))
     if not len(table):
         raise FileFormatError(name, "no test cases (the file has a header only)")
+    check_complete(table, allow_no_end_line, "v1" if table.header[0].endswith("v1") else "v2")
+    cols = table.columns(vector_columns(vs), exact=True)
     vs.inputs = cols[0].astype(_uint(dt))
     vs.expected = cols[1].astype(fmt.code_dtype)
     vs.flags = cols[-1].astype(np.uint8)
@@ -629,19 +654,21 @@ def _npz_column(z: dict, col: Column, name: str) -> np.ndarray:
     return a.astype(np.uint64)
 
 
-def read_vectors(path: str | os.PathLike) -> VectorSet:
+def read_vectors(path: str | os.PathLike, *, allow_no_end_line: bool = False) -> VectorSet:
     """Read conversion vectors written by :func:`write_vectors` (text v1/v2 or ``.npz``; ``-``: stdin).
 
     Args:
         path: the file, or ``-`` for stdin.
+        allow_no_end_line: accept text without the end line (see :func:`vectors_from_bytes`).
 
     Returns:
         The :class:`VectorSet`.
 
     Raises:
-        FileFormatError: (a ValueError) unreadable file, no fp8emu header, malformed lines.
+        FileFormatError: (a ValueError) unreadable file, no fp8emu header, malformed lines, a
+            cut-off file.
     """
-    return vectors_from_bytes(read_bytes(path), display_name(path))
+    return vectors_from_bytes(read_bytes(path), display_name(path), allow_no_end_line=allow_no_end_line)
 
 
 def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
@@ -660,7 +687,8 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
         ``(inputs, codes, flags or None)`` as uint64 arrays.
 
     Raises:
-        FileFormatError: malformed content (with its line number).
+        FileFormatError: malformed content (with its line number), or a last line cut off
+            mid-word.
     """
     if is_npz(data):
         z = load_npz(data, name)
@@ -672,7 +700,9 @@ def results_from_bytes(data: bytes, vs: VectorSet, name: str = "<results>"
         return arrays[0], arrays[1], arrays[2] if len(arrays) == 3 else None
     table = parse_table(data, name)
     n = table.ncols()
-    cols = table.columns(result_columns(vs, n == 3 or (n is not None and n > 3)))
+    layout = result_columns(vs, n == 3 or (n is not None and n > 3))
+    cols = table.columns(layout)
+    check_last_line(table, layout)  # a cut mid-word must not read as a shorter, maybe correct, word
     return cols[0], cols[1], cols[2] if len(cols) == 3 else None
 
 
