@@ -68,11 +68,11 @@ def prefetches(dispatcher, sig):
 u32, u8, u64 = numba.types.uint32[::1], numba.types.uint8[::1], numba.types.uint64[::1]
 prm = numba.types.UniTuple(numba.types.int64, len(K.PARAMS))
 p32 = numba.types.Array(numba.types.int32, 1, "C", readonly=True)      # K.p32_array
-key, thr = numba.types.uint64, numba.types.uint32
+key, thr, in_place = numba.types.uint64, numba.types.uint32, numba.types.boolean
 print(json.dumps({
     "encode": prefetches(K._F32_CODES[0, True, True, True, K.SRC_F32], (u32, u8, p32, key)),
-    "encode_sr": prefetches(K._F32_CODES_SR["hi32", True, True, K.SRC_F32], (u32, u8, p32, key, thr)),
-    "quantize_sr": prefetches(K._F32_VAL_SR["hi32", True, True, K.SRC_F32], (u32, u32, p32, key, thr)),
+    "encode_sr": prefetches(K._F32_CODES_SR["hi32", True, True, K.SRC_F32], (u32, u8, p32, key, thr, in_place)),
+    "quantize_sr": prefetches(K._F32_VAL_SR["hi32", True, True, K.SRC_F32], (u32, u32, p32, key, thr, in_place)),
     "quantize_rne": prefetches(K._F32_VAL_FADD[True, True, K.SRC_F32], (u32, u32, p32, key)),
     "encode_f64": prefetches(K._encode_fast, (u64, u8, prm, key)),
     "quantize_f64_sr": prefetches(K._quantize_fast_sr, (u64, u64, u64, prm, key)),

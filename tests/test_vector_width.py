@@ -76,7 +76,8 @@ print(json.dumps({
     "marked": zmm(marked, (u32, u32)), "plain": zmm(plain, (u32, u32)),
     "marked_u16": zmm(marked, (u16, u16)), "min_f32_mag": zmm(K._min_f32_mag, (u32,)),
     "converting_u16": zmm(converting, (u16, u16)),
-    "f16_sr": zmm(K._F32_VAL_SR["hi32", True, True, K.SRC_F16], (u16, u16, p32, numba.types.uint64, numba.types.uint32)),
+    "f16_sr": zmm(K._F32_VAL_SR["hi32", True, True, K.SRC_F16], (u16, u16, p32, numba.types.uint64, numba.types.uint32,
+                                                               numba.types.boolean)),
 }))
 """
 

@@ -40,7 +40,7 @@ from fp8emu.torch import _arrays  # noqa: E402
 from fp8emu.torch.train import BACKEND  # noqa: E402
 from fp8emu.train import build  # noqa: E402
 
-_TIMED_OPS = ("quantize", "amax", "scale_", "scaled", "to_host", "from_host")
+_TIMED_OPS = ("quantize", "amax", "scale_", "quantize_scaled", "to_host", "from_host")
 
 
 def _sync(device: torch.device) -> None:

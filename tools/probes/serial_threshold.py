@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         b = (rng.standard_normal(n) * 100).astype(np.float32).view(np.uint32)
         o = np.empty_like(b)
         row = {}
-        for kind, kern, p, extra in (("RNE", rne, p_rne, ()), ("SR", sr, p_sr, (np.uint32(0),))):
+        for kind, kern, p, extra in (("RNE", rne, p_rne, ()), ("SR", sr, p_sr, (np.uint32(0), False))):
             for t in args.threads:
                 numba.set_num_threads(t)
                 row[f"{kind} {t}thr"] = _median_us(lambda: kern(b, o, p, np.uint64(5), *extra),
