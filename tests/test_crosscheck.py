@@ -56,3 +56,22 @@ def test_report_table():
     f64 = next(r for r in rows if "| float64 |" in r)
     assert ("double rounding via float32" in f64) == ml_dtypes_double_rounds_float64(), f64
     assert "ml_dtypes" in available_peers()
+
+
+def test_nan_disagreements_on_ordinary_inputs_stay_unexplained(monkeypatch):
+    # A peer that turns 1.0 into NaN, or an overflow into 16.0, has a bug; only a NaN/Inf/out-of-range
+    # input mapped to NaN, Inf, ±max, ±0 or the smallest magnitude is a "NaN handling" convention.
+    import fp8emu.verify.crosscheck as cc
+    real = cc.peer_codes
+
+    def planted(peer, fmt, x):
+        out = real("ml_dtypes", fmt, x)
+        out[x == 1.0] = 0x7F        # 1.0 -> NaN
+        out[x == 1000.0] = 0x50     # overflow -> 16.0
+        out[np.isnan(x)] = 0x00     # NaN -> +0: a convention
+        return out
+
+    monkeypatch.setattr(cc, "peer_codes", planted)
+    res = cc.compare_peer("ml_dtypes", e4m3fn, "float32", _bits([1.0, 1000.0, np.nan, 3.0], np.float32))
+    assert {why: [r[0] for r in rows] for why, rows in res["reasons"].items()} == \
+        {"unexplained": [1.0, 1000.0], "NaN handling": [pytest.approx(np.nan, nan_ok=True)]}

@@ -8,7 +8,9 @@ to the first explanation that reproduces the peer's code:
 * ``saturates``: the peer's code equals fp8emu's *saturating* conversion;
 * ``double rounding via float32``: equals fp8emu applied to the input first rounded to float32;
 * ``NaN sign/code``: both are NaN, with different codes (a NaN-encoding convention);
-* ``NaN handling``: exactly one of them is NaN (or the input is NaN);
+* ``NaN handling``: exactly one of them is NaN (or the input is NaN), the input has no finite value
+  in the format (NaN, Inf, or fp8emu gives NaN/Inf for it) and the peer gives NaN, ±Inf, ±max, ±0
+  or the smallest magnitude -- anything else (1.0 to NaN, an overflow to 16.0) is unexplained;
 * ``signed zero``: both are zeros of different sign;
 * ``sign dropped``: an unsigned format, a negative input, and the peer encodes ``|x|``;
 * ``zero to min``: a format without zero, a zero input, and the peer gives the smallest value;
@@ -141,7 +143,7 @@ def compare_peer(peer: str, fmt: Format, source: str, inputs_bits: np.ndarray) -
             why = "zero to min"
         elif is_nan(o) and is_nan(t):
             why = "NaN sign/code"
-        elif np.isnan(xf[i]) or is_nan(o) != is_nan(t):
+        elif (np.isnan(xf[i]) or is_nan(o) != is_nan(t)) and _special_pair(fmt, xf[i], vals[o], vals[t]):
             why = "NaN handling"
         elif vals[o] == 0 and vals[t] == 0:
             why = "signed zero"
@@ -154,13 +156,26 @@ def compare_peer(peer: str, fmt: Format, source: str, inputs_bits: np.ndarray) -
     return {"n": int(x.size), "diff": int(diff.sum()), "reasons": reasons}
 
 
+def _special_pair(fmt: Format, x: float, ours: float, theirs: float) -> bool:
+    """Whether a NaN disagreement is a convention, not a bug: the input has no finite value in
+    the format (NaN, Inf, out of range, or outside an unsigned / zero-less format's domain, where
+    fp8emu gives NaN or Inf), and the peer's value is one a convention maps such inputs to (NaN,
+    ±Inf, ±max or ±0).  A peer that turns 1.0 into NaN, or an overflow into 16.0, is unexplained.
+    """
+    special_input = not np.isfinite(x) or np.isnan(ours) or np.isinf(ours)
+    special_peer = (np.isnan(theirs) or np.isinf(theirs) or theirs == 0
+                    or abs(theirs) == fmt.max or abs(theirs) == fmt.min_subnormal)
+    return bool(special_input and special_peer)
+
+
 _EXPLAIN = {
     "saturates": "the peer clamps overflow to ±max; fp8emu's default is non-saturating (Inf/NaN), "
                  "`saturate=True` matches it",
     "double rounding via float32": "the peer narrows float64 to float32 first; the second rounding "
                                    "breaks ties the exact value does not have",
     "NaN sign/code": "both are NaN; the peer keeps the input's sign or payload, fp8emu gives the canonical code",
-    "NaN handling": "one side maps NaN (or Inf) differently, e.g. to ±max or -0",
+    "NaN handling": "one side maps an input without a finite value in the format (NaN, Inf, out of "
+                    "range) differently, to NaN, ±Inf, ±max, ±0 or the smallest magnitude",
     "signed zero": "zeros of different sign",
     "sign dropped": "unsigned format: the peer encodes |x| for a negative x, fp8emu gives NaN (invalid)",
     "zero to min": "format without zero: the peer encodes 0 as the smallest value, fp8emu gives NaN (invalid)",
