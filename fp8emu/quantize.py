@@ -367,7 +367,10 @@ def _params_f32(fmt: Format, mode: RoundMode, saturate: bool, sr_bits: int, with
     zero (e8m0fnu: a zero input is NaN, every other input below ``2^-127`` rounds to it)."""
     q_exp = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
     mode_code = _mode_code(fmt, mode)
-    low = cpu_kernels and fmt.emin == -127
+    # man_bits <= 21: the ``low`` kernels' shift count in float32's subnormal range is
+    # 22 - m, and a kernel that drops no bit still adds nearest_even's kept bit (m = 22 with
+    # emin = -127 rounded 2^-149 up to 2^-148); such formats take the generic kernel
+    low = cpu_kernels and fmt.emin == -127 and fmt.man_bits <= 21
     if not ((fmt.subnormals or (cpu_kernels and mode is not RoundMode.STOCHASTIC))
             and (fmt.has_zero or (low and not fmt.signed and fmt.man_bits == 0))
             and (fmt.emin >= -126 or low) and q_exp >= (-149 if value_kernel or low else -126) and fmt.man_bits <= 22
