@@ -19,6 +19,7 @@ scaler exposes ``scale_value``, ``skipped_steps``,
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -215,7 +216,9 @@ class EnhancedScaler(DynamicScaler):
     """Mellempudi et al.'s enhanced loss scaling: dynamic scaling with a rising minimum (as docs/recipes.md reconstructs it).
 
     The floor is a non-decreasing piecewise-constant function of the step count: ``floor``
-    is a number, a sequence of ``(first_step, floor)`` pairs, or a callable ``step -> floor``.
+    is a number, a sequence of ``(first_step, floor)`` pairs, or a callable ``step -> floor``
+    (whose values are checked when they are used: each must be a power of two, at most
+    ``max_scale``, like the floors of a number or a schedule).
     A back-off never goes below the floor, so spurious overflows cannot push the scale into
     the range where E5M2 errors underflow, and raising the floor raises the scale at once.
     Steps whose gradients hold Inf/NaN are still skipped (they cannot be applied).
@@ -224,6 +227,11 @@ class EnhancedScaler(DynamicScaler):
         init_scale: starting scale (raised to the floor if below it).
         floor: the schedule described above.
         **kw: growth, backoff, window, max_scale as in :class:`DynamicScaler`.
+
+    Raises:
+        ValueError: a floor that is not a power of two or exceeds ``max_scale`` (a callable's
+            value: at construction for step 0, later at the step that returns it), or a
+            decreasing schedule.
     """
 
     def __init__(self, init_scale: float = 2.0 ** 16, *, floor: float | Sequence[tuple[int, float]] |
@@ -248,5 +256,18 @@ class EnhancedScaler(DynamicScaler):
 
         Returns:
             The floor.
+
+        Raises:
+            ValueError: a callable floor returned a value that is not a power of two or
+                exceeds ``max_scale`` (a number or schedule was checked at construction).
         """
-        return float(self._floor_fn(self.steps))
+        value = self._floor_fn(self.steps)
+        # a callable's values cannot be checked in advance; a bad one would make the scale inexact
+        # (not a power of two) or push it above max_scale
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not all_powers_of_two(value):
+            raise ValueError(f"EnhancedScaler floor callable returned {value!r} at step {self.steps}; a floor must "
+                             "be a positive power of two (exact scaling)")
+        if value > self.max_scale:
+            raise ValueError(f"EnhancedScaler floor callable returned {float(value):g} at step {self.steps}, which "
+                             f"exceeds max_scale {self.max_scale:g}")
+        return float(value)

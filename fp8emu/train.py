@@ -10,9 +10,9 @@
     optimizer.zero_grad()                  # zero_grad
 
 Everything that decides the next step lives in the checkpoint (parameters, buffers, optimizer
-and master weights, loss scaler, the recipe's per-layer state such as the step counters of
-stochastic rounding, the data position and the partial epoch's sums), so ``resume=True``
-continues bit for bit like an uninterrupted run.  Ctrl-C is deferred to the end of the
+and master weights with the seed of their stochastic write-back, loss scaler, the recipe's
+per-layer state such as the step counters of stochastic rounding, the data position and the
+partial epoch's sums), so ``resume=True`` continues bit for bit like an uninterrupted run.  Ctrl-C is deferred to the end of the
 current step; then a checkpoint is written and :class:`TrainResult` says ``interrupted``
 (a second Ctrl-C aborts at once).
 
@@ -256,8 +256,9 @@ def build(config: dict, ds: Dataset, steps_per_epoch: int) -> Parts:
                     cifar_stem=height <= 64)  # small images: 3x3 stem, no max-pool
     recipe = get_recipe(config["recipe"])
     recipe.apply(model, seed=config["seed"])
-    optimizer = recipe.make_optimizer(model.parameters(), lr=config["lr"], momentum=config["momentum"],
-                                      weight_decay=config["weight_decay"])
+    # the run's seed for the master write-back too (seed 2*seed+1): each seed of a sweep its own rounding noise
+    optimizer = recipe.make_optimizer(model.parameters(), seed=config["seed"], lr=config["lr"],
+                                      momentum=config["momentum"], weight_decay=config["weight_decay"])
     scaler = recipe.make_scaler()
     return Parts(model, recipe, optimizer, scaler, _schedule(config, optimizer, total, steps_per_epoch))
 
@@ -294,9 +295,16 @@ def _backend_name(config: dict) -> str:
     return config.get("backend") or "numpy"
 
 
+#: Entries of a checkpoint's state that checkpoints of earlier versions lack (resuming one
+#: supplies them, see :func:`_keep_legacy_master_seed`).
+_NEWER_STATE_KEYS = ("master_seed",)
+
+
 def _state(parts: Parts) -> dict:
+    # master_seed: the optimizer's state dict lacks the write-back seed, which must not change on resume
     return {"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-            "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict(parts.model)}
+            "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict(parts.model),
+            "master_seed": int(parts.optimizer.seed)}
 
 
 def _load_state(parts: Parts, state: dict) -> None:
@@ -304,6 +312,28 @@ def _load_state(parts: Parts, state: dict) -> None:
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scaler.load_state_dict(state["scaler"])
     parts.recipe.load_state_dict(parts.model, state["recipe"])
+    if "master_seed" in state:
+        parts.optimizer.seed = int(state["master_seed"])
+
+
+def _keep_legacy_master_seed(parts: Parts, config: dict, path: str) -> None:
+    """Resuming a checkpoint written before the master write-back seed followed the run's seed.
+
+    Such a run wrote its master weights back with the recipe's own seed (``2 * recipe.seed + 1``,
+    whatever ``--seed`` said).  The resumed run keeps that seed, so it continues the interrupted
+    run bit for bit instead of switching its rounding noise mid-run; a note says so when a new
+    run of this configuration would use another seed.  (Works for both backends: their
+    optimizers carry the seed as ``seed``.)
+    """
+    from .recipes import get_recipe
+
+    legacy = get_recipe(config["recipe"]).master_seed()
+    if legacy != parts.optimizer.seed:
+        print(f"fp8emu: note: {path} was written before the master-weight write-back seed followed --seed; the "
+              f"resumed run keeps the write-back seed it used ({legacy}) instead of {parts.optimizer.seed} "
+              f"(2 * {config['seed']} + 1, what a new run with --seed {config['seed']} uses), so it continues "
+              "the interrupted run exactly", file=sys.stderr, flush=True)
+        parts.optimizer.seed = legacy
 
 
 class _NumpyBackend:
@@ -441,9 +471,12 @@ def _check_checkpoint_state(ckpt: dict, path: str, config: dict, steps_per_epoch
     if not all(isinstance(r, dict) for r in ckpt["history"]):
         raise bad("its history holds entries that are not epoch records")
     state = ckpt["state"]
-    missing = [k for k in fresh if k not in state]
+    missing = [k for k in fresh if k not in state and k not in _NEWER_STATE_KEYS]
     if missing:
         raise bad(f"its state lacks {', '.join(map(repr, missing))}")
+    seed = state.get("master_seed", 0)
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise bad(f"its state's 'master_seed' is {seed!r}, expected an int")
     for part in ("model", "scaler", "optimizer"):
         # the optimizer's per-parameter buffers appear with its first step: only its own keys are compared
         template = fresh[part] if part != "optimizer" else {k: None for k in fresh[part]}
@@ -519,6 +552,8 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
             raise CheckpointError(f"{ckpt_path} cannot be resumed: its state does not fit this run ({text}); it is "
                                   "damaged or was not written by fp8emu train. Start the run again with --overwrite "
                                   "(which replaces it) or choose another --out") from None
+        if "master_seed" not in ckpt["state"]:
+            _keep_legacy_master_seed(parts, config, ckpt_path)
         epoch, batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         history, sums = ckpt["history"], ckpt["sums"]
         print(f"fp8emu: resuming {out} at epoch {epoch + 1}, batch {batch} (step {step})", flush=True)

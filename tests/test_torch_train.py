@@ -90,3 +90,21 @@ def test_cli_backend_errors(tmp_path, data, capsys):
     with pytest.raises(SystemExit):
         main(base + ["--backend", "torch", "--device", "nonsense"])
     assert "--device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_torch_master_write_back_seed_follows_the_run_seed(tmp_path, data, seed):
+    """As the NumPy engine: seed 2 * seed + 1 (it was 1 for every --seed), recorded in the state and
+    restored from it."""
+    from types import SimpleNamespace
+    config = torch_config(data, tmp_path / "r", seed=seed)
+    parts = torch_train.build_parts(config, SimpleNamespace(image_shape=(1, 8, 8), num_classes=10))
+    optimizer = parts[2]
+    assert optimizer.seed == 2 * seed + 1
+    assert {lq.seed for lq in parts[1].layers.values() if lq is not None} == {seed}
+    state = torch_train.state(SimpleNamespace(model=parts[0], recipe=parts[1], optimizer=optimizer, scaler=parts[3]))
+    assert state["master_seed"] == 2 * seed + 1
+    optimizer.seed = 99
+    torch_train.load_state(SimpleNamespace(model=parts[0], recipe=parts[1], optimizer=optimizer, scaler=parts[3]),
+                           state)
+    assert optimizer.seed == 2 * seed + 1

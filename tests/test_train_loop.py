@@ -258,3 +258,54 @@ def test_images_per_second_leave_out_the_first_step(tmp_path, data, monkeypatch)
     assert rec["first_step_s"] >= 2.0 and rec["epoch_time_s"] >= 2.0
     # 12 images in 3 steps of 4: the last two steps' 8 images over their time
     assert rec["images_per_s"] == pytest.approx(8 / (rec["epoch_time_s"] - rec["first_step_s"]), rel=1e-6)
+
+
+def written_by_the_version_before_run_seeded_master_weights(monkeypatch):
+    """Make train() behave as before the master write-back followed --seed: the optimizer's seed is the
+    recipe's own (2 * recipe.seed + 1) and the checkpoint's state has no 'master_seed'."""
+    from fp8emu.recipes import get_recipe
+    real_build, real_state = train_mod.build, train_mod._state
+
+    def build(config, ds, steps_per_epoch):
+        parts = real_build(config, ds, steps_per_epoch)
+        parts.optimizer.seed = get_recipe(config["recipe"]).master_seed()
+        return parts
+    monkeypatch.setattr(train_mod, "build", build)
+    monkeypatch.setattr(train_mod, "_state", lambda parts: {k: v for k, v in real_state(parts).items()
+                                                            if k != "master_seed"})
+
+
+def test_master_seed_is_the_run_seed_and_in_the_checkpoint(tmp_path, data):
+    train_mod.train(tiny_config(data, tmp_path / "r", epochs=1), progress=False)
+    assert final_state(tmp_path / "r")["master_seed"] == 2 * 3 + 1      # tiny_config's seed is 3
+
+
+def test_resume_of_a_checkpoint_without_master_seed_keeps_its_seed(tmp_path, data, monkeypatch, capsys):
+    """A run interrupted by the earlier version (write-back seed 1 whatever --seed) and resumed by this one
+    continues bit for bit with seed 1, and says so, rather than switching to 2 * seed + 1 mid-run."""
+    written_by_the_version_before_run_seeded_master_weights(monkeypatch)
+    full = train_mod.train(tiny_config(data, tmp_path / "full"), progress=False)
+    interrupt_after(monkeypatch, 2)
+    train_mod.train(tiny_config(data, tmp_path / "part"), progress=False)
+    assert "master_seed" not in final_state(tmp_path / "part")
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train_mod.train(tiny_config(data, tmp_path / "part"), resume=True, progress=False)
+    assert "keeps the write-back seed it used (1) instead of 7" in capsys.readouterr().err
+    assert without_timing(resumed.history) == without_timing(full.history)
+    state, full_state = final_state(tmp_path / "part"), final_state(tmp_path / "full")
+    assert state.pop("master_seed") == 1          # later checkpoints record it, so the next resume keeps it too
+    assert_trees_equal(state, full_state)
+
+
+def test_checkpoint_with_a_bad_master_seed_is_refused(tmp_path, data, monkeypatch):
+    from fp8emu.checkpoint import save_checkpoint
+    interrupt_after(monkeypatch, 1)
+    train_mod.train(tiny_config(data, tmp_path / "r"), progress=False)
+    monkeypatch.undo()
+    path = tmp_path / "r" / "checkpoint.npz"
+    ckpt = load_checkpoint(path)
+    ckpt["state"]["master_seed"] = "seven"
+    save_checkpoint(path, ckpt)
+    with pytest.raises(CheckpointError, match="its state's 'master_seed' is 'seven', expected an int"):
+        train_mod.train(tiny_config(data, tmp_path / "r"), resume=True, progress=False)

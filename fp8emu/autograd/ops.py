@@ -219,6 +219,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """``axes`` is None (reverse) or a permutation of ``range(ndim)`` (:func:`transpose` normalises it)."""
+
     @staticmethod
     def forward(ctx: Context, a, axes=None):
         ctx.axes = axes
@@ -262,14 +264,40 @@ def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
     return Reshape.apply(a, shape=tuple(shape))
 
 
+def _permutation(axes: Any, ndim: int) -> tuple[int, ...]:
+    """``axes`` with negative entries counted from the end, checked to be a permutation of ``range(ndim)``.
+
+    The backward pass inverts the permutation with ``argsort``, which is only right for
+    non-negative axes: ``(0, -1, -2)`` must become ``(0, 2, 1)`` first.
+    """
+    try:
+        given = tuple(axes)
+    except TypeError:
+        raise TypeError(f"transpose axes must be a sequence of ints, got {type(axes).__name__}") from None
+    if not all(isinstance(ax, int | np.integer) and not isinstance(ax, bool) for ax in given):
+        raise TypeError(f"transpose axes must be ints, got {given!r}")
+    if len(given) != ndim or not all(-ndim <= ax < ndim for ax in given):
+        raise ValueError(f"transpose axes {given} are not a permutation of the {ndim} axes of the tensor "
+                         f"(each of 0..{ndim - 1}, or -{ndim}..-1 from the end, exactly once)")
+    normalised = tuple(int(ax) % ndim for ax in given)
+    if len(set(normalised)) != ndim:
+        raise ValueError(f"transpose axes {given} repeat an axis (as non-negative axes: {normalised}); "
+                         f"they must be a permutation of the {ndim} axes of the tensor")
+    return normalised
+
+
 def transpose(a: Tensor, axes: tuple[int, ...] | None = None) -> Tensor:
     """Permute the axes (reverse them when ``axes`` is None).
 
     Args:
         a: a Tensor.
-        axes: the permutation.
+        axes: the permutation: each axis once, negative ones counted from the end.
+
+    Raises:
+        ValueError: ``axes`` is not a permutation of the tensor's axes.
+        TypeError: ``axes`` is not a sequence of ints.
     """
-    return Transpose.apply(a, axes=None if axes is None else tuple(axes))
+    return Transpose.apply(a, axes=None if axes is None else _permutation(axes, a.ndim))
 
 
 def flatten(a: Tensor, start_dim: int = 1) -> Tensor:
@@ -311,21 +339,40 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 # ---- activations and pooling ---------------------------------------------------------------------------
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when C-contiguous, else a C-ordered copy (0-d arrays stay 0-d, unlike
+    ``np.ascontiguousarray``, which would give ReLU of a scalar the shape (1,))."""
+    return np.asarray(a, order="C")
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A flat view of the C-contiguous ``a``, for the kernels that work on flat arrays.
+
+    Outputs must be allocated C-contiguous (``np.empty(shape, dtype)``, not ``np.empty_like``,
+    which keeps an F-ordered or permuted input's layout): ``reshape(-1)`` of any other layout
+    is a copy, and a kernel writing into that copy would leave the real output uninitialised.
+    """
+    if not a.flags.c_contiguous:
+        raise AssertionError("ops._flat got a non-C-contiguous array")   # a bug of the caller, not bad input
+    return a.reshape(-1)
+
+
 class Relu(Function):
     @staticmethod
     def forward(ctx: Context, a):
-        y = np.empty_like(a)
+        a = _c_order(a)
+        y = np.empty(a.shape, a.dtype)
         with _k.threads_for(a.size):
-            _k._relu_forward(a.reshape(-1), y.reshape(-1))
+            _k._relu_forward(_flat(a), _flat(y))
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Context, g):
         (y,) = ctx.saved
-        gx = np.empty_like(y)
+        gx = np.empty(y.shape, y.dtype)
         with _k.threads_for(y.size):
-            _k._relu_backward(y.reshape(-1), np.ascontiguousarray(g).reshape(-1), gx.reshape(-1))
+            _k._relu_backward(_flat(y), _flat(_c_order(g)), _flat(gx))
         return (gx,)
 
 
@@ -334,10 +381,10 @@ class AddRelu(Function):
 
     @staticmethod
     def forward(ctx: Context, a, b):
-        y = np.empty_like(a)
+        a, b = _c_order(a), _c_order(b)
+        y = np.empty(a.shape, a.dtype)
         with _k.threads_for(a.size):
-            _k._add_relu_forward(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
-                                 y.reshape(-1))
+            _k._add_relu_forward(_flat(a), _flat(b), _flat(y))
         ctx.save_for_backward(y)
         return y
 
@@ -481,7 +528,8 @@ class BatchNorm2d(Function):
 
     Training: batch statistics (biased variance), and ``running_mean``/``running_var`` are
     updated in place with ``momentum`` (unbiased variance, as PyTorch).  Eval: the running
-    statistics are constants.
+    statistics are constants.  An empty batch (N*H*W = 0) gives an empty output and leaves the
+    running statistics alone, as PyTorch does (its batch statistics would be 0/0 = NaN).
     """
 
     @staticmethod
@@ -489,6 +537,10 @@ class BatchNorm2d(Function):
         n, c, h, w = x.shape
         x3 = np.ascontiguousarray(x).reshape(n, c, h * w)
         y = np.empty((n, c, h, w), x.dtype)
+        if training and n * h * w == 0:
+            ctx.save_for_backward(x3, gamma, None, None, None)
+            ctx.training, ctx.relu = True, bool(relu)
+            return y
         if training:
             mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
             with _k.threads_for(x.size):
@@ -514,7 +566,9 @@ class BatchNorm2d(Function):
     def backward(ctx: Context, g):
         x3, gamma, mean, invstd, y3 = ctx.saved
         n, c, hw = x3.shape
-        gx = np.empty_like(x3)
+        if x3.size == 0:   # an empty batch: nothing flows back, and the kernel's 1/(N*H*W) would divide by 0
+            return np.empty(g.shape, x3.dtype), np.zeros(c, gamma.dtype), np.zeros(c, gamma.dtype)
+        gx = np.empty(x3.shape, x3.dtype)
         gg, gb = np.empty(c), np.empty(c)
         with _k.threads_for(x3.size):
             _k._bn_backward(x3, np.ascontiguousarray(g).reshape(n, c, hw), gamma, mean, invstd, ctx.training, y3,
@@ -541,14 +595,26 @@ def batch_norm2d(x: Tensor, gamma: Tensor, beta: Tensor, running_mean: np.ndarra
         relu: fuse a ReLU after the normalization.
 
     Raises:
-        ValueError: wrong shapes, or eval mode without running statistics.
+        ValueError: wrong shapes (of ``x``, ``gamma``, ``beta``, ``running_mean`` or
+            ``running_var``), only one of the running statistics given, eval mode without
+            them, or training with a single value per channel (N*H*W = 1; PyTorch refuses
+            it too: the batch variance is 0 and its unbiased estimate undefined).
     """
     _check_nchw(x, "batch_norm2d")
-    if gamma.shape != (x.shape[1],) or beta.shape != (x.shape[1],):
-        raise ValueError(f"batch_norm2d: gamma and beta must have shape ({x.shape[1]},), "
+    n, c, h, w = x.shape
+    if gamma.shape != (c,) or beta.shape != (c,):
+        raise ValueError(f"batch_norm2d: gamma and beta must have shape ({c},), "
                          f"got {gamma.shape} and {beta.shape}")
-    if not training and (running_mean is None or running_var is None):
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm2d: give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
         raise ValueError("batch_norm2d with training=False needs running_mean and running_var")
+    if running_mean is not None and (np.shape(running_mean) != (c,) or np.shape(running_var) != (c,)):
+        raise ValueError(f"batch_norm2d: running_mean and running_var must have shape ({c},) for an input of "
+                         f"{c} channels, got {np.shape(running_mean)} and {np.shape(running_var)}")
+    if training and n * h * w == 1:
+        raise ValueError(f"batch_norm2d: training needs more than 1 value per channel, got an input of shape "
+                         f"{x.shape} (N*H*W = 1): use a batch of at least 2, or eval mode")
     return BatchNorm2d.apply(x, gamma, beta, running_mean=running_mean, running_var=running_var,
                              training=training, momentum=momentum, eps=eps, relu=relu)
 

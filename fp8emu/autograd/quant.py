@@ -22,7 +22,8 @@ weight_grads    dW computed by the GEMM                                   backwa
 Stochastic rounding is reproducible: the random bits of a tensor are a pure function of
 ``(seed, stream)`` with ``stream = (step << 24) | (layer index << 4) | class id``, where
 ``step`` counts this layer's forward passes with gradients enabled (one per training
-step), so a run replays exactly from a seed and a step number.
+step), so a run replays exactly from a seed and a step number.  Ids 0-5 are the classes above
+in order; a stochastic accumulator's GEMMs draw from ids 6-8 (``qgemm.accumulator_stream``).
 
 Scaling (``QuantSpec.scaling``): ``"none"``; ``"tensor"`` (current per-tensor power-of-two
 scale from this tensor's amax); ``"delayed"`` (:class:`fp8emu.scaling.DelayedScaling`, one

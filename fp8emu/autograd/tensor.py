@@ -247,12 +247,15 @@ class Tensor:
         """
         return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape)
 
-    def transpose(self, *axes: int) -> "Tensor":
-        """Permute the axes (reverse them when none are given).
+    def transpose(self, *axes: Any) -> "Tensor":
+        """Permute the axes (reverse them when none are given), like NumPy's ``transpose``.
 
         Args:
-            *axes: the permutation.
+            *axes: the permutation, as separate ints or one tuple/list (negative axes count
+                from the end).
         """
+        if len(axes) == 1 and isinstance(axes[0], tuple | list):
+            axes = tuple(axes[0])
         return _ops().transpose(self, axes or None)
 
     def flatten(self, start_dim: int = 1) -> "Tensor":

@@ -80,7 +80,9 @@ def build_parts(config: dict, ds: Any) -> tuple[Any, Any, Any, Any]:
                           cifar_stem=height <= 64).to(device)
     rec = apply_recipe(model, config["recipe"], sample=torch.zeros(1, channels, height, width, device=device),
                        seed=config["seed"])
-    optimizer = rec.make_optimizer(lr=config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"])
+    # the run's seed for the master write-back too (seed 2*seed+1), as the NumPy engine
+    optimizer = rec.make_optimizer(seed=config["seed"], lr=config["lr"], momentum=config["momentum"],
+                                   weight_decay=config["weight_decay"])
     return model, rec, optimizer, rec.make_scaler()
 
 
@@ -157,8 +159,10 @@ def state(parts: Any) -> dict:
     Args:
         parts: the run's parts (model, optimizer, scaler, recipe).
     """
+    # master_seed: MasterWeights' state dict lacks the write-back seed, which must not change on resume
     return {"model": _to_arrays(parts.model.state_dict()), "optimizer": _to_arrays(parts.optimizer.state_dict()),
-            "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict()}
+            "scaler": parts.scaler.state_dict(), "recipe": parts.recipe.state_dict(),
+            "master_seed": int(parts.optimizer.seed)}
 
 
 def load_state(parts: Any, saved: dict) -> None:
@@ -172,6 +176,8 @@ def load_state(parts: Any, saved: dict) -> None:
     parts.optimizer.load_state_dict(_to_tensors(saved["optimizer"]))
     parts.scaler.load_state_dict(saved["scaler"])
     parts.recipe.load_state_dict(saved["recipe"])
+    if "master_seed" in saved:   # checkpoints of earlier versions lack it: fp8emu.train keeps their seed
+        parts.optimizer.seed = int(saved["master_seed"])
 
 
 class _Backend:
