@@ -436,9 +436,26 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     title = f"fp8emu sweep: {' vs '.join(recipes)}, seeds {','.join(map(str, seeds))}"
     if axes:
         title += "; " + "; ".join(f"{k} {','.join(map(str, v))}" for k, v in axes.items())
-    path = write_report([c.config["out"] for c in cells], args.out, title=title)
+    try:
+        path = write_report([c.config["out"] for c in cells], args.out, title=title)
+    except (OSError, ValueError) as exc:
+        print(f"fp8emu sweep: error: {_report_failure(cells, args.out, exc)}", file=sys.stderr)
+        return 1
     print(f"fp8emu sweep: report written to {path}")
     return 0
+
+
+def _report_failure(cells: list, out: str, exc: OSError | ValueError) -> str:
+    """Why ``fp8emu sweep`` could not write its report, and what to do (the cells are trained)."""
+    missing = [c.config["out"] for c in cells if not os.path.exists(os.path.join(c.config["out"], "metrics.jsonl"))]
+    if isinstance(exc, FileNotFoundError) and missing:   # a cell's run files were deleted, or never written
+        return (f"cannot write the report: no metrics.jsonl in {', '.join(missing)}; run the same command again to "
+                "complete those cells from their checkpoints (finished cells are skipped), or remove their "
+                "directories to train them again")
+    if isinstance(exc, ValueError):                       # a run's files are malformed (the message names it)
+        return f"cannot write the report: {exc}"
+    return (f"cannot write the report into {out}: {exc.strerror or exc} ({exc.filename or out}); the cells are "
+            "trained: `fp8emu report` writes the report elsewhere (--out)")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -222,13 +222,74 @@ def _input_kind(arr, x_dtype, argname: str = "x") -> tuple[str, tuple]:
     return name, info
 
 
-def _check_out(out, shape: tuple, dtype: np.dtype, argname: str = "out"):
-    arr = _device_array(out, argname, "encode")
+def _check_out(out, shape: tuple, dtype: np.dtype, fn: str, *, bits_of: str | None = None, argname: str = "out"):
+    """A Numba device-array view of ``out`` after checking it as the CPU's ``out=`` is checked.
+
+    Args:
+        out: the caller's ``out``.
+        shape: the result's shape.
+        dtype: the result's dtype.
+        fn: the calling function's name (for the host-array message).
+        bits_of: the float dtype whose bits ``dtype`` holds, if any.  For ``"bfloat16"`` an int16
+            ``out`` is as good as uint16: the PyTorch bridge passes bfloat16 tensors as their
+            int16 bits (``fp8emu.torch._cuda._AS_INT``).  Any other dtype must be ``dtype``
+            itself, as on the CPU (which refuses, e.g., int32 for float32: a kernel would write
+            float bit patterns into integers).
+
+    Raises:
+        TypeError: a host array, not a device array, or the wrong dtype.
+        ValueError: not C-contiguous, or the wrong shape.
+    """
+    arr = _device_array(out, argname, fn)
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{argname} has shape {tuple(arr.shape)}; expected {tuple(shape)}")
-    if np.dtype(arr.dtype).itemsize != dtype.itemsize or np.dtype(arr.dtype).kind not in ("u", "i", dtype.kind):
-        raise TypeError(f"{argname} has dtype {np.dtype(arr.dtype)}; expected {dtype}")
+    got = np.dtype(arr.dtype)
+    if bits_of == "bfloat16":
+        if got not in (np.dtype(np.uint16), np.dtype(np.int16)):
+            raise TypeError(f"{argname} has dtype {got}; expected uint16 or int16 (the bits of bfloat16)")
+    elif got != dtype:
+        raise TypeError(f"{argname} has dtype {got}; expected {dtype}")
     return arr
+
+
+def _byte_range(arr) -> tuple[int, int]:
+    """``[first, end)`` device addresses of the memory of the C-contiguous device array ``arr``."""
+    if simulated():   # the simulator's arrays wrap host NumPy arrays (no __cuda_array_interface__)
+        first = int(arr._ary.__array_interface__["data"][0])
+    else:
+        first = int(arr.__cuda_array_interface__["data"][0])
+    return first, first + int(arr.nbytes)
+
+
+def _overlaps_other_than_identical(out, src) -> bool:
+    """Whether the C-contiguous device arrays ``out`` and ``src`` (of the same shape) share memory
+    other than as the identical buffer with the same element size.  A kernel thread reads
+    ``src[i]`` and then writes ``out[i]``, so only the identical buffer is safe in place; any other
+    overlap lets a thread overwrite elements that another thread has yet to read (the CPU's
+    ``_direct_target`` computes into a temporary then, as the callers here do)."""
+    if out.size == 0 or src.size == 0:     # an empty array's pointer may be anything (0, or another's)
+        return False
+    out_first, out_end = _byte_range(out)
+    src_first, src_end = _byte_range(src)
+    if out_first >= src_end or src_first >= out_end:
+        return False
+    return not (out_first == src_first and out.dtype.itemsize == src.dtype.itemsize)
+
+
+def _direct_or_temporary(out, src, cuda_stream):
+    """``(where the kernel writes, out)``: ``out`` itself, or a new array of its dtype when it
+    overlaps ``src`` (see :func:`_overlaps_other_than_identical`); :func:`_deliver` then copies it."""
+    if _overlaps_other_than_identical(out, src):
+        return cuda.device_array(out.shape, out.dtype, stream=0 if cuda_stream is None else cuda_stream), out
+    return out, out
+
+
+def _deliver(written, out, cuda_stream):
+    """``out`` after the kernel's result ``written`` (a temporary, or ``out`` itself) is in it;
+    the copy runs on the kernel's stream, so it follows the kernel without a host wait."""
+    if written is not out:
+        out.copy_to_device(written, stream=0 if cuda_stream is None else cuda_stream)
+    return out
 
 
 def _launch(kernel, n: int, cuda_stream, *args) -> None:
@@ -264,10 +325,11 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     # the table (or its parameters) first: it raises when the dtype cannot hold fmt
     kernel, lut, p32, lim = _kernel_and_constants(fmt, name, args, stochastic, sr_bits, values)
     if out is None:
-        target = cuda.device_array(arr.shape, out_dtype, stream=0 if cuda_stream is None else cuda_stream)
+        target = written = cuda.device_array(arr.shape, out_dtype, stream=0 if cuda_stream is None else cuda_stream)
     else:
-        target = _check_out(out, arr.shape, out_dtype)
-    dst = _flat(target).view(info.uint if values else fmt.code_dtype)
+        checked = _check_out(out, arr.shape, out_dtype, fn, bits_of=name if values and x_dtype is not None else None)
+        written, target = _direct_or_temporary(checked, arr, cuda_stream)
+    dst = _flat(written).view(info.uint if values else fmt.code_dtype)
     n = src.shape[0]
     if n == 0:
         return target
@@ -275,7 +337,7 @@ def _round(x, fmt, rounding, saturate, seed, sr_bits, stream, out, x_dtype, cuda
     _launch(kernel, n, cuda_stream, *launch_args)
     if plan_device is not None:
         _bind_plan((fmt0, name, values, rounding, saturate, sr_bits, plan_device), kernel, launch_args, args)
-    return target
+    return _deliver(written, target, cuda_stream)
 
 
 def _kernel_and_constants(fmt: Format, name: str, args, stochastic: bool, sr_bits, values: bool) -> tuple:
@@ -445,7 +507,8 @@ def quantize(x: Any, fmt: Format | str, *, rounding: RoundMode | str = RoundMode
         seed: as :func:`encode`.
         sr_bits: as :func:`encode`.
         stream: as :func:`encode`.
-        out: optional device array of ``x``'s shape and dtype; may be ``x`` itself (in place).
+        out: optional device array of ``x``'s shape and dtype; may be ``x`` itself (in place);
+            one that overlaps ``x`` otherwise receives the result through a temporary.
         x_dtype: as :func:`encode`.
         cuda_stream: as :func:`encode`.
 
@@ -467,7 +530,8 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
         codes: C-contiguous device array of integer codes ``0 .. fmt.num_codes - 1``.
         fmt: a :class:`~fp8emu.format.Format` or a format name.
         dtype: float16, float32, float64, or bfloat16 (returned as its uint16 bits).
-        out: optional C-contiguous device array of ``codes``' shape and that dtype.
+        out: optional C-contiguous device array of ``codes``' shape and that dtype (bfloat16:
+            uint16 or int16); one that overlaps ``codes`` receives the result through a temporary.
         cuda_stream: as :func:`encode`.
 
     Returns:
@@ -498,8 +562,11 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     lut = kernel_arguments(fmt, dt, values=True).value_params if wide else _lut_on_device(fmt, dt.name)
     udt = np.dtype(INPUT_LAYOUTS[dt.name].uint)
     store = udt if dt.name == "bfloat16" else dt
-    target = (cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream) if out is None
-              else _check_out(out, arr.shape, store))
+    if out is None:
+        target = written = cuda.device_array(arr.shape, store, stream=0 if cuda_stream is None else cuda_stream)
+    else:
+        checked = _check_out(out, arr.shape, store, "decode", bits_of=dt.name if store != dt else None)
+        written, target = _direct_or_temporary(checked, arr, cuda_stream)
     n = arr.size
     if n == 0:
         return target
@@ -507,7 +574,7 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     check = cdt.kind == "i" or 2 ** (8 * cdt.itemsize) > fmt.num_codes
     bad = cuda.to_device(np.zeros(1, np.int32)) if check else _placeholder(_device_id())
     blocks, threads = launch_config(n)
-    args = (_flat(arr), _flat(target).view(udt), lut, np.int64(fmt.num_codes), bad)
+    args = (_flat(arr), _flat(written).view(udt), lut, np.int64(fmt.num_codes), bad)
     kernel = _cuda_kernels.decode_wide_kernel if wide else _cuda_kernels.decode_kernel
     if cuda_stream is None:
         kernel[blocks, threads](*args)
@@ -516,4 +583,4 @@ def decode(codes: Any, fmt: Format | str, *, dtype: Any = np.float32, out: Any =
     if check:
         if int(bad.copy_to_host(stream=0 if cuda_stream is None else cuda_stream)[0]):
             raise ValueError(f"codes contains values out of range for {fmt.name} (0..{fmt.num_codes - 1})")
-    return target
+    return _deliver(written, target, cuda_stream)

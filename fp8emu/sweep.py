@@ -11,8 +11,10 @@ sweeps survive lost machines:
 * every run checkpoints each epoch; a task whose worker dies is retried by Dask and resumes
   from the cell's checkpoint, so final metrics and weights equal an uninterrupted sweep bit for bit
   (the checkpoint holds everything that decides the next step);
-* a sweep started again (after the client died, or Ctrl-C) skips finished cells and resumes
-  the others from their checkpoints.
+* a sweep started again (after the client died, or Ctrl-C) skips finished cells (the checkpoint
+  at the last epoch, and the config.json and metrics.jsonl of that checkpoint written) and
+  resumes the others from their checkpoints; a checkpoint of another configuration or data set
+  (its data fingerprint, as ``train --resume`` checks it) stops it before anything runs.
 
 One progress bar counts finished epochs over all cells (the client reads the cells'
 ``metrics.jsonl``).
@@ -20,6 +22,7 @@ One progress bar counts finished epochs over all cells (the client reads the cel
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -126,26 +129,84 @@ def cell_progress(cell: Cell) -> int:
         return 0
 
 
-def _finished(cell: Cell) -> bool:
-    """True when the cell's checkpoint is at the end of its last epoch.
+def _data_fingerprint(config: dict, known: dict[tuple, str]) -> str:
+    """The data fingerprint that ``train`` records for ``config`` (its data set, directory and
+    limits), computed once per distinct combination (``known`` keeps them: loading a data set
+    costs seconds)."""
+    from . import train
+
+    key = (config["dataset"], config.get("data"), config.get("limit_train"), config.get("limit_test"))
+    if key not in known:
+        known[key] = train.load_data(config).fingerprint()
+    return known[key]
+
+
+def _run_files_match(out: str, ckpt: dict) -> bool:
+    """Whether ``config.json`` and ``metrics.jsonl`` in ``out`` are those of the checkpoint ``ckpt``.
+
+    ``train`` writes them after the checkpoint, so a worker lost in between leaves them missing,
+    an epoch short, or from an earlier run that this one replaces; the report would then show
+    stale epochs (or fail).  ``config.json`` must hold the checkpoint's configuration (the backend
+    aside: the checkpoint names the default backend, config.json may leave it out), and
+    ``metrics.jsonl`` exactly the checkpoint's epochs.
+    """
+    try:
+        with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+            epochs = [json.loads(line)["epoch"] for line in f if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError):  # missing, torn, or not fp8emu train's files
+        return False
+    if not isinstance(config, dict):
+        return False
+    if any(config.get(k) != v for k, v in ckpt["config"].items() if k != "backend"):
+        return False
+    return epochs == [record.get("epoch") if isinstance(record, dict) else None for record in ckpt["history"]]
+
+
+def _finished(cell: Cell, fingerprints: dict[tuple, str] | None = None) -> bool:
+    """True when the cell's checkpoint is at the end of its last epoch and its ``config.json`` and
+    ``metrics.jsonl`` are written (a cell whose worker was lost before it wrote them is not: its
+    task resumes the checkpoint, which rewrites them).
+
+    Args:
+        cell: a cell of the sweep.
+        fingerprints: data fingerprints computed so far (see :func:`_data_fingerprint`), shared
+            by the cells of a sweep; None: a new cache.
 
     Raises:
-        CheckpointError: the checkpoint is damaged or belongs to a different configuration.
+        CheckpointError: the checkpoint is damaged or belongs to a different configuration, data
+            set included (``train`` would refuse to resume it: ``train.check_fingerprint``'s rule).
+        DatasetError: the data set cannot be read here, on the client.
     """
-    from .train import CONFIG_KEYS
+    from .train import CONFIG_KEYS, check_fingerprint
 
     path = os.path.join(cell.config["out"], "checkpoint.npz")
     if not os.path.exists(path):
         return False
     ckpt = load_checkpoint(path)
     wanted = {k: cell.config.get(k) for k in CONFIG_KEYS if k != "backend"}
-    check_compatible({k: v for k, v in ckpt["config"].items() if k != "backend"}, wanted, path)
+    wanted["data_fingerprint"] = _data_fingerprint(cell.config, {} if fingerprints is None else fingerprints)
+    check_compatible({k: v for k, v in ckpt["config"].items() if k != "backend"},
+                     check_fingerprint(ckpt["config"], wanted, path), path)
     written_by = ckpt["config"].get("backend") or "numpy"   # as train() reads it
     backend = cell.config.get("backend") or "numpy"
     if written_by != backend:
         raise CheckpointError(f"{path} was written by the {written_by} backend, this sweep uses "
                               f"{backend}: use a new --out directory")
-    return ckpt["epoch"] >= cell.config["epochs"] and ckpt["batch"] == 0
+    return (ckpt["epoch"] >= cell.config["epochs"] and ckpt["batch"] == 0
+            and _run_files_match(cell.config["out"], ckpt))
+
+
+def _finished_cells(cells: Sequence[Cell]) -> list[str]:
+    """The names of the finished ``cells`` (each data set's fingerprint computed once).
+
+    Raises:
+        CheckpointError: as :func:`_finished`, for the first cell of a different configuration.
+        DatasetError: as :func:`_finished`.
+    """
+    fingerprints: dict[tuple, str] = {}
+    return [c.name for c in cells if _finished(c, fingerprints)]
 
 
 def _check_worker(config: dict, out_root: str, token: str) -> str:
@@ -240,8 +301,10 @@ def run_cells(client: Any, cells: Sequence[Cell], out: str, *, progress: bool = 
         A :class:`SweepResult`.
 
     Raises:
-        CheckpointError: a cell's checkpoint is damaged or of a different configuration (before
-            anything runs).
+        CheckpointError: a cell's checkpoint is damaged or of a different configuration or data
+            set (before anything runs).
+        DatasetError: the client cannot read a data set that a cell's checkpoint was trained on
+            (to compare their fingerprints).
         RuntimeError: a worker cannot see the data or the output directory, or a cell failed
             (the message names it); the other cells are cancelled and keep their checkpoints.
     """
@@ -250,7 +313,7 @@ def run_cells(client: Any, cells: Sequence[Cell], out: str, *, progress: bool = 
     outs = [c.config["out"] for c in cells]
     if len(set(map(os.path.normpath, outs))) != len(outs):
         raise ValueError("two cells share an output directory")
-    skipped = [c.name for c in cells if _finished(c)]
+    skipped = _finished_cells(cells)
     todo = [c for c in cells if c.name not in skipped]
     for name in skipped:
         log(f"{prog}: {name} is finished; skipped")

@@ -123,7 +123,7 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0) -> Any:
 
 # ------------------------------------------------------------------------------------------- pieces
 
-def _load_data(config: dict) -> Dataset:
+def load_data(config: dict) -> Dataset:
     ds = load_dataset(config["dataset"], config.get("data"))
     return ds.limit(config.get("limit_train"), config.get("limit_test"))
 
@@ -381,7 +381,7 @@ def _check_batch_size(config: dict, ds: Dataset) -> None:
                        "train on; lower --batch-size or use more images")
 
 
-def _check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
+def check_fingerprint(saved: dict, expected: dict, path: str) -> dict:
     """``expected`` minus the data fingerprint when ``saved`` predates fingerprints (with a warning)."""
     if "data_fingerprint" in saved:
         return expected
@@ -517,7 +517,7 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
     if config["warmup_epochs"] and config["schedule"] != "cosine":
         raise RunError(f"--warmup-epochs {config['warmup_epochs']} needs --schedule cosine: the {config['schedule']} "
                        "schedule has no warm-up")
-    ds = _load_data(config)  # data errors before anything is written
+    ds = load_data(config)  # data errors before anything is written
     _check_batch_size(config, ds)
     _prepare_run_dir(out)
     ckpt_path = os.path.join(out, "checkpoint.npz")
@@ -543,7 +543,7 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
                                   f"{saved_config['backend']}; checkpoints do not move between backends: resume "
                                   f"with --backend {written_by} or start a new --out directory")
         check_compatible({**ckpt["config"], "backend": written_by},
-                         _check_fingerprint(ckpt["config"], saved_config, ckpt_path), ckpt_path)
+                         check_fingerprint(ckpt["config"], saved_config, ckpt_path), ckpt_path)
         _check_checkpoint_state(ckpt, ckpt_path, config, len(loader), be.state(parts))
         try:
             be.load_state(parts, ckpt["state"])
@@ -581,6 +581,10 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
         save_checkpoint(ckpt_path, {"config": saved_config, "state": state, "epoch": epoch,
                                     "batch": batch, "step": step, "history": history, "sums": sums})
         # Only now may an earlier run's config and metrics go: this run has a checkpoint of its own.
+        write_run_files()
+
+    def write_run_files() -> None:
+        """config.json and metrics.jsonl from the configuration and the history (each atomic)."""
         _write_json_atomic(os.path.join(out, "config.json"),
                            json.dumps(config | {"data_fingerprint": saved_config["data_fingerprint"]},
                                       indent=1, sort_keys=True))
@@ -594,6 +598,10 @@ def train(config: dict, *, resume: bool = False, overwrite: bool = False, progre
         print(f"fp8emu: checkpoint written to {ckpt_path}; continue with --resume", flush=True)
         return result
 
+    if resuming:
+        # a run killed between its checkpoint and these files (or a sweep worker lost there) left
+        # them an epoch short; at the last epoch the loop below writes nothing, so write them now
+        write_run_files()
     stats_every = int(config.get("stats_every") or 0)
     first_step = True  # of this call: it compiles the kernels it is the first to use (or loads them from the cache)
     with _DeferredInterrupt() as interrupt:

@@ -463,3 +463,106 @@ def test_any_wide_format_any_bits_equal_cpu(fmt, dtype, data, mode, saturate, sr
     xs = data.draw(st.lists(float_bits(dtype), min_size=1, max_size=30))
     x = np.concatenate([np.array(xs, dtype=dtype), _wide_inputs(fmt, dtype, np.random.default_rng(seed % 1000), 10)])
     _gpu_equals_cpu(x, fmt, mode, saturate, sr_bits, seed, stream)
+
+
+# ------------------------------------------------------------------------------- out= (review fixes)
+
+def _fresh_gpu_equals_cpu(got, want):
+    assert np.array_equal(_bits(got), _bits(want)), int(np.sum(_bits(got) != _bits(want)))
+
+
+@pytest.mark.parametrize("shift", [1, -1, 3])
+def test_quantize_into_out_overlapping_x_gives_the_cpus_bits(shift):
+    """``out`` over the same buffer as ``x`` shifted by some elements: a thread would overwrite
+    input another has yet to read (the kernel raced and returned wrong bits); now the result goes
+    through a temporary, as the CPU's does."""
+    n = 40
+    buf = (np.random.default_rng(0).standard_normal(n + abs(shift)) * 10).astype(np.float32)
+    at_x, at_out = (0, shift) if shift > 0 else (-shift, 0)
+    want = fp8emu.quantize(buf[at_x:at_x + n], e4m3fn)
+    host = buf.copy()
+    fp8emu.quantize(host[at_x:at_x + n], e4m3fn, out=host[at_out:at_out + n])      # the CPU's handling
+    _fresh_gpu_equals_cpu(host[at_out:at_out + n], want)
+    d = cuda.to_device(buf)
+    out = d[at_out:at_out + n]
+    assert fc.quantize(d[at_x:at_x + n], e4m3fn, out=out) is out
+    _fresh_gpu_equals_cpu(d.copy_to_host()[at_out:at_out + n], want)
+
+
+def test_encode_into_the_bytes_of_its_own_input_gives_the_cpus_codes():
+    """uint8 codes written over the first bytes of the float32 input (same start, other element
+    size): not the in-place case, so a temporary."""
+    x = (np.random.default_rng(1).standard_normal(40) * 10).astype(np.float32)
+    d = cuda.to_device(x)
+    codes = d.view(np.uint8)[:40]
+    assert fc.encode(d, e4m3fn, out=codes) is codes
+    assert np.array_equal(codes.copy_to_host(), fp8emu.encode(x, e4m3fn))
+
+
+def test_decode_into_memory_holding_its_codes_gives_the_cpus_values():
+    codes = np.random.default_rng(2).integers(0, 0x7F, 40).astype(np.uint8)
+    out = cuda.device_array(40, np.float32)
+    codes_in_out = out.view(np.uint8)[:40]
+    codes_in_out.copy_to_device(codes)
+    assert fc.decode(codes_in_out, e4m3fn, out=out) is out
+    _fresh_gpu_equals_cpu(out.copy_to_host(), fp8emu.decode(codes, e4m3fn))
+
+
+def test_only_partial_overlap_takes_a_temporary():
+    """In place (the identical buffer, same element size) writes directly; disjoint arrays too."""
+    d = cuda.to_device(np.zeros(16, np.float32))
+    other = cuda.to_device(np.zeros(8, np.float32))
+    overlaps = fc._overlaps_other_than_identical
+    assert not overlaps(d, d)
+    assert not overlaps(d[:8], d[8:]) and not overlaps(d[:8], other)
+    assert not overlaps(d.view(np.uint32), d)                        # same bytes, same element size
+    assert overlaps(d[1:9], d[:8]) and overlaps(d[:8], d[4:12])
+    assert overlaps(d.view(np.uint8)[:16], d[:4])                    # same start, other element size
+    assert not overlaps(d[:0], d[:0])
+
+
+def test_out_of_another_kind_is_refused_as_on_the_cpu():
+    """The CPU refuses an ``out`` whose dtype is not the result's (an int32 ``out`` for float32
+    values would receive float bit patterns); the GPU now does too, in the CPU's words."""
+    x = np.linspace(-3, 3, 9, dtype=np.float32)
+    xd = cuda.to_device(x)
+    codes = np.arange(9, dtype=np.uint8)
+    cases = [(fp8emu.quantize, fc.quantize, x, xd, np.int32, "float32"),
+             (fp8emu.quantize, fc.quantize, x, xd, np.uint32, "float32"),
+             (fp8emu.encode, fc.encode, x, xd, np.int8, "uint8"),
+             (fp8emu.decode, fc.decode, codes, cuda.to_device(codes), np.int32, "float32")]
+    for cpu, gpu, host, dev, wrong, expected in cases:
+        message = f"out has dtype {np.dtype(wrong)}; expected {expected}"
+        with pytest.raises(TypeError, match=message):
+            cpu(host, e4m3fn, out=np.empty(9, wrong))
+        with pytest.raises(TypeError, match=message):
+            gpu(dev, e4m3fn, out=cuda.device_array(9, wrong))
+
+
+def test_bfloat16_bits_may_come_as_int16_or_uint16():
+    """The PyTorch bridge passes bfloat16 tensors as their int16 bits: that ``out`` stays accepted
+    (and gives the CPU's bits); other dtypes for bfloat16 bits are refused."""
+    x = np.linspace(-3, 3, 9, dtype=np.float32).astype(BF16)
+    codes = fp8emu.encode(x, e4m3fn)
+    want_values = fp8emu.decode(codes, e4m3fn, dtype=BF16).view(np.uint16)
+    want_rounded = fp8emu.quantize(x, e4m3fn).view(np.uint16)
+    for bits in (np.int16, np.uint16):
+        out = cuda.device_array(9, bits)
+        fc.decode(cuda.to_device(codes), e4m3fn, dtype="bfloat16", out=out)
+        assert np.array_equal(out.copy_to_host().view(np.uint16), want_values)
+        for x_bits in (np.int16, np.uint16):
+            out = cuda.device_array(9, bits)
+            fc.quantize(cuda.to_device(x.view(x_bits)), e4m3fn, x_dtype="bfloat16", out=out)
+            assert np.array_equal(out.copy_to_host().view(np.uint16), want_rounded)
+    with pytest.raises(TypeError, match=r"out has dtype float16; expected uint16 or int16 \(the bits of bfloat16\)"):
+        fc.decode(cuda.to_device(codes), e4m3fn, dtype="bfloat16", out=cuda.device_array(9, np.float16))
+    with pytest.raises(TypeError, match="out has dtype uint32; expected uint16 or int16"):
+        fc.quantize(cuda.to_device(x.view(np.uint16)), e4m3fn, x_dtype="bfloat16", out=cuda.device_array(9, np.uint32))
+
+
+@pytest.mark.parametrize("name", ["encode", "quantize", "decode"])
+def test_host_out_names_the_function_called(name):
+    x = cuda.to_device(np.ones(4, np.uint8 if name == "decode" else np.float32))
+    host_out = np.empty(4, np.uint8 if name == "encode" else np.float32)
+    with pytest.raises(TypeError, match=rf"out is a host array; use fp8emu\.{name} for host arrays"):
+        getattr(fc, name)(x, e4m3fn, out=host_out)

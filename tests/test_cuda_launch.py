@@ -152,6 +152,7 @@ from fp8emu.quantize import INPUT_LAYOUTS
 class FakeDeviceArray:
     def __init__(self, n, dtype, ptr):
         self.shape, self.dtype, self.ndim = (n,), np.dtype(dtype), 1
+        self.size, self.nbytes = n, n * self.dtype.itemsize      # what the out= overlap test reads
         self.__cuda_array_interface__ = {"data": (ptr, False), "shape": (n,), "typestr": self.dtype.str,
                                          "strides": None, "version": 3}
 
@@ -168,7 +169,7 @@ fc._cuda_launch.Plan.launch = lambda self, *a: True
 # _round on stand-in arrays binds the plan of its arguments (the launch itself is Numba's, not run here)
 fc._launch = lambda kernel, n, cuda_stream, *args: None
 fc._device_array = lambda x, argname, fn: x
-fc._check_out = lambda out, shape, dtype, argname="out": out
+fc._check_out = lambda out, shape, dtype, fn, **kw: out
 
 base = dict(fmt=e5m2, name="float32", values=True, rounding="stochastic", saturate=False, sr_bits=None, device=0)
 other = {"fmt": get_format("e4m3fn"), "name": "float16", "values": False, "rounding": "nearest_even",

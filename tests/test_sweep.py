@@ -248,3 +248,165 @@ def test_limit_threads_caps_blas_without_threadpoolctl(monkeypatch):
         blas_threads(before)
         numba.set_num_threads(numba_before)
     assert blas_threads() == before
+
+
+# ------------------------------------------------------------------ finished means all run files, same data
+
+def _tiny_config(data, out):
+    return {**base_config(data), "width": 4, "limit_train": 64, "limit_test": 16, "batch_size": 32,
+            "eval_batch_size": 16, "augment": False, "stats_every": 0, "out": str(out)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data):
+    """One cell trained to its end (2 epochs), to be copied into each test's own directory."""
+    out = tmp_path_factory.mktemp("finished") / "fp32" / "seed0"
+    train_mod.train(_tiny_config(data, out), progress=False)
+    return out
+
+
+def _copy_cell(finished_run, out, config):
+    import shutil
+    from fp8emu.sweep import Cell
+    shutil.copytree(finished_run, out)
+    return Cell("fp32 seed 0", {**config, "out": str(out)})
+
+
+def _metrics_epochs(out):
+    import json
+    with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line)["epoch"] for line in f if line.strip()]
+
+
+def _drop_last_metrics_line(out):
+    path = os.path.join(out, "metrics.jsonl")
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines[:-1])
+
+
+def _config_of_another_run(out):
+    import json
+    path = os.path.join(out, "config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({**config, "lr": config["lr"] * 2}, f)
+
+
+def _add_an_epoch(out):
+    with open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") as f:
+        f.write('{"epoch": 3}\n')
+
+
+_DAMAGE = {
+    # a worker lost between the final checkpoint and its metrics.jsonl rewrite (train writes the
+    # checkpoint, then config.json, then metrics.jsonl)
+    "metrics.jsonl an epoch short": _drop_last_metrics_line,
+    "no metrics.jsonl": lambda out: os.remove(os.path.join(out, "metrics.jsonl")),
+    # ... lost before config.json (a first run, or an --overwrite of another run's directory)
+    "no config.json": lambda out: os.remove(os.path.join(out, "config.json")),
+    "config.json of another run": _config_of_another_run,
+    "metrics.jsonl with an epoch the checkpoint lacks": _add_an_epoch,
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGE))
+def test_cell_with_incomplete_run_files_is_not_finished(tmp_path, data, finished_run, damage):
+    """The report reads config.json and metrics.jsonl: a cell whose final checkpoint lacks them
+    is not finished (it was skipped, and the report showed a stale last epoch or failed)."""
+    from fp8emu.sweep import _finished
+    cell = _copy_cell(finished_run, tmp_path / "fp32" / "seed0", _tiny_config(data, "unused"))
+    assert _finished(cell)
+    _DAMAGE[damage](cell.config["out"])
+    assert not _finished(cell)
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    """Another data set of the same name and sizes (other images and labels)."""
+    root = tmp_path_factory.mktemp("other-fmnist")
+    write_mnist_like(root, n_train=256, n_test=32, size=8, seed=1)
+    return root
+
+
+def test_checkpoint_of_other_data_stops_the_sweep_before_anything_runs(tmp_path, data, other_data, finished_run):
+    """The same sweep with --data pointing at other files: a finished cell was skipped (and
+    reported as if trained on these), an unfinished one failed only on its worker; both are
+    refused up front now, with train --resume's message."""
+    from fp8emu.checkpoint import CheckpointError
+    from fp8emu.sweep import Cell, run_cells
+    finished = _copy_cell(finished_run, tmp_path / "fp32" / "seed0", _tiny_config(other_data, "unused"))
+    with pytest.raises(CheckpointError, match=r"belongs to a different run \(data_fingerprint: checkpoint has"):
+        run_cells(None, [finished], str(tmp_path), progress=False, log=lambda _: None)
+    half = tmp_path / "half"
+    with pytest.raises(_Stop):
+        train_mod.train(_tiny_config(data, half), progress=False, on_epoch=_stop_after_first)
+    with pytest.raises(CheckpointError, match="data_fingerprint"):
+        run_cells(None, [Cell("half", _tiny_config(other_data, half))], str(tmp_path), progress=False,
+                  log=lambda _: None)
+    with pytest.raises(CheckpointError, match="data_fingerprint"):       # what train says of it
+        train_mod.train(_tiny_config(other_data, half), resume=True, progress=False)
+
+
+def test_data_fingerprint_is_computed_once_per_data_and_limits(tmp_path, data, finished_run, monkeypatch):
+    from fp8emu.sweep import Cell, _data_fingerprint, _finished_cells
+    loads = []
+    real = train_mod.load_data
+    monkeypatch.setattr(train_mod, "load_data", lambda config: loads.append(config["out"]) or real(config))
+    config = _tiny_config(data, "unused")
+    cells = [_copy_cell(finished_run, tmp_path / f"copy{i}", config) for i in range(3)]
+    cells.append(Cell("not started", {**config, "out": str(tmp_path / "fresh")}))   # no checkpoint: no load
+    assert _finished_cells(cells) == [c.name for c in cells[:3]]
+    assert len(loads) == 1
+    known = {}
+    for limit in (64, 32, 64):
+        _data_fingerprint({**config, "limit_train": limit}, known)
+    assert len(loads) == 3 and len(known) == 2
+
+
+def test_checkpoint_before_fingerprints_is_finished_with_trains_warning(tmp_path, data, finished_run, capsys):
+    """A checkpoint written before fingerprints were recorded: as train --resume, a warning and no check."""
+    from fp8emu.checkpoint import save_checkpoint
+    from fp8emu.sweep import _finished
+    cell = _copy_cell(finished_run, tmp_path / "old", _tiny_config(data, "unused"))
+    path = os.path.join(cell.config["out"], "checkpoint.npz")
+    ckpt = train_mod.load_checkpoint(path)
+    del ckpt["config"]["data_fingerprint"]
+    save_checkpoint(path, ckpt)
+    assert _finished(cell)
+    assert "written before checkpoints recorded a fingerprint of the data" in capsys.readouterr().err
+
+
+def test_cli_sweep_without_a_cells_metrics_says_what_to_do(tmp_path, data, capsys, monkeypatch):
+    """The report of a cell without metrics.jsonl was a FileNotFoundError traceback."""
+    import fp8emu.cli as cli_mod
+    monkeypatch.setattr(cli_mod, "_run_on_dask", lambda *a, **kw: 0)    # the cells' runs ended without metrics
+    status = cli_mod.main(["sweep", "--recipes", "fp32", "--data", str(data), "--no-progress", "--out",
+                           str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"fp8emu sweep: error: cannot write the report: no metrics.jsonl in {tmp_path / 'fp32' / 'seed0'}; " \
+           "run the same command again" in err
+    assert "Traceback" not in err
+
+
+def test_sweep_completes_a_cell_lost_before_its_run_files(tmp_path, data, finished_run, client):
+    """Cells whose final checkpoint is written but whose worker died before metrics.jsonl (an
+    epoch short) or config.json (missing): the sweep runs them again, resuming the final
+    checkpoint, which writes both from it."""
+    from fp8emu.sweep import _finished
+    config = _tiny_config(data, "unused")
+    short = _copy_cell(finished_run, tmp_path / "short", config)
+    _drop_last_metrics_line(short.config["out"])
+    unconfigured = _copy_cell(finished_run, tmp_path / "unconfigured", config)
+    unconfigured = type(unconfigured)("fp32 seed 0 (no config.json)", unconfigured.config)
+    os.remove(os.path.join(unconfigured.config["out"], "config.json"))
+    result = run_cells(client, [short, unconfigured], str(tmp_path), progress=False, log=lambda _: None)
+    assert result.skipped == []
+    assert result.started_at == {short.name: 2, unconfigured.name: 2}          # resumed at the end: no training
+    for cell in (short, unconfigured):
+        assert _metrics_epochs(cell.config["out"]) == [1, 2]
+        assert os.path.exists(os.path.join(cell.config["out"], "config.json"))
+        assert _finished(cell)

@@ -172,3 +172,54 @@ def test_registry_lookup_and_errors():
         register_array_ops("torch.Tensor", mine)
     with pytest.raises(TypeError, match="ArrayOps"):
         register_array_ops(Arr, object())
+
+
+@pytest.fixture
+def pointer_launches(simulated_gpu, monkeypatch):
+    """The fast path of ``_cuda._round`` taken (as on a GPU once a plan is bound), with a pointer
+    launch that records its ``(src, dst, n)`` and declines, so the simulator computes the result."""
+    import types
+    launches = []
+
+    def launch(src_ptr, dst_ptr, n, name, fmt, values, stream_handle, device, **kw):
+        launches.append((src_ptr, dst_ptr, n * torch.empty(0, dtype=_DTYPES[name]).element_size()))
+        return False
+
+    monkeypatch.setattr(fc, "_plans_enabled", lambda: True)
+    monkeypatch.setattr(fc, "_round_ptr", launch)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: None)          # a CPU tensor's device index
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=0))
+    return launches
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@pytest.mark.parametrize("at_x, at_out", [(0, 1), (1, 0), (0, 3)])
+def test_quantize_into_out_overlapping_x(pointer_launches, at_x, at_out):
+    """``out`` over ``x``'s buffer shifted by some elements: the kernel (pointer launch or Numba's)
+    must never write memory it has yet to read, so the result goes through a temporary; the
+    identical tensor stays in place."""
+    n = 40
+    buf = torch.randn(n + 3, generator=torch.Generator().manual_seed(0)) * 10
+    x, out = buf[at_x:at_x + n], buf[at_out:at_out + n]
+    want = torch.from_numpy(fp8emu.quantize(x.numpy().copy(), e5m2))
+    assert _cuda.quantize_into(x, e5m2, out) is out
+    assert torch.equal(out, want)
+    assert pointer_launches
+    for src, dst, nbytes in pointer_launches:
+        assert dst >= src + nbytes or src >= dst + nbytes, "the kernel was given an out overlapping its input"
+    pointer_launches.clear()
+    y = buf.clone()
+    assert _cuda.quantize_into(y, e5m2, y) is y
+    assert [(s == d) for s, d, _ in pointer_launches] == [True]                      # in place: no temporary
+
+
+def test_quantize_into_refuses_out_of_another_shape_or_dtype(simulated_gpu):
+    """A strided ``out`` receives the result by ``copy_``, which would broadcast another shape or
+    convert another dtype; refused as the CPU branch refuses them."""
+    x = torch.randn(3)
+    with pytest.raises(ValueError, match=r"out has shape \(2, 3\); expected \(3,\)"):
+        _cuda.quantize_into(x, e5m2, torch.empty(3, 2).t())
+    with pytest.raises(TypeError, match="out has dtype torch.float64; expected torch.float32"):
+        _cuda.quantize_into(x, e5m2, torch.empty(3, 2, dtype=torch.float64)[:, 0])

@@ -101,6 +101,23 @@ def _decode_cuda(codes, fmt, dtype):
     return out
 
 
+def _overlaps_other_than_identical(out: torch.Tensor, src: torch.Tensor) -> bool:
+    """Whether the contiguous tensors ``out`` and ``src`` (of the same shape) share memory other
+    than as the identical buffer with the same element size.  A kernel thread reads ``src[i]`` and
+    then writes ``out[i]``, so only the identical buffer is safe in place: with any other overlap
+    (``out = buf[1:]``, ``src = buf[:-1]``) a thread overwrites elements that another has yet to
+    read.  Both fast (pointer) and Numba launches write ``out`` directly, so this is decided here,
+    from the tensors' address ranges (``fp8emu.cuda`` makes the same test on its own arguments)."""
+    if out.numel() == 0 or src.numel() == 0:
+        return False
+    out_first, src_first = out.data_ptr(), src.data_ptr()
+    out_end = out_first + out.numel() * out.element_size()
+    src_end = src_first + src.numel() * src.element_size()
+    if out_first >= src_end or src_first >= out_end:
+        return False
+    return not (out_first == src_first and out.element_size() == src.element_size())
+
+
 def quantize_into(x: torch.Tensor, fmt: Format, out: torch.Tensor | None = None, **kw) -> torch.Tensor:
     """:func:`fp8emu.quantize` of a CUDA tensor on the GPU, into ``out`` (may be ``x``) or a new tensor.
 
@@ -117,9 +134,18 @@ def quantize_into(x: torch.Tensor, fmt: Format, out: torch.Tensor | None = None,
     Returns:
         ``out``, or the new tensor.
     """
+    if out is not None:
+        # checked here, not only by fp8emu.cuda: a strided or overlapping out gets the result by
+        # out.copy_, which would broadcast another shape and convert another dtype silently
+        if out.shape != x.shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}; expected {tuple(x.shape)}")
+        if out.dtype != x.dtype:
+            raise TypeError(f"out has dtype {out.dtype}; expected {x.dtype}")
     src = x.contiguous()
-    dst = out if out is not None and out.is_contiguous() else torch.empty_like(src,
-                                                                                memory_format=torch.contiguous_format)
+    if out is not None and out.is_contiguous() and not _overlaps_other_than_identical(out, src):
+        dst = out
+    else:   # the kernel writes contiguous memory that no other thread still has to read
+        dst = torch.empty_like(src, memory_format=torch.contiguous_format)
     _round(src, dst, fmt, True, **kw)
     if out is not None and dst is not out:
         return out.copy_(dst)
