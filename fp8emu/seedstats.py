@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .report import STAT_CLASSES, STAT_KINDS, Run, stat_value
+from .report import RECORD_KEYS, STAT_CLASSES, STAT_KINDS, Run, stat_value
 
 __all__ = ["RunGroup", "Welch", "group_runs", "mean_sd", "welch_t_test", "seed_sections", "plot_seed_stats"]
 
@@ -109,6 +109,40 @@ def _key(run: Run) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in run.config.items() if k not in NOT_GROUPING))
 
 
+def _record_line(run: Run, index: int) -> str:
+    """``metrics.jsonl:<line>`` of the run's ``index``-th epoch record, for messages.
+
+    :func:`fp8emu.report.load_run` keeps every non-blank line as a record (only a torn last
+    line is dropped), so record ``index`` is the ``index``-th non-blank line.
+    """
+    metrics = os.path.join(run.path, "metrics.jsonl")
+    try:
+        with open(metrics) as f:
+            numbers = [i + 1 for i, line in enumerate(f.read().split("\n")) if line.strip()]
+        return f"{metrics}:{numbers[index]}"
+    except (OSError, IndexError):  # a Run built in memory, or a file changed since
+        return f"{metrics} (epoch record {index + 1})"
+
+
+def _check_finite(runs: Sequence[Run]) -> None:
+    """Refuse epoch records whose numbers are not finite (JSON's ``NaN``/``Infinity`` tokens).
+
+    fp8emu train writes ``null`` for a non-finite number and stops a diverged run, so such a
+    token means a file from elsewhere or an edited one; means, deviations and t-tests of it
+    would be NaN or fail deep in :mod:`statistics`.
+
+    Raises:
+        ValueError: the first such record, named by file and line.
+    """
+    for run in runs:
+        for index, record in enumerate(run.epochs):
+            bad = [k for k in RECORD_KEYS if isinstance(record.get(k), float) and not math.isfinite(record[k])]
+            if bad:
+                raise ValueError(f"{_record_line(run, index)} is not an epoch record of fp8emu train: "
+                                 + ", ".join(f"{k} is {json.dumps(record[k])}" for k in bad)
+                                 + " (the metrics must be finite numbers)")
+
+
 def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
     """Group ``runs`` by their configuration without the seed, in order of first appearance.
 
@@ -119,8 +153,10 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
 
     Raises:
         ValueError: two runs have the same configuration and the same seed (the same run twice
-            would count as two seeds).
+            would count as two seeds), or an epoch record holds a number that is not finite
+            (``NaN``/``Infinity`` in ``metrics.jsonl``; the message names the file and line).
     """
+    _check_finite(runs)
     groups: dict[tuple, RunGroup] = {}
     for run in runs:
         group = groups.setdefault(_key(run), RunGroup(_key(run), []))

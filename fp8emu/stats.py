@@ -44,8 +44,9 @@ from .formats import get_format
 
 __all__ = ["QuantStats", "error_stats", "STAT_FIELDS"]
 
-#: The raw sums behind every statistic.
-STAT_FIELDS = ("elements", "nonzero", "flushed", "overflow", "saturated", "signal", "noise")
+#: The raw sums behind every statistic (``finite``: the finite inputs, the denominator of
+#: ``overflow`` and ``saturated``; ``nonzero``: the nonzero finite ones, that of ``flushed``).
+STAT_FIELDS = ("elements", "finite", "nonzero", "flushed", "overflow", "saturated", "signal", "noise")
 
 
 def _sums(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format, scale: float | np.ndarray = 1.0) -> dict[str, float]:
@@ -68,7 +69,7 @@ def _sums(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format, scale: float | np.nda
     with np.errstate(invalid="ignore", over="ignore"):  # NaN block scales compare False: not saturated
         clamped = both & (np.abs(x64) > top) & (np.abs(q64) == top_q)
     diff = np.where(both, x64 - q64, 0.0)
-    return {"elements": x64.size, "nonzero": int(np.count_nonzero(nonzero)),
+    return {"elements": x64.size, "finite": int(np.count_nonzero(fin_x)), "nonzero": int(np.count_nonzero(nonzero)),
             "flushed": int(np.count_nonzero(nonzero & (q64 == 0))),
             "overflow": int(np.count_nonzero(fin_x & ~fin_q)),
             "saturated": int(np.count_nonzero(clamped)),
@@ -76,16 +77,17 @@ def _sums(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format, scale: float | np.nda
 
 
 def _finish(s: dict[str, float]) -> dict[str, float]:
-    """Fractions and SNR from :data:`STAT_FIELDS` sums."""
-    n = max(s["elements"], 1)
+    """Fractions and SNR from :data:`STAT_FIELDS` sums (each fraction of the inputs it is about:
+    ``overflow`` and ``saturated`` of the finite inputs, ``flushed`` of the nonzero finite ones)."""
+    finite = max(s["finite"], 1)
     if s["noise"] == 0:
         snr, rel = math.inf, 0.0
     elif s["signal"] > 0:
         snr, rel = 10 * math.log10(s["signal"] / s["noise"]), math.sqrt(s["noise"] / s["signal"])
     else:
         snr, rel = -math.inf, math.inf
-    return {"flushed": s["flushed"] / max(s["nonzero"], 1), "overflow": s["overflow"] / n,
-            "saturated": s["saturated"] / n, "snr_db": snr, "rel_error": rel}
+    return {"flushed": s["flushed"] / max(s["nonzero"], 1), "overflow": s["overflow"] / finite,
+            "saturated": s["saturated"] / finite, "snr_db": snr, "rel_error": rel}
 
 
 def error_stats(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format | str,
@@ -100,15 +102,17 @@ def error_stats(x: npt.ArrayLike, q: npt.ArrayLike, fmt: Format | str,
             a number, or an array broadcasting to ``x`` (per-channel or per-block scales).
 
     Returns:
-        ``{"flushed", "overflow", "saturated", "snr_db", "rel_error", "elements"}`` as
-        described in the module docstring (fractions in [0, 1]; ``snr_db`` is ``inf`` and
-        ``rel_error`` 0 when ``q`` equals ``x`` wherever both are finite).
+        ``{"flushed", "overflow", "saturated", "snr_db", "rel_error", "elements", "finite"}`` as
+        described in the module docstring (fractions in [0, 1]: ``overflow`` and ``saturated``
+        of the ``finite`` inputs, ``flushed`` of the nonzero finite ones, each 0 when there are
+        none; ``snr_db`` is ``inf`` and ``rel_error`` 0 when ``q`` equals ``x`` wherever both
+        are finite; ``elements`` and ``finite`` are counts).
 
     Raises:
         ValueError: ``x`` and ``q`` differ in shape, or an unknown format name.
     """
     s = _sums(x, q, get_format(fmt), np.asarray(scale, dtype=np.float64))
-    return {**_finish(s), "elements": int(s["elements"])}
+    return {**_finish(s), "elements": int(s["elements"]), "finite": int(s["finite"])}
 
 
 class QuantStats:
@@ -175,10 +179,16 @@ class QuantStats:
         Args:
             state: ``{layer: {class: {field: sum}}}`` as :meth:`state_dict` returns.
 
+        Sums saved before ``finite`` was counted (no such key) take every element as finite:
+        the denominator they were reported with, exact unless an input was Inf or NaN.
+
         Raises:
-            KeyError: a class entry lacks one of :data:`STAT_FIELDS`.
+            KeyError: a class entry lacks one of :data:`STAT_FIELDS` (``finite`` excepted).
         """
-        self.sums = {(layer, tclass): {k: s[k] for k in STAT_FIELDS}
+        def fields(s: dict[str, float]) -> dict[str, float]:
+            saved = {"finite": s["elements"], **s}  # a saved ``finite`` wins over the fallback
+            return {k: saved[k] for k in STAT_FIELDS}
+        self.sums = {(layer, tclass): fields(s)
                      for layer, per_class in state.items() for tclass, s in per_class.items()}
 
     def summary(self) -> dict[str, dict[str, dict[str, float | None]]]:

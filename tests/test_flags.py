@@ -226,20 +226,62 @@ def test_encode_with_flags_deterministic_matches_encode():
     assert np.array_equal(flags, exception_flags(x, e4m3fn, rounding="up"))
 
 
-@pytest.mark.parametrize("fmt", [e5m2, e4m3fn, e2m1fn], ids=lambda f: f.name)
+E8M3_NONE = Format(8, 3, bias=128, specials="none")  # no Inf/NaN and no room for a 9th exponent bit
+E7M3_NONE = Format(7, 3, bias=1, specials="none")    # a 9th exponent bit would leave float32's range
+E0M3_NONE = Format(0, 3, specials="none")            # every value subnormal: spacing 2^(emin - 3) at max
+SR_OVERFLOW_FORMATS = [e5m2, e4m3fn, e2m1fn, e4m3fnuz, e8m0fnu, get_format("float16"), get_format("bfloat16"),
+                       get_format("e8m13"), get_format("float32"), E8M3_NONE, E7M3_NONE, E0M3_NONE]
+
+
+@pytest.mark.parametrize("fmt", SR_OVERFLOW_FORMATS, ids=lambda f: f.name)
 def test_stochastic_overflow_follows_the_draw(fmt):
     # inputs between max and max + ulp overflow only when the draw rounds up
-    ulp = 2.0 ** (fmt.emax - fmt.man_bits)
+    ulp = 2.0 ** (max(fmt.emax, fmt.emin) - fmt.man_bits)
     x = np.linspace(fmt.max, fmt.max + ulp, 4001)[1:-1].astype(np.float64)
+    by_saturation = []
     for sat in (False, True):
-        codes, flags = encode_with_flags(x, fmt, rounding="stochastic", seed=7, saturate=sat)
+        codes, flags = encode_with_flags(x, fmt, rounding="stochastic", seed=7, stream=3, saturate=sat)
         over = (flags & OVERFLOW) != 0
+        by_saturation.append(over)
         assert 0.2 < over.mean() < 0.8
         if fmt.has_inf or fmt.has_nan:
-            unsat = encode(x, fmt, rounding="stochastic", seed=7)
+            unsat = encode(x, fmt, rounding="stochastic", seed=7, stream=3)
             assert np.array_equal(over, ~np.isfinite(decode(unsat, fmt))), "overflow flag != non-finite result"
-        else:  # always saturating: compare with the draw in exact arithmetic over many seeds
+        if sat or not (fmt.has_inf or fmt.has_nan):
             assert np.all(decode(codes, fmt) == fmt.max)
+    assert np.array_equal(*by_saturation), "the flags do not depend on saturate"
     # the draw probability: P(up) = (x - max) / ulp on average
     assert abs(over.mean() - 0.5) < 0.05
     assert np.all(flags & INEXACT)
+
+
+def test_stochastic_overflow_from_narrow_sources():
+    """float32 inputs past bfloat16's max (below 2^128): the same flags as from float64."""
+    bf16 = get_format("bfloat16")
+    x32 = np.arange(np.float32(bf16.max).view(np.uint32) + 1, np.float32(np.finfo(np.float32).max).view(np.uint32) + 1,
+                    dtype=np.uint32).view(np.float32)
+    codes32, flags32 = encode_with_flags(x32, bf16, rounding="stochastic", seed=2)
+    codes64, flags64 = encode_with_flags(x32.astype(np.float64), bf16, rounding="stochastic", seed=2)
+    assert np.array_equal(codes32, codes64) and np.array_equal(flags32, flags64)
+    over = (flags32 & OVERFLOW) != 0
+    assert over.any() and not over.all()
+    assert np.array_equal(over, ~np.isfinite(decode(codes32, bf16)))
+
+
+@pytest.mark.parametrize("fmt", [e2m1fn, get_format("e3m2fn"), E8M3_NONE, E7M3_NONE, E0M3_NONE,
+                                 Format(1, 2, specials="none")], ids=lambda f: f.name)
+def test_unsaturated_twin_draws_as_the_format_does(fmt):
+    """Formats without Inf/NaN always saturate, so the draw past max is read from a twin format:
+    it must hold the same top binade and round every value below max as the format does."""
+    from fp8emu.verify.flags import _unsaturated_twin
+    twin = _unsaturated_twin(fmt)
+    assert twin.has_inf or twin.has_nan or twin.emax > fmt.emax
+    ulp = 2.0 ** (max(fmt.emax, fmt.emin) - fmt.man_bits)
+    x = np.linspace(2.0 ** fmt.emax, fmt.max + ulp, 5001)[:-1]
+    x = np.concatenate([x, -x]) if fmt.signed else x
+    below = np.abs(x) <= fmt.max
+    for seed in (1, 2):
+        mine = decode(encode(x, fmt, rounding="stochastic", seed=seed), fmt, dtype=np.float64)
+        theirs = decode(encode(x, twin, rounding="stochastic", seed=seed), twin, dtype=np.float64)
+        assert np.array_equal(mine[below], theirs[below])
+        assert 0.2 < np.mean(~(np.abs(theirs[~below]) <= fmt.max)) < 0.8

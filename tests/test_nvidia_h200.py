@@ -7,6 +7,7 @@ Dev data: ``tests/data/h200_fp8_gemm_dev.*`` (copy of ../shared/data; 90 cases o
 from __future__ import annotations
 
 import gzip
+import itertools
 import subprocess
 import sys
 
@@ -201,6 +202,52 @@ def test_fast_kernel_equals_slow_twin_on_wide_rows(model):
             assert _bits_equal(fast[i, j], slow), (i, j, fast[i, j], slow)
 
 
+ACC_EXCLUDED_MODELS = [
+    NvidiaHopperFP8(include_acc_in_alignment=False, promotion_interval=None, split_k=1),
+    NvidiaHopperFP8(include_acc_in_alignment=False, promotion_interval=None, split_k=1,
+                    term_rounding="nearest_even", sum_rounding="nearest_even"),
+    NvidiaHopperFP8(include_acc_in_alignment=False, promotion_interval=None, split_k=1, kept_frac_bits=6,
+                    sum_rounding="nearest_even", subnormal_exponent="actual"),
+]
+
+
+@pytest.mark.parametrize("model", ACC_EXCLUDED_MODELS, ids=lambda m: repr(m)[15:90])
+@pytest.mark.parametrize("fmt", [e4m3fn, float16], ids=str)
+def test_fast_kernel_equals_slow_twin_with_huge_c_left_out_of_alignment(model, fmt):
+    """With c left out of the alignment, a large c is aligned to the unit of much smaller products.
+
+    Step 1 makes c large (a plain value, or a power of two so that a small negative term moves
+    the sum into the binade below); step 2 adds 32 tiny products of one sign, mixed signs, or
+    signs that cancel.  In product units c passes 2^24 (float32 sums would round), and for
+    float16 operands 2^52 (float64 sums would too).
+    """
+    big = [fmt.max, 256.0, 18.0]
+    tiny = fmt.min_normal
+    rng = np.random.default_rng(11)
+    K = 64
+    for b0, signs, multiples in itertools.product(big, ("minus", "plus", "mixed", "cancel"), ([1], [1, 2, 3])):
+        a = np.zeros((1, K), np.float32)
+        b = np.ones((K, 1), np.float32)
+        a[0, 0] = b[0, 0] = b0
+        sign = {"minus": -np.ones(32), "plus": np.ones(32), "mixed": rng.choice([-1.0, 1.0], 32),
+                "cancel": np.repeat([1.0, -1.0], 16)}[signs]
+        a[0, 32:] = sign * tiny
+        b[32:, 0] = tiny * rng.choice(multiples, 32)  # all equal: a sum far below c's float64 ulp
+        fast = model.matmul_2d(a, b, a_fmt=fmt, b_fmt=fmt)[0, 0]
+        slow = hopper_reference_dot(a[0], b[:, 0], a_fmt=fmt, b_fmt=fmt, model=model, split_k=1)
+        assert _bits_equal(fast, slow), (b0, signs, multiples, fast, slow)
+
+
+def test_huge_c_left_out_of_alignment_by_hand():
+    """c = 448^2 = 200704, then 32 products -2^-12: the exact sum 200703.992... truncates to 200688."""
+    m = NvidiaHopperFP8(include_acc_in_alignment=False, promotion_interval=None, split_k=1)
+    a = np.zeros((1, 64), np.float32)
+    b = np.ones((64, 1), np.float32)
+    a[0, 0] = b[0, 0] = 448.0
+    a[0, 32:], b[32:, 0] = -2.0 ** -6, 2.0 ** -6
+    assert m.matmul_2d(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn)[0, 0] == 200688.0
+
+
 def _split_operand_numpy(x, fmt, sub_rule):
     """Slow twin of nvidia._split_operand by frexp/ldexp on whole arrays: ("ok", x, 2^e(x)),
     ("NaN",) or ("inexact", index of the first inexact element)."""
@@ -280,13 +327,42 @@ def test_split_rule_fallback():
     assert not rule.is_measured(32, 16, 40960)
     assert rule.splits(32, 16, 40960) == 15                 # 319 // 20; table: 12 @32k, 19 @48k
     assert rule.splits(256, 256, 40960) == 3                # clamped by the measured 3 and 3
-    assert rule.splits(1024, 1024, 40960) == 1              # rounded up to 512 x 512, which never splits
+    assert rule.splits(1024, 1024, 40960) == 1              # 1024 x 1024 (measured at 65536 only) never splits
     assert rule.splits(16, 16, 512) == 1
     bare = CublasLtSplitRule()
     assert bare.splits(16, 16, 16384) == 6 and bare.splits(16, 16, 4096) == 1
     for m, n, k, s in rule.table:  # the bare formula is the table for small outputs, K <= 64k
         if m <= 64 and n <= 64 and k <= 65536:
             assert bare.splits(m, n, k) == s, (m, n, k)
+
+
+def test_split_rule_fallback_rounds_up_to_a_measured_output():
+    """Off the table (M, N) is rounded up to the smallest measured (m >= M, n >= N), past the
+    table to the largest measured output; never the bare base rule (which gave 1024 x 2048 x
+    32768 12 splits while 1000 x 1000 got 1: a larger output with more splits)."""
+    rule = CUBLASLT_13_1_H200
+    assert rule.measured_output_for(520, 520) == (640, 640)
+    assert rule.measured_output_for(16, 100) == (16, 128)      # 2,048 outputs, before 48 x 112
+    assert rule.measured_output_for(100, 600) == (640, 640)
+    for M, N in [(1024, 2048), (2048, 1024), (2048, 2048), (16, 4096), (4096, 16)]:
+        assert rule.measured_output_for(M, N) == (1024, 1024), (M, N)
+    for M, N, K in [(1000, 1000, 32768), (1024, 2048, 32768), (2048, 2048, 32768), (2048, 1024, 65536),
+                    (1024, 1024, 131072), (520, 520, 32768)]:
+        assert not rule.is_measured(M, N, K) and rule.splits(M, N, K) == 1, (M, N, K)
+    assert rule.splits(16, 100, 32768) == 12                     # 16 x 128 measured 12 at 32768
+    # every fallback lies within the measured values of the output it rounds up to
+    rng = np.random.default_rng(5)
+    for M, N, K in zip(rng.integers(1, 3000, 300), rng.integers(1, 3000, 300), rng.integers(1, 300_000, 300)):
+        M, N, K = int(M), int(N), int(K)
+        if rule.is_measured(M, N, K):
+            continue
+        row = rule._by_mn[rule.measured_output_for(M, N)]
+        below = [s for k, s in row if k <= K]
+        above = [s for k, s in row if k >= K]
+        lo, hi = (below[-1] if below else 1), (above[0] if above else max(s for _, s in row))
+        assert min(lo, hi) <= rule.splits(M, N, K) <= max(lo, hi), (M, N, K)
+    with pytest.raises(ValueError, match="split table is empty"):
+        CublasLtSplitRule().measured_output_for(16, 16)
 
 
 def test_base_rule_on_the_k_sweep():
@@ -366,6 +442,22 @@ def test_compare_to_recording_reports_mismatch():
     assert rep["mismatches"] == 2 and rep["max_ulp"] == 1 and rep["match"] == 1 - 2 / out.size
     with pytest.raises(ValueError, match="shapes"):
         compare_to_recording(a, bt, out[:3], case["a_fmt"], case["b_fmt"], False)
+
+
+def test_compare_to_recording_max_ulp_across_zero():
+    """max_ulp counts float32 steps: -x and x are 2 * bits(x) apart, -0 and +0 none (a mismatch
+    still); subtracting int32 patterns gave 2^31 for both."""
+    a = np.zeros((1, 32), np.uint8)
+    bt = np.zeros((1, 32), np.uint8)
+    a[0, 0], bt[0, 0] = 0x38, 0x01  # 1.0 * 2^-9 = 0.001953125 (e4m3fn)
+    x = np.float32(0.001953125)
+    rep = compare_to_recording(a, bt, np.array([[-x]], np.float32), "e4m3fn", "e4m3fn")
+    assert rep["mismatches"] == 1 and rep["max_ulp"] == 2 * int(x.view(np.int32))
+    zero_a = np.zeros((1, 32), np.uint8)
+    rep = compare_to_recording(zero_a, bt, np.array([[-0.0]], np.float32), "e4m3fn", "e4m3fn")
+    assert rep["mismatches"] == 1 and rep["max_ulp"] == 0
+    tiny = np.array([[-(2.0 ** -149)]], np.float32)  # one step below -0: one step below +0 too
+    assert compare_to_recording(zero_a, bt, tiny, "e4m3fn", "e4m3fn")["max_ulp"] == 1
 
 
 def test_model_is_thread_count_independent():

@@ -132,3 +132,22 @@ def test_a_group_that_stopped_early_is_compared_at_its_own_last_epoch(tmp_path, 
 def test_report_without_replicates_has_no_seed_section(tmp_path, seed_runs):
     text = open(write_report([seed_runs[0], seed_runs[3]], tmp_path / "out")).read()
     assert "Seed statistics" not in text and "| fp32 | 2 | 90.00% |" in text and "seed=0" in text
+
+
+@pytest.mark.parametrize("token, key", [("NaN", "train_loss"), ("Infinity", "test_acc"), ("-Infinity", "test_loss")])
+def test_non_finite_metric_is_refused_with_file_and_line(tmp_path, seed_runs, token, key):
+    """``json.loads`` reads the tokens NaN/Infinity as floats, so they passed the record check
+    and crashed deep in the statistics (AttributeError from statistics.stdev)."""
+    metrics = os.path.join(seed_runs[4], "metrics.jsonl")
+    with open(metrics) as f:
+        first, second = f.read().splitlines()
+    with open(metrics, "w") as f:  # a blank line first: the message counts file lines, not records
+        f.write(first + "\n\n" + json.dumps({**json.loads(second), key: 0.5}).replace("0.5", token, 1) + "\n")
+    assert token in open(metrics).read().splitlines()[2]
+    with pytest.raises(ValueError, match=rf"{metrics}:3 is not an epoch record of fp8emu train: "
+                                         rf"{key} is {token} \(the metrics must be finite numbers\)"):
+        write_report(seed_runs, tmp_path / "report")
+    with pytest.raises(ValueError, match=rf"{metrics}:3 "):
+        group_runs([load_run(d) for d in seed_runs])
+    with pytest.raises(ValueError, match=rf"{metrics}:3 "):  # one run alone: no seed statistics, same check
+        write_report([seed_runs[4]], tmp_path / "alone")

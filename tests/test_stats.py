@@ -31,6 +31,38 @@ def test_error_stats_counts_known_values():
         error_stats(x, q[:3], e4m3fn)
 
 
+def test_overflow_and_saturated_are_fractions_of_the_finite_inputs():
+    """NaN and Inf inputs are neither overflows nor saturations, and are not counted in the
+    denominators either: one finite input that overflows is an overflow fraction of 1."""
+    x = np.array([1000.0, np.nan, np.inf, np.nan], np.float32)
+    s = error_stats(x, quantize(x, e4m3fn), e4m3fn)
+    assert (s["elements"], s["finite"], s["overflow"], s["saturated"]) == (4, 1, 1.0, 0.0)
+    s = error_stats(x, quantize(x, e4m3fn, saturate=True), e4m3fn)
+    assert (s["overflow"], s["saturated"]) == (0.0, 1.0)
+    nothing_finite = error_stats(x[1:], quantize(x[1:], e4m3fn), e4m3fn)
+    assert (nothing_finite["finite"], nothing_finite["overflow"], nothing_finite["saturated"]) == (0, 0.0, 0.0)
+    stats = QuantStats()
+    with stats:
+        LayerQuant("l", specs={"weights": QuantSpec(e4m3fn)}).quantize(
+            np.array([1000.0, np.nan, np.inf, 1.0], np.float32), "weights", 0)
+    row = stats.get("l", "weights")
+    assert row["elements"] == 4 and row["overflow"] == 0.5  # 1000 of the two finite inputs
+    assert stats.state_dict()["l"]["weights"]["finite"] == 2
+
+
+def test_sums_saved_without_a_finite_count_load():
+    """Sums from before ``finite`` was counted take every element as finite (their old denominator)."""
+    old = {"l": {"weights": {"elements": 10, "nonzero": 8, "flushed": 2, "overflow": 1, "saturated": 3,
+                             "signal": 1.0, "noise": 0.5}}}
+    stats = QuantStats()
+    stats.load_state_dict(old)
+    row = stats.get("l", "weights")
+    assert (row["overflow"], row["saturated"], row["flushed"]) == (0.1, 0.3, 0.25)
+    assert stats.state_dict()["l"]["weights"]["finite"] == 10
+    with pytest.raises(KeyError):
+        QuantStats().load_state_dict({"l": {"weights": {"finite": 1}}})
+
+
 def test_error_stats_with_a_scale():
     x = np.array([1000.0, 2000.0, 10.0], np.float32)
     scale = 4.0  # q = format value * 4: the largest magnitude is 448 * 4 = 1792

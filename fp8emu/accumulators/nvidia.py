@@ -25,7 +25,8 @@ Two layers, each a set of parameters (see ``docs/h200.md`` for the evidence behi
    :class:`CublasLtSplitRule` (measured table for one cuBLASLt version).
 
 The definition in integers (the slow twin follows it with Fractions; the fast kernel holds the
-same integers in float32, exactly; one operand element)::
+same integers in float32 exactly (float64 where ``c`` is left out of the alignment); one operand
+element)::
 
     x = sig * 2^lsb        sig: signed integer, |sig| < 2^p (p = man_bits + 1)
                            lsb = e - man_bits (normal) or emin - man_bits (subnormal)
@@ -97,9 +98,12 @@ class CublasLtSplitRule:
     table it falls back to cuBLASLt's base rule ``max(1, (ceil(K/128) - 1) // k_tiles_per_split)``
     (every split gets more than 20 K tiles of 128; measured at every K = 128 t up to 131072 for
     outputs of 16..64 x 16..64, where it holds to K = 65536 and beyond except for 64 x 64),
-    clamped between the measured values at the nearest measured K below and above for the same
-    (M, N), (M, N) first rounded up to a measured output shape: larger outputs get fewer splits
-    (capped by the 1 MiB workspace and the tile count).  Shapes off the table are *not* pinned.
+    clamped between the measured values at the nearest measured K below and above (1 when none
+    is below, the row's largest when none is above) of one measured output shape: (M, N) rounded
+    up to the smallest measured (m, n) with ``m >= M`` and ``n >= N`` (fewest outputs, then
+    smallest m), because larger outputs get fewer splits (capped by the 1 MiB workspace and the
+    tile count); where no measured shape is that large, the largest measured output's values.
+    Shapes off the table are *not* pinned.
 
     Args:
         table: ``(M, N, K, splits)`` rows measured on the target.
@@ -124,6 +128,27 @@ class CublasLtSplitRule:
         for m, n, k, s in sorted(self.table):
             by_mn.setdefault((m, n), []).append((k, s))
         return by_mn
+
+    def measured_output_for(self, M: int, N: int) -> tuple[int, int]:
+        """The measured output shape whose split counts bound an unmeasured (M, N).
+
+        The smallest measured (m, n) with ``m >= M`` and ``n >= N`` (fewest outputs, then the
+        smaller m): a larger output never gets more splits from the workspace cap.  Past every
+        measured shape in M or N, the largest measured output (the most outputs).
+
+        Args:
+            M, N: the GEMM's output shape.
+
+        Raises:
+            ValueError: the table is empty.
+        """
+        if not self._by_mn:
+            raise ValueError("the split table is empty: no measured output shape to round up to")
+        def outputs_then_shape(mn: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+            return mn[0] * mn[1], mn
+
+        covering = [mn for mn in self._by_mn if mn[0] >= M and mn[1] >= N]
+        return min(covering, key=outputs_then_shape) if covering else max(self._by_mn, key=outputs_then_shape)
 
     def is_measured(self, M: int, N: int, K: int) -> bool:
         """Whether the table holds this shape.
@@ -153,12 +178,7 @@ class CublasLtSplitRule:
         guess = max(1, (-(-K // 128) - 1) // self.k_tiles_per_split)
         if not self._by_mn:
             return guess
-        ms = sorted({m for m, _ in self._by_mn})
-        ns = sorted({n for _, n in self._by_mn})
-        mn = (next((m for m in ms if m >= M), ms[-1]), next((n for n in ns if n >= N), ns[-1]))
-        row = self._by_mn.get(mn)
-        if not row:
-            return guess
+        row = self._by_mn[self.measured_output_for(M, N)]
         below = [s for k, s in row if k <= K]
         above = [s for k, s in row if k >= K]
         lo = below[-1] if below else 1
@@ -412,9 +432,13 @@ _COL_TILE = 512   # columns per pass: a step's slab of bv and bp (2 x 32 x 128 f
 # second array (ping-pong), never back to the one it reads: ``e[j] = max(e[j], x)`` in place
 # compiles to a masked store, which AVX2 has only as ``vmaskmovps`` (microcoded, slow on AMD).
 # Neither changes a bit: the maximum of non-negative powers of two does not depend on the
-# order, and the terms are still added one at a time in K order (with the accumulator left out
-# of the alignment, ``c`` in units of the products' 2^(emax - kept) can pass 2^24, where
-# float32 sums would depend on the order).
+# order, and the exact integer sums do not either.
+#
+# With the accumulator left out of the alignment (``include_acc_in_alignment=False``) ``c`` in
+# units of the products' 2^(emax - kept) is not bounded by 2^(kept + 1): a large ``c`` against
+# small products is a huge integer, and a float32 sum with it would round.  That path keeps
+# the cut ``c`` apart (float64), sums the product terms alone in float32 (exact, as above) and
+# adds the two once, in float64 (:func:`_wide_sum` says why the cut of that sum is exact).
 
 
 @numba.njit(cache=True, inline="always")
@@ -429,9 +453,39 @@ def _cut(x, rne):
     return np.rint(x) if rne else np.trunc(x)
 
 
+_WIDE_EXACT = 2.0 ** 52  # below this every integer sum d + t (|t| < 2^24) is exact in float64
+
+
 @numba.njit(cache=True, inline="always")
-def _group(av, ap, i, bv, bp, j0, j1, kp, n_p, kv, n_v, c, p32, zero, ea, eb, scale, ssum, kept, low_mask, half,
-           term_rne, sum_rne, inc_acc):
+def _wide_sum(d, t, shrink):
+    """``d + t`` exactly in float64, or a float64 sum that cuts to the same 1 + kept bits.
+
+    ``d``: the accumulator cut to the group's unit (an integer-valued float64 of any size with at
+    most 1 + kept significant bits); ``t``: the exact sum of the cut product terms, an integer
+    with ``|t| < 2^24`` (the float32 bound of the kernel); ``shrink = 2^-(kept + 4)``, ``kept <=
+    21`` (``__post_init__``).
+
+    Why the cut of the result (truncation or round-half-even to 1 + kept significant bits) is
+    the cut of the exact ``d + t``:
+
+    * ``|d| < 2^52``: ``d + t`` is an integer below ``2^52 + 2^24 < 2^53``: exact in float64.
+    * ``|d| >= 2^52``: write ``E = floor(log2|d|)`` and ``L = 2^(E - 1 - kept)``, the finer of the
+      two result spacings next to ``d`` (``|d|``'s own binade has spacing ``2L``, the one below
+      ``L``).  ``d`` is on the (1 + kept)-bit grid and the nearest grid point or rounding midpoint
+      is at least ``L / 2`` away, so every ``d + x`` with ``0 < |x| < L / 2`` and the sign of
+      ``t`` truncates (and rounds to nearest) to the same value.  ``|t| < 2^24 < 2^29 <= L / 2``,
+      so ``t`` may be replaced by ``x = sign(t) * |d| * 2^-(kept + 4)`` (``|x| < L / 4``), and
+      ``d + x = m * (2^(kept + 4) +- 1) * 2^(q - kept - 4)`` for ``d = m * 2^q`` has fewer than
+      ``2 kept + 6 <= 48`` significant bits: exact in float64.
+    """
+    mag = abs(d)
+    x = math.copysign(mag * shrink, t) if (t != 0.0 and mag >= _WIDE_EXACT) else t
+    return d + x
+
+
+@numba.njit(cache=True, inline="always")
+def _group(av, ap, i, bv, bp, j0, j1, kp, n_p, kv, n_v, c, p32, zero, ea, eb, scale, ssum, c_cut, kept, low_mask,
+           half, term_rne, sum_rne, inc_acc):
     """One tensor-core step of output row i over the columns of ``c`` (a tile of them): c <- new c.
 
     ``kp[:n_p]`` / ``kv[:n_v]``: the step's K indices with a nonzero 2^e(a) / a value (a zero
@@ -489,7 +543,15 @@ def _group(av, ap, i, bv, bp, j0, j1, kp, n_p, kv, n_v, c, p32, zero, ea, eb, sc
         if e == 0.0:  # no product (and c left out of the max): align to c, or to anything
             e = p32[j] if p32[j] != 0.0 else np.float32(1.0)
         scale[j] = two_kept / e
-        ssum[j] = _cut(c[j] * scale[j], term_rne)
+    if inc_acc:
+        # |c| < 2^(emax + 1): c in units is below 2^(kept + 1) and the float32 sum stays exact
+        for j in range(N):
+            ssum[j] = _cut(c[j] * scale[j], term_rne)
+    else:
+        # c may be far above the products: kept apart, in float64 (see _wide_sum)
+        for j in range(N):
+            c_cut[j] = _cut(np.float64(c[j]) * np.float64(scale[j]), term_rne)
+            ssum[j] = 0.0
     # 3. the products as terms, cut and added one at a time in K order
     q = 0
     while q < n_v:
@@ -526,6 +588,25 @@ def _group(av, ap, i, bv, bp, j0, j1, kp, n_p, kv, n_v, c, p32, zero, ea, eb, sc
     # 4. normalise: keep the top 1 + kept bits of the exact integer sum (sign-magnitude), by
     #    clearing or rounding away the low 23 - kept fraction bits of its float32 pattern
     #        S EEEEEEEE 1 ffff...f (kept) | xxxx...x (23 - kept)
+    if not inc_acc:
+        # the same cut on the float64 pattern of the wide sum (see _wide_sum):
+        #     S EEEEEEEEEEE 1 ffff...f (kept) | xxxx...x (52 - kept)
+        wide_bits = c_cut.view(np.int64)
+        shrink = math.ldexp(1.0, -(kept + 4))
+        wide_low = np.int64((1 << (52 - kept)) - 1)
+        wide_half = np.int64(1 << (51 - kept))
+        for j in range(N):
+            c_cut[j] = _wide_sum(c_cut[j], np.float64(ssum[j]), shrink)
+        for j in range(N):
+            bits = wide_bits[j]
+            low = bits & wide_low
+            bits -= low
+            if sum_rne and (low > wide_half or (low == wide_half and (bits & (wide_low + 1)) != 0)):
+                bits += wide_low + 1  # a carry into the exponent field is still the right value
+            wide_bits[j] = bits
+        for j in range(N):
+            c[j] = np.float32(c_cut[j] / np.float64(scale[j]))
+        return
     if sum_rne:
         step_bit = low_mask + 1
         for j in range(N):
@@ -571,6 +652,7 @@ def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, in
         eb = np.empty(N, np.float32)
         scale = np.empty(N, np.float32)      # 2^(kept - emax)
         ssum = np.empty(N, np.float32)       # exact sum of the cut terms, in units
+        c_cut = np.empty(N, np.float64)      # c cut to the unit, when kept out of ssum (inc_acc False)
         acc = np.zeros((rows, N), np.float32)  # FP32 accumulators of one split
         res = np.zeros((rows, N), np.float32)  # sums of the split partials
         kp = np.empty((rows, step), np.int64)  # per row of the block: K indices of nonzero 2^e(a)
@@ -601,7 +683,7 @@ def _hopper_gemm(av, ap, bv, bp, bounds, step, kept, prom, term_rne, sum_rne, in
                     for r in range(rows):
                         _group(av, ap, i0 + r, bv, bp, j0, j1, kp[r], n_p[r], kv[r], n_v[r],
                                c[r, j0:j1], p32[j0:j1], zero[j0:j1], ea[j0:j1], eb[j0:j1], scale[j0:j1],
-                               ssum[j0:j1], kept, low_mask, half, term_rne, sum_rne, inc_acc)
+                               ssum[j0:j1], c_cut[j0:j1], kept, low_mask, half, term_rne, sum_rne, inc_acc)
                 # promotion to FP32 (one RNE add); the tensor core restarts from zero
                 if prom > 0 and ((k1 - lo) % prom == 0 or k1 == hi):
                     for r in range(rows):
@@ -707,6 +789,17 @@ def hopper_reference_dot(a_row, b_col, *, a_fmt: Format, b_fmt: Format,
 # ---------------------------------------------------------------------------------------------
 # comparing a recording with the model
 # ---------------------------------------------------------------------------------------------
+def _value_order(x: np.ndarray) -> np.ndarray:
+    """float32 values as int64 in the order of their values, one apart per float32 step.
+
+    The bit pattern read as a sign-magnitude integer: non-negative patterns are themselves,
+    negative ones ``-(pattern & 0x7FFFFFFF)``, so -0 and +0 are both 0 and ``-x`` and ``x`` are
+    twice ``x``'s pattern apart (the raw int32 difference would be about 2^31 across signs).
+    """
+    bits = np.asarray(x, np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
 def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndarray,
                          a_fmt: Format | str = e4m3fn, b_fmt: Format | str = e4m3fn,
                          fast_accum: bool = False, model: NvidiaHopperFP8 | None = None) -> dict:
@@ -722,8 +815,10 @@ def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndar
 
     Returns:
         dict with ``match`` (fraction of bit-identical outputs), ``n``, ``mismatches``,
-        ``max_ulp`` (largest difference in float32 units of the last place), ``split_k`` and
-        ``measured_shape`` (whether the kernel rule's split count for this shape was measured).
+        ``max_ulp`` (largest distance in float32 units of the last place: how many float32
+        steps lie between the two values, across zero too; +0 and -0 are 0 apart, though they
+        count as a mismatch), ``split_k`` and ``measured_shape`` (whether the kernel rule's
+        split count for this shape was measured).
     """
     a_fmt, b_fmt = get_format(a_fmt), get_format(b_fmt)
     a = decode(np.asarray(a_codes, dtype=a_fmt.code_dtype), a_fmt, dtype=np.float32)
@@ -735,9 +830,8 @@ def compare_to_recording(a_codes: np.ndarray, bt_codes: np.ndarray, out: np.ndar
         raise ValueError(f"shapes do not fit: a {a.shape}, bt {bt.shape}, out {out.shape}")
     model = model or nvidia_hopper_fp8(fast_accum)
     pred = model.matmul_2d(a, np.ascontiguousarray(bt.T), a_fmt=a_fmt, b_fmt=b_fmt)
-    pi, oi = pred.view(np.int32).astype(np.int64), out.view(np.int32).astype(np.int64)
-    same = pi == oi
+    same = pred.view(np.int32) == out.view(np.int32)
     return {"match": float(same.mean()), "n": int(same.size), "mismatches": int((~same).sum()),
-            "max_ulp": int(np.abs(pi - oi).max()) if same.size else 0,
+            "max_ulp": int(np.abs(_value_order(pred) - _value_order(out)).max()) if same.size else 0,
             "split_k": model.splits_for_formats(M, N, K, a_fmt, b_fmt),
             "measured_shape": model.split_rule.is_measured(M, N, K)}

@@ -4,9 +4,11 @@ Two numbers identify an exhaustive sweep (every bit pattern of a 16- or 32-bit s
 into a format with one rounding mode and saturation setting):
 
 * the **single-pass SHA-256**: ``SHA-256(codes[0] || codes[1] || ... || codes[2^B - 1])``, the codes
-  (one byte each for formats of up to 8 bits, else little-endian uint16) in input order.  The
-  2^32 float32 tests use it (with every NaN output written as 0x7F, which is how the H200
-  hashes were taken).  It cannot be split: SHA-256 is sequential.
+  exactly as :func:`fp8emu.encode` returns them (one byte each for formats of up to 8 bits, else
+  little-endian uint16; a NaN output is the format's NaN code, ``0x7E`` for ``e5m2``) in input
+  order.  The H200 hashes of SPEC.md were taken with every NaN output written as ``0x7F``:
+  ``single_pass_sha256(fmt, "float32", nan_as=0x7F)`` is that hash (for ``e4m3fn``, whose NaN
+  code is ``0x7F``, it changes nothing).  It cannot be split: SHA-256 is sequential.
 * the **chunk hash** (:func:`exhaustive_hash`, ``fp8emu vectors --level exhaustive --hash``): the
   inputs are cut into chunks of ``C`` consecutive patterns (``C = 2^24`` for a 32-bit source,
   ``2^12`` for a 16-bit one); chunk ``i`` covers patterns ``i*C .. (i+1)*C - 1`` and hashes to
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..format import Format, RoundMode
-from ..quantize import encode
+from ..quantize import decode, encode
 from .flags import exception_flags
 from .vectors import format_header, source_dtype
 
@@ -125,12 +127,34 @@ def exhaustive_hashes(cases: Sequence[tuple[Format, RoundMode | str, bool]], sou
 
 
 def single_pass_sha256(fmt: Format, source: str | np.dtype = "float32", *, rounding: RoundMode | str = "nearest_even",
-                       saturate: bool = False) -> str:
-    """SHA-256 of every pattern's code in input order (one process; see the module docstring)."""
+                       saturate: bool = False, nan_as: int | None = None) -> str:
+    """SHA-256 of every pattern's code in input order (one process; see the module docstring).
+
+    Args:
+        fmt: target format.
+        source: float16, bfloat16 or float32.
+        rounding: any mode but stochastic.
+        saturate: saturating conversion.
+        nan_as: None (default): the codes as :func:`fp8emu.encode` returns them; a code: every
+            NaN output written as this code first (``0x7F``: how the H200 hashes of SPEC.md
+            were taken).
+
+    Returns:
+        64 hex digits.
+
+    Raises:
+        ValueError: a 64-bit source, stochastic rounding, or ``nan_as`` that is not a code of ``fmt``.
+    """
     dt = source_dtype(source)
     c, mode = chunk_size(dt), _mode(rounding)
+    if nan_as is not None and (isinstance(nan_as, bool) or not isinstance(nan_as, (int, np.integer))
+                               or not 0 <= nan_as < fmt.num_codes):
+        raise ValueError(f"nan_as={nan_as!r} must be None or a code of {fmt.name} (0..{fmt.num_codes - 1})")
     h = hashlib.sha256()
     for i in range((1 << (8 * dt.itemsize)) // c):
         x = (np.arange(c, dtype=np.uint64) + np.uint64(i * c)).astype(_UINT[dt.itemsize]).view(dt)
-        h.update(_codes_bytes(encode(x, fmt, rounding=mode, saturate=saturate)))
+        codes = encode(x, fmt, rounding=mode, saturate=saturate)
+        if nan_as is not None:
+            codes[np.isnan(decode(codes, fmt, dtype=np.float32))] = nan_as
+        h.update(_codes_bytes(codes))
     return h.hexdigest()

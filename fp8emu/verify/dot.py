@@ -11,14 +11,15 @@ Text format v2 (one case per line of fixed-width hex words, like the conversion 
     ...
     // end: 2043 cases
 
-The first K words are the codes of ``a``, the next K those of ``b`` (2 hex digits each for
-formats of at most 8 bits, 4 above), the last is the bit pattern of ``fp8emu.matmul`` on those
-codes with that accumulator.  A case is one line, identified by its 0-based row index.  A
-device's results file has one float32 word per line in the vectors' order, or ``index result``
-per line in any order, or the vectors' words with the device's result last (the case is found
-by its operands).  Format v1 (``#`` comments, the K codes of each operand concatenated into one
-word) is still read.  The header's ``cases=N`` and the end line ``// end: N cases`` make a cut-off
-file detectable, as for the conversion vectors (v1 files have no end line: ``allow_no_end_line``).
+The first K words are the codes of ``a``, the next K those of ``b`` (``ceil(bits / 4)`` hex
+digits each: 2 for 8-bit formats, 4 for 16-bit ones), the last is the bit pattern of
+``fp8emu.matmul`` on those codes with that accumulator.  A case is one line, identified by its
+0-based row index.  A device's results file has one float32 word per line in the vectors'
+order, or ``index result`` per line in any order, or the vectors' words with the device's
+result last (the case is found by its operands).  Format v1 (``#`` comments, the K codes of
+each operand concatenated into one word) is still read.  The header's ``cases=N`` and the end
+line ``// end: N cases`` make a cut-off file detectable, as for the conversion vectors (v1 files
+have no end line: ``allow_no_end_line``).
 
 Accumulators are named by a spec string: ``fp32_sequential``, ``fp32_pairwise``,
 ``fp32_blocked:<block>``, ``lowp:<format>:<chunk>`` (Wang et al.'s chunked accumulation),
@@ -149,8 +150,13 @@ def _structured(a_fmt: Format, b_fmt: Format, k: int) -> tuple[np.ndarray, np.nd
 
 
 def _distinct_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The dot products ``(a[i], b[i])`` without repeats, each kept where it first occurs."""
-    rows = np.concatenate([a.astype(np.uint16), b.astype(np.uint16)], axis=1)
+    """The dot products ``(a[i], b[i])`` without repeats, each kept where it first occurs.
+
+    Codes are compared as uint64: formats go up to 32 bits, and a narrower type would merge
+    rows that differ in the high bits (for codes below 2^16 the kept rows are the same as with
+    any wider type, so vectors of 8- and 16-bit formats do not change).
+    """
+    rows = np.concatenate([a.astype(np.uint64), b.astype(np.uint64)], axis=1)
     _, first = np.unique(rows, axis=0, return_index=True)
     keep = np.sort(first)
     return a[keep], b[keep]
@@ -420,7 +426,8 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
     (``index result``, the case's 0-based index in hex, any order), or the vectors' own words
     (``a[..] b[..] result``: the case is found by its operands).  ``index`` is None for the
     first kind and -1 where an echoed case is not among the vectors.  ``.npz``: an array
-    ``results`` (uint32 bit patterns or float32), optionally ``index``.
+    ``results`` (uint32 bit patterns, float32 values, or wider floats holding float32 values
+    exactly), optionally ``index``.
 
     Args:
         data: the content of the results file.
@@ -431,17 +438,18 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
         ``(index or None, results as uint32 bit patterns)``.
 
     Raises:
-        FileFormatError: malformed lines, an index out of range, more results than cases.
+        FileFormatError: malformed lines, an index out of range, more results than cases, an
+            ``.npz`` array ``results`` with a value that is not a float32 value or bit pattern.
     """
     n = len(vs)
     if is_npz(data):
         z = load_npz(data, name)
         if "results" not in z:
             raise FileFormatError(name, "a dot-product results .npz needs an array 'results'")
-        r = np.asarray(z["results"]).reshape(-1)
-        y = r.astype(np.float32).view(np.uint32) if r.dtype.kind == "f" else r
-        if y.dtype.kind not in "ui" or ((y.astype(np.int64) < 0) | (y.astype(np.uint64) > 0xFFFFFFFF)).any():
-            raise FileFormatError(name, "array 'results' holds values that are not float32 bit patterns")
+        try:
+            y = _float32_bits(np.asarray(z["results"]).reshape(-1), "array 'results'")
+        except ValueError as exc:
+            raise FileFormatError(name, str(exc)) from None
         index = np.asarray(z["index"]).reshape(-1).astype(np.int64) if "index" in z else None
         if index is not None and (index.shape != y.shape or ((index < 0) | (index >= n)).any()):
             raise FileFormatError(name, f"array 'index' must match 'results' and lie in 0..{n - 1}")
@@ -471,6 +479,56 @@ def dot_results_from_bytes(data: bytes, vs: DotVectorSet, name: str = "<results>
     cols = table.columns(layout)
     check_last_line(table, layout)
     return _index_by_operands(vs, np.stack(cols[:-1], axis=1)), cols[-1].astype(np.uint32)
+
+
+def _value_order(bits: int) -> int:
+    """A float32 bit pattern as an integer in the order of the values, one apart per float32 step.
+
+    Sign-magnitude read as an integer: -0 and +0 are both 0, so the ulp distance of ``-x`` and
+    ``x`` is twice ``x``'s pattern (subtracting the int32 patterns gives about 2^31 across signs).
+    """
+    return -(bits & 0x7FFFFFFF) if bits & 0x80000000 else bits
+
+
+def _float32_bits(results: np.ndarray, what: str) -> np.ndarray:
+    """The uint32 bit patterns of results given as float values or as uint32 bit patterns.
+
+    A float array of another width (float64, say, written by a harness) is taken only where
+    every value is a float32 value: rounding it to float32 first would make a wrong result (one
+    ulp of float64 off the expected value) pass.  NaNs of any payload stay NaN.
+
+    Args:
+        results: 1-D results as an array of floats or of integers (bit patterns; int32 is
+            read as the same 32 bits, other integers must lie in 0..0xFFFFFFFF).
+        what: how to name the array in messages.
+
+    Raises:
+        ValueError: a float that float32 cannot hold exactly, an integer outside
+            0..0xFFFFFFFF, or another dtype; the message names the first offending element.
+    """
+    if results.dtype.kind == "f":
+        with np.errstate(over="ignore"):  # a value past float32's range is reported below, not warned
+            as32 = results.astype(np.float32)
+        inexact = np.flatnonzero(~((as32.astype(results.dtype) == results) | np.isnan(results)))
+        if inexact.size:
+            i = int(inexact[0])
+            raise ValueError(f"{what}: {inexact.size} of {results.size} {results.dtype} values are not float32 "
+                             f"values (first: element {i} = {float(results[i])!r}, which float32 would make "
+                             f"{float(as32[i])!r}); results must be float32 values, or wider floats that hold "
+                             "float32 values exactly")
+        return as32.view(np.uint32)
+    if results.dtype == np.int32:  # float32 patterns viewed as int32 (x.view(np.int32)): the same bits
+        return results.view(np.uint32)
+    if results.dtype.kind in "ui":
+        wide = results.astype(np.int64) if results.dtype.kind == "i" else results.astype(np.uint64)
+        outside = np.flatnonzero((wide < 0) | (wide > 0xFFFFFFFF)) if results.dtype.kind == "i" else \
+            np.flatnonzero(wide > 0xFFFFFFFF)
+        if outside.size:
+            i = int(outside[0])
+            raise ValueError(f"{what} element {i} = {int(results[i])} is not a float32 bit pattern "
+                             "(0..0xFFFFFFFF)")
+        return results.astype(np.uint32)
+    raise ValueError(f"{what} has dtype {results.dtype}: give float32 values or uint32 bit patterns")
 
 
 def _index_by_operands(vs: DotVectorSet, operands: np.ndarray) -> np.ndarray:
@@ -569,10 +627,12 @@ def check_dot(vs: DotVectorSet, results: np.ndarray, *, index: np.ndarray | None
     ``accumulation`` (everything else; the report gives the distance in float32 ulps).
 
     Raises:
-        ValueError: more results than cases without ``index``, or ``index`` of another length.
+        ValueError: more results than cases without ``index``, or ``index`` of another length;
+            results that are not float32 values (a float64 result float32 cannot hold exactly)
+            or bit patterns.
     """
     r = np.asarray(results).reshape(-1)
-    got = r.astype(np.uint32).view(np.float32) if r.dtype.kind in "ui" else r.astype(np.float32)
+    got = _float32_bits(r, "results").view(np.float32)
     if index is None:
         if got.size > len(vs):
             raise ValueError(f"{got.size} results for {len(vs)} cases (result i answers case i)")
@@ -602,7 +662,7 @@ def check_dot(vs: DotVectorSet, results: np.ndarray, *, index: np.ndarray | None
             c = "accumulation"
         cls[c] += 1
         if len(fails) < max_failures:
-            ulps = abs(int(eb[i].view(np.int32)) - int(gb[i].view(np.int32))) if c == "accumulation" else None
+            ulps = abs(_value_order(int(eb[i])) - _value_order(int(gb[i]))) if c == "accumulation" else None
             fails.append(f"[{c}] row {rows[i]}: expected {ev!r} ({int(eb[i]):08X}), got {gv!r} ({int(gb[i]):08X})"
                          + (f", {ulps} ulp apart" if ulps is not None else ""))
     return DotReport(len(vs), int(covered.sum()), int(r.size), int(bad.size), cls, fails,

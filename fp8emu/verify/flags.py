@@ -246,13 +246,29 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
     return out
 
 
-def _extended(fmt: Format) -> Format | None:
-    """``fmt`` with one more exponent bit and the same bias: the same grid continued past max."""
-    try:
-        return Format(fmt.exp_bits + 1, fmt.man_bits, bias=fmt.bias, subnormals=fmt.subnormals,
-                      specials="ieee" if fmt.man_bits else "fn", signed=fmt.signed, has_zero=fmt.has_zero)
-    except ValueError:
-        return None
+def _unsaturated_twin(fmt: Format) -> Format:
+    """A format with ``fmt``'s grid up to ``max`` and one step past it, that does not saturate.
+
+    Encoding into it with ``saturate=False``, the same rounding mode, seed and stream draws the
+    same random bits for the same elements (the draw depends on the seed, the stream and the
+    element's index, not on the format), so a stochastic draw that went past ``max`` shows there
+    as a value past ``max`` (or Inf/NaN):
+
+    * ``fmt`` itself where it has Inf or NaN: an overflow without saturation is Inf or NaN;
+    * otherwise (``Specials.NONE``: such formats always saturate) ``fmt`` with its bias lowered
+      by one and Inf/NaN in the top exponent field: the same top binade (``emax`` and spacing;
+      the bottom moves up one binade, inside float32's range whenever ``fmt`` is), Inf/NaN above;
+    * with a single exponent bit that top field would be the only normal binade, so there
+      ``fmt`` with one more exponent bit and the same bias: the same grid, continued past ``max``.
+    """
+    if fmt.has_inf or fmt.has_nan:
+        return fmt
+    specials = "ieee" if fmt.man_bits else "fn"  # "ieee" needs a mantissa bit for its NaN codes
+    if fmt.exp_bits >= 2:
+        return Format(fmt.exp_bits, fmt.man_bits, bias=fmt.bias - 1, subnormals=fmt.subnormals,
+                      specials=specials, signed=fmt.signed, has_zero=fmt.has_zero)
+    return Format(fmt.exp_bits + 1, fmt.man_bits, bias=fmt.bias, subnormals=fmt.subnormals,
+                  specials=specials, signed=fmt.signed, has_zero=fmt.has_zero)
 
 
 def encode_with_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "nearest_even",
@@ -291,21 +307,23 @@ def _stochastic_overflow(x: np.ndarray, fmt: Format, codes: np.ndarray, kw: dict
     """OVERFLOW|INEXACT where the stochastic draw went past ``max``.
 
     Values at or above ``max + ulp`` overflow whatever the draw.  For ``max < |x| < max + ulp``
-    the draw is recovered by encoding the same bits (same seed and stream) into the format
-    extended by one exponent bit, whose grid is the same up to and past ``max``.
+    the draw is recovered by encoding ``x`` again without saturation, with the same seed and
+    stream, into :func:`_unsaturated_twin` (``fmt`` itself where it has Inf or NaN): the draw went
+    up where that result is not a finite value within ``max``.
     """
     xf = np.asarray(x, dtype=np.float64)
-    ulp = math.ldexp(1.0, fmt.emax - fmt.man_bits)
+    # the spacing at max: its binade's, or the subnormal quantum where every value is subnormal
+    # (no exponent bits: emax < emin)
+    ulp = math.ldexp(1.0, max(fmt.emax, fmt.emin) - fmt.man_bits)
     ax = np.abs(xf)
     over = np.isfinite(ax) & (ax >= fmt.max + ulp)
     maybe = np.isfinite(ax) & (ax > fmt.max) & ~over
     if maybe.any():
-        ext = _extended(fmt)
-        if ext is None:
-            raise ValueError(f"cannot recover stochastic overflow for {fmt.name}: widening it leaves 16 bits")
-        from ..quantize import encode, decode
-        wide = decode(encode(x, ext, **kw), ext, dtype=np.float64)
-        over |= maybe & (np.abs(wide) > fmt.max)
+        from ..quantize import decode, encode
+        twin = _unsaturated_twin(fmt)
+        again = decode(encode(x, twin, **{**kw, "saturate": False}), twin, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # NaN compares False: it went past max
+            over |= maybe & ~(np.abs(again) <= fmt.max)
     return np.where(over, np.uint8(OVERFLOW | INEXACT), np.uint8(0))
 
 
