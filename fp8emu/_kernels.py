@@ -1023,23 +1023,26 @@ def _code_of_value(r, bi, k, lean, signed_zero, low):
 # LLVM's first vectorising pass, which kept the serial twins of these kernels scalar (8x slower
 # per element on a Zen 3); the parallel kernels' bodies carry no reference counts.
 @njit(cache=True, inline="always")
-def _sr_value_element(b, z, p, c, lean, nz, rbits, hi32, whole_word, low):
+def _sr_value_element(b, z, p, c, lean, nz, rbits, w64, low):
     """One element of the chunked SR value kernels: the value (float32 bits) of float32 bits
-    ``b`` with counter ``z``; ``whole_word``: compared on all 64 bits (a chunk redone for its
-    deep elements)."""
-    return _value_f32_sr_z(b, z, c, lean, nz, rbits and not whole_word, whole_word, low)
+    ``b`` with counter ``z``; ``w64``: compared on all 64 bits (a chunk redone for its deep
+    elements), ``rbits``: r-bit SR (not with ``w64``).  The kernel factory passes both flags
+    as constants it combines in Python: an ``and``/``or`` in the loop body, of constants even,
+    makes copies that Numba's parfor alias analysis takes for array aliases (see
+    :func:`_f32_sr_tie_beyond_64`), and the r-bit kernels lost their ``noalias`` arrays to
+    ``rbits and not whole_word`` here (in place 8x slower)."""
+    return _value_f32_sr_z(b, z, c, lean, nz, rbits, w64, low)
 
 
 @njit(cache=True, inline="always")
-def _sr_code_element(b, z, k, c, lean, nz, rbits, hi32, whole_word, low):
+def _sr_code_element(b, z, k, c, lean, nz, rbits, w64, low):
     """:func:`_sr_value_element` for the SR codes kernels: the code of the value
     (:func:`_code_of_value`, ``k`` its constants; ``lean`` and ``nz`` its ``lean`` and
-    ``signed_zero``), decided on the whole word unless ``hi32`` (and not ``whole_word``).  Two
-    functions, picked by the kernel factory, instead of one with a ``values`` flag: Numba
-    inlines a function's whole IR before it prunes the branch not taken, and copying both
-    routines' IR took most of the SR kernels' compile time (the machine code is the same)."""
-    w64 = whole_word or not hi32
-    return _code_of_value(_value_f32_sr_mag(b, z, c, rbits and not w64, w64, low), _I32(b), k, lean, nz, low)
+    ``signed_zero``).  Two functions, picked by the kernel factory, instead of one with a
+    ``values`` flag: Numba inlines a function's whole IR before it prunes the branch not taken,
+    and copying both routines' IR took most of the SR kernels' compile time (the machine code
+    is the same)."""
+    return _code_of_value(_value_f32_sr_mag(b, z, c, rbits, w64, low), _I32(b), k, lean, nz, low)
 
 
 @njit(cache=True, inline="always")
@@ -1129,6 +1132,12 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
         # half may not be enough (exact SR)
         track = (not rbits) and (values or hi32)
         sr_element = _sr_value_element if values else _sr_code_element
+        # the rounding pass's flags (a chunk redone on the whole word: w64 True, rbits False);
+        # combined here, not in the loop body (see _sr_value_element).  The value kernels
+        # compare on the high half in that pass (they have hi32), the codes kernels there
+        # unless hi32 is off
+        pass_w64 = (not values) and (not hi32)
+        pass_rbits = rbits and not pass_w64
         store = _store_f32_bits if values else _store_code
 
         @njit(cache=True, parallel=True)
@@ -1168,7 +1177,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                     for i in range(lo, hi):
                         z += np.uint64(GAMMA)
                         b = _load_f32_bits(bits[i], src)
-                        store(scratch, i - lo, sr_element(b, z, k, c, lean, nz, rbits, hi32, True, low), src)
+                        store(scratch, i - lo, sr_element(b, z, k, c, lean, nz, False, True, low), src)
                         chunk_ties += _f32_sr_tie_beyond_64(b, z, c, low)
                     if chunk_ties == 0:
                         for i in range(lo, hi):
@@ -1179,7 +1188,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                         for i in range(np.uint64(b0), _prefetched_block(bits, b0, np.int64(hi))):
                             z += np.uint64(GAMMA)
                             b = _load_f32_bits(bits[i], src)
-                            store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, False, low), src)
+                            store(out, i, sr_element(b, z, k, c, lean, nz, pass_rbits, pass_w64, low), src)
                             if track:       # (in place: the same smallest again; costs nothing)
                                 lt = min(lt, np.uint32((b & np.uint32(0x7FFFFFFF)) - np.uint32(1)))
                     if lt < thr32:
@@ -1189,7 +1198,7 @@ def _f32_kernel(values: bool, stochastic: bool, mode: int, hi32: bool, lean: boo
                         for i in range(lo, hi):
                             z += np.uint64(GAMMA)
                             b = _load_f32_bits(bits[i], src)
-                            store(out, i, sr_element(b, z, k, c, lean, nz, rbits, hi32, True, low), src)
+                            store(out, i, sr_element(b, z, k, c, lean, nz, False, True, low), src)
                             chunk_ties += _f32_sr_tie_beyond_64(b, z, c, low)
                 ties += chunk_ties
             return ties
@@ -1448,7 +1457,17 @@ def noalias_twin(kernel):
 for _kernel in (_encode_generic, _quantize_generic, _encode_fast, _encode_fast_sr, _quantize_fast,
                 _quantize_fast_sr):
     noalias_twin(_kernel)
-del _kernel
+# The float32 kernels' twins: in place (quantize(x, out=x), the optimizer's master-weight
+# write-back) the input and the output are one array, which LLVM's run-time overlap check
+# sends to the scalar loop: their twins ran 7-20x slower in place than out of place (65536
+# float32 elements, Intel CI host), while their parallel kernels' bodies have noalias arrays.
+# Each element's load comes before its own store; a chunk read again after its stores (exact
+# SR's redo) is out of place only, where the chunk is rounded in place through a scratch.
+for _table in (_F32_CODES, _F32_VAL, _F32_VAL_FADD, _F32_VAL_FLAT, _F32_CODES_SR, _F32_VAL_SR, _F32_CODES_LOW,
+               _F32_VAL_LOW, _F32_CODES_SR_LOW, _F32_VAL_SR_LOW):
+    for _kernel in _table.values():
+        noalias_twin(_kernel)
+del _kernel, _table
 
 
 def serial_twin(kernel):
