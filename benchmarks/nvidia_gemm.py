@@ -34,13 +34,14 @@ def main() -> None:
     b = rng.choice(vals, (n, n)).astype(np.float32)
     print(header())
     print(f"n = {n}: GFLOP/s = 2 n^3 / median time")
-    ref = measure("np.matmul float32 (BLAS threads)", lambda: np.matmul(a, b), flop, repeat=args.repeat)
+    ref = measure("np.matmul float32 (BLAS threads)", lambda: np.matmul(a, b), flop, repeat=args.repeat, unit="FLOP")
     for fast in (False, True):
         model = nvidia_hopper_fp8(fast)
         for threads in (1, 2):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             t = measure(f"H200 model fast_accum={fast} threads={threads}",
-                        lambda: model.matmul_2d(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn), flop, repeat=args.repeat)
+                        lambda: model.matmul_2d(a, b, a_fmt=e4m3fn, b_fmt=e4m3fn), flop, repeat=args.repeat,
+                        unit="FLOP")
             print(f"{t.line(ref)}  -> {t.g_elements_per_s:.2f} GFLOP/s (best {flop / t.min_s / 1e9:.2f})")
     print(f"{ref.line()}  -> {ref.g_elements_per_s:.2f} GFLOP/s")
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Timing", "blas_info", "cpu_model", "header", "measure", "numba_target", "platform_info"]
+__all__ = ["Timing", "blas_info", "cpu_model", "header", "measure", "numba_target", "platform_info", "threading_layer"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Timing:
     min_s: float
     max_s: float
     n: int
+    unit: str = "el"        # what n counts (elements; FLOP for the GEMM model)
 
     @property
     def ns_per_element(self) -> float:
@@ -34,14 +35,17 @@ class Timing:
 
     def line(self, reference: "Timing | None" = None) -> str:
         ratio = f"  {reference.median_s / self.median_s:8.3f}x vs {reference.name}" if reference else ""
-        return (f"{self.name:<44s} median {self.median_s * 1e3:9.2f} ms  {self.g_elements_per_s:7.3f} G el/s "
-                f"{self.ns_per_element:7.3f} ns/el (min {self.min_s * 1e3:.2f}, max {self.max_s * 1e3:.2f}){ratio}")
+        u = self.unit
+        return (f"{self.name:<44s} median {self.median_s * 1e3:9.2f} ms  {self.g_elements_per_s:7.3f} G {u}/s "
+                f"{self.ns_per_element:7.3f} ns/{u} (min {self.min_s * 1e3:.2f}, max {self.max_s * 1e3:.2f}){ratio}")
 
 
 def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, warmup: int = 1,
-            clock: Callable[[], float] = time.perf_counter) -> Timing:
+            clock: Callable[[], float] = time.perf_counter, unit: str = "el") -> Timing:
     """Call ``fn`` ``warmup`` times, then time ``repeat`` calls by ``clock`` (wall clock unless
-    told, e.g. ``time.thread_time`` for CPU time); report the median."""
+    told, e.g. ``time.thread_time`` for CPU time: that one counts a parallel loop only where the
+    threading layer runs it on the calling thread too, as omp and tbb do and workqueue does not;
+    :func:`header` prints the layer); report the median.  ``unit``: what ``n`` counts."""
     for _ in range(warmup):
         fn()
     times = []
@@ -49,7 +53,7 @@ def measure(name: str, fn: Callable[[], object], n: int, *, repeat: int = 7, war
         t0 = clock()
         fn()
         times.append(clock() - t0)
-    return Timing(name, statistics.median(times), min(times), max(times), n)
+    return Timing(name, statistics.median(times), min(times), max(times), n, unit)
 
 
 def platform_info() -> str:
@@ -62,7 +66,25 @@ def platform_info() -> str:
         load = ""
     return (f"python {platform.python_version()} numpy {np.__version__} numba {numba.__version__} | "
             f"{platform.machine()} {platform.processor() or platform.platform()} | cpus {os.cpu_count()} "
-            f"numba threads {numba.get_num_threads()}{load}")
+            f"numba threads {numba.get_num_threads()} ({threading_layer()}){load}")
+
+
+def threading_layer() -> str:
+    """Numba's threading layer (omp, tbb or workqueue): chosen by the first parallel loop, so
+    one runs here if none has (CPU-time figures depend on it, see :func:`measure`)."""
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        import numpy as np
+
+        import fp8emu
+        from fp8emu._kernels import SERIAL_BELOW
+        fp8emu.quantize(np.zeros(SERIAL_BELOW, np.float32), "e5m2")     # a parallel kernel, from the cache
+        try:
+            return numba.threading_layer()
+        except ValueError:
+            return "threading layer not chosen"
 
 
 def cpu_model() -> str:

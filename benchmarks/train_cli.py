@@ -94,18 +94,26 @@ def torch_steps(ds, args) -> list[float] | None:
     return times
 
 
+#: The peer's interpreter starts with this: it records the thread settings it was given, then
+#: loads PyTorch (whose OpenMP reads them as it loads) before anything imports the benchmarks
+#: package, which imports fp8emu, which sets fp8emu's own (``fp8emu.THREAD_ENV_DEFAULTS``).
+PEER_PRELUDE = ("import os, sys; seen = {k: os.environ.get(k) for k in "
+                "('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_NUM_THREADS')}; "
+                "import torch; ")
+
+
 def torch_steps_subprocess(args) -> list[float] | None:
     """:func:`torch_steps` in a fresh interpreter with PyTorch's own default thread settings
     (without the ones fp8emu's import added), so the peer runs at its best."""
     import fp8emu
     env = {k: v for k, v in os.environ.items() if k not in fp8emu.THREAD_ENV_DEFAULTS}
-    cmd = [sys.executable, "-c", "import sys; from benchmarks.train_cli import _torch_worker; _torch_worker(sys.argv[1:])",
-           str(args.width), str(args.batch_size), str(args.steps), args.data or ""]
+    cmd = [sys.executable, "-c", PEER_PRELUDE + "from benchmarks.train_cli import _torch_worker; "
+           "_torch_worker(sys.argv[1:], seen)", str(args.width), str(args.batch_size), str(args.steps), args.data or ""]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _torch_worker(argv: list[str]) -> None:
+def _torch_worker(argv: list[str], seen: dict | None = None) -> None:
     width, batch, steps, data = argv
     args = argparse.Namespace(width=int(width), batch_size=int(batch), steps=int(steps), data=data or None)
     times = torch_steps(load_dataset("fashion-mnist", args.data), args)
@@ -113,7 +121,7 @@ def _torch_worker(argv: list[str]) -> None:
     if times is not None:
         import torch
         threads = torch.get_num_threads()
-    print(json.dumps({"times": times, "threads": threads}))
+    print(json.dumps({"times": times, "threads": threads, "env": seen}))
 
 
 def main() -> None:
@@ -137,8 +145,9 @@ def main() -> None:
         ref_ips = args.batch_size / statistics.median(ref) if ref else None
         if ref:
             import torch
-            print(f"pytorch {torch.__version__} fp32 ({peer['threads']} threads, own process, default env): "
-                  f"step {statistics.median(ref) * 1e3:8.1f} ms  {ref_ips:8.1f} images/s  1.00x")
+            env = ", ".join(f"{k}={v}" for k, v in (peer.get("env") or {}).items() if v is not None) or "none set"
+            print(f"pytorch {torch.__version__} fp32 ({peer['threads']} threads, own process, thread env as "
+                  f"loaded: {env}): step {statistics.median(ref) * 1e3:8.1f} ms  {ref_ips:8.1f} images/s  1.00x")
         else:
             print("pytorch: not installed (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
         for recipe in args.recipes.split(","):

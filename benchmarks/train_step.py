@@ -151,9 +151,19 @@ def main(argv: list[str] | None = None) -> None:
           f"Python {platform.python_version()}")
     results = {}
     for config in args.configs:
-        cmd = [sys.executable, "-m", "benchmarks.train_step", "--worker", config, "--batch", str(args.batch),
-               "--width", str(args.width), "--warm", str(args.warm), "--timed", str(args.timed)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        worker_args = ["--worker", config, "--batch", str(args.batch), "--width", str(args.width), "--warm",
+                       str(args.warm), "--timed", str(args.timed)]
+        if config.startswith("torch:"):
+            # the peer in PyTorch's own thread settings: fp8emu's removed from its environment and
+            # PyTorch loaded before the benchmarks package imports fp8emu (train_cli.PEER_PRELUDE)
+            import fp8emu
+            from .train_cli import PEER_PRELUDE
+            env = {k: v for k, v in os.environ.items() if k not in fp8emu.THREAD_ENV_DEFAULTS}
+            cmd = [sys.executable, "-c", PEER_PRELUDE + "import runpy; sys.argv[0] = 'train_step'; "
+                   "runpy.run_module('benchmarks.train_step', run_name='__main__')", *worker_args]
+        else:
+            env, cmd = None, [sys.executable, "-m", "benchmarks.train_step", *worker_args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
             print(f"{config:<20} failed: {tail}")
