@@ -5,7 +5,7 @@ Run: ``python -m benchmarks.quantize_ab --base /path/to/other/checkout [--n 4194
 [--dtype float32] [--modes RNE SR]`` (``--dtype``: the input's, float16, bfloat16, float32 or float64;
 ``quantize`` writes that dtype, and its cases are left out where the format has values it cannot
 hold; ``--modes``: what to time: RNE, exact SR, SR8 (stochastic with ``sr_bits=8``), SRin (exact
-SR in place), SR8in (SR8 in place), SRdeep (exact SR of an input with one element in 1000 scaled by 2^-100: more than
+SR in place), SR8in and RNEin (SR8 and RNE in place), SRdeep (exact SR of an input with one element in 1000 scaled by 2^-100: more than
 64 dropped bits), odd (round to odd), and decode (the codes of the input, decoded into
 ``--dtype``)).
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the input's dtype (default float32)")
     ap.add_argument("--wall", action="store_true", help="wall-clock time instead of process CPU time")
     ap.add_argument("--modes", nargs="+", default=["RNE", "SR"],
-                    choices=["RNE", "SR", "SR8", "SR8in", "SRin", "SRdeep", "odd", "decode"],
+                    choices=["RNE", "RNEin", "SR", "SR8", "SR8in", "SRin", "SRdeep", "odd", "decode"],
                     help="what to time: nearest_even (RNE), exact stochastic (SR), stochastic with "
                          "sr_bits=8 (SR8), round to odd (odd), decode of the input's codes into "
                          "the input's dtype (decode), exact SR in place (SRin: quantize(y, out=y)), exact "
@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             input_codes = fp8emu.encode(x, name) if "decode" in args.modes else None
             sr = dict(rounding="stochastic", seed=1)
 
-            def in_place(lib, name=name, sr_bits=None):
+            def in_place(lib, name=name, **kw):
                 y = x.copy()            # rounded in place again and again: the same work each time
-                return lambda: lib.quantize(y, name, out=y, sr_bits=sr_bits, **sr)
+                return lambda: lib.quantize(y, name, out=y, **(sr | kw))
 
             # (mode, case, whether quantize: left out where the format does not fit, the call)
             wanted = [
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                 ("SR8", "quantize SR8", True, lambda lib, name=name: lambda: lib.quantize(
                     x, name, sr_bits=8, out=out, **sr)),
                 ("SR8in", "quantize SR8 in place", True, lambda lib: in_place(lib, sr_bits=8)),
+                ("RNEin", "quantize RNE in place", True, lambda lib: in_place(lib, rounding="nearest_even")),
                 ("SR8", "encode SR8", False, lambda lib, name=name, codes=codes: lambda: lib.encode(
                     x, name, sr_bits=8, out=codes, **sr)),
             ]
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'case':36s} {'median ms':>10s} {'min ms':>8s} {'time / np.copyto':>17s}")
     for k, v in times.items():
         med = float(np.median(v))
-        print(f"{k:36s} {med * 1e-6:10.2f} {min(v) * 1e-6:8.2f} {med / copy:17.2f}")
+        print(f"{k:36s} {med * 1e-6:10.3f} {min(v) * 1e-6:8.3f} {med / copy:17.2f}")
 
 
 if __name__ == "__main__":
