@@ -1894,7 +1894,9 @@ def _value_bits(c, d):
         sig = T | (np.int64(1) << m)
         ex = E - bias - m
     if sig == 0:
-        return s << top
+        # nan_code >= 0 marks fnuz / signed extended (the NaN is the negative-zero code): no -0
+        # there, so a sign-set zero code (non-canonical, without subnormals) is +0
+        return s << top if nan_code < 0 else np.uint64(0)
     n = 0
     while (sig >> (n + 1)) != 0:
         n += 1

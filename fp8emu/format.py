@@ -17,11 +17,15 @@ Value of a code with exponent field ``E`` and mantissa field ``T``:
 
 * ``E > 0`` (or any ``E`` when the format has no zero): ``(-1)^S * 2^(E - bias) * (1 + T / 2^m)``
 * ``E == 0`` with subnormals: ``(-1)^S * 2^(1 - bias) * (T / 2^m)``
-* ``E == 0`` without subnormals: ``(-1)^S * 0`` (non-zero ``T`` is a non-canonical zero)
+* ``E == 0`` without subnormals: ``(-1)^S * 0`` (non-zero ``T`` is a non-canonical zero;
+  ``+0`` whatever ``S`` in formats without -0, ``fnuz`` and signed ``extended``)
 * specials per :class:`Specials`.
 
 A format may have no exponent field at all (``exp_bits = 0``, P3109's signed ``P = K``
 formats): every code is then ``E == 0`` with subnormals, ``(-1)^S * 2^(1 - bias) * T / 2^m``.
+Likewise the specials may fill every code with ``E >= 1`` (one exponent bit: P3109's
+``binary2p2ue`` = {0, 0.5, +Inf, NaN}, or an IEEE-like ``e1m2``): every finite value is then
+subnormal, and ``emax = emin - 1``.
 Formats of up to 32 bits are allowed; every value is exactly a float32 value (so ``man_bits
 <= 23``).  Formats wider than 16 bits are handled arithmetically everywhere (no 2^k table).
 """
@@ -167,7 +171,11 @@ class Format:
         tie_rule: the ``nearest_even`` tie rule when ``man_bits == 0`` (:class:`TieRule`).
         name: display name; when omitted, the name of the first catalogue preset with the
             same fields, else the name the naming grammar gives (see ``docs/formats.md``),
-            which :func:`fp8emu.formats.get_format` parses back to an equal format.
+            which :func:`fp8emu.formats.get_format` parses back to an equal format.  A name
+            that is a format name (preset, alias, P3109 or grammar name) of other fields --
+            such as the one ``dataclasses.replace(e4m3fn, bias=9)`` carries over -- is
+            replaced by that default name, so a format name always denotes its format; any
+            other display name (``"mxint8"``) is kept as given.
 
     Equality and hashing compare the fields, never the name.
 
@@ -231,9 +239,13 @@ class Format:
             if self.specials is Specials.IEEE or not (self.subnormals and self.has_zero):
                 raise ValueError("Format.exp_bits=0 needs subnormals=True, has_zero=True and specials other "
                                  "than 'ieee' (every code is a subnormal number)")
-        elif self.emax < self.emin:
+        elif self.emax < self.emin and not (self.subnormals and self.has_zero):
+            # Specials fill every code of exponent field >= 1 (IEEE e1m2; P3109's binary2p2ue,
+            # e1m1 with +Inf and NaN): the finite values are exponent field 0's, which must
+            # then be subnormal numbers (like exp_bits = 0), not zeros only.
             raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} with specials={self.specials.value!r} "
-                             "has no finite normal binade")
+                             "has no finite normal binade, and without subnormals (and a zero) exponent "
+                             "field 0 holds no other values")
         if self.max_code < 1:
             raise ValueError(f"Format e{self.exp_bits}m{self.man_bits} with specials={self.specials.value!r} has "
                              "fewer than two finite magnitudes")
@@ -242,7 +254,9 @@ class Format:
         if self.emax > 127 or self.emin - self.man_bits < -149:
             raise ValueError(f"Format.bias={self.bias} puts values outside float32's range "
                              f"(exponents {self.emin - self.man_bits}..{self.emax}; float32 allows -149..127)")
-        if not self.name:
+        if not isinstance(self.name, str):
+            raise TypeError(f"Format.name must be a str, got {type(self.name).__name__}")
+        if not self.name or self._name_denotes_other_fields():
             object.__setattr__(self, "name", self._default_name())
 
     def __hash__(self) -> int:
@@ -259,6 +273,21 @@ class Format:
             return h
 
     # ---- naming ---------------------------------------------------------------------
+    def _name_denotes_other_fields(self) -> bool:
+        """Whether the given name is a format name (preset, alias, P3109 or grammar name) of
+        other fields, or of fields no format holds, like the name ``dataclasses.replace``
+        carries over (``replace(e4m3fn, bias=9)`` would be called ``e4m3fn``).  A display
+        name that is no format name (``"mxint8"``) denotes nothing and is kept."""
+        import sys
+        fields_of_name = getattr(sys.modules.get(__package__ + ".formats"), "_fields_of_name", None)
+        if fields_of_name is None:      # the catalogue is being built: a preset's name is its own
+            return False
+        try:
+            named = fields_of_name(self.name)
+        except ValueError:              # a format name, but of no valid format ("e9m3")
+            return True
+        return named is not None and named != self
+
     def _default_name(self) -> str:
         for preset in _catalogue():
             if preset == self:
@@ -340,8 +369,8 @@ class Format:
 
     @property
     def emax(self) -> int:
-        """Exponent of the largest finite binade (``emin - 1`` when ``exp_bits == 0``:
-        every value is below ``2^emin``)."""
+        """Exponent of the largest finite binade (``emin - 1`` when every finite value is
+        subnormal, below ``2^emin``: ``exp_bits == 0``, or specials fill exponent fields >= 1)."""
         return self.top_exp_field - self.bias
 
     @property
@@ -358,7 +387,7 @@ class Format:
     @property
     def max(self) -> float:
         """Largest finite value."""
-        if self.exp_bits == 0:
+        if self.top_exp_field == 0 and self.has_zero:     # every finite value is subnormal
             return math.ldexp(self.max_mantissa, self.emin - self.man_bits)
         return math.ldexp(1.0 + self.max_mantissa / (1 << self.man_bits), self.emax)
 
@@ -369,7 +398,14 @@ class Format:
 
     @property
     def min_normal(self) -> float:
-        """Smallest positive normal value, ``2^emin``."""
+        """``2^emin``: the smallest positive normal value, when the format has normal values.
+
+        A format whose finite values are all subnormal (``exp_bits == 0``, like P3109's
+        ``binary8p8se``, or every finite code in exponent field 0, like ``p3109(2, 2,
+        signed=False)``) has none; ``2^emin`` is then the first value above the range, larger
+        than :attr:`max` (the gfloat / ``numpy.finfo`` convention: ``emin`` from the bias
+        alone).  Without a zero (``has_zero=False``) it is the smallest positive value.
+        """
         return math.ldexp(1.0, self.emin)
 
     smallest_normal = min_normal
@@ -381,7 +417,14 @@ class Format:
 
     @property
     def eps(self) -> float:
-        """Distance from 1.0 to the next larger value, ``2^-man_bits``."""
+        """``2^-man_bits``: the spacing of normal values in the binade ``[1, 2)``, relative to 1.
+
+        The gfloat / ``numpy.finfo`` convention, from ``man_bits`` alone.  It is the distance
+        from 1.0 to the next larger value only when 1.0 and ``1 + eps`` are both normal values
+        of the format (``emin <= 0`` and ``1 + eps <= max``).  Where 1.0 is subnormal
+        (``emin > 0``: ``binary8p8se``, whose gap above 1.0 is ``2^-6`` while ``eps`` is
+        ``2^-7``) or not a value at all, the gap above 1.0 is larger or absent.
+        """
         return math.ldexp(1.0, -self.man_bits)
 
     @property
@@ -475,7 +518,9 @@ class Format:
             return sign * math.inf
         if e_field == 0 and self.has_zero:
             if not self.subnormals:
-                return sign * 0.0
+                # a (non-canonical, when t != 0) zero: -0 only where the format has a -0;
+                # fnuz and signed extended formats read the sign-set ones as +0
+                return sign * 0.0 if self.has_negative_zero else 0.0
             return sign * math.ldexp(t, self.emin - self.man_bits)
         return sign * math.ldexp((1 << self.man_bits) | t, e_field - self.bias - self.man_bits)
 

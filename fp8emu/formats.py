@@ -63,8 +63,19 @@ def p3109(k: int, p: int, signed: bool = True, extended: bool = True) -> Format:
         The format, named ``binary{k}p{p}{s|u}{e|f}`` unless a preset has the same fields.
 
     Raises:
-        ValueError: for ``k``/``p`` outside the ranges above or fields no Format can hold.
+        ValueError: for ``k``/``p`` outside the ranges above or fields no Format can hold: an
+            exponent field wider than 8 bits (unsigned ``k - p > 8``...), or a single finite
+            magnitude (signed extended ``k = 2``: 0, +-Inf and NaN only).
     """
+    fmt = Format(**_p3109_fields(k, p, signed, extended),
+                 name=f"binary{k}p{p}{'s' if signed else 'u'}{'e' if extended else 'f'}")
+    # The same fields as an earlier preset: that preset (and its name), as for every Format.
+    earlier = globals().get("CATALOGUE", ALL_FORMATS + WIDE_FORMATS)
+    return next((f for f in earlier if f == fmt), fmt)
+
+
+def _p3109_fields(k: int, p: int, signed: bool, extended: bool) -> dict:
+    """The :class:`Format` fields of :func:`p3109` (arguments checked there), without a name."""
     for label, val in (("k", k), ("p", p)):
         if isinstance(val, bool) or not isinstance(val, int):
             raise TypeError(f"p3109(): {label} must be an int, got {type(val).__name__}")
@@ -74,18 +85,13 @@ def p3109(k: int, p: int, signed: bool = True, extended: bool = True) -> Format:
     if not (2 <= k <= 32 and 1 <= p <= k):
         raise ValueError(f"p3109(k={k}, p={p}): need 2 <= k <= 32 and 1 <= p <= k")
     man_bits = p - 1
-    exp_bits = k - man_bits - int(signed)
-    bias = (1 << (k - p - 1) if k - p - 1 >= 0 else 0) if signed else 1 << (k - p)
     if extended:
         specials = Specials.EXTENDED
     else:
         specials = Specials.FNUZ if signed else Specials.FN
-    tie = TieRule.EVEN_EXPONENT if man_bits == 0 else TieRule.UP
-    fmt = Format(exp_bits, man_bits, bias=bias, specials=specials, signed=signed, tie_rule=tie,
-                 name=f"binary{k}p{p}{'s' if signed else 'u'}{'e' if extended else 'f'}")
-    # The same fields as an earlier preset: that preset (and its name), as for every Format.
-    earlier = globals().get("CATALOGUE", ALL_FORMATS + WIDE_FORMATS)
-    return next((f for f in earlier if f == fmt), fmt)
+    return dict(exp_bits=k - man_bits - int(signed), man_bits=man_bits,
+                bias=(1 << (k - p - 1) if k - p - 1 >= 0 else 0) if signed else 1 << (k - p),
+                specials=specials, signed=signed, tie_rule=TieRule.EVEN_EXPONENT if man_bits == 0 else TieRule.UP)
 
 
 #: The presets of at most 16 bits (each has a table of all its values, ``Format.values()``).
@@ -153,21 +159,57 @@ def get_format(fmt: Format | str) -> Format:
         return fmt
     if not isinstance(fmt, str):
         raise TypeError(f"fmt must be a Format or a format name, got {type(fmt).__name__}")
-    key = fmt.strip().lower()
+    kind, what = _parse_name(fmt)
+    if kind == "preset":
+        return what
+    if kind == "p3109":
+        return p3109(*what)
+    if kind == "grammar":
+        return Format(**what)
+    raise ValueError(f"unknown format {fmt!r}; presets: {', '.join(PRESETS)}; or a name like "
+                     "'e4m3', 'e5m2fnuz', 'e4m3b11fnuz', 'e3m2fnnone', 'e8m0fnu_nozero', 'binary6p3sf' "
+                     "(grammar: e<w>m<t>[b<bias>][fn|fnuz|fnnone|ext][u][_nosub|_nozero][_evenexp])")
+
+
+def _parse_name(name: str) -> tuple[str, object]:
+    """What a name says, without building a named Format: ``("preset", the preset)`` for a
+    preset name or alias, ``("p3109", (k, p, signed, extended))``, ``("grammar", Format
+    keyword fields)``, or ``("", None)`` for a name that is no format name (a display name)."""
+    key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key in PRESETS:
-        return PRESETS[key]
+        return "preset", PRESETS[key]
     match = _P3109_RE.match(key)
     if match is not None:
-        return p3109(int(match["k"]), int(match["p"]), signed=match["s"] == "s", extended=match["d"] == "e")
+        return "p3109", (int(match["k"]), int(match["p"]), match["s"] == "s", match["d"] == "e")
     match = _NAME_RE.match(key)
     if match is None:
-        raise ValueError(f"unknown format {fmt!r}; presets: {', '.join(PRESETS)}; or a name like "
-                         "'e4m3', 'e5m2fnuz', 'e4m3b11fnuz', 'e3m2fnnone', 'e8m0fnu_nozero', 'binary6p3sf' "
-                         "(grammar: e<w>m<t>[b<bias>][fn|fnuz|fnnone|ext][u][_nosub|_nozero][_evenexp])")
+        return "", None
     flags = match["flags"]
     no_zero = "_nozero" in flags
-    return Format(int(match["e"]), int(match["m"]), bias=None if match["b"] is None else int(match["b"]),
-                  subnormals=not (no_zero or "_nosub" in flags), specials=_SPECIALS_OF_TOKEN[match["sp"]],
-                  signed=not match["u"], has_zero=not no_zero,
-                  tie_rule=TieRule.EVEN_EXPONENT if "_evenexp" in flags else TieRule.UP)
+    return "grammar", dict(exp_bits=int(match["e"]), man_bits=int(match["m"]),
+                           bias=None if match["b"] is None else int(match["b"]),
+                           subnormals=not (no_zero or "_nosub" in flags), specials=_SPECIALS_OF_TOKEN[match["sp"]],
+                           signed=not match["u"], has_zero=not no_zero,
+                           tie_rule=TieRule.EVEN_EXPONENT if "_evenexp" in flags else TieRule.UP)
+
+
+def _fields_of_name(name: str) -> Format | None:
+    """The format (fields only; its name is its default one) that ``name`` denotes, or None
+    for a name that is no format name.  :class:`Format` checks a given name with it.
+
+    Defined last in this module: :class:`Format` checks names only once it exists, after the
+    catalogue is built (a preset's name is its own: ``e4m3fnuz`` read by the grammar alone
+    would be the bias-7 format).
+
+    Raises:
+        ValueError: for a format name whose fields describe no format (``e9m3``).
+    """
+    kind, what = _parse_name(name)
+    if kind == "preset":
+        return what
+    if kind == "p3109":
+        return Format(**_p3109_fields(*what))     # not p3109(): that passes a name, checked here
+    if kind == "grammar":
+        return Format(**what)
+    return None

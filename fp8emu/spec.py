@@ -33,6 +33,8 @@ import warnings
 from fractions import Fraction
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .format import Format, RoundMode, Specials, TieRule
 
 __all__ = ["to_fraction", "decode_scalar", "round_scalar", "round_to_format"]
@@ -42,13 +44,19 @@ def to_fraction(x) -> Fraction:
     """The exact value of a finite number (Python/NumPy float of any width, int, Fraction).
 
     Args:
-        x: a finite Python/NumPy float, int or Fraction.
+        x: a finite Python/NumPy float (``np.longdouble`` included), a Python or NumPy
+            integer, a Fraction, or a float scalar of another library no wider than float64
+            (``ml_dtypes.bfloat16``).
     """
     if isinstance(x, Fraction):
         return x
-    if isinstance(x, int):
-        return Fraction(x)
-    return Fraction(float(x))  # exact: every float16/bfloat16/float32 value is a float64 value
+    if isinstance(x, (int, np.integer)):
+        return Fraction(int(x))  # not through float(): np.int64(2^54 + 1) is no float64 value
+    if isinstance(x, (float, np.floating)):
+        # as_integer_ratio is exact at the scalar's own width: float(np.longdouble) would
+        # round an 64-bit-significand value to 53 bits first (a second rounding)
+        return Fraction(*x.as_integer_ratio())
+    return Fraction(float(x))  # exact: the other float scalars (ml_dtypes') are float64 values
 
 
 def decode_scalar(code: int, fmt: Format) -> float:
@@ -74,6 +82,8 @@ def decode_scalar(code: int, fmt: Format) -> float:
         value = float(Fraction(t, 1 << fmt.man_bits) * Fraction(2) ** fmt.emin) if fmt.subnormals else 0.0
     else:
         value = float((1 + Fraction(t, 1 << fmt.man_bits)) * Fraction(2) ** (e_field - fmt.bias))
+    if value == 0 and not fmt.has_negative_zero:
+        return 0.0              # fnuz/extended without subnormals: sign-set zero codes are +0
     return -value if negative else value
 
 
@@ -115,7 +125,8 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
     """Round one number into ``fmt`` and return its code (the spec of ``encode``).
 
     Args:
-        x: a float of any width (NaN/Inf allowed), an int or a Fraction.
+        x: a Python/NumPy float of any width (``np.longdouble`` included; NaN/Inf allowed),
+            a Python/NumPy integer or a Fraction, taken at its exact value.
         fmt: target format.
         mode: rounding mode.
         saturate: clamp overflow (and Inf) to +-max.
@@ -128,13 +139,17 @@ def round_scalar(x, fmt: Format, mode: RoundMode | str = RoundMode.NEAREST_EVEN,
     """
     mode = RoundMode.parse(mode)
     sign = fmt.sign_mask
-    if not isinstance(x, (Fraction, int)) and math.isnan(x):
+    exact = isinstance(x, (Fraction, int, np.integer))     # no NaN, Inf or -0
+    if not exact and math.isnan(x):
         return _nan_or(fmt, sign)
-    negative = (x < 0) if isinstance(x, (Fraction, int)) else math.copysign(1.0, float(x)) < 0
+    # float(x) keeps the sign of -0.0 and of a longdouble too small for float64
+    negative = (x < 0) if exact else math.copysign(1.0, float(x)) < 0
     max_code = fmt.max_code | (sign if negative else 0)
     if negative and not fmt.signed and x != 0:
         return _nan_or(fmt, 0)
-    if not isinstance(x, (Fraction, int)) and math.isinf(x):
+    # np.isinf, not math.isinf, for NumPy floats: math.isinf(np.longdouble(1e400)) converts to
+    # float64 first and calls that finite value infinite
+    if not exact and (bool(np.isinf(x)) if isinstance(x, np.floating) else math.isinf(x)):
         if saturate or fmt.specials is Specials.NONE:
             return max_code
         return (fmt.inf_code | (sign if negative else 0)) if fmt.has_inf else fmt.nan_code

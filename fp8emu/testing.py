@@ -29,7 +29,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from .format import Format, Specials
+from .format import Format, Specials, TieRule
 from .formats import CATALOGUE
 from .verify.vectors import SOURCES as SOURCE_DTYPES
 from .verify.vectors import rounding_boundaries, source_dtype
@@ -46,31 +46,46 @@ def formats(draw, *, presets: bool = True, custom: bool = True, max_bits: int = 
 
     Args:
         presets: include the presets of :mod:`fp8emu.formats` (P3109 ones included).
-        custom: include randomly built formats (any widths including no exponent field, bias,
-            specials, subnormals, sign, zero, tie rule).
+        custom: include randomly built formats: exponent width 0..8 (0: no exponent field),
+            mantissa width 0..23, a bias near the default, any specials, with or without
+            subnormals, sign bit and zero, either tie rule when ``man_bits == 0``.  Field
+            combinations that describe no format fall back to the default bias, then to a
+            zero with subnormals and other specials, then to ``e2m1fn``'s fields.
         max_bits: upper bound on ``Format.bits`` (4..32).
 
     Raises:
-        ValueError: when both ``presets`` and ``custom`` are False.
+        ValueError: when both ``presets`` and ``custom`` are False, or ``max_bits`` is outside 4..32.
     """
     if not (presets or custom):
         raise ValueError("formats(): at least one of presets=True, custom=True is needed")
+    if isinstance(max_bits, bool) or not isinstance(max_bits, int) or not 4 <= max_bits <= 32:
+        raise ValueError(f"formats(): max_bits={max_bits!r} is not an int in 4..32")
     pool = [f for f in CATALOGUE if f.bits <= max_bits]
     if presets and (not custom or not draw(st.booleans())):  # False (the shrink target) = a preset
         return draw(st.sampled_from(pool))
-    exp_bits = draw(st.integers(2, min(8, max_bits - 2)))
-    man_bits = draw(st.integers(1, min(23, max_bits - 1 - exp_bits)))
-    default_bias = (1 << (exp_bits - 1)) - 1
-    bias = draw(st.integers(default_bias - 2, default_bias + 4))
+    # Each draw shrinks toward the plain case: signed, a zero, the default bias, IEEE specials.
+    signed = not draw(st.booleans())
+    exp_bits = draw(st.integers(0, min(8, max_bits - int(signed))))
+    man_bits = draw(st.integers(0, min(23, max_bits - int(signed) - exp_bits)))
+    default_bias = (1 << (exp_bits - 1)) - 1 if exp_bits else 0
+    bias = default_bias + draw(st.integers(-2, 4))
     specials = draw(st.sampled_from(list(Specials)))
-    subnormals = draw(st.booleans())
-    signed = draw(st.booleans())
-    for kw in (dict(bias=bias, specials=specials), dict(specials=specials), dict()):
-        try:  # fall back to the IEEE bias, then IEEE specials, when values leave float32's range
-            return Format(exp_bits, man_bits, subnormals=subnormals, signed=signed, **kw)
+    has_zero = not draw(st.booleans())
+    subnormals = has_zero and draw(st.booleans())       # no zero needs no subnormals
+    tie_rule = draw(st.sampled_from(list(TieRule))) if man_bits == 0 else TieRule.UP
+    drawn = dict(bias=bias, subnormals=subnormals, specials=specials, signed=signed, has_zero=has_zero,
+                 tie_rule=tie_rule)
+    plain = dict(drawn, bias=None, subnormals=True, has_zero=True)
+    # Many draws describe no format (no NaN code without mantissa bits, values outside
+    # float32's range, fewer than two magnitudes): fall back step by step, same widths.
+    for kw in (drawn, dict(drawn, bias=None), plain, dict(plain, specials=Specials.NONE),
+               dict(plain, specials=Specials.FN)):
+        try:
+            return Format(exp_bits, man_bits, **kw)
         except ValueError:
             continue
-    raise AssertionError("unreachable: IEEE-like formats of <= 32 bits with exponent width >= 2 are valid")
+    # no format at all has these widths (e0m0, one code); e2m1fn fits any max_bits >= 4
+    return Format(2, 1, specials=Specials.NONE)
 
 
 def codes(fmt: Format, *, allow_nan: bool = True) -> st.SearchStrategy[int]:

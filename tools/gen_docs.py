@@ -152,7 +152,13 @@ def specials_notes() -> str:
 
 def formats_md() -> str:
     return (f"{_INTRO}\n## Fields\n\n{fields_table()}\n\n## Derived values\n\n{values_table()}\n\n"
-            "Codes are hexadecimal bit patterns of the positive value; negative values set the sign bit.\n\n"
+            "Codes are hexadecimal bit patterns of the positive value; negative values set the sign bit.  "
+            "*eps* is `2^-t` and *min normal* is `2^emin`, from the fields alone (the gfloat and "
+            "`numpy.finfo` convention): *eps* is the distance from 1.0 to the next larger value only "
+            "where 1.0 and 1 + *eps* are normal values (*emin* <= 0 and 1 + *eps* <= max; in "
+            "`binary8p8se`, whose 1.0 is subnormal, that distance is `2^-6`), and where every finite value "
+            "is subnormal (no exponent field: `binary8p8se`, `binary8p8sf`; *emax* = *emin* - 1) *min "
+            "normal* is above max: the format has no normal value.\n\n"
             f"## Special-value conventions\n\n{specials_notes()}\n")
 
 

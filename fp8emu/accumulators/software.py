@@ -382,7 +382,8 @@ def _accumulate_row(dst, x, y, idx_row, events, event, exact, add, tie_even, m, 
     with ``add = half - 1, tie_even = 1`` (nearest-even), ``add = half, tie_even = 0``
     (nearest-away), ``add = 0, tie_even = 0`` (toward zero); a carry walks into the exponent
     by itself.  Everything else (zeros, subnormals, overflow, NaN/Inf, stochastic and the
-    other directed modes: ``add < 0``) goes through the rounding layer's ``_round_bits``,
+    other directed modes, and nearest-even with ``m = 0``, whose ties follow the format's
+    tie rule: ``add < 0``) goes through the rounding layer's ``_round_bits``,
     whose random bits for element ``idx_row + j`` use index ``(idx_row + j) * events + event``;
     the code's value is ``lut[code]``, or built from the code (``dprm``) when ``lut`` is empty
     (formats wider than 16 bits have no table).
@@ -532,6 +533,11 @@ class LowPrecisionAccumulator(Accumulator):
         half = 1 << (51 - fmt.man_bits)
         add, tie_even = {RoundMode.NEAREST_EVEN: (half - 1, 1), RoundMode.NEAREST_AWAY: (half, 0),
                          RoundMode.TOWARD_ZERO: (0, 0)}.get(self.rounding, (-1, 0))
+        if fmt.man_bits == 0 and self.rounding is RoundMode.NEAREST_EVEN:
+            # No fast path: with m = 0 the fast path's tie bit is float64's exponent low bit,
+            # which is neither tie rule (UP: away from zero; EVEN_EXPONENT: the even code,
+            # whose parity also depends on the bias).  The rounding layer applies fmt.tie_rule.
+            add, tie_even = -1, 0
         bits = np.array([fmt.min_normal, fmt.max], dtype=np.float64).view(np.uint64)
         exact = self._needs_exact_sum(a_fmt, b_fmt)
         exact_chunk = self.rounding not in _NEAREST  # chunk sums add two format values (p bits each)
