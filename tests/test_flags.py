@@ -285,3 +285,27 @@ def test_unsaturated_twin_draws_as_the_format_does(fmt):
         theirs = decode(encode(x, twin, rounding="stochastic", seed=seed), twin, dtype=np.float64)
         assert np.array_equal(mine[below], theirs[below])
         assert 0.2 < np.mean(~(np.abs(theirs[~below]) <= fmt.max)) < 0.8
+
+
+@pytest.mark.parametrize("fmt", [get_format("binary8p8se"), Format(1, 3, bias=1)], ids=str)
+def test_overflow_is_flagged_in_formats_without_normal_values(fmt):
+    """Where every finite value is subnormal the spacing below max is the subnormal quantum; the
+    overflow test counted max in the normal binade's units (twice too many), so an input just
+    past max that rounds to Inf got underflow|inexact instead of overflow|inexact (a review)."""
+    top = 2.0 ** fmt.max_ulp_exp
+    x = np.array([fmt.max + 0.3 * top, fmt.max + 0.6 * top, fmt.max, fmt.max - top])
+    up = exception_flags(x, fmt, rounding="up")
+    assert up.tolist() == [OVERFLOW | INEXACT, OVERFLOW | INEXACT, 0, 0]
+    assert not np.isfinite(decode(encode(x[:2], fmt, rounding="up"), fmt)).any()
+    assert exception_flags(x, fmt).tolist()[1] == OVERFLOW | INEXACT       # nearest_even: 0.6 goes up
+
+
+def test_stochastic_vectors_allow_both_neighbours_just_past_max_without_normal_values():
+    """The vectors' expected codes of SR just past max: both max and the overflow code while the
+    input is below max + the spacing below max (the subnormal quantum here; it took the normal
+    binade's half-size one)."""
+    from fp8emu.verify.vectors import _expected
+    fmt = get_format("binary8p8se")
+    x = np.array([fmt.max + 0.6 * 2.0 ** fmt.max_ulp_exp])
+    down, _, up = _expected(x.view(np.uint64), np.dtype(np.float64), fmt, RoundMode.STOCHASTIC, False, "after")
+    assert (int(down[0]), int(up[0])) == (0x7E, 0x7F)

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import math
 
+from fractions import Fraction
+
 import numpy as np
 from numba import njit, prange
 
@@ -138,7 +140,10 @@ def _flags_finite(xbits, man_bits, emin, emax, max_sig, subnormals, signed, has_
     k, inexact = _round_sig(sig, qe - e2, negative, mode, code_lsb, tie_by_code)
     flags = 0x01 if inexact else 0
     if mode != 5 and (lg > emax or (lg == emax and k > max_sig)):
-        flags |= 0x05  # |R(x)| > max on the unbounded grid
+        # |R(x)| > max on the unbounded grid (k and max_sig in units of the spacing below max:
+        # 2^qe is that spacing at lg = emax, also where every value is subnormal).  Such an
+        # input is never also tiny, even in a format without normal values
+        return flags | 0x05
     if inexact and lg < emin:
         tiny = True
         if tininess_after and mode != 5 and lg == emin - 1:
@@ -240,10 +245,17 @@ def exception_flags(x: np.ndarray, fmt: Format, *, rounding: RoundMode | str = "
         # the kernel reads snan[i] only where x[i] is NaN: skip the mask when there is none
         snan = signaling_nan_mask(part) if np.isnan(wide).any() else _NO_NAN
         _flags_kernel(wide.view(np.uint64), snan, flat_out[lo:lo + chunk], fmt.man_bits, fmt.emin, fmt.emax,
-                      (1 << fmt.man_bits) | fmt.max_mantissa, fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
+                      _max_in_top_spacing(fmt), fmt.subnormals, fmt.signed, fmt.has_zero, fmt.has_inf,
                       fmt.has_nan, MODE_CODES[mode.value], tininess == "after", fmt.bias,
                       fmt.man_bits == 0 and fmt.tie_rule is TieRule.EVEN_EXPONENT)
     return out
+
+
+def _max_in_top_spacing(fmt: Format) -> int:
+    """``max`` in units of the spacing just below it (``2^max_ulp_exp``): ``2^m + max_mantissa``
+    with normal values, ``max_mantissa`` where every finite value is subnormal (then the top
+    spacing is the subnormal quantum, and ``2^m | max_mantissa`` over-counted max twice)."""
+    return int(Fraction(fmt.max) / Fraction(2) ** fmt.max_ulp_exp)
 
 
 def _unsaturated_twin(fmt: Format) -> Format:

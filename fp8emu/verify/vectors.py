@@ -191,7 +191,7 @@ def _boundaries(fmt: Format, dt_name: str) -> np.ndarray:
     if key not in _BOUNDARY_CACHE:
         dt = source_dtype(dt_name)
         grid, ties = _grid_points(fmt)
-        ulp_top = Fraction(2) ** (fmt.emax - fmt.man_bits)
+        ulp_top = Fraction(2) ** fmt.max_ulp_exp           # the spacing just below max (also with no exponent field)
         points = set(grid) | set(ties)
         points.update({Fraction(fmt.max) + ulp_top / 2, Fraction(fmt.max) + ulp_top, Fraction(fmt.min_subnormal) / 2})
         f64 = np.array([float(p) for p in sorted(points)])  # exact: at most man_bits + 2 significant bits
@@ -330,7 +330,7 @@ def _expected(inputs: np.ndarray, dt: np.dtype, fmt: Format, mode: RoundMode, sa
     up = np.where(neg, encode(x, fmt, rounding="down", saturate=saturate),
                   encode(x, fmt, rounding="up", saturate=saturate))
     with np.errstate(invalid="ignore"):  # at or past max + ulp both neighbours overflow
-        past = np.abs(x.astype(np.float64)) >= fmt.max + math.ldexp(1.0, fmt.emax - fmt.man_bits)
+        past = np.abs(x.astype(np.float64)) >= fmt.max + math.ldexp(1.0, fmt.max_ulp_exp)
     down = np.where(past, up, down)
     flags = exception_flags(x, fmt, rounding=mode, tininess=tininess) & ~np.uint8(OVERFLOW)
     return down, flags, up.astype(down.dtype)
