@@ -6,9 +6,9 @@ into a format with one rounding mode and saturation setting):
 * the **single-pass SHA-256**: ``SHA-256(codes[0] || codes[1] || ... || codes[2^B - 1])``, the codes
   exactly as :func:`fp8emu.encode` returns them (one byte each for formats of up to 8 bits, else
   little-endian uint16; a NaN output is the format's NaN code, ``0x7E`` for ``e5m2``) in input
-  order.  The H200 hashes of SPEC.md were taken with every NaN output written as ``0x7F``:
-  ``single_pass_sha256(fmt, "float32", nan_as=0x7F)`` is that hash (for ``e4m3fn``, whose NaN
-  code is ``0x7F``, it changes nothing).  It cannot be split: SHA-256 is sequential.
+  order.  The hashes of the H200's hardware conversion (docs/results/cuda) were taken with
+  every NaN output written as ``0x7F``: ``single_pass_sha256(fmt, "float32", nan_as=0x7F)`` is
+  that hash (for ``e4m3fn``, whose NaN code is ``0x7F``, it changes nothing).  It cannot be split: SHA-256 is sequential.
 * the **chunk hash** (:func:`exhaustive_hash`, ``fp8emu vectors --level exhaustive --hash``): the
   inputs are cut into chunks of ``C`` consecutive patterns (``C = 2^24`` for a 32-bit source,
   ``2^12`` for a 16-bit one); chunk ``i`` covers patterns ``i*C .. (i+1)*C - 1`` and hashes to
@@ -136,7 +136,7 @@ def single_pass_sha256(fmt: Format, source: str | np.dtype = "float32", *, round
         rounding: any mode but stochastic.
         saturate: saturating conversion.
         nan_as: None (default): the codes as :func:`fp8emu.encode` returns them; a code: every
-            NaN output written as this code first (``0x7F``: how the H200 hashes of SPEC.md
+            NaN output written as this code first (``0x7F``: how the H200 hardware conversion's hashes
             were taken).
 
     Returns:
