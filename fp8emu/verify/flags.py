@@ -326,7 +326,7 @@ def _stochastic_overflow(x: np.ndarray, fmt: Format, codes: np.ndarray, kw: dict
     xf = np.asarray(x, dtype=np.float64)
     # the spacing at max: its binade's, or the subnormal quantum where every value is subnormal
     # (no exponent bits: emax < emin)
-    ulp = math.ldexp(1.0, max(fmt.emax, fmt.emin) - fmt.man_bits)
+    ulp = math.ldexp(1.0, fmt.max_ulp_exp)
     ax = np.abs(xf)
     over = np.isfinite(ax) & (ax >= fmt.max + ulp)
     maybe = np.isfinite(ax) & (ax > fmt.max) & ~over
